@@ -1,0 +1,1 @@
+"""Board definitions and deployment."""

@@ -1,0 +1,41 @@
+"""fiberflow: sparse tensor algebra on FPGA fabric, with bit-exact emulation.
+
+The public API is re-exported here; import it as ``import fiberflow as ff``.
+"""
+
+from fiberflow._version import __version__
+from fiberflow.errors import (
+    CoordinateError,
+    DeviceError,
+    DeviceTimeoutError,
+    DTypeError,
+    FiberflowError,
+    FormatError,
+    ImageError,
+    ShapeError,
+    TileShapeError,
+    ToolchainError,
+)
+from fiberflow.host.dma_image import DmaImage
+from fiberflow.host.formats import Format
+from fiberflow.host.pack import pack, unpack
+from fiberflow.host.tensor import Tensor
+
+__all__ = [
+    "CoordinateError",
+    "DTypeError",
+    "DeviceError",
+    "DeviceTimeoutError",
+    "DmaImage",
+    "FiberflowError",
+    "Format",
+    "FormatError",
+    "ImageError",
+    "ShapeError",
+    "Tensor",
+    "TileShapeError",
+    "ToolchainError",
+    "__version__",
+    "pack",
+    "unpack",
+]

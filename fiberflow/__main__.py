@@ -1,0 +1,5 @@
+import sys
+
+from fiberflow.cli import main
+
+sys.exit(main())

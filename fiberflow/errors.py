@@ -1,0 +1,62 @@
+"""The fiberflow error tree.
+
+Every error a user can cause is a :class:`FiberflowError`. Each subclass also derives from the
+built-in exception a Python user would expect (``ValueError``, ``TypeError``, ...), so code that
+already catches those keeps working. Messages say what was wrong and what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class FiberflowError(Exception):
+    """Base class of every error fiberflow raises on purpose."""
+
+
+class FormatError(FiberflowError, ValueError):
+    """A tensor format string (``"ds"``, ``"ds:1,0"``, ...) is malformed or does not fit."""
+
+
+class ShapeError(FiberflowError, ValueError):
+    """Shapes are inconsistent: a wrong rank, a mismatch between operands, a bad dimension."""
+
+
+class CoordinateError(FiberflowError, IndexError):
+    """A coordinate is negative or outside the tensor's shape."""
+
+
+class DTypeError(FiberflowError, TypeError):
+    """A value type fiberflow does not support, or a conversion that would lose data."""
+
+
+class TileShapeError(FiberflowError, ValueError):
+    """A tile shape that is invalid, or too large for the coordinate width or image limits."""
+
+
+class ImageError(FiberflowError, ValueError):
+    """A DMA image that is corrupted, truncated or not a fiberflow image at all."""
+
+
+class ToolchainError(FiberflowError, RuntimeError):
+    """A required external tool (Verilator, yosys, a RISC-V compiler, ...) is missing or failed."""
+
+
+class DeviceError(FiberflowError, RuntimeError):
+    """A device reported a failure, or was used in a way it does not support."""
+
+
+class DeviceTimeoutError(DeviceError, TimeoutError):
+    """A device did not finish within its timeout. The device has been reset and is usable."""
+
+
+__all__ = [
+    "CoordinateError",
+    "DTypeError",
+    "DeviceError",
+    "DeviceTimeoutError",
+    "FiberflowError",
+    "FormatError",
+    "ImageError",
+    "ShapeError",
+    "TileShapeError",
+    "ToolchainError",
+]

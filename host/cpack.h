@@ -1,0 +1,28 @@
+/* The C fast path of the DMA-image packer. Declarations only: this file is also read as the
+ * cffi cdef, so it holds no preprocessor lines. Layout rules: docs/dma-image.md. */
+
+typedef struct {
+    int ndim;
+    int coord_bytes;          /* 2 or 4 */
+    const uint8_t *dense;     /* [ndim] 1 for a dense level, 0 for a compressed one */
+    const int64_t *size;      /* [ndim] level sizes (the tensor's shape, storage order) */
+    const int64_t *tile;      /* [ndim] tile sizes, storage order */
+    const int64_t *grid;      /* [ndim] tiles per level */
+    const int64_t **pos;      /* [ndim] segment arrays; NULL for dense levels */
+    const int32_t **crd;      /* [ndim] coordinate arrays; NULL for dense levels */
+    const uint32_t *vals;     /* value bits, one per last-level position */
+} ff_tree;
+
+/* Pass 1. For every tile of the grid (row-major tile id t) and every compressed level k,
+ * count into ncrd[t * ndim + k] the coordinates that level holds in that tile.
+ * ncrd and last each have prod(grid) * ndim entries; ncrd must be zeroed. */
+void ff_count(const ff_tree *tree, int64_t *ncrd, int64_t *last);
+
+/* Pass 2. Fill the sections of the non-empty tiles into image. slot[t] is the directory index
+ * of grid tile t (or -1 when empty). For directory entry i and level k, ext[i*ndim+k] is the
+ * tile's extent and seg_off / crd_off[i*ndim+k] the absolute section offsets (compressed levels
+ * only); npos[i*ndim+k] its positions per level; vals_off[i] the value section's offset.
+ * last and cur each have n_tiles * ndim entries. Segment sections must be zeroed. */
+void ff_fill(const ff_tree *tree, uint8_t *image, const int64_t *slot, int64_t n_tiles,
+             const int64_t *ext, const int64_t *npos, const int64_t *seg_off,
+             const int64_t *crd_off, const int64_t *vals_off, int64_t *last, int64_t *cur);

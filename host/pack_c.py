@@ -1,0 +1,88 @@
+"""The C fast path of the packer (``cpack.c``), driven through cffi."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fiberflow.host import dma_image as di
+from fiberflow.host.tensor import Tensor
+
+try:
+    from fiberflow.host._cpack import ffi, lib
+except ImportError:  # pragma: no cover - only when the package was not built
+    ffi = lib = None
+
+
+def available() -> bool:
+    return lib is not None
+
+
+def _i64(a: np.ndarray):  # type: ignore[no-untyped-def]
+    return ffi.from_buffer("int64_t[]", a)
+
+
+def pack_c(t: Tensor, geo: di.Geometry) -> tuple[np.ndarray, di.Layout]:
+    ndim = geo.ndim
+    keep = []  # arrays that must outlive the C calls
+
+    def arr(a: np.ndarray, dtype: str):  # type: ignore[no-untyped-def]
+        a = np.ascontiguousarray(a, dtype=dtype)
+        keep.append(a)
+        return a
+
+    dense = arr(geo.dense, "u1")
+    sizes, tiles, grid = arr(geo.sizes, "i8"), arr(geo.tiles, "i8"), arr(geo.grid, "i8")
+    pos = ffi.new("int64_t *[]", ndim)
+    crd = ffi.new("int32_t *[]", ndim)
+    for k, level in enumerate(t.levels):
+        if level.pos is not None and level.crd is not None:
+            pos[k] = ffi.from_buffer("int64_t[]", arr(level.pos, "i8"))
+            crd[k] = ffi.from_buffer("int32_t[]", arr(level.crd, "i4"))
+    vals = arr(t.values.view(np.uint32), "u4")
+    tree = ffi.new(
+        "ff_tree *",
+        {
+            "ndim": ndim,
+            "coord_bytes": geo.coord_bytes,
+            "dense": ffi.from_buffer("uint8_t[]", dense),
+            "size": _i64(sizes),
+            "tile": _i64(tiles),
+            "grid": _i64(grid),
+            "pos": pos,
+            "crd": crd,
+            "vals": ffi.from_buffer("uint32_t[]", vals),
+        },
+    )
+    n_grid = int(np.prod(geo.grid))
+    ncrd = np.zeros((n_grid, ndim), dtype=np.int64)
+    scratch = np.empty((n_grid, ndim), dtype=np.int64)
+    lib.ff_count(tree, _i64(ncrd), _i64(scratch))
+    del scratch
+
+    all_ids = np.arange(n_grid, dtype=np.int64)
+    npos = di.positions(geo, geo.extents(geo.tile_index(all_ids)), ncrd)
+    ids = np.flatnonzero(npos[:, -1] > 0).astype(np.int64)
+    lay = di.plan(geo, ids, ncrd[ids])
+    del npos, ncrd
+
+    data = np.zeros(lay.total_bytes, dtype=np.uint8)
+    di.write_tables(geo, lay, data)
+    slot = np.full(n_grid, -1, dtype=np.int64)
+    slot[ids] = np.arange(len(ids))
+    ext = np.ascontiguousarray(geo.extents(lay.index), dtype=np.int64)
+    n = len(ids)
+    state = np.empty((2, n, ndim), dtype=np.int64)
+    lib.ff_fill(
+        tree,
+        ffi.from_buffer("uint8_t[]", data),
+        _i64(slot),
+        n,
+        _i64(ext),
+        _i64(np.ascontiguousarray(lay.npos, dtype=np.int64)),
+        _i64(np.ascontiguousarray(lay.seg_offset, dtype=np.int64)),
+        _i64(np.ascontiguousarray(lay.crd_offset, dtype=np.int64)),
+        _i64(np.ascontiguousarray(lay.vals_offset, dtype=np.int64)),
+        _i64(state[0]),
+        _i64(state[1]),
+    )
+    return data, lay

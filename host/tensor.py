@@ -1,0 +1,251 @@
+"""``ff.Tensor``: an N-D tensor stored as a fibertree (see :mod:`fiberflow.host.fibertree`).
+
+Duplicates and order: coordinates given to :meth:`Tensor.from_coo` (or inside a scipy matrix)
+may be unsorted and may repeat. They are sorted, and repeated coordinates are summed, as scipy's
+``sum_duplicates`` does. The caller's arrays are never modified.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from fiberflow.errors import CoordinateError, FormatError, ShapeError
+from fiberflow.host import dtypes
+from fiberflow.host.fibertree import Level, build_levels, leaf_coords, lex_sort_unique
+from fiberflow.host.formats import COMPRESSED, DENSE, Format, default_dense, default_sparse
+
+# Coordinates are stored as int32, so each dimension must fit.
+MAX_DIM = 2**31 - 1
+
+
+def _check_shape(shape: Any) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(d) for d in shape)
+    except TypeError:
+        raise ShapeError(f"a shape must be a tuple of integers, not {shape!r}") from None
+    if not dims:
+        raise ShapeError("a tensor needs at least one mode; wrap scalars in a 1-element vector")
+    for d in dims:
+        if d < 0 or d > MAX_DIM:
+            raise ShapeError(f"dimension {d} in shape {dims} must be between 0 and {MAX_DIM}")
+    return dims
+
+
+class Tensor:
+    """A sparse or dense tensor in a TACO-style format.
+
+    Build one with :meth:`from_scipy`, :meth:`from_numpy` or :meth:`from_coo`; the constructor
+    itself takes already-built levels and is meant for fiberflow's own use.
+    """
+
+    __hash__ = None  # type: ignore[assignment]  # mutable arrays inside; equality is by value
+
+    def __init__(
+        self, shape: tuple[int, ...], fmt: Format, levels: list[Level], values: np.ndarray
+    ) -> None:
+        self._shape = shape
+        self._format = fmt
+        self.levels = levels
+        self.values = values
+
+    # -- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def from_coo(
+        cls,
+        coords: Any,
+        values: Any,
+        shape: Any,
+        format: str | Format | None = None,
+        dtype: Any = None,
+    ) -> Tensor:
+        """Build a tensor from coordinates ``coords`` of shape ``(ndim, nnz)`` (one row per
+        mode, as in pydata ``sparse.COO``) and ``values`` of length ``nnz``."""
+        dims = _check_shape(shape)
+        fmt = Format.parse(format if format is not None else default_sparse(len(dims)), len(dims))
+        vals = dtypes.coerce(np.asarray(values).reshape(-1), dtype)
+        c = np.asarray(coords)
+        if c.ndim == 1 and len(dims) == 1:
+            c = c.reshape(1, -1)
+        if c.size == 0:
+            c = c.reshape(len(dims), 0)
+        if c.ndim != 2 or c.shape[0] != len(dims):
+            raise ShapeError(
+                f"coords must have shape (ndim, nnz) = ({len(dims)}, nnz) for a "
+                f"{len(dims)}-D tensor, not {c.shape}"
+            )
+        if c.shape[1] != len(vals):
+            raise ShapeError(f"{c.shape[1]} coordinates were given but {len(vals)} values")
+        if c.dtype.kind not in "iu":
+            raise CoordinateError(f"coordinates must be integers, not {c.dtype}")
+        c = c.astype(np.int64)
+        for mode, dim in enumerate(dims):
+            if c.shape[1] and (c[mode].min() < 0 or c[mode].max() >= dim):
+                bad = c[mode][(c[mode] < 0) | (c[mode] >= dim)][0]
+                raise CoordinateError(
+                    f"coordinate {bad} in mode {mode} is outside 0..{dim - 1} (shape {dims}); "
+                    "check the indices or enlarge the shape"
+                )
+        return cls._from_canonical(dims, fmt, *lex_sort_unique(c[list(fmt.order)], vals))
+
+    @classmethod
+    def _from_canonical(
+        cls, dims: tuple[int, ...], fmt: Format, coords: np.ndarray, vals: np.ndarray
+    ) -> Tensor:
+        """Build from storage-order coordinates that are already sorted and unique."""
+        sizes = tuple(dims[m] for m in fmt.order)
+        dense = 1
+        for kind, size in zip(fmt.levels, sizes):
+            dense = dense * size if kind == DENSE else 1
+            if dense > 2**40:
+                raise FormatError(
+                    f"format {fmt} would store {dense} dense positions for shape {dims}; "
+                    "use a compressed ('s') level for large sparse modes"
+                )
+        levels, values = build_levels(coords, vals, sizes, fmt.levels)
+        return cls(dims, fmt, levels, values)
+
+    @classmethod
+    def from_scipy(cls, A: Any, format: str | Format = "ds", dtype: Any = None) -> Tensor:
+        """Build from any scipy sparse array or matrix (duplicates are summed)."""
+        if not sp.issparse(A):
+            raise ShapeError(
+                f"from_scipy expects a scipy.sparse array or matrix, not {type(A).__name__}; "
+                "use Tensor.from_numpy for dense arrays"
+            )
+        if A.ndim != 2:
+            raise ShapeError(f"from_scipy handles 2-D matrices; got {A.ndim}-D, use from_coo")
+        fmt = Format.parse(format, 2)
+        dims = _check_shape(A.shape)
+        vals_dtype = dtypes.coerce(np.empty(0, A.dtype), dtype, "the matrix values").dtype
+        if fmt.levels == (DENSE, COMPRESSED):
+            # CSR / CSC: take scipy's arrays directly, without a COO round trip.
+            M = A.tocsr() if fmt.order == (0, 1) else A.tocsc()
+            if not M.has_canonical_format:
+                M = M.copy()
+                M.sum_duplicates()
+            vals = dtypes.coerce(M.data, dtype, "the matrix values")
+            outer = dims[fmt.order[0]]
+            levels = [
+                Level(DENSE, outer),
+                Level(
+                    COMPRESSED,
+                    dims[fmt.order[1]],
+                    np.asarray(M.indptr, dtype=np.int64),
+                    np.asarray(M.indices, dtype=np.int32),
+                ),
+            ]
+            return cls(dims, fmt, levels, np.ascontiguousarray(vals, dtype=vals_dtype))
+        C = A.tocoo()
+        return cls.from_coo(np.vstack([C.row, C.col]), C.data, dims, fmt, dtype)
+
+    @classmethod
+    def from_numpy(cls, x: Any, format: str | Format | None = None, dtype: Any = None) -> Tensor:
+        """Build from a dense array. Dense levels keep every value; compressed levels keep
+        the entries that compare unequal to zero (NaN is kept, -0.0 is dropped)."""
+        arr = np.asarray(x)
+        if arr.ndim == 0:
+            raise ShapeError("a 0-D array is a scalar; wrap it as a 1-element vector")
+        dims = _check_shape(arr.shape)
+        fmt = Format.parse(format if format is not None else default_dense(arr.ndim), arr.ndim)
+        vals = dtypes.coerce(arr, dtype, "the array values")
+        stored = np.transpose(vals, fmt.order)
+        if all(kind == DENSE for kind in fmt.levels):
+            levels = [Level(DENSE, stored.shape[k]) for k in range(arr.ndim)]
+            return cls(dims, fmt, levels, np.ascontiguousarray(stored).reshape(-1))
+        coords = np.vstack(np.nonzero(stored)).astype(np.int64)
+        return cls._from_canonical(dims, fmt, coords, stored[tuple(coords)])
+
+    # -- properties ---------------------------------------------------------------------------
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._shape
+
+    @property
+    def ndim(self) -> int:
+        return len(self._shape)
+
+    @property
+    def format(self) -> str:
+        return str(self._format)
+
+    @property
+    def fmt(self) -> Format:
+        return self._format
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.values.dtype
+
+    @property
+    def nnz(self) -> int:
+        """Stored values, as in scipy: explicit zeros and dense-level fill count."""
+        return len(self.values)
+
+    # -- export -------------------------------------------------------------------------------
+
+    def storage_coords(self) -> np.ndarray:
+        """Coordinates of every stored value in storage order, shape ``(ndim, nnz)``."""
+        return leaf_coords(self.levels)
+
+    def to_coo(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(coords, values)`` with ``coords`` of shape ``(ndim, n)`` in logical mode order.
+
+        Every stored value is returned, except that when the last level is dense, the
+        all-zero-bits fill values (``0`` and ``+0.0``) are left out.
+        """
+        coords = np.empty((self.ndim, self.nnz), dtype=np.int64)
+        coords[list(self._format.order)] = self.storage_coords()
+        values = self.values
+        if self._format.levels[-1] == DENSE:
+            keep = values.view(np.uint32) != 0
+            coords, values = coords[:, keep], values[keep]
+        return coords, values
+
+    def to_numpy(self) -> np.ndarray:
+        out = np.zeros(self._shape, dtype=self.dtype)
+        coords, values = self.to_coo()
+        out[tuple(coords)] = values
+        return out
+
+    def to_scipy(self) -> sp.sparray:
+        """A scipy sparse array: ``csr_array`` for "ds", ``csc_array`` for "ds:1,0", otherwise
+        ``coo_array``. Only for 2-D tensors."""
+        if self.ndim != 2:
+            raise ShapeError(
+                f"to_scipy needs a 2-D tensor; this one is {self.ndim}-D, use to_coo()"
+            )
+        level = self.levels[1]
+        if self._format.levels == (DENSE, COMPRESSED):
+            assert level.pos is not None and level.crd is not None
+            cls = sp.csr_array if self._format.order == (0, 1) else sp.csc_array
+            return cls((self.values, level.crd, level.pos), shape=self._shape)
+        coords, values = self.to_coo()
+        return sp.coo_array((values, (coords[0], coords[1])), shape=self._shape)
+
+    # -- comparison ---------------------------------------------------------------------------
+
+    def __eq__(self, other: object) -> bool:
+        """Bit-exact equality: same shape, format, dtype, levels and value bits."""
+        if not isinstance(other, Tensor):
+            return NotImplemented
+        if (self._shape, self._format, self.dtype) != (other._shape, other._format, other.dtype):
+            return False
+        for a, b in zip(self.levels, other.levels):
+            if a.kind != b.kind or a.size != b.size:
+                return False
+            if a.kind == COMPRESSED and not (
+                np.array_equal(a.pos, b.pos) and np.array_equal(a.crd, b.crd)
+            ):
+                return False
+        return np.array_equal(self.values.view(np.uint32), other.values.view(np.uint32))
+
+    def __repr__(self) -> str:
+        return (
+            f"Tensor(shape={self._shape}, format={self.format!r}, dtype={self.dtype}, "
+            f"nnz={self.nnz})"
+        )

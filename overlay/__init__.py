@@ -1,0 +1,1 @@
+"""The sparse dataflow overlay, generated with Migen."""
