@@ -1,0 +1,92 @@
+"""Benchmarks behind ``fiberflow bench TARGET``.
+
+Each target is a module ``fiberflow.bench.<target>`` that provides:
+
+* ``DESCRIPTION``: one line for ``--help``;
+* ``add_arguments(parser)``: its own options;
+* ``run(args) -> Report``: measure, and return what to record.
+
+The command writes the report's table into its own section of ``docs/benchmarks.md`` (other
+sections are left alone), its data to ``<out>/<target>.json``, and any plot the target made.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TARGETS = ["pack"]
+
+
+@dataclass
+class Report:
+    target: str
+    title: str
+    command: str  # the command line that reproduces the numbers
+    columns: list[str]
+    rows: list[list[Any]]
+    notes: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+    plots: list[Path] = field(default_factory=list)
+
+    def markdown(self) -> str:
+        lines = [f"## {self.title}", "", f"Reproduce with `{self.command}`.", ""]
+        lines.append(
+            f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()}, "
+            f"Python {platform.python_version()}, numpy {np.__version__}."
+        )
+        lines += ["", "| " + " | ".join(self.columns) + " |"]
+        lines.append("|" + "---|" * len(self.columns))
+        for row in self.rows:
+            lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
+        if self.notes:
+            lines.append("")
+            lines += [f"- {n}" for n in self.notes]
+        for plot in self.plots:
+            lines += ["", f"![{self.title}]({plot.name})"]
+        return "\n".join(lines) + "\n"
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+    return str(v)
+
+
+def median_seconds(fn: Any, repeat: int = 5) -> float:
+    """Median wall time of ``repeat`` calls of ``fn`` (after one warm-up call)."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def write_section(doc: Path, report: Report) -> None:
+    """Replace (or append) the report's section of ``doc``, keeping every other section."""
+    begin, end = f"<!-- bench:{report.target} -->", f"<!-- /bench:{report.target} -->"
+    text = doc.read_text() if doc.exists() else "# Benchmarks\n\nWritten by `fiberflow bench`.\n"
+    block = f"{begin}\n{report.markdown()}{end}"
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text + "\n" + block + "\n"
+    doc.write_text(text)
+
+
+def write_json(path: Path, report: Report) -> None:
+    path.write_text(
+        json.dumps(
+            {"target": report.target, "command": report.command, "columns": report.columns,
+             "rows": report.rows, "data": report.data},
+            indent=2,
+            default=float,
+        )
+    )
