@@ -16,7 +16,7 @@
 typedef struct {
     const ff_tree *t;
     int fill;                 /* 0: counting pass, 1: filling pass */
-    int64_t coord[MAXD];      /* coordinates of the current path */
+    int64_t local[MAXD];      /* tile-local coordinates of the current path */
     int64_t path[MAXD];       /* source positions of the current path */
     int64_t stride[MAXD];     /* row-major strides of the tile grid */
     /* counting pass */
@@ -27,73 +27,147 @@ typedef struct {
     int64_t *last, *cur;
 } walker;
 
-static void count_leaf(walker *w, int64_t tile)
+/* Walk levels 0 .. ndim-2 of the current path within `tile` once per run (not per leaf):
+ * note first visits of source nodes and return the tile-local position of the last level's
+ * parent. A run is a stretch of one last-level fiber that falls into one tile. */
+static int64_t run_parent(walker *w, int64_t tile, int64_t i)
 {
     const ff_tree *t = w->t;
-    for (int k = 0; k < t->ndim; k++) {
-        if (t->dense[k])
-            continue;
-        int64_t s = tile * t->ndim + k;
-        if (w->last[s] != w->path[k]) {     /* first entry of this source node in this tile */
-            w->last[s] = w->path[k];
-            w->ncrd[s]++;
-        }
-    }
-}
-
-static void fill_leaf(walker *w, int64_t tile, int64_t leaf)
-{
-    const ff_tree *t = w->t;
-    int64_t i = w->slot[tile];
-    int64_t local = 0;                      /* position within the tile, level by level */
-    for (int k = 0; k < t->ndim; k++) {
-        int64_t s = i * t->ndim + k;
-        int64_t lc = w->coord[k] % t->tile[k];
+    int64_t local = 0;
+    for (int k = 0; k < t->ndim - 1; k++) {
         if (t->dense[k]) {
-            local = local * w->ext[s] + lc;
+            if (w->fill)
+                local = local * w->ext[i * t->ndim + k] + w->local[k];
             continue;
         }
-        if (w->last[s] != w->path[k]) {
-            int64_t at = w->cur[s] + 1;     /* cur holds the last index written, from -1 */
+        int64_t s = (w->fill ? i : tile) * t->ndim + k;
+        if (w->last[s] != w->path[k]) {   /* first entry of this source node in this tile */
             w->last[s] = w->path[k];
-            w->cur[s] = at;
+            if (!w->fill) {
+                w->ncrd[s]++;
+                continue;
+            }
+            int64_t at = ++w->cur[s];       /* cur holds the last index written, from -1 */
             uint8_t *crd = w->image + w->crd_off[s];
+            int64_t lc = w->local[k];
             if (t->coord_bytes == 2)
                 ((uint16_t *)crd)[at] = (uint16_t)lc;
             else
                 ((uint32_t *)crd)[at] = (uint32_t)lc;
             ((uint32_t *)(w->image + w->seg_off[s]))[local + 1]++;
         }
-        local = w->cur[s];
+        if (w->fill)
+            local = w->cur[s];
     }
-    ((uint32_t *)(w->image + w->vals_off[i]))[local] = t->vals[leaf];
+    return local;
+}
+
+/* One run of the last level: `n` leaves with source positions q0.. and local coordinates
+ * crd[q] - base (compressed) or c0 - base .. (dense), all in grid tile `tile`. */
+static void run(walker *w, int64_t tile, int64_t q0, int64_t n, const int32_t *crd, int64_t base,
+                int64_t c0)
+{
+    const ff_tree *t = w->t;
+    int last = t->ndim - 1;
+    int64_t i = w->fill ? w->slot[tile] : -1;
+    int64_t parent = run_parent(w, tile, i);
+    if (!w->fill) {
+        if (!t->dense[last])
+            w->ncrd[tile * t->ndim + last] += n;
+        return;
+    }
+    int64_t s = i * t->ndim + last;
+    uint32_t *vals = (uint32_t *)(w->image + w->vals_off[i]);
+    if (t->dense[last]) {
+        memcpy(vals + parent * w->ext[s] + (c0 - base), t->vals + q0, (size_t)n * 4);
+        return;
+    }
+    int64_t at = w->cur[s] + 1;
+    w->cur[s] += n;
+    ((uint32_t *)(w->image + w->seg_off[s]))[parent + 1] += (uint32_t)n;
+    memcpy(vals + at, t->vals + q0, (size_t)n * 4);
+    const int32_t *src = crd + q0;
+    if (t->coord_bytes == 2) {
+        uint16_t *dst = (uint16_t *)(w->image + w->crd_off[s]) + at;
+        for (int64_t j = 0; j < n; j++)
+            dst[j] = (uint16_t)(src[j] - base);
+    } else {
+        uint32_t *dst = (uint32_t *)(w->image + w->crd_off[s]) + at;
+        for (int64_t j = 0; j < n; j++)
+            dst[j] = (uint32_t)(src[j] - base);
+    }
+}
+
+/* Which tile a coordinate falls in. Coordinates and tile sizes fit in 32 bits, and a 32-bit
+ * division costs a fraction of a 64-bit one; power-of-two tiles (the usual case) shift. */
+static inline int64_t tile_of(int64_t c, int64_t tk)
+{
+    if ((tk & (tk - 1)) == 0)
+        return c >> __builtin_ctzll((unsigned long long)tk);
+    return (int64_t)((uint32_t)c / (uint32_t)tk);
+}
+
+/* The first index in a[0..n) whose value is >= key (a sorted); branch-free, because the
+ * run boundaries it finds are unpredictable. */
+static int64_t lower_bound(const int32_t *a, int64_t n, int64_t key)
+{
+    if (n == 0)
+        return 0;
+    const int32_t *base = a;
+    while (n > 1) {
+        int64_t half = n / 2;
+        base += (base[half] < key) ? half : 0;
+        n -= half;
+    }
+    return (base - a) + (*base < key);
 }
 
 static void walk(walker *w, int k, int64_t parent, int64_t tile)
 {
     const ff_tree *t = w->t;
-    if (k == t->ndim) {
-        if (w->fill)
-            fill_leaf(w, tile, parent);
-        else
-            count_leaf(w, tile);
+    int64_t tk = t->tile[k], stride = w->stride[k];
+    if (k == t->ndim - 1) {
+        /* The last level: cut the fiber into runs at tile boundaries. */
+        if (t->dense[k]) {
+            int64_t n = t->size[k];
+            for (int64_t c0 = 0, ct = 0; c0 < n; c0 += tk, ct++) {
+                int64_t len = n - c0 < tk ? n - c0 : tk;
+                run(w, tile + ct * stride, parent * n + c0, len, NULL, c0, c0);
+            }
+            return;
+        }
+        const int32_t *crd = t->crd[k];
+        int64_t q = t->pos[k][parent], end = t->pos[k][parent + 1];
+        while (q < end) {
+            int64_t ct = tile_of(crd[q], tk), bound = (ct + 1) * tk, q1 = end;
+            if (crd[end - 1] >= bound)
+                q1 = q + 1 + lower_bound(crd + q + 1, end - q - 1, bound);
+            run(w, tile + ct * stride, q, q1 - q, crd, ct * tk, 0);
+            q = q1;
+        }
         return;
     }
     if (t->dense[k]) {
         int64_t n = t->size[k];
-        for (int64_t c = 0; c < n; c++) {
-            w->coord[k] = c;
+        /* Track the tile index and local coordinate incrementally: no division per node. */
+        for (int64_t c = 0, lc = 0, ct = 0; c < n; c++) {
+            w->local[k] = lc;
             w->path[k] = parent * n + c;
-            walk(w, k + 1, parent * n + c, tile + (c / t->tile[k]) * w->stride[k]);
+            walk(w, k + 1, parent * n + c, tile + ct * stride);
+            if (++lc == tk) {
+                lc = 0;
+                ct++;
+            }
         }
     } else {
         const int64_t *pos = t->pos[k];
         const int32_t *crd = t->crd[k];
         for (int64_t q = pos[parent]; q < pos[parent + 1]; q++) {
             int64_t c = crd[q];
-            w->coord[k] = c;
+            int64_t ct = tile_of(c, tk);
+            w->local[k] = c - ct * tk;
             w->path[k] = q;
-            walk(w, k + 1, q, tile + (c / t->tile[k]) * w->stride[k]);
+            walk(w, k + 1, q, tile + ct * stride);
         }
     }
 }

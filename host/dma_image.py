@@ -136,7 +136,7 @@ def make_geometry(
         tile = (int(tile),) * ndim
     try:
         req = tuple(int(t) for t in tile)  # type: ignore[attr-defined]
-    except TypeError:
+    except (TypeError, ValueError):
         raise TileShapeError(f"tile must be an int or a tuple of ints, not {tile!r}") from None
     if len(req) != ndim:
         raise TileShapeError(f"tile {req} has {len(req)} modes but the tensor has {ndim}")

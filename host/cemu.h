@@ -1,0 +1,21 @@
+/* The functional emulator's kernels: run the tiles of one job over a resident DMA image.
+ * Declarations only: this file is also read as the cffi cdef, so it holds no preprocessor
+ * lines. Image layout: docs/dma-image.md; job and accumulation order: docs/jobs.md and
+ * docs/emulator.md. */
+
+typedef struct {
+    const uint8_t *image;     /* A's DMA image: 2-D, format "ds" (CSR tiles) */
+    uint64_t image_bytes;
+    const uint32_t *tiles;    /* directory indices in execution order (the schedule) */
+    int64_t n_tiles;
+    const uint8_t *x;         /* x, or B row-major with k columns */
+    uint8_t *y;               /* y, or C row-major with k columns; holds the initial sums */
+    int64_t m, n, k;
+    int dtype;                /* 1: float32, 2: int32 (the image value codes) */
+    int ftz;                  /* float32: 1 flushes subnormal operands and results to +-0 */
+    int canonical_nan;        /* float32: 1 turns every NaN result into 0x7fc00000 */
+} ff_emu_job;
+
+/* Run every tile of the schedule. Returns 0, or a negative code naming what was malformed
+ * (see emu.py); *bad_tile receives the position in the tile list where it was found. */
+int ff_emu_run(const ff_emu_job *job, int64_t *bad_tile);

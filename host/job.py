@@ -1,0 +1,262 @@
+"""The job descriptor and the tile schedule: what the host hands a device for one kernel call.
+
+A job is a descriptor in a device buffer that points (by device address) at the operands: A's
+DMA image, the dense input x (SpMV) or B (SpMM, row-major) and the output y / C (row-major).
+The descriptor ends with the tile schedule: which lane runs which tiles of A, in what order.
+The byte layout is documented byte for byte in ``docs/jobs.md``; the firmware on the soft CPU
+parses the same bytes, so everything is little-endian, 32-bit aligned, fixed header + arrays.
+
+The schedule fixes the accumulation order (``docs/emulator.md``): a lane owns whole row tiles
+(every tile of a row tile runs on the same lane), and runs them in increasing directory order,
+i.e. row tile by row tile, column tiles left to right. Within a tile, rows are independent and
+each row adds its products in increasing column order onto the row's running sum. So each
+output is a sequential dot product in increasing column order, whatever the tile shape and
+however row tiles are spread over lanes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fiberflow.errors import DeviceError
+from fiberflow.host import dma_image as di
+from fiberflow.host import dtypes
+
+MAGIC = 0x424A4646  # the bytes "FFJB" read as a little-endian u32
+VERSION = 1
+KERNELS = {"spmv": 1, "spmm": 2}
+KERNEL_NAMES = {code: name for name, code in KERNELS.items()}
+OP_PLUS_TIMES = 0  # the (+, *) semiring; other semirings get other codes later
+FLAG_ACCUMULATE = 1  # y / C already holds the initial sums; otherwise the device zeroes it
+
+HEADER = np.dtype(
+    [
+        ("magic", "<u4"),
+        ("version", "<u2"),
+        ("kernel", "u1"),
+        ("dtype", "u1"),
+        ("op", "u1"),
+        ("flags", "u1"),
+        ("lanes", "<u2"),
+        ("m", "<u4"),
+        ("n", "<u4"),
+        ("k", "<u4"),
+        ("n_tiles", "<u4"),
+        ("total_bytes", "<u4"),
+        ("a_addr", "<u8"),
+        ("a_bytes", "<u8"),
+        ("x_addr", "<u8"),
+        ("y_addr", "<u8"),
+        ("x_row_bytes", "<u4"),
+        ("y_row_bytes", "<u4"),
+        ("lane_table_offset", "<u4"),
+        ("tile_list_offset", "<u4"),
+        ("reserved", "V16"),
+    ]
+)
+LANE = np.dtype([("first", "<u4"), ("count", "<u4")])
+assert HEADER.itemsize == 96 and LANE.itemsize == 8
+
+
+@dataclass(frozen=True)
+class Directory:
+    """The tile directory of a 2-D "ds" (CSR) DMA image, as the schedule needs it."""
+
+    row_tile: np.ndarray  # (n,) row-tile index of each directory entry
+    col_tile: np.ndarray  # (n,) column-tile index
+    nvals: np.ndarray  # (n,) stored values per tile
+    nbytes: np.ndarray  # (n,) bytes per tile
+    head_bytes: int  # header + mode table + directory: what the firmware reads first
+    tile_rows: int
+    tile_cols: int
+
+    @classmethod
+    def of(cls, image: di.DmaImage) -> Directory:
+        geo = image.geometry
+        ndim = geo.ndim
+        h = image.data[: di.HEADER.itemsize].view(di.HEADER)[0]
+        n, dir_offset = int(h["n_tiles"]), int(h["dir_offset"])
+        entry = di.dir_entry_dtype(ndim)
+        entries = image.data[dir_offset : dir_offset + n * entry.itemsize].view(entry)
+        index = entries["index"].astype(np.int64).reshape(n, ndim)
+        return cls(
+            row_tile=index[:, 0],
+            col_tile=index[:, 1],
+            nvals=entries["nvals"].astype(np.int64),
+            nbytes=entries["nbytes"].astype(np.int64),
+            head_bytes=dir_offset + n * entry.itemsize,
+            tile_rows=geo.tile[0],
+            tile_cols=geo.tile[1],
+        )
+
+
+def schedule(d: Directory, lanes: int, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Assign row tiles to lanes and order each lane's tiles.
+
+    Row tiles go to lanes greedily, the heaviest first, each to the least-loaded lane (the
+    "longest processing time" rule), so lanes finish close together. Returns the lane table
+    ``(lanes, 2)`` of ``(first, count)`` into the tile list, and the tile list: directory
+    indices, lane by lane, each lane's in increasing directory order.
+    """
+    n = len(d.nvals)
+    lane_of = lane_assignment(d, lanes, k)
+    order = np.lexsort((np.arange(n), lane_of)).astype(np.uint32)  # by lane, then directory
+    counts = np.bincount(lane_of, minlength=lanes)
+    table = np.zeros((lanes, 2), dtype=np.uint32)
+    table[:, 1] = counts
+    table[1:, 0] = np.cumsum(counts)[:-1]
+    return table, order
+
+
+def lane_assignment(d: Directory, lanes: int, k: int = 1) -> np.ndarray:
+    """The lane of every directory entry: whole row tiles per lane, balanced by cost."""
+    n = len(d.nvals)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    rt, first = np.unique(d.row_tile, return_index=True)
+    cost = np.add.reduceat(d.nvals * k + 32, first)  # 32: the per-tile overhead, see stats
+    load = np.zeros(lanes, dtype=np.int64)
+    lane_of_rt = np.empty(len(rt), dtype=np.int64)
+    for i in np.argsort(-cost, kind="stable"):
+        lane = int(np.argmin(load))
+        lane_of_rt[i] = lane
+        load[lane] += cost[i]
+    return lane_of_rt[np.searchsorted(rt, d.row_tile)]
+
+
+def descriptor_bytes(lanes: int, n_tiles: int) -> int:
+    return HEADER.itemsize + LANE.itemsize * lanes + 4 * n_tiles
+
+
+def write_descriptor(
+    out: np.ndarray,
+    *,
+    kernel: str,
+    dtype: np.dtype,
+    m: int,
+    n: int,
+    k: int,
+    a_addr: int,
+    a_bytes: int,
+    x_addr: int,
+    y_addr: int,
+    lane_table: np.ndarray,
+    tile_list: np.ndarray,
+    flags: int = 0,
+) -> None:
+    """Write a descriptor into ``out`` (a uint8 array of ``descriptor_bytes`` bytes)."""
+    lanes, n_tiles = len(lane_table), len(tile_list)
+    total = descriptor_bytes(lanes, n_tiles)
+    h = np.zeros(1, HEADER)
+    h["magic"], h["version"] = MAGIC, VERSION
+    h["kernel"], h["dtype"], h["op"], h["flags"] = KERNELS[kernel], dtypes.CODES[dtype], 0, flags
+    h["lanes"], h["m"], h["n"], h["k"] = lanes, m, n, k
+    h["n_tiles"], h["total_bytes"] = n_tiles, total
+    h["a_addr"], h["a_bytes"], h["x_addr"], h["y_addr"] = a_addr, a_bytes, x_addr, y_addr
+    h["x_row_bytes"] = h["y_row_bytes"] = 4 * k
+    h["lane_table_offset"] = HEADER.itemsize
+    h["tile_list_offset"] = HEADER.itemsize + LANE.itemsize * lanes
+    out[: HEADER.itemsize] = h.view(np.uint8)
+    lt = np.ascontiguousarray(lane_table, dtype="<u4").view(np.uint8).reshape(-1)
+    out[HEADER.itemsize : HEADER.itemsize + lt.size] = lt
+    tl = np.ascontiguousarray(tile_list, dtype="<u4").view(np.uint8)
+    start = HEADER.itemsize + lt.size
+    out[start : start + tl.size] = tl
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """A parsed, checked job descriptor."""
+
+    kernel: str
+    dtype: np.dtype
+    flags: int
+    m: int
+    n: int
+    k: int
+    a_addr: int
+    a_bytes: int
+    x_addr: int
+    y_addr: int
+    x_row_bytes: int
+    y_row_bytes: int
+    lane_table: np.ndarray  # (lanes, 2) u32
+    tile_list: np.ndarray  # (n_tiles,) u32
+    total_bytes: int
+
+    @property
+    def lanes(self) -> int:
+        return len(self.lane_table)
+
+
+def parse(data: np.ndarray) -> Descriptor:
+    """Parse and check the descriptor at the start of ``data`` (uint8), trusting nothing."""
+    if len(data) < HEADER.itemsize:
+        raise DeviceError(f"job descriptor of {len(data)} bytes is shorter than its header")
+    h = data[: HEADER.itemsize].view(HEADER)[0]
+    if int(h["magic"]) != MAGIC or int(h["version"]) != VERSION:
+        raise DeviceError("not a version-1 fiberflow job descriptor (bad magic or version)")
+    if int(h["kernel"]) not in KERNEL_NAMES or int(h["dtype"]) not in dtypes.BY_CODE:
+        raise DeviceError("job descriptor names an unknown kernel or value type")
+    if int(h["op"]) != OP_PLUS_TIMES or int(h["flags"]) & ~FLAG_ACCUMULATE:
+        raise DeviceError("job descriptor asks for an operation or flag this device lacks")
+    lanes, n_tiles, total = int(h["lanes"]), int(h["n_tiles"]), int(h["total_bytes"])
+    lt_off, tl_off = int(h["lane_table_offset"]), int(h["tile_list_offset"])
+    if (
+        lanes < 1
+        or total != descriptor_bytes(lanes, n_tiles)
+        or total > len(data)
+        or lt_off != HEADER.itemsize
+        or tl_off != lt_off + LANE.itemsize * lanes
+    ):
+        raise DeviceError("job descriptor tables are inconsistent with its header")
+    k = int(h["k"])
+    if k < 1 or int(h["x_row_bytes"]) != 4 * k or int(h["y_row_bytes"]) != 4 * k:
+        raise DeviceError("job descriptor has bad row strides for its k")
+    table = data[lt_off:tl_off].view(LANE)
+    lane_table = np.stack([table["first"], table["count"]], axis=1).astype(np.uint32)
+    tile_list = data[tl_off : tl_off + 4 * n_tiles].view("<u4").astype(np.uint32)
+    return Descriptor(
+        kernel=KERNEL_NAMES[int(h["kernel"])],
+        dtype=dtypes.BY_CODE[int(h["dtype"])],
+        flags=int(h["flags"]),
+        m=int(h["m"]),
+        n=int(h["n"]),
+        k=k,
+        a_addr=int(h["a_addr"]),
+        a_bytes=int(h["a_bytes"]),
+        x_addr=int(h["x_addr"]),
+        y_addr=int(h["y_addr"]),
+        x_row_bytes=int(h["x_row_bytes"]),
+        y_row_bytes=int(h["y_row_bytes"]),
+        lane_table=lane_table,
+        tile_list=tile_list,
+        total_bytes=total,
+    )
+
+
+def check_schedule(desc: Descriptor, d: Directory) -> np.ndarray:
+    """Check the schedule rules (docs/jobs.md) against A's directory; return each tile-list
+    entry's lane. Rules: every directory entry appears exactly once; the lane table covers the
+    tile list in order without gaps; each lane's entries increase; no row tile is split
+    between lanes."""
+    n = len(d.nvals)
+    tl = desc.tile_list.astype(np.int64)
+    first, count = desc.lane_table[:, 0].astype(np.int64), desc.lane_table[:, 1].astype(np.int64)
+    if len(tl) != n or not np.array_equal(np.sort(tl), np.arange(n)):
+        raise DeviceError("the tile list must name every tile of A exactly once")
+    if count.sum() != n or not np.array_equal(first, np.concatenate(([0], np.cumsum(count)[:-1]))):
+        raise DeviceError("the lane table must cover the tile list in order, without gaps")
+    lane_of = np.repeat(np.arange(desc.lanes), count)
+    if n:
+        same_lane = lane_of[1:] == lane_of[:-1]
+        if (same_lane & (tl[1:] <= tl[:-1])).any():
+            raise DeviceError("each lane's tiles must be in increasing directory order")
+        rt = d.row_tile[tl]
+        per_rt = np.zeros(int(rt.max()) + 1, dtype=np.int64) - 1
+        per_rt[rt] = lane_of
+        if (per_rt[rt] != lane_of).any():
+            raise DeviceError("a row tile is split between lanes; a lane must own whole row tiles")
+    return lane_of
