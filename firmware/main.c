@@ -1,0 +1,157 @@
+/* Control firmware of the fiberflow shell (v0).
+ *
+ * Waits for the host's doorbell, reads the job descriptor from DDR (by DMA into tile buffer 0),
+ * runs the job and reports STATUS. Every wait has a watchdog on the cycle counter, so a stuck
+ * DMA or lane ends in an error code, never a hang. Addresses and codes come from regs.h,
+ * generated from overlay/regmap.py. See docs/firmware.md.
+ */
+#include "regs.h"
+
+#define DEFAULT_TIMEOUT 2000000u /* cycles per wait when the descriptor says 0 */
+#define JOB_BYTES 32u
+
+typedef unsigned int u32;
+
+static u32 bus_bytes;
+static u32 tile_bytes;
+static u32 n_lanes;
+static u32 timeout;
+static u32 info; /* ERROR_INFO of the current job */
+
+static u32 field(u32 value, u32 mask, u32 shift) { return (value & mask) >> shift; }
+
+/* One DMA transfer on engine 0, waited for. Returns an FF_ERR_* code. */
+static u32 dma(u32 ddr, u32 local, u32 length, u32 to_ddr)
+{
+    FF_DMA_DDR(0) = ddr;
+    FF_DMA_LOCAL(0) = local;
+    FF_DMA_LENGTH(0) = length;
+    FF_DMA_CTRL(0) = FF_DMA_CTRL_GO_MASK | (to_ddr ? FF_DMA_CTRL_TO_DDR_MASK : 0u);
+    u32 start = FF_CYCLES_LO;
+    for (;;) {
+        u32 st = FF_DMA_STATUS(0);
+        if (!(st & FF_DMA_STATUS_BUSY_MASK)) {
+            if (st & FF_DMA_STATUS_ERROR_MASK) {
+                info = st;
+                return to_ddr ? FF_ERR_DMA_WRITE : FF_ERR_DMA_READ;
+            }
+            return FF_ERR_NONE;
+        }
+        if (FF_CYCLES_LO - start > timeout) {
+            info = st;
+            return FF_ERR_DMA_TIMEOUT;
+        }
+    }
+}
+
+static u32 misaligned(u32 value) { return value & (bus_bytes - 1u); }
+
+/* COPY: SRC -> tile buffer 0 -> DST, one tile-buffer-sized piece at a time. */
+static u32 job_copy(const u32 *job)
+{
+    u32 src = job[FF_JOBW_SRC], dst = job[FF_JOBW_DST], length = job[FF_JOBW_LENGTH];
+    if (misaligned(src) || misaligned(dst) || misaligned(length)) {
+        info = misaligned(src) ? src : misaligned(dst) ? dst : length;
+        return FF_ERR_BAD_ALIGN;
+    }
+    if (length == 0u) {
+        info = length;
+        return FF_ERR_BAD_LENGTH;
+    }
+    for (u32 done = 0; done < length;) {
+        u32 n = length - done < tile_bytes ? length - done : tile_bytes;
+        u32 err = dma(src + done, 0, n, 0);
+        if (err == FF_ERR_NONE)
+            err = dma(dst + done, 0, n, 1);
+        if (err != FF_ERR_NONE)
+            return err;
+        done += n;
+        FF_TILE_DONE = 1;
+    }
+    return FF_ERR_NONE;
+}
+
+/* LANES: start the lanes in ARG0 with CFG0 = ARG1, wait until all are done. */
+static u32 job_lanes(const u32 *job)
+{
+    u32 mask = job[FF_JOBW_ARG0], cfg = job[FF_JOBW_ARG1];
+    if (n_lanes < 32u && (mask >> n_lanes) != 0u) {
+        info = mask;
+        return FF_ERR_BAD_LANES;
+    }
+    for (u32 n = 0; n < n_lanes; n++) {
+        if (mask & (1u << n)) {
+            FF_LANE_CFG0(n) = cfg;
+            FF_LANE_CTRL(n) = FF_LANE_CTRL_START_MASK;
+        }
+    }
+    u32 start = FF_CYCLES_LO;
+    while ((FF_LANE_DONE & mask) != mask) {
+        if (FF_CYCLES_LO - start > timeout) {
+            info = FF_LANE_DONE;
+            return FF_ERR_LANE_TIMEOUT;
+        }
+    }
+    return FF_ERR_NONE;
+}
+
+static u32 run_job(void)
+{
+    u32 addr = FF_JOB_ADDR;
+    info = 0;
+    timeout = DEFAULT_TIMEOUT;
+    if (misaligned(addr)) {
+        info = addr;
+        return FF_ERR_BAD_ALIGN;
+    }
+    u32 err = dma(addr, 0, JOB_BYTES, 0);
+    if (err != FF_ERR_NONE)
+        return err;
+    /* Copy the descriptor out of tile buffer 0: the job reuses that buffer. */
+    u32 job[JOB_BYTES / 4u];
+    const volatile u32 *buf = (const volatile u32 *)FF_CPU_TILE_BASE;
+    for (u32 i = 0; i < JOB_BYTES / 4u; i++)
+        job[i] = buf[i];
+    if (job[FF_JOBW_MAGIC] != FF_JOB_MAGIC) {
+        info = job[FF_JOBW_MAGIC];
+        return FF_ERR_BAD_MAGIC;
+    }
+    if (job[FF_JOBW_TIMEOUT] != 0u)
+        timeout = job[FF_JOBW_TIMEOUT];
+    switch (job[FF_JOBW_OPCODE]) {
+    case FF_OP_NOP:
+        return FF_ERR_NONE;
+    case FF_OP_COPY:
+        return job_copy(job);
+    case FF_OP_LANES:
+        return job_lanes(job);
+    default:
+        info = job[FF_JOBW_OPCODE];
+        return FF_ERR_BAD_OPCODE;
+    }
+}
+
+int main(void)
+{
+    u32 config = FF_CONFIG0;
+    bus_bytes = field(config, FF_CONFIG0_BUS_BYTES_MASK, FF_CONFIG0_BUS_BYTES_SHIFT);
+    n_lanes = field(config, FF_CONFIG0_LANES_MASK, FF_CONFIG0_LANES_SHIFT);
+    tile_bytes = FF_CONFIG2;
+    FF_STATUS = FF_STATE_IDLE;
+    u32 beat = 0;
+    for (;;) {
+        FF_HEARTBEAT = ++beat;
+        u32 bell = FF_DOORBELL;
+        if (!(bell & FF_DOORBELL_PENDING_MASK))
+            continue;
+        FF_DOORBELL_ACK = 1;
+        u32 seq = field(bell, FF_DOORBELL_SEQ_MASK, FF_DOORBELL_SEQ_SHIFT) << FF_STATUS_SEQ_SHIFT;
+        FF_STATUS = seq | FF_STATE_BUSY;
+        u32 err = run_job();
+        FF_ERROR_INFO = info;
+        if (err == FF_ERR_NONE)
+            FF_STATUS = seq | FF_STATE_DONE;
+        else
+            FF_STATUS = seq | (err << FF_STATUS_ERROR_SHIFT) | FF_STATE_ERROR;
+    }
+}

@@ -1,0 +1,494 @@
+"""The register map: the one source of every address, bit and code the shell, the firmware and
+the host driver share.
+
+Two register blocks:
+
+* ``HOST``: the AXI4-Lite slave the host (the board's ARM core, or the rtl harness) sees.
+* ``CPU``: the peripheral registers the control CPU (picorv32) sees on its memory bus.
+
+Array registers (per DMA engine, per lane) are declared once with a ``count`` and a
+``stride``; the map is sized for :data:`MAX_DMA` engines and :data:`MAX_LANES` lanes, and a
+given overlay reports how many it really has in ``CONFIG0``. So one C header serves every
+overlay configuration, and firmware built once runs on all of them.
+
+Everything else is generated from here (never edited by hand):
+
+* ``firmware/regs.h`` by :func:`c_header`;
+* ``docs/registers.md`` by :func:`markdown`.
+
+Run ``python -m fiberflow.overlay.regmap`` to rewrite both; a test checks they are current.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "CPU",
+    "CPU_RAM_BASE",
+    "CPU_REG_BASE",
+    "CPU_TILE_BASE",
+    "CTRL_BITS",
+    "DMA_CTRL_BITS",
+    "DMA_STATUS_BITS",
+    "ERRORS",
+    "HOST",
+    "HOST_RAM_WINDOW",
+    "HOST_RAM_WINDOW_BYTES",
+    "ID_MAGIC",
+    "JOB_MAGIC",
+    "JOB_WORDS",
+    "MAX_DMA",
+    "MAX_LANES",
+    "OPCODES",
+    "STATES",
+    "VERSION",
+    "Block",
+    "Code",
+    "Field",
+    "Register",
+    "c_header",
+    "error_message",
+    "markdown",
+]
+
+# Bumped on any incompatible change; the host checks it before driving a shell.
+VERSION = 0x0001_0000  # major 1, minor 0
+ID_MAGIC = 0x4646_4C57  # "FFLW"
+
+MAX_LANES = 16
+MAX_DMA = 4
+
+# The control CPU's address space.
+CPU_RAM_BASE = 0x0000_0000  # program and data RAM (the host loads it through HOST_RAM_WINDOW)
+CPU_REG_BASE = 0x1000_0000  # the CPU register block below
+CPU_TILE_BASE = 0x2000_0000  # tile buffers, one bank per DMA engine, bank stride = tile bytes
+
+# The firmware RAM, seen by the host inside its AXI4-Lite space.
+HOST_RAM_WINDOW = 0x8000
+HOST_RAM_WINDOW_BYTES = 0x8000
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    lsb: int
+    width: int
+    desc: str
+
+    @property
+    def mask(self) -> int:
+        return ((1 << self.width) - 1) << self.lsb
+
+
+@dataclass(frozen=True)
+class Register:
+    """One 32-bit register, or an array of ``count`` registers ``stride`` bytes apart.
+
+    ``access`` is from the point of view of the bus the block sits on: ``ro``, ``rw`` or ``wo``
+    (writes have an effect, reads return 0).
+    """
+
+    name: str
+    offset: int
+    access: str
+    desc: str
+    fields: tuple[Field, ...] = ()
+    count: int = 1
+    stride: int = 0
+
+    def at(self, index: int = 0) -> int:
+        if not 0 <= index < self.count:
+            raise IndexError(f"{self.name}: index {index} outside 0..{self.count - 1}")
+        return self.offset + index * self.stride
+
+    def field(self, name: str) -> Field:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(f"{self.name} has no field {name!r}")
+
+
+@dataclass(frozen=True)
+class Block:
+    name: str
+    base: int
+    desc: str
+    registers: tuple[Register, ...]
+    _by_name: dict[str, Register] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for r in self.registers:
+            if r.name in self._by_name:
+                raise ValueError(f"{self.name}: register {r.name} declared twice")
+            self._by_name[r.name] = r
+        _check_overlaps(self)
+
+    def reg(self, name: str) -> Register:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise KeyError(f"{self.name} block has no register {name!r}") from None
+
+    def offset(self, name: str, index: int = 0) -> int:
+        """Byte offset of register ``name`` (element ``index`` of an array) within the block."""
+        return self.reg(name).at(index)
+
+    def address(self, name: str, index: int = 0) -> int:
+        return self.base + self.offset(name, index)
+
+
+def _check_overlaps(block: Block) -> None:
+    used: dict[int, str] = {}
+    for r in block.registers:
+        if r.offset % 4 or (r.count > 1 and r.stride % 4):
+            raise ValueError(f"{block.name}.{r.name}: offsets must be word aligned")
+        for i in range(r.count):
+            a = r.at(i)
+            if a in used:
+                raise ValueError(f"{block.name}.{r.name}[{i}] overlaps {used[a]} at {a:#x}")
+            used[a] = f"{r.name}[{i}]"
+
+
+@dataclass(frozen=True)
+class Code:
+    name: str
+    value: int
+    desc: str
+
+
+# -- shared fields --------------------------------------------------------------------------
+
+_CONFIG0 = (
+    Field("LANES", 0, 8, "number of lanes"),
+    Field("DMA", 8, 4, "number of DMA engines (one AXI4 master port each)"),
+    Field("BUS_BYTES", 16, 8, "AXI4 data width in bytes (8 or 16)"),
+    Field("VTYPE", 24, 8, "value type: 0 fp32, 1 int32"),
+)
+_STATUS = (
+    Field("STATE", 0, 4, "job state, see STATES"),
+    Field("ERROR", 8, 8, "error code when STATE is ERROR, see ERRORS"),
+    Field("SEQ", 16, 16, "sequence number of the job this status belongs to"),
+)
+
+STATES = (
+    Code("IDLE", 0, "no job since reset"),
+    Code("BUSY", 1, "the firmware is working on job SEQ"),
+    Code("DONE", 2, "job SEQ finished without error"),
+    Code("ERROR", 3, "job SEQ failed; ERROR holds the code, ERROR_INFO a detail"),
+)
+
+ERRORS = (
+    Code("NONE", 0, "no error"),
+    Code("BAD_MAGIC", 1, "the descriptor does not start with the job magic; ERROR_INFO: the word"),
+    Code("BAD_OPCODE", 2, "unknown job opcode; ERROR_INFO: the opcode"),
+    Code("BAD_ALIGN", 3, "an address or length is not a multiple of the bus width"),
+    Code("BAD_LENGTH", 4, "a length is zero or too large; ERROR_INFO: the length"),
+    Code("DMA_READ", 5, "a DMA read got an error response; ERROR_INFO: DMA STATUS"),
+    Code("DMA_WRITE", 6, "a DMA write got an error response; ERROR_INFO: DMA STATUS"),
+    Code("DMA_TIMEOUT", 7, "a DMA transfer did not finish in time; ERROR_INFO: DMA STATUS"),
+    Code("LANE_TIMEOUT", 8, "a lane did not finish in time; ERROR_INFO: lane done mask"),
+    Code("BAD_LANES", 9, "the job asks for more lanes than the overlay has"),
+)
+
+# Job descriptor v0 (the "copy" job; see docs/firmware.md). Words of 32 bits, little-endian.
+JOB_MAGIC = 0x304A_4646  # "FFJ0"
+JOB_WORDS = (
+    Code("MAGIC", 0, "JOB_MAGIC"),
+    Code("OPCODE", 1, "what to do, see OPCODES"),
+    Code("SRC", 2, "COPY: DDR source address"),
+    Code("DST", 3, "COPY: DDR destination address"),
+    Code("LENGTH", 4, "COPY: bytes to copy (multiple of the bus width)"),
+    Code("ARG0", 5, "LANES: lane mask to start"),
+    Code("ARG1", 6, "LANES: lane CFG0 (cycles the placeholder lane runs)"),
+    Code("TIMEOUT", 7, "watchdog for each wait, in cycles (0: the firmware default)"),
+)
+OPCODES = (
+    Code("NOP", 0, "report DONE and do nothing"),
+    Code("COPY", 1, "copy LENGTH bytes SRC -> tile buffer -> DST, one tile at a time"),
+    Code("LANES", 2, "start the lanes in ARG0 with CFG0 = ARG1 and wait for them"),
+)
+
+CTRL_BITS = (
+    Field("CPU_RESET", 0, 1, "1 holds the control CPU in reset (the value after power-up)"),
+    Field("CLEAR", 1, 1, "write 1: clear the performance counters (self-clearing)"),
+)
+DMA_CTRL_BITS = (
+    Field("GO", 0, 1, "write 1 to start a transfer"),
+    Field("TO_DDR", 1, 1, "0: DDR -> tile buffer, 1: tile buffer -> DDR"),
+)
+DMA_STATUS_BITS = (
+    Field("BUSY", 0, 1, "a transfer is running"),
+    Field("DONE", 1, 1, "the last transfer finished (cleared by GO)"),
+    Field("ERROR", 2, 1, "the last transfer got an error response (cleared by GO)"),
+    Field("RESP", 4, 2, "the first error response seen: 2 SLVERR, 3 DECERR"),
+)
+
+HOST = Block(
+    "HOST",
+    0x0,
+    "AXI4-Lite slave of the shell, as seen by the host",
+    (
+        Register("ID", 0x000, "ro", "identifies a fiberflow shell: ID_MAGIC"),
+        Register("VERSION", 0x004, "ro", "register map version, major << 16 | minor"),
+        Register("CONFIG0", 0x008, "ro", "overlay parameters", _CONFIG0),
+        Register("CONFIG1", 0x00C, "ro", "firmware RAM size in bytes"),
+        Register("CONFIG2", 0x010, "ro", "tile buffer bytes per DMA engine"),
+        Register("CTRL", 0x014, "rw", "CPU reset and counter clear", CTRL_BITS),
+        Register(
+            "DOORBELL",
+            0x018,
+            "rw",
+            "write a job sequence number to submit the job at JOB_ADDR; read: bit 31 pending",
+            (Field("SEQ", 0, 16, "job sequence number"), Field("PENDING", 31, 1, "not yet taken")),
+        ),
+        Register("JOB_ADDR", 0x01C, "rw", "DDR address of the job descriptor"),
+        Register("STATUS", 0x020, "ro", "job status, written by the firmware", _STATUS),
+        Register("ERROR_INFO", 0x024, "ro", "detail for the error in STATUS"),
+        Register("HEARTBEAT", 0x028, "ro", "incremented by the firmware while it runs"),
+        Register("MAILBOX", 0x02C, "ro", "words the firmware returns", count=MAX_DMA, stride=4),
+        Register("CYCLES_LO", 0x040, "ro", "cycles since the last clear; reading latches HI"),
+        Register("CYCLES_HI", 0x044, "ro", "upper word of the cycle counter, latched"),
+        Register("TILES_DONE", 0x048, "ro", "tiles the firmware finished since the last clear"),
+        Register(
+            "DMA_BUSY", 0x100, "ro", "cycles DMA engine e had a transfer", count=MAX_DMA, stride=16
+        ),
+        Register(
+            "DMA_STALL",
+            0x104,
+            "ro",
+            "cycles DMA engine e was busy but moved no data",
+            count=MAX_DMA,
+            stride=16,
+        ),
+        Register("DMA_RD_BYTES", 0x108, "ro", "bytes DMA engine e read", count=MAX_DMA, stride=16),
+        Register("DMA_WR_BYTES", 0x10C, "ro", "bytes DMA engine e wrote", count=MAX_DMA, stride=16),
+        Register("LANE_BUSY", 0x200, "ro", "cycles lane n was running", count=MAX_LANES, stride=8),
+        Register(
+            "LANE_STALL",
+            0x204,
+            "ro",
+            "cycles lane n was running but blocked (0 until lanes have streams)",
+            count=MAX_LANES,
+            stride=8,
+        ),
+    ),
+)
+
+CPU = Block(
+    "CPU",
+    CPU_REG_BASE,
+    "peripheral registers, as seen by the control CPU",
+    (
+        Register("ID", 0x000, "ro", "ID_MAGIC"),
+        Register("VERSION", 0x004, "ro", "register map version"),
+        Register("CONFIG0", 0x008, "ro", "overlay parameters", _CONFIG0),
+        Register("CONFIG1", 0x00C, "ro", "firmware RAM size in bytes"),
+        Register("CONFIG2", 0x010, "ro", "tile buffer bytes per DMA engine"),
+        Register(
+            "DOORBELL",
+            0x014,
+            "ro",
+            "the host's last doorbell",
+            (Field("SEQ", 0, 16, "job sequence number"), Field("PENDING", 31, 1, "not yet taken")),
+        ),
+        Register("DOORBELL_ACK", 0x018, "wo", "any write clears DOORBELL.PENDING"),
+        Register("JOB_ADDR", 0x01C, "ro", "DDR address of the job descriptor"),
+        Register("STATUS", 0x020, "rw", "job status shown to the host", _STATUS),
+        Register("ERROR_INFO", 0x024, "rw", "error detail shown to the host"),
+        Register("HEARTBEAT", 0x028, "rw", "liveness counter shown to the host"),
+        Register("MAILBOX", 0x02C, "rw", "words shown to the host", count=MAX_DMA, stride=4),
+        Register("CYCLES_LO", 0x040, "ro", "cycle counter; reading latches HI"),
+        Register("CYCLES_HI", 0x044, "ro", "upper word, latched"),
+        Register("TILE_DONE", 0x048, "wo", "any write adds one to the host's TILES_DONE"),
+        Register(
+            "DMA_DDR", 0x100, "rw", "DMA engine e: DDR byte address", count=MAX_DMA, stride=32
+        ),
+        Register(
+            "DMA_LOCAL",
+            0x104,
+            "rw",
+            "DMA engine e: tile buffer byte offset",
+            count=MAX_DMA,
+            stride=32,
+        ),
+        Register(
+            "DMA_LENGTH", 0x108, "rw", "DMA engine e: bytes to move", count=MAX_DMA, stride=32
+        ),
+        Register("DMA_CTRL", 0x10C, "wo", "DMA engine e: start", DMA_CTRL_BITS, MAX_DMA, 32),
+        Register("DMA_STATUS", 0x110, "ro", "DMA engine e: state", DMA_STATUS_BITS, MAX_DMA, 32),
+        Register(
+            "LANE_CFG0", 0x400, "rw", "lane n: configuration word 0", count=MAX_LANES, stride=16
+        ),
+        Register(
+            "LANE_CFG1", 0x404, "rw", "lane n: configuration word 1", count=MAX_LANES, stride=16
+        ),
+        Register(
+            "LANE_CTRL",
+            0x408,
+            "wo",
+            "lane n: start",
+            (Field("START", 0, 1, "write 1 to start the lane"),),
+            MAX_LANES,
+            16,
+        ),
+        Register(
+            "LANE_STATUS",
+            0x40C,
+            "ro",
+            "lane n: state",
+            (Field("BUSY", 0, 1, "running"), Field("DONE", 1, 1, "finished since START")),
+            MAX_LANES,
+            16,
+        ),
+        Register("LANE_DONE", 0x500, "ro", "bit n: lane n DONE"),
+    ),
+)
+
+
+def error_message(code: int) -> str:
+    """The description of error ``code`` (for the host's exception messages)."""
+    for e in ERRORS:
+        if e.value == code:
+            return f"{e.name}: {e.desc}"
+    return f"unknown error code {code}"
+
+
+# -- generators -----------------------------------------------------------------------------
+
+_HEADER_NOTE = (
+    "Generated by python -m fiberflow.overlay.regmap from overlay/regmap.py; do not edit."
+)
+
+
+def c_header() -> str:
+    """``firmware/regs.h``: the map as C macros."""
+    out = [f"/* {_HEADER_NOTE} */", "#ifndef FF_REGS_H", "#define FF_REGS_H", ""]
+    d = out.append
+    d(f"#define FF_MAP_VERSION 0x{VERSION:08x}u")
+    d(f"#define FF_ID_MAGIC 0x{ID_MAGIC:08x}u")
+    d(f"#define FF_JOB_MAGIC 0x{JOB_MAGIC:08x}u")
+    d(f"#define FF_MAX_LANES {MAX_LANES}")
+    d(f"#define FF_MAX_DMA {MAX_DMA}")
+    d(f"#define FF_CPU_RAM_BASE 0x{CPU_RAM_BASE:08x}u")
+    d(f"#define FF_CPU_REG_BASE 0x{CPU_REG_BASE:08x}u")
+    d(f"#define FF_CPU_TILE_BASE 0x{CPU_TILE_BASE:08x}u")
+    d("")
+    d("#define FF_REG(addr) (*(volatile unsigned int *)(addr))")
+    d("")
+    for r in CPU.registers:
+        addr = CPU.base + r.offset
+        if r.count == 1:
+            d(f"#define FF_{r.name} FF_REG(0x{addr:08x}u) /* {r.access}: {r.desc} */")
+        else:
+            d(
+                f"#define FF_{r.name}(i) FF_REG(0x{addr:08x}u + (i) * {r.stride}u)"
+                f" /* {r.access}: {r.desc} */"
+            )
+    d("")
+    fields = {f"{r.name}_{f.name}": f for r in CPU.registers for f in r.fields}
+    fields |= {f"CTRL_{f.name}": f for f in CTRL_BITS}
+    for name, f in fields.items():
+        d(f"#define FF_{name}_SHIFT {f.lsb}")
+        d(f"#define FF_{name}_MASK 0x{f.mask:08x}u")
+    d("")
+    for prefix, codes in (("STATE", STATES), ("ERR", ERRORS), ("OP", OPCODES), ("JOBW", JOB_WORDS)):
+        for c in codes:
+            d(f"#define FF_{prefix}_{c.name} {c.value} /* {c.desc} */")
+        d("")
+    d("#endif")
+    return "\n".join(out) + "\n"
+
+
+def _reg_rows(block: Block) -> list[str]:
+    rows = ["| offset | name | access | description |", "|---|---|---|---|"]
+    for r in block.registers:
+        where = f"`0x{r.offset:03x}`"
+        if r.count > 1:
+            where = f"`0x{r.offset:03x} + i*0x{r.stride:x}` (i < {r.count})"
+        desc = r.desc
+        if r.fields:
+            desc += "; " + ", ".join(
+                f"`[{f.lsb + f.width - 1}:{f.lsb}]` {f.name}: {f.desc}"
+                if f.width > 1
+                else f"`[{f.lsb}]` {f.name}: {f.desc}"
+                for f in r.fields
+            )
+        rows.append(f"| {where} | {r.name} | {r.access} | {desc} |")
+    return rows
+
+
+def _code_rows(codes: tuple[Code, ...], what: str) -> list[str]:
+    rows = [f"| {what} | name | meaning |", "|---|---|---|"]
+    rows += [f"| {c.value} | {c.name} | {c.desc} |" for c in codes]
+    return rows
+
+
+def markdown() -> str:
+    """``docs/registers.md``: the map as tables."""
+    out = [
+        "# Registers",
+        "",
+        f"<!-- {_HEADER_NOTE} -->",
+        "",
+        "The one source is `overlay/regmap.py`; the firmware header `firmware/regs.h` and this",
+        "page are generated from it. Array registers are sized for the largest overlay",
+        f"({MAX_DMA} DMA engines, {MAX_LANES} lanes); `CONFIG0` says how many a shell has, and",
+        "registers of absent engines or lanes read 0.",
+        "",
+        f"Map version `0x{VERSION:08x}`, ID `0x{ID_MAGIC:08x}`.",
+        "",
+        "## Host (AXI4-Lite slave)",
+        "",
+        f"The firmware RAM appears at `0x{HOST_RAM_WINDOW:04x}` (up to {HOST_RAM_WINDOW_BYTES}",
+        "bytes; `CONFIG1` has the size): the host loads the program there while `CTRL.CPU_RESET`",
+        "holds the CPU, then releases it.",
+        "",
+        *_reg_rows(HOST),
+        "",
+        "## Control CPU",
+        "",
+        f"Address space: RAM at `0x{CPU_RAM_BASE:08x}`, these registers at",
+        f"`0x{CPU_REG_BASE:08x}`, tile buffers at `0x{CPU_TILE_BASE:08x}` (bank e at",
+        "`e * CONFIG2`).",
+        "",
+        *_reg_rows(CPU),
+        "",
+        "## Job states (`STATUS.STATE`)",
+        "",
+        *_code_rows(STATES, "value"),
+        "",
+        "## Error codes (`STATUS.ERROR`)",
+        "",
+        *_code_rows(ERRORS, "code"),
+        "",
+        "## Job descriptor v0",
+        "",
+        f"Word offsets; the descriptor starts with `0x{JOB_MAGIC:08x}` and is 32 bytes.",
+        "",
+        *_code_rows(JOB_WORDS, "word"),
+        "",
+        "### Opcodes",
+        "",
+        *_code_rows(OPCODES, "opcode"),
+    ]
+    return "\n".join(out) + "\n"
+
+
+def generated_files(root: Path) -> dict[Path, str]:
+    """The generated files, keyed by path under the source tree ``root``."""
+    return {root / "firmware" / "regs.h": c_header(), root / "docs" / "registers.md": markdown()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    root = Path(argv[0]) if argv else Path(__file__).resolve().parent.parent
+    for path, text in generated_files(root).items():
+        path.write_text(text)
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
