@@ -16,14 +16,21 @@ from fiberflow.errors import (
     TileShapeError,
     ToolchainError,
 )
+from fiberflow.host.device import Buffer, Device
+from fiberflow.host.devices import open
 from fiberflow.host.dma_image import DmaImage
 from fiberflow.host.formats import Format
+from fiberflow.host.kernels import spmm, spmv
 from fiberflow.host.pack import pack, unpack
+from fiberflow.host.resident import ResidentMatrix
+from fiberflow.host.stats import RunStats
 from fiberflow.host.tensor import Tensor
 
 __all__ = [
+    "Buffer",
     "CoordinateError",
     "DTypeError",
+    "Device",
     "DeviceError",
     "DeviceTimeoutError",
     "DmaImage",
@@ -31,11 +38,16 @@ __all__ = [
     "Format",
     "FormatError",
     "ImageError",
+    "ResidentMatrix",
+    "RunStats",
     "ShapeError",
     "Tensor",
     "TileShapeError",
     "ToolchainError",
     "__version__",
+    "open",
     "pack",
+    "spmm",
+    "spmv",
     "unpack",
 ]

@@ -50,9 +50,7 @@ class Buffer:
             count = (self.nbytes - offset) // dt.itemsize
         end = offset + count * dt.itemsize
         if offset < 0 or end > self.nbytes:
-            raise DeviceError(
-                f"bytes {offset}..{end} lie outside this {self.nbytes}-byte buffer"
-            )
+            raise DeviceError(f"bytes {offset}..{end} lie outside this {self.nbytes}-byte buffer")
         return self.array[offset:end].view(dt)
 
     def write(self, data: np.ndarray | bytes, offset: int = 0) -> None:

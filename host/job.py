@@ -74,21 +74,37 @@ class Directory:
 
     @classmethod
     def of(cls, image: di.DmaImage) -> Directory:
-        geo = image.geometry
-        ndim = geo.ndim
-        h = image.data[: di.HEADER.itemsize].view(di.HEADER)[0]
+        return cls.from_bytes(image.data)
+
+    @classmethod
+    def from_bytes(cls, data: np.ndarray) -> Directory:
+        """Read the directory of a 2-D image (uint8 array); raises DeviceError when the image
+        is not a 2-D "ds" image or its directory lies outside it."""
+        if len(data) < di.HEADER.itemsize + 2 * di.MODE.itemsize:
+            raise DeviceError("A's image is shorter than its header")
+        h = data[: di.HEADER.itemsize].view(di.HEADER)[0]
+        modes = data[di.HEADER.itemsize : di.HEADER.itemsize + 2 * di.MODE.itemsize].view(di.MODE)
+        if (
+            int(h["magic"]) != di.MAGIC
+            or int(h["ndim"]) != 2
+            or list(modes["kind"]) != [0, 1]
+            or list(modes["mode"]) != [0, 1]
+        ):
+            raise DeviceError("A's image is not a 2-D CSR ('ds') fiberflow DMA image")
         n, dir_offset = int(h["n_tiles"]), int(h["dir_offset"])
-        entry = di.dir_entry_dtype(ndim)
-        entries = image.data[dir_offset : dir_offset + n * entry.itemsize].view(entry)
-        index = entries["index"].astype(np.int64).reshape(n, ndim)
+        entry = di.dir_entry_dtype(2)
+        if dir_offset + n * entry.itemsize > len(data):
+            raise DeviceError("A's image directory runs past the end of its buffer")
+        entries = data[dir_offset : dir_offset + n * entry.itemsize].view(entry)
+        index = entries["index"].astype(np.int64).reshape(n, 2)
         return cls(
             row_tile=index[:, 0],
             col_tile=index[:, 1],
             nvals=entries["nvals"].astype(np.int64),
             nbytes=entries["nbytes"].astype(np.int64),
             head_bytes=dir_offset + n * entry.itemsize,
-            tile_rows=geo.tile[0],
-            tile_cols=geo.tile[1],
+            tile_rows=int(modes["tile"][0]),
+            tile_cols=int(modes["tile"][1]),
         )
 
 

@@ -59,8 +59,12 @@ class RunStats:
 
     @property
     def bound(self) -> str:
-        """"compute" when the lanes' work dominates the roofline, otherwise "memory"."""
-        return "compute" if self.work / self.lanes >= self.dma_bytes / self.bus_bytes_per_cycle else "memory"
+        """ "compute" when the lanes' work dominates the roofline, otherwise "memory"."""
+        return (
+            "compute"
+            if self.work / self.lanes >= self.dma_bytes / self.bus_bytes_per_cycle
+            else "memory"
+        )
 
     def summary(self) -> str:
         """A few lines for people: cycles, time, efficiency, lane balance."""

@@ -1,0 +1,37 @@
+"""``ff.open``: the one way to get a device. Nothing here is global: each call makes a new one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fiberflow.errors import DeviceError
+from fiberflow.host.device import Device
+
+NAMES = ("emu", "rtl", "pynq")
+
+
+def open(name: str = "emu", **options: Any) -> Device:
+    """Open a device.
+
+    Parameters
+    ----------
+    name : {"emu", "rtl", "pynq"}
+        ``"emu"``: the functional emulator (always available). ``"rtl"`` and ``"pynq"`` run the
+        same jobs cycle-accurately in Verilator or on a board; they arrive with the overlay.
+    **options
+        Device options; for "emu": ``lanes``, ``clock_mhz``, ``bus_bytes_per_cycle``,
+        ``memory_bytes``.
+    """
+    if name == "emu":
+        from fiberflow.host.emu import EmuDevice
+
+        try:
+            return EmuDevice(**options)
+        except TypeError as exc:
+            raise DeviceError(f"ff.open('emu'): {exc}; see help(ff.open) for the options") from None
+    if name in NAMES:
+        raise DeviceError(
+            f"the {name!r} device is not available in this version of fiberflow yet; "
+            "use ff.open('emu'), which computes bit-identical results"
+        )
+    raise DeviceError(f"no device named {name!r}; choose one of {', '.join(NAMES)}")

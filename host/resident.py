@@ -1,0 +1,131 @@
+"""Resident matrices: a matrix packed once into a DMA image that stays in device memory.
+
+``h = dev.put(A)`` packs ``A`` (CSR tiles, format "ds") into a device buffer and returns a
+:class:`ResidentMatrix`. ``ff.spmv(h, x, device=dev)`` then runs on that image without
+packing again, which is what iterative methods (CG, PageRank, power iteration) need. A
+non-resident call packs into a temporary resident matrix and frees it afterwards, so both
+paths are the same code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from fiberflow.errors import DeviceError, DTypeError, FiberflowError, ShapeError
+from fiberflow.host import dtypes, job
+from fiberflow.host import pack as packing
+from fiberflow.host.device import Buffer
+from fiberflow.host.tensor import Tensor
+
+# Default tile: 8192 rows x 65536 columns. 65536 columns is the widest span 16-bit local
+# coordinates reach, so a row crosses as few tiles as possible (each tile costs each of its rows
+# 4 bytes of segment array). 8192 rows keep a lane's output block at 32 KiB of on-chip memory,
+# while each 256 KiB slice of x that a tile loads is shared by many rows. docs/jobs.md has the
+# arithmetic.
+DEFAULT_TILE = (8192, 65536)
+
+
+def as_csr_tensor(A: Any, dtype: Any = None, what: str = "A") -> Tensor:
+    """``A`` (a scipy sparse matrix/array or an ff.Tensor) as a 2-D "ds" float32/int32 tensor."""
+    if isinstance(A, Tensor):
+        if A.ndim != 2:
+            raise ShapeError(f"{what} must be a 2-D matrix, but this ff.Tensor is {A.ndim}-D")
+        if A.format == "ds" and (dtype is None or np.dtype(dtype) == A.dtype):
+            dtypes.coerce(A.values, dtype, f"{what}'s values")
+            return A
+        # Other formats hold the same entries; CSR tiles are what the kernels stream.
+        return Tensor.from_scipy(A.to_scipy(), format="ds", dtype=dtype)
+    if sp.issparse(A):
+        if A.ndim != 2:
+            raise ShapeError(f"{what} must be a 2-D matrix, but this scipy array is {A.ndim}-D")
+        return Tensor.from_scipy(A, format="ds", dtype=dtype)
+    if isinstance(A, np.ndarray):
+        raise FiberflowError(
+            f"{what} is a dense numpy array; fiberflow's kernels take sparse matrices. Convert "
+            "it with scipy.sparse.csr_array(A) (or ff.Tensor.from_numpy(A, 'ds'))"
+        )
+    raise FiberflowError(
+        f"{what} must be a scipy.sparse matrix or array, an ff.Tensor, or a handle from "
+        f"dev.put(), not {type(A).__name__}"
+    )
+
+
+class ResidentMatrix:
+    """A matrix whose DMA image lives in a device buffer. Get one from ``dev.put(A)``."""
+
+    def __init__(
+        self,
+        device: Any,
+        buffer: Buffer,
+        tensor: Tensor,
+        tile: tuple[int, ...],
+        directory: job.Directory,
+    ) -> None:
+        self.device = device
+        self.buffer = buffer
+        self.shape: tuple[int, int] = (tensor.shape[0], tensor.shape[1])
+        self.dtype = tensor.dtype
+        self.nnz = tensor.nnz
+        self.tile = tile
+        self.directory = directory
+        self._schedules: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    @property
+    def image_bytes(self) -> int:
+        return self.buffer.nbytes
+
+    @property
+    def freed(self) -> bool:
+        return self.buffer.freed
+
+    def schedule(self, lanes: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The lane table and tile list for ``lanes`` lanes (cached: it depends only on A)."""
+        key = (lanes, k)
+        if key not in self._schedules:
+            self._schedules[key] = job.schedule(self.directory, lanes, k)
+        return self._schedules[key]
+
+    def free(self) -> None:
+        """Release the device memory; the handle can no longer be used."""
+        if not self.buffer.freed:
+            self.device.free(self.buffer)
+
+    def __repr__(self) -> str:
+        state = "freed" if self.freed else f"{self.image_bytes} bytes at {self.buffer.address:#x}"
+        return (
+            f"ResidentMatrix(shape={self.shape}, dtype={self.dtype}, nnz={self.nnz}, "
+            f"tile={self.tile}, {state})"
+        )
+
+
+def make_resident(device: Any, A: Any, tile: Any = None, dtype: Any = None) -> ResidentMatrix:
+    """Pack ``A`` and copy its image into a new buffer of ``device``."""
+    if isinstance(A, ResidentMatrix):
+        raise FiberflowError("this matrix is already resident; use the handle directly")
+    t = as_csr_tensor(A, dtype)
+    if tile is None:
+        tile = DEFAULT_TILE
+    img = packing.pack(t, tile)
+    if img.geometry.coord_bytes not in (2, 4):  # pragma: no cover - pack guarantees it
+        raise DTypeError("unexpected coordinate width")
+    buf = device.alloc(img.nbytes)
+    try:
+        buf.write(img.data)
+        buf.flush()
+    except BaseException:
+        device.free(buf)
+        raise
+    return ResidentMatrix(device, buf, t, img.tile, job.Directory.of(img))
+
+
+def check_handle(h: ResidentMatrix, device: Any) -> None:
+    if h.freed:
+        raise DeviceError("this resident matrix was freed; put the matrix on the device again")
+    if h.device is not device:
+        raise DeviceError(
+            "this resident matrix lives on another device; pass device= the device that "
+            "returned it from put(), or put the matrix on this device"
+        )
