@@ -20,7 +20,7 @@ COMMANDS = ["demo", "bench"]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fiberflow",
-        description="Sparse tensor algebra on FPGA fabric, with emulation when no board is present.",
+        description="Sparse tensor algebra on FPGA fabric, emulated when no board is present.",
     )
     parser.add_argument("--version", action="version", version=f"fiberflow {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -42,7 +43,7 @@ HEADER = np.dtype(
         ("reserved", "V20"),
     ]
 )
-CHECKSUM_OFFSET = HEADER.fields["checksum"][1]
+CHECKSUM_OFFSET = 40
 MODE = np.dtype(
     [
         ("size", "<u4"),
@@ -54,9 +55,14 @@ MODE = np.dtype(
     ]
 )
 assert HEADER.itemsize == 64 and MODE.itemsize == 16
+assert HEADER.fields is not None and HEADER.fields["checksum"][1] == CHECKSUM_OFFSET
 
 
-def align(n: np.ndarray | int) -> np.ndarray | int:
+AlignT = TypeVar("AlignT", int, np.ndarray)
+
+
+def align(n: AlignT) -> AlignT:
+    """Round up to the next multiple of ALIGN."""
     return (n + (ALIGN - 1)) // ALIGN * ALIGN
 
 
@@ -142,7 +148,7 @@ def make_geometry(
         raise TileShapeError(f"tile {req} has {len(req)} modes but the tensor has {ndim}")
     if any(t < 1 for t in req):
         raise TileShapeError(f"tile {req}: every tile dimension must be at least 1")
-    clipped = tuple(min(t, max(d, 1)) for t, d in zip(req, shape))
+    clipped = tuple(min(t, max(d, 1)) for t, d in zip(req, shape, strict=True))
     widest = max(clipped)
     if coord_bits is None:
         coord_bits = 16 if widest <= 1 << 16 else 32
@@ -281,7 +287,7 @@ def write_tables(geo: Geometry, lay: Layout, data: np.ndarray) -> None:
 
 def checksum(data: np.ndarray) -> int:
     """CRC-32 (zlib's) of the image with the checksum field read as zero."""
-    buf = memoryview(data)
+    buf = data.data
     crc = zlib.crc32(buf[:CHECKSUM_OFFSET])
     crc = zlib.crc32(b"\0\0\0\0", crc)
     return zlib.crc32(buf[CHECKSUM_OFFSET + 4 :], crc)

@@ -68,7 +68,5 @@ def unpack(image: di.DmaImage | bytes | bytearray | memoryview | np.ndarray) -> 
     elif isinstance(data, (bytes, bytearray, memoryview)):
         arr = np.frombuffer(data, dtype=np.uint8)
     else:
-        raise FiberflowError(
-            f"unpack expects an ff.DmaImage or bytes, not {type(image).__name__}"
-        )
+        raise FiberflowError(f"unpack expects an ff.DmaImage or bytes, not {type(image).__name__}")
     return decode(arr)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from fiberflow.host import dma_image as di
@@ -17,7 +19,7 @@ def available() -> bool:
     return lib is not None
 
 
-def _i64(a: np.ndarray):  # type: ignore[no-untyped-def]
+def _i64(a: np.ndarray) -> Any:
     return ffi.from_buffer("int64_t[]", a)
 
 
@@ -25,7 +27,7 @@ def pack_c(t: Tensor, geo: di.Geometry) -> tuple[np.ndarray, di.Layout]:
     ndim = geo.ndim
     keep = []  # arrays that must outlive the C calls
 
-    def arr(a: np.ndarray, dtype: str):  # type: ignore[no-untyped-def]
+    def arr(a: np.ndarray, dtype: str) -> np.ndarray:
         a = np.ascontiguousarray(a, dtype=dtype)
         keep.append(a)
         return a

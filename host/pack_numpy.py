@@ -13,7 +13,9 @@ from fiberflow.host.fibertree import Level, build_levels
 from fiberflow.host.tensor import Tensor
 
 
-def tiles_of(t: Tensor, geo: di.Geometry) -> tuple[np.ndarray, list[tuple[list[Level], np.ndarray]]]:
+def tiles_of(
+    t: Tensor, geo: di.Geometry
+) -> tuple[np.ndarray, list[tuple[list[Level], np.ndarray]]]:
     """The non-empty tiles of ``t``: their linear ids and their (levels, values)."""
     coords = t.storage_coords()
     if coords.shape[1] == 0:

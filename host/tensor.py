@@ -98,7 +98,7 @@ class Tensor:
         """Build from storage-order coordinates that are already sorted and unique."""
         sizes = tuple(dims[m] for m in fmt.order)
         dense = 1
-        for kind, size in zip(fmt.levels, sizes):
+        for kind, size in zip(fmt.levels, sizes, strict=True):
             dense = dense * size if kind == DENSE else 1
             if dense > 2**40:
                 raise FormatError(
@@ -235,7 +235,7 @@ class Tensor:
             return NotImplemented
         if (self._shape, self._format, self.dtype) != (other._shape, other._format, other.dtype):
             return False
-        for a, b in zip(self.levels, other.levels):
+        for a, b in zip(self.levels, other.levels, strict=True):
             if a.kind != b.kind or a.size != b.size:
                 return False
             if a.kind == COMPRESSED and not (

@@ -1,6 +1,6 @@
 """Regenerate the matrices bundled in fiberflow/data (deterministic: fixed seeds).
 
-    python scripts/make_demo_data.py
+python scripts/make_demo_data.py
 """
 
 from pathlib import Path
@@ -34,7 +34,9 @@ def powerlaw_graph(n: int, avg_degree: int, seed: int) -> sp.csr_array:
 
 if __name__ == "__main__":
     OUT.mkdir(exist_ok=True)
-    scipy.io.mmwrite(OUT / "poisson2d_32.mtx", poisson2d(32), comment="5-point Laplacian, 32x32 grid")
+    scipy.io.mmwrite(
+        OUT / "poisson2d_32.mtx", poisson2d(32), comment="5-point Laplacian, 32x32 grid"
+    )
     scipy.io.mmwrite(
         OUT / "powerlaw_2000.mtx",
         powerlaw_graph(2000, 8, seed=7),

@@ -44,5 +44,5 @@ def test_bad_formats(spec, match):
 
 
 def test_rank_mismatch_names_both():
-    with pytest.raises(ff.FormatError, match="describes 1 mode.*has 2"):
+    with pytest.raises(ff.FormatError, match=r"describes 1 mode.*has 2"):
         Format.parse("d", ndim=2)

@@ -45,8 +45,8 @@ def test_image_is_aligned_and_self_describing():
     modes = img.data[64:96].view(di.MODE)
     assert list(modes["size"]) == [300, 500] and list(modes["tile"]) == [64, 128]
     assert list(modes["grid"]) == [5, 4] and list(modes["kind"]) == [0, 1]
-    entries = img.data[h["dir_offset"] :].view(np.uint8)[: h["n_tiles"] * 32].view(
-        di.dir_entry_dtype(2)
+    entries = (
+        img.data[h["dir_offset"] :].view(np.uint8)[: h["n_tiles"] * 32].view(di.dir_entry_dtype(2))
     )
     assert (entries["offset"] % di.ALIGN == 0).all()
     # The first tile, read by hand as the document describes it.
@@ -58,9 +58,13 @@ def test_image_is_aligned_and_self_describing():
     block = A[:64, :128]
     np.testing.assert_array_equal(seg, block.indptr)
     crd_at = off + int(th["levels"]["crd_offset"][1])
-    np.testing.assert_array_equal(img.data[crd_at : crd_at + 2 * block.nnz].view("<u2"), block.indices)
+    np.testing.assert_array_equal(
+        img.data[crd_at : crd_at + 2 * block.nnz].view("<u2"), block.indices
+    )
     vals_at = off + int(th["vals_offset"])
-    np.testing.assert_array_equal(img.data[vals_at : vals_at + 4 * block.nnz].view("<f4"), block.data)
+    np.testing.assert_array_equal(
+        img.data[vals_at : vals_at + 4 * block.nnz].view("<f4"), block.data
+    )
 
 
 def test_coordinates_are_local_and_narrow():
@@ -96,7 +100,7 @@ def test_bad_tiles(tile, bits, match):
 
 
 def test_pack_rejects_non_tensors():
-    with pytest.raises(ff.FiberflowError, match="ff.Tensor"):
+    with pytest.raises(ff.FiberflowError, match=r"ff\.Tensor"):
         ff.pack(np.zeros(3))  # type: ignore[arg-type]
 
 
@@ -120,3 +124,20 @@ def test_default_tile_covers_small_tensors():
     t = ff.Tensor.from_numpy(np.arange(10, dtype=np.int32))
     img = ff.pack(t)
     assert img.tile == (10,) and img.n_tiles == 1
+
+
+def test_documented_csr_tile_example():
+    """The worked example in docs/dma-image.md, byte for byte."""
+    A = np.zeros((2, 8), np.float32)
+    A[0, 4], A[0, 6], A[1, 7] = 5, 7, 9
+    img = ff.pack(ff.Tensor.from_scipy(sp.csr_array(A)), (2, 4))
+    h = img.data[:64].view(di.HEADER)[0]
+    entry = img.data[int(h["dir_offset"]) :][:32].view(di.dir_entry_dtype(2))[0]
+    assert (int(entry["nbytes"]), int(entry["nvals"]), list(entry["index"])) == (80, 3, [0, 1])
+    tile = img.data[int(entry["offset"]) :][:80]
+    head = tile[:32].view(di.tile_header_dtype(2))[0]
+    assert (int(head["nvals"]), int(head["vals_offset"])) == (3, 64)
+    assert head["levels"].tolist() == [(2, 0, 0), (3, 32, 48)]
+    assert tile[32:44].view("<u4").tolist() == [0, 2, 3]
+    assert tile[48:54].view("<u2").tolist() == [0, 2, 3]
+    assert tile[64:76].view("<f4").tolist() == [5.0, 7.0, 9.0]

@@ -77,15 +77,22 @@ def write_section(doc: Path, report: Report) -> None:
     text = doc.read_text() if doc.exists() else "# Benchmarks\n\nWritten by `fiberflow bench`.\n"
     block = f"{begin}\n{report.markdown()}{end}"
     pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text + "\n" + block + "\n"
+    text = (
+        pattern.sub(lambda _: block, text) if pattern.search(text) else text + "\n" + block + "\n"
+    )
     doc.write_text(text)
 
 
 def write_json(path: Path, report: Report) -> None:
     path.write_text(
         json.dumps(
-            {"target": report.target, "command": report.command, "columns": report.columns,
-             "rows": report.rows, "data": report.data},
+            {
+                "target": report.target,
+                "command": report.command,
+                "columns": report.columns,
+                "rows": report.rows,
+                "data": report.data,
+            },
             indent=2,
             default=float,
         )

@@ -70,8 +70,13 @@ def run(args: argparse.Namespace) -> Report:
     }
     gbs = {k: nbytes / s / 1e9 for k, s in secs.items()}
     rows = [
-        [name, secs[name] * 1e3, gbs[name], gbs[name] / gbs["memcpy (same bytes)"],
-         f"{peaks[name] / nbytes:.2f}x" if name in peaks else "-"]
+        [
+            name,
+            secs[name] * 1e3,
+            gbs[name],
+            gbs[name] / gbs["memcpy (same bytes)"],
+            f"{peaks[name] / nbytes:.2f}x" if name in peaks else "-",
+        ]
         for name in secs
     ]
     c, numpy_, mem = gbs["C fast path"], gbs["numpy reference"], gbs["memcpy (same bytes)"]

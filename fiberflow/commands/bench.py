@@ -21,11 +21,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         module = importlib.import_module(f"fiberflow.bench.{name}")
         t = targets.add_parser(name, help=module.DESCRIPTION, description=module.DESCRIPTION)
         t.add_argument(
-            "--doc", type=Path, default=Path("docs/benchmarks.md"),
+            "--doc",
+            type=Path,
+            default=Path("docs/benchmarks.md"),
             help="the Markdown file to update (default: docs/benchmarks.md)",
         )
         t.add_argument(
-            "--out", type=Path, default=Path("bench-results"),
+            "--out",
+            type=Path,
+            default=Path("bench-results"),
             help="folder for the JSON data and plots (default: bench-results)",
         )
         t.add_argument("--no-doc", action="store_true", help="print only; leave the doc alone")
