@@ -7,12 +7,14 @@ Each target is a module ``fiberflow.bench.<target>`` that provides:
 * ``run(args) -> Report``: measure, and return what to record.
 
 The command writes the report's table into its own section of ``docs/benchmarks.md`` (other
-sections are left alone), its data to ``<out>/<target>.json``, and any plot the target made.
+sections are left alone), and its data to ``<out>/<target>.json`` beside any plot the target
+made (``--out`` defaults to ``docs/bench``, so results are kept with the document).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import re
 import time
@@ -36,7 +38,8 @@ class Report:
     data: dict[str, Any] = field(default_factory=dict)
     plots: list[Path] = field(default_factory=list)
 
-    def markdown(self) -> str:
+    def markdown(self, doc_dir: Path | None = None) -> str:
+        """The report as a Markdown section; plot links are relative to ``doc_dir``."""
         lines = [f"## {self.title}", "", f"Reproduce with `{self.command}`.", ""]
         lines.append(
             f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()}, "
@@ -50,7 +53,8 @@ class Report:
             lines.append("")
             lines += [f"- {n}" for n in self.notes]
         for plot in self.plots:
-            lines += ["", f"![{self.title}]({plot.name})"]
+            link = os.path.relpath(plot, doc_dir) if doc_dir else str(plot)
+            lines += ["", f"![{self.title}]({Path(link).as_posix()})"]
         return "\n".join(lines) + "\n"
 
 
@@ -75,7 +79,7 @@ def write_section(doc: Path, report: Report) -> None:
     """Replace (or append) the report's section of ``doc``, keeping every other section."""
     begin, end = f"<!-- bench:{report.target} -->", f"<!-- /bench:{report.target} -->"
     text = doc.read_text() if doc.exists() else "# Benchmarks\n\nWritten by `fiberflow bench`.\n"
-    block = f"{begin}\n{report.markdown()}{end}"
+    block = f"{begin}\n{report.markdown(doc.parent)}{end}"
     pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
     text = (
         pattern.sub(lambda _: block, text) if pattern.search(text) else text + "\n" + block + "\n"

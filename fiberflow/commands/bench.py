@@ -44,9 +44,6 @@ def run(args: argparse.Namespace) -> int:
     bench.write_json(args.out / f"{report.target}.json", report)
     if not args.no_doc:
         args.doc.parent.mkdir(parents=True, exist_ok=True)
-        for plot in report.plots:  # plots live beside the document that shows them
-            if plot.parent.resolve() != args.doc.parent.resolve():
-                (args.doc.parent / plot.name).write_bytes(plot.read_bytes())
         bench.write_section(args.doc, report)
         print(f"recorded in {args.doc}")
     return 0
