@@ -1,0 +1,122 @@
+"""The emulator's float32 results, bit for bit, against the order docs/emulator.md defines,
+re-computed here in plain Python one rounded operation at a time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given
+from hypothesis import strategies as st
+
+import fiberflow as ff
+from fiberflow.host import emu
+
+TINY = np.finfo(np.float32).tiny
+CANONICAL_NAN = np.uint32(0x7FC00000).view(np.float32)
+
+
+def reference_spmv(A: sp.csr_array, x: np.ndarray, policy: dict[str, str]) -> np.ndarray:
+    """y[i] = (((+0 + a_i0*x_0) + a_i1*x_1) + ...) in increasing column order, each product
+    and each sum rounded to float32; with subnormal flushing when the policy says so."""
+    ftz = policy["subnormals"] == "flush"
+
+    def fl(v: np.float32) -> np.float32:
+        if ftz and v != 0 and abs(v) < TINY:
+            return np.float32(np.copysign(np.float32(0), v))
+        return v
+
+    y = np.zeros(A.shape[0], dtype=np.float32)
+    with np.errstate(all="ignore"):
+        for i in range(A.shape[0]):
+            lo, hi = A.indptr[i], A.indptr[i + 1]
+            if lo == hi:
+                continue
+            acc = np.float32(0.0)
+            for q in range(lo, hi):
+                p = fl(np.float32(fl(A.data[q]) * fl(x[A.indices[q]])))
+                acc = fl(np.float32(fl(acc) + p))
+            if policy["nan"] == "canonical" and np.isnan(acc):
+                acc = CANONICAL_NAN
+            y[i] = acc
+    return y
+
+
+SPECIAL = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45, -3e-39, 1.1754942e-38, 3.4e38, -3.4e38]
+
+
+@st.composite
+def values(draw: st.DrawFn, size: int) -> np.ndarray:
+    kind = draw(st.sampled_from(["normal", "wide", "special"]))
+    r = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    if kind == "normal":
+        v = r.standard_normal(size)
+    elif kind == "wide":  # exponents from subnormal to near overflow: rounding everywhere
+        v = r.standard_normal(size) * 10.0 ** r.integers(-40, 38, size)
+    else:
+        v = np.where(r.random(size) < 0.3, r.choice(SPECIAL, size), r.standard_normal(size))
+    with np.errstate(over="ignore"):
+        return v.astype(np.float32)
+
+
+@st.composite
+def problems(draw: st.DrawFn) -> tuple[sp.csr_array, np.ndarray, tuple[int, int]]:
+    m, n = draw(st.integers(0, 9)), draw(st.integers(0, 9))
+    density = draw(st.sampled_from([0.0, 0.2, 0.6, 1.0]))
+    r = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    mask = r.random((m, n)) < density
+    rows, cols = np.nonzero(mask)
+    A = sp.csr_array((draw(values(len(rows))), (rows, cols)), shape=(m, n), dtype=np.float32)
+    x = draw(values(n))
+    tile = (draw(st.integers(1, 10)), draw(st.integers(1, 10)))
+    return A, x, tile
+
+
+POLICIES = [
+    {"subnormals": "keep", "nan": "canonical"},
+    {"subnormals": "flush", "nan": "canonical"},
+]
+
+
+@pytest.mark.parametrize("policy", POLICIES, ids=lambda p: p["subnormals"])
+@given(problem=problems())
+def test_emulator_is_bit_exact_with_the_reference_order(policy, problem) -> None:  # type: ignore[no-untyped-def]
+    A, x, tile = problem
+    saved = dict(emu.FP32_POLICY)
+    emu.FP32_POLICY.update(policy)
+    try:
+        dev = ff.open("emu", lanes=3)
+        y = ff.spmv(A, x, device=dev, tile=tile)
+        C = ff.spmm(A, np.stack([x, x[::-1]], axis=1), device=dev, tile=tile) if len(x) else None
+    finally:
+        emu.FP32_POLICY.clear()
+        emu.FP32_POLICY.update(saved)
+    expected = reference_spmv(A, x, policy)
+    assert np.array_equal(y.view(np.uint32), expected.view(np.uint32))
+    if C is not None:
+        assert np.array_equal(C[:, 0].view(np.uint32), expected.view(np.uint32))
+        rev = reference_spmv(A, np.ascontiguousarray(x[::-1]), policy)
+        assert np.array_equal(C[:, 1].view(np.uint32), rev.view(np.uint32))
+
+
+def test_products_are_added_in_increasing_column_order() -> None:
+    # Row 0: (1e8 + -1e8) + 1 = 1.  Row 1: (1 + 1e8) + -1e8 = 0 in float32 (1e8 + 1 rounds
+    # back to 1e8). float64, or any other order, would give 1 for both.
+    A = sp.csr_array(np.array([[1e8, -1e8, 1.0], [1.0, 1e8, -1e8]], dtype=np.float32))
+    x = np.ones(3, np.float32)
+    dev = ff.open("emu")
+    for tile in [None, (1, 1), (2, 2), (1, 2)]:
+        y = ff.spmv(A, x, device=dev, tile=tile)
+        assert y.tolist() == [1.0, 0.0]
+    assert (A.astype(np.float64) @ x.astype(np.float64)).tolist() == [1.0, 1.0]
+
+
+def test_products_are_rounded_before_they_are_added() -> None:
+    # a * x = (1 + 2^-23)(1 + 2^-22) = 1 + 3 * 2^-23 + 2^-45 exactly; rounded to float32 it is
+    # 1 + 3 * 2^-23, so -1 + a * x gives 3 * 2^-23. A fused multiply-add would keep the 2^-45.
+    a, b = np.float32(1 + 2**-23), np.float32(1 + 2**-22)
+    A = sp.csr_array(np.array([[-1.0, a]], dtype=np.float32))
+    x = np.array([1.0, b], dtype=np.float32)
+    y = ff.spmv(A, x, device=ff.open("emu"))
+    assert y[0] == np.float32(3 * 2**-23)
+    assert np.float32(3 * 2**-23 + 2**-45) != np.float32(3 * 2**-23)  # FMA would differ
