@@ -40,6 +40,18 @@ class ToolchainError(FiberflowError, RuntimeError):
     """A required external tool (Verilator, yosys, a RISC-V compiler, ...) is missing or failed."""
 
 
+class BoardError(FiberflowError, ValueError):
+    """A board name fiberflow does not know, or a board file with a missing or malformed field."""
+
+
+class UnknownBoardError(BoardError):
+    """A board name that matches no board file; the message lists the known boards."""
+
+
+class BuildError(FiberflowError, RuntimeError):
+    """A build that cannot proceed: an overlay that does not fit the board, a failed tool run."""
+
+
 class DeviceError(FiberflowError, RuntimeError):
     """A device reported a failure, or was used in a way it does not support."""
 
@@ -49,6 +61,8 @@ class DeviceTimeoutError(DeviceError, TimeoutError):
 
 
 __all__ = [
+    "BoardError",
+    "BuildError",
     "CoordinateError",
     "DTypeError",
     "DeviceError",
@@ -59,4 +73,5 @@ __all__ = [
     "ShapeError",
     "TileShapeError",
     "ToolchainError",
+    "UnknownBoardError",
 ]
