@@ -17,7 +17,8 @@ ffibuilder.set_source(
     '#include <stdint.h>\n#include "cpack.h"\n',
     sources=["host/cpack.c"],
     include_dirs=["host"],
-    extra_compile_args=["-O3", "-std=c99"],
+    extra_compile_args=["-O3", "-std=gnu99", "-pthread"],
+    extra_link_args=["-pthread"],
 )
 
 if __name__ == "__main__":

@@ -11,7 +11,13 @@
 
 #include "cpack.h"
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#define FF_THREADS 1
+#endif
+
 #define MAXD 8
+#define FF_MAX_THREADS 16
 
 typedef struct {
     const ff_tree *t;
@@ -122,7 +128,21 @@ static int64_t lower_bound(const int32_t *a, int64_t n, int64_t key)
     return (base - a) + (*base < key);
 }
 
-static void walk(walker *w, int k, int64_t parent, int64_t tile)
+/* The children of position `parent` at level k: coordinates for a dense level, source
+ * positions for a compressed one. */
+static inline int64_t child_lo(const ff_tree *t, int k, int64_t parent)
+{
+    return t->dense[k] ? 0 : t->pos[k][parent];
+}
+
+static inline int64_t child_hi(const ff_tree *t, int k, int64_t parent)
+{
+    return t->dense[k] ? t->size[k] : t->pos[k][parent + 1];
+}
+
+/* Visit the children lo .. hi-1 of `parent` at level k: coordinates for a dense level,
+ * source positions for a compressed one. `tile` is the grid id accumulated so far. */
+static void walk(walker *w, int k, int64_t parent, int64_t tile, int64_t lo, int64_t hi)
 {
     const ff_tree *t = w->t;
     int64_t tk = t->tile[k], stride = w->stride[k];
@@ -130,18 +150,18 @@ static void walk(walker *w, int k, int64_t parent, int64_t tile)
         /* The last level: cut the fiber into runs at tile boundaries. */
         if (t->dense[k]) {
             int64_t n = t->size[k];
-            for (int64_t c0 = 0, ct = 0; c0 < n; c0 += tk, ct++) {
-                int64_t len = n - c0 < tk ? n - c0 : tk;
-                run(w, tile + ct * stride, parent * n + c0, len, NULL, c0, c0);
+            for (int64_t c0 = lo; c0 < hi; c0 += tk) {
+                int64_t len = hi - c0 < tk ? hi - c0 : tk;
+                run(w, tile + tile_of(c0, tk) * stride, parent * n + c0, len, NULL, c0, c0);
             }
             return;
         }
         const int32_t *crd = t->crd[k];
-        int64_t q = t->pos[k][parent], end = t->pos[k][parent + 1];
-        while (q < end) {
-            int64_t ct = tile_of(crd[q], tk), bound = (ct + 1) * tk, q1 = end;
-            if (crd[end - 1] >= bound)
-                q1 = q + 1 + lower_bound(crd + q + 1, end - q - 1, bound);
+        int64_t q = lo;
+        while (q < hi) {
+            int64_t ct = tile_of(crd[q], tk), bound = (ct + 1) * tk, q1 = hi;
+            if (crd[hi - 1] >= bound)
+                q1 = q + 1 + lower_bound(crd + q + 1, hi - q - 1, bound);
             run(w, tile + ct * stride, q, q1 - q, crd, ct * tk, 0);
             q = q1;
         }
@@ -150,24 +170,24 @@ static void walk(walker *w, int k, int64_t parent, int64_t tile)
     if (t->dense[k]) {
         int64_t n = t->size[k];
         /* Track the tile index and local coordinate incrementally: no division per node. */
-        for (int64_t c = 0, lc = 0, ct = 0; c < n; c++) {
+        int64_t ct = tile_of(lo, tk), lc = lo - ct * tk;
+        for (int64_t c = lo; c < hi; c++) {
+            int64_t p = parent * n + c;
             w->local[k] = lc;
-            w->path[k] = parent * n + c;
-            walk(w, k + 1, parent * n + c, tile + ct * stride);
+            w->path[k] = p;
+            walk(w, k + 1, p, tile + ct * stride, child_lo(t, k + 1, p), child_hi(t, k + 1, p));
             if (++lc == tk) {
                 lc = 0;
                 ct++;
             }
         }
     } else {
-        const int64_t *pos = t->pos[k];
         const int32_t *crd = t->crd[k];
-        for (int64_t q = pos[parent]; q < pos[parent + 1]; q++) {
-            int64_t c = crd[q];
-            int64_t ct = tile_of(c, tk);
-            w->local[k] = c - ct * tk;
+        for (int64_t q = lo; q < hi; q++) {
+            int64_t ct = tile_of(crd[q], tk);
+            w->local[k] = crd[q] - ct * tk;
             w->path[k] = q;
-            walk(w, k + 1, q, tile + ct * stride);
+            walk(w, k + 1, q, tile + ct * stride, child_lo(t, k + 1, q), child_hi(t, k + 1, q));
         }
     }
 }
@@ -183,7 +203,72 @@ static void init(walker *w, const ff_tree *t)
     }
 }
 
-void ff_count(const ff_tree *tree, int64_t *ncrd, int64_t *last)
+/* Work is split between threads along level 0, at tile boundaries: threads then own disjoint
+ * sets of tiles, so every counter, cursor and section has exactly one writer and the bytes do
+ * not depend on the thread count. */
+typedef struct {
+    walker w;
+    int64_t lo, hi;
+} part;
+
+static void *run_part(void *arg)
+{
+    part *p = arg;
+    walk(&p->w, 0, 0, 0, p->lo, p->hi);
+    return NULL;
+}
+
+static void walk_parallel(const walker *proto, int threads)
+{
+    const ff_tree *t = proto->t;
+    int64_t lo = child_lo(t, 0, 0), hi = child_hi(t, 0, 0), tk = t->tile[0];
+    part parts[FF_MAX_THREADS];
+    int n = 0;
+    if (threads > FF_MAX_THREADS)
+        threads = FF_MAX_THREADS;
+    int64_t start = lo;
+    for (int i = 1; i <= threads && start < hi; i++) {
+        int64_t end = hi;
+        if (i < threads) {
+            /* The split point nearest an even share, moved to the next tile boundary. */
+            int64_t target = lo + (hi - lo) * i / threads;
+            if (t->dense[0]) {
+                end = (tile_of(target, tk) + 1) * tk;
+            } else {
+                int64_t bound = (tile_of(t->crd[0][target < hi ? target : hi - 1], tk) + 1) * tk;
+                end = lo + lower_bound(t->crd[0] + lo, hi - lo, bound);
+            }
+            if (end > hi)
+                end = hi;
+            if (end <= start)
+                continue;
+        }
+        parts[n].w = *proto;
+        parts[n].lo = start;
+        parts[n].hi = end;
+        n++;
+        start = end;
+    }
+#ifdef FF_THREADS
+    pthread_t ids[FF_MAX_THREADS];
+    int started[FF_MAX_THREADS] = {0};
+    for (int i = 1; i < n; i++)
+        started[i] = pthread_create(&ids[i], NULL, run_part, &parts[i]) == 0;
+    if (n > 0)
+        run_part(&parts[0]);
+    for (int i = 1; i < n; i++) {
+        if (started[i])
+            pthread_join(ids[i], NULL);
+        else
+            run_part(&parts[i]); /* no thread available: do it here */
+    }
+#else
+    for (int i = 0; i < n; i++)
+        run_part(&parts[i]);
+#endif
+}
+
+void ff_count(const ff_tree *tree, int64_t *ncrd, int64_t *last, int threads)
 {
     walker w;
     init(&w, tree);
@@ -195,12 +280,13 @@ void ff_count(const ff_tree *tree, int64_t *ncrd, int64_t *last)
     w.ncrd = ncrd;
     w.last = last;
     if (n > 0)
-        walk(&w, 0, 0, 0);
+        walk_parallel(&w, threads);
 }
 
 void ff_fill(const ff_tree *tree, uint8_t *image, const int64_t *slot, int64_t n_tiles,
              const int64_t *ext, const int64_t *npos, const int64_t *seg_off,
-             const int64_t *crd_off, const int64_t *vals_off, int64_t *last, int64_t *cur)
+             const int64_t *crd_off, const int64_t *vals_off, int64_t *last, int64_t *cur,
+             int threads)
 {
     walker w;
     init(&w, tree);
@@ -219,7 +305,7 @@ void ff_fill(const ff_tree *tree, uint8_t *image, const int64_t *slot, int64_t n
     w.last = last;
     w.cur = cur;
     if (n_tiles > 0)
-        walk(&w, 0, 0, 0);
+        walk_parallel(&w, threads);
     /* Segment arrays were filled with per-parent counts at [parent + 1]; make them offsets. */
     for (int64_t i = 0; i < n_tiles; i++) {
         int64_t parents = 1;
@@ -233,4 +319,44 @@ void ff_fill(const ff_tree *tree, uint8_t *image, const int64_t *slot, int64_t n
             parents = npos[s];
         }
     }
+}
+
+/* CRC-32 of A followed by B, from crc(A), crc(B) and len(B): appending len(B) zero bytes to A
+ * is a linear map on the CRC register over GF(2), applied by repeated squaring of the
+ * one-zero-bit operator. This lets the host checksum an image's halves in parallel. */
+static uint32_t gf2_apply(const uint32_t *mat, uint32_t vec)
+{
+    uint32_t sum = 0;
+    for (int i = 0; vec; i++, vec >>= 1)
+        if (vec & 1)
+            sum ^= mat[i];
+    return sum;
+}
+
+static void gf2_square(uint32_t *out, const uint32_t *mat)
+{
+    for (int i = 0; i < 32; i++)
+        out[i] = gf2_apply(mat, mat[i]);
+}
+
+uint32_t ff_crc32_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b)
+{
+    uint32_t op[32], sq[32];
+    op[0] = 0xEDB88320u; /* the reflected CRC-32 polynomial: one zero bit */
+    for (int i = 1; i < 32; i++)
+        op[i] = 1u << (i - 1);
+    gf2_square(sq, op); /* two zero bits */
+    gf2_square(op, sq); /* four zero bits */
+    gf2_square(sq, op); /* one zero byte */
+    /* sq now appends 2^j bytes for j = 0, 1, ...: square it as len_b's bits are consumed. */
+    while (len_b) {
+        if (len_b & 1)
+            crc_a = gf2_apply(sq, crc_a);
+        len_b >>= 1;
+        if (!len_b)
+            break;
+        gf2_square(op, sq);
+        memcpy(sq, op, sizeof sq);
+    }
+    return crc_a ^ crc_b;
 }

@@ -16,13 +16,18 @@ typedef struct {
 /* Pass 1. For every tile of the grid (row-major tile id t) and every compressed level k,
  * count into ncrd[t * ndim + k] the coordinates that level holds in that tile.
  * ncrd and last each have prod(grid) * ndim entries; ncrd must be zeroed. */
-void ff_count(const ff_tree *tree, int64_t *ncrd, int64_t *last);
+void ff_count(const ff_tree *tree, int64_t *ncrd, int64_t *last, int threads);
 
 /* Pass 2. Fill the sections of the non-empty tiles into image. slot[t] is the directory index
  * of grid tile t (or -1 when empty). For directory entry i and level k, ext[i*ndim+k] is the
  * tile's extent and seg_off / crd_off[i*ndim+k] the absolute section offsets (compressed levels
  * only); npos[i*ndim+k] its positions per level; vals_off[i] the value section's offset.
- * last and cur each have n_tiles * ndim entries. Segment sections must be zeroed. */
+ * last and cur each have n_tiles * ndim entries. Segment sections must be zeroed.
+ * Both passes split the work over up to `threads` threads; the result does not depend on it. */
 void ff_fill(const ff_tree *tree, uint8_t *image, const int64_t *slot, int64_t n_tiles,
              const int64_t *ext, const int64_t *npos, const int64_t *seg_off,
-             const int64_t *crd_off, const int64_t *vals_off, int64_t *last, int64_t *cur);
+             const int64_t *crd_off, const int64_t *vals_off, int64_t *last, int64_t *cur,
+             int threads);
+
+/* The CRC-32 of A followed by B, given crc32(A), crc32(B) and the length of B. */
+uint32_t ff_crc32_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b);

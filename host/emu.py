@@ -256,7 +256,8 @@ class EmuDevice:
 
     def put(self, A: Any, *, tile: Any = None, dtype: Any = None) -> ResidentMatrix:
         """Pack ``A`` once and keep its image in device memory. ``tile`` is the tile shape
-        (default (8192, 65536)); ``dtype`` converts explicitly ("float32" or "int32")."""
+        (default (8192, 65536), with shorter row tiles for short matrices so that every lane
+        gets work); ``dtype`` converts explicitly ("float32" or "int32")."""
         return make_resident(self, A, tile, dtype)
 
     def __repr__(self) -> str:

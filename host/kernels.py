@@ -44,7 +44,8 @@ def spmv(
     dtype : {"float32", "int32"}, optional
         Convert A and x explicitly (float64 is rounded to float32; see ``fiberflow.host.dtypes``).
     tile : (rows, cols), optional
-        Tile shape when A is packed here (default (8192, 65536)); ignored for a resident A.
+        Tile shape when A is packed here (default (8192, 65536), with shorter row tiles for
+        short matrices so that every lane gets work); ignored for a resident A.
     timeout : float
         Seconds to wait for the device.
 

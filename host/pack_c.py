@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,15 @@ except ImportError:  # pragma: no cover - only when the package was not built
 
 def available() -> bool:
     return lib is not None
+
+
+def threads() -> int:
+    """Threads for one packing call: the cores this process may use, at most 8."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores))
 
 
 def _i64(a: np.ndarray) -> Any:
@@ -58,7 +68,7 @@ def pack_c(t: Tensor, geo: di.Geometry) -> tuple[np.ndarray, di.Layout]:
     n_grid = int(np.prod(geo.grid))
     ncrd = np.zeros((n_grid, ndim), dtype=np.int64)
     scratch = np.empty((n_grid, ndim), dtype=np.int64)
-    lib.ff_count(tree, _i64(ncrd), _i64(scratch))
+    lib.ff_count(tree, _i64(ncrd), _i64(scratch), threads())
     del scratch
 
     all_ids = np.arange(n_grid, dtype=np.int64)
@@ -86,5 +96,6 @@ def pack_c(t: Tensor, geo: di.Geometry) -> tuple[np.ndarray, di.Layout]:
         _i64(np.ascontiguousarray(lay.vals_offset, dtype=np.int64)),
         _i64(state[0]),
         _i64(state[1]),
+        threads(),
     )
     return data, lay

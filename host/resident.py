@@ -28,6 +28,14 @@ from fiberflow.host.tensor import Tensor
 DEFAULT_TILE = (8192, 65536)
 
 
+def default_tile(shape: tuple[int, ...], lanes: int) -> tuple[int, int]:
+    """DEFAULT_TILE, with shorter row tiles when the matrix is too short to give every lane at
+    least one row tile (row counts rounded up to a multiple of 64)."""
+    per_lane = -(-shape[0] // max(lanes, 1))
+    rows = min(DEFAULT_TILE[0], max(64, -(-per_lane // 64) * 64))
+    return rows, DEFAULT_TILE[1]
+
+
 def as_csr_tensor(A: Any, dtype: Any = None, what: str = "A") -> Tensor:
     """``A`` (a scipy sparse matrix/array or an ff.Tensor) as a 2-D "ds" float32/int32 tensor."""
     if isinstance(A, Tensor):
@@ -107,7 +115,7 @@ def make_resident(device: Any, A: Any, tile: Any = None, dtype: Any = None) -> R
         raise FiberflowError("this matrix is already resident; use the handle directly")
     t = as_csr_tensor(A, dtype)
     if tile is None:
-        tile = DEFAULT_TILE
+        tile = default_tile(t.shape, getattr(device, "lanes", 1))
     img = packing.pack(t, tile)
     if img.geometry.coord_bytes not in (2, 4):  # pragma: no cover - pack guarantees it
         raise DTypeError("unexpected coordinate width")
