@@ -144,7 +144,7 @@ def _harness(prim: Primitive, has_clk: bool) -> str:
 
 
 def _name(sig: object) -> str:
-    return sig.name_override  # type: ignore[attr-defined]
+    return sig.backtrace[-1][0]  # type: ignore[attr-defined]  # Signal(name=...) puts it here
 
 
 class StreamSim:

@@ -1,0 +1,137 @@
+"""ALU: element-wise op on two value streams of the same shape.
+
+Ports: sinks ``a``, ``b``; source ``o``; config ``op`` (4 bits, :class:`Op`).
+
+Tokens: a ``VAL``/``EMPTY`` pair becomes ``VAL(op(a, b))`` (``EMPTY`` reads as the value 0);
+any other pair (stops, done) must match and is passed on once. Latency 2 cycles, one token per
+cycle. int32 ops wrap modulo 2**32 (min/max are signed); fp32 ops follow the policy of
+:mod:`fiberflow.overlay.fp32` (round to nearest even, subnormals flushed to zero, canonical NaN).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import numpy as np
+from migen import Case, If, Mux, Signal
+
+from fiberflow.overlay import fp32
+from fiberflow.overlay.primitive import Primitive
+from fiberflow.overlay.stream import Empty, Kind, Token, Val
+
+
+class Op(IntEnum):
+    ADD = 0
+    SUB = 1
+    MUL = 2
+    MIN = 3
+    MAX = 4
+    FADD = 8
+    FSUB = 9
+    FMUL = 10
+    FMIN = 11
+    FMAX = 12
+
+
+def alu_comb(m: object, op: Signal, a: Signal, b: Signal) -> Signal:
+    """The combinational datapath shared by the ALU and the reducer."""
+    r = Signal(32)
+    sa, sb = Signal((32, True)), Signal((32, True))
+    is_sub = Signal()
+    is_max = Signal()
+    m.comb += [sa.eq(a), sb.eq(b), is_sub.eq(op == Op.FSUB), is_max.eq(op == Op.FMAX)]  # type: ignore[attr-defined]
+    fadd = fp32.fp_add(m, a, b, is_sub)  # type: ignore[arg-type]
+    fmul = fp32.fp_mul(m, a, b)  # type: ignore[arg-type]
+    fmm = fp32.fp_minmax(m, a, b, is_max)  # type: ignore[arg-type]
+    m.comb += Case(  # type: ignore[attr-defined]
+        op,
+        {
+            Op.ADD: r.eq(a + b),
+            Op.SUB: r.eq(a - b),
+            Op.MUL: r.eq(a * b),
+            Op.MIN: r.eq(Mux(sa < sb, a, b)),
+            Op.MAX: r.eq(Mux(sa > sb, a, b)),
+            Op.FADD: r.eq(fadd),
+            Op.FSUB: r.eq(fadd),
+            Op.FMUL: r.eq(fmul),
+            Op.FMIN: r.eq(fmm),
+            Op.FMAX: r.eq(fmm),
+            "default": r.eq(0),
+        },
+    )
+    return r
+
+
+class Alu(Primitive):
+    def __init__(self) -> None:
+        super().__init__()
+        a, b = self.sink("a"), self.sink("b")
+        o = self.source("o")
+        op = self.config("op", 4)
+        # # #
+        # Stage 1 registers the operands; stage 2 registers the result. The whole pipe moves
+        # together (ce) whenever its last stage is empty or being taken.
+        ce = Signal()
+        v1 = Signal()
+        a1, b1, k1 = Signal(32), Signal(32), Signal(2)
+        both = a.valid & b.valid
+        self.comb += [
+            ce.eq(~o.valid | o.ready),
+            a.ready.eq(ce & both),
+            b.ready.eq(ce & both),
+        ]
+        is_val_a = (a.kind == Kind.VAL) | (a.kind == Kind.EMPTY)
+        self.sync += If(
+            ce,
+            v1.eq(both),
+            a1.eq(Mux(a.kind == Kind.EMPTY, 0, a.data)),
+            b1.eq(Mux(b.kind == Kind.EMPTY, 0, b.data)),
+            k1.eq(Mux(is_val_a, Kind.VAL, a.kind)),
+        )
+        r = alu_comb(self, op, a1, b1)
+        self.sync += If(
+            ce,
+            o.valid.eq(v1),
+            o.kind.eq(k1),
+            o.data.eq(Mux(k1 == Kind.VAL, r, a1)),
+        )
+
+
+# ---- reference model -----------------------------------------------------------------------
+
+
+def op_words(op: Op, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The ALU's result for uint32 operand arrays (bit patterns)."""
+    a, b = np.asarray(a, np.uint32), np.asarray(b, np.uint32)
+    if op == Op.ADD:
+        return a + b
+    if op == Op.SUB:
+        return a - b
+    if op == Op.MUL:
+        return (a.astype(np.uint64) * b.astype(np.uint64)).astype(np.uint32)
+    if op in (Op.MIN, Op.MAX):
+        sa, sb = a.view(np.int32), b.view(np.int32)
+        pick_a = sa < sb if op == Op.MIN else sa > sb
+        return np.where(pick_a, a, b).astype(np.uint32)
+    fn = {
+        Op.FADD: fp32.model_add,
+        Op.FSUB: fp32.model_sub,
+        Op.FMUL: fp32.model_mul,
+        Op.FMIN: fp32.model_min,
+        Op.FMAX: fp32.model_max,
+    }[Op(op)]
+    return fn(a, b)
+
+
+def model(a: list[Token], b: list[Token], op: Op) -> list[Token]:
+    if len(a) != len(b):
+        raise ValueError(f"ALU streams differ in length: {len(a)} vs {len(b)}")
+    out: list[Token] = []
+    for x, y in zip(a, b, strict=True):
+        if isinstance(x, (Val, Empty)):
+            xv = x.value if isinstance(x, Val) else 0
+            yv = y.value if isinstance(y, Val) else 0
+            out.append(Val(int(op_words(op, np.array([xv]), np.array([yv]))[0])))
+        else:
+            out.append(x)
+    return out
