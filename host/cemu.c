@@ -32,10 +32,12 @@ static inline uint64_t rd64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); re
 
 static inline float flush(float v)
 {
+    /* A (well predicted) branch rather than a select: a select would put the test on the
+     * running sum's dependency chain and roughly double the cost of each addition. */
     uint32_t b;
     memcpy(&b, &v, 4);
-    if ((b & 0x7f800000u) == 0) {        /* zero or subnormal -> signed zero */
-        b &= 0x80000000u;
+    if (__builtin_expect((b & 0x7f800000u) == 0 && (b & 0x007fffffu) != 0, 0)) {
+        b &= 0x80000000u;                  /* subnormal -> zero of the same sign */
         memcpy(&v, &b, 4);
     }
     return v;
@@ -131,12 +133,15 @@ static inline __attribute__((always_inline)) int run_tile(
             const float *x = (const float *)job->x + t->col0 * k;
             float *y = (float *)job->y + row * k;
             if (spmv) {
-                float acc = y[0];
+                /* Results of fadd32 / fmul32 are already flushed, so flushing the running sum
+                 * and the product again (as fadd32 would) changes nothing: skip it. */
+                float acc = ftz ? flush(y[0]) : y[0];
                 for (uint32_t q = s0; q < s1; q++) {
                     uint32_t c = crd_at(t->crd, q, cb);
                     if (c >= (uint64_t)t->cols)
                         return E_COORD;
-                    acc = fadd32(acc, fmul32(av[q], x[c], ftz), ftz);
+                    float p = fmul32(av[q], x[c], ftz);
+                    acc = ftz ? flush(acc + p) : acc + p;
                 }
                 y[0] = canon(acc, canonical_nan);
             } else {
@@ -181,6 +186,10 @@ RUN_VARIANT(f2_spmv, 2, 1, 0, 1, 1)
 RUN_VARIANT(f4_spmv, 4, 1, 0, 1, 1)
 RUN_VARIANT(f2_spmm, 2, 1, 0, 1, 0)
 RUN_VARIANT(f4_spmm, 4, 1, 0, 1, 0)
+RUN_VARIANT(f2_spmv_ftz, 2, 1, 1, 1, 1)
+RUN_VARIANT(f4_spmv_ftz, 4, 1, 1, 1, 1)
+RUN_VARIANT(f2_spmm_ftz, 2, 1, 1, 1, 0)
+RUN_VARIANT(f4_spmm_ftz, 4, 1, 1, 1, 0)
 RUN_VARIANT(i2, 2, 0, 0, 0, 0)
 RUN_VARIANT(i4, 4, 0, 0, 0, 0)
 
@@ -188,7 +197,7 @@ typedef int (*tile_fn)(const ff_emu_job *, const tile_view *);
 
 static int generic(const ff_emu_job *job, const tile_view *t, int cb)
 {
-    /* Policies other than the default (subnormals kept, canonical NaN): slower, unspecialised. */
+    /* NaN payloads propagated (canonical_nan = 0): unspecialised, slower. */
     int spmv = job->k == 1;
     if (cb == 2)
         return spmv ? run_tile(job, t, 2, 1, job->ftz, job->canonical_nan, 1)
@@ -219,12 +228,16 @@ int ff_emu_run(const ff_emu_job *job, int64_t *bad_tile)
         return E_HEADER;
 
     int is_float = job->dtype == 1;
-    int fast = !is_float || (!job->ftz && job->canonical_nan);
+    int fast = !is_float || job->canonical_nan;
     tile_fn fn;
     if (!is_float)
         fn = cb == 2 ? i2 : i4;
+    else if (job->k == 1 && job->ftz)
+        fn = cb == 2 ? f2_spmv_ftz : f4_spmv_ftz;
     else if (job->k == 1)
         fn = cb == 2 ? f2_spmv : f4_spmv;
+    else if (job->ftz)
+        fn = cb == 2 ? f2_spmm_ftz : f4_spmm_ftz;
     else
         fn = cb == 2 ? f2_spmm : f4_spmm;
 

@@ -33,6 +33,8 @@ typedef struct {
     int64_t *last, *cur;
 } walker;
 
+static void walk(walker *w, int k, int64_t parent, int64_t tile, int64_t lo, int64_t hi);
+
 /* Walk levels 0 .. ndim-2 of the current path within `tile` once per run (not per leaf):
  * note first visits of source nodes and return the tile-local position of the last level's
  * parent. A run is a stretch of one last-level fiber that falls into one tile. */
@@ -114,11 +116,19 @@ static inline int64_t tile_of(int64_t c, int64_t tk)
 }
 
 /* The first index in a[0..n) whose value is >= key (a sorted); branch-free, because the
- * run boundaries it finds are unpredictable. */
+ * run boundaries it finds are unpredictable. Short fibers (the common case) are counted with a
+ * vectorisable scan instead, which beats the chain of dependent loads of a binary search. */
 static int64_t lower_bound(const int32_t *a, int64_t n, int64_t key)
 {
-    if (n == 0)
-        return 0;
+    if (n <= 64) {
+        if (key > INT32_MAX) /* a boundary past every int32 coordinate */
+            return n;
+        int32_t k = (int32_t)key;
+        int64_t below = 0;
+        for (int64_t i = 0; i < n; i++)
+            below += a[i] < k;
+        return below;
+    }
     const int32_t *base = a;
     while (n > 1) {
         int64_t half = n / 2;
@@ -206,20 +216,74 @@ static void init(walker *w, const ff_tree *t)
 /* Work is split between threads along level 0, at tile boundaries: threads then own disjoint
  * sets of tiles, so every counter, cursor and section has exactly one writer and the bytes do
  * not depend on the thread count. */
+typedef void (*walk_fn)(walker *w, int64_t lo, int64_t hi);
+
 typedef struct {
     walker w;
+    walk_fn fn;
     int64_t lo, hi;
 } part;
 
 static void *run_part(void *arg)
 {
     part *p = arg;
-    walk(&p->w, 0, 0, 0, p->lo, p->hi);
+    p->fn(&p->w, p->lo, p->hi);
     return NULL;
+}
+
+static void walk_root(walker *w, int64_t lo, int64_t hi)
+{
+    walk(w, 0, 0, 0, lo, hi);
+}
+
+/* CSR-like trees (a dense level over a compressed one: "ds", "ds:1,0") are the common case,
+ * and their runs are short (every row crosses every column tile), so they get a loop of their
+ * own that keeps the per-run cost to a few instructions. It writes exactly what walk() would. */
+static void csr_rows(walker *w, int64_t lo, int64_t hi)
+{
+    const ff_tree *t = w->t;
+    const int64_t *pos = t->pos[1];
+    const int32_t *crd = t->crd[1];
+    int64_t tr = t->tile[0], tc = t->tile[1], gc = t->grid[1];
+    int64_t rt = tile_of(lo, tr), lr = lo - rt * tr;
+    for (int64_t r = lo; r < hi; r++) {
+        int64_t q = pos[r], end = pos[r + 1];
+        while (q < end) {
+            int64_t ct = tile_of(crd[q], tc), bound = (ct + 1) * tc, q1 = end;
+            if (crd[end - 1] >= bound)
+                q1 = q + 1 + lower_bound(crd + q + 1, end - q - 1, bound);
+            int64_t n = q1 - q, tile = rt * gc + ct;
+            if (!w->fill) {
+                w->ncrd[tile * 2 + 1] += n;
+            } else {
+                int64_t s = w->slot[tile] * 2 + 1, at = w->cur[s] + 1, base = ct * tc;
+                w->cur[s] += n;
+                ((uint32_t *)(w->image + w->seg_off[s]))[lr + 1] = (uint32_t)n;
+                memcpy((uint32_t *)(w->image + w->vals_off[s >> 1]) + at, t->vals + q,
+                       (size_t)n * 4);
+                if (t->coord_bytes == 2) {
+                    uint16_t *dst = (uint16_t *)(w->image + w->crd_off[s]) + at;
+                    for (int64_t j = 0; j < n; j++)
+                        dst[j] = (uint16_t)(crd[q + j] - base);
+                } else {
+                    uint32_t *dst = (uint32_t *)(w->image + w->crd_off[s]) + at;
+                    for (int64_t j = 0; j < n; j++)
+                        dst[j] = (uint32_t)(crd[q + j] - base);
+                }
+            }
+            q = q1;
+        }
+        if (++lr == tr) {
+            lr = 0;
+            rt++;
+        }
+    }
 }
 
 static void walk_parallel(const walker *proto, int threads)
 {
+    walk_fn fn = proto->t->ndim == 2 && proto->t->dense[0] && !proto->t->dense[1] ? csr_rows
+                                                                                  : walk_root;
     const ff_tree *t = proto->t;
     int64_t lo = child_lo(t, 0, 0), hi = child_hi(t, 0, 0), tk = t->tile[0];
     part parts[FF_MAX_THREADS];
@@ -244,6 +308,7 @@ static void walk_parallel(const walker *proto, int threads)
                 continue;
         }
         parts[n].w = *proto;
+        parts[n].fn = fn;
         parts[n].lo = start;
         parts[n].hi = end;
         n++;

@@ -29,11 +29,13 @@ try:
 except ImportError:  # pragma: no cover - only when the package was not built
     ffi = lib = None
 
-# float32 arithmetic of the (+, *) ALU. "subnormals": "keep" is full IEEE binary32 (gradual
-# underflow); "flush" turns subnormal operands and results into zero of the same sign.
-# "nan": "canonical" makes every NaN an operation produces the quiet NaN 0x7fc00000 (as
-# RISC-V and most FPGA float cores do); "propagate" keeps whatever x86 SSE produces.
-FP32_POLICY = {"subnormals": "keep", "nan": "canonical"}
+# float32 arithmetic of the (+, *) ALU; it must match the overlay's fp32 unit (overlay/fp32.py,
+# docs/primitives.md), which flushes subnormals and makes every NaN canonical.
+# "subnormals": "flush" reads subnormal operands as zeros of the same sign and returns zeros of
+# the same sign for results IEEE would give as subnormals; "keep" is full IEEE gradual
+# underflow. "nan": "canonical" makes every NaN an operation produces the quiet NaN 0x7fc00000;
+# "propagate" keeps whatever x86 SSE produces (payloads, signs).
+FP32_POLICY = {"subnormals": "flush", "nan": "canonical"}
 
 # PYNQ-Z2 defaults (docs/emulator.md): 4 lanes at 100 MHz; the bus brings 16 bytes per cycle
 # (two 64-bit HP ports), 1.6 GB/s, below the board's 16-bit DDR3 peak of about 2.1 GB/s.
