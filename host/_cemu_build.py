@@ -18,7 +18,7 @@ ffibuilder.set_source(
     sources=["host/cemu.c"],
     include_dirs=["host"],
     # -ffp-contract=off: a product is rounded before it is added, as in the hardware ALU.
-    extra_compile_args=["-O2", "-std=c99", "-ffp-contract=off", "-fno-fast-math"],
+    extra_compile_args=["-O3", "-std=c99", "-ffp-contract=off", "-fno-fast-math"],
 )
 
 if __name__ == "__main__":

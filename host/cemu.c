@@ -114,6 +114,23 @@ static inline uint32_t crd_at(const uint8_t *crd, uint32_t q, const int cb)
     return cb == 2 ? ((const uint16_t *)crd)[q] : ((const uint32_t *)crd)[q];
 }
 
+/* Every coordinate of the tile inside its width? One vectorisable pass, so the multiply loops
+ * need no test per nonzero. */
+static inline int coords_ok(const tile_view *t, const int cb)
+{
+    uint32_t top = 0;
+    if (cb == 2) {
+        const uint16_t *c = (const uint16_t *)t->crd;
+        for (uint32_t q = 0; q < t->nvals; q++)
+            top = c[q] > top ? c[q] : top;
+    } else {
+        const uint32_t *c = (const uint32_t *)t->crd;
+        for (uint32_t q = 0; q < t->nvals; q++)
+            top = c[q] > top ? c[q] : top;
+    }
+    return t->nvals == 0 || (int64_t)top < t->cols;
+}
+
 /* One tile of SpMV / SpMM. Each output row adds its products in increasing column order onto
  * its running sum in y; SpMM does that for each column c of B independently. */
 static inline __attribute__((always_inline)) int run_tile(
@@ -121,6 +138,8 @@ static inline __attribute__((always_inline)) int run_tile(
     const int ftz, const int canonical_nan, const int spmv)
 {
     const int64_t k = job->k;
+    if (!coords_ok(t, cb))
+        return E_COORD;
     for (int64_t r = 0; r < t->rows; r++) {
         uint32_t s0 = t->seg[r], s1 = t->seg[r + 1];
         if (s1 < s0 || s1 > t->nvals)
@@ -138,8 +157,6 @@ static inline __attribute__((always_inline)) int run_tile(
                 float acc = ftz ? flush(y[0]) : y[0];
                 for (uint32_t q = s0; q < s1; q++) {
                     uint32_t c = crd_at(t->crd, q, cb);
-                    if (c >= (uint64_t)t->cols)
-                        return E_COORD;
                     float p = fmul32(av[q], x[c], ftz);
                     acc = ftz ? flush(acc + p) : acc + p;
                 }
@@ -147,8 +164,6 @@ static inline __attribute__((always_inline)) int run_tile(
             } else {
                 for (uint32_t q = s0; q < s1; q++) {
                     uint32_t c = crd_at(t->crd, q, cb);
-                    if (c >= (uint64_t)t->cols)
-                        return E_COORD;
                     float a = av[q];
                     const float *b = x + (int64_t)c * k;
                     for (int64_t j = 0; j < k; j++)
@@ -163,8 +178,6 @@ static inline __attribute__((always_inline)) int run_tile(
             uint32_t *y = (uint32_t *)job->y + row * k;
             for (uint32_t q = s0; q < s1; q++) {
                 uint32_t c = crd_at(t->crd, q, cb);
-                if (c >= (uint64_t)t->cols)
-                    return E_COORD;
                 uint32_t a = av[q];
                 const uint32_t *b = x + (int64_t)c * k;
                 for (int64_t j = 0; j < k; j++)
