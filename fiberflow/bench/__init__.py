@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from fiberflow.progress import progress
+
 TARGETS = ["pack"]
 
 
@@ -64,11 +66,11 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
-def median_seconds(fn: Any, repeat: int = 5) -> float:
+def median_seconds(fn: Any, repeat: int = 5, desc: str = "timing") -> float:
     """Median wall time of ``repeat`` calls of ``fn`` (after one warm-up call)."""
     fn()
     times = []
-    for _ in range(repeat):
+    for _ in progress(range(repeat), desc=desc):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)

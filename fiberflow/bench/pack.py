@@ -60,10 +60,12 @@ def run(args: argparse.Namespace) -> Report:
     src = np.ones(nbytes, dtype=np.uint8)
     dst = np.empty_like(src)
     secs = {
-        "C fast path": median_seconds(lambda: ff.pack(t, tile, impl="c"), args.repeat),
-        "numpy reference": median_seconds(lambda: ff.pack(t, tile, impl="numpy"), args.repeat),
-        "memcpy (same bytes)": median_seconds(lambda: np.copyto(dst, src), args.repeat),
-        "memcpy into a new buffer": median_seconds(src.copy, args.repeat),
+        "C fast path": median_seconds(lambda: ff.pack(t, tile, impl="c"), args.repeat, "C"),
+        "numpy reference": median_seconds(
+            lambda: ff.pack(t, tile, impl="numpy"), args.repeat, "numpy"
+        ),
+        "memcpy (same bytes)": median_seconds(lambda: np.copyto(dst, src), args.repeat, "memcpy"),
+        "memcpy into a new buffer": median_seconds(src.copy, args.repeat, "copy"),
     }
     peaks = {
         "C fast path": peak_extra(lambda: ff.pack(t, tile, impl="c")),
