@@ -203,7 +203,7 @@ class StreamSim:
             for s in inputs
         ]
         total = sum(len(w) for w in words)
-        cap = out_cap or 4 * total + 1024
+        cap = out_cap or 4 * total + 65536
         outs = [np.zeros(cap, dtype=np.uint64) for _ in self.out_names]
         cfg = dict(cfg or {})
         unknown = set(cfg) - set(self.cfg_names)

@@ -1,0 +1,190 @@
+"""Level scanners, compressed and dense: references in, the fibers they point to out.
+
+Ports: sink ``i`` (references); sources ``crd`` and ``ref`` (same shape). The compressed scanner
+has read ports ``seg`` and ``crd`` (segment and coordinate arrays, block-RAM timing); the dense
+scanner has config ``dim`` (the level's size).
+
+Tokens (``docs/streams.md``): each reference ``r`` emits its fiber (compressed: coordinates
+``crd[seg[r]:seg[r+1]]`` with references ``seg[r]..seg[r+1]-1``; dense: coordinates
+``0..dim-1`` with references ``r*dim + c``), then a stop. An ``EMPTY`` reference scans as an empty
+fiber. An input stop ``Sn`` becomes ``S(n+1)``, merged with the stop of the fiber just before it;
+otherwise a fiber ends with ``S0``. ``D`` passes on.
+
+Timing: one coordinate per cycle within a fiber; stops cost their own token cycle. The
+compressed scanner spends 2 more cycles per fiber reading ``seg[r]`` and ``seg[r+1]``; the dense
+scanner starts the next fiber in the cycle it emits the previous fiber's stop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from migen import FSM, If, NextState, NextValue, Signal
+
+from fiberflow.overlay.primitive import Primitive, ReadPort, eager_fork
+from fiberflow.overlay.stream import DONE, Done, Empty, Kind, Stop, Token, Val
+
+
+class _Scanner(Primitive):
+    def __init__(self, compressed: bool) -> None:
+        super().__init__()
+        i = self.sink("i")
+        crd = self.source("crd")
+        ref = self.source("ref")
+        if compressed:
+            seg_p, crd_p = ReadPort("seg"), ReadPort("crd")
+            self.rd_ports += [seg_p, crd_p]
+        else:
+            dim = self.config("dim", 32)
+        # # #
+        ov, ofire = Signal(), Signal()
+        okind, ocrd, oref = Signal(2), Signal(32), Signal(32)
+        eager_fork(self, ov, ofire, [crd, ref])
+        self.comb += [
+            crd.kind.eq(okind),
+            ref.kind.eq(okind),
+            crd.data.eq(ocrd),
+            ref.data.eq(oref),
+        ]
+        r, pos, end, base = Signal(32), Signal(32), Signal(32), Signal(32)
+        pending = Signal()  # a fiber was started and its stop is not yet out
+        streaming = Signal()
+        self.comb += streaming.eq(pos < end)
+
+        def stop(level: object) -> list:
+            return [ov.eq(1), okind.eq(Kind.STOP), ocrd.eq(level), oref.eq(level)]
+
+        def start_fiber() -> list:
+            """Take the reference at the head of ``i`` and begin its fiber."""
+            if compressed:
+                return [NextValue(r, i.data), NextState("SEG1")]
+            return [
+                NextValue(base, i.data * dim),
+                NextValue(pos, 0),
+                NextValue(end, dim),
+                NextValue(pending, 1),
+            ]
+
+        # START gives the FSM a second state for the dense scanner, which needs only RUN.
+        self.submodules.fsm = fsm = FSM(reset_state="START")
+        fsm.act("START", NextState("RUN"))
+        head_val = i.kind == Kind.VAL
+        head_empty = i.kind == Kind.EMPTY
+        fsm.act(
+            "RUN",
+            If(
+                streaming,
+                ov.eq(1),
+                okind.eq(Kind.VAL),
+                ocrd.eq(crd_p.dat if compressed else pos),
+                oref.eq(pos if compressed else base + pos),
+                If(ofire, NextValue(pos, pos + 1)),
+            ).Elif(
+                i.valid,
+                If(
+                    i.kind == Kind.STOP,
+                    *stop(i.data + 1),
+                    i.ready.eq(ofire),
+                    If(ofire, NextValue(pending, 0)),
+                )
+                .Elif(
+                    pending,
+                    # End the previous fiber with S0; if a reference follows, start it now.
+                    *stop(0),
+                    If(
+                        ofire,
+                        NextValue(pending, 0),
+                        If(head_val, i.ready.eq(1), *start_fiber()),
+                        If(head_empty, i.ready.eq(1), NextValue(pending, 1)),
+                    ),
+                )
+                .Elif(
+                    head_val,
+                    i.ready.eq(1),
+                    *start_fiber(),
+                )
+                .Elif(
+                    head_empty,
+                    i.ready.eq(1),
+                    NextValue(pending, 1),
+                )
+                .Else(  # done
+                    ov.eq(1),
+                    okind.eq(Kind.DONE),
+                    i.ready.eq(ofire),
+                ),
+            ),
+        )
+        if compressed:
+            fsm.act(
+                "RUN",
+                seg_p.adr.eq(i.data),
+                crd_p.adr.eq(pos + (streaming & ofire)),
+            )
+            fsm.act(
+                "SEG1",
+                seg_p.adr.eq(r + 1),
+                crd_p.adr.eq(seg_p.dat),
+                NextValue(pos, seg_p.dat),
+                NextState("SEG2"),
+            )
+            fsm.act(
+                "SEG2",
+                crd_p.adr.eq(pos),
+                NextValue(end, seg_p.dat),
+                NextValue(pending, 1),
+                NextState("RUN"),
+            )
+
+
+class CompressedScanner(_Scanner):
+    def __init__(self) -> None:
+        super().__init__(compressed=True)
+
+
+class DenseScanner(_Scanner):
+    def __init__(self) -> None:
+        super().__init__(compressed=False)
+
+
+# ---- reference model -----------------------------------------------------------------------
+
+
+def scan_model(
+    refs: list[Token], fiber: Callable[[int], Sequence[tuple[int, int]]]
+) -> tuple[list[Token], list[Token]]:
+    """Shared by both scanners: ``fiber(r)`` lists the (coordinate, reference) pairs of ``r``."""
+    crd: list[Token] = []
+    ref: list[Token] = []
+
+    def emit(c: Token, r: Token) -> None:
+        crd.append(c)
+        ref.append(r)
+
+    pending = False
+    for tok in refs:
+        if isinstance(tok, (Val, Empty)):
+            if pending:
+                emit(Stop(0), Stop(0))
+            for c, p in fiber(tok.value) if isinstance(tok, Val) else ():
+                emit(Val(c), Val(p))
+            pending = True
+        elif isinstance(tok, Stop):
+            emit(Stop(tok.level + 1), Stop(tok.level + 1))
+            pending = False
+        elif isinstance(tok, Done):
+            if pending:
+                emit(Stop(0), Stop(0))
+            emit(DONE, DONE)
+            pending = False
+    return crd, ref
+
+
+def model_compressed(
+    refs: list[Token], seg: Sequence[int], crd: Sequence[int]
+) -> tuple[list[Token], list[Token]]:
+    return scan_model(refs, lambda r: [(int(crd[p]), p) for p in range(seg[r], seg[r + 1])])
+
+
+def model_dense(refs: list[Token], dim: int) -> tuple[list[Token], list[Token]]:
+    return scan_model(refs, lambda r: [(c, (r * dim + c) & 0xFFFFFFFF) for c in range(dim)])

@@ -1,0 +1,97 @@
+import numpy as np
+import pytest
+
+from fiberflow.overlay import scanner
+from fiberflow.overlay.simharness import StreamSim
+from fiberflow.overlay.stream import Val, fiber_tree_tokens, parse
+from fiberflow.overlay.testing import random_fiber, random_tree
+
+pytestmark = pytest.mark.rtl
+
+
+@pytest.fixture(scope="module")
+def csim():
+    return StreamSim("prim_scan_c", scanner.CompressedScanner())
+
+
+@pytest.fixture(scope="module")
+def dsim():
+    return StreamSim("prim_scan_d", scanner.DenseScanner())
+
+
+def random_level(rng, n_fibers, dim=40):
+    fibers = [random_fiber(rng, dim) for _ in range(n_fibers)]
+    seg = np.zeros(n_fibers + 1, dtype=np.uint32)
+    seg[1:] = np.cumsum([len(f) for f in fibers])
+    crd = np.array([c for f in fibers for c in f] or [0], dtype=np.uint32)
+    return seg, crd
+
+
+def random_refs(rng, n_fibers, depth):
+    """A reference stream of the given stop depth pointing at random fibers (some EMPTY)."""
+    tree = random_tree(rng, depth, dim=n_fibers, fanout=3) if depth else [0]
+    toks = fiber_tree_tokens(tree) if depth else parse("0 D")
+    return [t if not isinstance(t, Val) or rng.random() > 0.05 else parse("N")[0] for t in toks]
+
+
+def test_compressed_hand_example(csim):
+    seg = np.array([0, 2, 2, 5], np.uint32)
+    crd = np.array([1, 4, 0, 2, 3], np.uint32)
+    refs = parse("0 1 S0 2 N S1 D")
+    res = csim.run([refs], rmem={"seg": seg, "crd": crd})
+    want_crd = parse("1 4 S0 S1 0 2 3 S0 S2 D")
+    want_ref = parse("0 1 S0 S1 2 3 4 S0 S2 D")
+    assert res.outputs == [want_crd, want_ref]
+    assert scanner.model_compressed(refs, seg, crd) == (want_crd, want_ref)
+
+
+def test_root_reference(dsim):
+    res = dsim.run([parse("0 D")], cfg={"dim": 3})
+    assert res.outputs == [parse("0 1 2 S0 D"), parse("0 1 2 S0 D")]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_compressed_random(csim, seed):
+    rng = np.random.default_rng(seed)
+    seg, crd = random_level(rng, 300)
+    refs = []
+    for _ in range(40):
+        refs += random_refs(rng, 300, int(rng.integers(0, 5)))
+    want = scanner.model_compressed(refs, seg, crd)
+    res = csim.run(
+        [refs],
+        rmem={"seg": seg, "crd": crd},
+        p_valid=0.6,
+        p_ready=0.5,
+        seed=seed,
+        out_cap=len(want[0]) + 16,
+    )
+    assert res.outputs == list(want)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_dense_random(dsim, seed):
+    rng = np.random.default_rng(seed)
+    dim = int(rng.integers(0, 9))
+    refs = []
+    for _ in range(40):
+        refs += random_refs(rng, 50, int(rng.integers(0, 5)))
+    want = scanner.model_dense(refs, dim)
+    res = dsim.run(
+        [refs], cfg={"dim": dim}, p_valid=0.6, p_ready=0.5, seed=seed, out_cap=len(want[0]) + 16
+    )
+    assert res.outputs == list(want)
+
+
+def test_compressed_throughput(csim):
+    seg = np.array([0, 1000, 2000], np.uint32)
+    crd = np.arange(2000, dtype=np.uint32)
+    res = csim.run([parse("0 1 D")], rmem={"seg": seg, "crd": crd})
+    # 2000 coordinates + 2 stops + done, plus 2 segment-read cycles per fiber and the first read
+    assert res.cycles <= 2003 + 2 * 2 + 2
+
+
+def test_dense_throughput_no_stop_bubble(dsim):
+    refs = parse(" ".join(str(i) for i in range(200)) + " D")
+    res = dsim.run([refs], cfg={"dim": 10})
+    assert res.cycles <= 200 * 11 + 1 + 2
