@@ -79,6 +79,8 @@
 #define FF_CTRL_CPU_RESET_MASK 0x00000001u
 #define FF_CTRL_CLEAR_SHIFT 1
 #define FF_CTRL_CLEAR_MASK 0x00000002u
+#define FF_CTRL_CPU_TRAP_SHIFT 8
+#define FF_CTRL_CPU_TRAP_MASK 0x00000100u
 
 #define FF_STATE_IDLE 0 /* no job since reset */
 #define FF_STATE_BUSY 1 /* the firmware is working on job SEQ */

@@ -214,6 +214,7 @@ OPCODES = (
 CTRL_BITS = (
     Field("CPU_RESET", 0, 1, "1 holds the control CPU in reset (the value after power-up)"),
     Field("CLEAR", 1, 1, "write 1: clear the performance counters (self-clearing)"),
+    Field("CPU_TRAP", 8, 1, "read only: the CPU stopped on an illegal instruction or access"),
 )
 DMA_CTRL_BITS = (
     Field("GO", 0, 1, "write 1 to start a transfer"),

@@ -1,0 +1,168 @@
+"""The control CPU: picorv32 (from ``pythondata-cpu-picorv32``) with its program/data RAM.
+
+The RAM has a second port for the host, which loads the firmware while the CPU is held in
+reset, so a firmware change needs no new bitstream. Accesses outside the RAM go out on a small
+peripheral bus (the shell decodes it).
+
+LiteX's own picorv32 wrapper puts the CPU behind Wishbone with its SoC's address decoding; the
+shell needs only a RAM and two register windows, so the CPU's native memory interface is decoded
+here directly, which also keeps every RAM access at two cycles.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from migen import ClockSignal, If, Instance, Memory, Module, Mux, ResetSignal, Signal
+
+from fiberflow.overlay import regmap
+
+__all__ = ["ControlCPU", "picorv32_verilog"]
+
+
+def picorv32_verilog() -> Path:
+    """Path of ``picorv32.v`` in the ``pythondata-cpu-picorv32`` package."""
+    try:
+        import pythondata_cpu_picorv32
+    except ImportError as exc:
+        from fiberflow.errors import ToolchainError
+
+        raise ToolchainError(
+            "the Python package 'pythondata-cpu-picorv32' is missing; "
+            "install it with: pip install -e '.[hw]'"
+        ) from exc
+    return Path(pythondata_cpu_picorv32.data_location) / "picorv32.v"
+
+
+class ControlCPU(Module):
+    """picorv32 (RV32IM, no compressed instructions, no interrupts) and its RAM.
+
+    Parameters
+    ----------
+    ram_bytes : int
+        Size of the program/data RAM at CPU address 0 (a power of two).
+
+    Attributes
+    ----------
+    reset : Signal(), in
+        Holds the CPU in reset (the RAM keeps its contents).
+    trap : Signal(), out
+        The CPU stopped on an illegal instruction or misaligned access.
+    hold : Signal(), in
+        Freezes the CPU's memory bus (a debug halt; tie to 0 on boards).
+    host_adr : Signal, in
+        Host port: word address into the RAM.
+    host_we : Signal(4), in
+        Host port: byte write enables.
+    host_dat_w : Signal(32), in
+    host_dat_r : Signal(32), out
+        Host port read data, one cycle after the address.
+    p_valid : Signal(), out
+        Peripheral access (CPU address outside the RAM). Held until ``p_ready``.
+    p_addr, p_wdata : Signal(32), out
+    p_wstrb : Signal(4), out
+        Byte enables; 0 for a read. A write takes effect in the cycle ``p_ready`` is high.
+    p_ready : Signal(), in
+    p_rdata : Signal(32), in
+        Sampled with ``p_ready``.
+    """
+
+    def __init__(self, ram_bytes: int = 8192) -> None:
+        if ram_bytes & (ram_bytes - 1) or not 1024 <= ram_bytes <= regmap.HOST_RAM_WINDOW_BYTES:
+            raise ValueError(
+                f"ram_bytes must be a power of two from 1024 to {regmap.HOST_RAM_WINDOW_BYTES}"
+            )
+        words = ram_bytes // 4
+        self.reset = Signal()
+        self.trap = Signal()
+        self.hold = Signal()
+        self.host_adr = Signal(max=words)
+        self.host_we = Signal(4)
+        self.host_dat_w = Signal(32)
+        self.host_dat_r = Signal(32)
+        self.p_valid = Signal()
+        self.p_addr = Signal(32)
+        self.p_wdata = Signal(32)
+        self.p_wstrb = Signal(4)
+        self.p_ready = Signal()
+        self.p_rdata = Signal(32)
+
+        # # #
+
+        mem_valid, mem_ready, mem_instr = Signal(), Signal(), Signal()
+        mem_addr, mem_wdata, mem_rdata = Signal(32), Signal(32), Signal(32)
+        mem_wstrb = Signal(4)
+        self.specials += Instance(
+            "picorv32",
+            p_ENABLE_COUNTERS=0,
+            p_ENABLE_COUNTERS64=0,
+            p_BARREL_SHIFTER=1,
+            p_COMPRESSED_ISA=0,
+            p_ENABLE_MUL=1,
+            p_ENABLE_DIV=1,
+            p_ENABLE_IRQ=0,
+            p_ENABLE_PCPI=0,
+            p_CATCH_MISALIGN=1,
+            p_CATCH_ILLINSN=1,
+            p_PROGADDR_RESET=regmap.CPU_RAM_BASE,
+            p_STACKADDR=regmap.CPU_RAM_BASE + ram_bytes,
+            i_clk=ClockSignal(),
+            i_resetn=~(ResetSignal() | self.reset),
+            o_trap=self.trap,
+            o_mem_valid=mem_valid,
+            o_mem_instr=mem_instr,
+            i_mem_ready=mem_ready,
+            o_mem_addr=mem_addr,
+            o_mem_wdata=mem_wdata,
+            o_mem_wstrb=mem_wstrb,
+            i_mem_rdata=mem_rdata,
+            i_pcpi_wr=0,
+            i_pcpi_rd=0,
+            i_pcpi_wait=0,
+            i_pcpi_ready=0,
+            i_irq=0,
+        )
+
+        ram = Memory(32, words)
+        cpu_port = ram.get_port(write_capable=True, we_granularity=8)
+        host_port = ram.get_port(write_capable=True, we_granularity=8)
+        self.specials += ram, cpu_port, host_port
+
+        in_ram = Signal()
+        start = Signal()  # first cycle of an access
+        from_ram = Signal()
+        rdata = Signal(32)
+        self.comb += [
+            in_ram.eq(mem_addr[28:] == (regmap.CPU_RAM_BASE >> 28)),
+            start.eq(mem_valid & ~mem_ready & ~self.hold),
+            cpu_port.adr.eq(mem_addr[2:]),
+            cpu_port.dat_w.eq(mem_wdata),
+            cpu_port.we.eq(Mux(start & in_ram, mem_wstrb, 0)),
+            self.p_valid.eq(start & ~in_ram),
+            self.p_addr.eq(mem_addr),
+            self.p_wdata.eq(mem_wdata),
+            self.p_wstrb.eq(mem_wstrb),
+            mem_rdata.eq(Mux(from_ram, cpu_port.dat_r, rdata)),
+            host_port.adr.eq(self.host_adr),
+            host_port.we.eq(self.host_we),
+            host_port.dat_w.eq(self.host_dat_w),
+            self.host_dat_r.eq(host_port.dat_r),
+        ]
+        self.sync += [
+            mem_ready.eq(0),
+            If(
+                self.reset,
+                from_ram.eq(0),
+            )
+            .Elif(
+                start & in_ram,
+                mem_ready.eq(1),
+                from_ram.eq(1),
+            )
+            .Elif(
+                self.p_valid & self.p_ready,
+                mem_ready.eq(1),
+                from_ram.eq(0),
+                rdata.eq(self.p_rdata),
+            ),
+        ]

@@ -1,0 +1,359 @@
+"""The shell: control CPU, AXI4-Lite registers, DMA engines with tile buffers, lanes, counters.
+
+Every address here comes from :mod:`fiberflow.overlay.regmap`. Generate Verilog with
+:func:`verilog`; ``ShellConfig`` holds the parameters.
+
+Top-level ports (Verilog names):
+
+* ``sys_clk``, ``sys_rst``: the fabric clock and a synchronous reset;
+* ``s_axil_*``: the AXI4-Lite slave (16 address bits) for the host;
+* ``m_axi<e>_*``: one AXI4 master per DMA engine, to DDR;
+* ``stall_cpu``: debug halt of the control CPU (tie to 0 on boards; the rtl device's fault
+  injection uses it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from migen import C, Case, Cat, If, Memory, Module, Mux, ResetInserter, Signal
+from migen.fhdl.verilog import convert
+
+from fiberflow.overlay import regmap
+from fiberflow.overlay.axi_ports import axi_pads, pad_signals
+from fiberflow.overlay.axilite import AXILiteSlave
+from fiberflow.overlay.cpu import ControlCPU, picorv32_verilog
+from fiberflow.overlay.dma import DMAEngine
+from fiberflow.overlay.lane_placeholder import PlaceholderLane
+
+__all__ = ["TOP", "VALUE_TYPES", "Shell", "ShellConfig", "verilog"]
+
+TOP = "fiberflow_shell"
+VALUE_TYPES = {"fp32": 0, "int32": 1}
+
+
+def _pow2(x: int) -> bool:
+    return x > 0 and x & (x - 1) == 0
+
+
+@dataclass(frozen=True)
+class ShellConfig:
+    """Overlay parameters (the defaults are the 4-lane fp32 overlay on a PYNQ-Z2)."""
+
+    lanes: int = 4
+    value_type: str = "fp32"
+    tile_bytes: int = 4096  # per DMA engine
+    bus_bits: int = 64
+    dma_engines: int = 1
+    ram_bytes: int = 8192
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.lanes <= regmap.MAX_LANES:
+            raise ValueError(f"lanes must be 1..{regmap.MAX_LANES}, not {self.lanes!r}")
+        if self.value_type not in VALUE_TYPES:
+            raise ValueError(f"value_type must be one of {sorted(VALUE_TYPES)}")
+        if self.bus_bits not in (64, 128):
+            raise ValueError(f"bus_bits must be 64 or 128, not {self.bus_bits!r}")
+        if not 1 <= self.dma_engines <= regmap.MAX_DMA:
+            raise ValueError(f"dma_engines must be 1..{regmap.MAX_DMA}")
+        if not _pow2(self.tile_bytes) or not 256 <= self.tile_bytes <= 1 << 24:
+            raise ValueError("tile_bytes must be a power of two from 256 to 16 MiB")
+        if not _pow2(self.ram_bytes):
+            raise ValueError("ram_bytes must be a power of two")
+
+    @property
+    def bus_bytes(self) -> int:
+        return self.bus_bits // 8
+
+    def config0(self) -> int:
+        return (
+            self.lanes
+            | self.dma_engines << 8
+            | self.bus_bytes << 16
+            | VALUE_TYPES[self.value_type] << 24
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class Shell(Module):
+    def __init__(self, config: ShellConfig | None = None) -> None:
+        self.config = cfg = config or ShellConfig()
+        host_map, cpu_map = regmap.HOST, regmap.CPU
+        bus_bytes = cfg.bus_bytes
+        tile_words = cfg.tile_bytes // bus_bytes
+        shift = bus_bytes.bit_length() - 1
+        tile_shift = cfg.tile_bytes.bit_length() - 1
+
+        self.submodules.cpu = cpu = ControlCPU(cfg.ram_bytes)
+        self.submodules.axil = axil = AXILiteSlave(16)
+        dmas = [
+            ResetInserter()(DMAEngine(cfg.bus_bits, tile_words)) for _ in range(cfg.dma_engines)
+        ]
+        lanes = [ResetInserter()(PlaceholderLane()) for _ in range(cfg.lanes)]
+        self.submodules += dmas + lanes
+
+        # Ports.
+        self.stall_cpu = Signal(name="stall_cpu")
+        self.s_axil = axi_pads(axil.bus, "s_axil", full=False)
+        self.comb += axil.bus.connect_to_pads(self.s_axil, mode="slave")
+        self.m_axi = [axi_pads(d.axi, f"m_axi{e}", full=True) for e, d in enumerate(dmas)]
+        for d, pads in zip(dmas, self.m_axi, strict=True):
+            self.comb += d.axi.connect_to_pads(pads, mode="master")
+        self.ios = {self.stall_cpu, *pad_signals(self.s_axil)}
+        for pads in self.m_axi:
+            self.ios |= set(pad_signals(pads))
+
+        # # #
+
+        # -- host-side state (reset only by sys_rst) --
+        cpu_reset = Signal(reset=1)
+        clear = Signal()
+        bell_seq, bell_pending = Signal(16), Signal()
+        job_addr, status, error_info, heartbeat = (Signal(32) for _ in range(4))
+        mailbox = [Signal(32) for _ in range(4)]
+        cycles = Signal(64)
+        host_hi, cpu_hi = Signal(32), Signal(32)
+        tiles_done = Signal(32)
+        dma_busy = [Signal(32) for _ in dmas]
+        dma_stall = [Signal(32) for _ in dmas]
+        dma_rd = [Signal(32) for _ in dmas]
+        dma_wr = [Signal(32) for _ in dmas]
+        lane_busy = [Signal(32) for _ in lanes]
+        lane_stall = [Signal(32) for _ in lanes]
+
+        self.comb += [cpu.reset.eq(cpu_reset), cpu.hold.eq(self.stall_cpu)]
+        for m in dmas + lanes:
+            self.comb += m.reset.eq(cpu_reset)
+
+        # -- tile buffers: port A for the DMA engine, port B for the CPU (later: the lanes) --
+        banks = []
+        for d in dmas:
+            mem = Memory(cfg.bus_bits, tile_words)
+            pa = mem.get_port(write_capable=True)
+            pb = mem.get_port(write_capable=True, we_granularity=8)
+            self.specials += mem, pa, pb
+            self.comb += [
+                pa.adr.eq(d.buf_adr),
+                pa.we.eq(d.buf_we),
+                pa.dat_w.eq(d.buf_dat_w),
+                d.buf_dat_r.eq(pa.dat_r),
+            ]
+            banks.append(pb)
+
+        # -- counters --
+        self.sync += [
+            cycles.eq(cycles + 1),
+            *[c.eq(c + d.busy) for c, d in zip(dma_busy, dmas, strict=True)],
+            *[
+                c.eq(c + (d.busy & ~d.rd_beat & ~d.wr_beat))
+                for c, d in zip(dma_stall, dmas, strict=True)
+            ],
+            *[c.eq(c + Mux(d.rd_beat, bus_bytes, 0)) for c, d in zip(dma_rd, dmas, strict=True)],
+            *[c.eq(c + Mux(d.wr_beat, bus_bytes, 0)) for c, d in zip(dma_wr, dmas, strict=True)],
+            *[c.eq(c + ln.busy) for c, ln in zip(lane_busy, lanes, strict=True)],
+            *[c.eq(c + (ln.busy & ln.stall)) for c, ln in zip(lane_stall, lanes, strict=True)],
+        ]
+        counters = [cycles, tiles_done, *dma_busy, *dma_stall, *dma_rd, *dma_wr]
+        counters += lane_busy + lane_stall
+        # (Listed after the increments: in Migen the last assignment in a cycle wins.)
+        self.sync += If(clear, *[c.eq(0) for c in counters])
+
+        # -- host registers (AXI4-Lite) --
+        def hoff(name: str, i: int = 0) -> int:
+            return host_map.offset(name, i) >> 2
+
+        in_ram = Signal()
+        reg_q = Signal(32)
+        was_ram = Signal()
+        self.comb += [
+            in_ram.eq(axil.adr >= regmap.HOST_RAM_WINDOW),
+            cpu.host_adr.eq(axil.adr[2:]),
+            cpu.host_dat_w.eq(axil.dat_w),
+            cpu.host_we.eq(Mux(axil.we & in_ram, axil.strb, 0)),
+            axil.dat_r.eq(Mux(was_ram, cpu.host_dat_r, reg_q)),
+        ]
+        host_read = {
+            hoff("ID"): regmap.ID_MAGIC,
+            hoff("VERSION"): regmap.VERSION,
+            hoff("CONFIG0"): cfg.config0(),
+            hoff("CONFIG1"): cfg.ram_bytes,
+            hoff("CONFIG2"): cfg.tile_bytes,
+            hoff("CTRL"): Cat(cpu_reset, C(0, 7), cpu.trap),
+            hoff("DOORBELL"): Cat(bell_seq, C(0, 15), bell_pending),
+            hoff("JOB_ADDR"): job_addr,
+            hoff("STATUS"): status,
+            hoff("ERROR_INFO"): error_info,
+            hoff("HEARTBEAT"): heartbeat,
+            hoff("CYCLES_LO"): cycles[:32],
+            hoff("CYCLES_HI"): host_hi,
+            hoff("TILES_DONE"): tiles_done,
+        }
+        for i, m in enumerate(mailbox):
+            host_read[hoff("MAILBOX", i)] = m
+        for e in range(len(dmas)):
+            host_read[hoff("DMA_BUSY", e)] = dma_busy[e]
+            host_read[hoff("DMA_STALL", e)] = dma_stall[e]
+            host_read[hoff("DMA_RD_BYTES", e)] = dma_rd[e]
+            host_read[hoff("DMA_WR_BYTES", e)] = dma_wr[e]
+        for n in range(len(lanes)):
+            host_read[hoff("LANE_BUSY", n)] = lane_busy[n]
+            host_read[hoff("LANE_STALL", n)] = lane_stall[n]
+        host_cases: dict[object, object] = {k: reg_q.eq(v) for k, v in host_read.items()}
+        host_cases["default"] = reg_q.eq(0)
+        hword = Signal(14)
+        self.comb += hword.eq(axil.adr[2:])
+        host_write = (axil.we & ~in_ram, hword)
+
+        self.sync += [
+            clear.eq(0),
+            If(axil.re, was_ram.eq(in_ram), Case(hword, host_cases)),
+            If(axil.re & (hword == hoff("CYCLES_LO")), host_hi.eq(cycles[32:])),
+            If(
+                host_write[0],
+                Case(
+                    hword,
+                    {
+                        hoff("CTRL"): [
+                            cpu_reset.eq(axil.dat_w[0]),
+                            clear.eq(axil.dat_w[1]),
+                        ],
+                        hoff("JOB_ADDR"): job_addr.eq(axil.dat_w),
+                    },
+                ),
+            ),
+        ]
+
+        # -- CPU peripheral bus --
+        def coff(name: str, i: int = 0) -> int:
+            return cpu_map.offset(name, i) >> 2
+
+        region = Signal(4)
+        cword = Signal(10)  # register word index within the CPU block (4 KiB)
+        is_reg = Signal()
+        is_tile = Signal()
+        cpu_we = Signal()
+        cpu_re = Signal()
+        reg_rdata = Signal(32)
+        tile_pending = Signal()
+        tile_rdata = Signal(32)
+        self.comb += [
+            region.eq(cpu.p_addr[28:]),
+            cword.eq(cpu.p_addr[2:12]),
+            is_reg.eq(region == (regmap.CPU_REG_BASE >> 28)),
+            is_tile.eq(region == (regmap.CPU_TILE_BASE >> 28)),
+            cpu_we.eq(cpu.p_valid & is_reg & (cpu.p_wstrb != 0)),
+            cpu_re.eq(cpu.p_valid & is_reg & (cpu.p_wstrb == 0)),
+            cpu.p_ready.eq(Mux(is_tile, tile_pending, cpu.p_valid)),
+            cpu.p_rdata.eq(Mux(is_tile, tile_rdata, reg_rdata)),
+        ]
+
+        # Tile buffer window: 32-bit accesses into bus-wide words, two cycles.
+        bank_sel = Signal(2)
+        lane32 = Signal(max(shift - 2, 1))
+        self.comb += [
+            bank_sel.eq(cpu.p_addr[tile_shift : tile_shift + 2]),
+            lane32.eq(cpu.p_addr[2:shift]),
+        ]
+        self.sync += tile_pending.eq(cpu.p_valid & is_tile & ~tile_pending)
+        for b, pb in enumerate(banks):
+            self.comb += [
+                pb.adr.eq(cpu.p_addr[shift:tile_shift]),
+                pb.dat_w.eq(Cat(*[cpu.p_wdata] * (bus_bytes // 4))),
+                If(
+                    tile_pending & (bank_sel == b),
+                    pb.we.eq(cpu.p_wstrb << (lane32 * 4)),
+                    tile_rdata.eq(pb.dat_r >> (lane32 * 32)),
+                ),
+            ]
+
+        dma_ddr = [Signal(32) for _ in dmas]
+        dma_local = [Signal(32) for _ in dmas]
+        dma_len = [Signal(32) for _ in dmas]
+        lane_cfg0 = [Signal(32) for _ in lanes]
+        lane_cfg1 = [Signal(32) for _ in lanes]
+        for n, ln in enumerate(lanes):
+            self.comb += [
+                ln.cfg0.eq(lane_cfg0[n]),
+                ln.cfg1.eq(lane_cfg1[n]),
+                ln.start.eq(cpu_we & (cword == coff("LANE_CTRL", n)) & cpu.p_wdata[0]),
+            ]
+        for e, d in enumerate(dmas):
+            self.comb += [
+                d.ddr_addr.eq(dma_ddr[e]),
+                d.local_addr.eq(dma_local[e]),
+                d.length.eq(dma_len[e]),
+                d.go.eq(cpu_we & (cword == coff("DMA_CTRL", e)) & cpu.p_wdata[0]),
+                d.to_ddr.eq(cpu.p_wdata[1]),
+            ]
+
+        cpu_read = {
+            coff("ID"): regmap.ID_MAGIC,
+            coff("VERSION"): regmap.VERSION,
+            coff("CONFIG0"): cfg.config0(),
+            coff("CONFIG1"): cfg.ram_bytes,
+            coff("CONFIG2"): cfg.tile_bytes,
+            coff("DOORBELL"): Cat(bell_seq, C(0, 15), bell_pending),
+            coff("JOB_ADDR"): job_addr,
+            coff("STATUS"): status,
+            coff("ERROR_INFO"): error_info,
+            coff("HEARTBEAT"): heartbeat,
+            coff("CYCLES_LO"): cycles[:32],
+            coff("CYCLES_HI"): cpu_hi,
+            coff("LANE_DONE"): Cat(*[ln.done for ln in lanes]),
+        }
+        for i, m in enumerate(mailbox):
+            cpu_read[coff("MAILBOX", i)] = m
+        for e, d in enumerate(dmas):
+            cpu_read[coff("DMA_DDR", e)] = dma_ddr[e]
+            cpu_read[coff("DMA_LOCAL", e)] = dma_local[e]
+            cpu_read[coff("DMA_LENGTH", e)] = dma_len[e]
+            cpu_read[coff("DMA_STATUS", e)] = Cat(d.busy, d.done, d.error, C(0, 1), d.resp)
+        for n, ln in enumerate(lanes):
+            cpu_read[coff("LANE_CFG0", n)] = lane_cfg0[n]
+            cpu_read[coff("LANE_CFG1", n)] = lane_cfg1[n]
+            cpu_read[coff("LANE_STATUS", n)] = Cat(ln.busy, ln.done)
+        cpu_cases: dict[object, object] = {k: reg_rdata.eq(v) for k, v in cpu_read.items()}
+        cpu_cases["default"] = reg_rdata.eq(0)
+        self.comb += Case(cword, cpu_cases)
+
+        w = cpu.p_wdata
+        cpu_writes: dict[object, object] = {
+            coff("STATUS"): status.eq(w),
+            coff("ERROR_INFO"): error_info.eq(w),
+            coff("HEARTBEAT"): heartbeat.eq(w),
+            coff("TILE_DONE"): tiles_done.eq(tiles_done + 1),
+        }
+        for i, m in enumerate(mailbox):
+            cpu_writes[coff("MAILBOX", i)] = m.eq(w)
+        # CPU-side configuration registers: cleared with the CPU.
+        ctl_writes: dict[object, object] = {}
+        for e in range(len(dmas)):
+            ctl_writes[coff("DMA_DDR", e)] = dma_ddr[e].eq(w)
+            ctl_writes[coff("DMA_LOCAL", e)] = dma_local[e].eq(w)
+            ctl_writes[coff("DMA_LENGTH", e)] = dma_len[e].eq(w)
+        for n in range(len(lanes)):
+            ctl_writes[coff("LANE_CFG0", n)] = lane_cfg0[n].eq(w)
+            ctl_writes[coff("LANE_CFG1", n)] = lane_cfg1[n].eq(w)
+        ctl_regs = dma_ddr + dma_local + dma_len + lane_cfg0 + lane_cfg1
+
+        self.sync += [
+            If(cpu_we, Case(cword, cpu_writes)),
+            If(cpu_re & (cword == coff("CYCLES_LO")), cpu_hi.eq(cycles[32:])),
+            # Doorbell: the host's write wins over the CPU's acknowledgement in the same cycle.
+            If(cpu_we & (cword == coff("DOORBELL_ACK")), bell_pending.eq(0)),
+            If(
+                host_write[0] & (hword == hoff("DOORBELL")),
+                bell_seq.eq(axil.dat_w[:16]),
+                bell_pending.eq(1),
+            ),
+            If(cpu_reset, *[r.eq(0) for r in ctl_regs]).Elif(cpu_we, Case(cword, ctl_writes)),
+        ]
+
+
+def verilog(config: ShellConfig | None = None) -> dict[str, str]:
+    """The shell's Verilog: ``{file name: text}``, the top module named :data:`TOP`."""
+    shell = Shell(config)
+    out = convert(shell, ios=shell.ios, name=TOP)
+    return {f"{TOP}.v": str(out), "picorv32.v": picorv32_verilog().read_text()}
