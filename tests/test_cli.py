@@ -49,11 +49,9 @@ def test_bench_pack_small(tmp_path):
     assert "<!-- bench:pack -->" in text and "C fast path" in text
     data = json.loads((tmp_path / "pack.json").read_text())
     assert data["data"]["image_bytes"] > 0
-    assert set(data["data"]["gb_per_s"]) == {
-        "C fast path",
-        "numpy reference",
-        "memcpy (same bytes)",
-    }
+    assert {"C fast path", "numpy reference", "memcpy (same bytes)"} <= set(
+        data["data"]["gb_per_s"]
+    )
     # Running again replaces the section instead of appending a second one.
     fiberflow("bench", "pack", "--nnz", "2000", "--n", "200", "--repeat", "1", "--doc", str(doc),
               "--out", str(tmp_path))  # fmt: skip
