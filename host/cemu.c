@@ -43,6 +43,16 @@ static inline float flush(float v)
     return v;
 }
 
+/* flush() as a select, for loops that vectorise (no dependency chain runs through it). */
+static inline float flush_sel(float v)
+{
+    uint32_t b;
+    memcpy(&b, &v, 4);
+    b &= (b & 0x7f800000u) ? 0xffffffffu : 0x80000000u;
+    memcpy(&v, &b, 4);
+    return v;
+}
+
 /* The two float32 operations of the (+, *) semiring. With ftz, operands and results that are
  * subnormal become zero of the same sign (the policy of an ALU without subnormal support). */
 static inline float fmul32(float a, float b, const int ftz)
@@ -162,12 +172,24 @@ static inline __attribute__((always_inline)) int run_tile(
                 }
                 y[0] = canon(acc, canonical_nan);
             } else {
+                /* The same operations as fadd32(y, fmul32(a, b)), arranged to vectorise across
+                 * the k columns: flushes are selects, and operands already flushed (the
+                 * running sums after their first flush, a) are not flushed again. */
+                if (ftz)
+                    for (int64_t j = 0; j < k; j++)
+                        y[j] = flush_sel(y[j]);
                 for (uint32_t q = s0; q < s1; q++) {
                     uint32_t c = crd_at(t->crd, q, cb);
-                    float a = av[q];
                     const float *b = x + (int64_t)c * k;
-                    for (int64_t j = 0; j < k; j++)
-                        y[j] = fadd32(y[j], fmul32(a, b[j], ftz), ftz);
+                    if (ftz) {
+                        float a = flush_sel(av[q]);
+                        for (int64_t j = 0; j < k; j++)
+                            y[j] = flush_sel(y[j] + flush_sel(a * flush_sel(b[j])));
+                    } else {
+                        float a = av[q];
+                        for (int64_t j = 0; j < k; j++)
+                            y[j] = y[j] + a * b[j];
+                    }
                 }
                 for (int64_t j = 0; j < k; j++)
                     y[j] = canon(y[j], canonical_nan);

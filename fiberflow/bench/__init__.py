@@ -26,7 +26,7 @@ import numpy as np
 
 from fiberflow.progress import progress
 
-TARGETS = ["pack"]
+TARGETS = ["pack", "spmv", "spmm"]
 
 
 @dataclass
