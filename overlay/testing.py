@@ -45,3 +45,28 @@ def random_values(rng: np.random.Generator, depth: int, fanout: int = 4) -> list
 def concat_streams(streams: list[list[Token]]) -> list[Token]:
     """Several complete streams back to back (each ends with its own done token)."""
     return [t for s in streams for t in s]
+
+
+def paired_trees(
+    rng: np.random.Generator, depth: int, dim: int = 24
+) -> tuple[list[Token], list[Token], list[Token], list[Token]]:
+    """Two coordinate streams with the same outer shape and independent innermost fibers, with
+    reference streams (distinct running numbers, some ``EMPTY``) of the same shape."""
+    from fiberflow.overlay.stream import EMPTY, Val
+
+    shape = random_tree(rng, depth, dim=dim, fanout=3)
+
+    def redo(t: list, d: int) -> list:
+        return random_fiber(rng, dim) if d == 1 else [redo(c, d - 1) for c in t]
+
+    out = []
+    for base in (0, 1 << 20):
+        crd = fiber_tree_tokens(redo(shape, depth))
+        ref: list[Token] = []
+        for k, t in enumerate(crd):
+            if isinstance(t, Val):
+                ref.append(EMPTY if rng.random() < 0.05 else Val(base + k))
+            else:
+                ref.append(t)
+        out += [crd, ref]
+    return out[0], out[1], out[2], out[3]
