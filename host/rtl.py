@@ -333,11 +333,11 @@ class RtlShell:
             waited += chunk
             if waited >= max_cycles or time.monotonic() > deadline:
                 last = int(self._out[0])
+                beating = "running" if self._heartbeat_moves() else "stopped"
                 self.reset()
                 raise DeviceTimeoutError(
                     f"job {seq} did not finish within {waited:,} cycles / {timeout:g} s "
-                    f"(last STATUS {last:#010x}, heartbeat "
-                    f"{'running' if self._heartbeat_moves() else 'stopped'}); the device "
+                    f"(last STATUS {last:#010x}, firmware heartbeat {beating}); the device "
                     "was reset and is ready; raise the timeout if the job is just long"
                 )
         status = int(self._out[0])

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from migen import C, Case, Cat, If, Memory, Module, Mux, ResetInserter, Signal
+from migen import Array, C, Case, Cat, If, Memory, Module, Mux, ResetInserter, Signal
 from migen.fhdl.verilog import convert
 
 from fiberflow.overlay import regmap
@@ -258,13 +258,17 @@ class Shell(Module):
         ]
         self.sync += tile_pending.eq(cpu.p_valid & is_tile & ~tile_pending)
         for b, pb in enumerate(banks):
+            words_we = [pb.we[4 * i : 4 * i + 4] for i in range(bus_bytes // 4)]
+            words_r = [pb.dat_r[32 * i : 32 * i + 32] for i in range(bus_bytes // 4)]
             self.comb += [
                 pb.adr.eq(cpu.p_addr[shift:tile_shift]),
                 pb.dat_w.eq(Cat(*[cpu.p_wdata] * (bus_bytes // 4))),
+                # (Array selection, not shifts: Verilog sizes a shift amount like
+                # lane32 * 32 by its operands, which would drop the top bit.)
                 If(
                     tile_pending & (bank_sel == b),
-                    pb.we.eq(cpu.p_wstrb << (lane32 * 4)),
-                    tile_rdata.eq(pb.dat_r >> (lane32 * 32)),
+                    Array(words_we)[lane32].eq(cpu.p_wstrb),
+                    tile_rdata.eq(Array(words_r)[lane32]),
                 ),
             ]
 

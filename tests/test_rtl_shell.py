@@ -1,0 +1,200 @@
+"""The shell in Verilator with the real firmware: copy jobs end to end, counters, and faults.
+
+Each fault must end in a clear FiberflowError within its timeout, and the next job must succeed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fiberflow.errors import DeviceError, DeviceTimeoutError
+from fiberflow.overlay import regmap
+from fiberflow.overlay.firmware import image
+from fiberflow.overlay.regmap import HOST
+
+pytestmark = pytest.mark.rtl
+
+rtl = pytest.importorskip("fiberflow.host.rtl")
+top = pytest.importorskip("fiberflow.overlay.top")
+
+OP = {c.name: c.value for c in regmap.OPCODES}
+
+
+@pytest.fixture(scope="module")
+def shell():
+    s = rtl.RtlShell(top.ShellConfig())
+    s.load_firmware()
+    yield s
+    s.close()
+
+
+def descriptor(s, opcode, src=0, dst=0, length=0, arg0=0, arg1=0, timeout=0, magic=None):
+    job = s.alloc(32)
+    words = [regmap.JOB_MAGIC if magic is None else magic, opcode, src, dst, length]
+    job.view(np.uint32)[:] = [*words, arg0, arg1, timeout]
+    return job
+
+
+def copy(s, nbytes, src_offset=0, dst_offset=0, seed=0):
+    rng = np.random.default_rng(seed)
+    src = s.alloc(nbytes + src_offset)
+    dst = s.alloc(nbytes + dst_offset + 64)
+    src.array[:] = rng.integers(0, 256, src.nbytes, dtype=np.uint8)
+    job = descriptor(s, OP["COPY"], src.address + src_offset, dst.address + dst_offset, nbytes)
+    s.clear_counters()
+    counters = s.wait(s.submit(job), max_cycles=5_000_000)
+    got = dst.array[dst_offset : dst_offset + nbytes]
+    assert np.array_equal(got, src.array[src_offset : src_offset + nbytes])
+    assert not dst.array[:dst_offset].any() and not dst.array[dst_offset + nbytes :].any()
+    for b in (src, dst, job):
+        s.free(b)
+    return counters
+
+
+def test_identity_and_firmware_window(shell) -> None:
+    assert shell.read_reg(HOST.offset("ID")) == regmap.ID_MAGIC
+    assert shell.read_reg(HOST.offset("VERSION")) == regmap.VERSION
+    assert shell.read_reg(HOST.offset("CONFIG0")) == top.ShellConfig().config0()
+    fw = image()
+    got = [shell.read_reg(regmap.HOST_RAM_WINDOW + 4 * i) for i in range(8)]
+    assert got == list(np.frombuffer(fw[:32], "<u4"))
+    beat = shell.read_reg(HOST.offset("HEARTBEAT"))
+    shell.step(3000)
+    assert shell.read_reg(HOST.offset("HEARTBEAT")) != beat
+
+
+@pytest.mark.parametrize(
+    ("nbytes", "src_offset", "dst_offset"),
+    [(8, 0, 0), (4096, 0, 0), (10_000 // 8 * 8, 4000, 8), (3 * 4096 + 24, 4088, 4072)],
+)
+def test_copy_job(shell, nbytes, src_offset, dst_offset) -> None:
+    c = copy(shell, nbytes, src_offset, dst_offset, seed=nbytes)
+    tile = shell.read_reg(HOST.offset("CONFIG2"))
+    assert c.tiles_done == -(-nbytes // tile)
+    assert c.dma_read_bytes == (nbytes + 32,)  # the data and the descriptor
+    assert c.dma_write_bytes == (nbytes,)
+    assert c.dma_busy[0] >= (2 * nbytes + 32) // 8
+    assert shell.protocol_errors == 0
+
+
+def test_copy_under_random_backpressure_and_slow_ddr(shell) -> None:
+    fast = shell.ddr
+    try:
+        shell.configure_ddr(
+            rtl.DdrModel(read_latency=90, write_latency=40, max_reads=2, backpressure=0.3, seed=7)
+        )
+        for seed in range(3):
+            c = copy(shell, 5000 // 8 * 8 + 8 * seed, 8 * seed, 16 * seed, seed)
+            assert c.dma_stall[0] > 0
+    finally:
+        shell.configure_ddr(fast)
+    assert shell.protocol_errors == 0
+
+
+def test_bandwidth_follows_the_ddr_model(shell) -> None:
+    c = copy(shell, 4096)
+    # 64-bit port at 8 B/cycle: moving 8 KiB + descriptor takes at least 1028 beats.
+    assert 1028 <= c.dma_busy[0] < 1028 * 1.6
+    half = rtl.DdrModel(port_bytes_per_cycle=4.0)
+    shell.configure_ddr(half)
+    try:
+        slow = copy(shell, 4096)
+    finally:
+        shell.configure_ddr(rtl.DdrModel())
+    assert slow.dma_busy[0] > 1.8 * c.dma_busy[0] * 0.9
+
+
+def test_dma_read_error_is_decoded_and_the_next_job_runs(shell) -> None:
+    src = shell.alloc(4096)
+    dst = shell.alloc(4096)
+    shell.inject_dma_error(src.address + 1024, src.address + 1032, resp=2)
+    try:
+        job = descriptor(shell, OP["COPY"], src.address, dst.address, 4096)
+        with pytest.raises(DeviceError, match=r"DMA_READ.*SLVERR"):
+            shell.wait(shell.submit(job), max_cycles=1_000_000)
+    finally:
+        shell.inject_dma_error(0, 0, 0)
+    copy(shell, 256)
+
+
+def test_dma_write_to_unmapped_memory_is_decerr(shell) -> None:
+    src = shell.alloc(256)
+    job = descriptor(shell, OP["COPY"], src.address, 0x0800_0000, 256)
+    with pytest.raises(DeviceError, match=r"DMA_WRITE.*DECERR"):
+        shell.wait(shell.submit(job), max_cycles=1_000_000)
+    copy(shell, 256)
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"magic": 0x12345678}, "BAD_MAGIC"),
+        ({"opcode": 77}, "BAD_OPCODE"),
+        ({"length": 12}, "BAD_ALIGN"),
+        ({"length": 0}, "BAD_LENGTH"),
+        ({"opcode": OP["LANES"], "arg0": 1 << 9}, "BAD_LANES"),
+    ],
+)
+def test_malformed_descriptor_is_an_error_code(shell, fields, error) -> None:
+    buf = shell.alloc(64)
+    args = {"opcode": OP["COPY"], "src": buf.address, "dst": buf.address, "length": 64}
+    job = descriptor(shell, **(args | fields))
+    with pytest.raises(DeviceError, match=error):
+        shell.wait(shell.submit(job), max_cycles=1_000_000)
+    copy(shell, 64)
+
+
+def test_misaligned_descriptor_address(shell) -> None:
+    job = descriptor(shell, OP["NOP"])
+    seq = shell.submit(job)  # aligned: fine
+    shell.wait(seq, max_cycles=200_000)
+    shell.write_reg(HOST.offset("JOB_ADDR"), job.address + 4)
+    shell.write_reg(HOST.offset("DOORBELL"), 999)
+    with pytest.raises(DeviceError, match="BAD_ALIGN"):
+        shell.wait(999, max_cycles=200_000)
+
+
+def test_lanes_run_and_count(shell) -> None:
+    job = descriptor(shell, OP["LANES"], arg0=0b0101, arg1=300)
+    shell.clear_counters()
+    c = shell.wait(shell.submit(job), max_cycles=200_000)
+    assert c.lane_busy == (300, 0, 300, 0)
+
+
+def test_lane_that_never_finishes_hits_the_watchdog(shell) -> None:
+    job = descriptor(shell, OP["LANES"], arg0=0b10, arg1=0xFFFF_FFFF, timeout=20_000)
+    with pytest.raises(DeviceError, match="LANE_TIMEOUT"):
+        shell.wait(shell.submit(job), max_cycles=500_000)
+    copy(shell, 64)
+
+
+def test_firmware_that_does_not_answer_times_out_then_recovers(shell) -> None:
+    job = descriptor(shell, OP["NOP"])
+    shell.hold_cpu(True)
+    with pytest.raises(DeviceTimeoutError, match="heartbeat stopped"):
+        shell.wait(shell.submit(job), max_cycles=100_000)
+    assert shell.read_reg(HOST.offset("HEARTBEAT")) != 0
+    copy(shell, 128)
+
+
+def test_control_overhead_of_an_empty_job(shell) -> None:
+    job = descriptor(shell, OP["NOP"])
+    start = shell.cycle
+    shell.wait(shell.submit(job), max_cycles=100_000, poll=1)
+    # Doorbell, descriptor DMA (32 cycles of DDR latency), status: a few hundred cycles.
+    assert shell.cycle - start < 1000
+
+
+def test_wide_bus_two_engines_two_lanes() -> None:
+    cfg = top.ShellConfig(lanes=2, bus_bits=128, dma_engines=2, tile_bytes=1024)
+    with rtl.RtlShell(cfg) as s:
+        s.load_firmware()
+        c = copy(s, 3 * 1024 + 48, 16, 32, seed=3)
+        assert c.tiles_done == 4
+        assert c.dma_read_bytes == (3 * 1024 + 48 + 32, 0)
+        assert s.read_reg(HOST.offset("DMA_BUSY", 3)) == 0  # absent engines read 0
+        with pytest.raises(DeviceError, match="BAD_ALIGN"):
+            buf = s.alloc(64)
+            s.wait(s.submit(descriptor(s, OP["COPY"], buf.address, buf.address, 8)), 100_000)
+        copy(s, 16)
