@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+
+from fiberflow.overlay import reduce
+from fiberflow.overlay.alu import Op
+from fiberflow.overlay.simharness import StreamSim
+from fiberflow.overlay.stream import Val, parse
+from fiberflow.overlay.testing import random_values
+
+pytestmark = pytest.mark.rtl
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return StreamSim("prim_reduce", reduce.Reducer())
+
+
+def test_hand_example(sim):
+    toks = parse("1 2 S0 3 S1 S0 4 S2 D")
+    want = parse("3 3 S0 0 4 S1 D")
+    assert reduce.model(toks, Op.ADD, 0) == want
+    assert sim.run([toks], cfg={"op": int(Op.ADD)}).outputs[0] == want
+    want1 = parse("6 4 S0 D")
+    assert reduce.model(toks, Op.ADD, 0, level=1) == want1
+    assert sim.run([toks], cfg={"op": int(Op.ADD), "level": 1}).outputs[0] == want1
+
+
+@pytest.mark.parametrize(
+    ("op", "init", "level", "seed"),
+    [
+        (Op.ADD, 0, 0, 0),
+        (Op.FADD, 0, 0, 1),
+        (Op.FADD, 0, 1, 2),
+        (Op.FMAX, 0xFF800000, 0, 3),
+        (Op.MIN, 0x7FFFFFFF, 2, 4),
+        (Op.FADD, 0, 3, 5),
+    ],
+)
+def test_random(sim, op, init, level, seed):
+    rng = np.random.default_rng(seed)
+    toks = []
+    for _ in range(300):
+        toks += random_values(rng, int(rng.integers(1, 6)))
+    if op in (Op.FADD, Op.FMAX):  # moderate floats so sums are interesting, some specials
+        toks = [
+            Val(int(np.float32(rng.standard_normal() * 100).view(np.uint32)))
+            if isinstance(t, Val) and rng.random() < 0.9
+            else t
+            for t in toks
+        ]
+    cfg = {"op": int(op), "init": init, "level": level}
+    res = sim.run([toks], cfg=cfg, p_valid=0.6, p_ready=0.5, seed=seed)
+    assert res.outputs[0] == reduce.model(toks, op, init, level)
+
+
+def test_throughput(sim):
+    toks = parse(" ".join(str(i) for i in range(4000)) + " S0 D")
+    res = sim.run([toks], cfg={"op": int(Op.FADD)})
+    assert res.cycles <= len(toks) + 1
