@@ -12,6 +12,7 @@
  *
  * Nothing in the image is trusted: every offset, segment and coordinate is checked before use.
  */
+#include <float.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -41,6 +42,21 @@ static inline float flush(float v)
         memcpy(&v, &b, 4);
     }
     return v;
+}
+
+/* Zero or subnormal (NaN is neither)? A float compare: no move to integer registers. */
+static inline int tiny(float v)
+{
+    return __builtin_fabsf(v) < FLT_MIN;
+}
+
+/* Any subnormal among n float32 bit patterns? One vectorisable pass. */
+static int has_subnormal(const uint32_t *v, int64_t n)
+{
+    uint32_t any = 0;
+    for (int64_t i = 0; i < n; i++)
+        any |= ((v[i] & 0x7f800000u) == 0) & ((v[i] & 0x007fffffu) != 0);
+    return any != 0;
 }
 
 /* flush() as a select, for loops that vectorise (no dependency chain runs through it). */
@@ -81,6 +97,7 @@ typedef struct {
     const uint32_t *seg;         /* rows + 1 offsets */
     const uint8_t *crd;          /* nvals coordinates, 2 or 4 bytes each */
     const uint8_t *vals;         /* nvals values */
+    int x_clean;                 /* no subnormal in the job's x / B */
 } tile_view;
 
 /* Locate tile-list entry i and check everything about it except its coordinates. */
@@ -150,6 +167,8 @@ static inline __attribute__((always_inline)) int run_tile(
     const int64_t k = job->k;
     if (!coords_ok(t, cb))
         return E_COORD;
+    const int clean = is_float && ftz && t->x_clean
+                      && !has_subnormal((const uint32_t *)t->vals, t->nvals);
     for (int64_t r = 0; r < t->rows; r++) {
         uint32_t s0 = t->seg[r], s1 = t->seg[r + 1];
         if (s1 < s0 || s1 > t->nvals)
@@ -162,13 +181,32 @@ static inline __attribute__((always_inline)) int run_tile(
             const float *x = (const float *)job->x + t->col0 * k;
             float *y = (float *)job->y + row * k;
             if (spmv) {
-                /* Results of fadd32 / fmul32 are already flushed, so flushing the running sum
-                 * and the product again (as fadd32 would) changes nothing: skip it. */
+                /* Exactly acc = fadd32(acc, fmul32(a, b)), arranged for speed: results of
+                 * fmul32 / fadd32 are already flushed, so fadd32's flushing of its operands
+                 * changes nothing after the first (the flush of y's initial value). */
                 float acc = ftz ? flush(y[0]) : y[0];
-                for (uint32_t q = s0; q < s1; q++) {
-                    uint32_t c = crd_at(t->crd, q, cb);
-                    float p = fmul32(av[q], x[c], ftz);
-                    acc = ftz ? flush(acc + p) : acc + p;
+                if (ftz && clean) {
+                    /* No subnormal operand: fmul32 can differ from a * b only by flushing a
+                     * subnormal product. */
+                    for (uint32_t q = s0; q < s1; q++) {
+                        float p = av[q] * x[crd_at(t->crd, q, cb)];
+                        if (__builtin_expect(tiny(p), 0))
+                            p = flush(p);
+                        acc = acc + p;
+                        if (__builtin_expect(tiny(acc), 0))
+                            acc = flush(acc);
+                    }
+                } else {
+                    for (uint32_t q = s0; q < s1; q++) {
+                        float a = av[q], b = x[crd_at(t->crd, q, cb)], p = a * b;
+                        /* fmul32 differs from a * b only when a, b or the product is zero or
+                         * subnormal; test that in the float domain, take the exact path then. */
+                        if (ftz && __builtin_expect(tiny(a) | tiny(b) | tiny(p), 0))
+                            p = fmul32(a, b, 1);
+                        acc = acc + p;
+                        if (ftz && __builtin_expect(tiny(acc), 0))
+                            acc = flush(acc);
+                    }
                 }
                 y[0] = canon(acc, canonical_nan);
             } else {
@@ -276,9 +314,12 @@ int ff_emu_run(const ff_emu_job *job, int64_t *bad_tile)
     else
         fn = cb == 2 ? f2_spmm : f4_spmm;
 
+    int x_clean = !is_float || !job->ftz
+                  || !has_subnormal((const uint32_t *)job->x, job->n * job->k);
     for (int64_t i = 0; i < job->n_tiles; i++) {
         tile_view t;
         int rc = open_tile(job, i, n_dir, dir_offset, tr, tc, grid_r, grid_c, cb, &t);
+        t.x_clean = x_clean;
         if (rc == 0)
             rc = fast ? fn(job, &t) : generic(job, &t, cb);
         if (rc) {

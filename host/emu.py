@@ -34,7 +34,8 @@ except ImportError:  # pragma: no cover - only when the package was not built
 # "subnormals": "flush" reads subnormal operands as zeros of the same sign and returns zeros of
 # the same sign for results IEEE would give as subnormals; "keep" is full IEEE gradual
 # underflow. "nan": "canonical" makes every NaN an operation produces the quiet NaN 0x7fc00000;
-# "propagate" keeps whatever x86 SSE produces (payloads, signs).
+# "propagate" keeps whatever the host's float unit produces (which NaN payload survives then
+# depends on operand order, which the compiler may swap: only NaN-ness is defined).
 FP32_POLICY = {"subnormals": "flush", "nan": "canonical"}
 
 # PYNQ-Z2 defaults (docs/emulator.md): 4 lanes at 100 MHz; the bus brings 16 bytes per cycle

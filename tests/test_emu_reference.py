@@ -75,7 +75,7 @@ def problems(draw: st.DrawFn) -> tuple[sp.csr_array, np.ndarray, tuple[int, int]
 POLICIES = [
     {"subnormals": "flush", "nan": "canonical"},  # the hardware's (overlay/fp32.py)
     {"subnormals": "keep", "nan": "canonical"},
-    {"subnormals": "keep", "nan": "propagate"},  # numpy float32 on the host, NaN bits and all
+    {"subnormals": "keep", "nan": "propagate"},  # numpy float32 on the host
 ]
 
 
@@ -93,11 +93,20 @@ def test_emulator_is_bit_exact_with_the_reference_order(policy, problem) -> None
         emu.FP32_POLICY.clear()
         emu.FP32_POLICY.update(saved)
     expected = reference_spmv(A, x, policy)
-    assert np.array_equal(y.view(np.uint32), expected.view(np.uint32))
+    same_bits(y, expected, policy)
     if C is not None:
-        assert np.array_equal(C[:, 0].view(np.uint32), expected.view(np.uint32))
-        rev = reference_spmv(A, np.ascontiguousarray(x[::-1]), policy)
-        assert np.array_equal(C[:, 1].view(np.uint32), rev.view(np.uint32))
+        same_bits(C[:, 0], expected, policy)
+        same_bits(C[:, 1], reference_spmv(A, np.ascontiguousarray(x[::-1]), policy), policy)
+
+
+def same_bits(got: np.ndarray, expected: np.ndarray, policy: dict[str, str]) -> None:
+    if policy["nan"] == "propagate":
+        # Which NaN x86 returns depends on operand order, which a compiler may swap in a
+        # commutative operation: only NaN-ness is defined under this policy.
+        nan = np.isnan(expected)
+        assert np.array_equal(np.isnan(got), nan)
+        got, expected = got[~nan], expected[~nan]
+    assert np.array_equal(got.view(np.uint32), expected.view(np.uint32))
 
 
 def test_products_are_added_in_increasing_column_order() -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 import fiberflow as ff
+from fiberflow.errors import ToolchainError
 from fiberflow.progress import progress
 
 
@@ -43,8 +44,13 @@ def peak_extra(fn: Callable[[], Any]) -> int:
 def roofline_plot(path: Path, points: list[tuple[str, ff.RunStats]], title: str) -> Path:
     """Work per cycle against work per DMA byte, under the model's roof for these points'
     device (all points must share lanes and bus width)."""
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:
+        raise ToolchainError(
+            "the roofline plot needs matplotlib; install it with pip install 'fiberflow[dev]' "
+            "(or pip install matplotlib)"
+        ) from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -71,8 +71,9 @@ def run(args: argparse.Namespace) -> Report:
         "the bytes of B and C)",
         f"model for k = {args.cols}: {stats.cycles:,} cycles = {stats.seconds_est * 1e3:.1f} ms "
         f"at {stats.clock_mhz:g} MHz, efficiency {stats.efficiency:.2f}, {stats.bound}-bound",
-        "each lane multiplies one nonzero by one column of B per cycle, so SpMM turns "
-        "compute-bound as k grows while DMA per nonzero falls: "
+        "model as k grows (a lane multiplies one nonzero by one column of B per cycle, and "
+        "each tile loads its k-wide rows of B, so both the work and the B traffic grow with "
+        "k; the image's share of the traffic shrinks): "
         + "; ".join(
             f"{label}: {s.work / s.cycles:.2f} ops/cycle ({s.bound})" for label, s in points
         ),
