@@ -14,7 +14,7 @@ from fiberflow._version import __version__
 from fiberflow.errors import FiberflowError
 
 # Subcommands, in the order ``fiberflow --help`` lists them.
-COMMANDS = ["demo", "run", "bench", "boards"]
+COMMANDS = ["demo", "run", "bench", "build", "boards"]
 
 
 def build_parser() -> argparse.ArgumentParser:

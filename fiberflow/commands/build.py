@@ -1,0 +1,139 @@
+"""``fiberflow build --board NAME -o DIR``: the Vivado build folder for a board, and Vivado run
+when it is installed; ``--estimate`` for a resource estimate with yosys instead."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import shutil
+from pathlib import Path
+from typing import Any
+
+from fiberflow import boards
+from fiberflow.errors import BuildError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "build",
+        help="generate a board build folder (Verilog, firmware, Vivado script, manifest)",
+        description="Generate a self-contained build folder for a board: the overlay's Verilog, "
+        "the firmware image, the register map, a Vivado batch script and a manifest. When "
+        "'vivado' is on PATH it is run (hours); otherwise the command to run it elsewhere is "
+        "printed. With --estimate, synthesize with yosys and compare with the board's capacity "
+        "instead. See docs/deploy.md.",
+    )
+    p.add_argument("--board", required=True, help="board name (see 'fiberflow boards') or a .toml")
+    p.add_argument("-o", "--out", type=Path, help="build folder (default: build/<board>)")
+    g = p.add_argument_group("overlay parameters (defaults: the overlay's own)")
+    g.add_argument("--lanes", type=int, help="number of lanes (default 4)")
+    g.add_argument("--value-type", choices=("fp32", "int32"), help="value type (default fp32)")
+    g.add_argument("--tile-bytes", type=int, help="tile buffer bytes per DMA engine")
+    g.add_argument("--bus-bits", type=int, choices=(64, 128),
+                   help="DMA bus width (default: the board's HP port width)")  # fmt: skip
+    g.add_argument("--dma-engines", type=int, help="DMA engines, one HP port each (default 1)")
+    g.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other overlay parameter (repeatable)")  # fmt: skip
+    p.add_argument(
+        "--estimate",
+        action="store_true",
+        help="synthesize with yosys; report use against the board's capacity",
+    )
+    p.add_argument("--no-vivado", action="store_true",
+                   help="only generate, even if vivado is on PATH")  # fmt: skip
+    p.add_argument("--jobs", type=int, default=4, help="Vivado parallel jobs (default 4)")
+    p.set_defaults(func=run)
+
+
+def _value(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def params_from(args: argparse.Namespace) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for key in ("lanes", "value_type", "tile_bytes", "bus_bits", "dma_engines"):
+        if getattr(args, key, None) is not None:
+            params[key] = getattr(args, key)
+    for item in args.param:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise BuildError(f"--param {item!r}: expected KEY=VALUE, e.g. --param ram_bytes=8192")
+        params[key.strip().replace("-", "_")] = _value(value.strip())
+    return params
+
+
+def run(args: argparse.Namespace) -> int:
+    board = boards.load(args.board)
+    params = params_from(args)
+    if args.estimate:
+        return _estimate(board, params)
+
+    from fiberflow.boards import build
+
+    out = args.out or Path("build") / board.key
+    folder = build.generate(board, params, out, jobs=args.jobs)
+    m = folder.manifest
+    print(f"fiberflow build: {board.name} ({board.part}), overlay {m['overlay']['params']}")
+    print(f"  wrote {out}/ (build id {m['build_id']}): {len(m['files'])} files")
+    command = " ".join(shlex.quote(c) for c in build.vivado_command())
+    vivado = shutil.which("vivado")
+    if vivado is None or args.no_vivado:
+        lo, hi = m["vivado"]["versions"]
+        why = "--no-vivado given" if args.no_vivado else "vivado is not on PATH"
+        print(f"  {why}: on a machine with Vivado {lo} to {hi}, run")
+        print(f"    cd {shlex.quote(str(out))} && {command}")
+        print(f"  then copy {out}/ to the board (docs/deploy.md).")
+        return 0
+    print(f"  running Vivado ({vivado}); this takes a while. Log: {out}/vivado/vivado.log")
+    _run_vivado(folder.path, vivado)
+    print(f"  bitstream: {folder.bitstream}\n  hardware handoff: {folder.hwh}")
+    return 0
+
+
+def _run_vivado(path: Path, vivado: str) -> None:
+    from fiberflow.boards import build
+    from fiberflow.progress import enabled
+
+    bar = None
+    if enabled():
+        from tqdm import tqdm
+
+        bar = tqdm(total=7, desc="vivado", leave=True)
+
+    def stage(n: int, total: int, what: str) -> None:
+        if bar is not None:
+            bar.total = total
+            bar.n = n - 1
+            bar.set_description(f"vivado: {what}")
+            bar.refresh()
+        else:
+            print(f"  vivado stage {n}/{total}: {what}", flush=True)
+
+    try:
+        build.run_vivado(path, vivado, on_stage=stage)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _estimate(board: boards.Board, params: dict[str, Any]) -> int:
+    from fiberflow.boards import build, estimate
+
+    merged = {**build.default_params(board), **params}
+    src = build.overlay_sources(merged)
+    print(
+        f"fiberflow build --estimate: {board.name}, yosys synth_xilinx -family "
+        f"{board.yosys_family}, overlay {dict(src.params)}"
+    )
+    report = estimate.estimate(src.files, src.top, board)
+    print(report.table())
+    for warning in report.warnings:
+        print(f"  warning: {warning}")
+    report.check_fits()
+    print(f"  fits on {board.name}")
+    return 0
