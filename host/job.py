@@ -23,6 +23,7 @@ import numpy as np
 from fiberflow.errors import DeviceError
 from fiberflow.host import dma_image as di
 from fiberflow.host import dtypes
+from fiberflow.host.stats import TILE_OVERHEAD_CYCLES
 
 MAGIC = 0x424A4646  # the bytes "FFJB" read as a little-endian u32
 VERSION = 1
@@ -132,7 +133,7 @@ def lane_assignment(d: Directory, lanes: int, k: int = 1) -> np.ndarray:
     if n == 0:
         return np.zeros(0, dtype=np.int64)
     rt, first = np.unique(d.row_tile, return_index=True)
-    cost = np.add.reduceat(d.nvals * k + 32, first)  # 32: the per-tile overhead, see stats
+    cost = np.add.reduceat(d.nvals * k + TILE_OVERHEAD_CYCLES, first)
     load = np.zeros(lanes, dtype=np.int64)
     lane_of_rt = np.empty(len(rt), dtype=np.int64)
     for i in np.argsort(-cost, kind="stable"):

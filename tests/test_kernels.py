@@ -336,3 +336,20 @@ def test_more_lanes_estimate_fewer_cycles() -> None:
         assert dev.last_stats.bound == "compute"
     assert cycles[0] > cycles[1] > cycles[2]
     assert cycles[0] / cycles[2] > 3  # 16 row tiles balance well over 4 lanes
+
+
+@pytest.mark.slow
+def test_resident_spmv_throughput_target() -> None:
+    """Resident emu SpMV on a 4M-nonzero float32 matrix reaches at least half of scipy's
+    A @ x throughput (medians of interleaved rounds in one process)."""
+    from fiberflow.bench._roofline import interleaved_medians
+    from fiberflow.bench.pack import random_csr
+
+    A = random_csr(200_000, 4_000_000, 0)
+    x = rng(0).standard_normal(200_000).astype(np.float32)
+    dev = ff.open("emu")
+    h = dev.put(A)
+    secs = interleaved_medians(
+        {"scipy": lambda: A @ x, "emu": lambda: ff.spmv(h, x, device=dev)}, repeat=15
+    )
+    assert secs["scipy"] / secs["emu"] >= 0.5, secs
