@@ -80,30 +80,30 @@ def fp_add(m: Module, a: Signal, b: Signal, negate_b: Signal | int = 0) -> Signa
         eff_sub.eq(sx ^ sy),
         If(eff_sub, s.eq((mx << 3) - y_al)).Else(s.eq((mx << 3) + y_al)),
     ]
-    # Normalise to 27 bits with the hidden one at bit 26.
+    # Normalise: the hidden one at bit 26 of the 27-bit sum (dropped from `norm`).
     lz = _lzc(m, s, 27)
-    norm = Signal(27)
+    norm = Signal(26)  # below the hidden one: 23 fraction bits, guard, round, sticky
     e = Signal((11, True))
     exs, lzs = Signal((11, True)), Signal((11, True))  # signed copies: e may go below zero
     m.comb += [exs.eq(ex), lzs.eq(lz)]
     m.comb += If(
         s[27],
-        norm.eq(Cat(s[0] | s[1], s[2:28])),
+        norm.eq(Cat(s[0] | s[1], s[2:27])),
         e.eq(exs + 1),
     ).Else(
-        norm.eq((s << lz)[0:27]),
+        norm.eq((s << lz)[0:26]),
         e.eq(exs - lzs),
     )
-    mant = norm[3:27]
-    up = norm[2] & (norm[1] | norm[0] | mant[0])
-    mr = Signal(25)
+    # Round: the 23 fraction bits plus the round-up bit; bit 23 of the sum is the carry into
+    # the hidden one (1.11..1 + ulp = 10.0), which bumps the exponent and leaves fraction 0.
+    up = norm[2] & (norm[1] | norm[0] | norm[3])
+    mr = Signal(24)
     er = Signal((11, True))
     m.comb += [
-        mr.eq(mant + up),
-        er.eq(e + mr[24]),
+        mr.eq(norm[3:26] + up),
+        er.eq(e + mr[23]),
     ]
-    frac = Signal(23)
-    m.comb += frac.eq(Mux(mr[24], 0, mr[0:23]))
+    frac = mr[0:23]
 
     m.comb += [
         If(
@@ -144,15 +144,17 @@ def fp_mul(m: Module, a: Signal, b: Signal) -> Signal:
         p.eq(Cat(fa, 1) * Cat(fb, 1)),
         If(p[47], n.eq(p), e0.eq(eas + ebs - 126)).Else(n.eq(p << 1), e0.eq(eas + ebs - 127)),
     ]
-    mant = n[24:48]
-    up = n[23] & ((n[0:23] != 0) | mant[0])
-    mr = Signal(25)
+    up = n[23] & ((n[0:23] != 0) | n[24])
+    mr = Signal(24)  # as in fp_add: bit 23 is the carry into the hidden one
     er = Signal((11, True))
-    frac = Signal(23)
+    frac = mr[0:23]
+    top_ones, e0_zero, e0_low = Signal(), Signal(), Signal()
     m.comb += [
-        mr.eq(mant + up),
-        er.eq(e0 + mr[24]),
-        frac.eq(Mux(mr[24], 0, mr[0:23])),
+        mr.eq(n[24:47] + up),
+        er.eq(e0 + mr[23]),
+        top_ones.eq(n[24:48] == 0xFFFFFF),
+        e0_zero.eq(e0 == 0),
+        e0_low.eq(e0 <= 0),
     ]
     inf = Cat(Replicate(0, 23), Replicate(1, 8), sr)
     m.comb += [
@@ -161,8 +163,8 @@ def fp_mul(m: Module, a: Signal, b: Signal) -> Signal:
         .Elif(a_zero | b_zero, r.eq(Cat(Replicate(0, 31), sr)))
         # Gradual underflow would round values in [2^-127, 2^-126) up to the smallest normal
         # exactly when the top 24 product bits are all ones; everything else below is flushed.
-        .Elif((e0 == 0) & (mant == 0xFFFFFF), r.eq(Cat(Replicate(0, 23), 1, Replicate(0, 7), sr)))
-        .Elif(e0 <= 0, r.eq(Cat(Replicate(0, 31), sr)))
+        .Elif(e0_zero & top_ones, r.eq(Cat(Replicate(0, 23), 1, Replicate(0, 7), sr)))
+        .Elif(e0_low, r.eq(Cat(Replicate(0, 31), sr)))
         .Elif(er >= 255, r.eq(inf))
         .Else(r.eq(Cat(frac, er[0:8], sr)))
     ]
