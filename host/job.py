@@ -144,7 +144,9 @@ def lane_assignment(d: Directory, lanes: int, k: int = 1) -> np.ndarray:
 
 
 def descriptor_bytes(lanes: int, n_tiles: int) -> int:
-    return HEADER.itemsize + LANE.itemsize * lanes + 4 * n_tiles
+    """Header + lane table + tile list, padded with zeros to a multiple of 16 bytes (whole
+    beats of a 128-bit bus, as the DMA image's sections)."""
+    return int(di.align(HEADER.itemsize + LANE.itemsize * lanes + 4 * n_tiles))
 
 
 def write_descriptor(

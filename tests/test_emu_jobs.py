@@ -20,7 +20,7 @@ def test_descriptor_bytes_are_where_the_doc_says() -> None:
     table = np.array([[0, 2], [2, 1]], dtype=np.uint32)
     tiles = np.array([0, 2, 1], dtype=np.uint32)
     out = np.zeros(job.descriptor_bytes(2, 3), dtype=np.uint8)
-    assert len(out) == 96 + 2 * 8 + 3 * 4
+    assert len(out) == 96 + 2 * 8 + 3 * 4 + 4  # padded to 16 bytes
     job.write_descriptor(
         out, kernel="spmm", dtype=np.dtype(np.int32), m=7, n=5, k=3, a_addr=0x1234_5678_9A,
         a_bytes=4096, x_addr=0x2000, y_addr=0x3000, lane_table=table, tile_list=tiles,
@@ -37,6 +37,7 @@ def test_descriptor_bytes_are_where_the_doc_says() -> None:
     assert not out[80:96].any()
     assert [u32(96 + 4 * i) for i in range(4)] == [0, 2, 2, 1]
     assert [u32(112 + 4 * i) for i in range(3)] == [0, 2, 1]
+    assert u32(124) == 0  # padding
     d = job.parse(out)
     assert (d.kernel, d.dtype, d.m, d.n, d.k, d.lanes, d.flags) == ("spmm", np.int32, 7, 5, 3, 2, 1)
     assert np.array_equal(d.tile_list, tiles) and np.array_equal(d.lane_table, table)
