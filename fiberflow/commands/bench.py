@@ -29,8 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         t.add_argument(
             "--out",
             type=Path,
-            default=Path("bench-results"),
-            help="folder for the JSON data and plots (default: bench-results)",
+            default=Path("docs/bench"),
+            help="folder for the JSON data and plots (default: docs/bench)",
         )
         t.add_argument("--no-doc", action="store_true", help="print only; leave the doc alone")
         module.add_arguments(t)
