@@ -7,7 +7,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fiberflow.overlay import alu, array, fifo, fork, join, reduce, repeat, scanner, writer
+from fiberflow.overlay import (
+    alu,
+    array,
+    fifo,
+    fork,
+    join,
+    reduce,
+    repeat,
+    scanner,
+    spacc,
+    writer,
+)
 from fiberflow.overlay.primitive import Primitive
 
 PRIMITIVES: dict[str, Callable[[], Primitive]] = {
@@ -19,6 +30,7 @@ PRIMITIVES: dict[str, Callable[[], Primitive]] = {
     "union": join.Unioner,
     "alu": alu.Alu,
     "reduce": reduce.Reducer,
+    "spacc64": lambda: spacc.SparseAccumulator(64),
     "array_read": array.ArrayReader,
     "array_write": array.ArrayWriter,
     "write_compressed": writer.CompressedWriter,
