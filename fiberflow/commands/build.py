@@ -39,6 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="synthesize with yosys; report use against the board's capacity",
     )
+    p.add_argument(
+        "--timing-proxy",
+        action="store_true",
+        help="place and route on an ECP5 with nextpnr and report Fmax (a proxy for comparing "
+        "designs, not a Xilinx timing figure)",
+    )
     p.add_argument("--no-vivado", action="store_true",
                    help="only generate, even if vivado is on PATH")  # fmt: skip
     p.add_argument("--jobs", type=int, default=4, help="Vivado parallel jobs (default 4)")
@@ -70,8 +76,9 @@ def params_from(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     board = boards.load(args.board)
     params = params_from(args)
-    if args.estimate:
-        return _estimate(board, params)
+    if args.estimate or args.timing_proxy:
+        code = _estimate(board, params) if args.estimate else 0
+        return code or (_timing_proxy(board, params) if args.timing_proxy else 0)
 
     from fiberflow.boards import build
 
@@ -136,4 +143,15 @@ def _estimate(board: boards.Board, params: dict[str, Any]) -> int:
         print(f"  warning: {warning}")
     report.check_fits()
     print(f"  fits on {board.name}")
+    return 0
+
+
+def _timing_proxy(board: boards.Board, params: dict[str, Any]) -> int:
+    from fiberflow.boards import build, timing
+
+    src = build.overlay_sources({**build.default_params(board), **params})
+    print(f"fiberflow build --timing-proxy: overlay {dict(src.params)}")
+    print(f"  place and route with nextpnr-ecp5 ({timing.DEVICE}, out of context); minutes ...")
+    result = timing.timing_proxy(src.files, src.top, target_mhz=board.fabric_clock_mhz)
+    print(f"  {result.summary()}")
     return 0
