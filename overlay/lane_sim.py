@@ -1,0 +1,264 @@
+"""Run one :class:`~fiberflow.overlay.lane.Lane` in Verilator on real tiles, and its reference.
+
+:class:`LaneSim` builds the lane with a C++ harness that models its three buffers (tile, x,
+y: block-RAM read timing, byte-enable writes) from numpy arrays, pulses ``start``, runs the
+cycle loop in C until ``done`` (or a cycle timeout) and leaves the y buffer in the array. The
+tile port's grant (``tile_en``) is random with probability ``p_en``, so the readers see random
+gaps; when the grant is withheld, the harness returns garbage on the port.
+
+:func:`tile_operands` cuts one tile out of an ``ff.pack`` image and gives the configuration
+words for it; :func:`reference` computes what the lane must leave in y, one numpy float32
+scalar operation at a time in the order of ``docs/emulator.md`` (through the ALU's model,
+:mod:`fiberflow.overlay.fp32`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fiberflow.errors import DeviceError, DeviceTimeoutError
+from fiberflow.overlay import fp32
+from fiberflow.overlay.lane import CONFIG_WORDS, Lane, mode_word
+from fiberflow.overlay.verilator_build import build, ffi_of
+
+__all__ = ["LaneRun", "LaneSim", "TileOperands", "reference", "tile_operands"]
+
+_CDEF = """
+int run(const uint32_t *cfg, const uint32_t *tile, int64_t tile_len, const uint32_t *x,
+        int64_t x_len, uint32_t *y, int64_t y_len, uint32_t p_en, uint64_t seed,
+        int64_t max_cycles, int64_t *info);
+"""
+
+_HARNESS = r"""
+#include "Vlane.h"
+#include "verilated.h"
+#include <stdint.h>
+#include <cstddef>
+
+static uint64_t s;
+static inline uint32_t rnd16() { s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+  return (uint32_t)(s >> 20) & 0xffff; }
+static inline void put(QData &d, const uint32_t *w) { d = (uint64_t)w[0] | ((uint64_t)w[1] << 32); }
+template <std::size_t N> static inline void put(VlWide<N> &d, const uint32_t *w) {
+  for (std::size_t i = 0; i < N; i++) d[i] = w[i]; }
+static inline uint32_t get(QData d, int i) { return (uint32_t)(d >> (32 * i)); }
+template <std::size_t N> static inline uint32_t get(const VlWide<N> &d, int i) { return d[i]; }
+
+#define W WORDS
+extern "C" int run(const uint32_t *cfg, const uint32_t *tile, int64_t tile_len,
+    const uint32_t *x, int64_t x_len, uint32_t *y, int64_t y_len, uint32_t p_en,
+    uint64_t seed, int64_t max_cycles, int64_t *info) {
+  VerilatedContext ctx; Vlane t(&ctx);
+  s = seed * 2654435761ULL + 88172645463325252ULL;
+  static const uint32_t junk[8] = {0xdeadbeef, 0xfeedface, 0x7fc00001, 0xffffffff,
+                                   0xdeadbeef, 0xfeedface, 0x7fc00001, 0xffffffff};
+  t.cfg_seg_base = cfg[0]; t.cfg_crd_base = cfg[1]; t.cfg_val_base = cfg[2];
+  t.cfg_rows = cfg[3]; t.cfg_mode = cfg[4]; t.cfg_k = cfg[5]; t.cfg_x_base = cfg[6];
+  t.cfg_y_base = cfg[7];
+  t.start = 0; t.tile_en = 0;
+  t.sys_rst = 1;
+  for (int i = 0; i < 3; i++) { t.sys_clk = 0; t.eval(); t.sys_clk = 1; t.eval(); }
+  t.sys_rst = 0; t.sys_clk = 0;
+  put(t.tile_dat_r, junk); put(t.x_dat_r, junk); put(t.y_dat_r, junk);
+  t.eval();
+  int status = 1; int64_t cyc, busy = 0, stall = 0;
+  for (cyc = 0; cyc < max_cycles; cyc++) {
+    t.start = cyc == 0;
+    int en = rnd16() < p_en;
+    t.tile_en = en;
+    t.eval();
+    busy += t.busy; stall += t.busy & t.stall;
+    uint64_t ta = t.tile_adr, xa = t.x_adr, ya = t.y_adr;
+    uint32_t we = t.y_we;
+    if ((int64_t)((ta + 1) * W) > tile_len || (int64_t)((xa + 1) * W) > x_len ||
+        (int64_t)((ya + 1) * W) > y_len) { status = 4; break; }
+    uint32_t yold[W];
+    for (int i = 0; i < W; i++) yold[i] = y[ya * W + i];
+    if (we) {
+      for (int i = 0; i < W; i++) {
+        uint32_t m = 0;
+        for (int b = 0; b < 4; b++) if (we >> (4 * i + b) & 1) m |= 0xffu << (8 * b);
+        y[ya * W + i] = (y[ya * W + i] & ~m) | (get(t.y_dat_w, i) & m);
+      }
+    }
+    t.sys_clk = 1; t.eval(); t.sys_clk = 0;
+    put(t.tile_dat_r, en ? tile + ta * W : junk);
+    put(t.x_dat_r, x + xa * W);
+    put(t.y_dat_r, yold);  /* read-first; the lane never reads and writes in one cycle */
+    t.eval();
+    if (cyc > 0 && t.done) { status = 0; cyc++; break; }
+  }
+  info[0] = cyc; info[1] = busy; info[2] = stall; info[3] = t.error;
+  t.final();
+  return status;
+}
+"""
+
+
+@dataclass
+class LaneRun:
+    cycles: int  # from the start pulse to done
+    busy: int
+    stall: int
+    error: bool
+
+
+class LaneSim:
+    """A :class:`Lane` built for Verilator (``params`` as for :class:`Lane`)."""
+
+    def __init__(self, **params: Any) -> None:
+        lane = Lane(**params)
+        self.params = lane.params
+        self.bus_bits = lane.params["bus_bits"]
+        self.words = self.bus_bits // 32
+        text = lane.to_verilog("lane")
+        tag = "_".join(
+            [f"b{self.bus_bits}", *lane.params["value_types"], f"k{lane.params['max_k']}"]
+        )
+        self.lib = build(
+            name=f"lane_{tag}",
+            verilog={"lane.v": text},
+            top="lane",
+            harness=_HARNESS.replace("WORDS", str(self.words)),
+            cdef=_CDEF,
+            flags=("-Wno-fatal", "-Wno-lint", "-Wno-style"),
+        )
+        self.ffi = ffi_of(self.lib)
+
+    def depth_words(self, which: str) -> int:
+        """32-bit words in the ``tile``, ``x`` or ``y`` buffer."""
+        return int(self.params[f"{which}_depth"]) * self.words
+
+    def run(
+        self,
+        cfg: dict[str, int],
+        tile: np.ndarray,
+        x: np.ndarray,
+        y: np.ndarray,
+        p_en: float = 1.0,
+        seed: int = 0,
+        max_cycles: int | None = None,
+    ) -> LaneRun:
+        """Run one tile. ``tile``, ``x``, ``y``: uint32 arrays of exactly the buffer sizes
+        (:meth:`depth_words`); ``y`` is updated in place."""
+        arrs = []
+        for name, a in (("tile", tile), ("x", x), ("y", y)):
+            if a.dtype != np.uint32 or len(a) != self.depth_words(name) or not a.flags.c_contiguous:
+                raise ValueError(f"{name} must be a contiguous uint32 array of the buffer's size")
+            arrs.append(a)
+        words = np.array([int(cfg.get(n, 0)) & 0xFFFFFFFF for n in CONFIG_WORDS], np.uint32)
+        info = self.ffi.new("int64_t[]", 4)
+        limit = max_cycles if max_cycles is not None else 20 * len(tile) + 10_000
+        ffi = self.ffi
+        status = self.lib.run(
+            ffi.from_buffer("uint32_t[]", words),
+            ffi.from_buffer("uint32_t[]", tile),
+            len(tile),
+            ffi.from_buffer("uint32_t[]", x),
+            len(x),
+            ffi.from_buffer("uint32_t[]", y),
+            len(y),
+            min(int(p_en * 65536), 65536),
+            seed,
+            limit,
+            info,
+        )
+        if status == 1:
+            raise DeviceTimeoutError(f"lane: not done after {limit} cycles")
+        if status:
+            raise DeviceError("lane: addressed a buffer outside its array")
+        return LaneRun(int(info[0]), int(info[1]), int(info[2]), bool(info[3]))
+
+
+@dataclass
+class TileOperands:
+    """One CSR tile of an image, unpacked enough to place it in the lane's buffers."""
+
+    data: bytes  # the tile's bytes, header included
+    rows: int
+    cols: int
+    index: tuple[int, int]  # tile index (i, j)
+    tile_shape: tuple[int, int]
+    coord_bytes: int
+    dtype: str  # "fp32" or "int32"
+    seg_offset: int
+    crd_offset: int
+    vals_offset: int
+    seg: np.ndarray
+    crd: np.ndarray
+    vals: np.ndarray  # uint32 bits
+
+    def config(self, place: int, x_base: int, y_base: int, kernel: str, k: int) -> dict:
+        """Configuration words with the tile at byte ``place`` of the tile buffer."""
+        return {
+            "seg_base": place + self.seg_offset,
+            "crd_base": place + self.crd_offset,
+            "val_base": place + self.vals_offset,
+            "rows": self.rows,
+            "mode": mode_word(kernel, self.dtype, self.coord_bytes),
+            "k": k,
+            "x_base": x_base,
+            "y_base": y_base,
+        }
+
+
+def tile_operands(img: Any, d: int) -> TileOperands:
+    """Directory entry ``d`` of a 2-D ``"ds"`` image (``ff.pack(...)``) as :class:`TileOperands`."""
+    buf = np.asarray(img.data, dtype=np.uint8)
+
+    def u32(off: int) -> int:
+        return int(buf[off : off + 4].view("<u4")[0])
+
+    coord_bytes = int(buf[8])
+    dtype = {1: "fp32", 2: "int32"}[int(buf[7])]
+    dir_off = int(buf[32:40].view("<u8")[0])
+    ent = dir_off + d * int(buf[10:12].view("<u2")[0])
+    off = int(buf[ent : ent + 8].view("<u8")[0])
+    nbytes = u32(ent + 8)
+    index = (u32(ent + 16), u32(ent + 20))
+    tile_shape = (u32(64 + 4), u32(64 + 16 + 4))
+    sizes = (u32(64), u32(64 + 16))
+    rows = min(tile_shape[0], sizes[0] - index[0] * tile_shape[0])
+    cols = min(tile_shape[1], sizes[1] - index[1] * tile_shape[1])
+    t = buf[off : off + nbytes]
+    nvals, vals_offset = int(t[0:4].view("<u4")[0]), int(t[4:8].view("<u4")[0])
+    seg_offset, crd_offset = int(t[24:28].view("<u4")[0]), int(t[28:32].view("<u4")[0])
+    seg = t[seg_offset : seg_offset + 4 * (rows + 1)].view("<u4").astype(np.int64)
+    cdt = "<u2" if coord_bytes == 2 else "<u4"
+    crd = t[crd_offset : crd_offset + coord_bytes * nvals].view(cdt).astype(np.int64)
+    vals = t[vals_offset : vals_offset + 4 * nvals].view("<u4").astype(np.uint32)
+    return TileOperands(
+        bytes(t), rows, cols, index, tile_shape, coord_bytes, dtype,
+        seg_offset, crd_offset, vals_offset, seg, crd, vals,
+    )  # fmt: skip
+
+
+def _mul(dtype: str, a: int, b: int) -> int:
+    if dtype == "int32":
+        return (a * b) & 0xFFFFFFFF
+    return int(fp32.model_mul(np.array([a], np.uint32), np.array([b], np.uint32))[0])
+
+
+def _add(dtype: str, a: int, b: int) -> int:
+    if dtype == "int32":
+        return (a + b) & 0xFFFFFFFF
+    return int(fp32.model_add(np.array([a], np.uint32), np.array([b], np.uint32))[0])
+
+
+def reference(t: TileOperands, xs: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """What the lane leaves in ``y`` (uint32, shape (rows, k), the current sums) for tile
+    ``t`` and its x slice ``xs`` (uint32, shape (cols, k)): a new array."""
+    y = np.array(y, dtype=np.uint32, copy=True)
+    for r in range(t.rows):
+        lo, hi = int(t.seg[r]), int(t.seg[r + 1])
+        if lo == hi:
+            continue
+        for c in range(y.shape[1]):
+            acc = int(y[r, c])
+            for q in range(lo, hi):
+                acc = _add(t.dtype, acc, _mul(t.dtype, int(t.vals[q]), int(xs[t.crd[q], c])))
+            y[r, c] = acc
+    return y
