@@ -11,6 +11,7 @@ cycle. int32 ops wrap modulo 2**32 (min/max are signed); fp32 ops follow the pol
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Any
 
 import numpy as np
 from migen import Case, If, Mux, Signal
@@ -33,32 +34,39 @@ class Op(IntEnum):
     FMAX = 12
 
 
-def alu_comb(m: object, op: Signal, a: Signal, b: Signal) -> Signal:
-    """The combinational datapath shared by the ALU and the reducer."""
+ALL_OPS = tuple(Op)
+FOLD_OPS = (Op.ADD, Op.MIN, Op.MAX, Op.FADD, Op.FMIN, Op.FMAX)  # no multiplier: reducers
+
+
+def alu_comb(m: Any, op: Signal, a: Signal, b: Signal, ops: tuple[Op, ...] = ALL_OPS) -> Signal:
+    """The combinational datapath shared by the ALU, the reducer and the accumulator.
+
+    Only the ops in ``ops`` get hardware; any other op code gives 0.
+    """
     r = Signal(32)
     sa, sb = Signal((32, True)), Signal((32, True))
-    is_sub = Signal()
-    is_max = Signal()
-    m.comb += [sa.eq(a), sb.eq(b), is_sub.eq(op == Op.FSUB), is_max.eq(op == Op.FMAX)]  # type: ignore[attr-defined]
-    fadd = fp32.fp_add(m, a, b, is_sub)  # type: ignore[arg-type]
-    fmul = fp32.fp_mul(m, a, b)  # type: ignore[arg-type]
-    fmm = fp32.fp_minmax(m, a, b, is_max)  # type: ignore[arg-type]
-    m.comb += Case(  # type: ignore[attr-defined]
-        op,
-        {
-            Op.ADD: r.eq(a + b),
-            Op.SUB: r.eq(a - b),
-            Op.MUL: r.eq(a * b),
-            Op.MIN: r.eq(Mux(sa < sb, a, b)),
-            Op.MAX: r.eq(Mux(sa > sb, a, b)),
-            Op.FADD: r.eq(fadd),
-            Op.FSUB: r.eq(fadd),
-            Op.FMUL: r.eq(fmul),
-            Op.FMIN: r.eq(fmm),
-            Op.FMAX: r.eq(fmm),
-            "default": r.eq(0),
-        },
-    )
+    m.comb += [sa.eq(a), sb.eq(b)]
+    cases: dict[Any, Any] = {"default": r.eq(0)}
+    int_ops = {
+        Op.ADD: lambda: a + b,
+        Op.SUB: lambda: a - b,
+        Op.MUL: lambda: a * b,
+        Op.MIN: lambda: Mux(sa < sb, a, b),
+        Op.MAX: lambda: Mux(sa > sb, a, b),
+    }
+    for o, fn in int_ops.items():
+        if o in ops:
+            cases[o] = r.eq(fn())
+    if Op.FADD in ops or Op.FSUB in ops:
+        is_sub = op == Op.FSUB if Op.FSUB in ops else 0
+        fadd = fp32.fp_add(m, a, b, is_sub)
+        cases.update({o: r.eq(fadd) for o in (Op.FADD, Op.FSUB) if o in ops})
+    if Op.FMUL in ops:
+        cases[Op.FMUL] = r.eq(fp32.fp_mul(m, a, b))
+    if Op.FMIN in ops or Op.FMAX in ops:
+        fmm = fp32.fp_minmax(m, a, b, op == Op.FMAX)
+        cases.update({o: r.eq(fmm) for o in (Op.FMIN, Op.FMAX) if o in ops})
+    m.comb += Case(op, cases)
     return r
 
 

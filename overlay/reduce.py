@@ -1,8 +1,8 @@
 """Scalar reducer: folds each fiber of a value stream into one value, over a chosen stop level.
 
-Ports: sink ``i`` (values); source ``o``; config ``op`` (an :class:`~fiberflow.overlay.alu.Op`,
-usually ``ADD`` or ``FADD``), ``init`` (the op's identity: 0 for add, ``0x7F800000`` for fp min,
-...), ``level`` (L, default 0).
+Ports: sink ``i`` (values); source ``o``; config ``op`` (an :class:`~fiberflow.overlay.alu.Op`:
+``ADD``, ``MIN``, ``MAX``, ``FADD``, ``FMIN`` or ``FMAX``), ``init`` (the op's identity: 0 for
+add, ``0x7F800000`` for fp min, ...), ``level`` (L, default 0).
 
 Tokens: values are folded left to right, ``acc = op(acc, v)``, starting from ``init``. A stop
 ``Sn`` with ``n < L`` is absorbed (the fold continues across it); with ``n >= L`` the fold is
@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from migen import If, Mux, Signal
 
-from fiberflow.overlay.alu import Op, alu_comb, op_words
+from fiberflow.overlay.alu import FOLD_OPS, Op, alu_comb, op_words
 from fiberflow.overlay.primitive import Primitive
 from fiberflow.overlay.stream import DONE, Done, Empty, Kind, Stop, Token, Val
 
@@ -39,7 +39,7 @@ class Reducer(Primitive):
         pend_level = Signal(32)
         cur = Signal(32)
         self.comb += cur.eq(Mux(started, acc, init))
-        folded = alu_comb(self, op, cur, Mux(i.kind == Kind.EMPTY, 0, i.data))
+        folded = alu_comb(self, op, cur, Mux(i.kind == Kind.EMPTY, 0, i.data), FOLD_OPS)
         fire = o.valid & o.ready
         self.comb += If(
             pend,

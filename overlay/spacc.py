@@ -2,7 +2,7 @@
 (Gustavson-style row merging: the partial rows ``A(i,k) * B(k,:)`` summed into row ``C(i,:)``).
 
 Ports: sinks ``crd`` (coordinates) and ``val`` (values), same shape; sources ``ocrd``, ``oval``;
-config ``op`` (an :class:`~fiberflow.overlay.alu.Op`, usually ``ADD`` or ``FADD``).
+config ``op`` (one of ``ADD``, ``MIN``, ``MAX``, ``FADD``, ``FMIN``, ``FMAX``).
 Parameter ``size``: coordinates must be below it (the accumulator's capacity, e.g. the tile
 width); the model rejects larger ones, the hardware would use the low bits.
 
@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from migen import FSM, If, Memory, Mux, NextState, Signal
 
-from fiberflow.overlay.alu import Op, alu_comb, op_words
+from fiberflow.overlay.alu import FOLD_OPS, Op, alu_comb, op_words
 from fiberflow.overlay.primitive import Primitive, eager_fork
 from fiberflow.overlay.stream import DONE, Done, Empty, Kind, Stop, Token, Val
 
@@ -49,7 +49,7 @@ class SparseAccumulator(Primitive):
         v = Signal(32)
         self.comb += [seen.eq((occ >> c)[0]), v.eq(Mux(val.kind == Kind.EMPTY, 0, val.data))]
         if_kind_val = (crd.kind == Kind.VAL) | (crd.kind == Kind.EMPTY)
-        summed = alu_comb(self, op, port.dat_r, v)
+        summed = alu_comb(self, op, port.dat_r, v, FOLD_OPS)
 
         # Lowest occupied coordinate (priority encoder; later statements win).
         low = Signal(aw)
