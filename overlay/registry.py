@@ -10,6 +10,7 @@ from collections.abc import Callable
 from fiberflow.overlay import (
     alu,
     array,
+    crddrop,
     fifo,
     fork,
     join,
@@ -31,6 +32,7 @@ PRIMITIVES: dict[str, Callable[[], Primitive]] = {
     "alu": alu.Alu,
     "reduce": reduce.Reducer,
     "spacc64": lambda: spacc.SparseAccumulator(64),
+    "crddrop": crddrop.CoordDropper,
     "array_read": array.ArrayReader,
     "array_write": array.ArrayWriter,
     "write_compressed": writer.CompressedWriter,

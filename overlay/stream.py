@@ -130,7 +130,7 @@ def parse(text: str) -> list[Token]:
     return out
 
 
-def fiber_tree_tokens(tree: object) -> list[Token]:
+def fiber_tree_tokens(tree: object, depth: int | None = None) -> list[Token]:
     """The SAM token stream of a nested list of fibers, with stops and a final done.
 
     ``[[1, 2], [3]]`` -> ``1 2 S0 3 S1 D``; a flat list ``[1, 2]`` -> ``1 2 S0 D``. Every fiber
@@ -139,13 +139,13 @@ def fiber_tree_tokens(tree: object) -> list[Token]:
     """
     out: list[Token] = []
 
-    def depth(t: object) -> int:
+    def depth_of(t: object) -> int:
         if isinstance(t, list):
-            inner = [depth(x) for x in t if isinstance(x, list)]
+            inner = [depth_of(x) for x in t if isinstance(x, list)]
             return 1 + (max(inner) if inner else 0)
         return 0
 
-    d = depth(tree)
+    d = depth_of(tree) if depth is None else depth
 
     def walk(t: list, level: int) -> None:
         # level: this list's nesting level counted from the innermost (0 = innermost fibers).
