@@ -17,8 +17,8 @@ flushed, canonical NaN; int32 wraps), so the result is bit-exact with the emulat
 Structure (``docs/overlay.md``, section "Lane")::
 
     tile port --arbiter--> seg reader --\\
-                      \\--> crd reader ---> row sequencer -> S1 x/y read -> S2 fields
-                       \\-> val reader --/                     -> S3 mul -> S4 add -> S5 y write
+                      \\--> crd reader ---> row sequencer -> S1 x/y read -> S2 fields -> S3 mul
+                       \\-> val reader --/                 -> S4 add -> write queue -> y port
 
 * Three sequential element readers (``_SeqReader``) share the lane's one tile-buffer read port
   (one port, so the tile buffer stays a two-port block RAM: DMA on one side, lane on the other).
@@ -32,16 +32,20 @@ Structure (``docs/overlay.md``, section "Lane")::
   lock step: a token-level graph of scanner, repeater, ALU and reducer would need a fork/join
   per edge for the same schedule.
 * The back end is a fixed-latency pipeline without backpressure (every memory it touches is
-  the lane's own, with block-RAM timing), so it needs no FIFOs: S1 reads x and y, S2 selects
-  the 32-bit fields, S3 multiplies, S4 adds into one of ``max_k`` accumulator registers, S5
-  writes the finished sum back to y.
+  the lane's own, with block-RAM timing): S1 reads x (every item) and y (a row's first
+  nonzero only), S2 selects the 32-bit fields, S3 multiplies, S4 adds into one of ``max_k``
+  accumulator registers. A row's finished sums go into a 16-entry write queue (LiteX
+  ``stream.SyncFIFO``) that writes them to y in cycles where S1 reads no y, so write-backs
+  never hold up the next row; the sequencer stops issuing while the queue could overflow.
 * Throughput: the add in S4 is the ALU's combinational adder between two registers, the same
   register-to-register path as in :class:`~fiberflow.overlay.alu.Alu` (whose latency of 2 is
   one input and one output register around it), plus a 2:1 operand mux. The running sum feeds
   back from the S4 register into the adder, so consecutive products of one row are added on
   consecutive cycles: one multiply-add per cycle for SpMV and SpMM alike, in the sequential
-  order. The lane spends one extra cycle per row reading its segment end, and one cycle per
-  empty row.
+  order. The next row's segment end is taken in the cycle of the row's last nonzero, so rows
+  follow each other without a gap; an empty row costs one cycle. Limits: the one y port does
+  a read and a write per row and column, so rows of one nonzero run at 1/2 per cycle; on a
+  64-bit bus, 32-bit coordinates need 8 tile bytes per nonzero, all of the port.
 
 Configuration words (:data:`CONFIG_WORDS`, byte offsets into the lane's buffers); they must
 stay constant while the lane is busy:
@@ -311,32 +315,41 @@ class Lane(Module):
         last_c = Signal()
         rows_left = Signal()
         # Pipeline registers (stage n holds what entered it at the last clock edge).
-        v1, first1, last1, v2, first2, v3, first3, v4, first4, last4, w5 = (
-            Signal() for _ in range(11)
-        )
+        v1, first1, last1, v2, first2, v3, first3, v4, first4, last4 = (Signal() for _ in range(10))
         last2, last3 = Signal(), Signal()
         c1, c2, c3, c4 = (Signal(max=max(max_k, 2)) for _ in range(4))
         val1, val2, val3 = Signal(32), Signal(32), Signal(32)
         xa1 = Signal(xw)
-        ya1, ya2, ya3, ya4, ya5 = (Signal(yw) for _ in range(5))
+        ya1, ya2, ya3, ya4 = (Signal(yw) for _ in range(4))
         xf2 = Signal(max(sw, 1))
-        xval3, y03, prod4, y04, d5 = (Signal(32) for _ in range(5))
+        xval3, y03, prod4, y04 = (Signal(32) for _ in range(4))
 
-        y_conflict = firstq & v4 & last4  # S5 will write when this item reads y in S1
+        # Finished sums wait in a write queue for cycles in which S1 reads no y (only a row's
+        # first nonzero reads y), so write-backs never hold up the next row's reads. The
+        # front end keeps room in it for every item in flight (S1..S4).
+        wq_depth = 16
+        wq = stream.SyncFIFO([("adr", yw), ("dat", 32)], wq_depth)
+        self.submodules.wq = wq
+        room = Signal()
+        chain = Signal()  # the row's last item, and the next row can start right away
+        row_end = Signal()
         self.comb += [
             rows_left.eq(r != rows),
             last_c.eq(c == k_eff - 1),
-            emit.eq((state == NZ) & crd.valid & val.valid & ~y_conflict),
+            room.eq(wq.level <= wq_depth - 5),
+            emit.eq((state == NZ) & crd.valid & val.valid & room),
             crd.pop.eq(emit & last_c),
             val.pop.eq(emit & last_c),
-            seg.pop.eq(((state == SEG0) | ((state == ROW) & rows_left)) & seg.valid),
+            row_end.eq(emit & last_c & (rem == 1)),
+            chain.eq(row_end & (r + 1 != rows) & seg.valid & (seg.data > cur)),
+            seg.pop.eq((((state == SEG0) | ((state == ROW) & rows_left)) & seg.valid) | chain),
             self.busy.eq(running),
             self.stall.eq(
                 ((state == NZ) & ~emit)
                 | (((state == SEG0) | ((state == ROW) & rows_left)) & ~seg.valid)
             ),
         ]
-        pipe_empty = ~(v1 | v2 | v3 | v4 | w5)
+        pipe_empty = ~(v1 | v2 | v3 | v4 | wq.source.valid)
         self.sync += If(
             self.start,
             state.eq(Mux(ok, SEG0, IDLE)),
@@ -374,7 +387,17 @@ class Lane(Module):
                         c.eq(0),
                         firstq.eq(0),
                         rem.eq(rem - 1),
-                        If(rem == 1, r.eq(r + 1), yrow.eq(yrow + k_eff), state.eq(ROW)),
+                        If(
+                            rem == 1,
+                            r.eq(r + 1),
+                            yrow.eq(yrow + k_eff),
+                            If(
+                                chain,  # as in ROW, without spending a cycle there
+                                rem.eq(seg.data - cur),
+                                cur.eq(seg.data),
+                                firstq.eq(1),
+                            ).Else(state.eq(ROW)),
+                        ),
                     ).Else(c.eq(c + 1)),
                 ),
             )
@@ -422,9 +445,6 @@ class Lane(Module):
             c4.eq(c3),
             y04.eq(y03),
             ya4.eq(ya3),
-            # S5
-            w5.eq(v4 & last4),
-            ya5.eq(ya4),
         ]
         is_int = Signal()
         self.comb += is_int.eq(dtype == DTYPE_CODES["int32"])
@@ -448,14 +468,20 @@ class Lane(Module):
             self.comb += total.eq(acc_in + prod4)
         else:
             self.comb += total.eq(fp32.fp_add(self, acc_in, prod4))
-        self.sync += [If(v4, acc[c4].eq(total)), d5.eq(total)]
+        self.sync += If(v4, acc[c4].eq(total))
+        self.comb += [
+            wq.sink.valid.eq(v4 & last4),
+            wq.sink.adr.eq(ya4),
+            wq.sink.dat.eq(total),
+        ]
 
         enables = Array(C(0xF << (4 * i), nb) for i in range(words))
         self.comb += [
             self.x_adr.eq(xa1[sw:]),
-            self.y_adr.eq(Mux(w5, ya5[sw:], ya1[sw:])),
-            self.y_dat_w.eq(Replicate(d5, words)),
-            self.y_we.eq(Mux(w5, enables[ya5[:sw]], 0)),
+            wq.source.ready.eq(~(v1 & first1)),
+            self.y_adr.eq(Mux(wq.source.ready, wq.source.adr[sw:], ya1[sw:])),
+            self.y_dat_w.eq(Replicate(wq.source.dat, words)),
+            self.y_we.eq(Mux(wq.source.valid & wq.source.ready, enables[wq.source.adr[:sw]], 0)),
         ]
 
     def ios(self) -> set[Signal]:

@@ -236,10 +236,10 @@ def test_throughput(sim: LaneSim) -> None:
     A = sp.csr_matrix(dense)
     x = np.ones((64, 1), np.float32)
     _, ((_, run),) = run_matrix(sim, A, x, (32, 64), "spmv", rng, p_en=1.0)
-    assert A.nnz / run.cycles >= 0.85  # 16 per row: 16 / 17 minus start-up and drain
+    assert A.nnz / run.cycles >= 0.95  # one nonzero per cycle, minus start-up and drain
     B = np.ones((64, 4), np.float32)
     _, ((_, run),) = run_matrix(sim, A, B, (32, 64), "spmm", rng, p_en=1.0)
-    assert 4 * A.nnz / run.cycles >= 0.9
+    assert 4 * A.nnz / run.cycles >= 0.97
 
 
 def test_lane_parameters_are_checked() -> None:
