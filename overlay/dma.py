@@ -97,10 +97,10 @@ class DMAEngine(Module):
         burst = Signal(max=max_burst + 1)
         to_4k = Signal(13 - shift)
         self.comb += to_4k.eq((_4K - a_addr[:12])[shift:13])
+        cap = Signal(max=max_burst + 1)
         self.comb += [
-            burst.eq(max_burst),
-            If(to_4k < burst, burst.eq(to_4k)),
-            If((a_left < max_burst) & (a_left < to_4k), burst.eq(a_left)),
+            cap.eq(Mux(to_4k < max_burst, to_4k, max_burst)),
+            burst.eq(Mux(a_left < cap, a_left, cap)),
         ]
 
         lens = stream.SyncFIFO([("len", 8)], max_outstanding, buffered=False)
