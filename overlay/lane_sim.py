@@ -24,7 +24,7 @@ from fiberflow.overlay import fp32
 from fiberflow.overlay.lane import CONFIG_WORDS, Lane, mode_word
 from fiberflow.overlay.verilator_build import build, ffi_of
 
-__all__ = ["LaneRun", "LaneSim", "TileOperands", "reference", "tile_operands"]
+__all__ = ["LaneRun", "LaneSim", "TileOperands", "reference", "run_matrix", "tile_operands"]
 
 _CDEF = """
 int run(const uint32_t *cfg, const uint32_t *tile, int64_t tile_len, const uint32_t *x,
@@ -262,3 +262,67 @@ def reference(t: TileOperands, xs: np.ndarray, y: np.ndarray) -> np.ndarray:
                 acc = _add(t.dtype, acc, _mul(t.dtype, int(t.vals[q]), int(xs[t.crd[q], c])))
             y[r, c] = acc
     return y
+
+
+def _noise(rng: np.random.Generator, n: int) -> np.ndarray:
+    return rng.integers(0, 2**32, size=n, dtype=np.uint64).astype(np.uint32)
+
+
+def run_matrix(
+    sim: LaneSim,
+    A: Any,
+    X: np.ndarray,
+    tile: tuple[int, int],
+    kernel: str,
+    rng: np.random.Generator,
+    y_init: np.ndarray | None = None,
+    p_en: float = 0.6,
+    coord_bits: int | None = None,
+) -> tuple[np.ndarray, list[tuple[TileOperands, LaneRun]]]:
+    """``A @ X`` through one lane as the firmware sequences it; the bits of the result.
+
+    ``A`` (scipy sparse, float32 or int32) is packed with ``tile``; ``X`` has shape (n, k).
+    For each row tile, the y buffer (random bits around the block) gets the rows of ``y_init``
+    (default zeros) at a random offset, the row tile's column tiles run left to right, each
+    placed at a random 16-byte offset of a tile buffer full of random bits with its x slice at
+    a random 4-byte offset, and the block is read back. Returns the (m, k) uint32 result and
+    every tile's run. Raises ``ValueError`` if a tile or slice does not fit its buffer.
+    """
+    import fiberflow as ff
+
+    img = ff.pack(ff.Tensor.from_scipy(A), tile=tile, coord_bits=coord_bits)
+    k = X.shape[1]
+    m = A.shape[0]
+    Y = np.zeros((m, k), np.uint32)
+    if y_init is not None:
+        Y[:] = np.ascontiguousarray(y_init).view(np.uint32).reshape(m, k)
+    xbits = np.ascontiguousarray(X).view(np.uint32).reshape(X.shape)
+    runs = []
+    n_tiles = int(np.asarray(img.data)[12:16].view("<u4")[0])
+    tiles = [tile_operands(img, d) for d in range(n_tiles)]
+    ybuf = np.zeros(sim.depth_words("y"), np.uint32)
+    for i in sorted({t.index[0] for t in tiles}):
+        row = [t for t in tiles if t.index[0] == i]  # directory order: left to right
+        r0, nr = i * row[0].tile_shape[0], row[0].rows
+        if nr * k > len(ybuf):
+            raise ValueError(f"a row tile's y block ({nr} x {k}) does not fit the y buffer")
+        ybuf[:] = _noise(rng, len(ybuf))
+        y_base = 4 * int(rng.integers(0, len(ybuf) - nr * k + 1))
+        ybuf[y_base // 4 : y_base // 4 + nr * k] = Y[r0 : r0 + nr].ravel()
+        for t in row:
+            j = t.index[1]
+            tbuf = _noise(rng, sim.depth_words("tile"))
+            room = 4 * len(tbuf) - len(t.data)
+            xs = xbits[j * t.tile_shape[1] : j * t.tile_shape[1] + t.cols]
+            xbuf = _noise(rng, sim.depth_words("x"))
+            if room < 0 or xs.size > len(xbuf):
+                raise ValueError(f"tile {t.index} or its x slice does not fit the lane's buffers")
+            place = 16 * int(rng.integers(0, room // 16 + 1))
+            tbuf.view(np.uint8)[place : place + len(t.data)] = np.frombuffer(t.data, np.uint8)
+            x_base = 4 * int(rng.integers(0, len(xbuf) - xs.size + 1))
+            xbuf[x_base // 4 : x_base // 4 + xs.size] = xs.ravel()
+            cfg = t.config(place, x_base, y_base, kernel, k)
+            run = sim.run(cfg, tbuf, xbuf, ybuf, p_en=p_en, seed=int(rng.integers(1 << 30)))
+            runs.append((t, run))
+        Y[r0 : r0 + nr] = ybuf[y_base // 4 : y_base // 4 + nr * k].reshape(nr, k)
+    return Y, runs

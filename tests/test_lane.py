@@ -2,10 +2,11 @@
 
 Tiles are real: ``ff.pack`` images, cut tile by tile into the lane's tile buffer at random
 offsets, with the x slice (B rows) and the y block (C rows) at random offsets in their buffers.
-A matrix is run through one lane tile after tile (a row tile's column tiles left to right,
-carrying y in the y buffer, as the firmware does) and compared with ``ff.spmv`` / ``ff.spmm``
-on the emulator; single tiles with arbitrary starting y (ACCUMULATE) are compared with
-:func:`fiberflow.overlay.lane_sim.reference`. The tile port's grant is random in most runs.
+A matrix is run through one lane tile after tile (``lane_sim.run_matrix``: a row tile's column
+tiles left to right, carrying y in the y buffer, as the firmware does) and compared with
+``ff.spmv`` / ``ff.spmm`` on the emulator; single tiles with arbitrary starting y (ACCUMULATE)
+are compared with :func:`fiberflow.overlay.lane_sim.reference`. The tile port's grant is
+random in most runs.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import scipy.sparse as sp
 
 import fiberflow as ff
 from fiberflow.overlay.lane import Lane, mode_word
-from fiberflow.overlay.lane_sim import LaneSim, reference, tile_operands
+from fiberflow.overlay.lane_sim import LaneSim, reference, run_matrix
 
 pytestmark = pytest.mark.rtl
 
@@ -49,54 +50,11 @@ def _bits(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a).view(np.uint32)
 
 
-def run_matrix(
-    sim: LaneSim,
-    A: sp.csr_matrix,
-    X: np.ndarray,
-    tile: tuple[int, int],
-    kernel: str,
-    rng: np.random.Generator,
-    y_init: np.ndarray | None = None,
-    p_en: float = 0.6,
-    coord_bits: int | None = None,
-) -> tuple[np.ndarray, list]:
-    """``A @ X`` (X: (n, k) array) through one lane, tile by tile; bits of the (m, k) result."""
-    img = ff.pack(ff.Tensor.from_scipy(A), tile=tile, coord_bits=coord_bits)
-    k = X.shape[1]
-    m = A.shape[0]
-    Y = np.zeros((m, k), np.uint32) if y_init is None else _bits(y_init).reshape(m, k).copy()
-    xbits = _bits(X).reshape(X.shape)
-    runs = []
-    n_tiles = int(np.asarray(img.data)[12:16].view("<u4")[0])
-    tiles = [tile_operands(img, d) for d in range(n_tiles)]
-    ybuf = np.zeros(sim.depth_words("y"), np.uint32)
-    for i in sorted({t.index[0] for t in tiles}):
-        row = [t for t in tiles if t.index[0] == i]  # directory order: left to right
-        r0, nr = i * row[0].tile_shape[0], row[0].rows
-        ybuf[:] = rng.integers(0, 2**32, size=len(ybuf), dtype=np.uint64).astype(np.uint32)
-        y_base = 4 * int(rng.integers(0, sim.depth_words("y") - nr * k + 1))
-        ybuf[y_base // 4 : y_base // 4 + nr * k] = Y[r0 : r0 + nr].ravel()
-        for t in row:
-            j = t.index[1]
-            tbuf = _noise(rng, sim.depth_words("tile"))
-            room = 4 * len(tbuf) - len(t.data)
-            assert room >= 0, "test tile does not fit the tile buffer"
-            place = 16 * int(rng.integers(0, room // 16 + 1))
-            tbuf.view(np.uint8)[place : place + len(t.data)] = np.frombuffer(t.data, np.uint8)
-            xs = xbits[j * t.tile_shape[1] : j * t.tile_shape[1] + t.cols]
-            xbuf = _noise(rng, sim.depth_words("x"))
-            x_base = 4 * int(rng.integers(0, len(xbuf) - xs.size + 1))
-            xbuf[x_base // 4 : x_base // 4 + xs.size] = xs.ravel()
-            cfg = t.config(place, x_base, y_base, kernel, k)
-            run = sim.run(cfg, tbuf, xbuf, ybuf, p_en=p_en, seed=int(rng.integers(1 << 30)))
-            assert not run.error
-            runs.append((t, run))
-        Y[r0 : r0 + nr] = ybuf[y_base // 4 : y_base // 4 + nr * k].reshape(nr, k)
+def run_ok(*args: object, **kw: object) -> tuple[np.ndarray, list]:
+    """:func:`run_matrix`, checking that no tile ended with an error."""
+    Y, runs = run_matrix(*args, **kw)  # type: ignore[arg-type]
+    assert not any(run.error for _, run in runs)
     return Y, runs
-
-
-def _noise(rng: np.random.Generator, n: int) -> np.ndarray:
-    return rng.integers(0, 2**32, size=n, dtype=np.uint64).astype(np.uint32)
 
 
 def structured(rng: np.random.Generator, m: int, n: int, dtype: type) -> sp.csr_matrix:
@@ -123,7 +81,7 @@ def test_spmv_fp32_matches_emulator(sim: LaneSim, emu: ff.Device) -> None:
     rng = np.random.default_rng(1)
     A = structured(rng, 70, 150, np.float32)
     x = rng.standard_normal(150).astype(np.float32)
-    got, runs = run_matrix(sim, A, x[:, None], (32, 64), "spmv", rng)
+    got, runs = run_ok(sim, A, x[:, None], (32, 64), "spmv", rng)
     want = ff.spmv(A, x, device=emu)
     np.testing.assert_array_equal(got[:, 0], _bits(want))
     assert len({t.index[1] for t, _ in runs}) == 3  # rows carried across column tiles
@@ -146,7 +104,7 @@ def test_spmv_special_values(sim: LaneSim, emu: ff.Device) -> None:
     x = rng.standard_normal(90).astype(np.float32)
     x[rng.integers(90, size=8)] = SPECIAL[rng.integers(len(SPECIAL), size=8)].view(np.float32)
     x[[10, 20, 30]] = 1.0
-    got, _ = run_matrix(sim, A, x[:, None], (64, 64), "spmv", rng)
+    got, _ = run_ok(sim, A, x[:, None], (64, 64), "spmv", rng)
     want = ff.spmv(A, x, device=emu)
     np.testing.assert_array_equal(got[:, 0], _bits(want))
     assert got[5, 0] == _bits(np.float32(1.0)) and got[6, 0] == 0
@@ -156,7 +114,7 @@ def test_spmv_int32_wraps(sim: LaneSim, emu: ff.Device) -> None:
     rng = np.random.default_rng(3)
     A = structured(rng, 50, 100, np.int32)
     x = rng.integers(-(2**31), 2**31, size=100).astype(np.int32)
-    got, _ = run_matrix(sim, A, x[:, None], (32, 64), "spmv", rng)
+    got, _ = run_ok(sim, A, x[:, None], (32, 64), "spmv", rng)
     want = ff.spmv(A, x, device=emu)
     np.testing.assert_array_equal(got[:, 0], _bits(want))
     wrapped = (A.astype(np.int64) @ x.astype(np.int64)) & 0xFFFFFFFF
@@ -168,7 +126,7 @@ def test_coordinate_widths(sim: LaneSim, emu: ff.Device, coord_bits: int) -> Non
     rng = np.random.default_rng(4 + coord_bits)
     A = sp.random(33, 77, density=0.3, format="csr", random_state=coord_bits, dtype=np.float32)
     x = rng.standard_normal(77).astype(np.float32)
-    got, runs = run_matrix(sim, A, x[:, None], (16, 32), "spmv", rng, coord_bits=coord_bits)
+    got, runs = run_ok(sim, A, x[:, None], (16, 32), "spmv", rng, coord_bits=coord_bits)
     assert {t.coord_bytes for t, _ in runs} == {coord_bits // 8}
     np.testing.assert_array_equal(got[:, 0], _bits(ff.spmv(A, x, device=emu)))
 
@@ -183,7 +141,7 @@ def test_spmm_matches_emulator(sim: LaneSim, emu: ff.Device, k: int, dtype: str)
     else:
         A = structured(rng, 24, 60, np.float32)
         B = rng.standard_normal((60, k)).astype(np.float32)
-    got, _ = run_matrix(sim, A, B, (16, 32), "spmm", rng)
+    got, _ = run_ok(sim, A, B, (16, 32), "spmm", rng)
     np.testing.assert_array_equal(got, _bits(ff.spmm(A, B, device=emu)).reshape(24, k))
 
 
@@ -196,7 +154,7 @@ def test_accumulate_from_current_y(sim: LaneSim, kernel: str, k: int) -> None:
     X = rng.standard_normal((40, k)).astype(np.float32)
     y0 = rng.standard_normal((30, k)).astype(np.float32)
     y0.view(np.uint32)[::4] = SPECIAL[rng.integers(len(SPECIAL), size=y0[::4].shape)]
-    got, runs = run_matrix(sim, A, X, (32, 64), kernel, rng, y_init=y0)
+    got, runs = run_ok(sim, A, X, (32, 64), kernel, rng, y_init=y0)
     ((t, _),) = runs
     want = reference(t, _bits(X).reshape(40, k), _bits(y0).reshape(30, k))
     np.testing.assert_array_equal(got, want)
@@ -215,7 +173,7 @@ def test_bad_configuration_reports_error(sim: LaneSim) -> None:
         (3 | 1 << 8 | 2 << 16, 1),
         (1 | 3 << 8 | 2 << 16, 1),
     ]:
-        ybuf = _noise(rng, sim.depth_words("y"))
+        ybuf = rng.integers(0, 2**32, size=sim.depth_words("y"), dtype=np.uint64).astype(np.uint32)
         before = ybuf.copy()
         cfg = {"rows": 4, "mode": mode, "k": k}
         run = sim.run(cfg, tbuf, xbuf, ybuf, max_cycles=100)
@@ -235,10 +193,10 @@ def test_throughput(sim: LaneSim) -> None:
         dense[r, rng.choice(64, size=16, replace=False)] = 1.0
     A = sp.csr_matrix(dense)
     x = np.ones((64, 1), np.float32)
-    _, ((_, run),) = run_matrix(sim, A, x, (32, 64), "spmv", rng, p_en=1.0)
+    _, ((_, run),) = run_ok(sim, A, x, (32, 64), "spmv", rng, p_en=1.0)
     assert A.nnz / run.cycles >= 0.95  # one nonzero per cycle, minus start-up and drain
     B = np.ones((64, 4), np.float32)
-    _, ((_, run),) = run_matrix(sim, A, B, (32, 64), "spmm", rng, p_en=1.0)
+    _, ((_, run),) = run_ok(sim, A, B, (32, 64), "spmm", rng, p_en=1.0)
     assert 4 * A.nnz / run.cycles >= 0.97
 
 
@@ -262,5 +220,5 @@ def test_random_matrices_long(sim: LaneSim, emu: ff.Device) -> None:
         A.data[:] = rng.standard_normal(A.nnz) * 10.0 ** rng.integers(-20, 20, A.nnz)
         B = rng.standard_normal((n, k)).astype(np.float32)
         tile = (int(rng.choice([8, 16, 32])), int(rng.choice([16, 32, 64])))
-        got, _ = run_matrix(sim, A, B, tile, "spmm", rng, p_en=float(rng.uniform(0.2, 1)))
+        got, _ = run_ok(sim, A, B, tile, "spmm", rng, p_en=float(rng.uniform(0.2, 1)))
         np.testing.assert_array_equal(got, _bits(ff.spmm(A, B, device=emu)).reshape(m, k))
