@@ -6,6 +6,7 @@ import importlib.util
 import struct
 
 import pytest
+
 from fiberflow.overlay import firmware
 
 needs_compiler = pytest.mark.skipif(

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from fiberflow.overlay import regmap
 
 ROOT = Path(__file__).resolve().parent.parent
