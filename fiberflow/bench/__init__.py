@@ -26,7 +26,7 @@ import numpy as np
 
 from fiberflow.progress import progress
 
-TARGETS = ["pack", "spmv", "spmm", "primitives", "resources", "shell"]
+TARGETS = ["pack", "spmv", "spmm", "primitives", "resources", "shell", "lane"]
 
 
 @dataclass
