@@ -484,6 +484,21 @@ class Lane(Module):
             self.y_we.eq(Mux(wq.source.valid & wq.source.ready, enables[wq.source.adr[:sw]], 0)),
         ]
 
+    def connect(self, tile_port: object, x_port: object, y_port: object) -> list:
+        """Statements wiring the lane to Migen ``Memory`` ports of its three buffers: ``tile_port``
+        and ``x_port`` read ports, ``y_port`` a write-capable port with ``we_granularity=8``.
+        Add them to ``comb``; drive :attr:`tile_en` separately (1 if the port is the lane's)."""
+        return [
+            tile_port.adr.eq(self.tile_adr),  # type: ignore[attr-defined]
+            self.tile_dat_r.eq(tile_port.dat_r),  # type: ignore[attr-defined]
+            x_port.adr.eq(self.x_adr),  # type: ignore[attr-defined]
+            self.x_dat_r.eq(x_port.dat_r),  # type: ignore[attr-defined]
+            y_port.adr.eq(self.y_adr),  # type: ignore[attr-defined]
+            self.y_dat_r.eq(y_port.dat_r),  # type: ignore[attr-defined]
+            y_port.dat_w.eq(self.y_dat_w),  # type: ignore[attr-defined]
+            y_port.we.eq(self.y_we),  # type: ignore[attr-defined]
+        ]
+
     def ios(self) -> set[Signal]:
         return {
             *self.cfg,
