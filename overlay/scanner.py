@@ -1,8 +1,8 @@
 """Level scanners, compressed and dense: references in, the fibers they point to out.
 
 Ports: sink ``i`` (references); sources ``crd`` and ``ref`` (same shape). The compressed scanner
-has read ports ``seg`` and ``crd`` (segment and coordinate arrays, block-RAM timing); the dense
-scanner has config ``dim`` (the level's size).
+has read ports ``seg0`` and ``seg1`` (two ports on the segment array) and ``crd`` (block-RAM
+timing); the dense scanner has config ``dim`` (the level's size).
 
 Tokens (``docs/streams.md``): each reference ``r`` emits its fiber (compressed: coordinates
 ``crd[seg[r]:seg[r+1]]`` with references ``seg[r]..seg[r+1]-1``; dense: coordinates
@@ -10,9 +10,10 @@ Tokens (``docs/streams.md``): each reference ``r`` emits its fiber (compressed: 
 fiber. An input stop ``Sn`` becomes ``S(n+1)``, merged with the stop of the fiber just before it;
 otherwise a fiber ends with ``S0``. ``D`` passes on.
 
-Timing: one coordinate per cycle within a fiber; stops cost their own token cycle. The
-compressed scanner spends 2 more cycles per fiber reading ``seg[r]`` and ``seg[r+1]``; the dense
-scanner starts the next fiber in the cycle it emits the previous fiber's stop.
+Timing: one token per cycle, with no bubble between fibers: both scanners start the next fiber
+in the cycle they emit the previous fiber's stop. The compressed scanner reads ``seg[r]`` and
+``seg[r+1]`` of the reference waiting at its input while the current fiber streams out, so it
+only waits (one cycle) for a reference that arrives just as it is needed.
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ class _Scanner(Primitive):
         crd = self.source("crd")
         ref = self.source("ref")
         if compressed:
-            seg_p, crd_p = ReadPort("seg"), ReadPort("crd")
-            self.rd_ports += [seg_p, crd_p]
+            # Two ports on the segment array (a block RAM has two) read seg[r] and seg[r+1]
+            # for the reference waiting at the input while the current fiber streams out.
+            seg0, seg1, crd_p = ReadPort("seg0"), ReadPort("seg1"), ReadPort("crd")
+            self.rd_ports += [seg0, seg1, crd_p]
         else:
             dim = self.config("dim", 32)
         # # #
@@ -46,26 +49,45 @@ class _Scanner(Primitive):
             crd.data.eq(ocrd),
             ref.data.eq(oref),
         ]
-        r, pos, end, base = Signal(32), Signal(32), Signal(32), Signal(32)
+        pos, end, base = Signal(32), Signal(32), Signal(32)
         pending = Signal()  # a fiber was started and its stop is not yet out
         streaming = Signal()
         self.comb += streaming.eq(pos < end)
+        ready_to_start = Signal()  # the head reference's fiber bounds are known this cycle
+        if compressed:
+            seg_ok = Signal()  # seg0/seg1 hold the bounds of the current head reference
+            self.comb += [
+                seg0.adr.eq(i.data),
+                seg1.adr.eq(i.data + 1),
+                ready_to_start.eq(seg_ok),
+                crd_p.adr.eq(pos + (streaming & ofire)),
+            ]
+            self.sync += seg_ok.eq(i.valid & ~i.ready)
+        else:
+            self.comb += ready_to_start.eq(1)
 
         def stop(level: object) -> list:
             return [ov.eq(1), okind.eq(Kind.STOP), ocrd.eq(level), oref.eq(level)]
 
         def start_fiber() -> list:
-            """Take the reference at the head of ``i`` and begin its fiber."""
+            """Take the reference at the head of ``i`` and begin its fiber next cycle."""
             if compressed:
-                return [NextValue(r, i.data), NextState("SEG1")]
+                return [
+                    i.ready.eq(1),
+                    crd_p.adr.eq(seg0.dat),
+                    NextValue(pos, seg0.dat),
+                    NextValue(end, seg1.dat),
+                    NextValue(pending, 1),
+                ]
             return [
+                i.ready.eq(1),
                 NextValue(base, i.data * dim),
                 NextValue(pos, 0),
                 NextValue(end, dim),
                 NextValue(pending, 1),
             ]
 
-        # START gives the FSM a second state for the dense scanner, which needs only RUN.
+        # START gives the FSM a second state (Migen needs two); it lasts one cycle after reset.
         self.submodules.fsm = fsm = FSM(reset_state="START")
         fsm.act("START", NextState("RUN"))
         head_val = i.kind == Kind.VAL
@@ -86,55 +108,30 @@ class _Scanner(Primitive):
                     *stop(i.data + 1),
                     i.ready.eq(ofire),
                     If(ofire, NextValue(pending, 0)),
-                )
-                .Elif(
+                ).Elif(
                     pending,
                     # End the previous fiber with S0; if a reference follows, start it now.
                     *stop(0),
                     If(
                         ofire,
                         NextValue(pending, 0),
-                        If(head_val, i.ready.eq(1), *start_fiber()),
+                        If(head_val & ready_to_start, *start_fiber()),
                         If(head_empty, i.ready.eq(1), NextValue(pending, 1)),
                     ),
-                )
-                .Elif(
+                ).Elif(
                     head_val,
-                    i.ready.eq(1),
-                    *start_fiber(),
-                )
-                .Elif(
+                    If(ready_to_start, *start_fiber()),
+                ).Elif(
                     head_empty,
                     i.ready.eq(1),
                     NextValue(pending, 1),
-                )
-                .Else(  # done
+                ).Else(  # done
                     ov.eq(1),
                     okind.eq(Kind.DONE),
                     i.ready.eq(ofire),
                 ),
             ),
         )
-        if compressed:
-            fsm.act(
-                "RUN",
-                seg_p.adr.eq(i.data),
-                crd_p.adr.eq(pos + (streaming & ofire)),
-            )
-            fsm.act(
-                "SEG1",
-                seg_p.adr.eq(r + 1),
-                crd_p.adr.eq(seg_p.dat),
-                NextValue(pos, seg_p.dat),
-                NextState("SEG2"),
-            )
-            fsm.act(
-                "SEG2",
-                crd_p.adr.eq(pos),
-                NextValue(end, seg_p.dat),
-                NextValue(pending, 1),
-                NextState("RUN"),
-            )
 
 
 class CompressedScanner(_Scanner):
