@@ -52,7 +52,16 @@ def run(args: argparse.Namespace) -> Report:
         data[key] = {"params": dict(src.params), "usage": vars(u), "cells": est.cells,
                      "seconds": seconds, "warnings": est.warnings}  # fmt: skip
         warnings.update(est.warnings)
-    notes = [
+    from fiberflow.overlay import top
+
+    notes = []
+    if hasattr(top, "PlaceholderLane"):
+        notes.append(
+            "The overlay measured here still has placeholder lanes (overlay/lane_placeholder.py):"
+            " these numbers are the shell (control CPU, DMA, tile buffers, counters) plus "
+            "stand-in lanes, not the final kernel-set lanes."
+        )
+    notes += [
         "yosys' mapping is not Vivado's: inverters count as LUTs and LUT RAM is packed "
         "differently, so the numbers are a pessimistic estimate; Vivado's own report is in "
         "vivado/reports/utilization.txt of a build folder.",
