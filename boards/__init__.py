@@ -143,6 +143,17 @@ class Board:
         per_port = sum(p.bytes_per_beat * min(1.0, p.clock_mhz / clock) for p in self.hp[:ports])
         return min(per_port, float(self.ddr.bytes_per_cycle))
 
+    def ddr_model(self) -> dict[str, float]:
+        """The board's DDR figures under the names of the rtl device's DDR model
+        (``fiberflow.host.rtl.DdrModel(**board.ddr_model())``)."""
+        hp = self.hp[0]
+        return {
+            "read_latency": self.ddr.latency_cycles,
+            "port_bytes_per_cycle": hp.bytes_per_beat
+            * min(1.0, hp.clock_mhz / self.fabric_clock_mhz),
+            "total_bytes_per_cycle": float(self.ddr.bytes_per_cycle),
+        }
+
 
 def _version_key(v: str) -> tuple[int, ...]:
     return tuple(int(x) for x in v.split("."))

@@ -167,3 +167,15 @@ def test_boards_command_json_has_every_field(capsys: pytest.CaptureFixture[str])
     z2 = next(d for d in data if d["key"] == "pynq-z2")
     assert z2["control"]["base"] == 0x4000_0000 and z2["resources"]["bram36"] == 140
     assert z2["ddr"]["latency_cycles"] > 0 and z2["pynq_images"][-1] == "3.1"
+
+
+@pytest.mark.parametrize("key", SHIPPED)
+def test_ddr_figures_feed_the_rtl_ddr_model(key: str) -> None:
+    b = boards.load(key)
+    params = b.ddr_model()
+    assert params["read_latency"] == b.ddr.latency_cycles
+    assert params["port_bytes_per_cycle"] == b.hp[0].width / 8
+    assert params["total_bytes_per_cycle"] <= b.ddr.peak_mb_s / b.fabric_clock_mhz
+    rtl = pytest.importorskip("fiberflow.host.rtl")
+    model = rtl.DdrModel(**params)  # the names match the rtl device's model
+    assert model.read_latency == b.ddr.latency_cycles
