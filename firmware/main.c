@@ -15,21 +15,22 @@ typedef unsigned int u32;
 static u32 bus_bytes;
 static u32 tile_bytes;
 static u32 n_lanes;
+static u32 n_dma;
 static u32 timeout;
 static u32 info; /* ERROR_INFO of the current job */
 
 static u32 field(u32 value, u32 mask, u32 shift) { return (value & mask) >> shift; }
 
-/* One DMA transfer on engine 0, waited for. Returns an FF_ERR_* code. */
-static u32 dma(u32 ddr, u32 local, u32 length, u32 to_ddr)
+/* One DMA transfer on engine e, waited for. Returns an FF_ERR_* code. */
+static u32 dma(u32 e, u32 ddr, u32 local, u32 length, u32 to_ddr)
 {
-    FF_DMA_DDR(0) = ddr;
-    FF_DMA_LOCAL(0) = local;
-    FF_DMA_LENGTH(0) = length;
-    FF_DMA_CTRL(0) = FF_DMA_CTRL_GO_MASK | (to_ddr ? FF_DMA_CTRL_TO_DDR_MASK : 0u);
+    FF_DMA_DDR(e) = ddr;
+    FF_DMA_LOCAL(e) = local;
+    FF_DMA_LENGTH(e) = length;
+    FF_DMA_CTRL(e) = FF_DMA_CTRL_GO_MASK | (to_ddr ? FF_DMA_CTRL_TO_DDR_MASK : 0u);
     u32 start = FF_CYCLES_LO;
     for (;;) {
-        u32 st = FF_DMA_STATUS(0);
+        u32 st = FF_DMA_STATUS(e);
         if (!(st & FF_DMA_STATUS_BUSY_MASK)) {
             if (st & FF_DMA_STATUS_ERROR_MASK) {
                 info = st;
@@ -46,10 +47,15 @@ static u32 dma(u32 ddr, u32 local, u32 length, u32 to_ddr)
 
 static u32 misaligned(u32 value) { return value & (bus_bytes - 1u); }
 
-/* COPY: SRC -> tile buffer 0 -> DST, one tile-buffer-sized piece at a time. */
+/* COPY: SRC -> tile buffer of engine ARG0 -> DST, one tile-buffer-sized piece at a time. */
 static u32 job_copy(const u32 *job)
 {
     u32 src = job[FF_JOBW_SRC], dst = job[FF_JOBW_DST], length = job[FF_JOBW_LENGTH];
+    u32 e = job[FF_JOBW_ARG0];
+    if (e >= n_dma) {
+        info = e;
+        return FF_ERR_BAD_ENGINE;
+    }
     if (misaligned(src) || misaligned(dst) || misaligned(length)) {
         info = misaligned(src) ? src : misaligned(dst) ? dst : length;
         return FF_ERR_BAD_ALIGN;
@@ -60,9 +66,9 @@ static u32 job_copy(const u32 *job)
     }
     for (u32 done = 0; done < length;) {
         u32 n = length - done < tile_bytes ? length - done : tile_bytes;
-        u32 err = dma(src + done, 0, n, 0);
+        u32 err = dma(e, src + done, 0, n, 0);
         if (err == FF_ERR_NONE)
-            err = dma(dst + done, 0, n, 1);
+            err = dma(e, dst + done, 0, n, 1);
         if (err != FF_ERR_NONE)
             return err;
         done += n;
@@ -104,12 +110,12 @@ static u32 run_job(void)
         info = addr;
         return FF_ERR_BAD_ALIGN;
     }
-    u32 err = dma(addr, 0, JOB_BYTES, 0);
+    u32 err = dma(0, addr, 0, JOB_BYTES, 0);
     if (err != FF_ERR_NONE)
         return err;
     /* Copy the descriptor out of tile buffer 0: the job reuses that buffer. */
     u32 job[JOB_BYTES / 4u];
-    const volatile u32 *buf = (const volatile u32 *)FF_CPU_TILE_BASE;
+    const volatile u32 *buf = (const volatile u32 *)FF_CPU_LOCAL_BASE;
     for (u32 i = 0; i < JOB_BYTES / 4u; i++)
         job[i] = buf[i];
     if (job[FF_JOBW_MAGIC] != FF_JOB_MAGIC) {
@@ -136,6 +142,7 @@ int main(void)
     u32 config = FF_CONFIG0;
     bus_bytes = field(config, FF_CONFIG0_BUS_BYTES_MASK, FF_CONFIG0_BUS_BYTES_SHIFT);
     n_lanes = field(config, FF_CONFIG0_LANES_MASK, FF_CONFIG0_LANES_SHIFT);
+    n_dma = field(config, FF_CONFIG0_DMA_MASK, FF_CONFIG0_DMA_SHIFT);
     tile_bytes = FF_CONFIG2;
     FF_STATUS = FF_STATE_IDLE;
     u32 beat = 0;

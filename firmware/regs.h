@@ -9,7 +9,9 @@
 #define FF_MAX_DMA 4
 #define FF_CPU_RAM_BASE 0x00000000u
 #define FF_CPU_REG_BASE 0x10000000u
-#define FF_CPU_TILE_BASE 0x20000000u
+#define FF_CPU_LOCAL_BASE 0x20000000u
+#define FF_CPU_LOCAL_STRIDE 0x01000000u
+#define FF_LOCAL_REGION_SHIFT 20
 
 #define FF_REG(addr) (*(volatile unsigned int *)(addr))
 
@@ -29,7 +31,7 @@
 #define FF_CYCLES_HI FF_REG(0x10000044u) /* ro: upper word, latched */
 #define FF_TILE_DONE FF_REG(0x10000048u) /* wo: any write adds one to the host's TILES_DONE */
 #define FF_DMA_DDR(i) FF_REG(0x10000100u + (i) * 32u) /* rw: DMA engine e: DDR byte address */
-#define FF_DMA_LOCAL(i) FF_REG(0x10000104u + (i) * 32u) /* rw: DMA engine e: tile buffer byte offset */
+#define FF_DMA_LOCAL(i) FF_REG(0x10000104u + (i) * 32u) /* rw: DMA engine e: local address (region << 20 | byte offset) */
 #define FF_DMA_LENGTH(i) FF_REG(0x10000108u + (i) * 32u) /* rw: DMA engine e: bytes to move */
 #define FF_DMA_CTRL(i) FF_REG(0x1000010cu + (i) * 32u) /* wo: DMA engine e: start */
 #define FF_DMA_STATUS(i) FF_REG(0x10000110u + (i) * 32u) /* ro: DMA engine e: state */
@@ -61,6 +63,8 @@
 #define FF_DMA_CTRL_GO_MASK 0x00000001u
 #define FF_DMA_CTRL_TO_DDR_SHIFT 1
 #define FF_DMA_CTRL_TO_DDR_MASK 0x00000002u
+#define FF_DMA_CTRL_ZERO_SHIFT 2
+#define FF_DMA_CTRL_ZERO_MASK 0x00000004u
 #define FF_DMA_STATUS_BUSY_SHIFT 0
 #define FF_DMA_STATUS_BUSY_MASK 0x00000001u
 #define FF_DMA_STATUS_DONE_SHIFT 1
@@ -97,6 +101,7 @@
 #define FF_ERR_DMA_TIMEOUT 7 /* a DMA transfer did not finish in time; ERROR_INFO: DMA STATUS */
 #define FF_ERR_LANE_TIMEOUT 8 /* a lane did not finish in time; ERROR_INFO: lane done mask */
 #define FF_ERR_BAD_LANES 9 /* the job asks for more lanes than the overlay has */
+#define FF_ERR_BAD_ENGINE 10 /* the job names a DMA engine the overlay does not have */
 
 #define FF_OP_NOP 0 /* report DONE and do nothing */
 #define FF_OP_COPY 1 /* copy LENGTH bytes SRC -> tile buffer -> DST, one tile at a time */
@@ -107,7 +112,7 @@
 #define FF_JOBW_SRC 2 /* COPY: DDR source address */
 #define FF_JOBW_DST 3 /* COPY: DDR destination address */
 #define FF_JOBW_LENGTH 4 /* COPY: bytes to copy (multiple of the bus width) */
-#define FF_JOBW_ARG0 5 /* LANES: lane mask to start */
+#define FF_JOBW_ARG0 5 /* COPY: DMA engine to use; LANES: lane mask to start */
 #define FF_JOBW_ARG1 6 /* LANES: lane CFG0 (cycles the placeholder lane runs) */
 #define FF_JOBW_TIMEOUT 7 /* watchdog for each wait, in cycles (0: the firmware default) */
 

@@ -30,8 +30,8 @@ class DMAEngine(Module):
     ----------
     bus_bits : int
         AXI4 data width, 64 or 128. Addresses and lengths are multiples of its bytes.
-    buffer_words : int
-        Depth of the tile buffer in bus words (local addresses wrap at its size).
+    local_bits : int
+        Byte address bits of the local space (the on-chip buffers the shell decodes).
 
     Attributes
     ----------
@@ -41,6 +41,8 @@ class DMAEngine(Module):
         Byte address in DDR, byte offset in the tile buffer, byte count; sampled with ``go``.
     to_ddr : Signal(), in
         Direction: 0 reads DDR into the buffer, 1 writes the buffer to DDR.
+    zero : Signal(), in
+        With ``to_ddr = 0``: fill the local range with zeros, one word per cycle, no DDR access.
     go : Signal(), in
         Starts a transfer (ignored while ``busy``).
     busy, done, error : Signal(), out
@@ -48,14 +50,12 @@ class DMAEngine(Module):
     resp : Signal(2), out
         The first error response of the transfer (2 SLVERR, 3 DECERR).
     buf_adr, buf_dat_w, buf_we, buf_dat_r
-        The tile buffer port (synchronous read, one cycle).
-    rd_beat, wr_beat : Signal(), out
-        A data beat was read / written this cycle (for the counters).
+        The local space port, in bus words (synchronous read, one cycle).
+    rd_beat, wr_beat, fill_beat : Signal(), out
+        A data beat was read / written / a zero word filled this cycle (for the counters).
     """
 
-    def __init__(
-        self, bus_bits: int = 64, buffer_words: int = 512, max_outstanding: int = 4
-    ) -> None:
+    def __init__(self, bus_bits: int = 64, local_bits: int = 24, max_outstanding: int = 4) -> None:
         if bus_bits not in (64, 128):
             raise ValueError(f"bus_bits must be 64 or 128, not {bus_bits!r}")
         bus_bytes = bus_bits // 8
@@ -67,17 +67,19 @@ class DMAEngine(Module):
         self.local_addr = Signal(32)
         self.length = Signal(32)
         self.to_ddr = Signal()
+        self.zero = Signal()
         self.go = Signal()
         self.busy = Signal()
         self.done = Signal()
         self.error = Signal()
         self.resp = Signal(2)
-        self.buf_adr = Signal(max=buffer_words)
+        self.buf_adr = Signal(local_bits - shift)
         self.buf_dat_w = Signal(bus_bits)
         self.buf_we = Signal()
         self.buf_dat_r = Signal(bus_bits)
         self.rd_beat = Signal()
         self.wr_beat = Signal()
+        self.fill_beat = Signal()
 
         # # #
 
@@ -87,8 +89,9 @@ class DMAEngine(Module):
         a_left = Signal(beats_bits)  # beats not yet requested
         d_left = Signal(beats_bits)  # beats not yet moved (R received / W sent)
         outstanding = Signal(max=max_outstanding + 1)  # bursts requested, not completed
-        local = Signal(max=buffer_words)  # R: where the next beat goes
-        fetch = Signal(max=buffer_words)  # W: next buffer word to read
+        filling = Signal()  # latched zero
+        local = Signal(local_bits - shift)  # R / fill: where the next word goes
+        fetch = Signal(local_bits - shift)  # W: next buffer word to read
         fetch_left = Signal(beats_bits)
         inflight = Signal()  # a buffer read issued last cycle
         w_beat = Signal(8)
@@ -156,8 +159,9 @@ class DMAEngine(Module):
             b_fire.eq(axi.b.valid & axi.b.ready),
             # Buffer port.
             self.buf_adr.eq(Mux(mode, fetch, local)),
-            self.buf_we.eq(r_fire),
-            self.buf_dat_w.eq(axi.r.data),
+            self.fill_beat.eq(self.busy & filling & (d_left != 0)),
+            self.buf_we.eq(r_fire | self.fill_beat),
+            self.buf_dat_w.eq(Mux(filling, 0, axi.r.data)),
             self.rd_beat.eq(r_fire),
             self.wr_beat.eq(w_fire),
         ]
@@ -175,12 +179,13 @@ class DMAEngine(Module):
             If(
                 self.go & ~self.busy,
                 mode.eq(self.to_ddr),
+                filling.eq(self.zero & ~self.to_ddr),
                 a_addr.eq(Cat(Replicate(0, shift), self.ddr_addr[shift:])),
-                a_left.eq(beats),
+                a_left.eq(Mux(self.zero & ~self.to_ddr, 0, beats)),
                 d_left.eq(beats),
                 fetch_left.eq(beats),
-                local.eq(self.local_addr[shift:]),
-                fetch.eq(self.local_addr[shift:]),
+                local.eq(self.local_addr[shift:local_bits]),
+                fetch.eq(self.local_addr[shift:local_bits]),
                 outstanding.eq(0),
                 w_beat.eq(0),
                 self.busy.eq(beats != 0),
@@ -195,10 +200,10 @@ class DMAEngine(Module):
                     a_left.eq(a_left - burst),
                 ),
                 outstanding.eq(outstanding + (ar_fire | aw_fire) - (r_last | b_fire)),
-                If(r_fire, local.eq(local + 1)),
+                If(r_fire | self.fill_beat, local.eq(local + 1)),
                 If(do_fetch, fetch.eq(fetch + 1), fetch_left.eq(fetch_left - 1)),
                 If(w_fire, w_beat.eq(Mux(axi.w.last, 0, w_beat + 1))),
-                If(r_fire | w_fire, d_left.eq(d_left - 1)),
+                If(r_fire | w_fire | self.fill_beat, d_left.eq(d_left - 1)),
                 If(bad & ~self.error, self.error.eq(1), self.resp.eq(bad_resp)),
                 If(
                     (d_left == 0) & (a_left == 0) & (outstanding == 0),

@@ -27,9 +27,10 @@ from pathlib import Path
 
 __all__ = [
     "CPU",
+    "CPU_LOCAL_BASE",
+    "CPU_LOCAL_STRIDE",
     "CPU_RAM_BASE",
     "CPU_REG_BASE",
-    "CPU_TILE_BASE",
     "CTRL_BITS",
     "DMA_CTRL_BITS",
     "DMA_STATUS_BITS",
@@ -40,6 +41,8 @@ __all__ = [
     "ID_MAGIC",
     "JOB_MAGIC",
     "JOB_WORDS",
+    "LOCAL_REGIONS",
+    "LOCAL_REGION_SHIFT",
     "MAX_DMA",
     "MAX_LANES",
     "OPCODES",
@@ -64,7 +67,14 @@ MAX_DMA = 4
 # The control CPU's address space.
 CPU_RAM_BASE = 0x0000_0000  # program and data RAM (the host loads it through HOST_RAM_WINDOW)
 CPU_REG_BASE = 0x1000_0000  # the CPU register block below
-CPU_TILE_BASE = 0x2000_0000  # tile buffers, one bank per DMA engine, bank stride = tile bytes
+CPU_LOCAL_BASE = 0x2000_0000  # the DMA engines' local spaces (on-chip buffers), engine 0 first
+CPU_LOCAL_STRIDE = 1 << 24  # one local space per DMA engine
+
+# A DMA engine's local space (DMA_LOCAL addresses): region r (bits 23..20) is one on-chip
+# buffer, the offset (bits 19..0) a byte in it. Region 0 is the engine's tile buffer (CONFIG2
+# bytes); the lanes' buffers take the next regions. Absent regions read 0 and ignore writes.
+LOCAL_REGION_SHIFT = 20
+LOCAL_REGIONS = 16
 
 # The firmware RAM, seen by the host inside its AXI4-Lite space.
 HOST_RAM_WINDOW = 0x8000
@@ -191,6 +201,7 @@ ERRORS = (
     Code("DMA_TIMEOUT", 7, "a DMA transfer did not finish in time; ERROR_INFO: DMA STATUS"),
     Code("LANE_TIMEOUT", 8, "a lane did not finish in time; ERROR_INFO: lane done mask"),
     Code("BAD_LANES", 9, "the job asks for more lanes than the overlay has"),
+    Code("BAD_ENGINE", 10, "the job names a DMA engine the overlay does not have"),
 )
 
 # Job descriptor v0 (the "copy" job; see docs/firmware.md). Words of 32 bits, little-endian.
@@ -201,7 +212,7 @@ JOB_WORDS = (
     Code("SRC", 2, "COPY: DDR source address"),
     Code("DST", 3, "COPY: DDR destination address"),
     Code("LENGTH", 4, "COPY: bytes to copy (multiple of the bus width)"),
-    Code("ARG0", 5, "LANES: lane mask to start"),
+    Code("ARG0", 5, "COPY: DMA engine to use; LANES: lane mask to start"),
     Code("ARG1", 6, "LANES: lane CFG0 (cycles the placeholder lane runs)"),
     Code("TIMEOUT", 7, "watchdog for each wait, in cycles (0: the firmware default)"),
 )
@@ -218,7 +229,8 @@ CTRL_BITS = (
 )
 DMA_CTRL_BITS = (
     Field("GO", 0, 1, "write 1 to start a transfer"),
-    Field("TO_DDR", 1, 1, "0: DDR -> tile buffer, 1: tile buffer -> DDR"),
+    Field("TO_DDR", 1, 1, "0: DDR -> local buffer, 1: local buffer -> DDR"),
+    Field("ZERO", 2, 1, "with TO_DDR = 0: write zeros to the local range, no DDR access"),
 )
 DMA_STATUS_BITS = (
     Field("BUSY", 0, 1, "a transfer is running"),
@@ -311,7 +323,7 @@ CPU = Block(
             "DMA_LOCAL",
             0x104,
             "rw",
-            "DMA engine e: tile buffer byte offset",
+            "DMA engine e: local address (region << 20 | byte offset)",
             count=MAX_DMA,
             stride=32,
         ),
@@ -375,7 +387,9 @@ def c_header() -> str:
     d(f"#define FF_MAX_DMA {MAX_DMA}")
     d(f"#define FF_CPU_RAM_BASE 0x{CPU_RAM_BASE:08x}u")
     d(f"#define FF_CPU_REG_BASE 0x{CPU_REG_BASE:08x}u")
-    d(f"#define FF_CPU_TILE_BASE 0x{CPU_TILE_BASE:08x}u")
+    d(f"#define FF_CPU_LOCAL_BASE 0x{CPU_LOCAL_BASE:08x}u")
+    d(f"#define FF_CPU_LOCAL_STRIDE 0x{CPU_LOCAL_STRIDE:08x}u")
+    d(f"#define FF_LOCAL_REGION_SHIFT {LOCAL_REGION_SHIFT}")
     d("")
     d("#define FF_REG(addr) (*(volatile unsigned int *)(addr))")
     d("")
@@ -452,8 +466,16 @@ def markdown() -> str:
         "## Control CPU",
         "",
         f"Address space: RAM at `0x{CPU_RAM_BASE:08x}`, these registers at",
-        f"`0x{CPU_REG_BASE:08x}`, tile buffers at `0x{CPU_TILE_BASE:08x}` (bank e at",
-        "`e * CONFIG2`).",
+        f"`0x{CPU_REG_BASE:08x}`, and the local space of DMA engine e (its on-chip buffers) at",
+        f"`0x{CPU_LOCAL_BASE:08x} + e * 0x{CPU_LOCAL_STRIDE:x}`.",
+        "",
+        "## Local spaces",
+        "",
+        "Each DMA engine reaches on-chip buffers through its local space, addressed by",
+        f"`DMA_LOCAL`: bits 23..{LOCAL_REGION_SHIFT} pick one of {LOCAL_REGIONS} regions, the",
+        f"low {LOCAL_REGION_SHIFT} bits are a byte offset in it. Region 0 is the engine's tile",
+        "buffer (`CONFIG2` bytes); the lanes' buffers take the next regions. Absent regions read",
+        "0 and ignore writes. The CPU sees the same spaces (32-bit accesses).",
         "",
         *_reg_rows(CPU),
         "",

@@ -84,12 +84,13 @@ class Shell(Module):
         bus_bytes = cfg.bus_bytes
         tile_words = cfg.tile_bytes // bus_bytes
         shift = bus_bytes.bit_length() - 1
-        tile_shift = cfg.tile_bytes.bit_length() - 1
+        rshift = regmap.LOCAL_REGION_SHIFT
+        local_bits = (regmap.CPU_LOCAL_STRIDE - 1).bit_length()
 
         self.submodules.cpu = cpu = ControlCPU(cfg.ram_bytes)
         self.submodules.axil = axil = AXILiteSlave(16)
         dmas = [
-            ResetInserter()(DMAEngine(cfg.bus_bits, tile_words)) for _ in range(cfg.dma_engines)
+            ResetInserter()(DMAEngine(cfg.bus_bits, local_bits)) for _ in range(cfg.dma_engines)
         ]
         lanes = [ResetInserter()(PlaceholderLane()) for _ in range(cfg.lanes)]
         self.submodules += dmas + lanes
@@ -127,27 +128,39 @@ class Shell(Module):
         for m in dmas + lanes:
             self.comb += m.reset.eq(cpu_reset)
 
-        # -- tile buffers: port A for the DMA engine, port B for the CPU (later: the lanes) --
-        banks = []
+        # -- local spaces: region r of engine e is one buffer, port A for the engine, port B
+        # for the CPU window (later shared with the lane that owns the buffer) --
+        self.regions: list[list[Memory]] = []
+        cpu_ports: list[list[object]] = []
         for d in dmas:
-            mem = Memory(cfg.bus_bits, tile_words)
-            pa = mem.get_port(write_capable=True)
-            pb = mem.get_port(write_capable=True, we_granularity=8)
-            self.specials += mem, pa, pb
-            self.comb += [
-                pa.adr.eq(d.buf_adr),
-                pa.we.eq(d.buf_we),
-                pa.dat_w.eq(d.buf_dat_w),
-                d.buf_dat_r.eq(pa.dat_r),
-            ]
-            banks.append(pb)
+            regions = [Memory(cfg.bus_bits, tile_words)]  # region 0: the tile buffer
+            self.regions.append(regions)
+            region = Signal(regmap.LOCAL_REGIONS.bit_length() - 1)
+            region_q = Signal.like(region)
+            self.comb += region.eq(d.buf_adr[rshift - shift :])
+            self.sync += region_q.eq(region)
+            read_cases: dict[object, object] = {"default": d.buf_dat_r.eq(0)}
+            ports = []
+            for r, mem in enumerate(regions):
+                pa = mem.get_port(write_capable=True)
+                pb = mem.get_port(write_capable=True, we_granularity=8)
+                self.specials += mem, pa, pb
+                self.comb += [
+                    pa.adr.eq(d.buf_adr[: rshift - shift]),
+                    pa.we.eq(d.buf_we & (region == r)),
+                    pa.dat_w.eq(d.buf_dat_w),
+                ]
+                read_cases[r] = d.buf_dat_r.eq(pa.dat_r)
+                ports.append(pb)
+            self.comb += Case(region_q, read_cases)
+            cpu_ports.append(ports)
 
         # -- counters --
         self.sync += [
             cycles.eq(cycles + 1),
             *[c.eq(c + d.busy) for c, d in zip(dma_busy, dmas, strict=True)],
             *[
-                c.eq(c + (d.busy & ~d.rd_beat & ~d.wr_beat))
+                c.eq(c + (d.busy & ~d.rd_beat & ~d.wr_beat & ~d.fill_beat))
                 for c, d in zip(dma_stall, dmas, strict=True)
             ],
             *[c.eq(c + Mux(d.rd_beat, bus_bytes, 0)) for c, d in zip(dma_rd, dmas, strict=True)],
@@ -242,35 +255,38 @@ class Shell(Module):
             region.eq(cpu.p_addr[28:]),
             cword.eq(cpu.p_addr[2:12]),
             is_reg.eq(region == (regmap.CPU_REG_BASE >> 28)),
-            is_tile.eq(region == (regmap.CPU_TILE_BASE >> 28)),
+            is_tile.eq(region == (regmap.CPU_LOCAL_BASE >> 28)),
             cpu_we.eq(cpu.p_valid & is_reg & (cpu.p_wstrb != 0)),
             cpu_re.eq(cpu.p_valid & is_reg & (cpu.p_wstrb == 0)),
             cpu.p_ready.eq(Mux(is_tile, tile_pending, cpu.p_valid)),
             cpu.p_rdata.eq(Mux(is_tile, tile_rdata, reg_rdata)),
         ]
 
-        # Tile buffer window: 32-bit accesses into bus-wide words, two cycles.
-        bank_sel = Signal(2)
+        # Local space window: 32-bit accesses into bus-wide words, three cycles.
+        engine_sel = Signal(4)
+        region_sel = Signal(regmap.LOCAL_REGIONS.bit_length() - 1)
         lane32 = Signal(max(shift - 2, 1))
         self.comb += [
-            bank_sel.eq(cpu.p_addr[tile_shift : tile_shift + 2]),
+            engine_sel.eq(cpu.p_addr[local_bits:28]),
+            region_sel.eq(cpu.p_addr[rshift:local_bits]),
             lane32.eq(cpu.p_addr[2:shift]),
         ]
         self.sync += tile_pending.eq(cpu.p_valid & is_tile & ~tile_pending)
-        for b, pb in enumerate(banks):
-            words_we = [pb.we[4 * i : 4 * i + 4] for i in range(bus_bytes // 4)]
-            words_r = [pb.dat_r[32 * i : 32 * i + 32] for i in range(bus_bytes // 4)]
-            self.comb += [
-                pb.adr.eq(cpu.p_addr[shift:tile_shift]),
-                pb.dat_w.eq(Cat(*[cpu.p_wdata] * (bus_bytes // 4))),
-                # (Array selection, not shifts: Verilog sizes a shift amount like
-                # lane32 * 32 by its operands, which would drop the top bit.)
-                If(
-                    tile_pending & (bank_sel == b),
-                    Array(words_we)[lane32].eq(cpu.p_wstrb),
-                    tile_rdata.eq(Array(words_r)[lane32]),
-                ),
-            ]
+        for e, ports in enumerate(cpu_ports):
+            for r, pb in enumerate(ports):
+                words_we = [pb.we[4 * i : 4 * i + 4] for i in range(bus_bytes // 4)]
+                words_r = [pb.dat_r[32 * i : 32 * i + 32] for i in range(bus_bytes // 4)]
+                self.comb += [
+                    pb.adr.eq(cpu.p_addr[shift:rshift]),
+                    pb.dat_w.eq(Cat(*[cpu.p_wdata] * (bus_bytes // 4))),
+                    # (Array selection, not shifts: Verilog sizes a shift amount like
+                    # lane32 * 32 by its operands, which would drop the top bit.)
+                    If(
+                        tile_pending & (engine_sel == e) & (region_sel == r),
+                        Array(words_we)[lane32].eq(cpu.p_wstrb),
+                        tile_rdata.eq(Array(words_r)[lane32]),
+                    ),
+                ]
 
         dma_ddr = [Signal(32) for _ in dmas]
         dma_local = [Signal(32) for _ in dmas]
@@ -290,6 +306,7 @@ class Shell(Module):
                 d.length.eq(dma_len[e]),
                 d.go.eq(cpu_we & (cword == coff("DMA_CTRL", e)) & cpu.p_wdata[0]),
                 d.to_ddr.eq(cpu.p_wdata[1]),
+                d.zero.eq(cpu.p_wdata[2]),
             ]
 
         cpu_read = {

@@ -36,12 +36,14 @@ def descriptor(s, opcode, src=0, dst=0, length=0, arg0=0, arg1=0, timeout=0, mag
     return job
 
 
-def copy(s, nbytes, src_offset=0, dst_offset=0, seed=0):
+def copy(s, nbytes, src_offset=0, dst_offset=0, seed=0, engine=0):
     rng = np.random.default_rng(seed)
     src = s.alloc(nbytes + src_offset)
     dst = s.alloc(nbytes + dst_offset + 64)
     src.array[:] = rng.integers(0, 256, src.nbytes, dtype=np.uint8)
-    job = descriptor(s, OP["COPY"], src.address + src_offset, dst.address + dst_offset, nbytes)
+    job = descriptor(
+        s, OP["COPY"], src.address + src_offset, dst.address + dst_offset, nbytes, arg0=engine
+    )
     s.clear_counters()
     counters = s.wait(s.submit(job), max_cycles=5_000_000)
     got = dst.array[dst_offset : dst_offset + nbytes]
@@ -134,6 +136,7 @@ def test_dma_write_to_unmapped_memory_is_decerr(shell) -> None:
         ({"length": 12}, "BAD_ALIGN"),
         ({"length": 0}, "BAD_LENGTH"),
         ({"opcode": OP["LANES"], "arg0": 1 << 9}, "BAD_LANES"),
+        ({"arg0": 1}, "BAD_ENGINE"),
     ],
 )
 def test_malformed_descriptor_is_an_error_code(shell, fields, error) -> None:
@@ -193,6 +196,10 @@ def test_wide_bus_two_engines_two_lanes() -> None:
         c = copy(s, 3 * 1024 + 48, 16, 32, seed=3)
         assert c.tiles_done == 4
         assert c.dma_read_bytes == (3 * 1024 + 48 + 32, 0)
+        c = copy(s, 2 * 1024 + 16, 0, 48, seed=4, engine=1)
+        assert c.tiles_done == 3
+        assert c.dma_read_bytes == (32, 2 * 1024 + 16)  # the descriptor goes through engine 0
+        assert c.dma_write_bytes == (0, 2 * 1024 + 16)
         assert s.read_reg(HOST.offset("DMA_BUSY", 3)) == 0  # absent engines read 0
         with pytest.raises(DeviceError, match="BAD_ALIGN"):
             buf = s.alloc(64)
