@@ -299,11 +299,9 @@ def _tcl_dict(props: list[tuple[str, str]]) -> str:
 
 
 def _range(addr_bits: int) -> str:
-    size = 1 << addr_bits
-    for unit, scale in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
-        if size >= scale and size % scale == 0:
-            return f"{size // scale}{unit}"
-    raise BuildError(f"control address space of {size} bytes is too small for Vivado")
+    if addr_bits < 12:
+        raise BuildError(f"a {addr_bits}-bit control address space is below Vivado's 4 KiB minimum")
+    return f"{1 << addr_bits:#010x}"
 
 
 _PRELUDE = r"""
@@ -451,7 +449,7 @@ def tcl_script(
         "# ---- address map -------------------------------------------------------------",
         f'ff_stage 3 {total} "address map"',
         f"assign_bd_address -target_address_space [get_bd_addr_spaces ps/Data] "
-        f"-offset {board.control.base:#010x} -range {ctrl_range} "
+        f"-offset {board.control.base:#010x} -range {ctrl_range} -force "
         f"[get_bd_addr_segs overlay/{control.intf}/*]",
     ]
     for bus, (_, _, n) in zip(masters, hp, strict=True):

@@ -147,7 +147,7 @@ def test_vivado_script_runs_against_stub_vivado(key: str, engines: int, tmp_path
     addr = find(calls, "assign_bd_address")
     ctrl = [c for c in addr if "-offset" in c["opts"]]
     assert len(ctrl) == 1 and int(ctrl[0]["opts"]["-offset"], 16) == board.control.base
-    assert ctrl[0]["opts"]["-range"] == "64K"
+    assert int(ctrl[0]["opts"]["-range"], 16) == 64 * 1024
     assert ctrl[0]["opts"]["-target_address_space"] == "ps/Data"
     masters = sorted(c["opts"]["-target_address_space"] for c in addr if c not in ctrl)
     assert masters == [f"overlay/M_AXI{e}" for e in range(engines)]
@@ -192,7 +192,7 @@ def test_missing_board_part_falls_back_to_newest_revision(
         ("launch_runs synth_1 -jobs $jobs", "launch_runs synth_1 -jobs", "needs a value"),
         ("set_property target_language Verilog [current_project]",
          "set_property target_language [current_project]", "expected name value objects"),
-        ("-range 64K", "-range 65536", "bad -range 65536"),
+        ("-range 0x00010000", "-range 65536", "bad -range 65536"),
         ("[get_bd_pins sc_ctrl/aclk]", "[get_bd_pins sc_ctrl/aclk", "missing close-bracket"),
     ],
 )  # fmt: skip

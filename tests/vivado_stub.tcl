@@ -200,7 +200,7 @@ proc assign_bd_address {args} {
     if {[dict exists $opts -offset] && ![regexp {^0x[0-9A-Fa-f]+$} [dict get $opts -offset]]} {
         error "assign_bd_address: bad -offset [dict get $opts -offset]"
     }
-    if {[dict exists $opts -range] && ![regexp {^[0-9]+[KMG]$} [dict get $opts -range]]} {
+    if {[dict exists $opts -range] && ![regexp {^(0x[0-9A-Fa-f]+|[0-9]+[KMG])$} [dict get $opts -range]]} {
         error "assign_bd_address: bad -range [dict get $opts -range]"
     }
 }
