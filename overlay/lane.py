@@ -64,7 +64,8 @@ word   name        meaning
 7      y_base      byte offset of y[0] (or C's row 0) of the tile's rows in the y buffer
 =====  ==========  ===============================================================
 
-``x_base`` and ``y_base`` need 4-byte alignment only; the others 4 (u32) or 2 (u16) bytes.
+Offsets must be aligned to their element size (4 bytes; 2 for u16 coordinates) and lie
+inside their buffer, or the lane ends at once with ``error``.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ from functools import reduce
 from operator import or_
 
 from litex.soc.interconnect import stream
-from migen import Array, C, If, Module, Mux, Replicate, ResetInserter, Signal
+from migen import Array, C, Cat, If, Module, Mux, Replicate, ResetInserter, Signal
 from migen.fhdl import verilog
 
 from fiberflow.overlay import fp32
@@ -118,7 +119,7 @@ class _SeqReader(Module):
         nh = nb // 2  # 16-bit fields per word
         hb = _log2(nh)
         self.restart, self.enable, self.half = Signal(), Signal(), Signal()
-        self.base = Signal(32)
+        self.base = Signal(hb + adr_bits)  # in 16-bit units
         self.req, self.gnt = Signal(), Signal()
         self.adr = Signal(adr_bits)
         self.dat = Signal(bus_bits)
@@ -150,8 +151,8 @@ class _SeqReader(Module):
             If(
                 self.restart,
                 inflight.eq(0),
-                self.adr.eq(self.base[_log2(nb) :]),
-                hidx.eq(self.base[1 : 1 + hb]),
+                self.adr.eq(self.base[hb : hb + adr_bits]),
+                hidx.eq(self.base[:hb]),
             ).Else(
                 inflight.eq(self.gnt),
                 If(self.gnt, self.adr.eq(self.adr + 1)),
@@ -190,8 +191,9 @@ class Lane(Module):
         The tile's results are all written to the y buffer; held until the next ``start``.
     error : Signal(), out
         With ``done``: the configuration asked for something this lane was not built with
-        (kernel, dtype, coordinate width, ``k`` of 0 or above ``max_k``), or the segment array
-        decreased. The y buffer may be partly updated after a bad segment array.
+        (kernel, dtype, coordinate width, ``k`` of 0 or above ``max_k``), set reserved ``mode``
+        bits, gave a misaligned offset or one outside its buffer (then nothing is read or
+        written); or the segment array decreased (rows before it may be updated).
     stall : Signal(), out
         Busy but blocked: waiting for tile-buffer words (the port is shared or not granted)
         or for the y port (a write-back collides with the read of a row's first value).
@@ -242,6 +244,7 @@ class Lane(Module):
         sw = _log2(nb // 4)  # 32-bit words per bus word, log2
         ta, xa, ya = _log2(tile_depth), _log2(x_depth), _log2(y_depth)
         xw, yw = xa + sw, ya + sw  # 32-bit word index widths
+        tb = ta + _log2(nb)  # tile-buffer byte address width
 
         self.cfg = [Signal(32, name=f"cfg_{n}") for n in CONFIG_WORDS]
         for n, s in zip(CONFIG_WORDS, self.cfg, strict=True):
@@ -270,11 +273,17 @@ class Lane(Module):
         ok = Signal()
         self.comb += [
             is_spmm.eq(kernel == KERNEL_CODES["spmm"]),
-            k_eff.eq(Mux(is_spmm, k, 1)),
+            k_eff.eq(Mux(is_spmm, k[: len(k_eff)], 1)),
             ok.eq(
                 reduce(or_, [kernel == KERNEL_CODES[n] for n in kernels])
                 & reduce(or_, [dtype == DTYPE_CODES[n] for n in value_types])
                 & ((cbytes == 2) | (cbytes == 4))
+                & (Cat(mode[2:8], mode[10:16], mode[19:32]) == 0)  # reserved bits
+                & (Cat(seg_base[:2], val_base[:2], crd_base[0], x_base[:2], y_base[:2]) == 0)
+                & (~cbytes[2] | ~crd_base[1])  # u32 coordinates are 4-byte aligned
+                # offsets inside their buffers
+                & (Cat(seg_base[tb:], crd_base[tb:], val_base[tb:]) == 0)
+                & (Cat(x_base[2 + xw :], y_base[2 + yw :]) == 0)
                 & (~is_spmm | ((k != 0) & (k <= max_k)))
             ),
         ]
@@ -291,7 +300,7 @@ class Lane(Module):
             self.comb += [
                 rd.restart.eq(self.start),
                 rd.enable.eq(running),
-                rd.base.eq(base),
+                rd.base.eq(base[1:tb]),
                 rd.dat.eq(self.tile_dat_r),
             ]
         self.comb += [
@@ -314,15 +323,20 @@ class Lane(Module):
         emit = Signal()
         last_c = Signal()
         rows_left = Signal()
+
         # Pipeline registers (stage n holds what entered it at the last clock edge).
-        v1, first1, last1, v2, first2, v3, first3, v4, first4, last4 = (Signal() for _ in range(10))
-        last2, last3 = Signal(), Signal()
-        c1, c2, c3, c4 = (Signal(max=max(max_k, 2)) for _ in range(4))
-        val1, val2, val3 = Signal(32), Signal(32), Signal(32)
-        xa1 = Signal(xw)
-        ya1, ya2, ya3, ya4 = (Signal(yw) for _ in range(4))
-        xf2 = Signal(max(sw, 1))
-        xval3, y03, prod4, y04 = (Signal(32) for _ in range(4))
+        def regs(names: str, width: int = 1) -> list[Signal]:
+            return [Signal(width, name=n) for n in names.split()]
+
+        v1, first1, last1, v2, first2, last2 = regs("v1 first1 last1 v2 first2 last2")
+        v3, first3, last3, v4, first4, last4 = regs("v3 first3 last3 v4 first4 last4")
+        cw = max(max_k - 1, 1).bit_length()
+        c1, c2, c3, c4 = regs("c1 c2 c3 c4", cw)
+        val1, val2, val3 = regs("val1 val2 val3", 32)
+        (xa1,) = regs("xa1", xw)
+        ya1, ya2, ya3, ya4 = regs("ya1 ya2 ya3 ya4", yw)
+        (xf2,) = regs("xf2", max(sw, 1))
+        xval3, y03, prod4, y04 = regs("xval3 y03 prod4 y04", 32)
 
         # Finished sums wait in a write queue for cycles in which S1 reads no y (only a row's
         # first nonzero reads y), so write-backs never hold up the next row's reads. The
@@ -357,7 +371,7 @@ class Lane(Module):
             self.error.eq(~ok),
             r.eq(0),
             c.eq(0),
-            yrow.eq(y_base[2:]),
+            yrow.eq(y_base[2 : 2 + yw]),
         ).Else(
             If(
                 state == SEG0,
@@ -419,7 +433,7 @@ class Lane(Module):
             last1.eq(rem == 1),
             c1.eq(c),
             val1.eq(val.data),
-            xa1.eq(x_base[2:] + crd.data * k_eff + c),
+            xa1.eq(x_base[2 : 2 + xw] + crd.data[:xw] * k_eff + c),
             ya1.eq(yrow + c),
             # S2
             v2.eq(v1),
@@ -446,29 +460,28 @@ class Lane(Module):
             y04.eq(y03),
             ya4.eq(ya3),
         ]
-        is_int = Signal()
-        self.comb += is_int.eq(dtype == DTYPE_CODES["int32"])
-        prod, imul = Signal(32), Signal(32)
-        self.comb += imul.eq(val3 * xval3)  # the low 32 bits: int32 wraps
-        if set(value_types) == {"fp32", "int32"}:
-            self.comb += prod.eq(Mux(is_int, imul, fp32.fp_mul(self, val3, xval3)))
-        elif "int32" in value_types:
-            self.comb += prod.eq(imul)
-        else:
-            self.comb += prod.eq(fp32.fp_mul(self, val3, xval3))
-        self.sync += prod4.eq(prod)
-
         acc = Array(Signal(32, name=f"acc{i}") for i in range(max_k))
-        acc_in = Signal(32)
-        total = Signal(32)
+        acc_in, prod, total = Signal(32), Signal(32), Signal(32)
         self.comb += acc_in.eq(Mux(first4, y04, acc[c4]))
-        if set(value_types) == {"fp32", "int32"}:
-            self.comb += total.eq(Mux(is_int, acc_in + prod4, fp32.fp_add(self, acc_in, prod4)))
-        elif "int32" in value_types:
-            self.comb += total.eq(acc_in + prod4)
+        ops = {}  # value type -> (product of S3, sum of S4)
+        if "int32" in value_types:
+            imul, iadd = Signal(32), Signal(32)
+            self.comb += [imul.eq(val3 * xval3), iadd.eq(acc_in + prod4)]  # low 32 bits: wrap
+            ops["int32"] = (imul, iadd)
+        if "fp32" in value_types:
+            ops["fp32"] = (fp32.fp_mul(self, val3, xval3), fp32.fp_add(self, acc_in, prod4))
+        if len(ops) == 2:
+            is_int = Signal()
+            self.comb += [
+                is_int.eq(dtype == DTYPE_CODES["int32"]),
+                prod.eq(Mux(is_int, ops["int32"][0], ops["fp32"][0])),
+                total.eq(Mux(is_int, ops["int32"][1], ops["fp32"][1])),
+            ]
         else:
-            self.comb += total.eq(fp32.fp_add(self, acc_in, prod4))
-        self.sync += If(v4, acc[c4].eq(total))
+            ((p_op, s_op),) = ops.values()
+            self.comb += [prod.eq(p_op), total.eq(s_op)]
+        self.sync += prod4.eq(prod)
+        self.sync += [If(v4 & (c4 == i), acc[i].eq(total)) for i in range(max_k)]
         self.comb += [
             wq.sink.valid.eq(v4 & last4),
             wq.sink.adr.eq(ya4),

@@ -27,9 +27,9 @@ from fiberflow.overlay.verilator_build import build, ffi_of
 __all__ = ["LaneRun", "LaneSim", "TileOperands", "reference", "run_matrix", "tile_operands"]
 
 _CDEF = """
-int run(const uint32_t *cfg, const uint32_t *tile, int64_t tile_len, const uint32_t *x,
-        int64_t x_len, uint32_t *y, int64_t y_len, uint32_t p_en, uint64_t seed,
-        int64_t max_cycles, int64_t *info);
+int run(const uint32_t *cfg, int n_cfg, const uint32_t *tile, int64_t tile_len,
+        const uint32_t *x, int64_t x_len, uint32_t *y, int64_t y_len, uint32_t p_en,
+        uint64_t seed, int64_t max_cycles, int64_t *info);
 """
 
 _HARNESS = r"""
@@ -48,24 +48,29 @@ static inline uint32_t get(QData d, int i) { return (uint32_t)(d >> (32 * i)); }
 template <std::size_t N> static inline uint32_t get(const VlWide<N> &d, int i) { return d[i]; }
 
 #define W WORDS
-extern "C" int run(const uint32_t *cfg, const uint32_t *tile, int64_t tile_len,
+extern "C" int run(const uint32_t *cfg, int n_cfg, const uint32_t *tile, int64_t tile_len,
     const uint32_t *x, int64_t x_len, uint32_t *y, int64_t y_len, uint32_t p_en,
     uint64_t seed, int64_t max_cycles, int64_t *info) {
   VerilatedContext ctx; Vlane t(&ctx);
   s = seed * 2654435761ULL + 88172645463325252ULL;
   static const uint32_t junk[8] = {0xdeadbeef, 0xfeedface, 0x7fc00001, 0xffffffff,
                                    0xdeadbeef, 0xfeedface, 0x7fc00001, 0xffffffff};
-  t.cfg_seg_base = cfg[0]; t.cfg_crd_base = cfg[1]; t.cfg_val_base = cfg[2];
-  t.cfg_rows = cfg[3]; t.cfg_mode = cfg[4]; t.cfg_k = cfg[5]; t.cfg_x_base = cfg[6];
-  t.cfg_y_base = cfg[7];
   t.start = 0; t.tile_en = 0;
   t.sys_rst = 1;
   for (int i = 0; i < 3; i++) { t.sys_clk = 0; t.eval(); t.sys_clk = 1; t.eval(); }
   t.sys_rst = 0; t.sys_clk = 0;
   put(t.tile_dat_r, junk); put(t.x_dat_r, junk); put(t.y_dat_r, junk);
   t.eval();
-  int status = 1; int64_t cyc, busy = 0, stall = 0;
-  for (cyc = 0; cyc < max_cycles; cyc++) {
+  int status = 0;
+  for (int n = 0; n < n_cfg && status == 0; n++) {
+  const uint32_t *c = cfg + 8 * n;
+  t.cfg_seg_base = c[0]; t.cfg_crd_base = c[1]; t.cfg_val_base = c[2];
+  t.cfg_rows = c[3]; t.cfg_mode = c[4]; t.cfg_k = c[5]; t.cfg_x_base = c[6];
+  t.cfg_y_base = c[7];
+  status = 1; int64_t cyc, busy = 0, stall = 0;
+  /* a few idle cycles between tiles: the readers may still be prefetching */
+  int gap = n ? 1 + (int)(rnd16() % 8) : 0;
+  for (cyc = -gap; cyc < max_cycles; cyc++) {
     t.start = cyc == 0;
     int en = rnd16() < p_en;
     t.tile_en = en;
@@ -91,7 +96,9 @@ extern "C" int run(const uint32_t *cfg, const uint32_t *tile, int64_t tile_len,
     t.eval();
     if (cyc > 0 && t.done) { status = 0; cyc++; break; }
   }
-  info[0] = cyc; info[1] = busy; info[2] = stall; info[3] = t.error;
+  info[4 * n] = cyc; info[4 * n + 1] = busy; info[4 * n + 2] = stall;
+  info[4 * n + 3] = t.error;
+  }
   t.final();
   return status;
 }
@@ -144,17 +151,35 @@ class LaneSim:
     ) -> LaneRun:
         """Run one tile. ``tile``, ``x``, ``y``: uint32 arrays of exactly the buffer sizes
         (:meth:`depth_words`); ``y`` is updated in place."""
+        return self.run_many([cfg], tile, x, y, p_en, seed, max_cycles)[0]
+
+    def run_many(
+        self,
+        cfgs: list[dict[str, int]],
+        tile: np.ndarray,
+        x: np.ndarray,
+        y: np.ndarray,
+        p_en: float = 1.0,
+        seed: int = 0,
+        max_cycles: int | None = None,
+    ) -> list[LaneRun]:
+        """Run several tiles back to back on one lane (no reset between them: a start pulse
+        1 to 8 cycles after the previous done), each with its configuration; ``max_cycles``
+        is per tile."""
         arrs = []
         for name, a in (("tile", tile), ("x", x), ("y", y)):
             if a.dtype != np.uint32 or len(a) != self.depth_words(name) or not a.flags.c_contiguous:
                 raise ValueError(f"{name} must be a contiguous uint32 array of the buffer's size")
             arrs.append(a)
-        words = np.array([int(cfg.get(n, 0)) & 0xFFFFFFFF for n in CONFIG_WORDS], np.uint32)
-        info = self.ffi.new("int64_t[]", 4)
+        words = np.array(
+            [int(cfg.get(n, 0)) & 0xFFFFFFFF for cfg in cfgs for n in CONFIG_WORDS], np.uint32
+        )
+        info = self.ffi.new("int64_t[]", 4 * len(cfgs))
         limit = max_cycles if max_cycles is not None else 20 * len(tile) + 10_000
         ffi = self.ffi
         status = self.lib.run(
             ffi.from_buffer("uint32_t[]", words),
+            len(cfgs),
             ffi.from_buffer("uint32_t[]", tile),
             len(tile),
             ffi.from_buffer("uint32_t[]", x),
@@ -170,7 +195,10 @@ class LaneSim:
             raise DeviceTimeoutError(f"lane: not done after {limit} cycles")
         if status:
             raise DeviceError("lane: addressed a buffer outside its array")
-        return LaneRun(int(info[0]), int(info[1]), int(info[2]), bool(info[3]))
+        return [
+            LaneRun(*(int(v) for v in info[4 * n : 4 * n + 3]), error=bool(info[4 * n + 3]))
+            for n in range(len(cfgs))
+        ]
 
 
 @dataclass

@@ -172,6 +172,7 @@ def test_bad_configuration_reports_error(sim: LaneSim) -> None:
         (mode_word("spmv", "fp32", 3), 1),
         (3 | 1 << 8 | 2 << 16, 1),
         (1 | 3 << 8 | 2 << 16, 1),
+        (mode_word("spmv", "fp32", 2) | 1 << 4, 1),  # a reserved bit
     ]:
         ybuf = rng.integers(0, 2**32, size=sim.depth_words("y"), dtype=np.uint64).astype(np.uint32)
         before = ybuf.copy()
@@ -179,7 +180,24 @@ def test_bad_configuration_reports_error(sim: LaneSim) -> None:
         run = sim.run(cfg, tbuf, xbuf, ybuf, max_cycles=100)
         assert run.error and run.cycles <= 3
         np.testing.assert_array_equal(ybuf, before)
-    # A decreasing segment array is refused too, and the lane still works afterwards.
+    good = {"rows": 4, "mode": mode_word("spmv", "fp32", 4), "crd_base": 64, "val_base": 128}
+    tile_bytes = 4 * sim.depth_words("tile")
+    for bad in [
+        {"seg_base": 2},
+        {"crd_base": 66},  # u32 coordinates 2-byte aligned
+        {"val_base": tile_bytes},
+        {"x_base": 4 * sim.depth_words("x")},
+        {"y_base": 4 * sim.depth_words("y") + 4},
+        {"y_base": 1},
+    ]:
+        ybuf = rng.integers(0, 2**32, size=sim.depth_words("y"), dtype=np.uint64).astype(np.uint32)
+        before = ybuf.copy()
+        run = sim.run({**good, **bad}, tbuf, xbuf, ybuf, max_cycles=100)
+        assert run.error and run.cycles <= 3, bad
+        np.testing.assert_array_equal(ybuf, before)
+    # The same configuration with aligned offsets inside the buffers runs (all rows empty).
+    assert not sim.run(good, tbuf, xbuf, ybuf, max_cycles=100).error
+    # A decreasing segment array is refused too.
     tbuf[:4] = [0, 3, 1, 1]
     run = sim.run({"rows": 3, "mode": mode_word("spmv", "fp32", 4)}, tbuf, xbuf, ybuf)
     assert run.error
@@ -287,3 +305,30 @@ def test_with_migen_memories() -> None:
     flat = np.array([(w >> (32 * h)) & 0xFFFFFFFF for w in out for h in range(2)], np.uint32)
     np.testing.assert_array_equal(flat[1 : 1 + 3 * k].reshape(3, k), want)
     assert flat[0] == 0xDEADBEEF and flat[1 + 3 * k] == 0xFEEDFACE
+
+
+def test_tiles_back_to_back(sim: LaneSim, emu: ff.Device) -> None:
+    """Column tiles of two row tiles on one lane without a reset between them, with refused
+    configurations in between: the readers' prefetched words never leak into the next tile."""
+    rng = np.random.default_rng(9)
+    A = sp.random(40, 96, density=0.3, format="csr", random_state=9, dtype=np.float32)
+    X = rng.standard_normal((96, 2)).astype(np.float32)
+    img = ff.pack(ff.Tensor.from_scipy(A), tile=(20, 32))
+    tiles = [tile_operands(img, d) for d in range(6)]
+    tbuf = np.zeros(sim.depth_words("tile"), np.uint32)
+    xbuf = np.zeros(sim.depth_words("x"), np.uint32)
+    ybuf = np.zeros(sim.depth_words("y"), np.uint32)
+    xbuf[: X.size] = _bits(X).ravel()
+    cfgs, place = [], 0
+    for t in tiles:
+        tbuf.view(np.uint8)[place : place + len(t.data)] = np.frombuffer(t.data, np.uint8)
+        y_base = 4 * t.index[0] * t.tile_shape[0] * 2
+        x_base = 4 * t.index[1] * t.tile_shape[1] * 2
+        cfgs.append(t.config(place, x_base, y_base, "spmm", 2))
+        cfgs.append({**cfgs[-1], "k": 0})  # refused: nothing happens
+        place += len(t.data)
+    assert place <= 4 * len(tbuf)
+    runs = sim.run_many(cfgs, tbuf, xbuf, ybuf, p_en=0.5, seed=4)
+    assert [r.error for r in runs] == [False, True] * 6
+    got = ybuf[: 40 * 2].reshape(40, 2)
+    np.testing.assert_array_equal(got, _bits(ff.spmm(A, X, device=emu)).reshape(40, 2))
