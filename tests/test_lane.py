@@ -229,17 +229,32 @@ def test_lane_parameters_are_checked() -> None:
 
 @pytest.mark.slow
 def test_random_matrices_long(sim: LaneSim, emu: ff.Device) -> None:
+    """Hundreds of random matrices, tile shapes, k, value types, coordinate widths and grant
+    rates, with special values sprinkled in: every output word equals the emulator's."""
     rng = np.random.default_rng(7)
-    for it in range(40):
+    for it in range(300):
         m, n = int(rng.integers(1, 120)), int(rng.integers(1, 200))
         k = int(rng.integers(1, 9))
+        kernel = "spmv" if k == 1 and rng.random() < 0.5 else "spmm"
         A = sp.random(m, n, density=float(rng.uniform(0.01, 0.4)), format="csr",
                       random_state=it, dtype=np.float32)  # fmt: skip
-        A.data[:] = rng.standard_normal(A.nnz) * 10.0 ** rng.integers(-20, 20, A.nnz)
-        B = rng.standard_normal((n, k)).astype(np.float32)
+        if rng.random() < 0.3:
+            A = A.astype(np.int32)
+            A.data[:] = rng.integers(-(2**31), 2**31, size=A.nnz)
+            B = rng.integers(-(2**31), 2**31, size=(n, k)).astype(np.int32)
+        else:
+            A.data[:] = rng.standard_normal(A.nnz) * 10.0 ** rng.integers(-20, 20, A.nnz)
+            pick = rng.random(A.nnz) < 0.05
+            A.data[pick] = SPECIAL[rng.integers(len(SPECIAL), size=int(pick.sum()))].view(
+                np.float32
+            )
+            B = rng.standard_normal((n, k)).astype(np.float32)
         tile = (int(rng.choice([8, 16, 32])), int(rng.choice([16, 32, 64])))
-        got, _ = run_ok(sim, A, B, tile, "spmm", rng, p_en=float(rng.uniform(0.2, 1)))
-        np.testing.assert_array_equal(got, _bits(ff.spmm(A, B, device=emu)).reshape(m, k))
+        coord_bits = int(rng.choice([16, 32]))
+        got, _ = run_ok(sim, A, B, tile, kernel, rng, p_en=float(rng.uniform(0.2, 1)),
+                        coord_bits=coord_bits)  # fmt: skip
+        want = _bits(ff.spmm(A, B, device=emu)).reshape(m, k)
+        np.testing.assert_array_equal(got, want, err_msg=f"iteration {it}")
 
 
 def test_with_migen_memories() -> None:
