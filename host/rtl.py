@@ -52,6 +52,7 @@ void ff_map(void *h, uint64_t base, uint64_t size, void *ptr);
 void ff_unmap(void *h, uint64_t base);
 void ff_fault_dma(void *h, uint64_t lo, uint64_t hi, int resp);
 void ff_stall_cpu(void *h, int on);
+void ff_hang_ddr(void *h, int on);
 int ff_write(void *h, uint32_t addr, uint32_t data, uint64_t max_cycles);
 int ff_read(void *h, uint32_t addr, uint32_t *out, uint64_t max_cycles);
 int ff_write_block(void *h, uint32_t addr, const uint32_t *words, uint32_t n,
@@ -97,7 +98,9 @@ class DdrModel:
     max_writes: int = 8
     port_bytes_per_cycle: float = 8.0
     total_bytes_per_cycle: float = 32.0
-    backpressure: float = 0.0  # probability a channel holds off in a cycle (tests)
+    # Probability a channel holds off in a cycle (tests): every DDR channel, and the host's
+    # AXI4-Lite BREADY / RREADY.
+    backpressure: float = 0.0
     seed: int = 1
 
     def __post_init__(self) -> None:
@@ -254,6 +257,10 @@ class RtlShell:
     def inject_dma_error(self, lo: int, hi: int, resp: int = 2) -> None:
         """Answer bursts touching DDR ``[lo, hi)`` with ``resp`` (2 SLVERR, 3 DECERR; 0 off)."""
         self._lib.ff_fault_dma(self._h, lo, hi, resp)
+
+    def hang_ddr(self, on: bool) -> None:
+        """Make the DDR stop answering (a hung interconnect): transfers never finish."""
+        self._lib.ff_hang_ddr(self._h, int(on))
 
     def hold_cpu(self, on: bool) -> None:
         """Freeze the control CPU (it stops answering, as hung firmware would)."""

@@ -11,7 +11,8 @@
 // cycles after the last W beat. Bandwidth: every data beat spends BUS_BYTES of credit from its
 // port and direction (port_bpc bytes/cycle each) and from the shared DDR (total_bpc). Bursts
 // outside every mapped region get DECERR, bursts touching the fault range get fault_resp.
-// Optional random backpressure (probability bp/65536 per channel per cycle) tests the DUT.
+// Optional random backpressure (probability bp/65536 per channel per cycle, on the AXI4-Lite
+// master's BREADY/RREADY too) tests the DUT.
 // Once a valid is raised it is held until its handshake, as AXI requires.
 
 #include <cstdint>
@@ -64,6 +65,7 @@ struct Sim {
     // faults
     uint64_t fault_lo, fault_hi;
     uint8_t fault_resp;
+    bool hang;  // the DDR stops answering (raises no ready or valid it has not raised yet)
     // AXI4-Lite master
     int lw_state, lr_state;  // bit 0: A pending, bit 1: W pending (writes); 1: AR, 2: wait R
     uint32_t l_addr, l_data, l_rdata;
@@ -128,11 +130,11 @@ static uint8_t burst_resp(Sim *s, uint64_t addr, uint64_t n) {
 static void drive_ports(Sim *s) {
     for (int i = 0; i < NPORTS; i++) {
         Port &p = s->ports[i];
-        *p.arready = (int)p.rq.size() < s->max_reads && !backpressure(s);
-        *p.awready = (int)p.wq.size() < s->max_writes && !backpressure(s);
+        *p.arready = (int)p.rq.size() < s->max_reads && !s->hang && !backpressure(s);
+        *p.awready = (int)p.wq.size() < s->max_writes && !s->hang && !backpressure(s);
         *p.wready = !p.wq.empty() && p.w_credit >= BUS_BYTES && s->total_credit >= BUS_BYTES &&
-                    !backpressure(s);
-        bool r_ok = !p.rq.empty() && p.rq.front().ready_at <= s->cycle;
+                    !s->hang && !backpressure(s);
+        bool r_ok = !p.rq.empty() && p.rq.front().ready_at <= s->cycle && !s->hang;
         bool rv = p.r_hold || (r_ok && p.r_credit >= BUS_BYTES &&
                                s->total_credit >= BUS_BYTES && !backpressure(s));
         *p.rvalid = rv;
@@ -149,7 +151,7 @@ static void drive_ports(Sim *s) {
             *p.rid = b.id;
         }
         bool bv = p.b_hold || (!p.bq.empty() && p.bq.front().ready_at <= s->cycle &&
-                               !backpressure(s));
+                               !s->hang && !backpressure(s));
         *p.bvalid = bv;
         if (bv) {
             *p.bresp = p.bq.front().resp;
@@ -248,10 +250,10 @@ static void drive_lite(Sim *s) {
     t->s_axil_awaddr = s->l_addr;
     t->s_axil_wdata = s->l_data;
     t->s_axil_wstrb = 0xf;
-    t->s_axil_bready = 1;
+    t->s_axil_bready = !backpressure(s);
     t->s_axil_arvalid = s->lr_state == 1;
     t->s_axil_araddr = s->l_addr;
-    t->s_axil_rready = 1;
+    t->s_axil_rready = !backpressure(s);
 }
 
 static void sample_lite(Sim *s) {
@@ -259,7 +261,7 @@ static void sample_lite(Sim *s) {
     if (s->lw_state) {
         if ((s->lw_state & 1) && t->s_axil_awready) s->lw_state &= ~1;
         if ((s->lw_state & 2) && t->s_axil_wready) s->lw_state &= ~2;
-        if ((s->lw_state & 4) && t->s_axil_bvalid) {
+        if ((s->lw_state & 4) && t->s_axil_bvalid && t->s_axil_bready) {
             s->l_resp = t->s_axil_bresp;
             s->lw_state = 0;
         } else if (!(s->lw_state & 3)) {
@@ -268,7 +270,7 @@ static void sample_lite(Sim *s) {
     }
     if (s->lr_state == 1 && t->s_axil_arready) {
         s->lr_state = 2;
-    } else if (s->lr_state == 2 && t->s_axil_rvalid) {
+    } else if (s->lr_state == 2 && t->s_axil_rvalid && t->s_axil_rready) {
         s->l_rdata = t->s_axil_rdata;
         s->l_resp = t->s_axil_rresp;
         s->lr_state = 0;
@@ -379,6 +381,8 @@ void ff_fault_dma(void *h, uint64_t lo, uint64_t hi, int resp) {
 }
 
 void ff_stall_cpu(void *h, int on) { ((Sim *)h)->top->stall_cpu = on ? 1 : 0; }
+
+void ff_hang_ddr(void *h, int on) { ((Sim *)h)->hang = on != 0; }
 
 // AXI4-Lite write; returns the response (0 OKAY), or -1 after max_cycles.
 int ff_write(void *h, uint32_t addr, uint32_t data, uint64_t max_cycles) {

@@ -172,6 +172,22 @@ def test_lane_that_never_finishes_hits_the_watchdog(shell) -> None:
     copy(shell, 64)
 
 
+def test_hung_ddr_ends_in_a_dma_timeout_then_recovers(shell) -> None:
+    src = shell.alloc(1024)
+    dst = shell.alloc(1024)
+    job = descriptor(shell, OP["COPY"], src.address, dst.address, 1024, timeout=20_000)
+    shell.wait(shell.submit(job), max_cycles=200_000)  # the descriptor is fine
+    shell.hang_ddr(True)
+    try:
+        # The descriptor itself cannot be read: the firmware's first DMA times out after the
+        # default watchdog (2M cycles; the descriptor's own TIMEOUT is not known yet).
+        with pytest.raises(DeviceError, match="DMA_TIMEOUT"):
+            shell.wait(shell.submit(job), max_cycles=3_000_000)
+    finally:
+        shell.hang_ddr(False)
+    copy(shell, 512)
+
+
 def test_firmware_that_does_not_answer_times_out_then_recovers(shell) -> None:
     job = descriptor(shell, OP["NOP"])
     shell.hold_cpu(True)
