@@ -137,6 +137,14 @@ def _register_json() -> dict[str, Any]:
     }
 
 
+def _regmap_version() -> int | None:
+    try:
+        from fiberflow.overlay import regmap
+    except ImportError:  # pragma: no cover - regmap has no hw dependencies
+        return None
+    return regmap.VERSION
+
+
 def _register_files() -> dict[str, bytes]:
     try:
         from fiberflow.overlay import regmap
@@ -202,6 +210,7 @@ def generate(
     manifest: dict[str, Any] = {
         "format": MANIFEST_FORMAT,
         "fiberflow_version": __version__,
+        "regmap_version": _regmap_version(),
         "board": {
             "key": board.key,
             "name": board.name,

@@ -83,7 +83,7 @@ def test_build_folder_holds_every_part_with_hashes(z2_folder: build.BuildFolder)
     assert (out / "firmware.bin").read_bytes() == firmware.image()
     assert (out / "regs.h").read_text() == regmap.c_header()
     regs = json.loads((out / "registers.json").read_text())
-    assert regs["version"] == regmap.VERSION
+    assert regs["version"] == regmap.VERSION == m["regmap_version"]
     names = {r["name"] for r in regs["blocks"]["HOST"]["registers"]}
     assert {"ID", "DOORBELL", "STATUS"} <= names
 
