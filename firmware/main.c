@@ -77,17 +77,18 @@ static u32 job_copy(const u32 *job)
     return FF_ERR_NONE;
 }
 
-/* LANES: start the lanes in ARG0 with CFG0 = ARG1, wait until all are done. */
+/* LANES: start the lanes in ARG0 with CFG0 = ARG1, CFG1 = SRC; wait until all are done. */
 static u32 job_lanes(const u32 *job)
 {
-    u32 mask = job[FF_JOBW_ARG0], cfg = job[FF_JOBW_ARG1];
+    u32 mask = job[FF_JOBW_ARG0], cfg0 = job[FF_JOBW_ARG1], cfg1 = job[FF_JOBW_SRC];
     if (n_lanes < 32u && (mask >> n_lanes) != 0u) {
         info = mask;
         return FF_ERR_BAD_LANES;
     }
     for (u32 n = 0; n < n_lanes; n++) {
         if (mask & (1u << n)) {
-            FF_LANE_CFG0(n) = cfg;
+            FF_LANE_CFG0(n) = cfg0;
+            FF_LANE_CFG1(n) = cfg1;
             FF_LANE_CTRL(n) = FF_LANE_CTRL_START_MASK;
         }
     }
@@ -97,6 +98,10 @@ static u32 job_lanes(const u32 *job)
             info = FF_LANE_DONE;
             return FF_ERR_LANE_TIMEOUT;
         }
+    }
+    if (FF_LANE_ERROR & mask) {
+        info = FF_LANE_ERROR & mask;
+        return FF_ERR_LANE_ERROR;
     }
     return FF_ERR_NONE;
 }

@@ -35,11 +35,18 @@
 #define FF_DMA_LENGTH(i) FF_REG(0x10000108u + (i) * 32u) /* rw: DMA engine e: bytes to move */
 #define FF_DMA_CTRL(i) FF_REG(0x1000010cu + (i) * 32u) /* wo: DMA engine e: start */
 #define FF_DMA_STATUS(i) FF_REG(0x10000110u + (i) * 32u) /* ro: DMA engine e: state */
-#define FF_LANE_CFG0(i) FF_REG(0x10000400u + (i) * 16u) /* rw: lane n: configuration word 0 */
-#define FF_LANE_CFG1(i) FF_REG(0x10000404u + (i) * 16u) /* rw: lane n: configuration word 1 */
-#define FF_LANE_CTRL(i) FF_REG(0x10000408u + (i) * 16u) /* wo: lane n: start */
-#define FF_LANE_STATUS(i) FF_REG(0x1000040cu + (i) * 16u) /* ro: lane n: state */
-#define FF_LANE_DONE FF_REG(0x10000500u) /* ro: bit n: lane n DONE */
+#define FF_LANE_CFG0(i) FF_REG(0x10000400u + (i) * 64u) /* rw: lane n: configuration word 0 (meaning: the lane's documentation) */
+#define FF_LANE_CFG1(i) FF_REG(0x10000404u + (i) * 64u) /* rw: lane n: configuration word 1 (meaning: the lane's documentation) */
+#define FF_LANE_CFG2(i) FF_REG(0x10000408u + (i) * 64u) /* rw: lane n: configuration word 2 (meaning: the lane's documentation) */
+#define FF_LANE_CFG3(i) FF_REG(0x1000040cu + (i) * 64u) /* rw: lane n: configuration word 3 (meaning: the lane's documentation) */
+#define FF_LANE_CFG4(i) FF_REG(0x10000410u + (i) * 64u) /* rw: lane n: configuration word 4 (meaning: the lane's documentation) */
+#define FF_LANE_CFG5(i) FF_REG(0x10000414u + (i) * 64u) /* rw: lane n: configuration word 5 (meaning: the lane's documentation) */
+#define FF_LANE_CFG6(i) FF_REG(0x10000418u + (i) * 64u) /* rw: lane n: configuration word 6 (meaning: the lane's documentation) */
+#define FF_LANE_CFG7(i) FF_REG(0x1000041cu + (i) * 64u) /* rw: lane n: configuration word 7 (meaning: the lane's documentation) */
+#define FF_LANE_CTRL(i) FF_REG(0x10000420u + (i) * 64u) /* wo: lane n: start */
+#define FF_LANE_STATUS(i) FF_REG(0x10000424u + (i) * 64u) /* ro: lane n: state */
+#define FF_LANE_DONE FF_REG(0x10000800u) /* ro: bit n: lane n DONE */
+#define FF_LANE_ERROR FF_REG(0x10000804u) /* ro: bit n: lane n ERROR */
 
 #define FF_CONFIG0_LANES_SHIFT 0
 #define FF_CONFIG0_LANES_MASK 0x000000ffu
@@ -79,6 +86,8 @@
 #define FF_LANE_STATUS_BUSY_MASK 0x00000001u
 #define FF_LANE_STATUS_DONE_SHIFT 1
 #define FF_LANE_STATUS_DONE_MASK 0x00000002u
+#define FF_LANE_STATUS_ERROR_SHIFT 2
+#define FF_LANE_STATUS_ERROR_MASK 0x00000004u
 #define FF_CTRL_CPU_RESET_SHIFT 0
 #define FF_CTRL_CPU_RESET_MASK 0x00000001u
 #define FF_CTRL_CLEAR_SHIFT 1
@@ -102,6 +111,7 @@
 #define FF_ERR_LANE_TIMEOUT 8 /* a lane did not finish in time; ERROR_INFO: lane done mask */
 #define FF_ERR_BAD_LANES 9 /* the job asks for more lanes than the overlay has */
 #define FF_ERR_BAD_ENGINE 10 /* the job names a DMA engine the overlay does not have */
+#define FF_ERR_LANE_ERROR 11 /* a lane finished with its ERROR bit; ERROR_INFO: lane error mask */
 
 #define FF_OP_NOP 0 /* report DONE and do nothing */
 #define FF_OP_COPY 1 /* copy LENGTH bytes SRC -> tile buffer -> DST, one tile at a time */
@@ -109,7 +119,7 @@
 
 #define FF_JOBW_MAGIC 0 /* JOB_MAGIC */
 #define FF_JOBW_OPCODE 1 /* what to do, see OPCODES */
-#define FF_JOBW_SRC 2 /* COPY: DDR source address */
+#define FF_JOBW_SRC 2 /* COPY: DDR source address; LANES: lane CFG1 (bit 0: placeholder fails) */
 #define FF_JOBW_DST 3 /* COPY: DDR destination address */
 #define FF_JOBW_LENGTH 4 /* COPY: bytes to copy (multiple of the bus width) */
 #define FF_JOBW_ARG0 5 /* COPY: DMA engine to use; LANES: lane mask to start */

@@ -41,6 +41,9 @@ __all__ = [
     "ID_MAGIC",
     "JOB_MAGIC",
     "JOB_WORDS",
+    "LANE_BASE",
+    "LANE_CFG_WORDS",
+    "LANE_STRIDE",
     "LOCAL_REGIONS",
     "LOCAL_REGION_SHIFT",
     "MAX_DMA",
@@ -63,6 +66,11 @@ ID_MAGIC = 0x4646_4C57  # "FFLW"
 
 MAX_LANES = 16
 MAX_DMA = 4
+
+# Each lane's seat in the CPU block: LANE_CFG_WORDS configuration words, CTRL, STATUS.
+LANE_BASE = 0x400
+LANE_STRIDE = 0x40
+LANE_CFG_WORDS = 8
 
 # The control CPU's address space.
 CPU_RAM_BASE = 0x0000_0000  # program and data RAM (the host loads it through HOST_RAM_WINDOW)
@@ -202,6 +210,7 @@ ERRORS = (
     Code("LANE_TIMEOUT", 8, "a lane did not finish in time; ERROR_INFO: lane done mask"),
     Code("BAD_LANES", 9, "the job asks for more lanes than the overlay has"),
     Code("BAD_ENGINE", 10, "the job names a DMA engine the overlay does not have"),
+    Code("LANE_ERROR", 11, "a lane finished with its ERROR bit; ERROR_INFO: lane error mask"),
 )
 
 # Job descriptor v0 (the "copy" job; see docs/firmware.md). Words of 32 bits, little-endian.
@@ -209,7 +218,7 @@ JOB_MAGIC = 0x304A_4646  # "FFJ0"
 JOB_WORDS = (
     Code("MAGIC", 0, "JOB_MAGIC"),
     Code("OPCODE", 1, "what to do, see OPCODES"),
-    Code("SRC", 2, "COPY: DDR source address"),
+    Code("SRC", 2, "COPY: DDR source address; LANES: lane CFG1 (bit 0: placeholder fails)"),
     Code("DST", 3, "COPY: DDR destination address"),
     Code("LENGTH", 4, "COPY: bytes to copy (multiple of the bus width)"),
     Code("ARG0", 5, "COPY: DMA engine to use; LANES: lane mask to start"),
@@ -332,31 +341,41 @@ CPU = Block(
         ),
         Register("DMA_CTRL", 0x10C, "wo", "DMA engine e: start", DMA_CTRL_BITS, MAX_DMA, 32),
         Register("DMA_STATUS", 0x110, "ro", "DMA engine e: state", DMA_STATUS_BITS, MAX_DMA, 32),
-        Register(
-            "LANE_CFG0", 0x400, "rw", "lane n: configuration word 0", count=MAX_LANES, stride=16
-        ),
-        Register(
-            "LANE_CFG1", 0x404, "rw", "lane n: configuration word 1", count=MAX_LANES, stride=16
+        *(
+            Register(
+                f"LANE_CFG{w}",
+                LANE_BASE + 4 * w,
+                "rw",
+                f"lane n: configuration word {w} (meaning: the lane's documentation)",
+                count=MAX_LANES,
+                stride=LANE_STRIDE,
+            )
+            for w in range(LANE_CFG_WORDS)
         ),
         Register(
             "LANE_CTRL",
-            0x408,
+            LANE_BASE + 0x20,
             "wo",
             "lane n: start",
-            (Field("START", 0, 1, "write 1 to start the lane"),),
+            (Field("START", 0, 1, "write 1 to start the lane (restarts a running lane)"),),
             MAX_LANES,
-            16,
+            LANE_STRIDE,
         ),
         Register(
             "LANE_STATUS",
-            0x40C,
+            LANE_BASE + 0x24,
             "ro",
             "lane n: state",
-            (Field("BUSY", 0, 1, "running"), Field("DONE", 1, 1, "finished since START")),
+            (
+                Field("BUSY", 0, 1, "running"),
+                Field("DONE", 1, 1, "finished since START"),
+                Field("ERROR", 2, 1, "with DONE: the lane refused its configuration or data"),
+            ),
             MAX_LANES,
-            16,
+            LANE_STRIDE,
         ),
-        Register("LANE_DONE", 0x500, "ro", "bit n: lane n DONE"),
+        Register("LANE_DONE", 0x800, "ro", "bit n: lane n DONE"),
+        Register("LANE_ERROR", 0x804, "ro", "bit n: lane n ERROR"),
     ),
 )
 

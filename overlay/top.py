@@ -291,12 +291,11 @@ class Shell(Module):
         dma_ddr = [Signal(32) for _ in dmas]
         dma_local = [Signal(32) for _ in dmas]
         dma_len = [Signal(32) for _ in dmas]
-        lane_cfg0 = [Signal(32) for _ in lanes]
-        lane_cfg1 = [Signal(32) for _ in lanes]
+        nw = regmap.LANE_CFG_WORDS
+        lane_cfg = [[Signal(32) for _ in range(nw)] for _ in lanes]
         for n, ln in enumerate(lanes):
             self.comb += [
-                ln.cfg0.eq(lane_cfg0[n]),
-                ln.cfg1.eq(lane_cfg1[n]),
+                *[ln.cfg[w].eq(lane_cfg[n][w]) for w in range(nw)],
                 ln.start.eq(cpu_we & (cword == coff("LANE_CTRL", n)) & cpu.p_wdata[0]),
             ]
         for e, d in enumerate(dmas):
@@ -323,6 +322,7 @@ class Shell(Module):
             coff("CYCLES_LO"): cycles[:32],
             coff("CYCLES_HI"): cpu_hi,
             coff("LANE_DONE"): Cat(*[ln.done for ln in lanes]),
+            coff("LANE_ERROR"): Cat(*[ln.error for ln in lanes]),
         }
         for i, m in enumerate(mailbox):
             cpu_read[coff("MAILBOX", i)] = m
@@ -332,9 +332,9 @@ class Shell(Module):
             cpu_read[coff("DMA_LENGTH", e)] = dma_len[e]
             cpu_read[coff("DMA_STATUS", e)] = Cat(d.busy, d.done, d.error, C(0, 1), d.resp)
         for n, ln in enumerate(lanes):
-            cpu_read[coff("LANE_CFG0", n)] = lane_cfg0[n]
-            cpu_read[coff("LANE_CFG1", n)] = lane_cfg1[n]
-            cpu_read[coff("LANE_STATUS", n)] = Cat(ln.busy, ln.done)
+            for w in range(nw):
+                cpu_read[coff(f"LANE_CFG{w}", n)] = lane_cfg[n][w]
+            cpu_read[coff("LANE_STATUS", n)] = Cat(ln.busy, ln.done, ln.error)
         cpu_cases: dict[object, object] = {k: reg_rdata.eq(v) for k, v in cpu_read.items()}
         cpu_cases["default"] = reg_rdata.eq(0)
         self.comb += Case(cword, cpu_cases)
@@ -355,9 +355,9 @@ class Shell(Module):
             ctl_writes[coff("DMA_LOCAL", e)] = dma_local[e].eq(w)
             ctl_writes[coff("DMA_LENGTH", e)] = dma_len[e].eq(w)
         for n in range(len(lanes)):
-            ctl_writes[coff("LANE_CFG0", n)] = lane_cfg0[n].eq(w)
-            ctl_writes[coff("LANE_CFG1", n)] = lane_cfg1[n].eq(w)
-        ctl_regs = dma_ddr + dma_local + dma_len + lane_cfg0 + lane_cfg1
+            for k in range(nw):
+                ctl_writes[coff(f"LANE_CFG{k}", n)] = lane_cfg[n][k].eq(w)
+        ctl_regs = dma_ddr + dma_local + dma_len + [c for words in lane_cfg for c in words]
 
         self.sync += [
             If(cpu_we, Case(cword, cpu_writes)),

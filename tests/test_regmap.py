@@ -32,7 +32,7 @@ def test_overlapping_registers_are_refused() -> None:
 def test_arrays_cover_the_largest_overlay() -> None:
     assert regmap.HOST.reg("LANE_BUSY").count == regmap.MAX_LANES
     assert regmap.CPU.reg("DMA_CTRL").count == regmap.MAX_DMA
-    assert regmap.CPU.offset("LANE_CFG0", 3) == 0x400 + 3 * 16
+    assert regmap.CPU.offset("LANE_CFG7", 3) == regmap.LANE_BASE + 3 * regmap.LANE_STRIDE + 28
     with pytest.raises(IndexError):
         regmap.CPU.offset("LANE_CFG0", regmap.MAX_LANES)
 

@@ -165,6 +165,13 @@ def test_lanes_run_and_count(shell) -> None:
     assert c.lane_busy == (300, 0, 300, 0)
 
 
+def test_lane_error_is_reported(shell) -> None:
+    job = descriptor(shell, OP["LANES"], src=1, arg0=0b1000, arg1=50)  # CFG1 bit 0: fail
+    with pytest.raises(DeviceError, match=r"LANE_ERROR.*info 0x8\b"):
+        shell.wait(shell.submit(job), max_cycles=200_000)
+    shell.wait(shell.submit(descriptor(shell, OP["LANES"], arg0=0b1000, arg1=50)), 200_000)
+
+
 def test_lane_that_never_finishes_hits_the_watchdog(shell) -> None:
     job = descriptor(shell, OP["LANES"], arg0=0b10, arg1=0xFFFF_FFFF, timeout=20_000)
     with pytest.raises(DeviceError, match="LANE_TIMEOUT"):
