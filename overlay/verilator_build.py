@@ -204,9 +204,6 @@ def _build_into(
             str(verilator_bin()),
             "--cc",
             "--exe",
-            "--build",
-            "-j",
-            str(max(1, min(jobs, 2))),
             "--top-module",
             top,
             "-Mdir",
@@ -217,18 +214,39 @@ def _build_into(
             " ".join(["-fPIC", *cflags]),
             "-LDFLAGS",
             "-shared",
-            "-MAKEFLAGS",
-            f"CXX={cxx} OPT_FAST={' '.join(cflags)}",
             *flags,
             *vfiles,
             "harness.cpp",
         ]
         log = _run(cmd, cwd=tmp, what=f"verilator build of {name!r}")
+        # Verilator's own runtime (verilated.cpp, ...) is the same for every design built with
+        # the same compiler and flags, and compiling it is most of a small build: reuse the
+        # objects of an earlier build. Copied after verilating, they are newer than everything
+        # make compares them with, so make keeps them.
+        runtime = final.parent / f"runtime-{_digest([verilator_version(), cxx, *cflags, *flags])}"
+        if runtime.is_dir():
+            for obj in runtime.glob("verilated*.o"):
+                shutil.copy(obj, tmp / "obj" / obj.name)
+        make = [
+            "make",
+            "-C",
+            "obj",
+            "-f",
+            f"V{top}.mk",
+            "-j",
+            str(max(1, min(jobs, 2))),
+            f"CXX={cxx}",
+            f"OPT_FAST={' '.join(cflags)}",
+        ]
+        log += _run(make, cwd=tmp, what=f"C++ build of {name!r}")
+        cmd += ["&&", *make]
         (tmp / "build.log").write_text(" ".join(cmd) + "\n" + log)
         built = tmp / "obj" / f"lib{name}.so"
         if not built.exists():
             raise ToolchainError(f"verilator build of {name!r} produced no library; see {tmp}")
         shutil.move(str(built), tmp / built.name)
+        if not runtime.is_dir():
+            _keep_runtime(tmp / "obj", runtime)
         shutil.rmtree(tmp / "obj", ignore_errors=True)
         try:
             os.rename(tmp, final)
@@ -236,6 +254,23 @@ def _build_into(
             # Another process finished the same build first; theirs is identical.
             if not (final / built.name).exists():
                 raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _keep_runtime(obj_dir: Path, runtime: Path) -> None:
+    """Save the compiled Verilator runtime objects for later builds (atomically)."""
+    objs = list(obj_dir.glob("verilated*.o"))
+    if not objs:
+        return
+    tmp = Path(tempfile.mkdtemp(prefix=".runtime-", dir=runtime.parent))
+    try:
+        for obj in objs:
+            shutil.copy(obj, tmp / obj.name)
+        os.rename(tmp, runtime)
+    except OSError:
+        pass  # another build saved it first
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
