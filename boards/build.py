@@ -247,8 +247,10 @@ def generate(
         # One identity for the whole build: the hash of every generated file's hash.
         "build_id": _sha256(json.dumps(hashes, sort_keys=True).encode())[:16],
     }
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    return BuildFolder(out, board, src, manifest)
+    text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+    (out / MANIFEST).write_text(text)
+    # The folder's manifest is what the file says (tuples become lists, and so on).
+    return BuildFolder(out, board, src, json.loads(text))
 
 
 def vivado_command(vivado: str = "vivado") -> list[str]:
