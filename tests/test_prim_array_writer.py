@@ -91,8 +91,9 @@ def test_dense_writer(dw):
     assert dw.run([toks], wmem={"info": 1}, p_valid=0.5).mems["info"][0] == 6
 
 
-def test_writers_take_one_token_per_cycle(wr, cw):
+def test_writers_take_one_token_per_cycle(wr, cw, dw):
     toks = parse(" ".join(str(i) for i in range(2000)) + " S0 D")
     # the harness idles 17 cycles after the last input before it stops
     assert wr.run([toks], wmem={"vals": 2000}).cycles <= len(toks) + 17
     assert cw.run([toks], wmem={"seg": 2, "crd": 2000}).cycles <= len(toks) + 1 + 17
+    assert dw.run([toks], wmem={"info": 1}).cycles <= len(toks) + 17

@@ -58,3 +58,10 @@ def test_throughput(rsim):
     ref, rep = parse("5 D"), parse(" ".join(["0"] * 3000) + " S0 D")
     res = rsim.run([ref, rep])
     assert res.cycles <= 3002 + 1
+
+
+def test_repsig_throughput(gsim):
+    crd = parse(" ".join(str(i) for i in range(3000)) + " S0 D")
+    res = gsim.run([crd])
+    assert res.outputs[0] == repeat.model_sig(crd)
+    assert res.cycles <= len(crd)
