@@ -108,7 +108,8 @@ class _Scanner(Primitive):
                     *stop(i.data + 1),
                     i.ready.eq(ofire),
                     If(ofire, NextValue(pending, 0)),
-                ).Elif(
+                )
+                .Elif(
                     pending,
                     # End the previous fiber with S0; if a reference follows, start it now.
                     *stop(0),
@@ -118,14 +119,17 @@ class _Scanner(Primitive):
                         If(head_val & ready_to_start, *start_fiber()),
                         If(head_empty, i.ready.eq(1), NextValue(pending, 1)),
                     ),
-                ).Elif(
+                )
+                .Elif(
                     head_val,
                     If(ready_to_start, *start_fiber()),
-                ).Elif(
+                )
+                .Elif(
                     head_empty,
                     i.ready.eq(1),
                     NextValue(pending, 1),
-                ).Else(  # done
+                )
+                .Else(  # done
                     ov.eq(1),
                     okind.eq(Kind.DONE),
                     i.ready.eq(ofire),
