@@ -39,7 +39,8 @@ Structure (``docs/overlay.md``, section "Lane")::
   never hold up the next row; the sequencer stops issuing while the queue could overflow.
 * Throughput: the add in S4 is the ALU's combinational adder between two registers, the same
   register-to-register path as in :class:`~fiberflow.overlay.alu.Alu` (whose latency of 2 is
-  one input and one output register around it), plus a 2:1 operand mux. The running sum feeds
+  one input and one output register around it), plus the operand select (the y value for a
+  row's first product, else accumulator ``c``, a ``max_k``-way mux). The running sum feeds
   back from the S4 register into the adder, so consecutive products of one row are added on
   consecutive cycles: one multiply-add per cycle for SpMV and SpMM alike, in the sequential
   order. The next row's segment end is taken in the cycle of the row's last nonzero, so rows
