@@ -3,4 +3,4 @@
 # everything else is in pyproject.toml.
 from setuptools import setup
 
-setup(cffi_modules=["host/_cpack_build.py:ffibuilder", "host/_cemu_build.py:ffibuilder"])
+setup(cffi_modules=["host/_cffi_build.py:cpack", "host/_cffi_build.py:cemu"])
