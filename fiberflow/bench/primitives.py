@@ -90,8 +90,17 @@ def run(args: argparse.Namespace) -> Report:
     if "alu" in by:
         notes.append(
             "the ALU holds every op at once (int32 add/sub/mul/min/max, fp32 add/sub/mul/"
-            "min/max) behind one op register; the reducer reuses the same datapath"
+            "min/max) behind one op register: 2 DSP48 for the fp32 multiplier, 3 for the "
+            "32x32 integer one; the reducer and the accumulator build only the fold ops "
+            "(add/min/max, no multiplier)"
         )
+    if "fp32_add core" in by:
+        notes.append(
+            f"fp32 adder core: {by['fp32_add core'][1]} LUTs, single cycle (alignment shift, "
+            "add, leading-zero count, normalising shift, rounding), no DSP"
+        )
+    if "scan_dense" in by:
+        notes.append("the dense scanner's DSP48s compute the reference base r * dim once per fiber")
     return Report(
         target="primitives",
         title="Overlay primitives: resources (yosys synth_xilinx)",
