@@ -21,13 +21,15 @@ static u32 info; /* ERROR_INFO of the current job */
 
 static u32 field(u32 value, u32 mask, u32 shift) { return (value & mask) >> shift; }
 
-/* One DMA transfer on engine e, waited for. Returns an FF_ERR_* code. */
-static u32 dma(u32 e, u32 ddr, u32 local, u32 length, u32 to_ddr)
+/* One DMA transfer on engine e, waited for. ctrl: DMA_CTRL bits besides GO (TO_DDR, ZERO).
+ * Returns an FF_ERR_* code. */
+static u32 dma(u32 e, u32 ddr, u32 local, u32 length, u32 ctrl)
 {
+    u32 to_ddr = ctrl & FF_DMA_CTRL_TO_DDR_MASK;
     FF_DMA_DDR(e) = ddr;
     FF_DMA_LOCAL(e) = local;
     FF_DMA_LENGTH(e) = length;
-    FF_DMA_CTRL(e) = FF_DMA_CTRL_GO_MASK | (to_ddr ? FF_DMA_CTRL_TO_DDR_MASK : 0u);
+    FF_DMA_CTRL(e) = FF_DMA_CTRL_GO_MASK | (ctrl & (FF_DMA_CTRL_TO_DDR_MASK | FF_DMA_CTRL_ZERO_MASK));
     u32 start = FF_CYCLES_LO;
     for (;;) {
         u32 st = FF_DMA_STATUS(e);
@@ -68,7 +70,7 @@ static u32 job_copy(const u32 *job)
         u32 n = length - done < tile_bytes ? length - done : tile_bytes;
         u32 err = dma(e, src + done, 0, n, 0);
         if (err == FF_ERR_NONE)
-            err = dma(e, dst + done, 0, n, 1);
+            err = dma(e, dst + done, 0, n, FF_DMA_CTRL_TO_DDR_MASK);
         if (err != FF_ERR_NONE)
             return err;
         done += n;
@@ -106,6 +108,61 @@ static u32 job_lanes(const u32 *job)
     return FF_ERR_NONE;
 }
 
+/* DMA: one transfer, as the descriptor says (bring-up and tests). */
+static u32 job_dma(const u32 *job)
+{
+    u32 e = job[FF_JOBW_ARG0], ddr = job[FF_JOBW_SRC], local = job[FF_JOBW_DST];
+    u32 length = job[FF_JOBW_LENGTH], ctrl = job[FF_JOBW_ARG1];
+    if (e >= n_dma) {
+        info = e;
+        return FF_ERR_BAD_ENGINE;
+    }
+    if (misaligned(ddr) || misaligned(local) || misaligned(length)) {
+        info = misaligned(ddr) ? ddr : misaligned(local) ? local : length;
+        return FF_ERR_BAD_ALIGN;
+    }
+    if (length == 0u) {
+        info = length;
+        return FF_ERR_BAD_LENGTH;
+    }
+    return dma(e, ddr, local, length, ctrl);
+}
+
+/* LANE_RUN: lane ARG0 gets the 8 configuration words at SRC, runs, and is waited for. */
+static u32 job_lane_run(const u32 *job)
+{
+    u32 n = job[FF_JOBW_ARG0], src = job[FF_JOBW_SRC];
+    if (n >= n_lanes) {
+        info = n;
+        return FF_ERR_BAD_LANES;
+    }
+    if (misaligned(src)) {
+        info = src;
+        return FF_ERR_BAD_ALIGN;
+    }
+    u32 err = dma(0, src, 0, 4u * FF_LANE_CFG_WORDS, 0);
+    if (err != FF_ERR_NONE)
+        return err;
+    const volatile u32 *buf = (const volatile u32 *)FF_CPU_LOCAL_BASE;
+    u32 seat = FF_CPU_REG_BASE + FF_LANE_BASE + n * FF_LANE_STRIDE;
+    for (u32 w = 0; w < FF_LANE_CFG_WORDS; w++)
+        FF_REG(seat + 4u * w) = buf[w];
+    FF_LANE_CTRL(n) = FF_LANE_CTRL_START_MASK;
+    u32 start = FF_CYCLES_LO;
+    u32 st;
+    while (!((st = FF_LANE_STATUS(n)) & FF_LANE_STATUS_DONE_MASK)) {
+        if (FF_CYCLES_LO - start > timeout) {
+            info = st;
+            return FF_ERR_LANE_TIMEOUT;
+        }
+    }
+    if (st & FF_LANE_STATUS_ERROR_MASK) {
+        info = 1u << n;
+        return FF_ERR_LANE_ERROR;
+    }
+    return FF_ERR_NONE;
+}
+
 static u32 run_job(void)
 {
     u32 addr = FF_JOB_ADDR;
@@ -136,6 +193,10 @@ static u32 run_job(void)
         return job_copy(job);
     case FF_OP_LANES:
         return job_lanes(job);
+    case FF_OP_DMA:
+        return job_dma(job);
+    case FF_OP_LANE_RUN:
+        return job_lane_run(job);
     default:
         info = job[FF_JOBW_OPCODE];
         return FF_ERR_BAD_OPCODE;

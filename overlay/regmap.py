@@ -183,7 +183,7 @@ _CONFIG0 = (
     Field("LANES", 0, 8, "number of lanes"),
     Field("DMA", 8, 4, "number of DMA engines (one AXI4 master port each)"),
     Field("BUS_BYTES", 16, 8, "AXI4 data width in bytes (8 or 16)"),
-    Field("VTYPE", 24, 8, "value type: 0 fp32, 1 int32"),
+    Field("VTYPE", 24, 8, "value type: 1 fp32, 2 int32 (the DMA image's codes)"),
 )
 _STATUS = (
     Field("STATE", 0, 4, "job state, see STATES"),
@@ -218,17 +218,19 @@ JOB_MAGIC = 0x304A_4646  # "FFJ0"
 JOB_WORDS = (
     Code("MAGIC", 0, "JOB_MAGIC"),
     Code("OPCODE", 1, "what to do, see OPCODES"),
-    Code("SRC", 2, "COPY: DDR source address; LANES: lane CFG1 (bit 0: placeholder fails)"),
-    Code("DST", 3, "COPY: DDR destination address"),
+    Code("SRC", 2, "COPY, DMA: DDR address; LANES: lane CFG1; LANE_RUN: DDR address of CFG"),
+    Code("DST", 3, "COPY: DDR destination address; DMA: local address"),
     Code("LENGTH", 4, "COPY: bytes to copy (multiple of the bus width)"),
-    Code("ARG0", 5, "COPY: DMA engine to use; LANES: lane mask to start"),
-    Code("ARG1", 6, "LANES: lane CFG0 (cycles the placeholder lane runs)"),
+    Code("ARG0", 5, "COPY, DMA: DMA engine; LANES: lane mask; LANE_RUN: the lane"),
+    Code("ARG1", 6, "LANES: lane CFG0; DMA: DMA_CTRL bits TO_DDR, ZERO"),
     Code("TIMEOUT", 7, "watchdog for each wait, in cycles (0: the firmware default)"),
 )
 OPCODES = (
     Code("NOP", 0, "report DONE and do nothing"),
     Code("COPY", 1, "copy LENGTH bytes SRC -> tile buffer -> DST, one tile at a time"),
     Code("LANES", 2, "start the lanes in ARG0 with CFG0 = ARG1 and wait for them"),
+    Code("DMA", 3, "one transfer: engine ARG0, DDR SRC, local DST, LENGTH, ARG1 = DMA_CTRL bits"),
+    Code("LANE_RUN", 4, "lane ARG0: load its 8 config words from DDR at SRC, start, wait"),
 )
 
 CTRL_BITS = (
@@ -404,6 +406,9 @@ def c_header() -> str:
     d(f"#define FF_JOB_MAGIC 0x{JOB_MAGIC:08x}u")
     d(f"#define FF_MAX_LANES {MAX_LANES}")
     d(f"#define FF_MAX_DMA {MAX_DMA}")
+    d(f"#define FF_LANE_BASE 0x{LANE_BASE:03x}u")
+    d(f"#define FF_LANE_STRIDE 0x{LANE_STRIDE:02x}u")
+    d(f"#define FF_LANE_CFG_WORDS {LANE_CFG_WORDS}")
     d(f"#define FF_CPU_RAM_BASE 0x{CPU_RAM_BASE:08x}u")
     d(f"#define FF_CPU_REG_BASE 0x{CPU_REG_BASE:08x}u")
     d(f"#define FF_CPU_LOCAL_BASE 0x{CPU_LOCAL_BASE:08x}u")

@@ -29,7 +29,7 @@ from fiberflow.overlay.lane_placeholder import PlaceholderLane
 __all__ = ["TOP", "VALUE_TYPES", "Shell", "ShellConfig", "verilog"]
 
 TOP = "fiberflow_shell"
-VALUE_TYPES = {"fp32": 0, "int32": 1}
+VALUE_TYPES = {"fp32": 1, "int32": 2}  # the DMA image's and job descriptor's dtype codes
 
 
 def _pow2(x: int) -> bool:
@@ -42,10 +42,16 @@ class ShellConfig:
 
     lanes: int = 4
     value_type: str = "fp32"
-    tile_bytes: int = 4096  # per DMA engine
+    tile_bytes: int = 4096  # each tile buffer: the engine's own, and each lane's
     bus_bits: int = 64
     dma_engines: int = 1
     ram_bytes: int = 8192
+    # The kernel set of the lanes (overlay/lane.py); empty: placeholder lanes, which the
+    # firmware can drive today (the SpMV/SpMM job walker is not written yet).
+    kernels: tuple[str, ...] = ()
+    x_bytes: int = 4096  # each lane's x / B-slice buffer
+    y_bytes: int = 4096  # each lane's y / C buffer
+    max_k: int = 8  # largest SpMM k the lanes accumulate
 
     def __post_init__(self) -> None:
         if not 1 <= self.lanes <= regmap.MAX_LANES:
@@ -60,6 +66,28 @@ class ShellConfig:
             raise ValueError("tile_bytes must be a power of two from 256 to 16 MiB")
         if not _pow2(self.ram_bytes):
             raise ValueError("ram_bytes must be a power of two")
+        for name in ("x_bytes", "y_bytes"):
+            v = getattr(self, name)
+            if not _pow2(v) or not 256 <= v <= 1 << regmap.LOCAL_REGION_SHIFT:
+                raise ValueError(f"{name} must be a power of two from 256 to 1 MiB")
+        if self.kernels:
+            if not _pow2(self.tile_bytes) or self.tile_bytes > 1 << regmap.LOCAL_REGION_SHIFT:
+                raise ValueError("with lanes, tile_bytes must be at most 1 MiB (one region)")
+            per_engine = -(-self.lanes // self.dma_engines)
+            if 1 + 3 * per_engine > regmap.LOCAL_REGIONS:
+                raise ValueError(
+                    f"{self.lanes} lanes on {self.dma_engines} DMA engine(s) need "
+                    f"{1 + 3 * per_engine} local regions per engine, more than "
+                    f"{regmap.LOCAL_REGIONS}; use more DMA engines"
+                )
+
+    def lane_regions(self, lane: int) -> tuple[int, int, int, int]:
+        """``(engine, tile region, x region, y region)`` of lane ``lane``'s buffers: lane n is
+        served by engine ``n % dma_engines``; after the engine's own tile buffer (region 0)
+        come its lanes' tile, x and y buffers, in lane order."""
+        e = lane % self.dma_engines
+        r = 1 + 3 * (lane // self.dma_engines)
+        return e, r, r + 1, r + 2
 
     @property
     def bus_bytes(self) -> int:
@@ -92,7 +120,7 @@ class Shell(Module):
         dmas = [
             ResetInserter()(DMAEngine(cfg.bus_bits, local_bits)) for _ in range(cfg.dma_engines)
         ]
-        lanes = [ResetInserter()(PlaceholderLane()) for _ in range(cfg.lanes)]
+        lanes = [ResetInserter()(_lane(cfg)) for _ in range(cfg.lanes)]
         self.submodules += dmas + lanes
 
         # Ports.
@@ -128,13 +156,25 @@ class Shell(Module):
         for m in dmas + lanes:
             self.comb += m.reset.eq(cpu_reset)
 
-        # -- local spaces: region r of engine e is one buffer, port A for the engine, port B
-        # for the CPU window (later shared with the lane that owns the buffer) --
-        self.regions: list[list[Memory]] = []
+        # -- local spaces: region r of engine e is one buffer; port A for the engine, port B
+        # for the CPU window, shared with the lane that owns the buffer (the lane has it from
+        # its start to its done; the CPU must leave a running lane's buffers alone) --
+        self.regions: list[list[Memory]] = [
+            [Memory(cfg.bus_bits, tile_words)]
+            for _ in dmas  # region 0: the engine's tile buffer
+        ]
+        owners: dict[tuple[int, int], tuple[Module, str]] = {}
+        if cfg.kernels:
+            for n, ln in enumerate(lanes):
+                e, rt, rx, ry = cfg.lane_regions(n)
+                depths = (tile_words, cfg.x_bytes // bus_bytes, cfg.y_bytes // bus_bytes)
+                for r, kind, depth in zip((rt, rx, ry), ("tile", "x", "y"), depths, strict=True):
+                    assert len(self.regions[e]) == r
+                    self.regions[e].append(Memory(cfg.bus_bits, depth))
+                    owners[(e, r)] = (ln, kind)
         cpu_ports: list[list[object]] = []
-        for d in dmas:
-            regions = [Memory(cfg.bus_bits, tile_words)]  # region 0: the tile buffer
-            self.regions.append(regions)
+        for e, d in enumerate(dmas):
+            regions = self.regions[e]
             region = Signal(regmap.LOCAL_REGIONS.bit_length() - 1)
             region_q = Signal.like(region)
             self.comb += region.eq(d.buf_adr[rshift - shift :])
@@ -274,11 +314,15 @@ class Shell(Module):
         self.sync += tile_pending.eq(cpu.p_valid & is_tile & ~tile_pending)
         for e, ports in enumerate(cpu_ports):
             for r, pb in enumerate(ports):
-                words_we = [pb.we[4 * i : 4 * i + 4] for i in range(bus_bytes // 4)]
+                win_we = Signal(bus_bytes)
+                words_we = [win_we[4 * i : 4 * i + 4] for i in range(bus_bytes // 4)]
                 words_r = [pb.dat_r[32 * i : 32 * i + 32] for i in range(bus_bytes // 4)]
-                self.comb += [
+                cpu_side = [
                     pb.adr.eq(cpu.p_addr[shift:rshift]),
                     pb.dat_w.eq(Cat(*[cpu.p_wdata] * (bus_bytes // 4))),
+                    pb.we.eq(win_we),
+                ]
+                self.comb += [
                     # (Array selection, not shifts: Verilog sizes a shift amount like
                     # lane32 * 32 by its operands, which would drop the top bit.)
                     If(
@@ -287,6 +331,20 @@ class Shell(Module):
                         tile_rdata.eq(Array(words_r)[lane32]),
                     ),
                 ]
+                if (e, r) not in owners:
+                    self.comb += cpu_side
+                    continue
+                ln, kind = owners[(e, r)]
+                adr, dat_r = getattr(ln, f"{kind}_adr"), getattr(ln, f"{kind}_dat_r")
+                lane_side = [pb.adr.eq(adr)]
+                if kind == "y":
+                    lane_side += [pb.dat_w.eq(ln.y_dat_w), pb.we.eq(ln.y_we)]
+                self.comb += [
+                    dat_r.eq(pb.dat_r),
+                    If(ln.busy | ln.start, *lane_side).Else(*cpu_side),
+                ]
+                if kind == "tile":
+                    self.comb += ln.tile_en.eq(1)
 
         dma_ddr = [Signal(32) for _ in dmas]
         dma_local = [Signal(32) for _ in dmas]
@@ -371,6 +429,23 @@ class Shell(Module):
             ),
             If(cpu_reset, *[r.eq(0) for r in ctl_regs]).Elif(cpu_we, Case(cword, ctl_writes)),
         ]
+
+
+def _lane(cfg: ShellConfig) -> Module:
+    if not cfg.kernels:
+        return PlaceholderLane()
+    from fiberflow.overlay.lane import Lane
+
+    bb = cfg.bus_bytes
+    return Lane(
+        value_types=(cfg.value_type,),
+        bus_bits=cfg.bus_bits,
+        tile_depth=cfg.tile_bytes // bb,
+        x_depth=cfg.x_bytes // bb,
+        y_depth=cfg.y_bytes // bb,
+        max_k=cfg.max_k,
+        kernels=cfg.kernels,
+    )
 
 
 def verilog(config: ShellConfig | None = None) -> dict[str, str]:
