@@ -1,6 +1,7 @@
 """Value-array reader and writer.
 
-``ArrayReader`` -- sink ``i`` (references); source ``o`` (values); read port ``vals``. ``VAL r``
+``ArrayReader`` -- sink ``i`` (references); source ``o`` (values); read port ``vals`` (the
+name can be chosen, for blocks that hold several readers). ``VAL r``
 becomes ``VAL vals[r]``, ``EMPTY`` becomes ``VAL 0`` (the missing side of a union reads as zero),
 stops and done pass. Latency 1 cycle, one token per cycle: the address is presented in the cycle
 a reference is taken, and held while the output is stalled, so the block RAM's output register
@@ -23,11 +24,11 @@ from fiberflow.overlay.stream import Done, Empty, Kind, Token, Val
 
 
 class ArrayReader(Primitive):
-    def __init__(self) -> None:
+    def __init__(self, port: str = "vals") -> None:
         super().__init__()
         i = self.sink("i")
         o = self.source("o")
-        vals = ReadPort("vals")
+        vals = ReadPort(port)
         self.rd_ports.append(vals)
         # # #
         advance = Signal()
@@ -51,10 +52,10 @@ class ArrayReader(Primitive):
 
 
 class ArrayWriter(Primitive):
-    def __init__(self) -> None:
+    def __init__(self, port: str = "vals") -> None:
         super().__init__()
         i = self.sink("i")
-        vals = WritePort("vals")
+        vals = WritePort(port)
         self.wr_ports.append(vals)
         # # #
         adr = Signal(32)
