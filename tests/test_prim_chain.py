@@ -1,10 +1,10 @@
 """Primitives compose: y = A @ x (CSR) as a SAM graph of scanners, array readers, ALU and
 reducer, wired with LiteX ``connect`` and run in Verilator as one block.
 
-    root -> dense scan -> crd_i ----------------------------------------------> rows
-                      \\-> ref_i -> compressed scan -> crd_j -> x reader --\
-                                                    \\-> ref_j -> A reader --> ALU (FMUL)
-                                                                 -> reducer (FADD) -> y
+    root -> dense scan -+-> crd_i ---------------------------------------------> rows
+                        +-> ref_i -> compressed scan -+-> crd_j -> x reader -+
+                                                      +-> ref_j -> A reader -+-> ALU (FMUL)
+                                                                    -> reducer (FADD) -> y
 """
 
 import numpy as np
