@@ -92,6 +92,7 @@ class ControlCPU(Module):
         mem_valid, mem_ready, mem_instr = Signal(), Signal(), Signal()
         mem_addr, mem_wdata, mem_rdata = Signal(32), Signal(32), Signal(32)
         mem_wstrb = Signal(4)
+        la_read, la_addr = Signal(), Signal(32)
         self.specials += Instance(
             "picorv32",
             p_ENABLE_COUNTERS=0,
@@ -116,6 +117,8 @@ class ControlCPU(Module):
             o_mem_wdata=mem_wdata,
             o_mem_wstrb=mem_wstrb,
             i_mem_rdata=mem_rdata,
+            o_mem_la_read=la_read,
+            o_mem_la_addr=la_addr,
             i_pcpi_wr=0,
             i_pcpi_rd=0,
             i_pcpi_wait=0,
@@ -128,41 +131,44 @@ class ControlCPU(Module):
         host_port = ram.get_port(write_capable=True, we_granularity=8)
         self.specials += ram, cpu_port, host_port
 
+        # RAM accesses take one cycle: picorv32's look-ahead interface gives a read's address
+        # in the cycle before mem_valid, so the RAM's registered read data is there when
+        # mem_valid rises; writes happen at the end of their mem_valid cycle. The port
+        # address that produced dat_r is kept, so a read is answered only with its own word.
         in_ram = Signal()
-        start = Signal()  # first cycle of an access
-        from_ram = Signal()
+        ram_adr = Signal(len(cpu_port.adr))
+        last_adr = Signal(len(cpu_port.adr))
+        ram_ready = Signal()
+        p_start = Signal()  # first cycle of a peripheral access
+        p_done = Signal()  # registered answer of a peripheral access
         rdata = Signal(32)
         self.comb += [
             in_ram.eq(mem_addr[28:] == (regmap.CPU_RAM_BASE >> 28)),
-            start.eq(mem_valid & ~mem_ready & ~self.hold),
-            cpu_port.adr.eq(mem_addr[2:]),
+            ram_adr.eq(Mux(mem_valid, mem_addr[2:], la_addr[2:])),
+            cpu_port.adr.eq(ram_adr),
             cpu_port.dat_w.eq(mem_wdata),
-            cpu_port.we.eq(Mux(start & in_ram, mem_wstrb, 0)),
-            self.p_valid.eq(start & ~in_ram),
+            ram_ready.eq(
+                mem_valid & in_ram & ~self.hold & ((mem_wstrb != 0) | (last_adr == mem_addr[2:]))
+            ),
+            cpu_port.we.eq(Mux(ram_ready, mem_wstrb, 0)),
+            p_start.eq(mem_valid & ~in_ram & ~p_done & ~self.hold),
+            self.p_valid.eq(p_start),
             self.p_addr.eq(mem_addr),
             self.p_wdata.eq(mem_wdata),
             self.p_wstrb.eq(mem_wstrb),
-            mem_rdata.eq(Mux(from_ram, cpu_port.dat_r, rdata)),
+            mem_ready.eq(ram_ready | p_done),
+            mem_rdata.eq(Mux(in_ram, cpu_port.dat_r, rdata)),
             host_port.adr.eq(self.host_adr),
             host_port.we.eq(self.host_we),
             host_port.dat_w.eq(self.host_dat_w),
             self.host_dat_r.eq(host_port.dat_r),
         ]
         self.sync += [
-            mem_ready.eq(0),
+            last_adr.eq(ram_adr),
+            p_done.eq(0),
             If(
-                self.reset,
-                from_ram.eq(0),
-            )
-            .Elif(
-                start & in_ram,
-                mem_ready.eq(1),
-                from_ram.eq(1),
-            )
-            .Elif(
-                self.p_valid & self.p_ready,
-                mem_ready.eq(1),
-                from_ram.eq(0),
+                ~self.reset & self.p_valid & self.p_ready,
+                p_done.eq(1),
                 rdata.eq(self.p_rdata),
             ),
         ]
