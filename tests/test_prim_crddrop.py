@@ -78,3 +78,17 @@ def test_throughput_long_fibers(sim):
     )
     res = sim.run([outer, inner])
     assert res.cycles <= 2000 + 2 * 3 + 4
+
+
+@pytest.mark.parametrize(("p_valid", "p_ready"), [(0.1, 0.95), (0.95, 0.1)])
+def test_extreme_rates(sim, p_valid, p_ready):
+    rng = np.random.default_rng(42)
+    outer, inner, wo, wi = [], [], [], []
+    for _ in range(100):
+        (o, i), (a, b) = random_pair(rng, int(rng.integers(1, 4)))
+        outer += o
+        inner += i
+        wo += a
+        wi += b
+    res = sim.run([outer, inner], p_valid=p_valid, p_ready=p_ready, max_cycles=10**7)
+    assert res.outputs == [wo, wi]

@@ -66,3 +66,11 @@ def test_throughput_equal_streams(isim, usim, union):
     crd = parse(" ".join(str(i) for i in range(3000)) + " S0 D")
     res = (usim if union else isim).run([crd, crd, crd, crd])
     assert res.cycles <= len(crd) + 1
+
+
+@pytest.mark.parametrize("union", [False, True])
+@pytest.mark.parametrize(("p_valid", "p_ready"), [(0.1, 0.95), (0.95, 0.1)])
+def test_extreme_rates(isim, usim, union, p_valid, p_ready):
+    s = streams(17)
+    res = (usim if union else isim).run(s, p_valid=p_valid, p_ready=p_ready, max_cycles=10**7)
+    assert res.outputs == list(join.model(*s, union=union))

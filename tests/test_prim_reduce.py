@@ -57,3 +57,15 @@ def test_throughput(sim):
     toks = parse(" ".join(str(i) for i in range(4000)) + " S0 D")
     res = sim.run([toks], cfg={"op": int(Op.FADD)})
     assert res.cycles <= len(toks) + 1
+
+
+@pytest.mark.parametrize(("p_valid", "p_ready"), [(0.1, 0.95), (0.95, 0.1)])
+def test_extreme_rates(sim, p_valid, p_ready):
+    rng = np.random.default_rng(12)
+    toks = []
+    for _ in range(150):
+        toks += random_values(rng, int(rng.integers(1, 6)))
+    for level in (0, 2):
+        cfg = {"op": int(Op.ADD), "level": level}
+        res = sim.run([toks], cfg=cfg, p_valid=p_valid, p_ready=p_ready, max_cycles=10**7)
+        assert res.outputs[0] == reduce.model(toks, Op.ADD, 0, level)

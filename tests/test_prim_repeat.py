@@ -65,3 +65,15 @@ def test_repsig_throughput(gsim):
     res = gsim.run([crd])
     assert res.outputs[0] == repeat.model_sig(crd)
     assert res.cycles <= len(crd)
+
+
+@pytest.mark.parametrize(("p_valid", "p_ready"), [(0.1, 0.95), (0.95, 0.1)])
+def test_extreme_rates(rsim, p_valid, p_ready):
+    rng = np.random.default_rng(5)
+    ref, rep = [], []
+    for _ in range(80):
+        a, b = pair(rng, int(rng.integers(0, 4)))
+        ref += a
+        rep += b
+    res = rsim.run([ref, rep], p_valid=p_valid, p_ready=p_ready, max_cycles=10**7)
+    assert res.outputs[0] == repeat.model(ref, rep)

@@ -104,3 +104,25 @@ def test_dense_throughput_no_stop_bubble(dsim):
     refs = parse(" ".join(str(i) for i in range(200)) + " D")
     res = dsim.run([refs], cfg={"dim": 10})
     assert res.cycles <= 200 * 11 + 1 + 2
+
+
+@pytest.mark.parametrize(("p_valid", "p_ready"), [(0.1, 0.95), (0.95, 0.1), (1.0, 0.3)])
+def test_scanners_extreme_rates(csim, dsim, p_valid, p_ready):
+    rng = np.random.default_rng(99)
+    seg, crd = random_level(rng, 200)
+    refs = []
+    for _ in range(20):
+        refs += random_refs(rng, 200, int(rng.integers(0, 5)))
+    want = scanner.model_compressed(refs, seg, crd)
+    res = csim.run(
+        [refs],
+        rmem={"seg0": seg, "seg1": seg, "crd": crd},
+        p_valid=p_valid,
+        p_ready=p_ready,
+        out_cap=len(want[0]) + 16,
+        max_cycles=10**7,
+    )
+    assert res.outputs == list(want)
+    want = scanner.model_dense(refs, 3)
+    res = dsim.run([refs], cfg={"dim": 3}, p_valid=p_valid, p_ready=p_ready, max_cycles=10**7)
+    assert res.outputs == list(want)

@@ -77,3 +77,18 @@ def test_throughput(sim):
     n_out = len(res.outputs[0])
     # one cycle per input token, one per output token (+1 for the done token's drain check)
     assert res.cycles <= len(crd) + n_out + 2
+
+
+@pytest.mark.parametrize(("p_valid", "p_ready"), [(0.1, 0.95), (0.95, 0.1)])
+def test_extreme_rates(sim, p_valid, p_ready):
+    rng = np.random.default_rng(8)
+    crd, val = [], []
+    for _ in range(15):
+        c, v = random_groups(rng, int(rng.integers(0, 12)), floats=True)
+        crd += c
+        val += v
+    want = spacc.model(crd, val, Op.FADD, SIZE)
+    res = sim.run(
+        [crd, val], cfg={"op": int(Op.FADD)}, p_valid=p_valid, p_ready=p_ready, max_cycles=10**7
+    )
+    assert tuple(res.outputs) == want
