@@ -53,6 +53,7 @@ void ff_unmap(void *h, uint64_t base);
 void ff_fault_dma(void *h, uint64_t lo, uint64_t hi, int resp);
 void ff_stall_cpu(void *h, int on);
 void ff_hang_ddr(void *h, int on);
+void ff_exact(void *h, int on);
 int ff_write(void *h, uint32_t addr, uint32_t data, uint64_t max_cycles);
 int ff_read(void *h, uint32_t addr, uint32_t *out, uint64_t max_cycles);
 int ff_write_block(void *h, uint32_t addr, const uint32_t *words, uint32_t n,
@@ -255,6 +256,11 @@ class RtlShell:
     def protocol_errors(self) -> int:
         """AXI protocol violations the DDR model saw (wrong WLAST, wrong size)."""
         return int(self._lib.ff_protocol_errors(self._h))
+
+    def exact(self, on: bool) -> None:
+        """Evaluate the model twice per cycle, settling every combinational output before the
+        handshakes are sampled (slower; the default is exact wherever the shell needs it)."""
+        self._lib.ff_exact(self._h, int(on))
 
     def step(self, cycles: int) -> None:
         self._lib.ff_step(self._h, cycles)
