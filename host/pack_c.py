@@ -21,7 +21,10 @@ def available() -> bool:
 
 
 def threads() -> int:
-    """Threads for one packing call: the cores this process may use, at most 8."""
+    """Threads for one packing call: ``FIBERFLOW_THREADS`` if set, else the cores this process
+    may use, at most 8."""
+    if os.environ.get("FIBERFLOW_THREADS", "").isdigit():
+        return max(1, int(os.environ["FIBERFLOW_THREADS"]))
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
