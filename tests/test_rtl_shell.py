@@ -66,6 +66,22 @@ def test_identity_and_firmware_window(shell) -> None:
     assert shell.read_reg(HOST.offset("HEARTBEAT")) != beat
 
 
+def test_register_file_decoding(shell) -> None:
+    status = shell.read_reg(HOST.offset("STATUS"))
+    shell.write_reg(HOST.offset("STATUS"), 0x1234_5678)  # read-only for the host: ignored
+    assert shell.read_reg(HOST.offset("STATUS")) == status
+    assert shell.read_reg(0x7FC) == 0  # nothing there
+    assert shell.read_reg(HOST.offset("DMA_BUSY", 3)) == 0  # an engine this shell lacks
+    job_addr = HOST.offset("JOB_ADDR")
+    shell.write_reg(job_addr, 0xDEAD_BEE8)
+    assert shell.read_reg(job_addr) == 0xDEAD_BEE8
+    # CYCLES: reading LO latches HI, so the pair is one 64-bit value; it counts up.
+    lo1 = shell.read_reg(HOST.offset("CYCLES_LO"))
+    shell.step(100)
+    lo2 = shell.read_reg(HOST.offset("CYCLES_LO"))
+    assert shell.read_reg(HOST.offset("CYCLES_HI")) == 0 and lo2 - lo1 >= 100
+
+
 @pytest.mark.parametrize(
     ("nbytes", "src_offset", "dst_offset"),
     [(8, 0, 0), (4096, 0, 0), (10_000 // 8 * 8, 4000, 8), (3 * 4096 + 24, 4088, 4072)],
