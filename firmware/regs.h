@@ -33,6 +33,7 @@
 #define FF_CYCLES_LO FF_REG(0x10000040u) /* ro: cycle counter; reading latches HI */
 #define FF_CYCLES_HI FF_REG(0x10000044u) /* ro: upper word, latched */
 #define FF_TILE_DONE FF_REG(0x10000048u) /* wo: any write adds one to the host's TILES_DONE */
+#define FF_CONFIG3 FF_REG(0x1000004cu) /* ro: lane buffers and kernels */
 #define FF_DMA_DDR(i) FF_REG(0x10000100u + (i) * 32u) /* rw: DMA engine e: DDR byte address */
 #define FF_DMA_LOCAL(i) FF_REG(0x10000104u + (i) * 32u) /* rw: DMA engine e: local address (region << 20 | byte offset) */
 #define FF_DMA_LENGTH(i) FF_REG(0x10000108u + (i) * 32u) /* rw: DMA engine e: bytes to move */
@@ -69,6 +70,14 @@
 #define FF_STATUS_ERROR_MASK 0x0000ff00u
 #define FF_STATUS_SEQ_SHIFT 16
 #define FF_STATUS_SEQ_MASK 0xffff0000u
+#define FF_CONFIG3_X_LOG2_SHIFT 0
+#define FF_CONFIG3_X_LOG2_MASK 0x000000ffu
+#define FF_CONFIG3_Y_LOG2_SHIFT 8
+#define FF_CONFIG3_Y_LOG2_MASK 0x0000ff00u
+#define FF_CONFIG3_MAX_K_SHIFT 16
+#define FF_CONFIG3_MAX_K_MASK 0x00ff0000u
+#define FF_CONFIG3_KERNELS_SHIFT 24
+#define FF_CONFIG3_KERNELS_MASK 0xff000000u
 #define FF_DMA_CTRL_GO_SHIFT 0
 #define FF_DMA_CTRL_GO_MASK 0x00000001u
 #define FF_DMA_CTRL_TO_DDR_SHIFT 1
@@ -115,6 +124,10 @@
 #define FF_ERR_BAD_LANES 9 /* the job asks for more lanes than the overlay has */
 #define FF_ERR_BAD_ENGINE 10 /* the job names a DMA engine the overlay does not have */
 #define FF_ERR_LANE_ERROR 11 /* a lane finished with its ERROR bit; ERROR_INFO: lane error mask */
+#define FF_ERR_BAD_JOB 12 /* an FFJB field is invalid or unsupported; ERROR_INFO: the field's byte offset */
+#define FF_ERR_BAD_IMAGE 13 /* A's image does not match the job or a tile is malformed; ERROR_INFO: tile-list entry */
+#define FF_ERR_TOO_BIG 14 /* a tile, x slice or y block exceeds the lane's buffer; ERROR_INFO: tile-list entry */
+#define FF_ERR_BAD_SCHEDULE 15 /* the tile schedule breaks a rule; ERROR_INFO: tile-list entry */
 
 #define FF_OP_NOP 0 /* report DONE and do nothing */
 #define FF_OP_COPY 1 /* copy LENGTH bytes SRC -> tile buffer -> DST, one tile at a time */

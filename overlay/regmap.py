@@ -185,6 +185,12 @@ _CONFIG0 = (
     Field("BUS_BYTES", 16, 8, "AXI4 data width in bytes (8 or 16)"),
     Field("VTYPE", 24, 8, "value type: 1 fp32, 2 int32 (the DMA image's codes)"),
 )
+_CONFIG3 = (
+    Field("X_LOG2", 0, 8, "log2 of each lane's x / B-slice buffer bytes (0: no SpMV/SpMM lanes)"),
+    Field("Y_LOG2", 8, 8, "log2 of each lane's y / C buffer bytes"),
+    Field("MAX_K", 16, 8, "largest SpMM k the lanes accumulate"),
+    Field("KERNELS", 24, 8, "kernels the lanes run: bit 0 SpMV, bit 1 SpMM (the job's codes - 1)"),
+)
 _STATUS = (
     Field("STATE", 0, 4, "job state, see STATES"),
     Field("ERROR", 8, 8, "error code when STATE is ERROR, see ERRORS"),
@@ -211,6 +217,22 @@ ERRORS = (
     Code("BAD_LANES", 9, "the job asks for more lanes than the overlay has"),
     Code("BAD_ENGINE", 10, "the job names a DMA engine the overlay does not have"),
     Code("LANE_ERROR", 11, "a lane finished with its ERROR bit; ERROR_INFO: lane error mask"),
+    Code(
+        "BAD_JOB",
+        12,
+        "an FFJB field is invalid or unsupported; ERROR_INFO: the field's byte offset",
+    ),
+    Code(
+        "BAD_IMAGE",
+        13,
+        "A's image does not match the job or a tile is malformed; ERROR_INFO: tile-list entry",
+    ),
+    Code(
+        "TOO_BIG",
+        14,
+        "a tile, x slice or y block exceeds the lane's buffer; ERROR_INFO: tile-list entry",
+    ),
+    Code("BAD_SCHEDULE", 15, "the tile schedule breaks a rule; ERROR_INFO: tile-list entry"),
 )
 
 # Job descriptor v0 (the "copy" job; see docs/firmware.md). Words of 32 bits, little-endian.
@@ -276,6 +298,7 @@ HOST = Block(
         Register("CYCLES_LO", 0x040, "ro", "cycles since the last clear; reading latches HI"),
         Register("CYCLES_HI", 0x044, "ro", "upper word of the cycle counter, latched"),
         Register("TILES_DONE", 0x048, "ro", "tiles the firmware finished since the last clear"),
+        Register("CONFIG3", 0x04C, "ro", "lane buffers and kernels", _CONFIG3),
         Register(
             "DMA_BUSY", 0x100, "ro", "cycles DMA engine e had a transfer", count=MAX_DMA, stride=16
         ),
@@ -327,6 +350,7 @@ CPU = Block(
         Register("CYCLES_LO", 0x040, "ro", "cycle counter; reading latches HI"),
         Register("CYCLES_HI", 0x044, "ro", "upper word, latched"),
         Register("TILE_DONE", 0x048, "wo", "any write adds one to the host's TILES_DONE"),
+        Register("CONFIG3", 0x04C, "ro", "lane buffers and kernels", _CONFIG3),
         Register(
             "DMA_DDR", 0x100, "rw", "DMA engine e: DDR byte address", count=MAX_DMA, stride=32
         ),

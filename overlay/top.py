@@ -101,6 +101,19 @@ class ShellConfig:
             | VALUE_TYPES[self.value_type] << 24
         )
 
+    def config3(self) -> int:
+        """CONFIG3: the lanes' x / y buffer sizes (log2), max_k and kernel set; 0 without
+        SpMV/SpMM lanes."""
+        if not self.kernels:
+            return 0
+        mask = sum(1 << ("spmv", "spmm").index(k) for k in self.kernels)
+        return (
+            (self.x_bytes.bit_length() - 1)
+            | (self.y_bytes.bit_length() - 1) << 8
+            | self.max_k << 16
+            | mask << 24
+        )
+
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
@@ -233,6 +246,7 @@ class Shell(Module):
             hoff("CONFIG0"): cfg.config0(),
             hoff("CONFIG1"): cfg.ram_bytes,
             hoff("CONFIG2"): cfg.tile_bytes,
+            hoff("CONFIG3"): cfg.config3(),
             hoff("CTRL"): Cat(cpu_reset, C(0, 7), cpu.trap),
             hoff("DOORBELL"): Cat(bell_seq, C(0, 15), bell_pending),
             hoff("JOB_ADDR"): job_addr,
@@ -372,6 +386,7 @@ class Shell(Module):
             coff("CONFIG0"): cfg.config0(),
             coff("CONFIG1"): cfg.ram_bytes,
             coff("CONFIG2"): cfg.tile_bytes,
+            coff("CONFIG3"): cfg.config3(),
             coff("DOORBELL"): Cat(bell_seq, C(0, 15), bell_pending),
             coff("JOB_ADDR"): job_addr,
             coff("STATUS"): status,

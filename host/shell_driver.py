@@ -1,0 +1,337 @@
+"""The job protocol of the fiberflow shell, shared by every device that runs the real shell.
+
+The shell (``overlay/top.py``) is driven the same way whether it is simulated by Verilator (the
+``"rtl"`` device) or built into a bitstream on a board (the ``"pynq"`` device): load the
+firmware through the AXI4-Lite RAM window, write a job descriptor to DDR, ring the doorbell,
+wait for ``STATUS`` with a timeout, decode errors, read the performance counters. This module
+holds that protocol once, over a small :class:`ShellPort` that each device provides.
+
+The port (what a device must offer)
+-----------------------------------
+
+``read_reg(offset) -> int`` / ``write_reg(offset, value)``
+    32-bit accesses at byte ``offset`` of the shell's AXI4-Lite control space.
+``write_block(offset, words)``
+    write a uint32 numpy array to consecutive registers from ``offset`` (the firmware load;
+    a port may simply loop over ``write_reg``).
+``alloc(nbytes) -> Buffer`` / ``free(buffer)``
+    device-visible DDR (:class:`fiberflow.host.device.Buffer`); the descriptor and operands
+    live there.
+``elapse(cycles)``
+    let about ``cycles`` fabric cycles pass (rtl: simulate them; board: sleep).
+``hard_reset()``
+    called while ``CTRL.CPU_RESET`` holds the CPU, DMA engines and lanes: forget bus
+    transactions in flight (rtl: drop the DDR model's queues; board: wait for the bus to drain).
+``clock_mhz``
+    the fabric clock, used to turn cycles into seconds.
+
+Optional: ``poll(offset, mask, want, max_cycles) -> int | None``, which waits until
+``read_reg(offset) & mask == want`` for at most ``max_cycles`` cycles and returns the register's
+value (or None). The driver falls back to ``read_reg`` + ``elapse`` when a port lacks it; the rtl
+port does the polling in C.
+
+The driver (what a device gets)
+-------------------------------
+
+``ShellDriver(port)`` reads the shell's parameters (:class:`ShellInfo`) and offers:
+
+* ``load_firmware(image=None)``: the shipped image by default (``overlay/firmware.bin``);
+* ``submit(job: Buffer) -> seq``: clears the counters, writes ``JOB_ADDR`` and rings the doorbell;
+* ``wait(seq, timeout=60.0, max_cycles=None) -> ShellCounters``: returns the counters when the
+  job is DONE; raises :class:`DeviceError` (the firmware's error code, decoded) or
+  :class:`DeviceTimeoutError` (timeout in seconds or cycles; says whether the heartbeat still
+  moves). After either error the shell has been reset and the firmware reloaded: the next job
+  runs;
+* ``reset()``: hold the CPU, ``port.hard_reset()``, reload the firmware, release;
+* ``counters() -> ShellCounters``, ``clear_counters()``;
+* ``run_stats(counters, ...) -> RunStats``: a job's statistics from the hardware counters.
+
+The firmware reports each job's own cycles (doorbell taken -> status written) in
+``MAILBOX[0]`` and its tiles in ``MAILBOX[1]``; ``RunStats.cycles`` is that count, so host
+polling latency is not counted.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from fiberflow.errors import DeviceError, DeviceTimeoutError
+from fiberflow.host.device import Buffer
+from fiberflow.host.stats import RunStats
+from fiberflow.overlay import regmap
+from fiberflow.overlay.regmap import HOST
+
+__all__ = ["ShellCounters", "ShellDriver", "ShellInfo", "ShellPort", "describe_error"]
+
+_STATUS = HOST.reg("STATUS")
+_SEQ_F, _STATE_F, _ERR_F = (_STATUS.field(n) for n in ("SEQ", "STATE", "ERROR"))
+_CTRL = HOST.reg("CTRL")
+_CPU_RESET = _CTRL.field("CPU_RESET").mask
+_CLEAR = _CTRL.field("CLEAR").mask
+_STATE = {s.name: s.value for s in regmap.STATES}
+_RESP = {2: "SLVERR", 3: "DECERR"}
+_POLL_CHUNK = 1_000_000  # cycles between wall-clock checks
+
+
+class ShellPort(Protocol):
+    """What a device provides to :class:`ShellDriver` (see the module docstring)."""
+
+    clock_mhz: float
+
+    def read_reg(self, offset: int) -> int: ...
+
+    def write_reg(self, offset: int, value: int) -> None: ...
+
+    def write_block(self, offset: int, words: np.ndarray) -> None: ...
+
+    def alloc(self, nbytes: int) -> Buffer: ...
+
+    def free(self, buffer: Buffer) -> None: ...
+
+    def elapse(self, cycles: int) -> None: ...
+
+    def hard_reset(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ShellCounters:
+    """The shell's performance counters (since the last clear), plus the firmware's report."""
+
+    cycles: int  # CYCLES: since the clear, up to the moment of reading
+    tiles_done: int
+    dma_busy: tuple[int, ...]
+    dma_stall: tuple[int, ...]
+    dma_read_bytes: tuple[int, ...]
+    dma_write_bytes: tuple[int, ...]
+    lane_busy: tuple[int, ...]
+    lane_stall: tuple[int, ...]
+    job_cycles: int = 0  # MAILBOX[0]: the firmware's count for the last job
+
+    @property
+    def dma_bytes(self) -> int:
+        return sum(self.dma_read_bytes) + sum(self.dma_write_bytes)
+
+
+@dataclass(frozen=True)
+class ShellInfo:
+    """The shell's parameters, read from CONFIG0..CONFIG3."""
+
+    lanes: int
+    dma_engines: int
+    bus_bytes: int
+    value_type: int  # 1 fp32, 2 int32
+    ram_bytes: int
+    tile_bytes: int
+    x_bytes: int  # each lane's x / B-slice buffer (0: no SpMV/SpMM lanes)
+    y_bytes: int
+    max_k: int
+    kernels: int  # bit 0 SpMV, bit 1 SpMM
+
+    @classmethod
+    def read(cls, port: Any) -> ShellInfo:
+        ident = port.read_reg(HOST.offset("ID"))
+        if ident != regmap.ID_MAGIC:
+            raise DeviceError(
+                f"the device answers ID {ident:#x}, not a fiberflow shell ({regmap.ID_MAGIC:#x});"
+                " load the fiberflow overlay first"
+            )
+        c0 = port.read_reg(HOST.offset("CONFIG0"))
+        c3 = port.read_reg(HOST.offset("CONFIG3"))
+
+        def f(reg: str, name: str, v: int) -> int:
+            fl = HOST.reg(reg).field(name)
+            return (v & fl.mask) >> fl.lsb
+
+        def size(log2: int) -> int:
+            return 1 << log2 if log2 else 0
+
+        return cls(
+            lanes=f("CONFIG0", "LANES", c0),
+            dma_engines=f("CONFIG0", "DMA", c0),
+            bus_bytes=f("CONFIG0", "BUS_BYTES", c0),
+            value_type=f("CONFIG0", "VTYPE", c0),
+            ram_bytes=port.read_reg(HOST.offset("CONFIG1")),
+            tile_bytes=port.read_reg(HOST.offset("CONFIG2")),
+            x_bytes=size(f("CONFIG3", "X_LOG2", c3)),
+            y_bytes=size(f("CONFIG3", "Y_LOG2", c3)),
+            max_k=f("CONFIG3", "MAX_K", c3),
+            kernels=f("CONFIG3", "KERNELS", c3),
+        )
+
+
+def describe_error(code: int, info: int) -> str:
+    """The firmware's error ``code`` and ``ERROR_INFO`` as a sentence."""
+    text = regmap.error_message(code)
+    name = text.split(":")[0]
+    if name in ("DMA_READ", "DMA_WRITE", "DMA_TIMEOUT"):
+        resp_f = regmap.CPU.reg("DMA_STATUS").field("RESP")
+        resp = (info & resp_f.mask) >> resp_f.lsb
+        text += f" (AXI response {_RESP.get(resp, resp)})" if resp else f" (status {info:#x})"
+    else:
+        text += f" (info {info:#x})"
+    return text
+
+
+class ShellDriver:
+    """Runs jobs on a shell through a :class:`ShellPort`. Not thread-safe."""
+
+    def __init__(self, port: Any) -> None:
+        self.port = port
+        self.info = ShellInfo.read(port)
+        self._seq = 0
+        self._firmware: bytes | None = None
+
+    # -- firmware ----------------------------------------------------------------------------
+
+    def load_firmware(self, image: bytes | None = None) -> None:
+        """Hold the CPU, write ``image`` (default: the shipped build) into its RAM through the
+        AXI4-Lite window, clear the counters and release the CPU."""
+        if image is None:
+            from fiberflow.overlay.firmware import image as shipped
+
+            image = shipped()
+        if len(image) > self.info.ram_bytes:
+            raise DeviceError(
+                f"the firmware image has {len(image)} bytes but the shell's RAM "
+                f"{self.info.ram_bytes}; build a smaller image or a shell with a larger ram_bytes"
+            )
+        self._firmware = bytes(image)
+        ctrl = HOST.offset("CTRL")
+        self.port.write_reg(ctrl, _CPU_RESET)
+        words = np.frombuffer(self._firmware + b"\0" * (-len(self._firmware) % 4), "<u4")
+        self.port.write_block(regmap.HOST_RAM_WINDOW, words)
+        self.port.write_reg(ctrl, _CLEAR)  # also releases the CPU
+
+    def reset(self) -> None:
+        """Hold the CPU (and with it the DMA engines and lanes), let the port drop what the bus
+        has in flight, reload the firmware and release the CPU."""
+        self.port.write_reg(HOST.offset("CTRL"), _CPU_RESET)
+        self.port.hard_reset()
+        if self._firmware is not None:
+            self.load_firmware(self._firmware)
+
+    # -- jobs --------------------------------------------------------------------------------
+
+    def submit(self, job: Buffer) -> int:
+        """Clear the counters, then ring the doorbell for the descriptor at the start of
+        ``job``; return the job's sequence number."""
+        self.clear_counters()
+        self._seq = (self._seq % 0xFFFF) + 1  # 1..65535: never the reset value 0
+        self.port.write_reg(HOST.offset("JOB_ADDR"), job.address)
+        self.port.write_reg(HOST.offset("DOORBELL"), self._seq)
+        return self._seq
+
+    def wait(self, seq: int, timeout: float = 60.0, max_cycles: int | None = None) -> ShellCounters:
+        """Wait until job ``seq`` is DONE and return the counters (see the module docstring
+        for the errors; after one, the shell is reset and ready)."""
+        finished = 1 << 1  # DONE (2) and ERROR (3) are the states with bit 1 set
+        mask = _SEQ_F.mask | finished << _STATE_F.lsb
+        want = (seq << _SEQ_F.lsb) | finished << _STATE_F.lsb
+        deadline = time.monotonic() + timeout
+        limit = max_cycles if max_cycles is not None else 1 << 62
+        waited = 0
+        status = None
+        while status is None:
+            chunk = min(limit - waited, _POLL_CHUNK)
+            status = self._poll(HOST.offset("STATUS"), mask, want, chunk)
+            if status is not None:
+                break
+            waited += chunk
+            if waited >= limit or time.monotonic() > deadline:
+                last = self.port.read_reg(HOST.offset("STATUS"))
+                beating = "running" if self._heartbeat_moves() else "stopped"
+                self.reset()
+                raise DeviceTimeoutError(
+                    f"job {seq} did not finish within {waited:,} cycles / {timeout:g} s "
+                    f"(last STATUS {last:#010x}, firmware heartbeat {beating}); the device "
+                    "was reset and is ready; raise the timeout if the job is just long"
+                )
+        state = (status & _STATE_F.mask) >> _STATE_F.lsb
+        if state != _STATE["DONE"]:
+            code = (status & _ERR_F.mask) >> _ERR_F.lsb
+            info = self.port.read_reg(HOST.offset("ERROR_INFO"))
+            self.reset()
+            raise DeviceError(
+                f"job {seq} failed: {describe_error(code, info)}; the device was reset"
+            )
+        return self.counters()
+
+    def _poll(self, offset: int, mask: int, want: int, max_cycles: int) -> int | None:
+        poll = getattr(self.port, "poll", None)
+        if poll is not None:
+            result: int | None = poll(offset, mask, want, max_cycles)
+            return result
+        step = 1000
+        for _ in range(0, max_cycles, step):
+            v = self.port.read_reg(offset)
+            if v & mask == want:
+                return int(v)
+            self.port.elapse(step)
+        return None
+
+    def _heartbeat_moves(self) -> bool:
+        hb = HOST.offset("HEARTBEAT")
+        before = self.port.read_reg(hb)
+        self.port.elapse(2000)
+        return bool(self.port.read_reg(hb) != before)
+
+    # -- counters ----------------------------------------------------------------------------
+
+    def counters(self) -> ShellCounters:
+        rd = self.port.read_reg
+        info = self.info
+
+        def arr(name: str, n: int) -> tuple[int, ...]:
+            return tuple(rd(HOST.offset(name, i)) for i in range(n))
+
+        lo = rd(HOST.offset("CYCLES_LO"))
+        hi = rd(HOST.offset("CYCLES_HI"))
+        return ShellCounters(
+            cycles=hi << 32 | lo,
+            tiles_done=rd(HOST.offset("TILES_DONE")),
+            dma_busy=arr("DMA_BUSY", info.dma_engines),
+            dma_stall=arr("DMA_STALL", info.dma_engines),
+            dma_read_bytes=arr("DMA_RD_BYTES", info.dma_engines),
+            dma_write_bytes=arr("DMA_WR_BYTES", info.dma_engines),
+            lane_busy=arr("LANE_BUSY", info.lanes),
+            lane_stall=arr("LANE_STALL", info.lanes),
+            job_cycles=rd(HOST.offset("MAILBOX", 0)),
+        )
+
+    def clear_counters(self) -> None:
+        ctrl = HOST.offset("CTRL")
+        self.port.write_reg(ctrl, self.port.read_reg(ctrl) & _CPU_RESET | _CLEAR)
+
+    def run_stats(
+        self,
+        c: ShellCounters,
+        *,
+        kernel: str,
+        k: int,
+        nnz: int,
+        tiles: int,
+        bus_bytes_per_cycle: int,
+        clock_mhz: float,
+        device: str,
+    ) -> RunStats:
+        """A job's :class:`RunStats` from the hardware counters: cycles from the firmware's
+        job count (``MAILBOX[0]``), DMA bytes, lane busy and stall cycles as counted."""
+        return RunStats(
+            kernel=kernel,
+            cycles=max(c.job_cycles, 1),
+            nnz=nnz,
+            work=nnz * k,
+            lanes=self.info.lanes,
+            tiles=tiles,
+            dma_bytes=c.dma_bytes,
+            bus_bytes_per_cycle=bus_bytes_per_cycle,
+            clock_mhz=clock_mhz,
+            lane_busy_cycles=c.lane_busy,
+            lane_stall_cycles=c.lane_stall,
+            estimated=False,
+            device=device,
+        )
