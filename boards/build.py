@@ -8,6 +8,8 @@
       registers.json
       vivado/build.tcl       the Vivado batch script
       overlay/               fiberflow.bit + fiberflow.hwh, once Vivado has run
+      emulation/             a .hwh written by fiberflow and a placeholder .bit (not a
+                             bitstream) for ff.open("pynq", overlay=..., emulate=True)
 
 The overlay's Verilog comes from :func:`overlay_sources`, the one place the build calls the
 overlay generator (``fiberflow.overlay.top``). Tests pass another generator with the same
@@ -27,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from fiberflow._version import __version__
-from fiberflow.boards import Board
+from fiberflow.boards import Board, hwh
 from fiberflow.boards import vivado_tcl as vt
 from fiberflow.errors import BuildError, ToolchainError
 
@@ -249,6 +251,9 @@ def generate(
     }
     text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
     (out / MANIFEST).write_text(text)
+    # For ff.open("pynq", overlay=out, emulate=True): a .hwh PYNQ can parse and a placeholder
+    # .bit, derived from the manifest (boards/hwh.py); never mistaken for Vivado's outputs.
+    hwh.write_emulation_pair(out, json.loads(text))
     # The folder's manifest is what the file says (tuples become lists, and so on).
     return BuildFolder(out, board, src, json.loads(text))
 
