@@ -20,7 +20,9 @@ def open(name: str = "emu", **options: Any) -> Device:
         same jobs cycle-accurately in Verilator or on a board; they arrive with the overlay.
     **options
         Device options; for "emu": ``lanes``, ``clock_mhz``, ``bus_bytes_per_cycle``,
-        ``memory_bytes``.
+        ``memory_bytes``. For "pynq": ``overlay`` (a ``fiberflow build`` folder, required),
+        ``emulate`` (run on a simulated board), ``download``, ``firmware``, ``pynq_device``,
+        ``ddr`` (emulation).
     """
     if name == "emu":
         from fiberflow.host.emu import EmuDevice
@@ -29,6 +31,23 @@ def open(name: str = "emu", **options: Any) -> Device:
             return EmuDevice(**options)
         except TypeError as exc:
             raise DeviceError(f"ff.open('emu'): {exc}; see help(ff.open) for the options") from None
+    if name == "pynq":
+        from fiberflow.host.pynq_device import PynqDevice
+
+        if "overlay" not in options:
+            raise DeviceError(
+                "ff.open('pynq') needs overlay=DIR, the folder `fiberflow build` wrote "
+                "(add emulate=True to run it on a simulated board)"
+            )
+        import inspect
+
+        try:
+            inspect.signature(PynqDevice).bind(**options)
+        except TypeError as exc:
+            raise DeviceError(
+                f"ff.open('pynq'): {exc}; see help(ff.open) for the options"
+            ) from None
+        return PynqDevice(**options)
     if name in NAMES:
         raise DeviceError(
             f"the {name!r} device is not available in this version of fiberflow yet; "

@@ -1,0 +1,486 @@
+"""The ``"pynq"`` device: the fiberflow overlay on a PYNQ board, driven through the pynq package.
+
+``ff.open("pynq", overlay=DIR)`` takes a ``fiberflow build`` folder (``DIR/manifest.json``,
+``DIR/overlay/fiberflow.bit`` + ``.hwh`` from Vivado, ``DIR/firmware.bin``) and
+
+1. downloads the bitstream with ``pynq.Overlay`` (which also sets the fabric clock from the
+   ``.hwh``) and finds the overlay's control block in the ``.hwh``'s address map;
+2. maps it with ``pynq.MMIO`` and checks the shell's ID and register-map version;
+3. loads the control firmware into the shell's CPU;
+4. then runs jobs with the same protocol as the rtl device
+   (:class:`fiberflow.host.shell_driver.ShellDriver`): buffers from ``pynq.allocate``
+   (physically contiguous; ``Buffer.flush`` / ``invalidate`` map onto the PynqBuffer's), a
+   doorbell, a wait with a timeout, errors decoded into messages, statistics from the hardware
+   counters.
+
+``emulate=True`` runs the same code with the real pynq package on a simulated board
+(:mod:`fiberflow.host.pynq_sim`): the overlay's registers and DDR are the rtl device's
+Verilator model, and the ``.hwh`` is the one ``fiberflow build`` writes for emulation
+(``DIR/emulation/``, see :mod:`fiberflow.boards.hwh`).
+
+pynq is imported lazily (only when a pynq device is opened). Supported: pynq 3.1 (PYNQ-Z1/Z2
+images) and 4.0 (UltraScale+ images); the differences handled here are the buffer address
+attribute (``device_address``, ``physical_address`` before 3.0) and the ``allocate`` target
+keyword. No pynq global is relied on: the pynq device is chosen once and passed explicitly to
+``Overlay``, ``MMIO`` and ``allocate``; ``Device.active_device`` is never read or set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fiberflow.errors import DeviceError, ToolchainError
+from fiberflow.host import job as jobs
+from fiberflow.host.device import DEFAULT_TIMEOUT, Buffer
+from fiberflow.host.resident import ResidentMatrix, make_resident
+from fiberflow.host.stats import RunStats
+from fiberflow.overlay.regmap import HOST
+
+__all__ = ["PynqBuffer", "PynqDevice", "import_pynq"]
+
+FFJ0_MAGIC = 0x304A4646  # the firmware's own bring-up descriptors (docs/firmware.md)
+
+
+def import_pynq() -> Any:
+    """The pynq package, or a ToolchainError saying how to get it."""
+    try:
+        import pynq
+    except ImportError as exc:
+        raise ToolchainError(
+            f"the pynq device needs the pynq package ({exc}). On a board it is part of the "
+            "PYNQ image (run Python from its environment: source /etc/profile.d/pynq_venv.sh). "
+            "To emulate a board, install it in its own virtualenv, since it pins numpy < 2: "
+            "pip install 'pynq==3.1.*' 'pycparser<3' (docs/deploy.md)"
+        ) from None
+    return pynq
+
+
+class PynqBuffer(Buffer):
+    """A fiberflow Buffer over a ``pynq.allocate`` array (contiguous, possibly cached)."""
+
+    def __init__(self, pynq_buffer: Any, nbytes: int, device: PynqDevice) -> None:
+        address = getattr(pynq_buffer, "device_address", None)
+        if address is None:  # pynq < 3.0
+            address = pynq_buffer.physical_address
+        super().__init__(pynq_buffer.view(np.uint8)[:nbytes], int(address), device)
+        self.pynq_buffer = pynq_buffer
+
+    def flush(self) -> None:
+        self.pynq_buffer.flush()
+
+    def invalidate(self) -> None:
+        self.pynq_buffer.invalidate()
+
+
+class _Port:
+    """The :class:`ShellPort` of a pynq device: MMIO, pynq buffers, real (or simulated) time."""
+
+    def __init__(self, device: PynqDevice) -> None:
+        self.device = device
+        self.clock_mhz = device.clock_mhz
+
+    def read_reg(self, offset: int) -> int:
+        return int(self.device._mmio.read(offset)) & 0xFFFF_FFFF
+
+    def write_reg(self, offset: int, value: int) -> None:
+        self.device._mmio.write(offset, int(value) & 0xFFFF_FFFF)
+
+    def write_block(self, offset: int, words: np.ndarray) -> None:
+        self.device._mmio.write(offset, np.asarray(words, "<u4").tobytes())
+
+    def alloc(self, nbytes: int) -> Buffer:
+        return self.device.alloc(nbytes)
+
+    def free(self, buffer: Buffer) -> None:
+        self.device.free(buffer)
+
+    def elapse(self, cycles: int) -> None:
+        elapse = getattr(self.device.pynq_device, "elapse", None)
+        if elapse is not None:  # a simulated board: simulate the cycles
+            elapse(cycles)
+        else:
+            time.sleep(cycles / (self.clock_mhz * 1e6))
+
+    def hard_reset(self) -> None:
+        drop = getattr(self.device.pynq_device, "drop_in_flight", None)
+        if drop is not None:
+            drop()
+        else:
+            # The CPU reset also resets the DMA engines; give the interconnect time to finish
+            # the bursts they had issued (a few microseconds at most) before reloading.
+            time.sleep(1e-3)
+
+
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / "manifest.json"
+    if not path.is_file():
+        raise DeviceError(
+            f"{folder} is not a fiberflow build folder (no manifest.json); pass the folder "
+            "written by `fiberflow build --board NAME -o DIR` and copied to the board"
+        )
+    try:
+        manifest: dict[str, Any] = json.loads(path.read_text())
+        int(manifest["board"]["control_base"]) + int(manifest["overlay"]["control_range"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DeviceError(f"{path} is not a valid fiberflow manifest ({exc}); rebuild") from None
+    return manifest
+
+
+def _find_control(ip_dict: dict[str, Any], wrapper: str) -> tuple[str, int, int]:
+    """The overlay's entry in pynq's ip_dict: (name, physical address, range)."""
+    hits = [
+        (name, d)
+        for name, d in ip_dict.items()
+        if f":{wrapper}:" in str(d.get("type", "")) and d.get("phys_addr") is not None
+    ]
+    if len(hits) != 1:
+        known = ", ".join(f"{n} ({d.get('type')})" for n, d in ip_dict.items()) or "none"
+        raise DeviceError(
+            f"the overlay's .hwh has {len(hits)} blocks of type {wrapper} with an address, not "
+            f"1 (blocks: {known}); is this the .hwh of a fiberflow build?"
+        )
+    name, d = hits[0]
+    return name, int(d["phys_addr"]), int(d["addr_range"])
+
+
+class PynqDevice:
+    """The fiberflow overlay on a PYNQ board (or an emulated one). See the module docstring.
+
+    Parameters
+    ----------
+    overlay : path
+        A ``fiberflow build`` folder.
+    emulate : bool
+        Run on a simulated board (pynq with the rtl device's Verilator model); needs the hw
+        extra and pynq.
+    download : bool
+        Configure the PL (default). ``False`` attaches to an overlay already loaded.
+    firmware : bytes or path, optional
+        The control firmware image (default: the folder's ``firmware.bin``).
+    pynq_device : pynq.Device, optional
+        The pynq device to use (default: the board's own, the first pynq finds).
+    ddr : DdrModel, optional
+        Emulation only: the simulated DDR's timing.
+    """
+
+    name = "pynq"
+
+    def __init__(
+        self,
+        overlay: Any,
+        *,
+        emulate: bool = False,
+        download: bool = True,
+        firmware: Any = None,
+        pynq_device: Any = None,
+        ddr: Any = None,
+    ) -> None:
+        pynq = import_pynq()
+        self.folder = Path(overlay)
+        self.manifest = _read_manifest(self.folder)
+        board, ov = self.manifest["board"], self.manifest["overlay"]
+        self.last_stats: RunStats | None = None
+        self._buffers: dict[int, PynqBuffer] = {}
+        self._jobs: dict[int, dict[str, Any]] = {}
+        self._closed = False
+        if emulate:
+            if pynq_device is not None:
+                raise DeviceError("pass either emulate=True or pynq_device, not both")
+            bit = self._emulation_bitstream()
+            pynq_device = self._simulated_board(ov, board, ddr)
+        else:
+            if ddr is not None:
+                raise DeviceError("ddr= only applies to an emulated board (emulate=True)")
+            bit = self.folder / self.manifest.get("outputs", {}).get(
+                "bitstream", "overlay/fiberflow.bit"
+            )
+            for f in (bit, bit.with_suffix(".hwh")):
+                if not f.is_file():
+                    raise DeviceError(
+                        f"{f} is missing: run Vivado on the build folder first (the command is "
+                        f"in {self.folder / 'manifest.json'} under vivado.command; "
+                        "docs/deploy.md), or pass emulate=True to run on a simulated board"
+                    )
+            if pynq_device is None:
+                pynq_device = self._board_device(pynq)
+        self.pynq_device = pynq_device
+        try:
+            self.overlay = pynq.Overlay(str(bit), download=download, device=pynq_device)
+        except DeviceError:
+            raise
+        except Exception as exc:
+            raise DeviceError(f"pynq could not load {bit}: {type(exc).__name__}: {exc}") from exc
+        self.ip_name, base, span = _find_control(self.overlay.ip_dict, ov.get("wrapper", ""))
+        if base != int(board["control_base"]):
+            raise DeviceError(
+                f"the .hwh maps the overlay at {base:#x} but the build expects "
+                f"{int(board['control_base']):#x}; the .hwh and manifest.json are from "
+                "different builds"
+            )
+        self.control_base, self.control_range = base, span
+        self._mmio = pynq.MMIO(base, span, device=pynq_device)
+        self.clock_mhz = self._clock_mhz()
+        self.bus_bytes_per_cycle = int(ov["bus_bytes_per_cycle"])
+
+        from fiberflow.host.shell_driver import ShellDriver
+        from fiberflow.overlay import regmap
+
+        self._driver = ShellDriver(_Port(self))  # checks the ID register
+        version = self.read_reg(HOST.offset("VERSION"))
+        if version >> 16 != regmap.VERSION >> 16:
+            raise DeviceError(
+                f"the overlay's register map is version {version >> 16}.{version & 0xFFFF}; "
+                f"this fiberflow speaks {regmap.VERSION >> 16}.x: rebuild the overlay with "
+                "this fiberflow version, or install the one that built it"
+            )
+        self.info = self._driver.info
+        self.lanes = self.info.lanes
+        self.load_overlay(firmware=firmware)
+
+    # -- setting up ---------------------------------------------------------------------------
+    @staticmethod
+    def _board_device(pynq: Any) -> Any:
+        devices = list(pynq.Device.devices)
+        embedded = [d for d in devices if type(d).__name__ == "EmbeddedDevice"]
+        if not (embedded or devices):
+            raise DeviceError(
+                "pynq finds no FPGA device here: run on a PYNQ board, as root, in the PYNQ "
+                "Python environment; or pass emulate=True to run on a simulated board"
+            )
+        return (embedded or devices)[0]
+
+    def _emulation_bitstream(self) -> Path:
+        from fiberflow.boards import hwh
+
+        bit = self.folder / hwh.EMULATION_DIR / "fiberflow.bit"
+        if not (bit.is_file() and bit.with_suffix(".hwh").is_file()):
+            try:  # folders from older builds: write the pair now
+                hwh.write_emulation_pair(self.folder, self.manifest)
+            except OSError as exc:
+                raise DeviceError(
+                    f"cannot write the emulation .hwh into {self.folder} ({exc}); "
+                    "rebuild the folder with `fiberflow build`"
+                ) from None
+        return bit
+
+    def _simulated_board(self, ov: dict[str, Any], board: dict[str, Any], ddr: Any) -> Any:
+        try:
+            from fiberflow.host import pynq_sim
+            from fiberflow.host.rtl import RtlShell
+            from fiberflow.overlay.top import ShellConfig
+        except ImportError as exc:
+            raise ToolchainError(
+                f"emulating a board needs the hardware toolchain ({exc}); "
+                "install it with: pip install 'fiberflow[hw]'"
+            ) from None
+        params = dict(ov["params"])
+        if "kernels" in params:
+            params["kernels"] = tuple(params["kernels"])
+        try:
+            config = ShellConfig(**params)
+        except (TypeError, ValueError) as exc:
+            raise DeviceError(
+                f"the build's overlay parameters {params} are invalid: {exc}"
+            ) from None
+        shell = RtlShell(config, ddr)
+        arch = "armv7l" if board["ps"] == "ps7" else "aarch64"
+        pynq_sim.prepare_clocks()
+        return pynq_sim.SimulatedPynqDevice(
+            shell,
+            arch=arch,
+            control_base=int(board["control_base"]),
+            control_range=int(ov["control_range"]),
+        )
+
+    def _clock_mhz(self) -> float:
+        measured = getattr(self.pynq_device, "fabric_clock_mhz", None)
+        if measured is not None:  # the simulated board: what pynq actually programmed
+            mhz = float(measured())
+        else:
+            try:
+                from pynq.ps import Clocks
+
+                mhz = float(Clocks.fclk0_mhz)
+            except Exception:  # the clock registers are not readable: trust the build
+                mhz = float(self.manifest["board"]["fabric_clock_mhz"])
+        want = float(self.manifest["board"]["fabric_clock_mhz"])
+        if not abs(mhz - want) <= 0.02 * want:
+            raise DeviceError(
+                f"the fabric clock is {mhz:g} MHz after loading the overlay, but the build "
+                f"was made for {want:g} MHz; check the .hwh's PS clock settings"
+            )
+        return mhz
+
+    def load_overlay(self, bitstream: Any = None, firmware: Any = None) -> None:
+        """(Re)load the control firmware; ``bitstream=True`` downloads the bitstream again
+        first. ``firmware``: bytes, a path, or None for the build folder's ``firmware.bin``."""
+        if bitstream is not None and bitstream is not False:
+            if bitstream is not True:
+                raise DeviceError(
+                    "the pynq device loads its build folder's bitstream; open another "
+                    "device with ff.open('pynq', overlay=OTHER_DIR) for another one"
+                )
+            self.overlay.download()
+        if firmware is None:
+            path = self.folder / "firmware.bin"
+            image = path.read_bytes() if path.is_file() else None
+        elif isinstance(firmware, (bytes, bytearray)):
+            image = bytes(firmware)
+        else:
+            image = Path(firmware).read_bytes()
+        self._driver.load_firmware(image)
+
+    # -- memory -------------------------------------------------------------------------------
+    def alloc(self, nbytes: int) -> Buffer:
+        """Contiguous, zero-filled DDR of ``nbytes`` bytes (``pynq.allocate``)."""
+        self._check_open()
+        if nbytes <= 0:
+            raise DeviceError(f"cannot allocate {nbytes} bytes; ask for at least 1")
+        size = -(-int(nbytes) // 64) * 64  # whole cache lines: flushes never touch a neighbour
+        pynq = import_pynq()
+        try:
+            pb = pynq.allocate((size,), np.uint8, target=self.pynq_device)
+        except DeviceError:
+            raise
+        except Exception as exc:
+            raise DeviceError(
+                f"pynq could not allocate {size} contiguous bytes ({exc}); free buffers "
+                "(and resident matrices) you no longer need"
+            ) from exc
+        buf = PynqBuffer(pb, int(nbytes), self)
+        pb[:] = 0
+        pb.flush()
+        self._buffers[buf.address] = buf
+        return buf
+
+    def free(self, buffer: Buffer) -> None:
+        live = self._buffers.get(buffer.address)
+        if buffer.freed or id(live) != id(buffer):
+            raise DeviceError(f"{buffer!r} is not a live buffer of this device; free it once")
+        del self._buffers[buffer.address]
+        buffer.freed = True
+        assert isinstance(buffer, PynqBuffer)
+        buffer.pynq_buffer.freebuffer()
+
+    def put(self, A: Any, *, tile: Any = None, dtype: Any = None) -> ResidentMatrix:
+        """Pack ``A`` once and keep its image in board memory (see ``EmuDevice.put``)."""
+        return make_resident(self, A, tile, dtype)
+
+    # -- registers ----------------------------------------------------------------------------
+    def read_reg(self, offset: int) -> int:
+        self._check_reg(offset)
+        return int(self._mmio.read(offset)) & 0xFFFF_FFFF
+
+    def write_reg(self, offset: int, value: int) -> None:
+        self._check_reg(offset)
+        self._mmio.write(offset, int(value) & 0xFFFF_FFFF)
+
+    def _check_reg(self, offset: int) -> None:
+        self._check_open()
+        if offset % 4 or not 0 <= offset < self.control_range:
+            raise DeviceError(
+                f"register offset {offset:#x} is not a word inside the overlay's "
+                f"{self.control_range:#x}-byte control block"
+            )
+
+    # -- jobs ---------------------------------------------------------------------------------
+    def submit(self, job: Buffer) -> int:
+        """Ring the doorbell for the descriptor at the start of ``job``; return its id."""
+        self._check_open()
+        if id(self._buffers.get(job.address)) != id(job) or job.freed:
+            raise DeviceError(f"{job} is not a live buffer of this device")
+        meta = self._describe(job)
+        job.flush()
+        seq = self._driver.submit(job)
+        self._jobs[seq] = meta
+        return seq
+
+    def wait(self, job_id: int, timeout: float = DEFAULT_TIMEOUT) -> RunStats:
+        """Wait at most ``timeout`` seconds for job ``job_id``; return its statistics (also
+        ``last_stats``). A failed or timed-out job raises DeviceError / DeviceTimeoutError
+        with the decoded reason; the device is reset and ready for the next job."""
+        self._check_open()
+        if timeout is None or not timeout > 0:
+            raise DeviceError(f"timeout must be positive, not {timeout!r}")
+        meta = self._jobs.pop(job_id, None)
+        if meta is None:
+            raise DeviceError(f"no job {job_id} is waiting on this device (or it was reset)")
+        counters = self._driver.wait(job_id, timeout=timeout)
+        self.last_stats = self._driver.run_stats(
+            counters,
+            kernel=meta["kernel"],
+            k=meta["k"],
+            nnz=meta["nnz"],
+            tiles=meta["tiles"] or counters.tiles_done,
+            bus_bytes_per_cycle=self.bus_bytes_per_cycle,
+            clock_mhz=self.clock_mhz,
+            device=self.name,
+        )
+        if not counters.job_cycles:  # firmware without a per-job count (bring-up jobs)
+            self.last_stats = dataclasses.replace(self.last_stats, cycles=max(counters.cycles, 1))
+        self.last_counters = counters
+        return self.last_stats
+
+    def _describe(self, job: Buffer) -> dict[str, Any]:
+        """What the statistics need from a descriptor: kernel, k, nnz, tiles."""
+        magic = int(job.view("<u4", 1)[0]) if job.nbytes >= 4 else 0
+        if magic == FFJ0_MAGIC or magic != jobs.MAGIC:  # bring-up job (or a bad one)
+            return {"kernel": "copy", "k": 1, "nnz": 0, "tiles": 0}
+        desc = jobs.parse(job.array)
+        nnz = 0
+        image = self._find(desc.a_addr, desc.a_bytes)
+        if image is not None:
+            directory = jobs.Directory.from_bytes(image)
+            nnz = int(directory.nvals[desc.tile_list.astype(np.int64)].sum())
+        return {"kernel": desc.kernel, "k": desc.k, "nnz": nnz, "tiles": len(desc.tile_list)}
+
+    def _find(self, address: int, nbytes: int) -> np.ndarray | None:
+        for start, buf in self._buffers.items():
+            if start <= address and address + nbytes <= start + buf.nbytes:
+                return buf.array[address - start : address - start + nbytes]
+        return None
+
+    def reset(self) -> None:
+        """Hold the control CPU (and DMA engines, lanes), reload the firmware, release.
+        Buffers stay valid; jobs in flight are forgotten."""
+        self._check_open()
+        self._jobs.clear()
+        self._driver.reset()
+
+    def close(self) -> None:
+        """Free every buffer; hold the CPU in reset. The device cannot be used afterwards."""
+        if self._closed:
+            return
+        for buf in list(self._buffers.values()):
+            self.free(buf)
+        try:
+            self.write_reg(HOST.offset("CTRL"), HOST.reg("CTRL").field("CPU_RESET").mask)
+        except Exception:
+            pass
+        self._closed = True
+        shell = getattr(self.pynq_device, "shell", None)
+        if shell is not None:  # a simulated board: its model goes with the device
+            shell.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise DeviceError("this pynq device is closed; open a new one with ff.open('pynq')")
+
+    def __enter__(self) -> PynqDevice:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = "emulated" if hasattr(self.pynq_device, "shell") else "board"
+        return (
+            f"PynqDevice({str(self.folder)!r}, {where}, lanes={self.lanes}, "
+            f"clock_mhz={self.clock_mhz:g}, control={self.control_base:#x})"
+        )
