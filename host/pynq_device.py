@@ -369,8 +369,52 @@ class PynqDevice:
         buffer.pynq_buffer.freebuffer()
 
     def put(self, A: Any, *, tile: Any = None, dtype: Any = None) -> ResidentMatrix:
-        """Pack ``A`` once and keep its image in board memory (see ``EmuDevice.put``)."""
+        """Pack ``A`` once and keep its image in board memory (see ``EmuDevice.put``);
+        ``tile=None`` picks a tile shape that fits the lanes' buffers (:meth:`tile_limits`)."""
+        if tile is None:
+            tile = self.fitting_tile(A, dtype)
         return make_resident(self, A, tile, dtype)
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The value type the overlay computes in."""
+        return np.dtype(np.int32 if self.info.value_type == 2 else np.float32)
+
+    def tile_limits(self) -> tuple[int, int]:
+        """The largest (rows, cols) a tile may span so that its y block and x / B slice fit
+        the lanes' buffers for every k up to the overlay's max_k (the rtl device's rule)."""
+        i = self.info
+        per = 4 * max(i.max_k, 1)
+        step = max(i.bus_bytes // 4, 1)  # whole bus beats: slices stay aligned
+        return (i.y_bytes // per) // step * step, (i.x_bytes // per) // step * step
+
+    def fitting_tile(self, A: Any, dtype: Any = None) -> tuple[int, int]:
+        """The largest tile shape whose tiles of ``A`` fit this overlay's buffers: rows are
+        halved until the largest tile fits a tile buffer."""
+        from fiberflow.host import pack as packing
+        from fiberflow.host.resident import as_csr_tensor, default_tile
+
+        t = as_csr_tensor(A, dtype)
+        rmax, cmax = self.tile_limits()
+        if not (rmax and cmax):
+            raise DeviceError(
+                "this overlay has no SpMV/SpMM lanes (kernels=()); rebuild it with "
+                "fiberflow build --param kernels=spmv,spmm"
+            )
+        rows = min(rmax, default_tile(t.shape, self.lanes)[0])
+        while True:
+            img = packing.pack(t, (rows, cmax))
+            biggest = int(jobs.Directory.of(img).nbytes.max()) if img.n_tiles else 0
+            if biggest <= self.info.tile_bytes or rows <= 1:
+                break
+            rows = max(rows // 2, 1)
+        if biggest > self.info.tile_bytes:
+            raise DeviceError(
+                f"a single row of this matrix needs {biggest} bytes of tile, more than the "
+                f"overlay's {self.info.tile_bytes}-byte tile buffers; build the overlay with a "
+                "larger --tile-bytes"
+            )
+        return rows, cmax
 
     # -- registers ----------------------------------------------------------------------------
     def read_reg(self, offset: int) -> int:
