@@ -1,53 +1,22 @@
-/* Control firmware of the fiberflow shell (v0).
+/* Control firmware of the fiberflow shell.
  *
  * Waits for the host's doorbell, reads the job descriptor from DDR (by DMA into tile buffer 0),
- * runs the job and reports STATUS. Every wait has a watchdog on the cycle counter, so a stuck
+ * runs the job (the FFJB SpMV/SpMM walker of ffjb.c, or a v0 bring-up job) and reports STATUS
+ * and the job's cycles (MAILBOX[0]). Every wait has a watchdog on the cycle counter, so a stuck
  * DMA or lane ends in an error code, never a hang. Addresses and codes come from regs.h,
  * generated from overlay/regmap.py. See docs/firmware.md.
  */
-#include "regs.h"
+#include "fw.h"
 
-#define DEFAULT_TIMEOUT 2000000u /* cycles per wait when the descriptor says 0 */
 #define JOB_BYTES 32u
+#define FFJB_MAGIC 0x424A4646u /* "FFJB": the SpMV/SpMM job of docs/jobs.md */
 
-typedef unsigned int u32;
-
-static u32 bus_bytes;
-static u32 tile_bytes;
-static u32 n_lanes;
-static u32 n_dma;
-static u32 timeout;
-static u32 info; /* ERROR_INFO of the current job */
-
-static u32 field(u32 value, u32 mask, u32 shift) { return (value & mask) >> shift; }
-
-/* One DMA transfer on engine e, waited for. ctrl: DMA_CTRL bits besides GO (TO_DDR, ZERO).
- * Returns an FF_ERR_* code. Always inlined: on picorv32 a call and its register shuffling
- * cost about 100 cycles, as much again as the rest of a tile's control. */
-static inline __attribute__((always_inline)) u32 dma(u32 e, u32 ddr, u32 local, u32 length,
-                                                     u32 ctrl)
-{
-    u32 to_ddr = ctrl & FF_DMA_CTRL_TO_DDR_MASK;
-    FF_DMA_DDR(e) = ddr;
-    FF_DMA_LOCAL(e) = local;
-    FF_DMA_LENGTH(e) = length;
-    FF_DMA_CTRL(e) = FF_DMA_CTRL_GO_MASK | (ctrl & (FF_DMA_CTRL_TO_DDR_MASK | FF_DMA_CTRL_ZERO_MASK));
-    u32 start = FF_CYCLES_LO;
-    for (;;) {
-        u32 st = FF_DMA_STATUS(e);
-        if (!(st & FF_DMA_STATUS_BUSY_MASK)) {
-            if (st & FF_DMA_STATUS_ERROR_MASK) {
-                info = st;
-                return to_ddr ? FF_ERR_DMA_WRITE : FF_ERR_DMA_READ;
-            }
-            return FF_ERR_NONE;
-        }
-        if (FF_CYCLES_LO - start > timeout) {
-            info = st;
-            return FF_ERR_DMA_TIMEOUT;
-        }
-    }
-}
+u32 bus_bytes;
+u32 tile_bytes;
+u32 n_lanes;
+u32 n_dma;
+u32 timeout;
+u32 info; /* ERROR_INFO of the current job */
 
 static u32 misaligned(u32 value) { return value & (bus_bytes - 1u); }
 
@@ -182,6 +151,8 @@ static u32 run_job(void)
     const volatile u32 *buf = (const volatile u32 *)FF_CPU_LOCAL_BASE;
     for (u32 i = 0; i < JOB_BYTES / 4u; i++)
         job[i] = buf[i];
+    if (job[FF_JOBW_MAGIC] == FFJB_MAGIC)
+        return job_ffjb(addr);
     if (job[FF_JOBW_MAGIC] != FF_JOB_MAGIC) {
         info = job[FF_JOBW_MAGIC];
         return FF_ERR_BAD_MAGIC;
@@ -222,7 +193,9 @@ int main(void)
         FF_DOORBELL_ACK = 1;
         u32 seq = field(bell, FF_DOORBELL_SEQ_MASK, FF_DOORBELL_SEQ_SHIFT) << FF_STATUS_SEQ_SHIFT;
         FF_STATUS = seq | FF_STATE_BUSY;
+        u32 t0 = FF_CYCLES_LO;
         u32 err = run_job();
+        FF_MAILBOX(0) = FF_CYCLES_LO - t0; /* the job's own cycles, for the host's statistics */
         FF_ERROR_INFO = info;
         if (err == FF_ERR_NONE)
             FF_STATUS = seq | FF_STATE_DONE;

@@ -20,7 +20,11 @@ def open(name: str = "emu", **options: Any) -> Device:
         same jobs cycle-accurately in Verilator or on a board; they arrive with the overlay.
     **options
         Device options; for "emu": ``lanes``, ``clock_mhz``, ``bus_bytes_per_cycle``,
-        ``memory_bytes``. For "pynq": ``overlay`` (a ``fiberflow build`` folder, required),
+        ``memory_bytes``; for "rtl" (the generated overlay in Verilator): ``lanes`` (4),
+        ``dtype`` ("float32"), ``dma_engines``, ``tile_bytes``, ``x_bytes``, ``y_bytes``,
+        ``max_k``, ``board`` ("pynq-z2": DDR timing and clock), ``ddr``; see
+        ``fiberflow.host.rtl_device.RtlDevice``. For "pynq": ``overlay`` (a ``fiberflow build``
+        folder, required),
         ``emulate`` (run on a simulated board), ``download``, ``firmware``, ``pynq_device``,
         ``ddr`` (emulation).
     """
@@ -48,6 +52,13 @@ def open(name: str = "emu", **options: Any) -> Device:
                 f"ff.open('pynq'): {exc}; see help(ff.open) for the options"
             ) from None
         return PynqDevice(**options)
+    if name == "rtl":
+        from fiberflow.host.rtl_device import RtlDevice
+
+        try:
+            return RtlDevice(**options)
+        except TypeError as exc:
+            raise DeviceError(f"ff.open('rtl'): {exc}; see help(ff.open) for the options") from None
     if name in NAMES:
         raise DeviceError(
             f"the {name!r} device is not available in this version of fiberflow yet; "

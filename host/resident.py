@@ -114,9 +114,13 @@ def make_resident(device: Any, A: Any, tile: Any = None, dtype: Any = None) -> R
     if isinstance(A, ResidentMatrix):
         raise FiberflowError("this matrix is already resident; use the handle directly")
     t = as_csr_tensor(A, dtype)
-    if tile is None:
-        tile = default_tile(t.shape, getattr(device, "lanes", 1))
-    img = packing.pack(t, tile)
+    fit = getattr(device, "pack_to_fit", None)  # devices whose buffers bound the tile shape
+    if tile is None and fit is not None:
+        img = fit(t)
+    else:
+        if tile is None:
+            tile = default_tile(t.shape, getattr(device, "lanes", 1))
+        img = packing.pack(t, tile)
     if img.geometry.coord_bytes not in (2, 4):  # pragma: no cover - pack guarantees it
         raise DTypeError("unexpected coordinate width")
     buf = device.alloc(img.nbytes)

@@ -52,6 +52,7 @@ void ff_map(void *h, uint64_t base, uint64_t size, void *ptr);
 void ff_unmap(void *h, uint64_t base);
 void ff_fault_dma(void *h, uint64_t lo, uint64_t hi, int resp);
 void ff_stall_cpu(void *h, int on);
+void ff_stall_lanes(void *h, int on);
 void ff_hang_ddr(void *h, int on);
 void ff_exact(void *h, int on);
 int ff_write(void *h, uint32_t addr, uint32_t data, uint64_t max_cycles);
@@ -277,6 +278,37 @@ class RtlShell:
     def hold_cpu(self, on: bool) -> None:
         """Freeze the control CPU (it stops answering, as hung firmware would)."""
         self._lib.ff_stall_cpu(self._h, int(on))
+
+    def hold_lanes(self, on: bool) -> None:
+        """Withhold the lanes' tile ports: a running lane never finishes (lane watchdog)."""
+        self._lib.ff_stall_lanes(self._h, int(on))
+
+    # -- the port of fiberflow.host.shell_driver --
+    clock_mhz = 100.0
+
+    def write_block(self, offset: int, words: np.ndarray) -> None:
+        w = np.ascontiguousarray(words, dtype="<u4")
+        rc = self._lib.ff_write_block(
+            self._h, offset, self._ffi.from_buffer("uint32_t[]", w), w.size, _LITE_CYCLES
+        )
+        if rc != 0:
+            raise DeviceError(f"an AXI4-Lite block write at {offset:#x} failed; reset the device")
+
+    def poll(self, offset: int, mask: int, want: int, max_cycles: int) -> int | None:
+        """Wait (in C) until ``read_reg(offset) & mask == want``, at most ``max_cycles``."""
+        got = self._lib.ff_wait(self._h, offset, mask, want, 64, max_cycles, self._out)
+        return int(self._out[0]) if got >= 0 else None
+
+    def elapse(self, cycles: int) -> None:
+        self.step(cycles)
+
+    def hard_reset(self) -> None:
+        """With the CPU held in reset: release the fault hooks and drop the DDR model's
+        transactions in flight (the DMA engines were reset with the CPU)."""
+        self.hold_cpu(False)
+        self.hold_lanes(False)
+        self._lib.ff_abort(self._h)
+        self.step(4)
 
     # -- firmware and jobs --
     def load_firmware(self, image: bytes | None = None) -> None:

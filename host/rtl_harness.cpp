@@ -392,6 +392,7 @@ void ff_fault_dma(void *h, uint64_t lo, uint64_t hi, int resp) {
 }
 
 void ff_stall_cpu(void *h, int on) { ((Sim *)h)->top->stall_cpu = on ? 1 : 0; }
+void ff_stall_lanes(void *h, int on) { ((Sim *)h)->top->stall_lanes = on ? 1 : 0; }
 
 void ff_hang_ddr(void *h, int on) { ((Sim *)h)->hang = on != 0; }
 

@@ -183,7 +183,7 @@ _CONFIG0 = (
     Field("LANES", 0, 8, "number of lanes"),
     Field("DMA", 8, 4, "number of DMA engines (one AXI4 master port each)"),
     Field("BUS_BYTES", 16, 8, "AXI4 data width in bytes (8 or 16)"),
-    Field("VTYPE", 24, 8, "value type: 1 fp32, 2 int32 (the DMA image's codes)"),
+    Field("VTYPE", 24, 8, "value types: 1 fp32, 2 int32 (the DMA image's codes), 3 both"),
 )
 _CONFIG3 = (
     Field("X_LOG2", 0, 8, "log2 of each lane's x / B-slice buffer bytes (0: no SpMV/SpMM lanes)"),

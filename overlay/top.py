@@ -10,6 +10,8 @@ Top-level ports (Verilog names):
 * ``m_axi<e>_*``: one AXI4 master per DMA engine, to DDR;
 * ``stall_cpu``: debug halt of the control CPU (tie to 0 on boards; the rtl device's fault
   injection uses it).
+* ``stall_lanes``: debug hold of the lanes' tile ports (tie to 0 on boards): a running lane
+  never finishes (the rtl device's fault injection for the firmware's lane watchdog).
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from fiberflow.overlay.lane_placeholder import PlaceholderLane
 __all__ = ["TOP", "VALUE_TYPES", "Shell", "ShellConfig", "verilog"]
 
 TOP = "fiberflow_shell"
-VALUE_TYPES = {"fp32": 1, "int32": 2}  # the DMA image's and job descriptor's dtype codes
+# The DMA image's and job descriptor's dtype codes; CONFIG0.VTYPE is the mask of the codes the
+# lanes compute ("fp32+int32": lanes with both, the mode word picks per tile).
+VALUE_TYPES = {"fp32": 1, "int32": 2, "fp32+int32": 3}
 
 
 def _pow2(x: int) -> bool:
@@ -138,12 +142,13 @@ class Shell(Module):
 
         # Ports.
         self.stall_cpu = Signal(name="stall_cpu")
+        self.stall_lanes = Signal(name="stall_lanes")
         self.s_axil = axi_pads(axil.bus, "s_axil", full=False)
         self.comb += axil.bus.connect_to_pads(self.s_axil, mode="slave")
         self.m_axi = [axi_pads(d.axi, f"m_axi{e}", full=True) for e, d in enumerate(dmas)]
         for d, pads in zip(dmas, self.m_axi, strict=True):
             self.comb += d.axi.connect_to_pads(pads, mode="master")
-        self.ios = {self.stall_cpu, *pad_signals(self.s_axil)}
+        self.ios = {self.stall_cpu, self.stall_lanes, *pad_signals(self.s_axil)}
         for pads in self.m_axi:
             self.ios |= set(pad_signals(pads))
 
@@ -358,7 +363,7 @@ class Shell(Module):
                     If(ln.busy | ln.start, *lane_side).Else(*cpu_side),
                 ]
                 if kind == "tile":
-                    self.comb += ln.tile_en.eq(1)
+                    self.comb += ln.tile_en.eq(~self.stall_lanes)
 
         dma_ddr = [Signal(32) for _ in dmas]
         dma_local = [Signal(32) for _ in dmas]
@@ -453,7 +458,7 @@ def _lane(cfg: ShellConfig) -> Module:
 
     bb = cfg.bus_bytes
     return Lane(
-        value_types=(cfg.value_type,),
+        value_types=tuple(cfg.value_type.split("+")),
         bus_bits=cfg.bus_bits,
         tile_depth=cfg.tile_bytes // bb,
         x_depth=cfg.x_bytes // bb,
