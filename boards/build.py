@@ -68,12 +68,16 @@ def overlay_sources(params: Mapping[str, Any]) -> OverlaySources:
             f"generating the overlay needs the hardware toolchain ({exc}); "
             "install it with: pip install 'fiberflow[hw]'"
         ) from exc
+    params = dict(params)
+    if isinstance(params.get("kernels"), str):  # --param kernels=spmv,spmm
+        params["kernels"] = tuple(k.strip() for k in params["kernels"].split(",") if k.strip())
     try:
         config = top.ShellConfig(**params)
+        files = top.verilog(config)
     except (TypeError, ValueError) as exc:
-        raise BuildError(f"invalid overlay parameters {dict(params)}: {exc}") from None
+        raise BuildError(f"invalid overlay parameters {params}: {exc}") from None
     return OverlaySources(
-        top=top.TOP, files=top.verilog(config), params=config.as_dict(), firmware=firmware.image()
+        top=top.TOP, files=files, params=config.as_dict(), firmware=firmware.image()
     )
 
 
