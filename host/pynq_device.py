@@ -189,6 +189,7 @@ class PynqDevice:
         self._buffers: dict[int, PynqBuffer] = {}
         self._jobs: dict[int, dict[str, Any]] = {}
         self._closed = False
+        self._emulated = bool(emulate)
         if emulate:
             if pynq_device is not None:
                 raise DeviceError("pass either emulate=True or pynq_device, not both")
@@ -335,6 +336,30 @@ class PynqDevice:
         else:
             image = Path(firmware).read_bytes()
         self._driver.load_firmware(image)
+        self._wait_until_idle()
+
+    def _wait_until_idle(self, timeout: float = 5.0) -> None:
+        """Wait for the firmware's first STATUS = IDLE (sequence 0). Until then STATUS may
+        still hold an earlier session's DONE for the sequence number the next job will use
+        (after download=False), which a wait would take for that job's."""
+        from fiberflow.overlay import regmap
+
+        idle = {s.name: s.value for s in regmap.STATES}["IDLE"]
+        status = HOST.offset("STATUS")
+        port = self._driver.port
+        deadline = time.monotonic() + timeout
+        waited = 0
+        while True:
+            value = self.read_reg(status)
+            if value == idle:
+                return
+            if time.monotonic() > deadline or waited > 50_000_000:
+                raise DeviceError(
+                    f"the control firmware did not start (STATUS {value:#010x} after "
+                    f"{timeout:g} s); is the overlay loaded? Try download=True"
+                )
+            port.elapse(1000)
+            waited += 1000
 
     # -- memory -------------------------------------------------------------------------------
     def alloc(self, nbytes: int) -> Buffer:
@@ -508,9 +533,8 @@ class PynqDevice:
         except Exception:
             pass
         self._closed = True
-        shell = getattr(self.pynq_device, "shell", None)
-        if shell is not None:  # a simulated board: its model goes with the device
-            shell.close()
+        if self._emulated:  # the simulated board made for this device goes with it
+            self.pynq_device.shell.close()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -523,7 +547,7 @@ class PynqDevice:
         self.close()
 
     def __repr__(self) -> str:
-        where = "emulated" if hasattr(self.pynq_device, "shell") else "board"
+        where = "emulated" if self._emulated else "board"
         return (
             f"PynqDevice({str(self.folder)!r}, {where}, lanes={self.lanes}, "
             f"clock_mhz={self.clock_mhz:g}, control={self.control_base:#x})"

@@ -173,13 +173,17 @@ class SimulatedPynqDevice(Device):
 
     # -- the bitstream ------------------------------------------------------------------------
     def get_bitfile_metadata(self, bitfile_name: str, partial: bool = False) -> Any:
-        from pynq.metadata.runtime_metadata_parser import RuntimeMetadataParser
+        # The parser the installed pynq's own board device uses: pynq 3.1 ships it as
+        # pynq.metadata.runtime_metadata_parser, pynq 4.0 takes pynqmetadata.views.runtime's.
+        from pynq.pl_server import embedded_device
         from pynqmetadata.frontends import Metadata
+
+        parser_class = embedded_device.RuntimeMetadataParser
 
         hwh = Path(bitfile_name).with_suffix(".hwh")
         if not hwh.is_file():
             raise DeviceError(f"{hwh} is missing; the overlay needs its .hwh next to the .bit")
-        return RuntimeMetadataParser(Metadata(input=hwh))
+        return parser_class(Metadata(input=hwh))
 
     def download(self, bitstream: Any, parser: Any = None) -> None:
         """'Configure the PL': the shell comes up as after power-on (CPU held in reset)."""

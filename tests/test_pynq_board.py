@@ -273,6 +273,35 @@ def test_reload_firmware_and_bitstream(dev) -> None:
         dev.load_overlay(bitstream="other.bit")
 
 
+def test_board_branch_with_an_explicit_pynq_device(tmp_path_factory) -> None:
+    """The non-emulated path (overlay/fiberflow.bit + .hwh, the caller's pynq device), here
+    with a simulated board passed in as the board's own device would be."""
+    import shutil
+
+    from fiberflow.host.rtl import RtlShell
+
+    folder = Path(_build(tmp_path_factory, "pynq-z2"))
+    for ext in (".bit", ".hwh"):
+        shutil.copy(folder / hwh.EMULATION_DIR / f"fiberflow{ext}", folder / "overlay")
+    m = json.loads((folder / "manifest.json").read_text())
+    pynq_sim.prepare_clocks()
+    sim = pynq_sim.SimulatedPynqDevice(
+        RtlShell(),
+        arch="armv7l",
+        control_base=m["board"]["control_base"],
+        control_range=m["overlay"]["control_range"],
+    )
+    with ff.open("pynq", overlay=folder, pynq_device=sim) as d:
+        assert d.pynq_device is sim and sim.downloads == 1
+        data, out, _ = _copy(d, 1024, seed=12)
+        np.testing.assert_array_equal(out, data)
+    with ff.open("pynq", overlay=folder, pynq_device=sim, download=False) as d:
+        assert sim.downloads == 1  # attached to the loaded overlay
+        data, out, _ = _copy(d, 1024, seed=13)
+        np.testing.assert_array_equal(out, data)
+    sim.shell.close()
+
+
 # -- opening errors ----------------------------------------------------------------------------
 
 
