@@ -395,15 +395,14 @@ class PynqDevice:
 
     def put(self, A: Any, *, tile: Any = None, dtype: Any = None) -> ResidentMatrix:
         """Pack ``A`` once and keep its image in board memory (see ``EmuDevice.put``);
-        ``tile=None`` picks a tile shape that fits the lanes' buffers (:meth:`tile_limits`)."""
-        if tile is None:
-            tile = self.fitting_tile(A, dtype)
+        ``tile=None`` picks a tile shape that fits the lanes' buffers (:meth:`pack_to_fit`)."""
         return make_resident(self, A, tile, dtype)
 
     @property
-    def dtype(self) -> np.dtype:
-        """The value type the overlay computes in."""
-        return np.dtype(np.int32 if self.info.value_type == 2 else np.float32)
+    def dtypes(self) -> tuple[np.dtype, ...]:
+        """The value types the overlay computes in (CONFIG0.VTYPE: 1 fp32, 2 int32, 3 both)."""
+        vt = self.info.value_type
+        return tuple(np.dtype(d) for bit, d in ((1, np.float32), (2, np.int32)) if vt & bit)
 
     def tile_limits(self) -> tuple[int, int]:
         """The largest (rows, cols) a tile may span so that its y block and x / B slice fit
@@ -413,18 +412,24 @@ class PynqDevice:
         step = max(i.bus_bytes // 4, 1)  # whole bus beats: slices stay aligned
         return (i.y_bytes // per) // step * step, (i.x_bytes // per) // step * step
 
-    def fitting_tile(self, A: Any, dtype: Any = None) -> tuple[int, int]:
-        """The largest tile shape whose tiles of ``A`` fit this overlay's buffers: rows are
-        halved until the largest tile fits a tile buffer."""
+    def pack_to_fit(self, t: Any) -> Any:
+        """Pack tensor ``t`` with the largest tiles that fit this overlay's buffers: the
+        column span from :meth:`tile_limits`, rows halved until every tile fits a tile
+        buffer. (``ff.put`` / ``ff.spmv`` call this when no ``tile=`` is given.)"""
         from fiberflow.host import pack as packing
-        from fiberflow.host.resident import as_csr_tensor, default_tile
+        from fiberflow.host.resident import default_tile
 
-        t = as_csr_tensor(A, dtype)
         rmax, cmax = self.tile_limits()
         if not (rmax and cmax):
             raise DeviceError(
                 "this overlay has no SpMV/SpMM lanes (kernels=()); rebuild it with "
                 "fiberflow build --param kernels=spmv,spmm"
+            )
+        if t.dtype not in self.dtypes:
+            have = " and ".join(str(d) for d in self.dtypes)
+            raise DeviceError(
+                f"this overlay computes in {have}; the matrix is {t.dtype}. Convert it "
+                "(dtype=) or build the overlay with --value-type for it"
             )
         rows = min(rmax, default_tile(t.shape, self.lanes)[0])
         while True:
@@ -439,7 +444,15 @@ class PynqDevice:
                 f"overlay's {self.info.tile_bytes}-byte tile buffers; build the overlay with a "
                 "larger --tile-bytes"
             )
-        return rows, cmax
+        return img
+
+    def fitting_tile(self, A: Any, dtype: Any = None) -> tuple[int, int]:
+        """The tile shape :meth:`pack_to_fit` picks for ``A`` (to pack it the same way
+        elsewhere, e.g. on the emulator)."""
+        from fiberflow.host.resident import as_csr_tensor
+
+        tile = self.pack_to_fit(as_csr_tensor(A, dtype)).tile
+        return int(tile[0]), int(tile[1])
 
     # -- registers ----------------------------------------------------------------------------
     def read_reg(self, offset: int) -> int:

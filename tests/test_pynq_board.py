@@ -348,6 +348,7 @@ def test_spmv_bit_exact_with_the_emulator(kernel_dev) -> None:
     rmax, cmax = kernel_dev.tile_limits()
     assert tile[0] <= rmax and tile[1] == cmax
     h = kernel_dev.put(A)  # packed once, to fit the lanes' buffers
+    assert h.tile == tile
     y = _walker_or_skip(lambda: ff.spmv(h, x, device=kernel_dev))
     with ff.open("emu", lanes=kernel_dev.lanes) as emu:
         want = ff.spmv(A, x, device=emu, tile=tile)
@@ -355,9 +356,19 @@ def test_spmv_bit_exact_with_the_emulator(kernel_dev) -> None:
     stats = kernel_dev.last_stats
     assert not stats.estimated and stats.nnz == A.nnz and stats.kernel == "spmv"
     assert stats.cycles > stats.nnz / kernel_dev.lanes
-    # the same again, packed per call with the same tiles
-    y2 = ff.spmv(A, x, device=kernel_dev, tile=tile)
+    # the same again, packed per call (to fit, as no tile= is given)
+    y2 = ff.spmv(A, x, device=kernel_dev)
     np.testing.assert_array_equal(y2.view(np.uint32), want.view(np.uint32))
+    h.free()
+
+
+def test_a_value_type_the_overlay_lacks_is_refused(kernel_dev) -> None:
+    import scipy.sparse as sp
+
+    A = sp.random(20, 20, density=0.2, format="csr", dtype=np.float32).astype(np.int32)
+    assert kernel_dev.dtypes == (np.dtype(np.float32),)
+    with pytest.raises(DeviceError, match="computes in float32"):
+        kernel_dev.put(A)
 
 
 def test_spmm_bit_exact_with_the_emulator(kernel_dev) -> None:
@@ -367,7 +378,7 @@ def test_spmm_bit_exact_with_the_emulator(kernel_dev) -> None:
     A = sp.random(200, 150, density=0.05, format="csr", random_state=rng, dtype=np.float32)
     B = rng.standard_normal((150, 4)).astype(np.float32)
     tile = kernel_dev.fitting_tile(A)
-    C = _walker_or_skip(lambda: ff.spmm(A, B, device=kernel_dev, tile=tile))
+    C = _walker_or_skip(lambda: ff.spmm(A, B, device=kernel_dev))
     with ff.open("emu", lanes=kernel_dev.lanes) as emu:
         want = ff.spmm(A, B, device=emu, tile=tile)
     np.testing.assert_array_equal(C.view(np.uint32), want.view(np.uint32))
@@ -379,3 +390,24 @@ def test_overlay_without_lanes_says_so(dev) -> None:
 
     with pytest.raises(DeviceError, match="no SpMV/SpMM lanes"):
         dev.put(sp.random(10, 10, density=0.2, format="csr", dtype=np.float32))
+
+
+def test_int32_spmv_and_spmm_on_an_fp32_int32_overlay(tmp_path_factory) -> None:
+    import scipy.sparse as sp
+
+    folder = _build(tmp_path_factory, "pynq-z2", kernels=("spmv", "spmm"), value_type="fp32+int32")
+    rng = np.random.default_rng(3)
+    A = sp.random(300, 257, density=0.03, format="csr", random_state=rng)
+    A.data = rng.integers(-50, 50, A.nnz).astype(np.float64)
+    A = A.astype(np.int32)
+    x = rng.integers(-9, 9, 257).astype(np.int32)
+    B = rng.integers(-9, 9, (257, 3)).astype(np.int32)
+    with ff.open("pynq", overlay=folder, emulate=True) as d:
+        assert d.dtypes == (np.dtype(np.float32), np.dtype(np.int32))
+        y = _walker_or_skip(lambda: ff.spmv(A, x, device=d))
+        C = ff.spmm(A, B, device=d)
+        tile = d.fitting_tile(A)
+    with ff.open("emu", lanes=4) as emu:
+        np.testing.assert_array_equal(y, ff.spmv(A, x, device=emu, tile=tile))
+        np.testing.assert_array_equal(C, ff.spmm(A, B, device=emu, tile=tile))
+    np.testing.assert_array_equal(y, A @ x)
