@@ -331,7 +331,9 @@ class ShellDriver:
             bus_bytes_per_cycle=bus_bytes_per_cycle,
             clock_mhz=clock_mhz,
             lane_busy_cycles=c.lane_busy,
-            lane_stall_cycles=c.lane_stall,
+            # RunStats' stall is "not busy" (the lane waited for the firmware or DMA); the
+            # lanes' own stall counters (busy but blocked) stay in ShellCounters.lane_stall.
+            lane_stall_cycles=tuple(max(c.job_cycles - b, 0) for b in c.lane_busy),
             estimated=False,
             device=device,
         )

@@ -1,0 +1,181 @@
+"""The rtl device: bit-exact with the emulator on every test matrix, statistics from the
+hardware counters, and faults that end in a clear FiberflowError after which the next call
+succeeds. (tests/test_kernels.py runs the device-parametrized kernel tests on rtl as well.)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import fiberflow as ff
+from fiberflow.host import job as jobs
+
+pytestmark = pytest.mark.rtl
+pytest.importorskip("fiberflow.host.rtl")
+
+from test_kernels import CASES  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def rtl():  # type: ignore[no-untyped-def]
+    dev = ff.open("rtl", dtype=("float32", "int32"))
+    yield dev
+    dev.close()
+
+
+@pytest.fixture(scope="module")
+def emu():  # type: ignore[no-untyped-def]
+    return ff.open("emu")
+
+
+def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.dtype == b.dtype and np.array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_float32_bits_equal_the_emulator(rtl, emu, case: str) -> None:  # type: ignore[no-untyped-def]
+    A = CASES[case]()
+    r = np.random.default_rng(11)
+    x = (r.standard_normal(A.shape[1]) * 1e3).astype(np.float32)
+    assert same_bits(ff.spmv(A, x, device=rtl), ff.spmv(A, x, device=emu))
+    B = r.standard_normal((A.shape[1], 3)).astype(np.float32)
+    assert same_bits(ff.spmm(A, B, device=rtl), ff.spmm(A, B, device=emu))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_int32_bits_equal_the_emulator(rtl, emu, case: str) -> None:  # type: ignore[no-untyped-def]
+    r = np.random.default_rng(12)
+    A = sp.csr_array(CASES[case]())
+    A.data = r.integers(-(2**31), 2**31, A.nnz).astype(np.int64)
+    A = sp.csr_array(A.astype(np.int32))
+    x = r.integers(-(2**31), 2**31, A.shape[1]).astype(np.int32)
+    assert same_bits(ff.spmv(A, x, device=rtl), ff.spmv(A, x, device=emu))
+    B = r.integers(-1000, 1000, (A.shape[1], 2)).astype(np.int32)
+    assert same_bits(ff.spmm(A, B, device=rtl), ff.spmm(A, B, device=emu))
+
+
+def test_unaligned_tiles_and_accumulate(rtl, emu) -> None:  # type: ignore[no-untyped-def]
+    """Odd tile shapes put y blocks and x slices off the bus beat (read-modify-write of the
+    shared beats); ACCUMULATE loads y. A resident matrix run twice gives the same bits."""
+    A = CASES["power law"]()
+    x = np.random.default_rng(13).standard_normal(A.shape[1]).astype(np.float32)
+    h = rtl.put(A, tile=(3, 5))
+    y1 = ff.spmv(h, x, device=rtl)
+    assert same_bits(y1, ff.spmv(A, x, device=emu, tile=(3, 5)))
+    assert same_bits(ff.spmv(h, x, device=rtl), y1)
+    # ACCUMULATE: y starts from given values (descriptor flag, driven directly).
+    y0 = np.random.default_rng(14).standard_normal(A.shape[0]).astype(np.float32)
+    got = run_accumulate(rtl, h, x, y0)
+    he = emu.put(A, tile=(3, 5))
+    want = run_accumulate(emu, he, x, y0)
+    assert same_bits(got, want)
+    h.free()
+
+
+def run_accumulate(dev, h, x, y0):  # type: ignore[no-untyped-def]
+    m, n = h.shape
+    table, tiles = h.schedule(dev.lanes, 1)
+    xb, yb = dev.alloc(x.nbytes), dev.alloc(y0.nbytes)
+    jb = dev.alloc(jobs.descriptor_bytes(len(table), len(tiles)))
+    xb.write(x)
+    yb.write(y0)
+    jobs.write_descriptor(
+        jb.array, kernel="spmv", dtype=h.dtype, m=m, n=n, k=1, a_addr=h.buffer.address,
+        a_bytes=h.image_bytes, x_addr=xb.address, y_addr=yb.address, lane_table=table,
+        tile_list=tiles, flags=jobs.FLAG_ACCUMULATE,
+    )  # fmt: skip
+    dev.wait(dev.submit(jb), 30)
+    y = yb.view(np.float32, m).copy()
+    for b in (xb, yb, jb):
+        dev.free(b)
+    return y
+
+
+def test_stats_come_from_the_counters(rtl) -> None:  # type: ignore[no-untyped-def]
+    A = CASES["random"]()
+    ff.spmv(A, np.ones(A.shape[1], np.float32), device=rtl)
+    s, c = rtl.last_stats, rtl.last_counters
+    assert not s.estimated and s.device == "rtl"
+    assert s.cycles == c.job_cycles > 0
+    assert s.dma_bytes == c.dma_bytes >= A.nnz * 6
+    assert s.tiles == c.tiles_done and s.nnz == A.nnz
+    assert s.lane_busy_cycles == c.lane_busy and sum(c.lane_busy) >= A.nnz
+    assert 0 < s.efficiency <= 1
+
+
+# -- faults -----------------------------------------------------------------------------------
+
+A_F = CASES["random"]()
+X_F = np.random.default_rng(15).standard_normal(A_F.shape[1]).astype(np.float32)
+
+
+def recovers(rtl, emu) -> None:  # type: ignore[no-untyped-def]
+    assert same_bits(ff.spmv(A_F, X_F, device=rtl), ff.spmv(A_F, X_F, device=emu))
+
+
+def test_dma_error_response(rtl, emu) -> None:  # type: ignore[no-untyped-def]
+    h = rtl.put(A_F)
+    rtl.inject("dma_error", h.buffer)
+    with pytest.raises(ff.DeviceError, match="DMA_READ.*SLVERR"):
+        ff.spmv(h, X_F, device=rtl, timeout=20)
+    rtl.inject(None)
+    assert same_bits(ff.spmv(h, X_F, device=rtl), ff.spmv(A_F, X_F, device=emu))
+    h.free()
+
+
+@pytest.mark.parametrize(
+    ("fault", "match"),
+    [("hang_lanes", "LANE_TIMEOUT"), ("hang_ddr", "DMA_TIMEOUT")],
+)
+def test_watchdogs(rtl, emu, fault: str, match: str) -> None:  # type: ignore[no-untyped-def]
+    rtl.inject(fault)
+    with pytest.raises(ff.DeviceError, match=match):
+        ff.spmv(A_F, X_F, device=rtl, timeout=30)
+    rtl.inject(None)  # the fault is gone (a reset alone does not heal a hung DDR)
+    recovers(rtl, emu)
+
+
+def test_firmware_that_does_not_answer(rtl, emu) -> None:  # type: ignore[no-untyped-def]
+    rtl.inject("hang_cpu")
+    with pytest.raises(ff.DeviceTimeoutError, match="heartbeat stopped"):
+        ff.spmv(A_F, X_F, device=rtl, timeout=1.0)
+    recovers(rtl, emu)
+
+
+@pytest.mark.parametrize(
+    ("offset", "value", "match"),
+    [
+        (0, 0x12345678, "BAD_MAGIC"),
+        (4, 7, "BAD_JOB.*info 0x4"),  # version
+        (6, 9, "BAD_JOB.*info 0x6"),  # kernel
+        (10, 3, "BAD_LANES"),
+        (64, 8, "BAD_JOB.*info 0x40"),  # x_row_bytes
+    ],
+)
+def test_malformed_descriptor(rtl, emu, offset: int, value: int, match: str) -> None:  # type: ignore[no-untyped-def]
+    h = rtl.put(A_F)
+    table, tiles = h.schedule(rtl.lanes, 1)
+    xb, yb = rtl.alloc(X_F.nbytes), rtl.alloc(4 * A_F.shape[0])
+    jb = rtl.alloc(jobs.descriptor_bytes(len(table), len(tiles)))
+    jobs.write_descriptor(
+        jb.array, kernel="spmv", dtype=h.dtype, m=A_F.shape[0], n=A_F.shape[1], k=1,
+        a_addr=h.buffer.address, a_bytes=h.image_bytes, x_addr=xb.address, y_addr=yb.address,
+        lane_table=table, tile_list=tiles,
+    )  # fmt: skip
+    width = 4 if offset in (0, 64) else 2 if offset in (4, 10) else 1
+    jb.array[offset : offset + width] = np.frombuffer(value.to_bytes(width, "little"), np.uint8)
+    with pytest.raises(ff.DeviceError, match=match):
+        rtl.wait(rtl.submit(jb), 20)
+    for b in (xb, yb, jb):
+        rtl.free(b)
+    h.free()
+    recovers(rtl, emu)
+
+
+def test_tile_too_big_for_the_buffers(rtl) -> None:  # type: ignore[no-untyped-def]
+    A = sp.csr_array(sp.random_array((50, 9000), density=0.05, rng=0, dtype=np.float32))
+    with pytest.raises(ff.DeviceError, match="TOO_BIG"):
+        ff.spmv(A, np.ones(9000, np.float32), device=rtl, tile=(50, 9000))
+    assert ff.spmv(A, np.ones(9000, np.float32), device=rtl).shape == (50,)
