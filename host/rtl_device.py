@@ -14,8 +14,9 @@ bytes the DMA engines moved, each lane's busy and stall cycles.
 
 Tiles must fit the lanes' buffers. ``put`` (and a non-resident ``ff.spmv``) choose the tile
 shape when none is given (:meth:`RtlDevice.pack_to_fit`): a row tile's y block and a column
-tile's x / B slice fit for every ``k`` up to ``max_k``, and rows are halved until every tile's
-bytes fit a tile buffer. An explicit ``tile=`` that does not fit ends in a ``DeviceError``.
+tile's x slice fit (SpMV), and rows are cut until every tile's bytes fit a tile buffer. An SpMM
+whose B / C rows do not fit with those tiles runs as several jobs over column blocks of B. An
+explicit ``tile=`` that does not fit ends in a ``DeviceError``.
 
 Fault injection for tests: :meth:`RtlDevice.inject` (``"dma_error"``, ``"hang_ddr"``,
 ``"hang_lanes"``, ``"hang_cpu"``, ``None`` to clear).
@@ -33,7 +34,7 @@ from fiberflow.host import pack as packing
 from fiberflow.host import stats
 from fiberflow.host.device import DEFAULT_TIMEOUT, Buffer
 from fiberflow.host.resident import ResidentMatrix, default_tile, make_resident
-from fiberflow.host.shell_driver import ShellDriver
+from fiberflow.host.shell_driver import ShellCounters, ShellDriver
 
 __all__ = ["RtlDevice"]
 
@@ -45,7 +46,7 @@ class RtlDevice:
 
     ``lanes`` (4), ``dtype`` ("float32", "int32" or both as a tuple: the lanes' arithmetic),
     ``dma_engines``
-    (1), ``bus_bits`` (64), ``tile_bytes`` (16384), ``x_bytes`` (16384), ``y_bytes`` (8192),
+    (1), ``bus_bits`` (64), ``tile_bytes`` (32768), ``x_bytes`` (32768), ``y_bytes`` (8192),
     ``max_k`` (8), ``ram_bytes`` (8192), ``board`` ("pynq-z2": the DDR model and clock),
     ``ddr`` (a :class:`fiberflow.host.rtl.DdrModel`, overriding the board's).
     """
@@ -59,8 +60,8 @@ class RtlDevice:
         dtype: str = "float32",
         dma_engines: int = 1,
         bus_bits: int = 64,
-        tile_bytes: int = 16384,
-        x_bytes: int = 16384,
+        tile_bytes: int = 32768,
+        x_bytes: int = 32768,
         y_bytes: int = 8192,
         max_k: int = 8,
         ram_bytes: int = 8192,
@@ -73,9 +74,7 @@ class RtlDevice:
 
         names = [dtype] if isinstance(dtype, str) else list(dtype)
         if not names or any(str(d) not in _VTYPE for d in names):
-            raise DeviceError(
-                f"dtype must be 'float32', 'int32' or both as a tuple, not {dtype!r}"
-            )
+            raise DeviceError(f"dtype must be 'float32', 'int32' or both as a tuple, not {dtype!r}")
         vt = "+".join(sorted({_VTYPE[str(d)] for d in names}, key=["fp32", "int32"].index))
         try:
             self.config = ShellConfig(
@@ -103,7 +102,8 @@ class RtlDevice:
         self.shell.clock_mhz = self.clock_mhz
         self.driver = ShellDriver(self.shell)
         self.driver.load_firmware()
-        self._jobs: dict[int, tuple[str, int, int, int]] = {}
+        self._jobs: dict[int, tuple[Any, Any, tuple[str, int, int, int]]] = {}
+        self._ids = 0
 
     # -- memory -------------------------------------------------------------------------------
 
@@ -186,42 +186,62 @@ class RtlDevice:
     # -- jobs ---------------------------------------------------------------------------------
 
     def submit(self, job: Buffer) -> int:
-        """Ring the firmware's doorbell for the descriptor in ``job``. The firmware checks the
-        descriptor; the host only reads what it needs for the statistics."""
+        """Start the job whose descriptor is in ``job``. The firmware checks the descriptor;
+        the host reads what it needs for the statistics, and splits an SpMM whose B / C rows
+        do not fit the lanes' buffers with this matrix's tiles into column blocks that do
+        (run one after the other by :meth:`wait`; each column of C is computed exactly as
+        in one job, so the bits do not change)."""
         if job.device is not self.shell or job.freed:
             raise DeviceError(f"{job} is not a live buffer of this device")
-        info = ("spmv", 1, 0, 0)
+        self._ids += 1
         try:
             desc = jobs.parse(job.array)
         except DeviceError:
             desc = None  # malformed: the firmware says what is wrong
-        if desc is not None:
-            if desc.kernel == "spmm" and desc.k > self.config.max_k:
-                raise DeviceError(
-                    f"this rtl overlay accumulates at most max_k={self.config.max_k} columns of "
-                    f"B, the job has k={desc.k}; open the device with a larger max_k= or split B"
-                )
-            nnz = 0
-            img = self._find(desc.a_addr)
-            if img is not None and desc.a_addr == img.address:
-                try:
-                    d = jobs.Directory.from_bytes(img.array)
-                    tl = desc.tile_list.astype(np.int64)
-                    nnz = int(d.nvals[tl[tl < len(d.nvals)]].sum())
-                except DeviceError:
-                    pass
-            info = (desc.kernel, desc.k, nnz, len(desc.tile_list))
-        seq = self.driver.submit(job)
-        self._jobs[seq] = info
-        return seq
+        if desc is None:
+            self._jobs[self._ids] = (self.driver.submit(job), None, ("spmv", 1, 0, 0))
+            return self._ids
+        d = None
+        img = self._find(desc.a_addr)
+        if img is not None and desc.a_addr == img.address:
+            try:
+                d = jobs.Directory.from_bytes(img.array)
+            except DeviceError:
+                pass
+        nnz = 0
+        if d is not None:
+            tl = desc.tile_list.astype(np.int64)
+            nnz = int(d.nvals[tl[tl < len(d.nvals)]].sum())
+        info = (desc.kernel, desc.k, nnz, len(desc.tile_list))
+        kb = self._columns_that_fit(desc, d)
+        if desc.kernel == "spmm" and 1 <= kb < desc.k:
+            self._jobs[self._ids] = (None, (desc, kb), info)
+        else:
+            self._jobs[self._ids] = (self.driver.submit(job), None, info)
+        return self._ids
+
+    def _columns_that_fit(self, desc: Any, d: Any) -> int:
+        """The most columns of B (at most max_k) whose x slices and y blocks fit the lanes'
+        buffers with the image's tiles; 0 if not even one does."""
+        if d is None:
+            return desc.k
+        c, bb = self.config, self.config.bus_bytes
+        rows, cols = min(d.tile_rows, max(desc.m, 1)), min(d.tile_cols, max(desc.n, 1))
+        kb = min(desc.k, c.max_k)
+        while kb and (4 * kb * cols + bb > c.x_bytes or 4 * kb * rows + bb > c.y_bytes):
+            kb -= 1
+        return kb
 
     def wait(self, job_id: int, timeout: float = DEFAULT_TIMEOUT) -> stats.RunStats:
         if timeout is None or not timeout > 0:
             raise DeviceError(f"timeout must be positive seconds, not {timeout!r}")
         if job_id not in self._jobs:
             raise DeviceError(f"no job {job_id} was submitted to this device (or it was reset)")
-        kernel, k, nnz, tiles = self._jobs.pop(job_id)
-        counters = self.driver.wait(job_id, timeout)
+        seq, split, (kernel, k, nnz, tiles) = self._jobs.pop(job_id)
+        if split is None:
+            counters = self.driver.wait(seq, timeout)
+        else:
+            counters = self._run_split(split[0], split[1], timeout)
         self.last_counters = counters
         self.last_stats = self.driver.run_stats(
             counters,
@@ -235,6 +255,48 @@ class RtlDevice:
         )
         return self.last_stats
 
+    def _run_split(self, desc: Any, kb: int, timeout: float) -> Any:
+        """Run an SpMM as jobs of ``kb`` columns of B and C each (copied into temporary
+        buffers and back); return the counters summed over the jobs."""
+        xbuf, ybuf = self._find(desc.x_addr), self._find(desc.y_addr)
+        if xbuf is None or ybuf is None:
+            raise DeviceError("the job's B or C is not inside a buffer of this device")
+        m, n, k = desc.m, desc.n, desc.k
+        B = xbuf.view(np.uint32, n * k, desc.x_addr - xbuf.address).reshape(n, k)
+        C = ybuf.view(np.uint32, m * k, desc.y_addr - ybuf.address).reshape(m, k)
+        total: Any = None
+        for c0 in range(0, k, kb):
+            w = min(kb, k - c0)
+            bufs = [self.alloc(4 * n * w), self.alloc(4 * m * w)]
+            try:
+                bufs[0].view(np.uint32, n * w)[:] = B[:, c0 : c0 + w].reshape(-1)
+                if desc.flags & jobs.FLAG_ACCUMULATE:
+                    bufs[1].view(np.uint32, m * w)[:] = C[:, c0 : c0 + w].reshape(-1)
+                jb = self.alloc(jobs.descriptor_bytes(desc.lanes, len(desc.tile_list)))
+                bufs.append(jb)
+                jobs.write_descriptor(
+                    jb.array,
+                    kernel="spmm",
+                    dtype=desc.dtype,
+                    m=m,
+                    n=n,
+                    k=w,
+                    a_addr=desc.a_addr,
+                    a_bytes=desc.a_bytes,
+                    x_addr=bufs[0].address,
+                    y_addr=bufs[1].address,
+                    lane_table=desc.lane_table,
+                    tile_list=desc.tile_list,
+                    flags=desc.flags,
+                )
+                got = self.driver.wait(self.driver.submit(jb), timeout)
+                C[:, c0 : c0 + w] = bufs[1].view(np.uint32, m * w).reshape(m, w)
+            finally:
+                for b in bufs:
+                    self.free(b)
+            total = got if total is None else _add(total, got)
+        return total
+
     # -- resident matrices --------------------------------------------------------------------
 
     def put(self, A: Any, *, tile: Any = None, dtype: Any = None) -> ResidentMatrix:
@@ -243,15 +305,17 @@ class RtlDevice:
         return make_resident(self, A, tile, dtype)
 
     def tile_limits(self) -> tuple[int, int]:
-        """The largest (rows, cols) a tile may span so that its y block and x / B slice fit
-        the lanes' buffers for every k up to max_k."""
+        """The largest (rows, cols) a tile may span so that a row tile's y block and a column
+        tile's x slice fit the lanes' buffers for SpMV (SpMM runs in column blocks of B that
+        fit these tiles, see :meth:`submit`)."""
         c = self.config
-        per = 4 * c.max_k
         step = max(c.bus_bytes // 4, 1)  # whole beats: slices stay bus-aligned
-        return (c.y_bytes // per) // step * step, (c.x_bytes // per) // step * step
+        return (c.y_bytes // 4 - step) // step * step, (c.x_bytes // 4 - step) // step * step
 
     def pack_to_fit(self, t: Any) -> Any:
-        """Pack tensor ``t`` with the largest tiles that fit this overlay's buffers."""
+        """Pack tensor ``t`` with the largest tiles that fit this overlay's buffers: the
+        widest column tiles the x buffer holds, and rows cut (from what the y buffer holds)
+        until every tile's bytes fit a tile buffer."""
         if t.dtype not in self.dtypes:
             have = " and ".join(str(d) for d in self.dtypes)
             raise DeviceError(
@@ -259,13 +323,15 @@ class RtlDevice:
                 f"ff.open('rtl', dtype='{t.dtype}') or convert the matrix"
             )
         rmax, cmax = self.tile_limits()
-        rows = min(rmax, default_tile(t.shape, self.lanes)[0])
+        rows = max(1, min(rmax, default_tile(t.shape, self.lanes)[0]))
+        cols = max(1, min(cmax, t.shape[1]))
         while True:
-            img = packing.pack(t, (max(rows, 1), cmax))
+            img = packing.pack(t, (rows, cols))
             biggest = int(jobs.Directory.of(img).nbytes.max()) if img.n_tiles else 0
-            if biggest <= self.config.tile_bytes or rows <= 1:
+            if biggest <= self.config.tile_bytes or rows == 1:
                 break
-            rows //= 2
+            # Shrink in proportion (with a margin), at least by one row.
+            rows = max(1, min(rows - 1, int(rows * self.config.tile_bytes / biggest * 0.95)))
         if biggest > self.config.tile_bytes:
             raise DeviceError(
                 f"a single row of this matrix needs {biggest} bytes of tile, more than the "
@@ -282,3 +348,21 @@ class RtlDevice:
             f"y_bytes={c.y_bytes}, max_k={c.max_k})"
         )
 
+
+def _add(a: ShellCounters, b: ShellCounters) -> ShellCounters:
+    """Counters of two jobs run one after the other."""
+
+    def tup(x: tuple[int, ...], y: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(p + q for p, q in zip(x, y, strict=True))
+
+    return ShellCounters(
+        cycles=a.cycles + b.cycles,
+        tiles_done=a.tiles_done + b.tiles_done,
+        dma_busy=tup(a.dma_busy, b.dma_busy),
+        dma_stall=tup(a.dma_stall, b.dma_stall),
+        dma_read_bytes=tup(a.dma_read_bytes, b.dma_read_bytes),
+        dma_write_bytes=tup(a.dma_write_bytes, b.dma_write_bytes),
+        lane_busy=tup(a.lane_busy, b.lane_busy),
+        lane_stall=tup(a.lane_stall, b.lane_stall),
+        job_cycles=a.job_cycles + b.job_cycles,
+    )

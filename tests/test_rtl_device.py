@@ -179,3 +179,15 @@ def test_tile_too_big_for_the_buffers(rtl) -> None:  # type: ignore[no-untyped-d
     with pytest.raises(ff.DeviceError, match="TOO_BIG"):
         ff.spmv(A, np.ones(9000, np.float32), device=rtl, tile=(50, 9000))
     assert ff.spmv(A, np.ones(9000, np.float32), device=rtl).shape == (50,)
+
+
+def test_spmm_wider_than_the_buffers_runs_in_column_blocks(rtl, emu) -> None:  # type: ignore[no-untyped-def]
+    """Tiles as wide as the x buffer holds for SpMV: an SpMM with k = 5 runs as column blocks
+    of B, with the same bits."""
+    A = sp.csr_array(sp.random_array((300, 8000), density=0.01, rng=1, dtype=np.float32))
+    h = rtl.put(A)
+    assert h.tile[1] * 4 * 5 > rtl.config.x_bytes
+    B = np.random.default_rng(16).standard_normal((8000, 5)).astype(np.float32)
+    C = ff.spmm(h, B, device=rtl)
+    assert same_bits(C, ff.spmm(A, B, device=emu))
+    assert rtl.last_stats.work == 5 * A.nnz and rtl.last_stats.kernel == "spmm"
