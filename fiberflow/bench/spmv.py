@@ -27,6 +27,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=200_000, help="rows = columns (default 200k)")
     p.add_argument("--repeat", type=int, default=9, help="timed rounds; medians reported")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--device",
+        choices=["emu", "rtl"],
+        default="emu",
+        help="emu (default): the emulator against scipy; rtl: the cycle-accurate device's "
+        "efficiency, control overhead, simulation speed and build time",
+    )
+    p.add_argument("--lanes", type=int, default=4, help="rtl: lanes of the overlay (default 4)")
+    p.add_argument("--scale", type=float, default=1.0, help="rtl: scale the matrices' rows")
+    p.add_argument("--cached", action="store_true", help="rtl: skip the uncached build timing")
 
 
 def model_points(dev: ff.Device, A: sp.csr_array) -> list[tuple[str, ff.RunStats]]:
@@ -47,6 +57,10 @@ def model_points(dev: ff.Device, A: sp.csr_array) -> list[tuple[str, ff.RunStats
 
 
 def run(args: argparse.Namespace) -> Report:
+    if getattr(args, "device", "emu") == "rtl":
+        from fiberflow.bench.spmv_rtl import run as run_rtl
+
+        return run_rtl(args)
     A = random_csr(args.n, args.nnz, args.seed)
     x = np.random.default_rng(args.seed).standard_normal(args.n).astype(np.float32)
     dev = ff.open("emu")
