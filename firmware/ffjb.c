@@ -27,7 +27,7 @@
 #include "fw.h"
 
 #define NONE 0xFFFFFFFFu
-#define MAX_LANES 16u
+#define MAX_LANES 8u /* the walker's state for more does not fit the 8 KiB RAM */
 #define MISC_BYTES 256u
 #define IMAGE_MAGIC 0x49444646u /* "FFDI" */
 #define HEAD_WORDS 24u          /* the FFJB header: 96 bytes */
@@ -65,6 +65,14 @@ static u32 tw_a0[MAX_LANES] NOINIT;
 static u32 tw_a1[MAX_LANES] NOINIT;
 static u32 dw_a0[MAX_LANES] NOINIT;
 static u32 dw_a1[MAX_LANES] NOINIT;
+static u32 l_rows[MAX_LANES] NOINIT; /* rows of the open y block */
+static u32 l_xoff[MAX_LANES] NOINIT; /* x_base of the loaded slice */
+static u32 l_prep[MAX_LANES] NOINIT; /* the next tile is prepared: */
+static u32 n_off[MAX_LANES] NOINIT;  /* its directory entry */
+static u32 n_bytes[MAX_LANES] NOINIT;
+static u32 n_nvals[MAX_LANES] NOINIT;
+static u32 n_i[MAX_LANES] NOINIT;
+static u32 n_j[MAX_LANES] NOINIT;
 static u32 l_e[MAX_LANES] NOINIT;    /* the lane's DMA engine */
 static u32 l_r[MAX_LANES] NOINIT;    /* its tile buffer's region; x: +1, y: +2 */
 static u32 l_slot[MAX_LANES] NOINIT; /* its windows' scratch offset */
@@ -140,42 +148,65 @@ static u32 zero_y(void)
     return FF_ERR_NONE;
 }
 
-/* Load lane l's next tile and start it. */
-static u32 start_tile(u32 l)
+static u32 finish_pending(void);
+
+/* The DMA of a tile still in flight (engine l_e[pend_lane]), and when it was started. */
+static u32 pend_lane, pend_t0;
+
+/* Lane l's next tile: its tile-list entry read, its directory entry read and checked. Needs no
+ * DMA unless a window has to be refilled; runs while another lane's tile loads. */
+static u32 prepare(u32 l)
 {
     u32 p = l_pos[l], err;
     u32 slot = l_slot[l];
-    /* The tile-list entry. */
     u32 ta = tl_base + 4u * p;
-    if (ta < tw_a0[l] || ta + 4u > tw_a1[l])
+    if (ta < tw_a0[l] || ta + 4u > tw_a1[l]) {
+        if ((err = finish_pending()) != FF_ERR_NONE)
+            return err;
         if ((err = refill(&tw_a0[l], &tw_a1[l], slot, ta, job_end)) != FF_ERR_NONE)
             return err;
+    }
     u32 d = cpu_local(0, 0)[(slot + ta - tw_a0[l]) / 4u];
     if (d >= n_tiles)
         return bad(FF_ERR_BAD_IMAGE, p);
     if (l_prev[l] != NONE && d <= l_prev[l])
         return bad(FF_ERR_BAD_SCHEDULE, p);
     l_prev[l] = d;
-    /* Its directory entry. */
     u32 da = dir_base + DIR_ENTRY * d;
-    if (da < dw_a0[l] || da + DIR_ENTRY > dw_a1[l])
+    if (da < dw_a0[l] || da + DIR_ENTRY > dw_a1[l]) {
+        if ((err = finish_pending()) != FF_ERR_NONE)
+            return err;
         if ((err = refill(&dw_a0[l], &dw_a1[l], slot + win_cap, da,
                           dir_base + DIR_ENTRY * n_tiles)) != FF_ERR_NONE)
             return err;
+    }
     volatile u32 *de = cpu_local(0, 0) + (slot + win_cap + da - dw_a0[l]) / 4u;
-    u32 off = de[0], off_hi = de[1], nbytes = de[2], nvals = de[3], i = de[4], j = de[5];
+    u32 off = de[0], off_hi = de[1], nbytes = de[2], i = de[4], j = de[5];
     if (off_hi || off & 15u || nbytes < 32u || nbytes & 15u || off > a_bytes ||
         nbytes > a_bytes - off || i >= grid_r || j >= grid_c)
         return bad(FF_ERR_BAD_IMAGE, p);
     if (l_i[l] != NONE && i < l_i[l])
         return bad(FF_ERR_BAD_SCHEDULE, p);
-    u32 rows = i == grid_r - 1u ? last_rows : tile_rows;
-    u32 cols = j == grid_c - 1u ? last_cols : tile_cols;
     if (nbytes > tile_bytes)
         return bad(FF_ERR_TOO_BIG, p);
+    n_off[l] = off;
+    n_bytes[l] = nbytes;
+    n_nvals[l] = de[3];
+    n_i[l] = i;
+    n_j[l] = j;
+    l_prep[l] = 1;
+    return FF_ERR_NONE;
+}
+
+/* Lane l's prepared tile: the row tile's y block (write the previous one out, zero or load
+ * the new one) and the x slice, waited for; then start the tile's DMA and return without
+ * waiting for it (launch() finishes the job when it is done). The engine must be idle. */
+static u32 load(u32 l)
+{
+    u32 p = l_pos[l], err, i = n_i[l], j = n_j[l];
     u32 e = l_e[l], rt = l_r[l];
-    /* The row tile's y block. */
     if (i != l_i[l]) {
+        u32 rows = i == grid_r - 1u ? last_rows : tile_rows;
         u32 ya = y_addr + y_stride * i, yoff = ya & (bus_bytes - 1u);
         u32 ylen = up(yoff + row_bytes * rows);
         if (ylen > y_bytes)
@@ -189,12 +220,11 @@ static u32 start_tile(u32 l)
         l_ya[l] = ya;
         l_yoff[l] = yoff;
         l_ybytes[l] = row_bytes * rows;
+        l_rows[l] = rows;
     }
-    /* The tile, and the x / B slice unless the lane holds it already. */
-    if ((err = dma(e, a_addr + off, LOCAL(rt, 0u), nbytes, 0)) != FF_ERR_NONE)
-        return err;
     u32 xa = x_addr + x_stride * j, xoff = xa & (bus_bytes - 1u);
     if (l_xj[l] != j) {
+        u32 cols = j == grid_c - 1u ? last_cols : tile_cols;
         u32 xlen = up(xoff + row_bytes * cols);
         if (xlen > x_bytes)
             return bad(FF_ERR_TOO_BIG, p);
@@ -203,25 +233,58 @@ static u32 start_tile(u32 l)
             return err;
         l_xj[l] = j;
     }
-    /* The tile header (docs/dma-image.md): nvals, vals_offset, level 0 (npos, -, -), level 1
-     * (npos, seg_offset, crd_offset). */
-    volatile u32 *th = cpu_local(e, rt);
+    l_xoff[l] = xoff;
+    FF_DMA_DDR(e) = a_addr + n_off[l];
+    FF_DMA_LOCAL(e) = LOCAL(rt, 0u);
+    FF_DMA_LENGTH(e) = n_bytes[l];
+    FF_DMA_CTRL(e) = FF_DMA_CTRL_GO_MASK;
+    pend_lane = l;
+    pend_t0 = FF_CYCLES_LO;
+    return FF_ERR_NONE;
+}
+
+/* The pending tile DMA is done (or failed): check it, read the tile header (docs/dma-image.md:
+ * nvals, vals_offset, level 0 (npos, -, -), level 1 (npos, seg_offset, crd_offset)), write the
+ * lane's configuration and start it. */
+static u32 launch(u32 st)
+{
+    u32 l = pend_lane, p = l_pos[l];
+    pend_lane = NONE;
+    if (st & FF_DMA_STATUS_ERROR_MASK)
+        return bad(FF_ERR_DMA_READ, st);
+    volatile u32 *th = cpu_local(l_e[l], l_r[l]);
     u32 t_nvals = th[0], vals = th[1], npos0 = th[2], npos1 = th[5], seg = th[6], crd = th[7];
-    if (t_nvals != nvals || npos1 != nvals || npos0 != rows)
+    if (t_nvals != n_nvals[l] || npos1 != t_nvals || npos0 != l_rows[l])
         return bad(FF_ERR_BAD_IMAGE, p);
     FF_LANE_CFG0(l) = seg;
     FF_LANE_CFG1(l) = crd;
     FF_LANE_CFG2(l) = vals;
-    FF_LANE_CFG3(l) = rows;
+    FF_LANE_CFG3(l) = npos0;
     FF_LANE_CFG4(l) = kernel | dtype << 8 | coord_bytes << 16;
     FF_LANE_CFG5(l) = k;
-    FF_LANE_CFG6(l) = xoff;
+    FF_LANE_CFG6(l) = l_xoff[l];
     FF_LANE_CFG7(l) = l_yoff[l];
     FF_LANE_CTRL(l) = FF_LANE_CTRL_START_MASK;
     l_t0[l] = FF_CYCLES_LO;
     l_run[l] = 1;
+    l_prep[l] = 0;
     l_pos[l] = p + 1u;
     return FF_ERR_NONE;
+}
+
+/* Wait for the pending tile DMA, if any, and launch its lane. */
+static u32 finish_pending(void)
+{
+    if (pend_lane == NONE)
+        return FF_ERR_NONE;
+    u32 e = l_e[pend_lane];
+    for (;;) {
+        u32 st = FF_DMA_STATUS(e);
+        if (!(st & FF_DMA_STATUS_BUSY_MASK))
+            return launch(st);
+        if (FF_CYCLES_LO - pend_t0 > timeout)
+            return bad(FF_ERR_DMA_TIMEOUT, st);
+    }
 }
 
 static u32 check_job(const u32 *h, const u32 *lt)
@@ -357,20 +420,37 @@ u32 job_ffjb(u32 addr)
         l_end[l] = lt[2u * l] + lt[2u * l + 1u];
         l_run[l] = 0;
         l_prev[l] = l_xj[l] = l_i[l] = NONE;
+        l_prep[l] = 0;
         tw_a0[l] = tw_a1[l] = dw_a0[l] = dw_a1[l] = 0;
     }
     if (!(flags & 1u) && (err = zero_y()) != FF_ERR_NONE)
         return err;
     u32 tiles = 0;
+    pend_lane = NONE;
     for (;;) {
         u32 active = 0;
         for (u32 l = 0; l < n_lanes; l++) {
+            /* The DMA engine is the bottleneck: look at the pending tile before every lane, so
+             * its lane starts, and the next load begins, soon after it lands. */
+            if (pend_lane != NONE) {
+                u32 st = FF_DMA_STATUS(l_e[pend_lane]);
+                if (!(st & FF_DMA_STATUS_BUSY_MASK)) {
+                    if ((err = launch(st)) != FF_ERR_NONE)
+                        return err;
+                } else if (FF_CYCLES_LO - pend_t0 > timeout) {
+                    return bad(FF_ERR_DMA_TIMEOUT, st);
+                }
+                active = 1;
+            }
             if (l_run[l]) {
                 u32 st = FF_LANE_STATUS(l);
                 if (!(st & FF_LANE_STATUS_DONE_MASK)) {
                     if (FF_CYCLES_LO - l_t0[l] > timeout)
                         return bad(FF_ERR_LANE_TIMEOUT, FF_LANE_DONE);
                     active = 1;
+                    /* Read the lane's next tile's entries while it computes. */
+                    if (!l_prep[l] && l_pos[l] < l_end[l] && (err = prepare(l)) != FF_ERR_NONE)
+                        return err;
                     continue;
                 }
                 if (st & FF_LANE_STATUS_ERROR_MASK)
@@ -379,11 +459,17 @@ u32 job_ffjb(u32 addr)
                 FF_TILE_DONE = 1;
                 tiles++;
             }
+            if (l == pend_lane)
+                continue;
             if (l_pos[l] < l_end[l]) {
-                if ((err = start_tile(l)) != FF_ERR_NONE)
-                    return err;
                 active = 1;
+                if (!l_prep[l] && (err = prepare(l)) != FF_ERR_NONE)
+                    return err;
+                if (pend_lane == NONE && (err = load(l)) != FF_ERR_NONE)
+                    return err;
             } else if (l_i[l] != NONE) {
+                if ((err = finish_pending()) != FF_ERR_NONE)
+                    return err;
                 if ((err = flush_y(l)) != FF_ERR_NONE)
                     return err;
                 l_i[l] = NONE;

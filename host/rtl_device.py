@@ -46,7 +46,7 @@ class RtlDevice:
 
     ``lanes`` (4), ``dtype`` ("float32", "int32" or both as a tuple: the lanes' arithmetic),
     ``dma_engines``
-    (1), ``bus_bits`` (64), ``tile_bytes`` (32768), ``x_bytes`` (32768), ``y_bytes`` (8192),
+    (1), ``bus_bits`` (64), ``tile_bytes`` (65536), ``x_bytes`` (32768), ``y_bytes`` (8192),
     ``max_k`` (8), ``ram_bytes`` (8192), ``board`` ("pynq-z2": the DDR model and clock),
     ``ddr`` (a :class:`fiberflow.host.rtl.DdrModel`, overriding the board's).
     """
@@ -60,7 +60,7 @@ class RtlDevice:
         dtype: str = "float32",
         dma_engines: int = 1,
         bus_bits: int = 64,
-        tile_bytes: int = 32768,
+        tile_bytes: int = 65536,
         x_bytes: int = 32768,
         y_bytes: int = 8192,
         max_k: int = 8,
@@ -330,8 +330,11 @@ class RtlDevice:
             biggest = int(jobs.Directory.of(img).nbytes.max()) if img.n_tiles else 0
             if biggest <= self.config.tile_bytes or rows == 1:
                 break
-            # Shrink in proportion (with a margin), at least by one row.
+            # Shrink in proportion (with a margin), at least by one row; keep whole bus beats
+            # of y per row tile where possible (no read-modify-write of shared beats).
+            step = max(self.config.bus_bytes // 4, 1)
             rows = max(1, min(rows - 1, int(rows * self.config.tile_bytes / biggest * 0.95)))
+            rows = rows // step * step or rows
         if biggest > self.config.tile_bytes:
             raise DeviceError(
                 f"a single row of this matrix needs {biggest} bytes of tile, more than the "
