@@ -46,7 +46,7 @@ class RtlDevice:
 
     ``lanes`` (4), ``dtype`` ("float32", "int32" or both as a tuple: the lanes' arithmetic),
     ``dma_engines``
-    (1), ``bus_bits`` (64), ``tile_bytes`` (65536), ``x_bytes`` (32768), ``y_bytes`` (8192),
+    (1), ``bus_bits`` (64), ``tile_bytes`` (65536), ``x_bytes`` (32768), ``y_bytes`` (16384),
     ``max_k`` (8), ``ram_bytes`` (8192), ``board`` ("pynq-z2": the DDR model and clock),
     ``ddr`` (a :class:`fiberflow.host.rtl.DdrModel`, overriding the board's).
     """
@@ -62,7 +62,7 @@ class RtlDevice:
         bus_bits: int = 64,
         tile_bytes: int = 65536,
         x_bytes: int = 32768,
-        y_bytes: int = 8192,
+        y_bytes: int = 16384,
         max_k: int = 8,
         ram_bytes: int = 8192,
         board: str = "pynq-z2",
@@ -325,15 +325,18 @@ class RtlDevice:
         rmax, cmax = self.tile_limits()
         rows = max(1, min(rmax, default_tile(t.shape, self.lanes)[0]))
         cols = max(1, min(cmax, t.shape[1]))
+        # Tiles as large as a tile buffer: the DMA engine is the bottleneck, and each tile costs
+        # the firmware a fixed time.
+        limit = self.config.tile_bytes
         while True:
             img = packing.pack(t, (rows, cols))
             biggest = int(jobs.Directory.of(img).nbytes.max()) if img.n_tiles else 0
-            if biggest <= self.config.tile_bytes or rows == 1:
+            if biggest <= limit or rows == 1:
                 break
             # Shrink in proportion (with a margin), at least by one row; keep whole bus beats
             # of y per row tile where possible (no read-modify-write of shared beats).
             step = max(self.config.bus_bytes // 4, 1)
-            rows = max(1, min(rows - 1, int(rows * self.config.tile_bytes / biggest * 0.95)))
+            rows = max(1, min(rows - 1, int(rows * limit / biggest * 0.95)))
             rows = rows // step * step or rows
         if biggest > self.config.tile_bytes:
             raise DeviceError(
