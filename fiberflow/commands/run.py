@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         A = A64
         dense = rng.standard_normal((n, args.cols) if args.kernel == "spmm" else n)
     dense = dense.astype(args.dtype)
-    dev = ff.open(args.device)
+    # The rtl overlay is generated for one value type: open it for the one asked for.
+    dev = ff.open(args.device, **({"dtype": args.dtype} if args.device == "rtl" else {}))
     tile = tuple(args.tile) if args.tile else None
     start = time.perf_counter()
     h = dev.put(A, dtype=args.dtype, tile=tile)
