@@ -84,11 +84,13 @@ def hwh_text(manifest: Mapping[str, Any]) -> str:
         clock = [
             _param("PCW_FPGA0_PERIPHERAL_FREQMHZ", f"{mhz:g}"),
             _param("PCW_ACT_FPGA0_PERIPHERAL_FREQMHZ", f"{actual:.6f}"),
-            _param("PCW_FCLK0_PERIPHERAL_CLKSRC", "IO PLL"),
         ]
-        for n in range(4):  # PYNQ reads enable and both divisors of all four fabric clocks
+        # PYNQ reads the enable, both divisors and (from pynq 4.0) the source of all four
+        # fabric clocks.
+        for n in range(4):
             a, b = (d0, d1) if n == 0 else (1, 1)
             clock += [
+                _param(f"PCW_FCLK{n}_PERIPHERAL_CLKSRC", "IO PLL"),
                 _param(f"PCW_FCLK{n}_PERIPHERAL_DIVISOR0", a),
                 _param(f"PCW_FCLK{n}_PERIPHERAL_DIVISOR1", b),
                 _param(f"PCW_FPGA_FCLK{n}_ENABLE", int(n == 0)),
@@ -101,11 +103,11 @@ def hwh_text(manifest: Mapping[str, Any]) -> str:
         clock = [
             _param("PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ", f"{mhz:g}"),
             _param("PSU__CRL_APB__PL0_REF_CTRL__ACT_FREQMHZ", f"{actual:.6f}"),
-            _param("PSU__CRL_APB__PL0_REF_CTRL__SRCSEL", "IOPLL"),
         ]
         for n in range(4):
             a, b = (d0, d1) if n == 0 else (1, 1)
             clock += [
+                _param(f"PSU__CRL_APB__PL{n}_REF_CTRL__SRCSEL", "IOPLL"),
                 _param(f"PSU__CRL_APB__PL{n}_REF_CTRL__DIVISOR0", a),
                 _param(f"PSU__CRL_APB__PL{n}_REF_CTRL__DIVISOR1", b),
                 _param(f"PSU__FPGA_PL{n}_ENABLE", int(n == 0)),

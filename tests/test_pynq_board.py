@@ -30,6 +30,11 @@ from fiberflow.overlay.regmap import HOST  # noqa: E402
 
 pytestmark = pytest.mark.board
 
+# Each pynq release is tested on a board it supports: PYNQ 4.0 runs only on Zynq UltraScale+
+# boards (the PYNQ-Z1/Z2 images end at 3.1).
+PYNQ_MAJOR = int(pynq.__version__.split(".")[0])
+BOARD, ARCH = ("zcu104", "aarch64") if PYNQ_MAJOR >= 4 else ("pynq-z2", "armv7l")
+
 FFJ0 = 0x304A4646
 COPY = 1
 
@@ -41,13 +46,13 @@ def _build(tmp_path_factory: pytest.TempPathFactory, board: str, **params: objec
 
 
 @pytest.fixture(scope="module")
-def z2_folder(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return _build(tmp_path_factory, "pynq-z2")
+def board_folder(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return _build(tmp_path_factory, BOARD)
 
 
 @pytest.fixture(scope="module")
-def dev(z2_folder: str):
-    d = ff.open("pynq", overlay=z2_folder, emulate=True)
+def dev(board_folder: str):
+    d = ff.open("pynq", overlay=board_folder, emulate=True)
     yield d
     d.close()
 
@@ -96,7 +101,15 @@ class _RegisterFile:
 
 @pytest.mark.parametrize(
     ("board", "arch", "base"),
-    [("pynq-z2", "armv7l", 0x4000_0000), ("zcu104", "aarch64", 0xA000_0000)],
+    [
+        pytest.param(
+            "pynq-z2",
+            "armv7l",
+            0x4000_0000,
+            marks=pytest.mark.skipif(PYNQ_MAJOR >= 4, reason="PYNQ 4.0 dropped Zynq-7000 boards"),
+        ),
+        ("zcu104", "aarch64", 0xA000_0000),
+    ],
 )
 def test_pynq_parses_the_emulation_hwh_and_sets_the_fabric_clock(
     tmp_path_factory: pytest.TempPathFactory, board: str, arch: str, base: int
@@ -142,8 +155,9 @@ def test_open_reads_the_shell_through_pynq_mmio(dev) -> None:
     assert dev.read_reg(HOST.offset("VERSION")) == regmap.VERSION
     assert dev.lanes == dev.info.lanes == 4
     assert dev.clock_mhz == pytest.approx(100.0)
-    assert dev.control_base == 0x4000_0000
-    assert dev.bus_bytes_per_cycle == 8
+    board = load_board(BOARD)
+    assert dev.control_base == board.control.base
+    assert dev.bus_bytes_per_cycle == board.hp[0].width // 8
     # The simulated device stays out of pynq's globals: never discovered, never active.
     with warnings.catch_warnings():  # off a board pynq warns that it found no device
         warnings.simplefilter("ignore", UserWarning)
@@ -186,7 +200,7 @@ def test_buffers_are_pynq_buffers_in_simulated_ddr(dev) -> None:
         dev.free(buf)
 
 
-@pytest.mark.parametrize("nbytes", [8, 4096, 12_288])
+@pytest.mark.parametrize("nbytes", [16, 4096, 12_288])  # whole beats of a 64- or 128-bit bus
 def test_copy_job_bit_exact(dev, nbytes: int) -> None:
     data, out, stats = _copy(dev, nbytes, seed=nbytes)
     np.testing.assert_array_equal(out, data)
@@ -280,14 +294,14 @@ def test_board_branch_with_an_explicit_pynq_device(tmp_path_factory) -> None:
 
     from fiberflow.host.rtl import RtlShell
 
-    folder = Path(_build(tmp_path_factory, "pynq-z2"))
+    folder = Path(_build(tmp_path_factory, BOARD))
     for ext in (".bit", ".hwh"):
         shutil.copy(folder / hwh.EMULATION_DIR / f"fiberflow{ext}", folder / "overlay")
     m = json.loads((folder / "manifest.json").read_text())
     pynq_sim.prepare_clocks()
     sim = pynq_sim.SimulatedPynqDevice(
         RtlShell(),
-        arch="armv7l",
+        arch=ARCH,
         control_base=m["board"]["control_base"],
         control_range=m["overlay"]["control_range"],
     )
@@ -305,17 +319,17 @@ def test_board_branch_with_an_explicit_pynq_device(tmp_path_factory) -> None:
 # -- opening errors ----------------------------------------------------------------------------
 
 
-def test_open_errors(tmp_path, z2_folder: str) -> None:
+def test_open_errors(tmp_path, board_folder: str) -> None:
     with pytest.raises(DeviceError, match="needs overlay=DIR"):
         ff.open("pynq")
     with pytest.raises(DeviceError, match="not a fiberflow build folder"):
         ff.open("pynq", overlay=tmp_path, emulate=True)
     with pytest.raises(DeviceError, match="run Vivado"):
-        ff.open("pynq", overlay=z2_folder)  # no bitstream: Vivado has not run
+        ff.open("pynq", overlay=board_folder)  # no bitstream: Vivado has not run
     with pytest.raises(DeviceError, match="options"):
-        ff.open("pynq", overlay=z2_folder, emulate=True, lanes=8)
+        ff.open("pynq", overlay=board_folder, emulate=True, lanes=8)
     with pytest.raises(FiberflowError, match="ddr= only applies"):
-        ff.open("pynq", overlay=z2_folder, ddr=object())
+        ff.open("pynq", overlay=board_folder, ddr=object())
 
 
 # -- SpMV and SpMM, as on the rtl device --------------------------------------------------------
@@ -323,7 +337,7 @@ def test_open_errors(tmp_path, z2_folder: str) -> None:
 
 @pytest.fixture(scope="module")
 def kernel_dev(tmp_path_factory: pytest.TempPathFactory):
-    folder = _build(tmp_path_factory, "pynq-z2", kernels=("spmv", "spmm"))
+    folder = _build(tmp_path_factory, BOARD, kernels=("spmv", "spmm"))
     d = ff.open("pynq", overlay=folder, emulate=True)
     yield d
     d.close()
@@ -395,7 +409,7 @@ def test_overlay_without_lanes_says_so(dev) -> None:
 def test_int32_spmv_and_spmm_on_an_fp32_int32_overlay(tmp_path_factory) -> None:
     import scipy.sparse as sp
 
-    folder = _build(tmp_path_factory, "pynq-z2", kernels=("spmv", "spmm"), value_type="fp32+int32")
+    folder = _build(tmp_path_factory, BOARD, kernels=("spmv", "spmm"), value_type="fp32+int32")
     rng = np.random.default_rng(3)
     A = sp.random(300, 257, density=0.03, format="csr", random_state=rng)
     A.data = rng.integers(-50, 50, A.nnz).astype(np.float64)
