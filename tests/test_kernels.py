@@ -18,9 +18,22 @@ DEVICES = ["emu", pytest.param("rtl", marks=pytest.mark.rtl)]
 OPTIONS = {"rtl": {"dtype": ("float32", "int32")}}
 
 
+_SHARED: dict[str, object] = {}
+
+
 @pytest.fixture(params=DEVICES)
 def device(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
-    dev = ff.open(request.param, **OPTIONS.get(request.param, {}))
+    name = request.param
+    if name in OPTIONS:
+        # Opening an rtl device generates the shell's Verilog (seconds): one device serves
+        # every test, reset before each.
+        if name not in _SHARED:
+            _SHARED[name] = ff.open(name, **OPTIONS[name])
+        dev = _SHARED[name]
+        dev.reset()  # type: ignore[attr-defined]
+        yield dev
+        return
+    dev = ff.open(name)
     yield dev
     dev.close()
 
