@@ -2,8 +2,9 @@
 and DMA again, driven by the firmware's bring-up jobs (DMA, LANE_RUN), checked bit for bit
 against the lane's reference model (which the lane's own tests hold to the emulator).
 
-The firmware's SpMV/SpMM job walker is not written yet; these tests sequence one tile the way
-it will: tile and x slice into the lane's buffers, y block in, configure, run, y block out.
+These tests sequence one tile the way the firmware's job walker does (tile and x slice into
+the lane's buffers, y block in, configure, run, y block out), one bring-up job at a time; the
+walker itself is tested through the rtl device (tests/test_rtl_device.py).
 """
 
 from __future__ import annotations
