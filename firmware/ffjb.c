@@ -427,9 +427,13 @@ u32 job_ffjb(u32 addr)
         return err;
     u32 tiles = 0;
     pend_lane = NONE;
+    /* Each scan starts after the lane loaded last: the DMA engine serves the lanes in turn.
+     * (Starting at lane 0 every time let the first lanes run ahead, and the last one finish
+     * its tiles alone, loading and computing in turn.) */
+    u32 rr = 0;
     for (;;) {
         u32 active = 0;
-        for (u32 l = 0; l < n_lanes; l++) {
+        for (u32 q = 0, l = rr; q < n_lanes; q++, l = l + 1u == n_lanes ? 0u : l + 1u) {
             /* The DMA engine is the bottleneck: look at the pending tile before every lane, so
              * its lane starts, and the next load begins, soon after it lands. */
             if (pend_lane != NONE) {
@@ -465,8 +469,11 @@ u32 job_ffjb(u32 addr)
                 active = 1;
                 if (!l_prep[l] && (err = prepare(l)) != FF_ERR_NONE)
                     return err;
-                if (pend_lane == NONE && (err = load(l)) != FF_ERR_NONE)
-                    return err;
+                if (pend_lane == NONE) {
+                    if ((err = load(l)) != FF_ERR_NONE)
+                        return err;
+                    rr = l + 1u == n_lanes ? 0u : l + 1u;
+                }
             } else if (l_i[l] != NONE) {
                 if ((err = finish_pending()) != FF_ERR_NONE)
                     return err;
