@@ -191,3 +191,36 @@ def test_spmm_wider_than_the_buffers_runs_in_column_blocks(rtl, emu) -> None:  #
     C = ff.spmm(h, B, device=rtl)
     assert same_bits(C, ff.spmm(A, B, device=emu))
     assert rtl.last_stats.work == 5 * A.nnz and rtl.last_stats.kernel == "spmm"
+
+
+def test_other_overlay_shapes(emu) -> None:  # type: ignore[no-untyped-def]
+    """3 lanes on 2 DMA engines, a 128-bit bus and small buffers: many column tiles, windows
+    of the tile list and directory refilled often, y blocks sharing 16-byte beats."""
+    dev = ff.open(
+        "rtl", lanes=3, dma_engines=2, bus_bits=128, tile_bytes=4096, x_bytes=1024,
+        y_bytes=1024, max_k=4, dtype=("float32", "int32"),
+    )  # fmt: skip
+    try:
+        r = np.random.default_rng(17)
+        for case in ["power law", "empty rows", "wider than a 16-bit tile", "banded"]:
+            A = CASES[case]()
+            x = r.standard_normal(A.shape[1]).astype(np.float32)
+            assert same_bits(ff.spmv(A, x, device=dev), ff.spmv(A, x, device=emu))
+            for tile in [(5, 7), (3, 64)]:
+                y = ff.spmv(A, x, device=dev, tile=tile)
+                assert same_bits(y, ff.spmv(A, x, device=emu, tile=tile))
+            B = r.standard_normal((A.shape[1], 6)).astype(np.float32)  # k > max_k: blocks
+            assert same_bits(ff.spmm(A, B, device=dev), ff.spmm(A, B, device=emu))
+    finally:
+        dev.close()
+
+
+@pytest.mark.slow
+def test_large_matrices_bit_exact(rtl, emu) -> None:  # type: ignore[no-untyped-def]
+    r = np.random.default_rng(18)
+    for m, n, density in [(20_000, 20_000, 0.0006), (3_000, 70_000, 0.002)]:
+        A = sp.csr_array(sp.random_array((m, n), density=density, rng=r, dtype=np.float32))
+        x = r.standard_normal(n).astype(np.float32)
+        assert same_bits(ff.spmv(A, x, device=rtl), ff.spmv(A, x, device=emu))
+        B = r.standard_normal((n, 3)).astype(np.float32)
+        assert same_bits(ff.spmm(A, B, device=rtl), ff.spmm(A, B, device=emu))
