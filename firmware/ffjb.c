@@ -246,12 +246,21 @@ static u32 load(u32 l)
 /* The pending tile DMA is done (or failed): check it, read the tile header (docs/dma-image.md:
  * nvals, vals_offset, level 0 (npos, -, -), level 1 (npos, seg_offset, crd_offset)), write the
  * lane's configuration and start it. */
+static u32 start_lane(u32 l);
+
 static u32 launch(u32 st)
 {
-    u32 l = pend_lane, p = l_pos[l];
+    u32 l = pend_lane;
     pend_lane = NONE;
     if (st & FF_DMA_STATUS_ERROR_MASK)
         return bad(FF_ERR_DMA_READ, st);
+    return start_lane(l);
+}
+
+/* Lane l's tile has landed in its tile buffer: configure and start it. */
+static u32 start_lane(u32 l)
+{
+    u32 p = l_pos[l];
     volatile u32 *th = cpu_local(l_e[l], l_r[l]);
     u32 t_nvals = th[0], vals = th[1], npos0 = th[2], npos1 = th[5], seg = th[6], crd = th[7];
     if (t_nvals != n_nvals[l] || npos1 != t_nvals || npos0 != l_rows[l])
@@ -430,7 +439,7 @@ u32 job_ffjb(u32 addr)
     /* Each scan starts after the lane loaded last: the DMA engine serves the lanes in turn.
      * (Starting at lane 0 every time let the first lanes run ahead, and the last one finish
      * its tiles alone, loading and computing in turn.) */
-    u32 rr = 0;
+    u32 rr = 0, held = NONE; /* held: a lane whose tile landed, started after the next load */
     for (;;) {
         u32 active = 0;
         for (u32 q = 0, l = rr; q < n_lanes; q++, l = l + 1u == n_lanes ? 0u : l + 1u) {
@@ -439,8 +448,14 @@ u32 job_ffjb(u32 addr)
             if (pend_lane != NONE) {
                 u32 st = FF_DMA_STATUS(l_e[pend_lane]);
                 if (!(st & FF_DMA_STATUS_BUSY_MASK)) {
-                    if ((err = launch(st)) != FF_ERR_NONE)
+                    /* Landed: start the next transfer first, then this lane (its start-up
+                     * then overlaps the transfer; the lanes are not the bottleneck). */
+                    if (held != NONE && (err = start_lane(held)) != FF_ERR_NONE)
                         return err;
+                    if (st & FF_DMA_STATUS_ERROR_MASK)
+                        return bad(FF_ERR_DMA_READ, st);
+                    held = pend_lane;
+                    pend_lane = NONE;
                 } else if (FF_CYCLES_LO - pend_t0 > timeout) {
                     return bad(FF_ERR_DMA_TIMEOUT, st);
                 }
@@ -463,7 +478,7 @@ u32 job_ffjb(u32 addr)
                 FF_TILE_DONE = 1;
                 tiles++;
             }
-            if (l == pend_lane)
+            if (l == pend_lane || l == held)
                 continue;
             if (l_pos[l] < l_end[l]) {
                 active = 1;
@@ -473,14 +488,26 @@ u32 job_ffjb(u32 addr)
                     if ((err = load(l)) != FF_ERR_NONE)
                         return err;
                     rr = l + 1u == n_lanes ? 0u : l + 1u;
+                    if (held != NONE && (err = start_lane(held)) != FF_ERR_NONE)
+                        return err;
+                    held = NONE;
                 }
             } else if (l_i[l] != NONE) {
+                if (held != NONE && (err = start_lane(held)) != FF_ERR_NONE)
+                    return err;
+                held = NONE;
                 if ((err = finish_pending()) != FF_ERR_NONE)
                     return err;
                 if ((err = flush_y(l)) != FF_ERR_NONE)
                     return err;
                 l_i[l] = NONE;
             }
+        }
+        if (held != NONE) { /* nothing else to load: start it now */
+            if ((err = start_lane(held)) != FF_ERR_NONE)
+                return err;
+            held = NONE;
+            active = 1;
         }
         if (!active)
             break;
