@@ -81,6 +81,13 @@ static u32 win_cap;                  /* bytes of each window */
  * most two multiplications. */
 static u32 grid_r, grid_c, last_rows, last_cols, y_stride, x_stride;
 
+/* dma() out of line, for the transfers off the per-tile path (inlining each would not fit the
+ * RAM). */
+static __attribute__((noinline)) u32 xfer(u32 e, u32 ddr, u32 local, u32 length, u32 ctrl)
+{
+    return dma(e, ddr, local, length, ctrl);
+}
+
 static inline u32 up(u32 v) { return (v + bus_bytes - 1u) & ~(bus_bytes - 1u); }
 static inline u32 down(u32 v) { return v & ~(bus_bytes - 1u); }
 
@@ -96,7 +103,7 @@ static u32 refill(u32 *a0, u32 *a1, u32 off, u32 addr, u32 end)
 {
     u32 start = down(addr);
     u32 stop = start + win_cap < end ? start + win_cap : end;
-    u32 err = dma(0, start, LOCAL(0u, off), up(stop) - start, 0);
+    u32 err = xfer(0, start, LOCAL(0u, off), up(stop) - start, 0);
     *a0 = start;
     *a1 = stop;
     return err;
@@ -110,14 +117,14 @@ static u32 store_y(u32 e, u32 region, u32 yoff, u32 ya, u32 nbytes)
     volatile u32 *misc = cpu_local(0, 0);
     u32 a0 = ya - yoff, end = ya + nbytes, a1 = up(end), err;
     if (yoff) {
-        if ((err = dma(0, a0, LOCAL(0u, 0u), bus_bytes, 0)) != FF_ERR_NONE)
+        if ((err = xfer(0, a0, LOCAL(0u, 0u), bus_bytes, 0)) != FF_ERR_NONE)
             return err;
         for (u32 w = 0; w < yoff / 4u; w++)
             yb[w] = misc[w];
     }
     u32 tail = end & (bus_bytes - 1u);
     if (tail) {
-        if ((err = dma(0, a1 - bus_bytes, LOCAL(0u, 0u), bus_bytes, 0)) != FF_ERR_NONE)
+        if ((err = xfer(0, a1 - bus_bytes, LOCAL(0u, 0u), bus_bytes, 0)) != FF_ERR_NONE)
             return err;
         u32 base = (a1 - bus_bytes - a0) / 4u;
         for (u32 w = tail / 4u; w < bus_bytes / 4u; w++)
@@ -138,7 +145,7 @@ static u32 zero_y(void)
     u32 total = m * row_bytes, e = l_e[0], r = l_r[0], err;
     if (total == 0u)
         return FF_ERR_NONE;
-    if ((err = dma(e, 0, LOCAL(r + 2u, 0u), y_bytes, FF_DMA_CTRL_ZERO_MASK)) != FF_ERR_NONE)
+    if ((err = xfer(e, 0, LOCAL(r + 2u, 0u), y_bytes, FF_DMA_CTRL_ZERO_MASK)) != FF_ERR_NONE)
         return err;
     for (u32 off = 0; off < total; off += y_bytes) {
         u32 nb = total - off < y_bytes ? total - off : y_bytes;
@@ -203,7 +210,7 @@ static u32 prepare(u32 l)
  * waiting for it (launch() finishes the job when it is done). The engine must be idle. */
 static u32 load(u32 l)
 {
-    u32 p = l_pos[l], err, i = n_i[l], j = n_j[l];
+    u32 p = l_pos[l], err, i = n_i[l], j = n_j[l], zero_words = 0;
     u32 e = l_e[l], rt = l_r[l];
     if (i != l_i[l]) {
         u32 rows = i == grid_r - 1u ? last_rows : tile_rows;
@@ -213,9 +220,17 @@ static u32 load(u32 l)
             return bad(FF_ERR_TOO_BIG, p);
         if (l_i[l] != NONE && (err = flush_y(l)) != FF_ERR_NONE)
             return err;
-        u32 ctrl = flags & 1u ? 0u : FF_DMA_CTRL_ZERO_MASK;
-        if ((err = dma(e, ya - yoff, LOCAL(rt + 2u, 0u), ylen, ctrl)) != FF_ERR_NONE)
-            return err;
+        /* ACCUMULATE: load the block. Otherwise zero it: by the CPU below while the tile's
+         * transfer runs, when that is sure to finish first (about 2 cycles per byte against
+         * 1/8 cycle per tile byte, with room for the rest of the firmware's work), since a zero
+         * fill by DMA holds the engine, the bottleneck; else by DMA. */
+        if (flags & 1u || 2u * ylen + 1536u >= n_bytes[l] / 8u) {
+            u32 ctrl = flags & 1u ? 0u : FF_DMA_CTRL_ZERO_MASK;
+            if ((err = dma(e, ya - yoff, LOCAL(rt + 2u, 0u), ylen, ctrl)) != FF_ERR_NONE)
+                return err;
+        } else {
+            zero_words = ylen / 4u;
+        }
         l_i[l] = i;
         l_ya[l] = ya;
         l_yoff[l] = yoff;
@@ -240,6 +255,18 @@ static u32 load(u32 l)
     FF_DMA_CTRL(e) = FF_DMA_CTRL_GO_MASK;
     pend_lane = l;
     pend_t0 = FF_CYCLES_LO;
+    if (zero_words) {
+        volatile u32 *yb = cpu_local(e, rt + 2u);
+        u32 w = 0;
+        for (; w + 4u <= zero_words; w += 4u) {
+            yb[w] = 0;
+            yb[w + 1u] = 0;
+            yb[w + 2u] = 0;
+            yb[w + 3u] = 0;
+        }
+        for (; w < zero_words; w++)
+            yb[w] = 0;
+    }
     return FF_ERR_NONE;
 }
 
@@ -373,7 +400,7 @@ static u32 check_job(const u32 *h, const u32 *lt)
 
 static u32 check_image(void)
 {
-    u32 err = dma(0, a_addr, LOCAL(0u, 0u), 96u, 0);
+    u32 err = xfer(0, a_addr, LOCAL(0u, 0u), 96u, 0);
     if (err != FF_ERR_NONE)
         return err;
     volatile u32 *g = cpu_local(0, 0);
@@ -400,7 +427,7 @@ u32 job_ffjb(u32 addr)
     if (n_lanes > MAX_LANES || tile_bytes < MISC_BYTES + n_lanes * 2u * 32u)
         return bad(FF_ERR_BAD_LANES, n_lanes);
     u32 head = up(96u + 8u * n_lanes);
-    if ((err = dma(0, addr, LOCAL(0u, 0u), head, 0)) != FF_ERR_NONE)
+    if ((err = xfer(0, addr, LOCAL(0u, 0u), head, 0)) != FF_ERR_NONE)
         return err;
     volatile u32 *g = cpu_local(0, 0);
     for (u32 w = 0; w < HEAD_WORDS; w++)
