@@ -210,6 +210,10 @@ class RtlDevice:
                 pass
         nnz = 0
         if d is not None:
+            # The schedule rules the firmware cannot check in bounded memory (every tile once,
+            # whole row tiles per lane); it checks the others itself.
+            if len(desc.tile_list) == len(d.nvals) and desc.lanes == self.lanes:
+                jobs.check_schedule(desc, d)
             tl = desc.tile_list.astype(np.int64)
             nnz = int(d.nvals[tl[tl < len(d.nvals)]].sum())
         info = (desc.kernel, desc.k, nnz, len(desc.tile_list))

@@ -224,3 +224,22 @@ def test_large_matrices_bit_exact(rtl, emu) -> None:  # type: ignore[no-untyped-
         assert same_bits(ff.spmv(A, x, device=rtl), ff.spmv(A, x, device=emu))
         B = r.standard_normal((n, 3)).astype(np.float32)
         assert same_bits(ff.spmm(A, B, device=rtl), ff.spmm(A, B, device=emu))
+
+
+def test_schedule_that_splits_a_row_tile_is_refused(rtl, emu) -> None:  # type: ignore[no-untyped-def]
+    h = rtl.put(A_F, tile=(16, 50))
+    table, tiles = h.schedule(rtl.lanes, 1)
+    bad_table = np.array([[0, 1], [1, len(tiles) - 1], [len(tiles), 0], [len(tiles), 0]])
+    xb, yb = rtl.alloc(X_F.nbytes), rtl.alloc(4 * A_F.shape[0])
+    jb = rtl.alloc(jobs.descriptor_bytes(len(table), len(tiles)))
+    jobs.write_descriptor(
+        jb.array, kernel="spmv", dtype=h.dtype, m=A_F.shape[0], n=A_F.shape[1], k=1,
+        a_addr=h.buffer.address, a_bytes=h.image_bytes, x_addr=xb.address, y_addr=yb.address,
+        lane_table=bad_table, tile_list=np.arange(len(tiles)),
+    )  # fmt: skip
+    with pytest.raises(ff.DeviceError, match="row tile is split"):
+        rtl.submit(jb)
+    for b in (xb, yb, jb):
+        rtl.free(b)
+    h.free()
+    recovers(rtl, emu)
