@@ -39,6 +39,7 @@ from fiberflow.host.shell_driver import ShellCounters, ShellDriver
 __all__ = ["RtlDevice"]
 
 _VTYPE = {"float32": "fp32", "int32": "int32"}
+MAX_LANES = 8  # firmware/ffjb.c: MAX_LANES
 
 
 class RtlDevice:
@@ -72,6 +73,11 @@ class RtlDevice:
         from fiberflow.host.rtl import DdrModel, RtlShell
         from fiberflow.overlay.top import ShellConfig
 
+        if not isinstance(lanes, int) or not 1 <= lanes <= MAX_LANES:
+            raise DeviceError(
+                f"lanes must be an integer from 1 to {MAX_LANES} (what the firmware's job walker "
+                f"keeps state for), not {lanes!r}"
+            )
         names = [dtype] if isinstance(dtype, str) else list(dtype)
         if not names or any(str(d) not in _VTYPE for d in names):
             raise DeviceError(f"dtype must be 'float32', 'int32' or both as a tuple, not {dtype!r}")
