@@ -99,7 +99,10 @@ class ControlCPU(Module):
             p_ENABLE_COUNTERS64=0,
             p_BARREL_SHIFTER=1,
             p_COMPRESSED_ISA=0,
-            p_ENABLE_MUL=1,
+            # The single-cycle multiplier (DSP blocks) rather than the 32-cycle shift-add one:
+            # the job walker multiplies on every tile (addresses of y blocks, x slices).
+            p_ENABLE_MUL=0,
+            p_ENABLE_FAST_MUL=1,
             p_ENABLE_DIV=1,
             p_ENABLE_IRQ=0,
             p_ENABLE_PCPI=0,

@@ -27,7 +27,7 @@ HEADERS = ("regs.h", "fw.h")
 LINKER_SCRIPT = "link.ld"
 
 # RV32IM without compressed instructions: the picorv32 in the shell is built with
-# ENABLE_MUL/ENABLE_DIV and without COMPRESSED_ISA.
+# ENABLE_FAST_MUL/ENABLE_DIV and without COMPRESSED_ISA.
 ARCH_FLAGS = ("-target", "riscv32-freestanding-none", "-mcpu=generic_rv32+m")
 CFLAGS = (
     "-Os",
