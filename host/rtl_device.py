@@ -46,9 +46,9 @@ class RtlDevice:
     """The cycle-accurate device. Options (all keywords):
 
     ``lanes`` (4), ``dtype`` ("float32", "int32" or both as a tuple: the lanes' arithmetic),
-    ``dma_engines``
-    (1), ``bus_bits`` (64), ``tile_bytes`` (65536), ``x_bytes`` (32768), ``y_bytes`` (16384),
-    ``max_k`` (8), ``ram_bytes`` (8192), ``board`` ("pynq-z2": the DDR model and clock),
+    ``dma_engines``, ``bus_bits``, ``tile_bytes``, ``x_bytes``, ``y_bytes``, ``max_k``,
+    ``ram_bytes`` (default: the overlay's own, :class:`fiberflow.overlay.top.ShellConfig`, the
+    same overlay ``fiberflow build`` makes), ``board`` ("pynq-z2": the DDR model and clock),
     ``ddr`` (a :class:`fiberflow.host.rtl.DdrModel`, overriding the board's).
     """
 
@@ -59,13 +59,13 @@ class RtlDevice:
         *,
         lanes: int = 4,
         dtype: str = "float32",
-        dma_engines: int = 1,
-        bus_bits: int = 64,
-        tile_bytes: int = 65536,
-        x_bytes: int = 32768,
-        y_bytes: int = 16384,
-        max_k: int = 8,
-        ram_bytes: int = 8192,
+        dma_engines: int | None = None,
+        bus_bits: int | None = None,
+        tile_bytes: int | None = None,
+        x_bytes: int | None = None,
+        y_bytes: int | None = None,
+        max_k: int | None = None,
+        ram_bytes: int | None = None,
         board: str = "pynq-z2",
         ddr: Any = None,
     ) -> None:
@@ -82,18 +82,21 @@ class RtlDevice:
         if not names or any(str(d) not in _VTYPE for d in names):
             raise DeviceError(f"dtype must be 'float32', 'int32' or both as a tuple, not {dtype!r}")
         vt = "+".join(sorted({_VTYPE[str(d)] for d in names}, key=["fp32", "int32"].index))
+        given = {
+            "dma_engines": dma_engines,
+            "bus_bits": bus_bits,
+            "tile_bytes": tile_bytes,
+            "x_bytes": x_bytes,
+            "y_bytes": y_bytes,
+            "max_k": max_k,
+            "ram_bytes": ram_bytes,
+        }
         try:
             self.config = ShellConfig(
                 lanes=lanes,
                 value_type=vt,
-                dma_engines=dma_engines,
-                bus_bits=bus_bits,
-                tile_bytes=tile_bytes,
-                x_bytes=x_bytes,
-                y_bytes=y_bytes,
-                max_k=max_k,
-                ram_bytes=ram_bytes,
                 kernels=("spmv", "spmm"),
+                **{k: v for k, v in given.items() if v is not None},
             )
         except ValueError as exc:
             raise DeviceError(f"ff.open('rtl'): {exc}") from None

@@ -46,15 +46,18 @@ class ShellConfig:
 
     lanes: int = 4
     value_type: str = "fp32"
-    tile_bytes: int = 4096  # each tile buffer: the engine's own, and each lane's
+    # Buffer sizes: 32 KiB tiles, x slices of 8192 values and y blocks of 4096 rows keep the
+    # 4-lane default at about 64% of a PYNQ-Z2's block RAM (docs/benchmarks.md); 64 KiB tiles
+    # would need 93%.
+    tile_bytes: int = 32768  # each tile buffer: the engine's own, and each lane's
     bus_bits: int = 64
     dma_engines: int = 1
     ram_bytes: int = 8192
-    # The kernel set of the lanes (overlay/lane.py); empty: placeholder lanes, which the
-    # firmware can drive today (the SpMV/SpMM job walker is not written yet).
-    kernels: tuple[str, ...] = ()
-    x_bytes: int = 4096  # each lane's x / B-slice buffer
-    y_bytes: int = 4096  # each lane's y / C buffer
+    # The kernel set of the lanes (overlay/lane.py); empty: placeholder lanes with the same
+    # control ports, for bring-up of the CPU, DMA and firmware without the datapath.
+    kernels: tuple[str, ...] = ("spmv", "spmm")
+    x_bytes: int = 32768  # each lane's x / B-slice buffer
+    y_bytes: int = 16384  # each lane's y / C buffer
     max_k: int = 8  # largest SpMM k the lanes accumulate
 
     def __post_init__(self) -> None:

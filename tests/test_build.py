@@ -416,7 +416,10 @@ def test_cli_estimate_refuses_what_does_not_fit(
         return estimate.Estimate(board, usage, {}, ["a warning yosys gave"])
 
     monkeypatch.setattr(estimate, "estimate", huge)
-    assert main(["build", "--board", "pynq-z2", "--estimate", "--lanes", "16"]) == 1
+    assert (
+        main(["build", "--board", "pynq-z2", "--estimate", "--lanes", "8", "--dma-engines", "2"])
+        == 1
+    )
     captured = capsys.readouterr()
     assert "LUT" in captured.out and "100.0%" in captured.out
     assert "warning: a warning yosys gave" in captured.out

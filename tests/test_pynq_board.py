@@ -39,6 +39,9 @@ FFJ0 = 0x304A4646
 COPY = 1
 
 
+SMALL_LANES = {"kernels": ("spmv", "spmm"), "tile_bytes": 4096, "x_bytes": 1024, "y_bytes": 4096}
+
+
 def _build(tmp_path_factory: pytest.TempPathFactory, board: str, **params: object) -> str:
     out = tmp_path_factory.mktemp(board)
     build.generate(load_board(board), params, out)
@@ -47,7 +50,9 @@ def _build(tmp_path_factory: pytest.TempPathFactory, board: str, **params: objec
 
 @pytest.fixture(scope="module")
 def board_folder(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return _build(tmp_path_factory, BOARD)
+    """The bare shell (placeholder lanes): the register, copy-job and fault tests need no
+    datapath, and it simulates several times faster."""
+    return _build(tmp_path_factory, BOARD, kernels=())
 
 
 @pytest.fixture(scope="module")
@@ -337,7 +342,8 @@ def test_open_errors(tmp_path, board_folder: str) -> None:
 
 @pytest.fixture(scope="module")
 def kernel_dev(tmp_path_factory: pytest.TempPathFactory):
-    folder = _build(tmp_path_factory, BOARD, kernels=("spmv", "spmm"))
+    # Small buffers, so the test matrices span several tiles in both directions.
+    folder = _build(tmp_path_factory, BOARD, **SMALL_LANES)
     d = ff.open("pynq", overlay=folder, emulate=True)
     yield d
     d.close()
@@ -409,7 +415,7 @@ def test_overlay_without_lanes_says_so(dev) -> None:
 def test_int32_spmv_and_spmm_on_an_fp32_int32_overlay(tmp_path_factory) -> None:
     import scipy.sparse as sp
 
-    folder = _build(tmp_path_factory, BOARD, kernels=("spmv", "spmm"), value_type="fp32+int32")
+    folder = _build(tmp_path_factory, BOARD, **SMALL_LANES, value_type="fp32+int32")
     rng = np.random.default_rng(3)
     A = sp.random(300, 257, density=0.03, format="csr", random_state=rng)
     A.data = rng.integers(-50, 50, A.nnz).astype(np.float64)
