@@ -52,21 +52,27 @@ def run(args: argparse.Namespace) -> Report:
         data[key] = {"params": dict(src.params), "usage": vars(u), "cells": est.cells,
                      "seconds": seconds, "warnings": est.warnings}  # fmt: skip
         warnings.update(est.warnings)
-    from fiberflow.overlay import top
-
     notes = []
-    if hasattr(top, "PlaceholderLane"):
+    if any(not d["params"].get("kernels") for d in data.values()):
         notes.append(
-            "The overlay measured here still has placeholder lanes (overlay/lane_placeholder.py):"
-            " these numbers are the shell (control CPU, DMA, tile buffers, counters) plus "
-            "stand-in lanes, not the final kernel-set lanes."
+            "Overlays without a kernel set have placeholder lanes (overlay/lane_placeholder.py):"
+            " their numbers are the shell plus stand-in lanes."
         )
+    goal = (
+        f"Goal for the default 4-lane fp32 overlay on PYNQ-Z2: at most {GOAL['LUT']:.0%} of "
+        f"LUTs and {GOAL['BRAM36']:.0%} of BRAM"
+    )
+    if "pynq-z2" in data:
+        use = data["pynq-z2"]["usage"]
+        cap = boards.load("pynq-z2").resources
+        lut, bram = use["lut"] / cap.lut, use["bram36"] / cap.bram36
+        met = lut <= GOAL["LUT"] and bram <= GOAL["BRAM36"]
+        goal += f": LUT {lut:.1%}, BRAM {bram:.1%}, {'met' if met else 'NOT met'}"
     notes += [
         "yosys' mapping is not Vivado's: inverters count as LUTs and LUT RAM is packed "
         "differently, so the numbers are a pessimistic estimate; Vivado's own report is in "
         "vivado/reports/utilization.txt of a build folder.",
-        f"Goal for the default 4-lane fp32 overlay on PYNQ-Z2: at most "
-        f"{GOAL['LUT']:.0%} of LUTs and {GOAL['BRAM36']:.0%} of BRAM.",
+        goal + ".",
         *sorted(warnings),
     ]
     return Report(
