@@ -140,10 +140,12 @@ def run(args: argparse.Namespace) -> Report:
         "y and writing it out; the 40k-wide matrix reloads a 32 KiB x slice for each of its "
         "tiles (5 per row tile), traffic the efficiency formula counts as the bus's work, so "
         "its efficiency is the highest while its nonzeros per cycle are the lowest",
-        "not met: the firmware spends about 1,100-2,400 cycles per tile that no transfer covers "
-        "(entries, header, configuration, y write-out and zero fill, each transfer's set-up "
-        "and polling on picorv32 at 3-6 cycles per instruction, and the last tiles' compute "
-        "at the end of the job), against 8,000 cycles of DMA for a 64 KiB tile",
+        "where goals are not met: the firmware spends the overhead/tile cycles between "
+        "transfers (entries, header, configuration, y write-out and zero fill, each "
+        "transfer's set-up and polling on picorv32 at 3-6 cycles per instruction, and the last "
+        "tiles' compute at the end of the job), against "
+        f"{cfg.tile_bytes // dev.bus_bytes_per_cycle:,} cycles of DMA for a full "
+        f"{cfg.tile_bytes // 1024} KiB tile",
     ]
     dev.close()
     return Report(
