@@ -196,6 +196,7 @@ _STATUS = (
     Field("ERROR", 8, 8, "error code when STATE is ERROR, see ERRORS"),
     Field("SEQ", 16, 16, "sequence number of the job this status belongs to"),
 )
+_DOORBELL = (Field("SEQ", 0, 16, "job sequence number"), Field("PENDING", 31, 1, "not yet taken"))
 
 STATES = (
     Code("IDLE", 0, "no job since reset"),
@@ -288,7 +289,7 @@ HOST = Block(
             0x018,
             "rw",
             "write a job sequence number to submit the job at JOB_ADDR; read: bit 31 pending",
-            (Field("SEQ", 0, 16, "job sequence number"), Field("PENDING", 31, 1, "not yet taken")),
+            _DOORBELL,
         ),
         Register("JOB_ADDR", 0x01C, "rw", "DDR address of the job descriptor"),
         Register("STATUS", 0x020, "ro", "job status, written by the firmware", _STATUS),
@@ -334,13 +335,7 @@ CPU = Block(
         Register("CONFIG0", 0x008, "ro", "overlay parameters", _CONFIG0),
         Register("CONFIG1", 0x00C, "ro", "firmware RAM size in bytes"),
         Register("CONFIG2", 0x010, "ro", "tile buffer bytes per DMA engine"),
-        Register(
-            "DOORBELL",
-            0x014,
-            "ro",
-            "the host's last doorbell",
-            (Field("SEQ", 0, 16, "job sequence number"), Field("PENDING", 31, 1, "not yet taken")),
-        ),
+        Register("DOORBELL", 0x014, "ro", "the host's last doorbell", _DOORBELL),
         Register("DOORBELL_ACK", 0x018, "wo", "any write clears DOORBELL.PENDING"),
         Register("JOB_ADDR", 0x01C, "ro", "DDR address of the job descriptor"),
         Register("STATUS", 0x020, "rw", "job status shown to the host", _STATUS),
