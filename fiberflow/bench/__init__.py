@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import re
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +76,25 @@ def median_seconds(fn: Any, repeat: int = 5, desc: str = "timing") -> float:
         fn()
         times.append(time.perf_counter() - start)
     return float(np.median(times))
+
+
+def uncached_build_seconds(config: Any) -> float:
+    """Seconds of a Verilator build of the rtl shell ``config`` in a throw-away cache folder
+    (``FIBERFLOW_CACHE`` is restored afterwards)."""
+    from fiberflow.host.rtl import build_shell
+
+    old = os.environ.get("FIBERFLOW_CACHE")
+    with tempfile.TemporaryDirectory(prefix="ff-bench-") as tmp:
+        os.environ["FIBERFLOW_CACHE"] = tmp
+        try:
+            start = time.perf_counter()
+            build_shell(config)
+            return time.perf_counter() - start
+        finally:
+            if old is None:
+                del os.environ["FIBERFLOW_CACHE"]
+            else:
+                os.environ["FIBERFLOW_CACHE"] = old
 
 
 def write_section(doc: Path, report: Report) -> None:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 import time
 
 import numpy as np
 
-from fiberflow.bench import Report
+from fiberflow.bench import Report, uncached_build_seconds
 
 DESCRIPTION = (
     "Verilator build time, simulated cycles per second and per-job / per-tile control "
@@ -30,26 +28,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> Report:
-    from fiberflow.host.rtl import RtlShell, build_shell
+    from fiberflow.host.rtl import RtlShell
     from fiberflow.overlay import regmap
     from fiberflow.overlay.top import ShellConfig
 
     kernels = () if args.placeholder else ("spmv", "spmm")
     cfg = ShellConfig(lanes=args.lanes, bus_bits=args.bus_bits, kernels=kernels)
-    build_s = float("nan")
-    if not args.cached:
-        old = os.environ.get("FIBERFLOW_CACHE")
-        with tempfile.TemporaryDirectory(prefix="ff-bench-") as tmp:
-            os.environ["FIBERFLOW_CACHE"] = tmp
-            try:
-                start = time.perf_counter()
-                build_shell(cfg)
-                build_s = time.perf_counter() - start
-            finally:
-                if old is None:
-                    del os.environ["FIBERFLOW_CACHE"]
-                else:
-                    os.environ["FIBERFLOW_CACHE"] = old
+    build_s = float("nan") if args.cached else uncached_build_seconds(cfg)
 
     shell = RtlShell(cfg)
     shell.load_firmware()

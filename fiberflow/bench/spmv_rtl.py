@@ -10,15 +10,13 @@ the counted DMA bytes and the firmware's cycle count for the job (``RunStats.eff
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 import time
 
 import numpy as np
 import scipy.sparse as sp
 
 import fiberflow as ff
-from fiberflow.bench import Report
+from fiberflow.bench import Report, uncached_build_seconds
 from fiberflow.bench._roofline import roofline_plot, stats_dict
 
 GOALS = {"dense": 0.85, "sparse": 0.6}  # efficiency at >= 8 and at 2-4 nonzeros per row
@@ -48,23 +46,10 @@ def cases(scale: float) -> list[tuple[str, str, sp.csr_array]]:
 
 def build_seconds(dev_options: dict[str, object]) -> float:
     """Uncached Verilator build of the device's shell, in a throw-away cache folder."""
-    from fiberflow.host.rtl import build_shell
-
     probe = ff.open("rtl", **dev_options)
     cfg = probe.config  # type: ignore[attr-defined]
     probe.close()
-    old = os.environ.get("FIBERFLOW_CACHE")
-    with tempfile.TemporaryDirectory(prefix="ff-bench-") as tmp:
-        os.environ["FIBERFLOW_CACHE"] = tmp
-        try:
-            start = time.perf_counter()
-            build_shell(cfg)
-            return time.perf_counter() - start
-        finally:
-            if old is None:
-                del os.environ["FIBERFLOW_CACHE"]
-            else:
-                os.environ["FIBERFLOW_CACHE"] = old
+    return uncached_build_seconds(cfg)
 
 
 def run(args: argparse.Namespace) -> Report:
