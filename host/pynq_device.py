@@ -44,8 +44,6 @@ from fiberflow.overlay.regmap import HOST
 
 __all__ = ["PynqBuffer", "PynqDevice", "import_pynq"]
 
-FFJ0_MAGIC = 0x304A4646  # the firmware's own bring-up descriptors (docs/firmware.md)
-
 
 def import_pynq() -> Any:
     """The pynq package, or a ToolchainError saying how to get it."""
@@ -512,7 +510,7 @@ class PynqDevice:
     def _describe(self, job: Buffer) -> dict[str, Any]:
         """What the statistics need from a descriptor: kernel, k, nnz, tiles."""
         magic = int(job.view("<u4", 1)[0]) if job.nbytes >= 4 else 0
-        if magic == FFJ0_MAGIC or magic != jobs.MAGIC:  # bring-up job (or a bad one)
+        if magic != jobs.MAGIC:  # the firmware's bring-up descriptors (or a bad one)
             return {"kernel": "copy", "k": 1, "nnz": 0, "tiles": 0}
         desc = jobs.parse(job.array)
         nnz = 0

@@ -35,7 +35,7 @@ pytestmark = pytest.mark.board
 PYNQ_MAJOR = int(pynq.__version__.split(".")[0])
 BOARD, ARCH = ("zcu104", "aarch64") if PYNQ_MAJOR >= 4 else ("pynq-z2", "armv7l")
 
-FFJ0 = 0x304A4646
+FFJ0 = regmap.JOB_MAGIC
 COPY = 1
 
 
