@@ -20,26 +20,36 @@ u32 info; /* ERROR_INFO of the current job */
 
 static u32 misaligned(u32 value) { return value & (bus_bytes - 1u); }
 
-/* COPY: SRC -> tile buffer of engine ARG0 -> DST, one tile-buffer-sized piece at a time. */
-static u32 job_copy(const u32 *job)
+/* The checks COPY and DMA share: engine e exists, both addresses and the length are multiples
+   of the bus width, and the length is not zero. */
+static u32 check_transfer(u32 e, u32 a, u32 b, u32 length)
 {
-    u32 src = job[FF_JOBW_SRC], dst = job[FF_JOBW_DST], length = job[FF_JOBW_LENGTH];
-    u32 e = job[FF_JOBW_ARG0];
     if (e >= n_dma) {
         info = e;
         return FF_ERR_BAD_ENGINE;
     }
-    if (misaligned(src) || misaligned(dst) || misaligned(length)) {
-        info = misaligned(src) ? src : misaligned(dst) ? dst : length;
+    if (misaligned(a) || misaligned(b) || misaligned(length)) {
+        info = misaligned(a) ? a : misaligned(b) ? b : length;
         return FF_ERR_BAD_ALIGN;
     }
     if (length == 0u) {
         info = length;
         return FF_ERR_BAD_LENGTH;
     }
+    return FF_ERR_NONE;
+}
+
+/* COPY: SRC -> tile buffer of engine ARG0 -> DST, one tile-buffer-sized piece at a time. */
+static u32 job_copy(const u32 *job)
+{
+    u32 src = job[FF_JOBW_SRC], dst = job[FF_JOBW_DST], length = job[FF_JOBW_LENGTH];
+    u32 e = job[FF_JOBW_ARG0];
+    u32 err = check_transfer(e, src, dst, length);
+    if (err != FF_ERR_NONE)
+        return err;
     for (u32 done = 0; done < length;) {
         u32 n = length - done < tile_bytes ? length - done : tile_bytes;
-        u32 err = dma(e, src + done, 0, n, 0);
+        err = dma(e, src + done, 0, n, 0);
         if (err == FF_ERR_NONE)
             err = dma(e, dst + done, 0, n, FF_DMA_CTRL_TO_DDR_MASK);
         if (err != FF_ERR_NONE)
@@ -84,18 +94,9 @@ static u32 job_dma(const u32 *job)
 {
     u32 e = job[FF_JOBW_ARG0], ddr = job[FF_JOBW_SRC], local = job[FF_JOBW_DST];
     u32 length = job[FF_JOBW_LENGTH], ctrl = job[FF_JOBW_ARG1];
-    if (e >= n_dma) {
-        info = e;
-        return FF_ERR_BAD_ENGINE;
-    }
-    if (misaligned(ddr) || misaligned(local) || misaligned(length)) {
-        info = misaligned(ddr) ? ddr : misaligned(local) ? local : length;
-        return FF_ERR_BAD_ALIGN;
-    }
-    if (length == 0u) {
-        info = length;
-        return FF_ERR_BAD_LENGTH;
-    }
+    u32 err = check_transfer(e, ddr, local, length);
+    if (err != FF_ERR_NONE)
+        return err;
     return dma(e, ddr, local, length, ctrl);
 }
 
