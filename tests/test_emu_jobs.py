@@ -83,12 +83,15 @@ def test_schedule_keeps_row_tiles_whole_and_balances_lanes() -> None:
     assert loads.max() / loads.mean() < 1.1
 
 
-def submit_with(dev, mutate):  # type: ignore[no-untyped-def]
-    """Build a correct SpMV job by hand, let ``mutate`` break it, submit and wait."""
+def submit_with(dev, mutate, y0=None):  # type: ignore[no-untyped-def]
+    """Build a correct SpMV job by hand, let ``mutate`` break it, submit and wait. ``y0`` is
+    what the output buffer holds before the job (zeros by default)."""
     h = dev.put(A, tile=(64, 64))
     table, tiles = job.schedule(h.directory, dev.lanes)
     xb, yb = dev.alloc(X.nbytes), dev.alloc(4 * A.shape[0])
     xb.write(X)
+    if y0 is not None:
+        yb.write(y0)
     fields = dict(
         kernel="spmv", dtype=np.dtype(np.float32), m=A.shape[0], n=A.shape[1], k=1,
         a_addr=h.buffer.address, a_bytes=h.image_bytes, x_addr=xb.address, y_addr=yb.address,
@@ -105,10 +108,14 @@ def test_a_hand_built_job_runs() -> None:
     dev = ff.open("emu")
     y = submit_with(dev, lambda f, h: None)
     assert np.allclose(y, A @ X, rtol=1e-5)
-    # ACCUMULATE: y starts from what the buffer holds.
-    dev2 = ff.open("emu")
-    y2 = submit_with(dev2, lambda f, h: f.update(flags=job.FLAG_ACCUMULATE))
-    assert np.array_equal(y2, y)  # the fresh buffer held zeros
+    # ACCUMULATE: y starts from what the buffer holds; without it the device zeroes y first.
+    y0 = np.linspace(-100, 100, A.shape[0], dtype=np.float32)
+    y2 = submit_with(ff.open("emu"), lambda f, h: f.update(flags=job.FLAG_ACCUMULATE), y0)
+    assert np.allclose(y2, y0 + y, rtol=1e-5, atol=1e-4)
+    assert np.array_equal(submit_with(ff.open("emu"), lambda f, h: None, y0), y)
+    assert np.array_equal(
+        submit_with(ff.open("emu"), lambda f, h: f.update(flags=job.FLAG_ACCUMULATE)), y
+    )  # accumulating onto zeros
 
 
 def corrupt_crd(f, h) -> None:  # type: ignore[no-untyped-def]
