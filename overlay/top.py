@@ -248,23 +248,25 @@ class Shell(Module):
             cpu.host_we.eq(Mux(axil.we & in_ram, axil.strb, 0)),
             axil.dat_r.eq(Mux(was_ram, cpu.host_dat_r, reg_q)),
         ]
-        host_read = {
-            hoff("ID"): regmap.ID_MAGIC,
-            hoff("VERSION"): regmap.VERSION,
-            hoff("CONFIG0"): cfg.config0(),
-            hoff("CONFIG1"): cfg.ram_bytes,
-            hoff("CONFIG2"): cfg.tile_bytes,
-            hoff("CONFIG3"): cfg.config3(),
-            hoff("CTRL"): Cat(cpu_reset, C(0, 7), cpu.trap),
-            hoff("DOORBELL"): Cat(bell_seq, C(0, 15), bell_pending),
-            hoff("JOB_ADDR"): job_addr,
-            hoff("STATUS"): status,
-            hoff("ERROR_INFO"): error_info,
-            hoff("HEARTBEAT"): heartbeat,
-            hoff("CYCLES_LO"): cycles[:32],
-            hoff("CYCLES_HI"): host_hi,
-            hoff("TILES_DONE"): tiles_done,
+        # Registers both blocks read alike (by name; the offsets differ).
+        shared_read: dict[str, object] = {
+            "ID": regmap.ID_MAGIC,
+            "VERSION": regmap.VERSION,
+            "CONFIG0": cfg.config0(),
+            "CONFIG1": cfg.ram_bytes,
+            "CONFIG2": cfg.tile_bytes,
+            "CONFIG3": cfg.config3(),
+            "DOORBELL": Cat(bell_seq, C(0, 15), bell_pending),
+            "JOB_ADDR": job_addr,
+            "STATUS": status,
+            "ERROR_INFO": error_info,
+            "HEARTBEAT": heartbeat,
+            "CYCLES_LO": cycles[:32],
         }
+        host_read = {hoff(name): v for name, v in shared_read.items()}
+        host_read[hoff("CTRL")] = Cat(cpu_reset, C(0, 7), cpu.trap)
+        host_read[hoff("CYCLES_HI")] = host_hi
+        host_read[hoff("TILES_DONE")] = tiles_done
         for i, m in enumerate(mailbox):
             host_read[hoff("MAILBOX", i)] = m
         for e in range(len(dmas)):
@@ -388,23 +390,10 @@ class Shell(Module):
                 d.zero.eq(cpu.p_wdata[2]),
             ]
 
-        cpu_read = {
-            coff("ID"): regmap.ID_MAGIC,
-            coff("VERSION"): regmap.VERSION,
-            coff("CONFIG0"): cfg.config0(),
-            coff("CONFIG1"): cfg.ram_bytes,
-            coff("CONFIG2"): cfg.tile_bytes,
-            coff("CONFIG3"): cfg.config3(),
-            coff("DOORBELL"): Cat(bell_seq, C(0, 15), bell_pending),
-            coff("JOB_ADDR"): job_addr,
-            coff("STATUS"): status,
-            coff("ERROR_INFO"): error_info,
-            coff("HEARTBEAT"): heartbeat,
-            coff("CYCLES_LO"): cycles[:32],
-            coff("CYCLES_HI"): cpu_hi,
-            coff("LANE_DONE"): Cat(*[ln.done for ln in lanes]),
-            coff("LANE_ERROR"): Cat(*[ln.error for ln in lanes]),
-        }
+        cpu_read = {coff(name): v for name, v in shared_read.items()}
+        cpu_read[coff("CYCLES_HI")] = cpu_hi
+        cpu_read[coff("LANE_DONE")] = Cat(*[ln.done for ln in lanes])
+        cpu_read[coff("LANE_ERROR")] = Cat(*[ln.error for ln in lanes])
         for i, m in enumerate(mailbox):
             cpu_read[coff("MAILBOX", i)] = m
         for e, d in enumerate(dmas):
