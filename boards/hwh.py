@@ -23,7 +23,8 @@ PYNQ only checks that the file exists before the (simulated) device "downloads" 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
@@ -39,13 +40,60 @@ PLACEHOLDER_BIT = b"fiberflow emulation placeholder: not a bitstream\n"
 ZYNQ_PLL_MHZ = 1000.0
 ZYNQMP_PLL_MHZ = 1500.0
 
+
+@dataclass(frozen=True)
+class _PsFacts:
+    """What the emulation .hwh says about one kind of processing system."""
+
+    modtype: str
+    vlnv: str
+    arch: str  # SYSTEMINFO ARCH
+    master: str  # the control master interface
+    clk_port: str  # fabric clock 0's pin
+    package: str
+    device: Callable[[str], str]  # SYSTEMINFO DEVICE from the part
+    pll_mhz: float  # the PLL fabric clock 0 divides
+    pll_name: str  # the clock source parameters' value for it
+    freq: str  # fabric clock 0's requested frequency; "ACT_" before FREQMHZ: the actual one
+    fclk: tuple[str, str, str, str]  # clock {n}'s source, divisor 0, divisor 1, enable
+
+
 _PS = {
-    "ps7": ("processing_system7", "xilinx.com:ip:processing_system7:5.5", "zynq", "M_AXI_GP0"),
-    "zynq_ultra_ps_e": (
-        "zynq_ultra_ps_e",
-        "xilinx.com:ip:zynq_ultra_ps_e:3.3",
-        "zynquplus",
-        "M_AXI_HPM0_FPD",
+    "ps7": _PsFacts(
+        modtype="processing_system7",
+        vlnv="xilinx.com:ip:processing_system7:5.5",
+        arch="zynq",
+        master="M_AXI_GP0",
+        clk_port="FCLK_CLK0",
+        package="clg400",
+        device=lambda part: part[:6],
+        pll_mhz=ZYNQ_PLL_MHZ,
+        pll_name="IO PLL",
+        freq="PCW_{}FPGA0_PERIPHERAL_FREQMHZ",
+        fclk=(
+            "PCW_FCLK{n}_PERIPHERAL_CLKSRC",
+            "PCW_FCLK{n}_PERIPHERAL_DIVISOR0",
+            "PCW_FCLK{n}_PERIPHERAL_DIVISOR1",
+            "PCW_FPGA_FCLK{n}_ENABLE",
+        ),
+    ),
+    "zynq_ultra_ps_e": _PsFacts(
+        modtype="zynq_ultra_ps_e",
+        vlnv="xilinx.com:ip:zynq_ultra_ps_e:3.3",
+        arch="zynquplus",
+        master="M_AXI_HPM0_FPD",
+        clk_port="pl_clk0",
+        package="ffvb1156",
+        device=lambda part: part.split("-")[0],
+        pll_mhz=ZYNQMP_PLL_MHZ,
+        pll_name="IOPLL",
+        freq="PSU__CRL_APB__PL0_REF_CTRL__{}FREQMHZ",
+        fclk=(
+            "PSU__CRL_APB__PL{n}_REF_CTRL__SRCSEL",
+            "PSU__CRL_APB__PL{n}_REF_CTRL__DIVISOR0",
+            "PSU__CRL_APB__PL{n}_REF_CTRL__DIVISOR1",
+            "PSU__FPGA_PL{n}_ENABLE",
+        ),
     ),
 }
 
@@ -74,46 +122,23 @@ def hwh_text(manifest: Mapping[str, Any]) -> str:
     ps = board["ps"]
     if ps not in _PS:
         raise ValueError(f"unknown processing system {ps!r}; expected one of {sorted(_PS)}")
-    modtype, vlnv, arch, master = _PS[ps]
+    facts = _PS[ps]
     base = int(board["control_base"])
     span = int(overlay["control_range"])
     mhz = float(board["fabric_clock_mhz"])
-    if ps == "ps7":
-        d0, d1 = divisors(ZYNQ_PLL_MHZ, mhz)
-        actual = ZYNQ_PLL_MHZ / (d0 * d1)
-        clock = [
-            _param("PCW_FPGA0_PERIPHERAL_FREQMHZ", f"{mhz:g}"),
-            _param("PCW_ACT_FPGA0_PERIPHERAL_FREQMHZ", f"{actual:.6f}"),
-        ]
-        # PYNQ reads the enable, both divisors and (from pynq 4.0) the source of all four
-        # fabric clocks.
-        for n in range(4):
-            a, b = (d0, d1) if n == 0 else (1, 1)
-            clock += [
-                _param(f"PCW_FCLK{n}_PERIPHERAL_CLKSRC", "IO PLL"),
-                _param(f"PCW_FCLK{n}_PERIPHERAL_DIVISOR0", a),
-                _param(f"PCW_FCLK{n}_PERIPHERAL_DIVISOR1", b),
-                _param(f"PCW_FPGA_FCLK{n}_ENABLE", int(n == 0)),
-            ]
-        device, package = board["part"][:6], "clg400"
-        clk_port = "FCLK_CLK0"
-    else:
-        d0, d1 = divisors(ZYNQMP_PLL_MHZ, mhz)
-        actual = ZYNQMP_PLL_MHZ / (d0 * d1)
-        clock = [
-            _param("PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ", f"{mhz:g}"),
-            _param("PSU__CRL_APB__PL0_REF_CTRL__ACT_FREQMHZ", f"{actual:.6f}"),
-        ]
-        for n in range(4):
-            a, b = (d0, d1) if n == 0 else (1, 1)
-            clock += [
-                _param(f"PSU__CRL_APB__PL{n}_REF_CTRL__SRCSEL", "IOPLL"),
-                _param(f"PSU__CRL_APB__PL{n}_REF_CTRL__DIVISOR0", a),
-                _param(f"PSU__CRL_APB__PL{n}_REF_CTRL__DIVISOR1", b),
-                _param(f"PSU__FPGA_PL{n}_ENABLE", int(n == 0)),
-            ]
-        device, package = board["part"].split("-")[0], "ffvb1156"
-        clk_port = "pl_clk0"
+    d0, d1 = divisors(facts.pll_mhz, mhz)
+    actual = facts.pll_mhz / (d0 * d1)
+    clock = [
+        _param(facts.freq.format(""), f"{mhz:g}"),
+        _param(facts.freq.format("ACT_"), f"{actual:.6f}"),
+    ]
+    # PYNQ reads the enable, both divisors and (from pynq 4.0) the source of all four
+    # fabric clocks.
+    for n in range(4):
+        values = (facts.pll_name, *((d0, d1) if n == 0 else (1, 1)), int(n == 0))
+        clock += [_param(name.format(n=n), v) for name, v in zip(facts.fclk, values, strict=True)]
+    modtype, vlnv, arch, master = facts.modtype, facts.vlnv, facts.arch, facts.master
+    device, package, clk_port = facts.device(board["part"]), facts.package, facts.clk_port
     net = f"ps_{master}"
     hz = round(actual * 1e6)
     high = base + span - 1
