@@ -78,7 +78,7 @@ class ShellConfig:
             if not _pow2(v) or not 256 <= v <= 1 << regmap.LOCAL_REGION_SHIFT:
                 raise ValueError(f"{name} must be a power of two from 256 to 1 MiB")
         if self.kernels:
-            if not _pow2(self.tile_bytes) or self.tile_bytes > 1 << regmap.LOCAL_REGION_SHIFT:
+            if self.tile_bytes > 1 << regmap.LOCAL_REGION_SHIFT:
                 raise ValueError("with lanes, tile_bytes must be at most 1 MiB (one region)")
             per_engine = -(-self.lanes // self.dma_engines)
             if 1 + 3 * per_engine > regmap.LOCAL_REGIONS:
@@ -162,7 +162,7 @@ class Shell(Module):
         clear = Signal()
         bell_seq, bell_pending = Signal(16), Signal()
         job_addr, status, error_info, heartbeat = (Signal(32) for _ in range(4))
-        mailbox = [Signal(32) for _ in range(4)]
+        mailbox = [Signal(32) for _ in range(host_map.reg("MAILBOX").count)]
         cycles = Signal(64)
         host_hi, cpu_hi = Signal(32), Signal(32)
         tiles_done = Signal(32)
