@@ -1,3 +1,5 @@
+import zlib
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -7,6 +9,7 @@ from strategies import tensors, tiles
 
 import fiberflow as ff
 from fiberflow.host import dma_image as di
+from fiberflow.host import pack_c
 
 
 @given(st.data())
@@ -141,3 +144,13 @@ def test_documented_csr_tile_example():
     assert tile[32:44].view("<u4").tolist() == [0, 2, 3]
     assert tile[48:54].view("<u2").tolist() == [0, 2, 3]
     assert tile[64:76].view("<f4").tolist() == [5.0, 7.0, 9.0]
+
+
+@pytest.mark.skipif(not pack_c.available(), reason="the C packer was not built")
+def test_parallel_checksum_equals_zlib(monkeypatch):
+    for a, b in [(b"", b"x"), (b"abc", b""), (b"hello ", b"world" * 1000)]:
+        combined = pack_c.lib.ff_crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b))
+        assert combined == zlib.crc32(a + b)
+    monkeypatch.setenv("FIBERFLOW_THREADS", "2")  # the two-halves path, whatever the machine
+    buf = np.random.default_rng(0).integers(0, 256, di.PARALLEL_CRC_BYTES + 12345, np.uint8)
+    assert di.crc32_parallel(buf.data, 7) == zlib.crc32(buf.data, 7)
