@@ -18,7 +18,10 @@ def test_wheel_contains_compiled_extension_and_data(tmp_path):
     assert result.returncode == 0, result.stderr
     (wheel,) = tmp_path.glob("fiberflow-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert any(n.startswith("fiberflow/host/_cpack") and n.endswith((".so", ".pyd")) for n in names)
+    for ext in ("_cpack", "_cemu"):  # the packer's C fast path and the emulator's kernels
+        assert any(
+            n.startswith(f"fiberflow/host/{ext}") and n.endswith((".so", ".pyd")) for n in names
+        ), ext
     for required in [
         "fiberflow/host/tensor.py",
         "fiberflow/overlay/__init__.py",
