@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> Report:
 
 
 def _resources(data: dict[str, object]) -> list[str]:
-    from fiberflow.boards.estimate import synth_stat, usage_from_cells
+    from fiberflow.boards.estimate import _cells, synth_stat, usage_from_cells
     from fiberflow.overlay.lane import Lane
 
     out = []
@@ -100,8 +100,7 @@ def _resources(data: dict[str, object]) -> list[str]:
     }
     for label, kw in progress(list(builds.items()), desc="synth_xilinx"):
         stat, _ = synth_stat({"lane.v": Lane(**kw).to_verilog("lane")}, "lane", "xc7")
-        mod = stat["modules"].get("\\lane") or stat["modules"]["lane"]
-        cells = {str(c): int(n) for c, n in mod["num_cells_by_type"].items()}
+        cells = _cells(stat, "lane")
         u = usage_from_cells(cells)
         data[f"resources/{label}"] = vars(u)
         out.append(f"Resources, {label} (yosys synth_xilinx xc7): {u.lut} LUT, {u.ff} FF, "

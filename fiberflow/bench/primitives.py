@@ -15,7 +15,7 @@ from collections.abc import Callable
 from migen import Module, Signal
 
 from fiberflow.bench import Report
-from fiberflow.boards.estimate import synth_stat, usage_from_cells
+from fiberflow.boards.estimate import _cells, synth_stat, usage_from_cells
 from fiberflow.errors import BuildError
 from fiberflow.overlay import fp32
 from fiberflow.overlay.registry import PRIMITIVES
@@ -67,8 +67,7 @@ def run(args: argparse.Namespace) -> Report:
         top = "ff_" + name.replace(" ", "_")
         text = designs[name]().to_verilog(top)  # type: ignore[attr-defined]
         stat, _ = synth_stat({f"{top}.v": text}, top, args.family)
-        mod = stat["modules"].get(f"\\{top}") or stat["modules"][top]
-        cells = {str(k): int(v) for k, v in (mod.get("num_cells_by_type") or {}).items()}
+        cells = _cells(stat, top)
         u = usage_from_cells(cells)
         lutram = sum(n for c, n in cells.items() if c.startswith(("RAM32", "RAM64", "SRL")))
         rows.append([name, u.lut, u.ff, lutram, u.bram36, u.dsp])
