@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from fiberflow.errors import DeviceError, DeviceTimeoutError
+from fiberflow.host import dma_image as di
 from fiberflow.overlay import fp32
 from fiberflow.overlay.lane import CONFIG_WORDS, Lane, mode_word
 from fiberflow.overlay.verilator_build import build, ffi_of
@@ -236,25 +237,24 @@ class TileOperands:
 def tile_operands(img: Any, d: int) -> TileOperands:
     """Directory entry ``d`` of a 2-D ``"ds"`` image (``ff.pack(...)``) as :class:`TileOperands`."""
     buf = np.asarray(img.data, dtype=np.uint8)
-
-    def u32(off: int) -> int:
-        return int(buf[off : off + 4].view("<u4")[0])
-
-    coord_bytes = int(buf[8])
-    dtype = {1: "fp32", 2: "int32"}[int(buf[7])]
-    dir_off = int(buf[32:40].view("<u8")[0])
-    ent = dir_off + d * int(buf[10:12].view("<u2")[0])
-    off = int(buf[ent : ent + 8].view("<u8")[0])
-    nbytes = u32(ent + 8)
-    index = (u32(ent + 16), u32(ent + 20))
-    tile_shape = (u32(64 + 4), u32(64 + 16 + 4))
-    sizes = (u32(64), u32(64 + 16))
-    rows = min(tile_shape[0], sizes[0] - index[0] * tile_shape[0])
-    cols = min(tile_shape[1], sizes[1] - index[1] * tile_shape[1])
+    geo = img.geometry
+    h = buf[: di.HEADER.itemsize].view(di.HEADER)[0]
+    dtype = {1: "fp32", 2: "int32"}[int(h["dtype"])]
+    dir_t = di.dir_entry_dtype(2)
+    ent = buf[int(h["dir_offset"]) + d * dir_t.itemsize :][: dir_t.itemsize].view(dir_t)[0]
+    off, nbytes = int(ent["offset"]), int(ent["nbytes"])
+    index = (int(ent["index"][0]), int(ent["index"][1]))
+    tile_shape = (int(geo.tiles[0]), int(geo.tiles[1]))
+    rows = min(tile_shape[0], int(geo.sizes[0]) - index[0] * tile_shape[0])
+    cols = min(tile_shape[1], int(geo.sizes[1]) - index[1] * tile_shape[1])
     t = buf[off : off + nbytes]
-    nvals, vals_offset = int(t[0:4].view("<u4")[0]), int(t[4:8].view("<u4")[0])
-    seg_offset, crd_offset = int(t[24:28].view("<u4")[0]), int(t[28:32].view("<u4")[0])
+    th_t = di.tile_header_dtype(2)
+    th = t[: th_t.itemsize].view(th_t)[0]
+    nvals, vals_offset = int(th["nvals"]), int(th["vals_offset"])
+    level = th["levels"][1]  # the compressed level
+    seg_offset, crd_offset = int(level["seg_offset"]), int(level["crd_offset"])
     seg = t[seg_offset : seg_offset + 4 * (rows + 1)].view("<u4").astype(np.int64)
+    coord_bytes = geo.coord_bytes
     cdt = "<u2" if coord_bytes == 2 else "<u4"
     crd = t[crd_offset : crd_offset + coord_bytes * nvals].view(cdt).astype(np.int64)
     vals = t[vals_offset : vals_offset + 4 * nvals].view("<u4").astype(np.uint32)
@@ -326,8 +326,7 @@ def run_matrix(
         Y[:] = np.ascontiguousarray(y_init).view(np.uint32).reshape(m, k)
     xbits = np.ascontiguousarray(X).view(np.uint32).reshape(X.shape)
     runs = []
-    n_tiles = int(np.asarray(img.data)[12:16].view("<u4")[0])
-    tiles = [tile_operands(img, d) for d in range(n_tiles)]
+    tiles = [tile_operands(img, d) for d in range(img.n_tiles)]
     ybuf = np.zeros(sim.depth_words("y"), np.uint32)
     for i in sorted({t.index[0] for t in tiles}):
         row = [t for t in tiles if t.index[0] == i]  # directory order: left to right
