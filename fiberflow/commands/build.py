@@ -77,8 +77,12 @@ def run(args: argparse.Namespace) -> int:
     board = boards.load(args.board)
     params = params_from(args)
     if args.estimate or args.timing_proxy:
-        code = _estimate(board, params) if args.estimate else 0
-        return code or (_timing_proxy(board, params) if args.timing_proxy else 0)
+        # Both raise on failure (an overlay that does not fit, a missing tool).
+        if args.estimate:
+            _estimate(board, params)
+        if args.timing_proxy:
+            _timing_proxy(board, params)
+        return 0
 
     from fiberflow.boards import build
 
@@ -128,7 +132,7 @@ def _run_vivado(path: Path, vivado: str) -> None:
             bar.close()
 
 
-def _estimate(board: boards.Board, params: dict[str, Any]) -> int:
+def _estimate(board: boards.Board, params: dict[str, Any]) -> None:
     from fiberflow.boards import build, estimate
 
     merged = {**build.default_params(board), **params}
@@ -143,10 +147,9 @@ def _estimate(board: boards.Board, params: dict[str, Any]) -> int:
         print(f"  warning: {warning}")
     report.check_fits()
     print(f"  fits on {board.name}")
-    return 0
 
 
-def _timing_proxy(board: boards.Board, params: dict[str, Any]) -> int:
+def _timing_proxy(board: boards.Board, params: dict[str, Any]) -> None:
     from fiberflow.boards import build, timing
 
     src = build.overlay_sources({**build.default_params(board), **params})
@@ -154,4 +157,3 @@ def _timing_proxy(board: boards.Board, params: dict[str, Any]) -> int:
     print(f"  place and route with nextpnr-ecp5 ({timing.DEVICE}, out of context); minutes ...")
     result = timing.timing_proxy(src.files, src.top, target_mhz=board.fabric_clock_mhz)
     print(f"  {result.summary()}")
-    return 0
