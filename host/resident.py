@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from fiberflow.errors import DeviceError, DTypeError, FiberflowError, ShapeError
+from fiberflow.errors import DeviceError, FiberflowError, ShapeError
 from fiberflow.host import dtypes, job
 from fiberflow.host import pack as packing
 from fiberflow.host.device import Buffer
@@ -121,8 +121,6 @@ def make_resident(device: Any, A: Any, tile: Any = None, dtype: Any = None) -> R
         if tile is None:
             tile = default_tile(t.shape, getattr(device, "lanes", 1))
         img = packing.pack(t, tile)
-    if img.geometry.coord_bytes not in (2, 4):  # pragma: no cover - pack guarantees it
-        raise DTypeError("unexpected coordinate width")
     buf = device.alloc(img.nbytes)
     try:
         buf.write(img.data)
