@@ -75,10 +75,12 @@ from collections.abc import Sequence
 from functools import reduce
 from operator import or_
 
+import numpy as np
 from litex.soc.interconnect import stream
 from migen import Array, C, Cat, If, Module, Mux, Replicate, ResetInserter, Signal
 from migen.fhdl import verilog
 
+from fiberflow.host import dtypes, job
 from fiberflow.overlay import fp32
 
 __all__ = [
@@ -90,8 +92,11 @@ __all__ = [
 ]
 
 CONFIG_WORDS = ("seg_base", "crd_base", "val_base", "rows", "mode", "k", "x_base", "y_base")
-KERNEL_CODES = {"spmv": 1, "spmm": 2}  # the job descriptor's kernel codes
-DTYPE_CODES = {"fp32": 1, "int32": 2}  # the image's dtype codes
+KERNEL_CODES = dict(job.KERNELS)  # the job descriptor's kernel codes
+DTYPE_CODES = {  # the image's dtype codes
+    "fp32": dtypes.CODES[np.dtype(np.float32)],
+    "int32": dtypes.CODES[np.dtype(np.int32)],
+}
 
 
 def mode_word(kernel: str, dtype: str, coord_bytes: int) -> int:

@@ -22,7 +22,7 @@ import numpy as np
 from fiberflow.errors import DeviceError, DeviceTimeoutError
 from fiberflow.host import dma_image as di
 from fiberflow.overlay import fp32
-from fiberflow.overlay.lane import CONFIG_WORDS, Lane, mode_word
+from fiberflow.overlay.lane import CONFIG_WORDS, DTYPE_CODES, Lane, mode_word
 from fiberflow.overlay.verilator_build import build, ffi_of
 
 __all__ = ["LaneRun", "LaneSim", "TileOperands", "reference", "run_matrix", "tile_operands"]
@@ -239,7 +239,7 @@ def tile_operands(img: Any, d: int) -> TileOperands:
     buf = np.asarray(img.data, dtype=np.uint8)
     geo = img.geometry
     h = buf[: di.HEADER.itemsize].view(di.HEADER)[0]
-    dtype = {1: "fp32", 2: "int32"}[int(h["dtype"])]
+    dtype = {code: name for name, code in DTYPE_CODES.items()}[int(h["dtype"])]
     dir_t = di.dir_entry_dtype(2)
     ent = buf[int(h["dir_offset"]) + d * dir_t.itemsize :][: dir_t.itemsize].view(dir_t)[0]
     off, nbytes = int(ent["offset"]), int(ent["nbytes"])
