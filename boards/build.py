@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 from collections.abc import Callable, Mapping
@@ -32,6 +31,7 @@ from fiberflow._version import __version__
 from fiberflow.boards import Board, hwh
 from fiberflow.boards import vivado_tcl as vt
 from fiberflow.errors import BuildError, ToolchainError
+from fiberflow.overlay import regmap  # plain Python: no hw extra needed
 
 __all__ = [
     "MANIFEST",
@@ -111,8 +111,6 @@ def _sha256(data: bytes) -> str:
 
 
 def _register_json() -> dict[str, Any]:
-    from fiberflow.overlay import regmap
-
     def block(b: Any) -> dict[str, Any]:
         return {
             "base": b.base,
@@ -143,19 +141,7 @@ def _register_json() -> dict[str, Any]:
     }
 
 
-def _regmap_version() -> int | None:
-    try:
-        from fiberflow.overlay import regmap
-    except ImportError:  # pragma: no cover - regmap has no hw dependencies
-        return None
-    return regmap.VERSION
-
-
 def _register_files() -> dict[str, bytes]:
-    try:
-        from fiberflow.overlay import regmap
-    except ImportError:  # pragma: no cover - regmap has no hw dependencies
-        return {}
     return {
         "registers.md": regmap.markdown().encode(),
         "regs.h": regmap.c_header().encode(),
@@ -172,8 +158,8 @@ def _prepare(out: Path) -> None:
             "folder for -o (fiberflow only overwrites its own build folders)"
         )
     out.mkdir(parents=True, exist_ok=True)
-    for sub in ("rtl",):  # regenerated in full; stale files would end up in the project
-        shutil.rmtree(out / sub, ignore_errors=True)
+    # rtl/ is regenerated in full; stale files would end up in the project
+    shutil.rmtree(out / "rtl", ignore_errors=True)
 
 
 def generate(
@@ -216,7 +202,7 @@ def generate(
     manifest: dict[str, Any] = {
         "format": MANIFEST_FORMAT,
         "fiberflow_version": __version__,
-        "regmap_version": _regmap_version(),
+        "regmap_version": regmap.VERSION,
         "board": {
             "key": board.key,
             "name": board.name,
@@ -255,11 +241,12 @@ def generate(
     }
     text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
     (out / MANIFEST).write_text(text)
+    # The folder's manifest is what the file says (tuples become lists, and so on).
+    written = json.loads(text)
     # For ff.open("pynq", overlay=out, emulate=True): a .hwh PYNQ can parse and a placeholder
     # .bit, derived from the manifest (boards/hwh.py); never mistaken for Vivado's outputs.
-    hwh.write_emulation_pair(out, json.loads(text))
-    # The folder's manifest is what the file says (tuples become lists, and so on).
-    return BuildFolder(out, board, src, json.loads(text))
+    hwh.write_emulation_pair(out, written)
+    return BuildFolder(out, board, src, written)
 
 
 def vivado_command(vivado: str = "vivado") -> list[str]:
@@ -280,9 +267,8 @@ def run_vivado(
 
     cmd = vivado_command(vivado)
     deadline = time.monotonic() + timeout_s
-    env = dict(os.environ)
     with subprocess.Popen(
-        cmd, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        cmd, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     ) as proc:
         assert proc.stdout is not None
         tail: list[str] = []
