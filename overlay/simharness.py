@@ -150,7 +150,7 @@ def _name(sig: object) -> str:
 class StreamSim:
     """A primitive built for Verilator, ready to run token streams.
 
-    ``make`` builds a fresh instance of the primitive (Migen modules are single-use).
+    ``prim`` is used up by the build (Migen modules are single-use): pass a fresh instance.
     """
 
     def __init__(self, name: str, prim: Primitive, flags: Sequence[str] = ()) -> None:
@@ -161,7 +161,6 @@ class StreamSim:
         self.rd_names = [p.name for p in prim.rd_ports]
         self.wr_names = [p.name for p in prim.wr_ports]
         text = prim.to_verilog("top")
-        self.verilog = text
         harness = _harness(prim, has_clk="sys_clk" in text)
         self.lib = build(
             name=name,
