@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import tracemalloc
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 import fiberflow as ff
 from fiberflow.bench import Report, median_seconds
+from fiberflow.bench._roofline import peak_extra
 
 DESCRIPTION = "pack a random float32 CSR matrix with the C and numpy packers; compare to memcpy"
 
@@ -38,15 +37,6 @@ def random_csr(n: int, nnz: int, seed: int) -> sp.csr_array:
     cols = k * step[row_of] + rng.integers(0, step[row_of])
     data = rng.standard_normal(total).astype(np.float32)
     return sp.csr_array((data, cols.astype(np.int32), indptr), shape=(n, n))
-
-
-def peak_extra(fn: Any) -> int:
-    tracemalloc.start()
-    tracemalloc.reset_peak()
-    fn()
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return peak
 
 
 def run(args: argparse.Namespace) -> Report:
