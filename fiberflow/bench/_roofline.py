@@ -1,4 +1,5 @@
-"""Shared by the spmv and spmm benchmarks: interleaved timing and the roofline plot."""
+"""Shared by the spmv and spmm benchmarks: the checked, interleaved timing of a kernel against
+scipy, and the roofline plot."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 
 import fiberflow as ff
+from fiberflow import verify
 from fiberflow.errors import ToolchainError
 from fiberflow.progress import progress
 
@@ -94,3 +96,30 @@ def stats_dict(s: ff.RunStats) -> dict[str, object]:
         "bound": s.bound,
         "lane_busy_cycles": list(s.lane_busy_cycles),
     }
+
+
+def check_and_time(
+    name: str, A: Any, h: ff.ResidentMatrix, dense: np.ndarray, dev: ff.Device, repeat: int
+) -> tuple[str, ff.RunStats, dict[str, float]]:
+    """Check ``ff.<name>`` (spmv or spmm) on the resident ``h`` against scipy, then time
+    scipy's ``A @ dense``, the resident call (interleaved, ``repeat`` rounds) and the call that
+    packs A each time (three runs). Returns the verdict, the checked call's statistics and the
+    median seconds of each path."""
+    kernel = getattr(ff, name)
+    ok, verdict = verify.against_scipy(kernel(h, dense, device=dev), A, dense)
+    if not ok:
+        raise AssertionError(f"the emulator's Sp{name[2:].upper()} disagrees with scipy: {verdict}")
+    stats = dev.last_stats
+    assert stats is not None
+    sym = "x" if name == "spmv" else "B"
+    secs = interleaved_medians(
+        {
+            f"scipy A @ {sym}": lambda: A @ dense,
+            f"emu ff.{name}, resident A": lambda: kernel(h, dense, device=dev),
+        },
+        repeat,
+    )
+    secs[f"emu ff.{name}, packs A each call"] = float(
+        np.median([timed(lambda: kernel(A, dense, device=dev)) for _ in range(3)])
+    )
+    return verdict, stats, secs

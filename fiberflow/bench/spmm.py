@@ -8,15 +8,8 @@ import argparse
 import numpy as np
 
 import fiberflow as ff
-from fiberflow import verify
 from fiberflow.bench import Report
-from fiberflow.bench._roofline import (
-    interleaved_medians,
-    peak_extra,
-    roofline_plot,
-    stats_dict,
-    timed,
-)
+from fiberflow.bench._roofline import check_and_time, peak_extra, roofline_plot, stats_dict
 from fiberflow.bench.pack import random_csr
 
 DESCRIPTION = "emulator SpMM (dense B with k columns) on a resident float32 matrix vs scipy"
@@ -36,20 +29,7 @@ def run(args: argparse.Namespace) -> Report:
     B = rng.standard_normal((args.n, args.cols)).astype(np.float32)
     dev = ff.open("emu")
     h = dev.put(A)
-    ok, verdict = verify.against_scipy(ff.spmm(h, B, device=dev), A, B)
-    if not ok:
-        raise AssertionError(f"the emulator's SpMM disagrees with scipy: {verdict}")
-    stats = dev.last_stats
-    secs = interleaved_medians(
-        {
-            "scipy A @ B": lambda: A @ B,
-            "emu ff.spmm, resident A": lambda: ff.spmm(h, B, device=dev),
-        },
-        args.repeat,
-    )
-    secs["emu ff.spmm, packs A each call"] = float(
-        np.median([timed(lambda: ff.spmm(A, B, device=dev)) for _ in range(3)])
-    )
+    verdict, stats, secs = check_and_time("spmm", A, h, B, dev, args.repeat)
     call_peak = peak_extra(lambda: ff.spmm(h, B, device=dev))
     base = secs["scipy A @ B"]
     work = A.nnz * args.cols

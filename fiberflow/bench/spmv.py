@@ -8,15 +8,9 @@ import numpy as np
 import scipy.sparse as sp
 
 import fiberflow as ff
-from fiberflow import datasets, verify
+from fiberflow import datasets
 from fiberflow.bench import Report
-from fiberflow.bench._roofline import (
-    interleaved_medians,
-    peak_extra,
-    roofline_plot,
-    stats_dict,
-    timed,
-)
+from fiberflow.bench._roofline import check_and_time, peak_extra, roofline_plot, stats_dict
 from fiberflow.bench.pack import random_csr
 
 DESCRIPTION = "emulator SpMV on a resident 4M-nonzero float32 matrix vs scipy's A @ x; roofline"
@@ -66,20 +60,7 @@ def run(args: argparse.Namespace) -> Report:
     dev = ff.open("emu")
     put_peak = peak_extra(lambda: dev.put(A).free())
     h = dev.put(A)
-    ok, verdict = verify.against_scipy(ff.spmv(h, x, device=dev), A, x)
-    if not ok:
-        raise AssertionError(f"the emulator's SpMV disagrees with scipy: {verdict}")
-    stats = dev.last_stats
-    secs = interleaved_medians(
-        {
-            "scipy A @ x": lambda: A @ x,
-            "emu ff.spmv, resident A": lambda: ff.spmv(h, x, device=dev),
-        },
-        args.repeat,
-    )
-    secs["emu ff.spmv, packs A each call"] = float(
-        np.median([timed(lambda: ff.spmv(A, x, device=dev)) for _ in range(3)])
-    )
+    verdict, stats, secs = check_and_time("spmv", A, h, x, dev, args.repeat)
     call_peak = peak_extra(lambda: ff.spmv(h, x, device=dev))
     base = secs["scipy A @ x"]
     rows = [[name, s * 1e3, A.nnz / s / 1e6, base / s] for name, s in secs.items()]
