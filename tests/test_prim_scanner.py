@@ -34,6 +34,14 @@ def random_refs(rng, n_fibers, depth):
     return [t if not isinstance(t, Val) or rng.random() > 0.05 else parse("N")[0] for t in toks]
 
 
+def many_refs(rng, n_fibers, streams):
+    """``streams`` reference streams of random stop depths (0..4), back to back."""
+    refs = []
+    for _ in range(streams):
+        refs += random_refs(rng, n_fibers, int(rng.integers(0, 5)))
+    return refs
+
+
 def test_compressed_hand_example(csim):
     seg = np.array([0, 2, 2, 5], np.uint32)
     crd = np.array([1, 4, 0, 2, 3], np.uint32)
@@ -54,9 +62,7 @@ def test_root_reference(dsim):
 def test_compressed_random(csim, seed):
     rng = np.random.default_rng(seed)
     seg, crd = random_level(rng, 300)
-    refs = []
-    for _ in range(40):
-        refs += random_refs(rng, 300, int(rng.integers(0, 5)))
+    refs = many_refs(rng, 300, 40)
     want = scanner.model_compressed(refs, seg, crd)
     res = csim.run(
         [refs],
@@ -73,9 +79,7 @@ def test_compressed_random(csim, seed):
 def test_dense_random(dsim, seed):
     rng = np.random.default_rng(seed)
     dim = int(rng.integers(0, 9))
-    refs = []
-    for _ in range(40):
-        refs += random_refs(rng, 50, int(rng.integers(0, 5)))
+    refs = many_refs(rng, 50, 40)
     want = scanner.model_dense(refs, dim)
     res = dsim.run(
         [refs], cfg={"dim": dim}, p_valid=0.6, p_ready=0.5, seed=seed, out_cap=len(want[0]) + 16
@@ -110,9 +114,7 @@ def test_dense_throughput_no_stop_bubble(dsim):
 def test_scanners_extreme_rates(csim, dsim, p_valid, p_ready):
     rng = np.random.default_rng(99)
     seg, crd = random_level(rng, 200)
-    refs = []
-    for _ in range(20):
-        refs += random_refs(rng, 200, int(rng.integers(0, 5)))
+    refs = many_refs(rng, 200, 20)
     want = scanner.model_compressed(refs, seg, crd)
     res = csim.run(
         [refs],
