@@ -53,9 +53,12 @@ def test_bench_pack_small(tmp_path):
         data["data"]["gb_per_s"]
     )
     # Running again replaces the section instead of appending a second one.
-    fiberflow("bench", "pack", "--nnz", "2000", "--n", "200", "--repeat", "1", "--doc", str(doc),
-              "--out", str(tmp_path))  # fmt: skip
-    assert doc.read_text().count("<!-- bench:pack -->") == 1
+    again = fiberflow("bench", "pack", "--nnz", "2000", "--n", "200", "--repeat", "1",
+                      "--doc", str(doc), "--out", str(tmp_path))  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    text = doc.read_text()
+    assert text.count("<!-- bench:pack -->") == 1
+    assert "--nnz 2000 --n 200 " in text and "--nnz 20000 " not in text
 
 
 def test_errors_are_reported_without_traceback(capsys):
