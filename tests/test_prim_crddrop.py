@@ -54,16 +54,23 @@ def test_model_matches_tree_filtering(depth):
         assert crddrop.model(outer, inner) == want
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_random_backpressure(sim, seed):
-    rng = np.random.default_rng(seed)
+def random_pairs(rng, n):
+    """``n`` random input pairs of depth 1..3, back to back: (outer, inner, want outer, want
+    inner)."""
     outer, inner, wo, wi = [], [], [], []
-    for _ in range(200):
+    for _ in range(n):
         (o, i), (a, b) = random_pair(rng, int(rng.integers(1, 4)))
         outer += o
         inner += i
         wo += a
         wi += b
+    return outer, inner, wo, wi
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_backpressure(sim, seed):
+    rng = np.random.default_rng(seed)
+    outer, inner, wo, wi = random_pairs(rng, 200)
     res = sim.run([outer, inner], p_valid=0.6, p_ready=0.5, seed=seed)
     assert res.outputs == [wo, wi]
 
@@ -83,12 +90,6 @@ def test_throughput_long_fibers(sim):
 @pytest.mark.parametrize(("p_valid", "p_ready"), [(0.1, 0.95), (0.95, 0.1)])
 def test_extreme_rates(sim, p_valid, p_ready):
     rng = np.random.default_rng(42)
-    outer, inner, wo, wi = [], [], [], []
-    for _ in range(100):
-        (o, i), (a, b) = random_pair(rng, int(rng.integers(1, 4)))
-        outer += o
-        inner += i
-        wo += a
-        wi += b
+    outer, inner, wo, wi = random_pairs(rng, 100)
     res = sim.run([outer, inner], p_valid=p_valid, p_ready=p_ready, max_cycles=10**7)
     assert res.outputs == [wo, wi]
