@@ -20,19 +20,17 @@ Every wait is bounded twice: in simulated cycles and in wall-clock seconds.
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 import numpy as np
 
-from fiberflow.errors import DeviceError, DeviceTimeoutError
+from fiberflow.errors import DeviceError
 from fiberflow.host.device import Buffer
-from fiberflow.overlay import regmap
-from fiberflow.overlay.regmap import HOST
+from fiberflow.host.shell_driver import ShellCounters, ShellDriver
 
-__all__ = ["DdrModel", "RtlShell", "ShellCounters", "build_shell"]
+__all__ = ["DdrModel", "RtlShell", "build_shell"]
 
 DDR_BASE = 0x1000_0000  # where the simulated DDR hands out buffers
 _PAGE = 4096
@@ -121,25 +119,6 @@ class DdrModel:
             raise ValueError("backpressure is a probability in [0, 1)")
 
 
-@dataclass(frozen=True)
-class ShellCounters:
-    """The shell's performance counters (since the last clear)."""
-
-    cycles: int
-    tiles_done: int
-    dma_busy: tuple[int, ...]
-    dma_stall: tuple[int, ...]
-    dma_read_bytes: tuple[int, ...]
-    dma_write_bytes: tuple[int, ...]
-    lane_busy: tuple[int, ...]
-    lane_stall: tuple[int, ...]
-    extra: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def dma_bytes(self) -> int:
-        return sum(self.dma_read_bytes) + sum(self.dma_write_bytes)
-
-
 def build_shell(config: Any = None) -> Any:
     """Verilate the shell for ``config`` (a ShellConfig) with the harness; cached."""
     from fiberflow.overlay.top import TOP, ShellConfig, verilog
@@ -189,13 +168,10 @@ class RtlShell:
         self._out = self._ffi.new("uint32_t *")
         self._buffers: dict[int, Buffer] = {}
         self._next = DDR_BASE
-        self._seq = 0
-        self._firmware: bytes | None = None
+        self._poll_every = 64
         self.configure_ddr(self.ddr)
         self._lib.ff_reset(self._h, 8)
-        ident = self.read_reg(HOST.offset("ID"))
-        if ident != regmap.ID_MAGIC:
-            raise DeviceError(f"the simulated shell answers ID {ident:#x}, not a fiberflow shell")
+        self.driver = ShellDriver(self)  # reads the shell's ID and configuration
 
     # -- memory --
     def alloc(self, nbytes: int) -> Buffer:
@@ -296,7 +272,9 @@ class RtlShell:
 
     def poll(self, offset: int, mask: int, want: int, max_cycles: int) -> int | None:
         """Wait (in C) until ``read_reg(offset) & mask == want``, at most ``max_cycles``."""
-        got = self._lib.ff_wait(self._h, offset, mask, want, 64, max_cycles, self._out)
+        got = self._lib.ff_wait(
+            self._h, offset, mask, want, self._poll_every, max_cycles, self._out
+        )
         return int(self._out[0]) if got >= 0 else None
 
     def elapse(self, cycles: int) -> None:
@@ -310,125 +288,36 @@ class RtlShell:
         self._lib.ff_abort(self._h)
         self.step(4)
 
-    # -- firmware and jobs --
+    # -- firmware and jobs: the shared driver's (host/shell_driver.py), over this port --
     def load_firmware(self, image: bytes | None = None) -> None:
-        """Hold the CPU, write ``image`` (default: the shipped build) into its RAM through the
-        AXI4-Lite window, clear the counters and release the CPU."""
-        if image is None:
-            from fiberflow.overlay.firmware import image as shipped
-
-            image = shipped()
-        ram = self.read_reg(HOST.offset("CONFIG1"))
-        if len(image) > ram:
-            raise DeviceError(
-                f"the firmware image has {len(image)} bytes but the shell's RAM {ram}; "
-                "build a smaller image or a shell with a larger ram_bytes"
-            )
-        self._firmware = bytes(image)
-        ctrl = HOST.offset("CTRL")
-        self.write_reg(ctrl, HOST.reg("CTRL").field("CPU_RESET").mask)
-        words = np.frombuffer(self._firmware + b"\0" * (-len(self._firmware) % 4), "<u4")
-        rc = self._lib.ff_write_block(
-            self._h,
-            regmap.HOST_RAM_WINDOW,
-            self._ffi.from_buffer("uint32_t[]", words),
-            words.size,
-            _LITE_CYCLES,
-        )
-        if rc != 0:
-            raise DeviceError("loading the firmware through the AXI4-Lite window failed")
-        self.write_reg(ctrl, HOST.reg("CTRL").field("CLEAR").mask)  # also releases the CPU
+        """Write ``image`` (default: the shipped build) into the CPU's RAM and start it."""
+        self.driver.load_firmware(image)
 
     def reset(self) -> None:
         """Hold the CPU, drop DDR transactions in flight, reload the firmware, release.
 
         The CPU reset also resets the DMA engines and lanes; the DDR model forgets what they
         had in flight (on a board, a reset waits for the bus to be quiet instead)."""
-        self.hold_cpu(False)
-        self.write_reg(HOST.offset("CTRL"), HOST.reg("CTRL").field("CPU_RESET").mask)
-        self._lib.ff_abort(self._h)
-        self.step(4)
-        if self._firmware is not None:
-            self.load_firmware(self._firmware)
+        self.driver.reset()
 
     def submit(self, job: Buffer) -> int:
         """Ring the doorbell for the descriptor at the start of ``job``; return its sequence."""
-        self._seq = (self._seq + 1) & 0xFFFF
-        self.write_reg(HOST.offset("JOB_ADDR"), job.address)
-        self.write_reg(HOST.offset("DOORBELL"), self._seq)
-        return self._seq
+        return self.driver.submit(job)
 
     def wait(
         self, seq: int, max_cycles: int = 50_000_000, timeout: float = 60.0, poll: int = 64
     ) -> ShellCounters:
-        """Wait until job ``seq`` is DONE; return the counters.
-
-        Raises DeviceError with the decoded firmware error code if the job failed, and
-        DeviceTimeoutError after ``max_cycles`` simulated cycles or ``timeout`` seconds. After
-        either the shell is reset and ready for the next job.
-        """
-        status_reg = HOST.reg("STATUS")
-        seq_f, state_f = status_reg.field("SEQ"), status_reg.field("STATE")
-        # DONE (2) and ERROR (3) are exactly the states with bit 1 set.
-        finished = 1 << 1
-        assert {s.name for s in regmap.STATES if s.value & finished} == {"DONE", "ERROR"}
-        mask = seq_f.mask | finished << state_f.lsb
-        want = (seq << seq_f.lsb) | finished << state_f.lsb
-        deadline = time.monotonic() + timeout
-        waited = 0
-        while True:
-            chunk = min(max_cycles - waited, 1_000_000)
-            got = self._lib.ff_wait(self._h, status_reg.offset, mask, want, poll, chunk, self._out)
-            if got >= 0:
-                break
-            waited += chunk
-            if waited >= max_cycles or time.monotonic() > deadline:
-                last = int(self._out[0])
-                beating = "running" if self._heartbeat_moves() else "stopped"
-                self.reset()
-                raise DeviceTimeoutError(
-                    f"job {seq} did not finish within {waited:,} cycles / {timeout:g} s "
-                    f"(last STATUS {last:#010x}, firmware heartbeat {beating}); the device "
-                    "was reset and is ready; raise the timeout if the job is just long"
-                )
-        status = int(self._out[0])
-        state = (status & state_f.mask) >> state_f.lsb
-        if state != _STATE["DONE"]:
-            code = (status & status_reg.field("ERROR").mask) >> status_reg.field("ERROR").lsb
-            info = self.read_reg(HOST.offset("ERROR_INFO"))
-            self.reset()
-            raise DeviceError(f"job {seq} failed: {_describe(code, info)}; the device was reset")
-        return self.counters()
-
-    def _heartbeat_moves(self) -> bool:
-        hb = HOST.offset("HEARTBEAT")
-        before = self.read_reg(hb)
-        self.step(2000)
-        return self.read_reg(hb) != before
+        """Wait until job ``seq`` is DONE, checking STATUS every ``poll`` cycles; return the
+        counters. Errors and timeouts are the driver's: after either the shell is reset and
+        ready for the next job."""
+        self._poll_every = poll
+        return self.driver.wait(seq, timeout, max_cycles)
 
     def counters(self) -> ShellCounters:
-        c = self.config
-        rd = self.read_reg
-
-        def arr(name: str, n: int) -> tuple[int, ...]:
-            return tuple(rd(HOST.offset(name, i)) for i in range(n))
-
-        lo = rd(HOST.offset("CYCLES_LO"))
-        hi = rd(HOST.offset("CYCLES_HI"))
-        return ShellCounters(
-            cycles=hi << 32 | lo,
-            tiles_done=rd(HOST.offset("TILES_DONE")),
-            dma_busy=arr("DMA_BUSY", c.dma_engines),
-            dma_stall=arr("DMA_STALL", c.dma_engines),
-            dma_read_bytes=arr("DMA_RD_BYTES", c.dma_engines),
-            dma_write_bytes=arr("DMA_WR_BYTES", c.dma_engines),
-            lane_busy=arr("LANE_BUSY", c.lanes),
-            lane_stall=arr("LANE_STALL", c.lanes),
-        )
+        return self.driver.counters()
 
     def clear_counters(self) -> None:
-        ctrl = HOST.offset("CTRL")
-        self.write_reg(ctrl, self.read_reg(ctrl) & 1 | HOST.reg("CTRL").field("CLEAR").mask)
+        self.driver.clear_counters()
 
     def close(self) -> None:
         if self._h is not None:
@@ -448,19 +337,3 @@ class RtlShell:
             self.close()
         except Exception:
             pass
-
-
-_STATE = {s.name: s.value for s in regmap.STATES}
-_RESP = {2: "SLVERR", 3: "DECERR"}
-
-
-def _describe(code: int, info: int) -> str:
-    text = regmap.error_message(code)
-    name = text.split(":")[0]
-    if name in ("DMA_READ", "DMA_WRITE", "DMA_TIMEOUT"):
-        resp_f = regmap.CPU.reg("DMA_STATUS").field("RESP")
-        resp = (info & resp_f.mask) >> resp_f.lsb
-        text += f" (AXI response {_RESP.get(resp, resp)})" if resp else f" (status {info:#x})"
-    else:
-        text += f" (info {info:#x})"
-    return text

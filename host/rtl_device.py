@@ -34,7 +34,7 @@ from fiberflow.host import pack as packing
 from fiberflow.host import stats
 from fiberflow.host.device import DEFAULT_TIMEOUT, Buffer
 from fiberflow.host.resident import ResidentMatrix, default_tile, make_resident
-from fiberflow.host.shell_driver import ShellCounters, ShellDriver
+from fiberflow.host.shell_driver import ShellCounters
 
 __all__ = ["RtlDevice"]
 
@@ -109,7 +109,7 @@ class RtlDevice:
         self.last_stats: stats.RunStats | None = None
         self.shell = RtlShell(self.config, self.ddr)
         self.shell.clock_mhz = self.clock_mhz
-        self.driver = ShellDriver(self.shell)
+        self.driver = self.shell.driver  # one driver per shell: one job sequence
         self.driver.load_firmware()
         self._jobs: dict[int, tuple[Any, Any, tuple[str, int, int, int]]] = {}
         self._ids = 0
