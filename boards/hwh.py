@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
+from fiberflow.boards import vivado_tcl as vt
+
 __all__ = ["EMULATION_DIR", "PLACEHOLDER_BIT", "hwh_text", "write_emulation_pair"]
 
 EMULATION_DIR = "emulation"  # build folder sub-folder holding fiberflow.bit + fiberflow.hwh
@@ -45,31 +47,25 @@ ZYNQMP_PLL_MHZ = 1500.0
 class _PsFacts:
     """What the emulation .hwh says about one kind of processing system."""
 
-    modtype: str
     vlnv: str
     arch: str  # SYSTEMINFO ARCH
-    master: str  # the control master interface
-    clk_port: str  # fabric clock 0's pin
     package: str
     device: Callable[[str], str]  # SYSTEMINFO DEVICE from the part
     pll_mhz: float  # the PLL fabric clock 0 divides
     pll_name: str  # the clock source parameters' value for it
-    freq: str  # fabric clock 0's requested frequency; "ACT_" before FREQMHZ: the actual one
+    act_freq: str  # fabric clock 0's actual frequency
     fclk: tuple[str, str, str, str]  # clock {n}'s source, divisor 0, divisor 1, enable
 
 
 _PS = {
     "ps7": _PsFacts(
-        modtype="processing_system7",
         vlnv="xilinx.com:ip:processing_system7:5.5",
         arch="zynq",
-        master="M_AXI_GP0",
-        clk_port="FCLK_CLK0",
         package="clg400",
         device=lambda part: part[:6],
         pll_mhz=ZYNQ_PLL_MHZ,
         pll_name="IO PLL",
-        freq="PCW_{}FPGA0_PERIPHERAL_FREQMHZ",
+        act_freq="PCW_ACT_FPGA0_PERIPHERAL_FREQMHZ",
         fclk=(
             "PCW_FCLK{n}_PERIPHERAL_CLKSRC",
             "PCW_FCLK{n}_PERIPHERAL_DIVISOR0",
@@ -78,16 +74,13 @@ _PS = {
         ),
     ),
     "zynq_ultra_ps_e": _PsFacts(
-        modtype="zynq_ultra_ps_e",
         vlnv="xilinx.com:ip:zynq_ultra_ps_e:3.3",
         arch="zynquplus",
-        master="M_AXI_HPM0_FPD",
-        clk_port="pl_clk0",
         package="ffvb1156",
         device=lambda part: part.split("-")[0],
         pll_mhz=ZYNQMP_PLL_MHZ,
         pll_name="IOPLL",
-        freq="PSU__CRL_APB__PL0_REF_CTRL__{}FREQMHZ",
+        act_freq="PSU__CRL_APB__PL0_REF_CTRL__ACT_FREQMHZ",
         fclk=(
             "PSU__CRL_APB__PL{n}_REF_CTRL__SRCSEL",
             "PSU__CRL_APB__PL{n}_REF_CTRL__DIVISOR0",
@@ -122,23 +115,23 @@ def hwh_text(manifest: Mapping[str, Any]) -> str:
     ps = board["ps"]
     if ps not in _PS:
         raise ValueError(f"unknown processing system {ps!r}; expected one of {sorted(_PS)}")
-    facts = _PS[ps]
+    facts, bd = _PS[ps], vt.PS_FACTS[ps]  # bd: what build.tcl's block design sets
     base = int(board["control_base"])
     span = int(overlay["control_range"])
     mhz = float(board["fabric_clock_mhz"])
     d0, d1 = divisors(facts.pll_mhz, mhz)
     actual = facts.pll_mhz / (d0 * d1)
     clock = [
-        _param(facts.freq.format(""), f"{mhz:g}"),
-        _param(facts.freq.format("ACT_"), f"{actual:.6f}"),
+        _param(bd.clock_freq_prop.removeprefix("CONFIG."), f"{mhz:g}"),
+        _param(facts.act_freq, f"{actual:.6f}"),
     ]
     # PYNQ reads the enable, both divisors and (from pynq 4.0) the source of all four
     # fabric clocks.
     for n in range(4):
         values = (facts.pll_name, *((d0, d1) if n == 0 else (1, 1)), int(n == 0))
         clock += [_param(name.format(n=n), v) for name, v in zip(facts.fclk, values, strict=True)]
-    modtype, vlnv, arch, master = facts.modtype, facts.vlnv, facts.arch, facts.master
-    device, package, clk_port = facts.device(board["part"]), facts.package, facts.clk_port
+    modtype, vlnv, arch, master = bd.ip, facts.vlnv, facts.arch, board["control_port"]
+    device, package, clk_port = facts.device(board["part"]), facts.package, bd.clock_pin
     net = f"ps_{master}"
     hz = round(actual * 1e6)
     high = base + span - 1

@@ -216,7 +216,7 @@ class _PsFacts:
     extra: tuple[tuple[str, str], ...]  # properties set on every build
 
 
-_PS = {
+PS_FACTS = {
     "ps7": _PsFacts(
         ip="processing_system7",
         rule="xilinx.com:bd_rule:processing_system7",
@@ -372,7 +372,7 @@ def tcl_script(
             f"the overlay has {len(masters)} DMA masters but {board.name} offers "
             f"{len(board.hp)} HP port(s): build it with --dma-engines {len(board.hp)} or fewer"
         )
-    ps = _PS[board.ps]
+    ps = PS_FACTS[board.ps]
     props: list[tuple[str, str]] = [(ps.clock_freq_prop, f"{board.fabric_clock_mhz:g}")]
     props += list(ps.extra)
     ctrl_props, ctrl_clk = _control_props(board)
