@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from fiberflow.errors import DeviceError
@@ -31,10 +32,7 @@ def open(name: str = "emu", **options: Any) -> Device:
     if name == "emu":
         from fiberflow.host.emu import EmuDevice
 
-        try:
-            return EmuDevice(**options)
-        except TypeError as exc:
-            raise DeviceError(f"ff.open('emu'): {exc}; see help(ff.open) for the options") from None
+        return EmuDevice(**_checked(name, EmuDevice, options))
     if name == "pynq":
         from fiberflow.host.pynq_device import PynqDevice
 
@@ -43,25 +41,25 @@ def open(name: str = "emu", **options: Any) -> Device:
                 "ff.open('pynq') needs overlay=DIR, the folder `fiberflow build` wrote "
                 "(add emulate=True to run it on a simulated board)"
             )
-        import inspect
-
-        try:
-            inspect.signature(PynqDevice).bind(**options)
-        except TypeError as exc:
-            raise DeviceError(
-                f"ff.open('pynq'): {exc}; see help(ff.open) for the options"
-            ) from None
-        return PynqDevice(**options)
+        return PynqDevice(**_checked(name, PynqDevice, options))
     if name == "rtl":
         from fiberflow.host.rtl_device import RtlDevice
 
-        try:
-            return RtlDevice(**options)
-        except TypeError as exc:
-            raise DeviceError(f"ff.open('rtl'): {exc}; see help(ff.open) for the options") from None
+        return RtlDevice(**_checked(name, RtlDevice, options))
     if name in NAMES:
         raise DeviceError(
             f"the {name!r} device is not available in this version of fiberflow yet; "
             "use ff.open('emu'), which computes bit-identical results"
         )
     raise DeviceError(f"no device named {name!r}; choose one of {', '.join(NAMES)}")
+
+
+def _checked(name: str, cls: type, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` if ``cls`` takes them; otherwise a DeviceError naming the bad option. (The
+    signature is checked, not the call, so a TypeError from inside a device is not mistaken for
+    a bad option.)"""
+    try:
+        inspect.signature(cls).bind(**options)
+    except TypeError as exc:
+        raise DeviceError(f"ff.open({name!r}): {exc}; see help(ff.open) for the options") from None
+    return options
