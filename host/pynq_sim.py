@@ -36,6 +36,7 @@ import numpy as np
 from pynq.buffer import PynqBuffer
 from pynq.pl_server.device import Device
 
+from fiberflow.boards import hwh
 from fiberflow.errors import DeviceError
 from fiberflow.host.rtl import RtlShell
 
@@ -47,23 +48,26 @@ _REF_MHZ = {"armv7l": 50.0, "aarch64": 100.0 / 3}
 
 # Zynq-7000 SLCR (UG585 appendix B): ARM/DDR/IO PLL control (PLL_FDIV in bits 18:12) and
 # FPGA0..3_CLK_CTRL (SRCSEL 5:4, DIVISOR0 13:8, DIVISOR1 25:20). Seeded like a PYNQ-Z2's
-# boot configuration: ARM PLL 1300 MHz, DDR PLL 1050 MHz, IO PLL 1000 MHz.
+# boot configuration: ARM PLL 1300 MHz, DDR PLL 1050 MHz, IO PLL at the rate the emulation
+# .hwh divides (1000 MHz).
+_ZYNQ_IO_PLL = 0xF800_0108
+_ZYNQ_FCLK = 0xF800_0170
 _ZYNQ_REGS = {
     0xF800_0100: 26 << 12,
     0xF800_0104: 21 << 12,
-    0xF800_0108: 20 << 12,
-    **{0xF800_0170 + 0x10 * n: 0 for n in range(4)},
+    _ZYNQ_IO_PLL: round(hwh.ZYNQ_PLL_MHZ / _REF_MHZ["armv7l"]) << 12,
+    **{_ZYNQ_FCLK + 0x10 * n: 0 for n in range(4)},
 }
-_ZYNQ_FCLK = 0xF800_0170
 # UltraScale+ CRL_APB (UG1087): IOPLL_CTRL (FBDIV bits 14:8) and PL0..3_REF_CTRL (SRCSEL 2:0,
-# DIVISOR0 13:8, DIVISOR1 21:16). Seeded with the IO PLL at 1500 MHz (FBDIV 45).
+# DIVISOR0 13:8, DIVISOR1 21:16). Seeded with the IO PLL at the emulation .hwh's 1500 MHz.
+_ZU_IOPLL = 0xFF5E_0020
+_ZU_PL0 = 0xFF5E_00C0
 _ZU_REGS = {
-    0xFF5E_0020: 45 << 8,
+    _ZU_IOPLL: round(hwh.ZYNQMP_PLL_MHZ / _REF_MHZ["aarch64"]) << 8,
     0xFF5E_0024: 0,
     0xFF5E_0030: 0,
-    **{0xFF5E_00C0 + 4 * n: 0 for n in range(4)},
+    **{_ZU_PL0 + 4 * n: 0 for n in range(4)},
 }
-_ZU_PL0 = 0xFF5E_00C0
 
 
 def prepare_clocks() -> None:
@@ -161,11 +165,11 @@ class SimulatedPynqDevice(Device):
         """The fabric clock ``index`` as pynq programmed it into the PS registers."""
         if self.arch == "armv7l":
             ctrl = self._ps[_ZYNQ_FCLK + 0x10 * index]
-            pll = self._ps[0xF800_0108] >> 12 & 0x7F
+            pll = self._ps[_ZYNQ_IO_PLL] >> 12 & 0x7F
             d0, d1 = ctrl >> 8 & 0x3F, ctrl >> 20 & 0x3F
         else:
             ctrl = self._ps[_ZU_PL0 + 4 * index]
-            pll = self._ps[0xFF5E_0020] >> 8 & 0x7F
+            pll = self._ps[_ZU_IOPLL] >> 8 & 0x7F
             d0, d1 = ctrl >> 8 & 0x3F, ctrl >> 16 & 0x3F
         if not (pll and d0 and d1):
             return 0.0
