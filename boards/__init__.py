@@ -46,7 +46,7 @@ __all__ = [
 # The processing systems a build script knows how to instantiate, and the yosys families
 # each one's fabric maps to.
 PS_TYPES = {"ps7": "xc7", "zynq_ultra_ps_e": "xcup"}
-YOSYS_FAMILIES = ("xc7", "xcup")
+YOSYS_FAMILIES = tuple(PS_TYPES.values())
 
 
 @dataclass(frozen=True)
