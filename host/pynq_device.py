@@ -39,6 +39,7 @@ from fiberflow.errors import DeviceError, ToolchainError
 from fiberflow.host import job as jobs
 from fiberflow.host.device import DEFAULT_TIMEOUT, Buffer
 from fiberflow.host.resident import ResidentMatrix, make_resident
+from fiberflow.host.shell_driver import pack_to_fit
 from fiberflow.host.stats import RunStats
 from fiberflow.overlay.regmap import HOST
 
@@ -412,37 +413,18 @@ class PynqDevice:
 
     def pack_to_fit(self, t: Any) -> Any:
         """Pack tensor ``t`` with the largest tiles that fit this overlay's buffers: the
-        column span from :meth:`tile_limits`, rows halved until every tile fits a tile
+        column span from :meth:`tile_limits`, rows cut until every tile fits a tile
         buffer. (``ff.put`` / ``ff.spmv`` call this when no ``tile=`` is given.)"""
-        from fiberflow.host import pack as packing
-        from fiberflow.host.resident import default_tile
-
-        rmax, cmax = self.tile_limits()
-        if not (rmax and cmax):
-            raise DeviceError(
-                "this overlay has no SpMV/SpMM lanes (kernels=()); rebuild it with "
-                "fiberflow build --param kernels=spmv,spmm"
-            )
-        if t.dtype not in self.dtypes:
-            have = " and ".join(str(d) for d in self.dtypes)
-            raise DeviceError(
-                f"this overlay computes in {have}; the matrix is {t.dtype}. Convert it "
-                "(dtype=) or build the overlay with --value-type for it"
-            )
-        rows = min(rmax, default_tile(t.shape, self.lanes)[0])
-        while True:
-            img = packing.pack(t, (rows, cmax))
-            biggest = int(jobs.Directory.of(img).nbytes.max()) if img.n_tiles else 0
-            if biggest <= self.info.tile_bytes or rows <= 1:
-                break
-            rows = max(rows // 2, 1)
-        if biggest > self.info.tile_bytes:
-            raise DeviceError(
-                f"a single row of this matrix needs {biggest} bytes of tile, more than the "
-                f"overlay's {self.info.tile_bytes}-byte tile buffers; build the overlay with a "
-                "larger --tile-bytes"
-            )
-        return img
+        i = self.info
+        return pack_to_fit(
+            t,
+            *self.tile_limits(),
+            lanes=self.lanes,
+            tile_bytes=i.tile_bytes,
+            bus_bytes=i.bus_bytes,
+            dtypes=self.dtypes,
+            larger="build the overlay with a larger --tile-bytes",
+        )
 
     def fitting_tile(self, A: Any, dtype: Any = None) -> tuple[int, int]:
         """The tile shape :meth:`pack_to_fit` picks for ``A`` (to pack it the same way

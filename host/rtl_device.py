@@ -30,11 +30,10 @@ import numpy as np
 
 from fiberflow.errors import DeviceError
 from fiberflow.host import job as jobs
-from fiberflow.host import pack as packing
 from fiberflow.host import stats
 from fiberflow.host.device import DEFAULT_TIMEOUT, Buffer
-from fiberflow.host.resident import ResidentMatrix, default_tile, make_resident
-from fiberflow.host.shell_driver import ShellCounters
+from fiberflow.host.resident import ResidentMatrix, make_resident
+from fiberflow.host.shell_driver import ShellCounters, pack_to_fit
 
 __all__ = ["RtlDevice"]
 
@@ -329,35 +328,16 @@ class RtlDevice:
         """Pack tensor ``t`` with the largest tiles that fit this overlay's buffers: the
         widest column tiles the x buffer holds, and rows cut (from what the y buffer holds)
         until every tile's bytes fit a tile buffer."""
-        if t.dtype not in self.dtypes:
-            have = " and ".join(str(d) for d in self.dtypes)
-            raise DeviceError(
-                f"this rtl overlay computes in {have}; the matrix is {t.dtype}. Open "
-                f"ff.open('rtl', dtype='{t.dtype}') or convert the matrix"
-            )
-        rmax, cmax = self.tile_limits()
-        rows = max(1, min(rmax, default_tile(t.shape, self.lanes)[0]))
-        cols = max(1, min(cmax, t.shape[1]))
-        # Tiles as large as a tile buffer: the DMA engine is the bottleneck, and each tile costs
-        # the firmware a fixed time.
-        limit = self.config.tile_bytes
-        while True:
-            img = packing.pack(t, (rows, cols))
-            biggest = int(jobs.Directory.of(img).nbytes.max()) if img.n_tiles else 0
-            if biggest <= limit or rows == 1:
-                break
-            # Shrink in proportion (with a margin), at least by one row; keep whole bus beats
-            # of y per row tile where possible (no read-modify-write of shared beats).
-            step = max(self.config.bus_bytes // 4, 1)
-            rows = max(1, min(rows - 1, int(rows * limit / biggest * 0.95)))
-            rows = rows // step * step or rows
-        if biggest > self.config.tile_bytes:
-            raise DeviceError(
-                f"a single row of this matrix needs {biggest} bytes of tile, more than the "
-                f"{self.config.tile_bytes}-byte tile buffers; open the device with a larger "
-                "tile_bytes="
-            )
-        return img
+        c = self.config
+        return pack_to_fit(
+            t,
+            *self.tile_limits(),
+            lanes=self.lanes,
+            tile_bytes=c.tile_bytes,
+            bus_bytes=c.bus_bytes,
+            dtypes=self.dtypes,
+            larger=f"open ff.open('rtl', dtype='{t.dtype}', tile_bytes=...) with larger buffers",
+        )
 
     def __repr__(self) -> str:
         c = self.config

@@ -65,7 +65,14 @@ from fiberflow.host.stats import RunStats
 from fiberflow.overlay import regmap
 from fiberflow.overlay.regmap import HOST
 
-__all__ = ["ShellCounters", "ShellDriver", "ShellInfo", "ShellPort", "describe_error"]
+__all__ = [
+    "ShellCounters",
+    "ShellDriver",
+    "ShellInfo",
+    "ShellPort",
+    "describe_error",
+    "pack_to_fit",
+]
 
 _STATUS = HOST.reg("STATUS")
 _SEQ_F, _STATE_F, _ERR_F = (_STATUS.field(n) for n in ("SEQ", "STATE", "ERROR"))
@@ -174,6 +181,59 @@ def describe_error(code: int, info: int) -> str:
     else:
         text += f" (info {info:#x})"
     return text
+
+
+def pack_to_fit(
+    t: Any,
+    rows_max: int,
+    cols_max: int,
+    *,
+    lanes: int,
+    tile_bytes: int,
+    bus_bytes: int,
+    dtypes: tuple[np.dtype, ...],
+    larger: str,
+) -> Any:
+    """Pack tensor ``t`` with the largest tiles a shell's lanes hold: columns up to
+    ``cols_max``, rows from the lanes' default up to ``rows_max``, cut until every tile's bytes
+    fit a ``tile_bytes`` tile buffer. ``larger`` tells the user how to get larger buffers.
+
+    Both the rtl and the board device pack this way; each decides its own row and column
+    limits (what its job submission can split).
+    """
+    from fiberflow.host import job as jobs
+    from fiberflow.host import pack as packing
+    from fiberflow.host.resident import default_tile
+
+    if not (rows_max and cols_max):
+        raise DeviceError(
+            "this overlay has no SpMV/SpMM lanes (kernels=()); rebuild it with "
+            "fiberflow build --param kernels=spmv,spmm"
+        )
+    if t.dtype not in dtypes:
+        have = " and ".join(str(d) for d in dtypes)
+        raise DeviceError(
+            f"this overlay computes in {have}; the matrix is {t.dtype}. Convert it (dtype=) "
+            "or use an overlay built for it"
+        )
+    rows = max(1, min(rows_max, default_tile(t.shape, lanes)[0]))
+    cols = max(1, min(cols_max, t.shape[1]))
+    step = max(bus_bytes // 4, 1)
+    while True:
+        img = packing.pack(t, (rows, cols))
+        biggest = int(jobs.Directory.of(img).nbytes.max()) if img.n_tiles else 0
+        if biggest <= tile_bytes or rows == 1:
+            break
+        # Shrink in proportion (with a margin), at least by one row; keep whole bus beats of
+        # y per row tile where possible (no read-modify-write of shared beats).
+        rows = max(1, min(rows - 1, int(rows * tile_bytes / biggest * 0.95)))
+        rows = rows // step * step or rows
+    if biggest > tile_bytes:
+        raise DeviceError(
+            f"a single row of this matrix needs {biggest} bytes of tile, more than the "
+            f"{tile_bytes}-byte tile buffers; {larger}"
+        )
+    return img
 
 
 class ShellDriver:
