@@ -26,6 +26,7 @@ def run(args: argparse.Namespace) -> Report:
 
     keys = args.boards or boards.names()
     rows, data, warnings = [], {}, set()
+    estimates = {}
     for key in progress(keys, desc="synth_xilinx"):
         board = boards.load(key)
         params = build.default_params(board)
@@ -35,6 +36,7 @@ def run(args: argparse.Namespace) -> Report:
         start = time.perf_counter()
         est = estimate.estimate(src.files, src.top, board)
         seconds = time.perf_counter() - start
+        estimates[key] = est
         u = est.usage
         rows.append(
             [
@@ -62,10 +64,9 @@ def run(args: argparse.Namespace) -> Report:
         f"Goal for the default 4-lane fp32 overlay on PYNQ-Z2: at most {GOAL['LUT']:.0%} of "
         f"LUTs and {GOAL['BRAM36']:.0%} of BRAM"
     )
-    if "pynq-z2" in data:
-        use = data["pynq-z2"]["usage"]
-        cap = boards.load("pynq-z2").resources
-        lut, bram = use["lut"] / cap.lut, use["bram36"] / cap.bram36
+    if "pynq-z2" in estimates:
+        lut = estimates["pynq-z2"].fraction("LUT")
+        bram = estimates["pynq-z2"].fraction("BRAM36")
         met = lut <= GOAL["LUT"] and bram <= GOAL["BRAM36"]
         goal += f": LUT {lut:.1%}, BRAM {bram:.1%}, {'met' if met else 'NOT met'}"
     notes += [
