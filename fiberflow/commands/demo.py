@@ -55,13 +55,8 @@ def run(args: argparse.Namespace) -> int:
             seconds = time.perf_counter() - start
             good, verdict = verify.against_scipy(out, A, dense)
             ok &= good
-            s = dev.last_stats
             print(f"  {label}: {verdict}; {seconds * 1e3:.2f} ms on the host")
-            print(
-                f"    {s.cycles:,} cycles = {s.seconds_est * 1e6:,.1f} us at {s.clock_mhz:g} MHz "
-                f"(estimated), {s.lanes} lanes busy {list(s.lane_busy_cycles)}, "
-                f"DMA {s.dma_bytes:,} B, efficiency {s.efficiency:.2f} ({s.bound}-bound)"
-            )
+            print(f"    {dev.last_stats.summary()}")
         h.free()
         t = ff.Tensor.from_scipy(A, format="ds")
         exact = ff.unpack(ff.pack(t, tile=(256, 256)).tobytes()) == t
