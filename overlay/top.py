@@ -256,7 +256,7 @@ class Shell(Module):
             "CONFIG1": cfg.ram_bytes,
             "CONFIG2": cfg.tile_bytes,
             "CONFIG3": cfg.config3(),
-            "DOORBELL": Cat(bell_seq, C(0, 15), bell_pending),
+            "DOORBELL": _pack(host_map.reg("DOORBELL"), SEQ=bell_seq, PENDING=bell_pending),
             "JOB_ADDR": job_addr,
             "STATUS": status,
             "ERROR_INFO": error_info,
@@ -264,7 +264,9 @@ class Shell(Module):
             "CYCLES_LO": cycles[:32],
         }
         host_read = {hoff(name): v for name, v in shared_read.items()}
-        host_read[hoff("CTRL")] = Cat(cpu_reset, C(0, 7), cpu.trap)
+        host_read[hoff("CTRL")] = _pack(
+            host_map.reg("CTRL"), CPU_RESET=cpu_reset, CPU_TRAP=cpu.trap
+        )
         host_read[hoff("CYCLES_HI")] = host_hi
         host_read[hoff("TILES_DONE")] = tiles_done
         for i, m in enumerate(mailbox):
@@ -293,8 +295,8 @@ class Shell(Module):
                     hword,
                     {
                         hoff("CTRL"): [
-                            cpu_reset.eq(axil.dat_w[0]),
-                            clear.eq(axil.dat_w[1]),
+                            cpu_reset.eq(_bits(host_map.reg("CTRL"), "CPU_RESET", axil.dat_w)),
+                            clear.eq(_bits(host_map.reg("CTRL"), "CLEAR", axil.dat_w)),
                         ],
                         hoff("JOB_ADDR"): job_addr.eq(axil.dat_w),
                     },
@@ -375,19 +377,26 @@ class Shell(Module):
         dma_len = [Signal(32) for _ in dmas]
         nw = regmap.LANE_CFG_WORDS
         lane_cfg = [[Signal(32) for _ in range(nw)] for _ in lanes]
+        lane_ctrl, dma_ctrl = cpu_map.reg("LANE_CTRL"), cpu_map.reg("DMA_CTRL")
         for n, ln in enumerate(lanes):
             self.comb += [
                 *[ln.cfg[w].eq(lane_cfg[n][w]) for w in range(nw)],
-                ln.start.eq(cpu_we & (cword == coff("LANE_CTRL", n)) & cpu.p_wdata[0]),
+                ln.start.eq(
+                    cpu_we
+                    & (cword == coff("LANE_CTRL", n))
+                    & _bits(lane_ctrl, "START", cpu.p_wdata)
+                ),
             ]
         for e, d in enumerate(dmas):
             self.comb += [
                 d.ddr_addr.eq(dma_ddr[e]),
                 d.local_addr.eq(dma_local[e]),
                 d.length.eq(dma_len[e]),
-                d.go.eq(cpu_we & (cword == coff("DMA_CTRL", e)) & cpu.p_wdata[0]),
-                d.to_ddr.eq(cpu.p_wdata[1]),
-                d.zero.eq(cpu.p_wdata[2]),
+                d.go.eq(
+                    cpu_we & (cword == coff("DMA_CTRL", e)) & _bits(dma_ctrl, "GO", cpu.p_wdata)
+                ),
+                d.to_ddr.eq(_bits(dma_ctrl, "TO_DDR", cpu.p_wdata)),
+                d.zero.eq(_bits(dma_ctrl, "ZERO", cpu.p_wdata)),
             ]
 
         cpu_read = {coff(name): v for name, v in shared_read.items()}
@@ -400,11 +409,15 @@ class Shell(Module):
             cpu_read[coff("DMA_DDR", e)] = dma_ddr[e]
             cpu_read[coff("DMA_LOCAL", e)] = dma_local[e]
             cpu_read[coff("DMA_LENGTH", e)] = dma_len[e]
-            cpu_read[coff("DMA_STATUS", e)] = Cat(d.busy, d.done, d.error, C(0, 1), d.resp)
+            cpu_read[coff("DMA_STATUS", e)] = _pack(
+                cpu_map.reg("DMA_STATUS"), BUSY=d.busy, DONE=d.done, ERROR=d.error, RESP=d.resp
+            )
         for n, ln in enumerate(lanes):
             for w in range(nw):
                 cpu_read[coff(f"LANE_CFG{w}", n)] = lane_cfg[n][w]
-            cpu_read[coff("LANE_STATUS", n)] = Cat(ln.busy, ln.done, ln.error)
+            cpu_read[coff("LANE_STATUS", n)] = _pack(
+                cpu_map.reg("LANE_STATUS"), BUSY=ln.busy, DONE=ln.done, ERROR=ln.error
+            )
         cpu_cases: dict[object, object] = {k: reg_rdata.eq(v) for k, v in cpu_read.items()}
         cpu_cases["default"] = reg_rdata.eq(0)
         self.comb += Case(cword, cpu_cases)
@@ -436,11 +449,37 @@ class Shell(Module):
             If(cpu_we & (cword == coff("DOORBELL_ACK")), bell_pending.eq(0)),
             If(
                 host_write[0] & (hword == hoff("DOORBELL")),
-                bell_seq.eq(axil.dat_w[:16]),
+                bell_seq.eq(_bits(host_map.reg("DOORBELL"), "SEQ", axil.dat_w)),
                 bell_pending.eq(1),
             ),
             If(cpu_reset, *[r.eq(0) for r in ctl_regs]).Elif(cpu_we, Case(cword, ctl_writes)),
         ]
+
+
+def _pack(reg: regmap.Register, **values: Signal) -> Cat:
+    """Register ``reg``'s read value: the given fields at their map positions, every other bit
+    0 (fields left out read 0)."""
+    parts: list[object] = []
+    pos = 0
+    for f in sorted(reg.fields, key=lambda f: f.lsb):
+        if f.name not in values:
+            continue
+        v = values.pop(f.name)
+        if len(v) != f.width:
+            raise ValueError(f"{reg.name}.{f.name} is {f.width} bits, not {len(v)}")
+        if f.lsb > pos:
+            parts.append(C(0, f.lsb - pos))
+        parts.append(v)
+        pos = f.lsb + f.width
+    if values:
+        raise KeyError(f"{reg.name} has no fields {sorted(values)}")
+    return Cat(*parts)
+
+
+def _bits(reg: regmap.Register, name: str, word: Signal) -> object:
+    """Field ``name`` of register ``reg`` in a written ``word``."""
+    f = reg.field(name)
+    return word[f.lsb : f.lsb + f.width]
 
 
 def _lane(cfg: ShellConfig) -> Module:
