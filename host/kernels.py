@@ -18,7 +18,7 @@ import numpy as np
 
 from fiberflow.errors import DeviceError, DTypeError, ShapeError
 from fiberflow.host import dtypes, job
-from fiberflow.host.device import DEFAULT_TIMEOUT, Device, as_bytes
+from fiberflow.host.device import DEFAULT_TIMEOUT, Device
 from fiberflow.host.resident import ResidentMatrix, check_handle, make_resident
 
 
@@ -145,7 +145,7 @@ def _run(kernel: str, h: ResidentMatrix, x: np.ndarray, device: Any, timeout: fl
     try:
         xb = device.alloc(x.nbytes)
         buffers.append(xb)
-        xb.write(as_bytes(x))
+        xb.write(x)
         xb.flush()
         yb = device.alloc(m * k * 4)
         buffers.append(yb)
