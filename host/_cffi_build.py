@@ -11,15 +11,20 @@ from cffi import FFI
 HERE = Path(__file__).resolve().parent
 
 
-def extension(name: str, extra_compile_args: list[str], **kwargs: object) -> FFI:
-    """The builder of ``fiberflow.host._<name>`` from ``host/<name>.c`` and ``host/<name>.h``."""
-    header = (HERE / f"{name}.h").read_text()
+def extension(
+    name: str, extra_compile_args: list[str], parts: tuple[str, ...] = (), **kwargs: object
+) -> FFI:
+    """The builder of ``fiberflow.host._<name>`` from ``host/<name>.c`` and ``host/<name>.h``,
+    plus ``host/<part>.c`` / ``.h`` for each of ``parts``."""
+    files = (name, *parts)
+    header = "\n".join((HERE / f"{f}.h").read_text() for f in files)
     builder = FFI()
     builder.cdef("\n".join(line for line in header.splitlines() if not line.startswith("#")))
+    includes = "".join(f'#include "{f}.h"\n' for f in files)
     builder.set_source(
         f"fiberflow.host._{name}",
-        f'#include <stdint.h>\n#include "{name}.h"\n',
-        sources=[f"host/{name}.c"],  # relative: setuptools runs this from the project root
+        "#include <stdint.h>\n" + includes,
+        sources=[f"host/{f}.c" for f in files],  # relative: setuptools runs this from the root
         include_dirs=["host"],
         extra_compile_args=extra_compile_args,
         **kwargs,
@@ -27,8 +32,10 @@ def extension(name: str, extra_compile_args: list[str], **kwargs: object) -> FFI
     return builder
 
 
-# The DMA-image packer: threads split the tile grid (see cpack.c).
-cpack = extension("cpack", ["-O3", "-std=gnu99", "-pthread"], extra_link_args=["-pthread"])
+# The DMA-image packer: threads split the tile grid (see cpack.c); it checksums what it writes.
+cpack = extension(
+    "cpack", ["-O3", "-std=gnu99", "-pthread"], ("crc32",), extra_link_args=["-pthread"]
+)
 
 # The emulator's kernels. -ffp-contract=off: a product is rounded before it is added, as in
 # the hardware ALU.

@@ -1,4 +1,5 @@
-/* The C fast path of the DMA-image packer: two depth-first walks over the source fibertree.
+/* The C fast path of the DMA-image packer: a counting pass and a filling pass over the source
+ * fibertree, split over threads, each thread checksumming the bytes it wrote.
  *
  * Why C: a tile's entries are scattered across the source (a CSR row crosses every column
  * tile), so the numpy reference must sort all entries by tile and build each tile separately.
@@ -7,9 +8,11 @@
  * sort and no temporary copy of the coordinates.
  */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cpack.h"
+#include "crc32.h"
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <pthread.h>
@@ -29,8 +32,10 @@ typedef struct {
     int64_t *ncrd;
     /* filling pass */
     uint8_t *image;
-    const int64_t *slot, *ext, *seg_off, *crd_off, *vals_off;
+    const int64_t *slot, *ext, *seg_off, *crd_off, *vals_off, *tile_off, *npos;
     int64_t *last, *cur;
+    int64_t n_tiles, header_bytes;
+    int simd;                 /* 1: the AVX-512 band loop where the CPU has it */
 } walker;
 
 static void walk(walker *w, int k, int64_t parent, int64_t tile, int64_t lo, int64_t hi);
@@ -213,105 +218,460 @@ static void init(walker *w, const ff_tree *t)
     }
 }
 
-/* Work is split between threads along level 0, at tile boundaries: threads then own disjoint
- * sets of tiles, so every counter, cursor and section has exactly one writer and the bytes do
- * not depend on the thread count. */
-typedef void (*walk_fn)(walker *w, int64_t lo, int64_t hi);
+/* Zero image bytes from p up to absolute offset end: the padding after a section. */
+static inline void zero_to(uint8_t *image, uint8_t *p, int64_t end)
+{
+    if (image + end > p)
+        memset(p, 0, (size_t)(image + end - p));
+}
 
+/* The fill state of one column tile of the current row band. */
 typedef struct {
-    walker w;
-    walk_fn fn;
-    int64_t lo, hi;
-} part;
+    uint32_t *seg; /* NULL: the tile is empty */
+    uint8_t *crd;
+    uint32_t *vals;
+    int64_t n;    /* entries appended so far */
+    int64_t done; /* segment entries 1 .. done are written */
+} band_tile;
 
-static void *run_part(void *arg)
+/* Zero the padding after a filled tile's sections (slot s, `rows` segment entries + 1). */
+static void zero_pads(const walker *w, const band_tile *bt, int64_t s, int64_t rows, int cb)
 {
-    part *p = arg;
-    p->fn(&p->w, p->lo, p->hi);
-    return NULL;
+    zero_to(w->image, (uint8_t *)(bt->seg + rows + 1), w->crd_off[s * 2 + 1]);
+    zero_to(w->image, bt->crd + (int64_t)cb * bt->n, w->vals_off[s]);
+    zero_to(w->image, (uint8_t *)(bt->vals + bt->n), w->tile_off[s + 1]);
 }
 
-static void walk_root(walker *w, int64_t lo, int64_t hi)
+/* Point the band's tile states at their sections; NULL segments for empty tiles. */
+static void open_band(const walker *w, band_tile *tiles, int64_t rt)
 {
-    walk(w, 0, 0, 0, lo, hi);
+    int64_t gc = w->t->grid[1];
+    for (int64_t ct = 0; ct < gc; ct++) {
+        int64_t s = w->slot[rt * gc + ct];
+        band_tile *bt = &tiles[ct];
+        bt->seg = NULL;
+        if (s < 0)
+            continue;
+        bt->seg = (uint32_t *)(w->image + w->seg_off[s * 2 + 1]);
+        bt->crd = w->image + w->crd_off[s * 2 + 1];
+        bt->vals = (uint32_t *)(w->image + w->vals_off[s]);
+        bt->n = 0;
+        bt->done = 0;
+        bt->seg[0] = 0;
+    }
 }
 
-/* CSR-like trees (a dense level over a compressed one: "ds", "ds:1,0") are the common case,
- * and their runs are short (every row crosses every column tile), so they get a loop of their
- * own that keeps the per-run cost to a few instructions. It writes exactly what walk() would. */
-static void csr_rows(walker *w, int64_t lo, int64_t hi)
+/* The portable per-run primitives of the band loop. A run starts at q with crd[q] < bound. */
+static inline int64_t run_len_portable(const int32_t *crd, int64_t q, int64_t end, int64_t bound)
+{
+    if (crd[end - 1] < bound)
+        return end - q;
+    return 1 + lower_bound(crd + q + 1, end - q - 1, bound);
+}
+
+static inline void copy_run_portable(band_tile *bt, int cb, const int32_t *src,
+                                     const uint32_t *vals, int64_t n, int64_t base)
+{
+    memcpy(bt->vals + bt->n, vals, (size_t)n * 4);
+    if (cb == 2) {
+        uint16_t *dst = (uint16_t *)bt->crd + bt->n;
+        for (int64_t j = 0; j < n; j++)
+            dst[j] = (uint16_t)(src[j] - base);
+    } else {
+        uint32_t *dst = (uint32_t *)bt->crd + bt->n;
+        for (int64_t j = 0; j < n; j++)
+            dst[j] = (uint32_t)(src[j] - base);
+    }
+}
+
+#define BAND_FN fill_band_portable
+#define BAND_ATTR
+#define RUN_LEN run_len_portable
+#define COPY_RUN copy_run_portable
+#include "cpack_band.h"
+#undef BAND_FN
+#undef BAND_ATTR
+#undef RUN_LEN
+#undef COPY_RUN
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define FF_AVX512 1
+#include <immintrin.h>
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,popcnt")))
+
+/* 16 entries per step with masked loads and stores: a whole run usually takes one step, with
+ * no scalar tail and no branch on its length. */
+static inline AVX512 __mmask16 first_mask(int64_t left)
+{
+    uint32_t k = left < 16 ? (uint32_t)left : 16u; /* a conditional move, not a branch */
+    return (__mmask16)((1u << k) - 1u);
+}
+
+static inline AVX512 int64_t run_len_avx512(const int32_t *crd, int64_t q, int64_t end,
+                                            int64_t bound)
+{
+    /* No early exit for a run that ends the fiber: that branch would be taken at random. A
+     * bound past int32 (possible only there) clamps to INT32_MAX, which every coordinate is
+     * below, as the bound itself. */
+    __m512i b = _mm512_set1_epi32(bound > INT32_MAX ? INT32_MAX : (int32_t)bound);
+    for (int64_t i = q;; i += 16) {
+        __mmask16 m = first_mask(end - i);
+        __m512i c = _mm512_maskz_loadu_epi32(m, crd + i);
+        int below = __builtin_popcount(_mm512_mask_cmplt_epi32_mask(m, c, b));
+        if (below < 16)
+            return i + below - q;
+    }
+}
+
+static inline AVX512 void copy_run_avx512(band_tile *bt, int cb, const int32_t *src,
+                                          const uint32_t *vals, int64_t n, int64_t base)
+{
+    __m512i b = _mm512_set1_epi32((int32_t)base);
+    for (int64_t j = 0; j < n; j += 16) {
+        __mmask16 m = first_mask(n - j);
+        _mm512_mask_storeu_epi32(bt->vals + bt->n + j, m, _mm512_maskz_loadu_epi32(m, vals + j));
+        __m512i c = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(m, src + j), b);
+        if (cb == 2) {
+            __m256i narrow = _mm512_cvtepi32_epi16(c);
+            /* Keep the narrowing in a register: fused into a masked store to memory (vpmovdw
+             * m256{k}) it is several times slower on some CPUs. */
+            __asm__("" : "+v"(narrow));
+            _mm256_mask_storeu_epi16((uint16_t *)bt->crd + bt->n + j, m, narrow);
+        } else
+            _mm512_mask_storeu_epi32((uint32_t *)bt->crd + bt->n + j, m, c);
+    }
+}
+
+#define BAND_FN fill_band_avx512
+#define BAND_ATTR AVX512
+#define RUN_LEN run_len_avx512
+#define COPY_RUN copy_run_avx512
+#include "cpack_band.h"
+#undef BAND_FN
+#undef BAND_ATTR
+#undef RUN_LEN
+#undef COPY_RUN
+
+/* Bands with few, power-of-two column tiles (the usual shape: a row tile across a handful of
+ * 64 Ki-column tiles) skip run finding altogether: 16 entries at a time, a tile's share is
+ * picked out with a compare and a compress, wherever the rows begin and end. The segment
+ * entries come from a last, per-row sweep over the band's coordinates, still in cache. */
+#define CHUNK_MAX_TILES 16
+
+static AVX512 void fill_band_chunks(const walker *w, band_tile *tiles, int64_t rt, int64_t r0,
+                                    int64_t rows)
 {
     const ff_tree *t = w->t;
     const int64_t *pos = t->pos[1];
     const int32_t *crd = t->crd[1];
-    int64_t tr = t->tile[0], tc = t->tile[1], gc = t->grid[1];
-    int64_t rt = tile_of(lo, tr), lr = lo - rt * tr;
-    for (int64_t r = lo; r < hi; r++) {
-        int64_t q = pos[r], end = pos[r + 1];
-        while (q < end) {
-            int64_t ct = tile_of(crd[q], tc), bound = (ct + 1) * tc, q1 = end;
-            if (crd[end - 1] >= bound)
-                q1 = q + 1 + lower_bound(crd + q + 1, end - q - 1, bound);
-            int64_t n = q1 - q, tile = rt * gc + ct;
-            if (!w->fill) {
-                w->ncrd[tile * 2 + 1] += n;
+    const uint32_t *vals = t->vals;
+    int64_t tc = t->tile[1], gc = t->grid[1];
+    int cb = t->coord_bytes, shift = __builtin_ctzll((unsigned long long)tc);
+    __m512i lmask = _mm512_set1_epi32((int32_t)(tc - 1));
+    open_band(w, tiles, rt);
+    /* One sweep per tile, so its cursor stays in a register; the band's entries stay in
+     * cache between sweeps. */
+    for (int64_t ct = 0; ct < gc; ct++) {
+        band_tile *bt = &tiles[ct];
+        if (!bt->seg)
+            continue;
+        __m512i want = _mm512_set1_epi32((int32_t)ct);
+        uint32_t *vo = bt->vals;
+        uint16_t *c16 = (uint16_t *)bt->crd;
+        uint32_t *c32 = (uint32_t *)bt->crd;
+        int64_t n = 0;
+        for (int64_t q = pos[r0], end = pos[r0 + rows]; q < end; q += 16) {
+            __mmask16 m = first_mask(end - q);
+            __m512i c = _mm512_maskz_loadu_epi32(m, crd + q);
+            __mmask16 k = _mm512_mask_cmpeq_epi32_mask(m, _mm512_srli_epi32(c, (unsigned)shift), want);
+            int got = __builtin_popcount(k);
+            __mmask16 out = (__mmask16)((1u << got) - 1u);
+            __m512i v = _mm512_maskz_compress_epi32(k, _mm512_maskz_loadu_epi32(k, vals + q));
+            _mm512_mask_storeu_epi32(vo + n, out, v);
+            __m512i local = _mm512_maskz_compress_epi32(k, _mm512_and_si512(c, lmask));
+            if (cb == 2) {
+                __m256i narrow = _mm512_cvtepi32_epi16(local);
+                __asm__("" : "+v"(narrow)); /* see copy_run_avx512 */
+                _mm256_mask_storeu_epi16(c16 + n, out, narrow);
             } else {
-                int64_t s = w->slot[tile] * 2 + 1, at = w->cur[s] + 1, base = ct * tc;
-                w->cur[s] += n;
-                ((uint32_t *)(w->image + w->seg_off[s]))[lr + 1] = (uint32_t)n;
-                memcpy((uint32_t *)(w->image + w->vals_off[s >> 1]) + at, t->vals + q,
-                       (size_t)n * 4);
-                if (t->coord_bytes == 2) {
-                    uint16_t *dst = (uint16_t *)(w->image + w->crd_off[s]) + at;
-                    for (int64_t j = 0; j < n; j++)
-                        dst[j] = (uint16_t)(crd[q + j] - base);
-                } else {
-                    uint32_t *dst = (uint32_t *)(w->image + w->crd_off[s]) + at;
-                    for (int64_t j = 0; j < n; j++)
-                        dst[j] = (uint32_t)(crd[q + j] - base);
-                }
+                _mm512_mask_storeu_epi32(c32 + n, out, local);
             }
-            q = q1;
+            n += got;
         }
-        if (++lr == tr) {
-            lr = 0;
-            rt++;
+        bt->n = n;
+    }
+    int64_t sum[CHUNK_MAX_TILES] = {0};
+    for (int64_t lr = 0; lr < rows; lr++) {
+        for (int64_t q = pos[r0 + lr], end = pos[r0 + lr + 1]; q < end; q += 16) {
+            __mmask16 m = first_mask(end - q);
+            __m512i tile = _mm512_srli_epi32(_mm512_maskz_loadu_epi32(m, crd + q), (unsigned)shift);
+            for (int64_t ct = 0; ct < gc; ct++)
+                sum[ct] += __builtin_popcount(
+                    _mm512_mask_cmpeq_epi32_mask(m, tile, _mm512_set1_epi32((int32_t)ct)));
+        }
+        for (int64_t ct = 0; ct < gc; ct++)
+            if (tiles[ct].seg)
+                tiles[ct].seg[lr + 1] = (uint32_t)sum[ct];
+    }
+    for (int64_t ct = 0; ct < gc; ct++)
+        if (tiles[ct].seg)
+            zero_pads(w, &tiles[ct], w->slot[rt * gc + ct], rows, cb);
+}
+
+/* How many of a band's n coordinates fall in each of gc power-of-two column tiles. */
+static AVX512 void count_band_chunks(const int32_t *crd, int64_t n, int shift, int64_t gc,
+                                     int64_t *count)
+{
+    for (int64_t q = 0; q < n; q += 16) {
+        __mmask16 m = first_mask(n - q);
+        __m512i tile = _mm512_srli_epi32(_mm512_maskz_loadu_epi32(m, crd + q), (unsigned)shift);
+        for (int64_t ct = 0; ct < gc; ct++)
+            count[ct] += __builtin_popcount(
+                _mm512_mask_cmpeq_epi32_mask(m, tile, _mm512_set1_epi32((int32_t)ct)));
+    }
+}
+
+static int have_avx512(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("popcnt");
+}
+#endif
+
+int ff_pack_simd(void)
+{
+#ifdef FF_AVX512
+    return have_avx512();
+#else
+    return 0;
+#endif
+}
+
+/* Work is split between threads along level 0, at tile boundaries: threads then own disjoint
+ * sets of tiles, so every counter, cursor and section has exactly one writer and the bytes do
+ * not depend on the thread count. A thread's tiles are consecutive in the image, so it also
+ * checksums its own byte range; the ranges' CRCs are combined in order. */
+typedef struct part part;
+typedef void (*part_fn)(part *p);
+
+struct part {
+    walker w;
+    part_fn fn;
+    int64_t t0, t1;   /* level-0 tiles t0 .. t1 - 1 */
+    int64_t lo, hi;   /* their level-0 positions */
+    uint32_t crc;     /* filling pass: CRC-32 of the part's bytes */
+    int64_t nbytes;
+};
+
+static void *run_part(void *arg)
+{
+    part *p = arg;
+    p->fn(p);
+    return NULL;
+}
+
+/* The directory index of the first non-empty tile at or after grid tile g. */
+static int64_t first_slot(const walker *w, int64_t g)
+{
+    int64_t n = w->stride[0] * w->t->grid[0];
+    for (; g < n; g++)
+        if (w->slot[g] >= 0)
+            return w->slot[g];
+    return w->n_tiles;
+}
+
+static void count_walk(part *p)
+{
+    walk(&p->w, 0, 0, 0, p->lo, p->hi);
+}
+
+/* Any tree: zero the part's tiles (all but their headers), walk, turn the segment counts into
+ * offsets, checksum. */
+static void fill_walk(part *p)
+{
+    walker *w = &p->w;
+    const ff_tree *t = w->t;
+    int nd = t->ndim;
+    int64_t s0 = first_slot(w, p->t0 * w->stride[0]), s1 = first_slot(w, p->t1 * w->stride[0]);
+    for (int64_t i = s0; i < s1; i++) {
+        int64_t body = w->tile_off[i] + w->header_bytes;
+        memset(w->image + body, 0, (size_t)(w->tile_off[i + 1] - body));
+    }
+    walk(w, 0, 0, 0, p->lo, p->hi);
+    /* Segment arrays were filled with per-parent counts at [parent + 1]; make them offsets. */
+    for (int64_t i = s0; i < s1; i++) {
+        int64_t parents = 1;
+        for (int k = 0; k < nd; k++) {
+            int64_t s = i * nd + k;
+            if (!t->dense[k]) {
+                uint32_t *seg = (uint32_t *)(w->image + w->seg_off[s]);
+                for (int64_t j = 1; j <= parents; j++)
+                    seg[j] += seg[j - 1];
+            }
+            parents = w->npos[s];
+        }
+    }
+    p->nbytes = w->tile_off[s1] - w->tile_off[s0];
+    p->crc = ff_crc32(0, w->image + w->tile_off[s0], (uint64_t)p->nbytes);
+}
+
+/* How many of a[0..n) are below key, in any order: a vectorisable count. */
+static int64_t count_below(const int32_t *a, int64_t n, int32_t key)
+{
+    int64_t below = 0;
+    for (int64_t i = 0; i < n; i++)
+        below += a[i] < key;
+    return below;
+}
+
+/* CSR-like trees (a dense level over a compressed one: "ds", "ds:1,0") are the common case and
+ * get loops of their own, which write exactly what the walk would. Counting needs only how
+ * many of a row band's coordinates fall in each column tile, whatever their order: a few
+ * vectorised compare-and-count sweeps over the band when there are few column tiles, else one
+ * increment per entry. */
+static int chunked(const walker *w)
+{
+#ifdef FF_AVX512
+    int64_t tc = w->t->tile[1];
+    return w->simd && have_avx512() && (tc & (tc - 1)) == 0 && w->t->grid[1] <= CHUNK_MAX_TILES;
+#else
+    (void)w;
+    return 0;
+#endif
+}
+
+static void count_csr(part *p)
+{
+    walker *w = &p->w;
+    const ff_tree *t = w->t;
+    const int64_t *pos = t->pos[1];
+    const int32_t *crd = t->crd[1];
+    int64_t tr = t->tile[0], tc = t->tile[1], gc = t->grid[1];
+    int fast = chunked(w);
+    for (int64_t r0 = p->lo, rt = p->t0; r0 < p->hi; r0 += tr, rt++) {
+        int64_t r1 = r0 + tr < p->hi ? r0 + tr : p->hi;
+        int64_t q0 = pos[r0], n = pos[r1] - q0, *ncrd = w->ncrd + rt * gc * 2 + 1;
+        if (fast) {
+#ifdef FF_AVX512
+            int64_t count[CHUNK_MAX_TILES] = {0};
+            count_band_chunks(crd + q0, n, __builtin_ctzll((unsigned long long)tc), gc, count);
+            for (int64_t ct = 0; ct < gc; ct++)
+                ncrd[ct * 2] = count[ct];
+#endif
+        } else if (gc <= 8) {
+            int64_t below = 0;
+            for (int64_t ct = 0; ct < gc; ct++) {
+                int64_t upto = ct + 1 < gc ? count_below(crd + q0, n, (int32_t)((ct + 1) * tc)) : n;
+                ncrd[ct * 2] = upto - below;
+                below = upto;
+            }
+        } else {
+            for (int64_t q = q0; q < q0 + n; q++)
+                ncrd[tile_of(crd[q], tc) * 2]++;
         }
     }
 }
 
-static void walk_parallel(const walker *proto, int threads)
+static void fill_csr(part *p)
 {
-    walk_fn fn = proto->t->ndim == 2 && proto->t->dense[0] && !proto->t->dense[1] ? csr_rows
-                                                                                  : walk_root;
+    walker *w = &p->w;
+    const ff_tree *t = w->t;
+    int64_t tr = t->tile[0], gc = t->grid[1];
+    band_tile *tiles = malloc(sizeof(band_tile) * (size_t)gc);
+    if (!tiles) { /* cannot happen for the grids plan() allows; fall back to the walk */
+        fill_walk(p);
+        return;
+    }
+    void (*band)(const walker *, band_tile *, int64_t, int64_t, int64_t) = fill_band_portable;
+#ifdef FF_AVX512
+    if (w->simd && have_avx512())
+        band = chunked(w) ? fill_band_chunks : fill_band_avx512;
+#endif
+    uint32_t crc = 0;
+    int64_t total = 0;
+    for (int64_t r0 = p->lo, rt = p->t0; r0 < p->hi; r0 += tr, rt++) {
+        int64_t rows = p->hi - r0 < tr ? p->hi - r0 : tr;
+        band(w, tiles, rt, r0, rows);
+        /* The band's tiles are consecutive: checksum them while they are still in cache. */
+        int64_t s0 = first_slot(w, rt * gc), s1 = first_slot(w, (rt + 1) * gc);
+        int64_t nb = w->tile_off[s1] - w->tile_off[s0];
+        crc = ff_crc32(crc, w->image + w->tile_off[s0], (uint64_t)nb);
+        total += nb;
+    }
+    free(tiles);
+    p->crc = crc;
+    p->nbytes = total;
+}
+
+static int is_csr(const ff_tree *t)
+{
+    return t->ndim == 2 && t->dense[0] && !t->dense[1];
+}
+
+/* The level-0 tile where the i-th of n equal shares of the work begins. */
+static int64_t split_tile(const ff_tree *t, int i, int n)
+{
+    int64_t tk = t->tile[0], at;
+    if (is_csr(t)) { /* equal shares of entries: the row where they are reached */
+        const int64_t *pos = t->pos[1];
+        int64_t rows = t->size[0], goal = pos[rows] / n * i, a = 0, b = rows;
+        while (a < b) {
+            int64_t mid = (a + b) / 2;
+            if (pos[mid] < goal)
+                a = mid + 1;
+            else
+                b = mid;
+        }
+        at = a;
+    } else if (t->dense[0]) {
+        at = t->size[0] / n * i;
+    } else {
+        int64_t m = t->pos[0][1];
+        at = m ? t->crd[0][m / n * i < m ? m / n * i : m - 1] : 0;
+    }
+    return (at + tk / 2) / tk; /* the nearest tile boundary */
+}
+
+/* Level-0 positions of level-0 tiles t0 .. t1 - 1. */
+static void tile_positions(const ff_tree *t, int64_t t0, int64_t t1, int64_t *lo, int64_t *hi)
+{
+    int64_t tk = t->tile[0];
+    if (t->dense[0]) {
+        *lo = t0 * tk < t->size[0] ? t0 * tk : t->size[0];
+        *hi = t1 * tk < t->size[0] ? t1 * tk : t->size[0];
+    } else {
+        int64_t m = t->pos[0][1];
+        *lo = lower_bound(t->crd[0], m, t0 * tk);
+        *hi = lower_bound(t->crd[0], m, t1 * tk);
+    }
+}
+
+/* Run fn over up to `threads` parts; return the parts' combined CRC. */
+static uint32_t run_parts(const walker *proto, part_fn fn, int threads)
+{
     const ff_tree *t = proto->t;
-    int64_t lo = child_lo(t, 0, 0), hi = child_hi(t, 0, 0), tk = t->tile[0];
     part parts[FF_MAX_THREADS];
     int n = 0;
     if (threads > FF_MAX_THREADS)
         threads = FF_MAX_THREADS;
-    int64_t start = lo;
-    for (int i = 1; i <= threads && start < hi; i++) {
-        int64_t end = hi;
-        if (i < threads) {
-            /* The split point nearest an even share, moved to the next tile boundary. */
-            int64_t target = lo + (hi - lo) * i / threads;
-            if (t->dense[0]) {
-                end = (tile_of(target, tk) + 1) * tk;
-            } else {
-                int64_t bound = (tile_of(t->crd[0][target < hi ? target : hi - 1], tk) + 1) * tk;
-                end = lo + lower_bound(t->crd[0] + lo, hi - lo, bound);
-            }
-            if (end > hi)
-                end = hi;
-            if (end <= start)
-                continue;
-        }
-        parts[n].w = *proto;
-        parts[n].fn = fn;
-        parts[n].lo = start;
-        parts[n].hi = end;
-        n++;
+    if (threads < 1)
+        threads = 1;
+    int64_t start = 0, grid0 = t->grid[0];
+    for (int i = 1; i <= threads && start < grid0; i++) {
+        int64_t end = i < threads ? split_tile(t, i, threads) : grid0;
+        if (end > grid0)
+            end = grid0;
+        if (end <= start)
+            continue;
+        part *p = &parts[n++];
+        p->w = *proto;
+        p->fn = fn;
+        p->t0 = start;
+        p->t1 = end;
+        tile_positions(t, start, end, &p->lo, &p->hi);
+        p->crc = 0;
+        p->nbytes = 0;
         start = end;
     }
 #ifdef FF_THREADS
@@ -331,12 +691,17 @@ static void walk_parallel(const walker *proto, int threads)
     for (int i = 0; i < n; i++)
         run_part(&parts[i]);
 #endif
+    uint32_t crc = 0;
+    for (int i = 0; i < n; i++)
+        crc = ff_crc32_combine(crc, parts[i].crc, (uint64_t)parts[i].nbytes);
+    return crc;
 }
 
-void ff_count(const ff_tree *tree, int64_t *ncrd, int64_t *last, int threads)
+void ff_count(const ff_tree *tree, int64_t *ncrd, int64_t *last, int threads, int simd)
 {
     walker w;
     init(&w, tree);
+    w.simd = simd;
     int64_t n = 1;
     for (int k = 0; k < tree->ndim; k++)
         n *= tree->grid[k];
@@ -345,18 +710,17 @@ void ff_count(const ff_tree *tree, int64_t *ncrd, int64_t *last, int threads)
     w.ncrd = ncrd;
     w.last = last;
     if (n > 0)
-        walk_parallel(&w, threads);
+        run_parts(&w, is_csr(tree) ? count_csr : count_walk, threads);
 }
 
-void ff_fill(const ff_tree *tree, uint8_t *image, const int64_t *slot, int64_t n_tiles,
-             const int64_t *ext, const int64_t *npos, const int64_t *seg_off,
-             const int64_t *crd_off, const int64_t *vals_off, int64_t *last, int64_t *cur,
-             int threads)
+uint32_t ff_fill(const ff_tree *tree, uint8_t *image, const int64_t *slot, int64_t n_tiles,
+                 const int64_t *ext, const int64_t *npos, const int64_t *seg_off,
+                 const int64_t *crd_off, const int64_t *vals_off, const int64_t *tile_off,
+                 int64_t header_bytes, int64_t *last, int64_t *cur, int threads, int simd)
 {
     walker w;
     init(&w, tree);
-    int nd = tree->ndim;
-    for (int64_t s = 0; s < n_tiles * nd; s++) {
+    for (int64_t s = 0; s < n_tiles * tree->ndim; s++) {
         last[s] = -1;
         cur[s] = -1;
     }
@@ -364,64 +728,17 @@ void ff_fill(const ff_tree *tree, uint8_t *image, const int64_t *slot, int64_t n
     w.image = image;
     w.slot = slot;
     w.ext = ext;
+    w.npos = npos;
     w.seg_off = seg_off;
     w.crd_off = crd_off;
     w.vals_off = vals_off;
+    w.tile_off = tile_off;
+    w.n_tiles = n_tiles;
+    w.header_bytes = header_bytes;
     w.last = last;
     w.cur = cur;
-    if (n_tiles > 0)
-        walk_parallel(&w, threads);
-    /* Segment arrays were filled with per-parent counts at [parent + 1]; make them offsets. */
-    for (int64_t i = 0; i < n_tiles; i++) {
-        int64_t parents = 1;
-        for (int k = 0; k < nd; k++) {
-            int64_t s = i * nd + k;
-            if (!tree->dense[k]) {
-                uint32_t *seg = (uint32_t *)(image + seg_off[s]);
-                for (int64_t j = 1; j <= parents; j++)
-                    seg[j] += seg[j - 1];
-            }
-            parents = npos[s];
-        }
-    }
-}
-
-/* CRC-32 of A followed by B, from crc(A), crc(B) and len(B): appending len(B) zero bytes to A
- * is a linear map on the CRC register over GF(2), applied by repeated squaring of the
- * one-zero-bit operator. This lets the host checksum an image's halves in parallel. */
-static uint32_t gf2_apply(const uint32_t *mat, uint32_t vec)
-{
-    uint32_t sum = 0;
-    for (int i = 0; vec; i++, vec >>= 1)
-        if (vec & 1)
-            sum ^= mat[i];
-    return sum;
-}
-
-static void gf2_square(uint32_t *out, const uint32_t *mat)
-{
-    for (int i = 0; i < 32; i++)
-        out[i] = gf2_apply(mat, mat[i]);
-}
-
-uint32_t ff_crc32_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b)
-{
-    uint32_t op[32], sq[32];
-    op[0] = 0xEDB88320u; /* the reflected CRC-32 polynomial: one zero bit */
-    for (int i = 1; i < 32; i++)
-        op[i] = 1u << (i - 1);
-    gf2_square(sq, op); /* two zero bits */
-    gf2_square(op, sq); /* four zero bits */
-    gf2_square(sq, op); /* one zero byte */
-    /* sq now appends 2^j bytes for j = 0, 1, ...: square it as len_b's bits are consumed. */
-    while (len_b) {
-        if (len_b & 1)
-            crc_a = gf2_apply(sq, crc_a);
-        len_b >>= 1;
-        if (!len_b)
-            break;
-        gf2_square(op, sq);
-        memcpy(sq, op, sizeof sq);
-    }
-    return crc_a ^ crc_b;
+    w.simd = simd;
+    if (n_tiles == 0)
+        return 0;
+    return run_parts(&w, is_csr(tree) ? fill_csr : fill_walk, threads);
 }

@@ -15,19 +15,24 @@ typedef struct {
 
 /* Pass 1. For every tile of the grid (row-major tile id t) and every compressed level k,
  * count into ncrd[t * ndim + k] the coordinates that level holds in that tile.
- * ncrd and last each have prod(grid) * ndim entries; ncrd must be zeroed. */
-void ff_count(const ff_tree *tree, int64_t *ncrd, int64_t *last, int threads);
+ * ncrd and last each have prod(grid) * ndim entries; ncrd must be zeroed. threads, simd: as for
+ * ff_fill. */
+void ff_count(const ff_tree *tree, int64_t *ncrd, int64_t *last, int threads, int simd);
 
-/* Pass 2. Fill the sections of the non-empty tiles into image. slot[t] is the directory index
- * of grid tile t (or -1 when empty). For directory entry i and level k, ext[i*ndim+k] is the
- * tile's extent and seg_off / crd_off[i*ndim+k] the absolute section offsets (compressed levels
- * only); npos[i*ndim+k] its positions per level; vals_off[i] the value section's offset.
- * last and cur each have n_tiles * ndim entries. Segment sections must be zeroed.
+/* Pass 2. Fill the non-empty tiles into image and return the CRC-32 of their bytes,
+ * image[tile_off[0] .. tile_off[n_tiles]). slot[t] is the directory index of grid tile t (or
+ * -1 when empty). For directory entry i and level k, ext[i*ndim+k] is the tile's extent and
+ * seg_off / crd_off[i*ndim+k] the absolute section offsets (compressed levels only);
+ * npos[i*ndim+k] its positions per level; vals_off[i] the value section's offset; tile_off[i]
+ * where the tile starts (n_tiles + 1 entries: the last is the image's end). The tile headers
+ * (header_bytes each) must be written already; every other byte of the tiles is written here,
+ * padding included. last and cur each have n_tiles * ndim entries. simd = 0 keeps to the
+ * portable loops (for tests); otherwise the AVX-512 ones run where the CPU has them.
  * Both passes split the work over up to `threads` threads; the result does not depend on it. */
-void ff_fill(const ff_tree *tree, uint8_t *image, const int64_t *slot, int64_t n_tiles,
-             const int64_t *ext, const int64_t *npos, const int64_t *seg_off,
-             const int64_t *crd_off, const int64_t *vals_off, int64_t *last, int64_t *cur,
-             int threads);
+uint32_t ff_fill(const ff_tree *tree, uint8_t *image, const int64_t *slot, int64_t n_tiles,
+                 const int64_t *ext, const int64_t *npos, const int64_t *seg_off,
+                 const int64_t *crd_off, const int64_t *vals_off, const int64_t *tile_off,
+                 int64_t header_bytes, int64_t *last, int64_t *cur, int threads, int simd);
 
-/* The CRC-32 of A followed by B, given crc32(A), crc32(B) and the length of B. */
-uint32_t ff_crc32_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b);
+/* 1 when ff_fill's AVX-512 loops can run on this CPU. */
+int ff_pack_simd(void);

@@ -49,12 +49,13 @@ def pack(
                 "the C packer was not built; reinstall fiberflow with a C compiler present "
                 "(pip install .), or pass impl='numpy'"
             )
-        data, lay = pack_c.pack_c(tensor, geo)
+        data, lay, tail = pack_c.pack_c(tensor, geo)
     elif impl == "numpy":
         data, lay = pack_numpy(tensor, geo)
+        tail = None
     else:
         raise FiberflowError(f"impl must be 'auto', 'c' or 'numpy', not {impl!r}")
-    di.seal(data)
+    di.seal(data, tail)
     nvals = int(lay.npos[:, -1].sum()) if len(lay.tile_ids) else 0
     return di.DmaImage(data, geo, len(lay.tile_ids), nvals)
 

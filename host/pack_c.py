@@ -36,7 +36,15 @@ def _i64(a: np.ndarray) -> Any:
     return ffi.from_buffer("int64_t[]", a)
 
 
-def pack_c(t: Tensor, geo: di.Geometry) -> tuple[np.ndarray, di.Layout]:
+def simd() -> bool:
+    """Whether the packer may use its AVX-512 loops (where the CPU has them): yes unless
+    ``FIBERFLOW_SIMD=0``, which keeps to the portable ones (the bytes are the same)."""
+    return os.environ.get("FIBERFLOW_SIMD", "1") != "0"
+
+
+def pack_c(t: Tensor, geo: di.Geometry) -> tuple[np.ndarray, di.Layout, tuple[int, int]]:
+    """Pack ``t``; return the image (checksum not yet stored), its layout and ``(start, crc)``:
+    the CRC-32 of ``image[start:]``, computed while filling (see :func:`dma_image.checksum`)."""
     ndim = geo.ndim
     keep = []  # arrays that must outlive the C calls
 
@@ -71,7 +79,7 @@ def pack_c(t: Tensor, geo: di.Geometry) -> tuple[np.ndarray, di.Layout]:
     n_grid = int(np.prod(geo.grid))
     ncrd = np.zeros((n_grid, ndim), dtype=np.int64)
     scratch = np.empty((n_grid, ndim), dtype=np.int64)
-    lib.ff_count(tree, _i64(ncrd), _i64(scratch), threads())
+    lib.ff_count(tree, _i64(ncrd), _i64(scratch), threads(), simd())
     del scratch
 
     all_ids = np.arange(n_grid, dtype=np.int64)
@@ -80,14 +88,19 @@ def pack_c(t: Tensor, geo: di.Geometry) -> tuple[np.ndarray, di.Layout]:
     lay = di.plan(geo, ids, ncrd[ids])
     del npos, ncrd
 
-    data = np.zeros(lay.total_bytes, dtype=np.uint8)
+    # Not zeroed: ff_fill writes every byte of the tiles, padding included, and write_tables
+    # every byte before them.
+    data = np.empty(lay.total_bytes, dtype=np.uint8)
+    first = int(lay.tile_offset[0]) if len(ids) else lay.total_bytes
+    data[:first] = 0
     di.write_tables(geo, lay, data)
     slot = np.full(n_grid, -1, dtype=np.int64)
     slot[ids] = np.arange(len(ids))
     ext = np.ascontiguousarray(geo.extents(lay.index), dtype=np.int64)
     n = len(ids)
+    tile_off = np.append(lay.tile_offset, lay.total_bytes).astype(np.int64)
     state = np.empty((2, n, ndim), dtype=np.int64)
-    lib.ff_fill(
+    crc = lib.ff_fill(
         tree,
         ffi.from_buffer("uint8_t[]", data),
         _i64(slot),
@@ -97,8 +110,11 @@ def pack_c(t: Tensor, geo: di.Geometry) -> tuple[np.ndarray, di.Layout]:
         _i64(np.ascontiguousarray(lay.seg_offset, dtype=np.int64)),
         _i64(np.ascontiguousarray(lay.crd_offset, dtype=np.int64)),
         _i64(np.ascontiguousarray(lay.vals_offset, dtype=np.int64)),
+        _i64(tile_off),
+        di.tile_header_dtype(ndim).itemsize,
         _i64(state[0]),
         _i64(state[1]),
         threads(),
+        simd(),
     )
-    return data, lay
+    return data, lay, (first, int(crc))

@@ -1,5 +1,3 @@
-import zlib
-
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -147,10 +145,28 @@ def test_documented_csr_tile_example():
 
 
 @pytest.mark.skipif(not pack_c.available(), reason="the C packer was not built")
-def test_parallel_checksum_equals_zlib(monkeypatch):
-    for a, b in [(b"", b"x"), (b"abc", b""), (b"hello ", b"world" * 1000)]:
-        combined = pack_c.lib.ff_crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b))
-        assert combined == zlib.crc32(a + b)
-    monkeypatch.setenv("FIBERFLOW_THREADS", "2")  # the two-halves path, whatever the machine
-    buf = np.random.default_rng(0).integers(0, 256, di.PARALLEL_CRC_BYTES + 12345, np.uint8)
-    assert di.crc32_parallel(buf.data, 7) == zlib.crc32(buf.data, 7)
+@pytest.mark.parametrize("simd", ["0", "1"])
+@pytest.mark.parametrize("threads", ["1", "3"])
+def test_csr_loops_equal_numpy(monkeypatch, simd, threads):
+    """The C packer's CSR loops (vector and portable, any thread count) against the numpy
+    reference: rows from empty to longer than several vector steps, runs of every length,
+    one to many column tiles, 16- and 32-bit coordinates, empty row and column tiles."""
+    monkeypatch.setenv("FIBERFLOW_SIMD", simd)
+    monkeypatch.setenv("FIBERFLOW_THREADS", threads)
+    rng = np.random.default_rng(int(simd) * 10 + int(threads))
+    m, n = 300, 70_000
+    counts = rng.choice([0, 1, 3, 15, 16, 17, 40, 100], size=m)
+    counts[100:140] = 0  # an empty row tile for some tile shapes
+    rows = np.repeat(np.arange(m), counts)
+    cols = rng.integers(0, n, len(rows))
+    cols[rng.random(len(cols)) < 0.3] = rng.integers(0, 200)  # long runs in one column tile
+    cols[cols >= 40_000] = cols[cols >= 40_000] % 1000  # empty column tiles past 40000
+    vals = rng.standard_normal(len(rows)).astype(np.float32)
+    A = sp.csr_array((vals, (rows, cols)), shape=(m, n))
+    A.sum_duplicates()
+    t = ff.Tensor.from_scipy(A)
+    for tile in [(64, 70_000), (37, 1000), (100, 65536), (7, 64), (300, 9000)]:
+        img = ff.pack(t, tile, impl="c")
+        ref = ff.pack(t, tile, impl="numpy")
+        assert np.array_equal(img.data, ref.data), tile
+        assert ff.unpack(img) == t
