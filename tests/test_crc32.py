@@ -43,13 +43,14 @@ def test_folding_constants_are_powers_of_x_mod_p():
 
 
 def c_crc(buf: np.ndarray, crc: int, how: int = 2) -> int:
-    return int(pack_c.lib.ff_crc32_with(how, crc, pack_c.ffi.from_buffer("uint8_t[]", buf), len(buf)))
+    ptr = pack_c.ffi.from_buffer("uint8_t[]", buf)
+    return int(pack_c.lib.ff_crc32_with(how, crc, ptr, len(buf)))
 
 
 def test_equals_zlib_at_every_length_and_start_value():
     rng = np.random.default_rng(0)
     data = rng.integers(0, 256, 5000, dtype=np.uint8)
-    lengths = list(range(0, 300)) + [1023, 1024, 4097]
+    lengths = [*range(300), 1023, 1024, 4097]
     for n in lengths:
         for start in (0, 3):  # unaligned starts too
             buf = data[start : start + n]
