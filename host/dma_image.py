@@ -285,7 +285,7 @@ def write_tables(geo: Geometry, lay: Layout, data: np.ndarray) -> None:
         data[where] = heads.view(np.uint8).reshape(n, th.itemsize)
 
 
-def crc32(buf: memoryview | np.ndarray, crc: int = 0) -> int:
+def crc32(buf: memoryview, crc: int = 0) -> int:
     """``zlib.crc32(buf, crc)``, by the C extension's carry-less-multiply CRC when it is built
     (about 3x zlib's speed); the value is the same either way."""
     from fiberflow.host import pack_c  # the C extension is optional here
