@@ -354,10 +354,77 @@ static inline AVX512 void copy_run_avx512(band_tile *bt, int cb, const int32_t *
 
 /* Bands with few, power-of-two column tiles (the usual shape: a row tile across a handful of
  * 64 Ki-column tiles) skip run finding altogether: 16 entries at a time, a tile's share is
- * picked out with a compare and a compress, wherever the rows begin and end. The segment
- * entries come from a last, per-row sweep over the band's coordinates, still in cache. */
-#define CHUNK_MAX_TILES 16
+ * picked out with a compare and a compress, wherever the rows begin and end. One sweep per
+ * tile, so its cursor stays in a register (the band's entries stay in cache between sweeps);
+ * the segment entries come from a last, per-row sweep. */
+#define FEW_TILES 16
 
+/* A tile's share (mask k) of 16 entries appended at entry bt->n of its sections, which hold
+ * `room` entries in all: full-width stores while at least 16 entries of room are left (what
+ * they write past the share lies in the same section and is overwritten by the next shares),
+ * masked ones after. */
+static inline AVX512 void append(band_tile *bt, int cb, int64_t room, __mmask16 k, __m512i local,
+                                 __m512i v)
+{
+    int got = __builtin_popcount(k);
+    local = _mm512_maskz_compress_epi32(k, local);
+    v = _mm512_maskz_compress_epi32(k, v);
+    uint16_t *c16 = (uint16_t *)bt->crd + bt->n;
+    uint32_t *c32 = (uint32_t *)bt->crd + bt->n;
+    __m256i narrow = _mm512_cvtepi32_epi16(local);
+    /* Keep the narrowing in a register: fused into a masked store to memory (vpmovdw m256{k})
+     * it is several times slower on some CPUs. */
+    __asm__("" : "+v"(narrow));
+    if (bt->n + 16 <= room) {
+        _mm512_storeu_si512(bt->vals + bt->n, v);
+        if (cb == 2)
+            _mm256_storeu_si256((__m256i *)c16, narrow);
+        else
+            _mm512_storeu_si512(c32, local);
+    } else {
+        __mmask16 out = (__mmask16)((1u << got) - 1u);
+        _mm512_mask_storeu_epi32(bt->vals + bt->n, out, v);
+        if (cb == 2)
+            _mm256_mask_storeu_epi16(c16, out, narrow);
+        else
+            _mm512_mask_storeu_epi32(c32, out, local);
+    }
+    bt->n += got;
+}
+/* Segment entries of a band, row by row: running counts of each tile's entries. GC is a
+ * constant in each instance (see seg_rows), so the counts live in registers. */
+static inline __attribute__((always_inline)) AVX512 void seg_rows_n(
+    band_tile *tiles, const int64_t *pos, const int32_t *crd, int64_t rows, int shift,
+    const int64_t GC)
+{
+    int64_t sum[FEW_TILES] = {0};
+    for (int64_t lr = 0; lr < rows; lr++) {
+        for (int64_t q = pos[lr], end = pos[lr + 1]; q < end; q += 16) {
+            __mmask16 m = first_mask(end - q);
+            __m512i tile = _mm512_srli_epi32(_mm512_maskz_loadu_epi32(m, crd + q), (unsigned)shift);
+            for (int64_t ct = 0; ct < GC; ct++)
+                sum[ct] += __builtin_popcount(
+                    _mm512_mask_cmpeq_epi32_mask(m, tile, _mm512_set1_epi32((int32_t)ct)));
+        }
+        for (int64_t ct = 0; ct < GC; ct++)
+            if (tiles[ct].seg)
+                tiles[ct].seg[lr + 1] = (uint32_t)sum[ct];
+    }
+}
+static AVX512 void seg_rows(band_tile *tiles, const int64_t *pos, const int32_t *crd,
+                            int64_t rows, int shift, int64_t gc)
+{
+    switch (gc) {
+#define GC_CASE(n)                                                                                 \
+    case n:                                                                                        \
+        seg_rows_n(tiles, pos, crd, rows, shift, n);                                               \
+        break;
+        GC_CASE(1) GC_CASE(2) GC_CASE(3) GC_CASE(4) GC_CASE(5) GC_CASE(6) GC_CASE(7) GC_CASE(8)
+        GC_CASE(9) GC_CASE(10) GC_CASE(11) GC_CASE(12) GC_CASE(13) GC_CASE(14) GC_CASE(15)
+        GC_CASE(16)
+#undef GC_CASE
+    }
+}
 static AVX512 void fill_band_chunks(const walker *w, band_tile *tiles, int64_t rt, int64_t r0,
                                     int64_t rows)
 {
@@ -369,54 +436,31 @@ static AVX512 void fill_band_chunks(const walker *w, band_tile *tiles, int64_t r
     int cb = t->coord_bytes, shift = __builtin_ctzll((unsigned long long)tc);
     __m512i lmask = _mm512_set1_epi32((int32_t)(tc - 1));
     open_band(w, tiles, rt);
-    /* One sweep per tile, so its cursor stays in a register; the band's entries stay in
-     * cache between sweeps. */
     for (int64_t ct = 0; ct < gc; ct++) {
         band_tile *bt = &tiles[ct];
         if (!bt->seg)
             continue;
         __m512i want = _mm512_set1_epi32((int32_t)ct);
-        uint32_t *vo = bt->vals;
-        uint16_t *c16 = (uint16_t *)bt->crd;
-        uint32_t *c32 = (uint32_t *)bt->crd;
-        int64_t n = 0;
-        for (int64_t q = pos[r0], end = pos[r0 + rows]; q < end; q += 16) {
+        int64_t room = w->npos[w->slot[rt * gc + ct] * 2 + 1];
+        int64_t q = pos[r0], end = pos[r0 + rows];
+        for (; q + 16 <= end; q += 16) {
+            __m512i c = _mm512_loadu_si512(crd + q);
+            __mmask16 k = _mm512_cmpeq_epi32_mask(_mm512_srli_epi32(c, (unsigned)shift), want);
+            append(bt, cb, room, k, _mm512_and_si512(c, lmask), _mm512_maskz_loadu_epi32(k, vals + q));
+        }
+        if (q < end) {
             __mmask16 m = first_mask(end - q);
             __m512i c = _mm512_maskz_loadu_epi32(m, crd + q);
             __mmask16 k = _mm512_mask_cmpeq_epi32_mask(m, _mm512_srli_epi32(c, (unsigned)shift), want);
-            int got = __builtin_popcount(k);
-            __mmask16 out = (__mmask16)((1u << got) - 1u);
-            __m512i v = _mm512_maskz_compress_epi32(k, _mm512_maskz_loadu_epi32(k, vals + q));
-            _mm512_mask_storeu_epi32(vo + n, out, v);
-            __m512i local = _mm512_maskz_compress_epi32(k, _mm512_and_si512(c, lmask));
-            if (cb == 2) {
-                __m256i narrow = _mm512_cvtepi32_epi16(local);
-                __asm__("" : "+v"(narrow)); /* see copy_run_avx512 */
-                _mm256_mask_storeu_epi16(c16 + n, out, narrow);
-            } else {
-                _mm512_mask_storeu_epi32(c32 + n, out, local);
-            }
-            n += got;
+            append(bt, cb, room, k, _mm512_and_si512(c, lmask), _mm512_maskz_loadu_epi32(k, vals + q));
         }
-        bt->n = n;
     }
-    int64_t sum[CHUNK_MAX_TILES] = {0};
-    for (int64_t lr = 0; lr < rows; lr++) {
-        for (int64_t q = pos[r0 + lr], end = pos[r0 + lr + 1]; q < end; q += 16) {
-            __mmask16 m = first_mask(end - q);
-            __m512i tile = _mm512_srli_epi32(_mm512_maskz_loadu_epi32(m, crd + q), (unsigned)shift);
-            for (int64_t ct = 0; ct < gc; ct++)
-                sum[ct] += __builtin_popcount(
-                    _mm512_mask_cmpeq_epi32_mask(m, tile, _mm512_set1_epi32((int32_t)ct)));
-        }
-        for (int64_t ct = 0; ct < gc; ct++)
-            if (tiles[ct].seg)
-                tiles[ct].seg[lr + 1] = (uint32_t)sum[ct];
-    }
+    seg_rows(tiles, pos + r0, crd, rows, shift, gc);
     for (int64_t ct = 0; ct < gc; ct++)
         if (tiles[ct].seg)
             zero_pads(w, &tiles[ct], w->slot[rt * gc + ct], rows, cb);
 }
+
 
 /* How many of a band's n coordinates fall in each of gc power-of-two column tiles. */
 static AVX512 void count_band_chunks(const int32_t *crd, int64_t n, int shift, int64_t gc,
@@ -530,11 +574,11 @@ static int64_t count_below(const int32_t *a, int64_t n, int32_t key)
  * many of a row band's coordinates fall in each column tile, whatever their order: a few
  * vectorised compare-and-count sweeps over the band when there are few column tiles, else one
  * increment per entry. */
-static int chunked(const walker *w)
+static int few_tiles(const walker *w)
 {
 #ifdef FF_AVX512
     int64_t tc = w->t->tile[1];
-    return w->simd && have_avx512() && (tc & (tc - 1)) == 0 && w->t->grid[1] <= CHUNK_MAX_TILES;
+    return w->simd && have_avx512() && w->t->grid[1] <= FEW_TILES && (tc & (tc - 1)) == 0;
 #else
     (void)w;
     return 0;
@@ -548,13 +592,13 @@ static void count_csr(part *p)
     const int64_t *pos = t->pos[1];
     const int32_t *crd = t->crd[1];
     int64_t tr = t->tile[0], tc = t->tile[1], gc = t->grid[1];
-    int fast = chunked(w);
+    int fast = few_tiles(w);
     for (int64_t r0 = p->lo, rt = p->t0; r0 < p->hi; r0 += tr, rt++) {
         int64_t r1 = r0 + tr < p->hi ? r0 + tr : p->hi;
         int64_t q0 = pos[r0], n = pos[r1] - q0, *ncrd = w->ncrd + rt * gc * 2 + 1;
         if (fast) {
 #ifdef FF_AVX512
-            int64_t count[CHUNK_MAX_TILES] = {0};
+            int64_t count[FEW_TILES] = {0};
             count_band_chunks(crd + q0, n, __builtin_ctzll((unsigned long long)tc), gc, count);
             for (int64_t ct = 0; ct < gc; ct++)
                 ncrd[ct * 2] = count[ct];
@@ -579,14 +623,14 @@ static void fill_csr(part *p)
     const ff_tree *t = w->t;
     int64_t tr = t->tile[0], gc = t->grid[1];
     band_tile *tiles = malloc(sizeof(band_tile) * (size_t)gc);
-    if (!tiles) { /* cannot happen for the grids plan() allows; fall back to the walk */
+    if (!tiles) { /* out of memory: the walk needs no scratch */
         fill_walk(p);
         return;
     }
     void (*band)(const walker *, band_tile *, int64_t, int64_t, int64_t) = fill_band_portable;
 #ifdef FF_AVX512
     if (w->simd && have_avx512())
-        band = chunked(w) ? fill_band_chunks : fill_band_avx512;
+        band = few_tiles(w) ? fill_band_chunks : fill_band_avx512;
 #endif
     uint32_t crc = 0;
     int64_t total = 0;
