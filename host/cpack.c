@@ -75,6 +75,21 @@ static int64_t run_parent(walker *w, int64_t tile, int64_t i)
     return local;
 }
 
+/* Store n tile-local coordinates src[j] - base at entry `at` of a coordinate section. */
+static inline void put_coords(uint8_t *section, int64_t at, int cb, const int32_t *src, int64_t n,
+                              int64_t base)
+{
+    if (cb == 2) {
+        uint16_t *dst = (uint16_t *)section + at;
+        for (int64_t j = 0; j < n; j++)
+            dst[j] = (uint16_t)(src[j] - base);
+    } else {
+        uint32_t *dst = (uint32_t *)section + at;
+        for (int64_t j = 0; j < n; j++)
+            dst[j] = (uint32_t)(src[j] - base);
+    }
+}
+
 /* One run of the last level: `n` leaves with source positions q0.. and local coordinates
  * crd[q] - base (compressed) or c0 - base .. (dense), all in grid tile `tile`. */
 static void run(walker *w, int64_t tile, int64_t q0, int64_t n, const int32_t *crd, int64_t base,
@@ -99,16 +114,7 @@ static void run(walker *w, int64_t tile, int64_t q0, int64_t n, const int32_t *c
     w->cur[s] += n;
     ((uint32_t *)(w->image + w->seg_off[s]))[parent + 1] += (uint32_t)n;
     memcpy(vals + at, t->vals + q0, (size_t)n * 4);
-    const int32_t *src = crd + q0;
-    if (t->coord_bytes == 2) {
-        uint16_t *dst = (uint16_t *)(w->image + w->crd_off[s]) + at;
-        for (int64_t j = 0; j < n; j++)
-            dst[j] = (uint16_t)(src[j] - base);
-    } else {
-        uint32_t *dst = (uint32_t *)(w->image + w->crd_off[s]) + at;
-        for (int64_t j = 0; j < n; j++)
-            dst[j] = (uint32_t)(src[j] - base);
-    }
+    put_coords(w->image + w->crd_off[s], at, t->coord_bytes, crd + q0, n, base);
 }
 
 /* Which tile a coordinate falls in. Coordinates and tile sizes fit in 32 bits, and a 32-bit
@@ -273,15 +279,7 @@ static inline void copy_run_portable(band_tile *bt, int cb, const int32_t *src,
                                      const uint32_t *vals, int64_t n, int64_t base)
 {
     memcpy(bt->vals + bt->n, vals, (size_t)n * 4);
-    if (cb == 2) {
-        uint16_t *dst = (uint16_t *)bt->crd + bt->n;
-        for (int64_t j = 0; j < n; j++)
-            dst[j] = (uint16_t)(src[j] - base);
-    } else {
-        uint32_t *dst = (uint32_t *)bt->crd + bt->n;
-        for (int64_t j = 0; j < n; j++)
-            dst[j] = (uint32_t)(src[j] - base);
-    }
+    put_coords(bt->crd, bt->n, cb, src, n, base);
 }
 
 #define BAND_FN fill_band_portable
@@ -305,6 +303,15 @@ static inline AVX512 __mmask16 first_mask(int64_t left)
 {
     uint32_t k = left < 16 ? (uint32_t)left : 16u; /* a conditional move, not a branch */
     return (__mmask16)((1u << k) - 1u);
+}
+
+/* 16 coordinates narrowed to 16 bits, kept in a register: fused into a masked store to memory
+ * (vpmovdw m256{k}) the narrowing is several times slower on some CPUs. */
+static inline AVX512 __m256i narrow16(__m512i c)
+{
+    __m256i narrow = _mm512_cvtepi32_epi16(c);
+    __asm__("" : "+v"(narrow));
+    return narrow;
 }
 
 static inline AVX512 int64_t run_len_avx512(const int32_t *crd, int64_t q, int64_t end,
@@ -331,13 +338,9 @@ static inline AVX512 void copy_run_avx512(band_tile *bt, int cb, const int32_t *
         __mmask16 m = first_mask(n - j);
         _mm512_mask_storeu_epi32(bt->vals + bt->n + j, m, _mm512_maskz_loadu_epi32(m, vals + j));
         __m512i c = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(m, src + j), b);
-        if (cb == 2) {
-            __m256i narrow = _mm512_cvtepi32_epi16(c);
-            /* Keep the narrowing in a register: fused into a masked store to memory (vpmovdw
-             * m256{k}) it is several times slower on some CPUs. */
-            __asm__("" : "+v"(narrow));
-            _mm256_mask_storeu_epi16((uint16_t *)bt->crd + bt->n + j, m, narrow);
-        } else
+        if (cb == 2)
+            _mm256_mask_storeu_epi16((uint16_t *)bt->crd + bt->n + j, m, narrow16(c));
+        else
             _mm512_mask_storeu_epi32((uint32_t *)bt->crd + bt->n + j, m, c);
     }
 }
@@ -371,10 +374,7 @@ static inline AVX512 void append(band_tile *bt, int cb, int64_t room, __mmask16 
     v = _mm512_maskz_compress_epi32(k, v);
     uint16_t *c16 = (uint16_t *)bt->crd + bt->n;
     uint32_t *c32 = (uint32_t *)bt->crd + bt->n;
-    __m256i narrow = _mm512_cvtepi32_epi16(local);
-    /* Keep the narrowing in a register: fused into a masked store to memory (vpmovdw m256{k})
-     * it is several times slower on some CPUs. */
-    __asm__("" : "+v"(narrow));
+    __m256i narrow = narrow16(local);
     if (bt->n + 16 <= room) {
         _mm512_storeu_si512(bt->vals + bt->n, v);
         if (cb == 2)
