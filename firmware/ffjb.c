@@ -4,13 +4,20 @@
  *    check them (BAD_JOB with the field's byte offset, BAD_LANES, BAD_ALIGN, BAD_IMAGE,
  *    BAD_SCHEDULE).
  * 2. Without ACCUMULATE, write zeros over all of y / C (rows that no tile touches must read 0).
- * 3. Walk every lane's tile list at once: whenever a lane is idle and has tiles left, load its
- *    next tile (directory entry -> tile bytes into the lane's tile buffer, the x / B slice into
- *    its x buffer unless it already holds that slice), open the row tile's y block when the
- *    row tile changes (zero fill, or load it with ACCUMULATE; write the previous block out
- *    first), write the 8 configuration words and start the lane. Poll the running lanes with a
- *    watchdog. A lane's last row tile is written out when its list is done. While one lane
- *    loads, the others compute.
+ * 3. Walk every lane's tile list at once. The DMA engine is the bottleneck, so the walker keeps
+ *    its command queue filled and never waits for a transfer it does not need yet: as soon as
+ *    a lane is idle, it queues the transfers of the lane's next tile (the previous row tile's
+ *    y block out when the row tile changes, the new block loaded with ACCUMULATE, the x / B
+ *    slice unless the lane holds it, the tile itself) and goes on; when the tile's transfer
+ *    has finished it reads the tile header, writes the 8 configuration words and starts the
+ *    lane. A lane's next tile-list and directory entries are read while it computes. A lane's
+ *    last row tile is written out when its list is done; the job ends when every transfer
+ *    has finished.
+ *
+ * y blocks are written out with DMA_CTRL.ZERO, which leaves zeros behind: the next row tile's
+ * block (no ACCUMULATE) then starts from zeros without a zero fill, which would hold the
+ * engine without moving a byte. Only a lane's first block (or a larger one) is cleared, by the
+ * CPU while the transfers run when that is sure to be quick enough, else by a DMA zero fill.
  *
  * Scratch: tile buffer 0 of engine 0 (region 0), which no lane uses: the first MISC_BYTES hold
  * the descriptor and image headers while they are read, and single beats for the
@@ -21,19 +28,25 @@
  * y blocks and x slices need not be bus-aligned (any tile shape): the aligned range around
  * them is moved and the lane's x_base / y_base point inside it. A y block is written out
  * whole beats at a time, so the words of a partial first or last beat that belong to the
- * neighbouring rows are first copied in from DDR (the firmware is the only writer of y and
- * runs one transfer at a time, so this read-modify-write is atomic).
+ * neighbouring rows are first copied in from DDR, after every queued transfer has finished
+ * (the firmware is the only writer of y, so this read-modify-write is atomic).
  */
 #include "fw.h"
 
 #define NONE 0xFFFFFFFFu
-#define MAX_LANES 8u /* the walker's state for more does not fit the 8 KiB RAM */
+#define MAX_LANES 8u /* the walker's per-lane arrays are sized for 8 */
 #define MISC_BYTES 256u
 #define IMAGE_MAGIC 0x49444646u /* "FFDI" */
 #define HEAD_WORDS 24u          /* the FFJB header: 96 bytes */
 #define DIR_ENTRY 32u           /* a 2-D image's directory entry */
+#define TILE_XFERS 4u           /* transfers a tile queues at most: y out, y in, x, tile */
 
 #define LOCAL(region, offset) (((region) << FF_LOCAL_REGION_SHIFT) | (offset))
+
+/* A lane's state in the walk. */
+#define IDLE 0u
+#define LOADING 1u /* its tile's transfers are queued; l_seq: the tile's */
+#define RUNNING 2u
 
 static inline volatile u32 *cpu_local(u32 e, u32 region)
 {
@@ -53,7 +66,9 @@ static u32 tl_base;
 #define NOINIT __attribute__((section(".noinit")))
 static u32 l_pos[MAX_LANES] NOINIT;
 static u32 l_end[MAX_LANES] NOINIT;
-static u32 l_run[MAX_LANES] NOINIT;
+static u32 l_state[MAX_LANES] NOINIT;
+static u32 l_seq[MAX_LANES] NOINIT;  /* LOADING: the tile transfer's number */
+static u32 l_yseq[MAX_LANES] NOINIT; /* the last transfer that touches the y buffer */
 static u32 l_t0[MAX_LANES] NOINIT;
 static u32 l_prev[MAX_LANES] NOINIT;
 static u32 l_xj[MAX_LANES] NOINIT;
@@ -61,6 +76,7 @@ static u32 l_i[MAX_LANES] NOINIT;
 static u32 l_ya[MAX_LANES] NOINIT;
 static u32 l_yoff[MAX_LANES] NOINIT;
 static u32 l_ybytes[MAX_LANES] NOINIT;
+static u32 l_clean[MAX_LANES] NOINIT; /* bytes at the start of the y buffer known to be 0 */
 static u32 tw_a0[MAX_LANES] NOINIT;
 static u32 tw_a1[MAX_LANES] NOINIT;
 static u32 dw_a0[MAX_LANES] NOINIT;
@@ -77,16 +93,10 @@ static u32 l_e[MAX_LANES] NOINIT;    /* the lane's DMA engine */
 static u32 l_r[MAX_LANES] NOINIT;    /* its tile buffer's region; x: +1, y: +2 */
 static u32 l_slot[MAX_LANES] NOINIT; /* its windows' scratch offset */
 static u32 win_cap;                  /* bytes of each window */
+static u32 win_seq;                  /* the last window refill (engine 0) */
 /* Per job, so the per-tile path needs no division (about 40 cycles each on picorv32) and at
  * most two multiplications. */
 static u32 grid_r, grid_c, last_rows, last_cols, y_stride, x_stride;
-
-/* dma() out of line, for the transfers off the per-tile path (inlining each would not fit the
- * RAM). */
-static __attribute__((noinline)) u32 xfer(u32 e, u32 ddr, u32 local, u32 length, u32 ctrl)
-{
-    return dma(e, ddr, local, length, ctrl);
-}
 
 static inline u32 up(u32 v) { return (v + bus_bytes - 1u) & ~(bus_bytes - 1u); }
 static inline u32 down(u32 v) { return v & ~(bus_bytes - 1u); }
@@ -97,82 +107,87 @@ static u32 bad(u32 code, u32 detail)
     return code;
 }
 
-/* Make DDR bytes [addr, addr + 4) readable in a lane's window [*a0, *a1) (at scratch offset
- * off, cap bytes), refilling it by DMA from addr's beat up to at most end. */
+/* Queue a refill of a lane's window [*a0, *a1) (at scratch offset off, win_cap bytes) from
+ * DDR: from addr's beat up to at most end. */
 static u32 refill(u32 *a0, u32 *a1, u32 off, u32 addr, u32 end)
 {
     u32 start = down(addr);
     u32 stop = start + win_cap < end ? start + win_cap : end;
-    u32 err = xfer(0, start, LOCAL(0u, off), up(stop) - start, 0);
     *a0 = start;
     *a1 = stop;
+    u32 err = dma_push(0, start, LOCAL(0u, off), up(stop) - start, 0);
+    win_seq = dma_seq[0];
     return err;
 }
 
-/* Write a y block out: DDR [ya, ya + nbytes) from lane buffer (e, region) at byte yoff (the
- * block's offset within its first beat). */
+/* Queue the write-out of a y block: DDR [ya, ya + nbytes) from lane buffer (e, region) at byte
+ * yoff (the block's offset within its first beat), leaving zeros behind. */
 static u32 store_y(u32 e, u32 region, u32 yoff, u32 ya, u32 nbytes)
 {
     volatile u32 *yb = cpu_local(e, region + 2u);
     volatile u32 *misc = cpu_local(0, 0);
     u32 a0 = ya - yoff, end = ya + nbytes, a1 = up(end), err;
-    if (yoff) {
-        if ((err = xfer(0, a0, LOCAL(0u, 0u), bus_bytes, 0)) != FF_ERR_NONE)
-            return err;
-        for (u32 w = 0; w < yoff / 4u; w++)
-            yb[w] = misc[w];
-    }
     u32 tail = end & (bus_bytes - 1u);
-    if (tail) {
-        if ((err = xfer(0, a1 - bus_bytes, LOCAL(0u, 0u), bus_bytes, 0)) != FF_ERR_NONE)
+    if (yoff | tail) {
+        /* Beats shared with another row tile's block: its words come from DDR once every
+         * queued write-out (maybe its own, on another engine) has landed. */
+        if ((err = dma_drain()) != FF_ERR_NONE)
             return err;
-        u32 base = (a1 - bus_bytes - a0) / 4u;
-        for (u32 w = tail / 4u; w < bus_bytes / 4u; w++)
-            yb[base + w] = misc[w];
+        if (yoff) {
+            if ((err = dma(0, a0, LOCAL(0u, 0u), bus_bytes, 0)) != FF_ERR_NONE)
+                return err;
+            for (u32 w = 0; w < yoff / 4u; w++)
+                yb[w] = misc[w];
+        }
+        if (tail) {
+            if ((err = dma(0, a1 - bus_bytes, LOCAL(0u, 0u), bus_bytes, 0)) != FF_ERR_NONE)
+                return err;
+            u32 base = (a1 - bus_bytes - a0) / 4u;
+            for (u32 w = tail / 4u; w < bus_bytes / 4u; w++)
+                yb[base + w] = misc[w];
+        }
     }
-    return dma(e, a0, LOCAL(region + 2u, 0u), a1 - a0, FF_DMA_CTRL_TO_DDR_MASK);
+    return dma_push(e, a0, LOCAL(region + 2u, 0u), a1 - a0,
+                    FF_DMA_CTRL_TO_DDR_MASK | FF_DMA_CTRL_ZERO_MASK);
 }
 
-/* Lane l's y buffer: region_of(l) + 2. store_y takes the lane's base region. */
+/* Queue lane l's open y block's write-out. */
 static u32 flush_y(u32 l)
 {
-    return store_y(l_e[l], l_r[l], l_yoff[l], l_ya[l], l_ybytes[l]);
+    u32 err = store_y(l_e[l], l_r[l], l_yoff[l], l_ya[l], l_ybytes[l]);
+    l_yseq[l] = dma_seq[l_e[l]];
+    return err;
 }
 
-/* Zero all of y / C (no ACCUMULATE), through lane 0's y buffer. */
+/* Zero all of y / C (no ACCUMULATE) from lane 0's y buffer, which the job's start has filled
+ * with zeros. With several engines, wait: a lane on another engine must not write a block out
+ * before these zeros have landed (one engine runs its queue in order). */
 static u32 zero_y(void)
 {
     u32 total = m * row_bytes, e = l_e[0], r = l_r[0], err;
-    if (total == 0u)
-        return FF_ERR_NONE;
-    if ((err = xfer(e, 0, LOCAL(r + 2u, 0u), y_bytes, FF_DMA_CTRL_ZERO_MASK)) != FF_ERR_NONE)
-        return err;
     for (u32 off = 0; off < total; off += y_bytes) {
         u32 nb = total - off < y_bytes ? total - off : y_bytes;
         if ((err = store_y(e, r, 0, y_addr + off, nb)) != FF_ERR_NONE)
             return err;
     }
-    return FF_ERR_NONE;
+    l_clean[0] = y_bytes;
+    l_yseq[0] = dma_seq[e];
+    return n_dma > 1u ? dma_drain() : FF_ERR_NONE;
 }
 
-static u32 finish_pending(void);
-
-/* The DMA of a tile still in flight (engine l_e[pend_lane]), and when it was started. */
-static u32 pend_lane, pend_t0;
-
 /* Lane l's next tile: its tile-list entry read, its directory entry read and checked. Needs no
- * DMA unless a window has to be refilled; runs while another lane's tile loads. */
+ * DMA unless a window has to be refilled (then waits for it, and with it for everything
+ * queued before it). */
 static u32 prepare(u32 l)
 {
     u32 p = l_pos[l], err;
     u32 slot = l_slot[l];
     u32 ta = tl_base + 4u * p;
-    if (ta < tw_a0[l] || ta + 4u > tw_a1[l]) {
-        if ((err = finish_pending()) != FF_ERR_NONE)
-            return err;
-        if ((err = refill(&tw_a0[l], &tw_a1[l], slot, ta, job_end)) != FF_ERR_NONE)
-            return err;
-    }
+    if ((ta < tw_a0[l] || ta + 4u > tw_a1[l]) &&
+        (err = refill(&tw_a0[l], &tw_a1[l], slot, ta, job_end)) != FF_ERR_NONE)
+        return err;
+    if ((err = dma_wait(0, win_seq)) != FF_ERR_NONE)
+        return err;
     u32 d = cpu_local(0, 0)[(slot + ta - tw_a0[l]) / 4u];
     if (d >= n_tiles)
         return bad(FF_ERR_BAD_IMAGE, p);
@@ -181,10 +196,9 @@ static u32 prepare(u32 l)
     l_prev[l] = d;
     u32 da = dir_base + DIR_ENTRY * d;
     if (da < dw_a0[l] || da + DIR_ENTRY > dw_a1[l]) {
-        if ((err = finish_pending()) != FF_ERR_NONE)
-            return err;
         if ((err = refill(&dw_a0[l], &dw_a1[l], slot + win_cap, da,
-                          dir_base + DIR_ENTRY * n_tiles)) != FF_ERR_NONE)
+                          dir_base + DIR_ENTRY * n_tiles)) != FF_ERR_NONE ||
+            (err = dma_wait(0, win_seq)) != FF_ERR_NONE)
             return err;
     }
     volatile u32 *de = cpu_local(0, 0) + (slot + win_cap + da - dw_a0[l]) / 4u;
@@ -205,31 +219,39 @@ static u32 prepare(u32 l)
     return FF_ERR_NONE;
 }
 
-/* Lane l's prepared tile: the row tile's y block (write the previous one out, zero or load
- * the new one) and the x slice, waited for; then start the tile's DMA and return without
- * waiting for it (launch() finishes the job when it is done). The engine must be idle. */
+/* Queue the transfers of idle lane l's prepared tile: when the row tile changes, the previous
+ * y block out and the new one in (ACCUMULATE) or cleared; the x slice unless the lane holds
+ * it; the tile. The engine runs them in this order, so each finds its buffer free. */
 static u32 load(u32 l)
 {
-    u32 p = l_pos[l], err, i = n_i[l], j = n_j[l], zero_words = 0;
+    u32 p = l_pos[l], err, i = n_i[l], j = n_j[l], zero_from = 0, zero_to = 0;
     u32 e = l_e[l], rt = l_r[l];
     if (i != l_i[l]) {
         u32 rows = i == grid_r - 1u ? last_rows : tile_rows;
         u32 ya = y_addr + y_stride * i, yoff = ya & (bus_bytes - 1u);
-        u32 ylen = up(yoff + row_bytes * rows);
+        u32 ylen = up(yoff + row_bytes * rows), clean = l_clean[l];
         if (ylen > y_bytes)
             return bad(FF_ERR_TOO_BIG, p);
         if (l_i[l] != NONE && (err = flush_y(l)) != FF_ERR_NONE)
             return err;
-        /* ACCUMULATE: load the block. Otherwise zero it: by the CPU below while the tile's
-         * transfer runs, when that is sure to finish first (about 2 cycles per byte against
-         * 1/8 cycle per tile byte, with room for the rest of the firmware's work), since a zero
-         * fill by DMA holds the engine, the bottleneck; else by DMA. */
-        if (flags & 1u || 2u * ylen + 1536u >= n_bytes[l] / 8u) {
-            u32 ctrl = flags & 1u ? 0u : FF_DMA_CTRL_ZERO_MASK;
-            if ((err = dma(e, ya - yoff, LOCAL(rt + 2u, 0u), ylen, ctrl)) != FF_ERR_NONE)
+        if (flags & 1u) {
+            if ((err = dma_push(e, ya - yoff, LOCAL(rt + 2u, 0u), ylen, 0)) != FF_ERR_NONE)
                 return err;
-        } else {
-            zero_words = ylen / 4u;
+            l_yseq[l] = dma_seq[e];
+        } else if (ylen > clean) {
+            /* By the CPU below when no transfer touches the buffer and the tile's transfer
+             * outlasts it (about 2 cycles per byte against 1/8 cycle per tile byte, with room
+             * for the rest of the firmware's work); else by DMA. */
+            if (dma_finished(e, l_yseq[l]) && 2u * (ylen - clean) + 1536u < n_bytes[l] / 8u) {
+                zero_from = clean / 4u;
+                zero_to = ylen / 4u;
+            } else {
+                if ((err = dma_push(e, 0, LOCAL(rt + 2u, clean), ylen - clean,
+                                    FF_DMA_CTRL_ZERO_MASK)) != FF_ERR_NONE)
+                    return err;
+                l_yseq[l] = dma_seq[e];
+            }
+            l_clean[l] = ylen;
         }
         l_i[l] = i;
         l_ya[l] = ya;
@@ -243,48 +265,33 @@ static u32 load(u32 l)
         u32 xlen = up(xoff + row_bytes * cols);
         if (xlen > x_bytes)
             return bad(FF_ERR_TOO_BIG, p);
-        l_xj[l] = NONE;
-        if ((err = dma(e, xa - xoff, LOCAL(rt + 1u, 0u), xlen, 0)) != FF_ERR_NONE)
+        if ((err = dma_push(e, xa - xoff, LOCAL(rt + 1u, 0u), xlen, 0)) != FF_ERR_NONE)
             return err;
         l_xj[l] = j;
     }
     l_xoff[l] = xoff;
-    FF_DMA_DDR(e) = a_addr + n_off[l];
-    FF_DMA_LOCAL(e) = LOCAL(rt, 0u);
-    FF_DMA_LENGTH(e) = n_bytes[l];
-    FF_DMA_CTRL(e) = FF_DMA_CTRL_GO_MASK;
-    pend_lane = l;
-    pend_t0 = FF_CYCLES_LO;
-    if (zero_words) {
+    if ((err = dma_push(e, a_addr + n_off[l], LOCAL(rt, 0u), n_bytes[l], 0)) != FF_ERR_NONE)
+        return err;
+    l_seq[l] = dma_seq[e];
+    l_state[l] = LOADING;
+    if (zero_to) {
         volatile u32 *yb = cpu_local(e, rt + 2u);
-        u32 w = 0;
-        for (; w + 4u <= zero_words; w += 4u) {
+        u32 w = zero_from;
+        for (; w + 4u <= zero_to; w += 4u) {
             yb[w] = 0;
             yb[w + 1u] = 0;
             yb[w + 2u] = 0;
             yb[w + 3u] = 0;
         }
-        for (; w < zero_words; w++)
+        for (; w < zero_to; w++)
             yb[w] = 0;
     }
     return FF_ERR_NONE;
 }
 
-/* The pending tile DMA is done (or failed): check it, read the tile header (docs/dma-image.md:
- * nvals, vals_offset, level 0 (npos, -, -), level 1 (npos, seg_offset, crd_offset)), write the
- * lane's configuration and start it. */
-static u32 start_lane(u32 l);
-
-static u32 launch(u32 st)
-{
-    u32 l = pend_lane;
-    pend_lane = NONE;
-    if (st & FF_DMA_STATUS_ERROR_MASK)
-        return bad(FF_ERR_DMA_READ, st);
-    return start_lane(l);
-}
-
-/* Lane l's tile has landed in its tile buffer: configure and start it. */
+/* Lane l's tile has landed in its tile buffer: read the tile header (docs/dma-image.md: nvals,
+ * vals_offset, level 0 (npos, -, -), level 1 (npos, seg_offset, crd_offset)), check it, write
+ * the lane's configuration and start it. */
 static u32 start_lane(u32 l)
 {
     u32 p = l_pos[l];
@@ -302,25 +309,10 @@ static u32 start_lane(u32 l)
     FF_LANE_CFG7(l) = l_yoff[l];
     FF_LANE_CTRL(l) = FF_LANE_CTRL_START_MASK;
     l_t0[l] = FF_CYCLES_LO;
-    l_run[l] = 1;
+    l_state[l] = RUNNING;
     l_prep[l] = 0;
     l_pos[l] = p + 1u;
     return FF_ERR_NONE;
-}
-
-/* Wait for the pending tile DMA, if any, and launch its lane. */
-static u32 finish_pending(void)
-{
-    if (pend_lane == NONE)
-        return FF_ERR_NONE;
-    u32 e = l_e[pend_lane];
-    for (;;) {
-        u32 st = FF_DMA_STATUS(e);
-        if (!(st & FF_DMA_STATUS_BUSY_MASK))
-            return launch(st);
-        if (FF_CYCLES_LO - pend_t0 > timeout)
-            return bad(FF_ERR_DMA_TIMEOUT, st);
-    }
 }
 
 static u32 check_job(const u32 *h, const u32 *lt)
@@ -398,9 +390,11 @@ static u32 check_job(const u32 *h, const u32 *lt)
     return FF_ERR_NONE;
 }
 
-static u32 check_image(void)
+/* A's image header, read by transfer s of engine 0 (queued before check_job, so that the
+ * read overlaps the checks). */
+static u32 check_image(u32 s)
 {
-    u32 err = xfer(0, a_addr, LOCAL(0u, 0u), 96u, 0);
+    u32 err = dma_wait(0, s);
     if (err != FF_ERR_NONE)
         return err;
     volatile u32 *g = cpu_local(0, 0);
@@ -427,7 +421,7 @@ u32 job_ffjb(u32 addr)
     if (n_lanes > MAX_LANES || tile_bytes < MISC_BYTES + n_lanes * 2u * 32u)
         return bad(FF_ERR_BAD_LANES, n_lanes);
     u32 head = up(96u + 8u * n_lanes);
-    if ((err = xfer(0, addr, LOCAL(0u, 0u), head, 0)) != FF_ERR_NONE)
+    if ((err = dma(0, addr, LOCAL(0u, 0u), head, 0)) != FF_ERR_NONE)
         return err;
     volatile u32 *g = cpu_local(0, 0);
     for (u32 w = 0; w < HEAD_WORDS; w++)
@@ -437,9 +431,13 @@ u32 job_ffjb(u32 addr)
         lt[w] = g[HEAD_WORDS + w];
     if (lanes != n_lanes)
         return bad(FF_ERR_BAD_LANES, lanes);
+    /* A's image header: its address is checked below; reading it first costs nothing. */
+    if ((err = dma_push(0, h[8], LOCAL(0u, 0u), 96u, 0)) != FF_ERR_NONE)
+        return err;
+    u32 img = dma_seq[0];
     if ((err = check_job(h, lt)) != FF_ERR_NONE)
         return err;
-    if ((err = check_image()) != FF_ERR_NONE)
+    if ((err = check_image(img)) != FF_ERR_NONE)
         return err;
     win_cap = ((tile_bytes - MISC_BYTES) / (2u * n_lanes)) & ~31u;
     grid_r = (m + tile_rows - 1u) / tile_rows;
@@ -448,52 +446,78 @@ u32 job_ffjb(u32 addr)
     last_cols = n - (grid_c - 1u) * tile_cols;
     y_stride = row_bytes * tile_rows;
     x_stride = row_bytes * tile_cols;
-    for (u32 l = 0; l < n_lanes; l++) {
-        l_e[l] = l % n_dma;
-        l_r[l] = 1u + 3u * (l / n_dma);
+    for (u32 l = 0, e = 0, r = 1; l < n_lanes; l++) {
+        l_e[l] = e; /* l % n_dma, and its region 1 + 3 * (l / n_dma) */
+        l_r[l] = r;
+        if (++e == n_dma) {
+            e = 0;
+            r += 3u;
+        }
+        l_yseq[l] = dma_seq[l_e[l]]; /* nothing queued touches a y buffer */
         l_slot[l] = MISC_BYTES + l * 2u * win_cap;
         l_pos[l] = lt[2u * l];
         l_end[l] = lt[2u * l] + lt[2u * l + 1u];
-        l_run[l] = 0;
+        l_state[l] = IDLE;
         l_prev[l] = l_xj[l] = l_i[l] = NONE;
         l_prep[l] = 0;
+        l_clean[l] = 0;
         tw_a0[l] = tw_a1[l] = dw_a0[l] = dw_a1[l] = 0;
+    }
+    /* The start, ordered so that the engine works while the CPU does: every lane's first
+     * tile-list window; lane 0's y buffer zeroed (no ACCUMULATE); once the tile-list windows
+     * have landed, every lane's first directory window (the entries say where it starts);
+     * then y written with zeros; the lanes' first tiles queue up behind. (Refilled one lane
+     * at a time by prepare(), each window would wait for the transfers queued for the lanes
+     * before it, and the engine would then idle while the CPU prepared the lane.) */
+    for (u32 l = 0; l < n_lanes; l++)
+        if (l_pos[l] < l_end[l] &&
+            (err = refill(&tw_a0[l], &tw_a1[l], l_slot[l], tl_base + 4u * l_pos[l], job_end)) !=
+                FF_ERR_NONE)
+            return err;
+    u32 tw_seq = win_seq;
+    if (!(flags & 1u) && (err = dma_push(l_e[0], 0, LOCAL(l_r[0] + 2u, 0u), y_bytes,
+                                         FF_DMA_CTRL_ZERO_MASK)) != FF_ERR_NONE)
+        return err;
+    if ((err = dma_wait(0, tw_seq)) != FF_ERR_NONE)
+        return err;
+    for (u32 l = 0; l < n_lanes; l++) {
+        if (l_pos[l] == l_end[l])
+            continue;
+        u32 d = cpu_local(0, 0)[(l_slot[l] + tl_base + 4u * l_pos[l] - tw_a0[l]) / 4u];
+        if (d < n_tiles && (err = refill(&dw_a0[l], &dw_a1[l], l_slot[l] + win_cap,
+                                         dir_base + DIR_ENTRY * d,
+                                         dir_base + DIR_ENTRY * n_tiles)) != FF_ERR_NONE)
+            return err;
     }
     if (!(flags & 1u) && (err = zero_y()) != FF_ERR_NONE)
         return err;
     u32 tiles = 0;
-    pend_lane = NONE;
     /* Each scan starts after the lane loaded last: the DMA engine serves the lanes in turn.
      * (Starting at lane 0 every time let the first lanes run ahead, and the last one finish
      * its tiles alone, loading and computing in turn.) */
-    u32 rr = 0, held = NONE; /* held: a lane whose tile landed, started after the next load */
+    u32 rr = 0;
     for (;;) {
         u32 active = 0;
         for (u32 q = 0, l = rr; q < n_lanes; q++, l = l + 1u == n_lanes ? 0u : l + 1u) {
-            /* The DMA engine is the bottleneck: look at the pending tile before every lane, so
-             * its lane starts, and the next load begins, soon after it lands. */
-            if (pend_lane != NONE) {
-                u32 st = FF_DMA_STATUS(l_e[pend_lane]);
-                if (!(st & FF_DMA_STATUS_BUSY_MASK)) {
-                    /* Landed: start the next transfer first, then this lane (its start-up
-                     * then overlaps the transfer; the lanes are not the bottleneck). */
-                    if (held != NONE && (err = start_lane(held)) != FF_ERR_NONE)
-                        return err;
-                    if (st & FF_DMA_STATUS_ERROR_MASK)
-                        return bad(FF_ERR_DMA_READ, st);
-                    held = pend_lane;
-                    pend_lane = NONE;
-                } else if (FF_CYCLES_LO - pend_t0 > timeout) {
-                    return bad(FF_ERR_DMA_TIMEOUT, st);
-                }
+            u32 e = l_e[l];
+            if (l_state[l] == LOADING) {
                 active = 1;
+                if (!dma_finished(e, l_seq[l])) {
+                    if ((err = dma_check(e)) != FF_ERR_NONE)
+                        return err;
+                    if (!dma_finished(e, l_seq[l]))
+                        continue;
+                }
+                if ((err = start_lane(l)) != FF_ERR_NONE)
+                    return err;
+                continue;
             }
-            if (l_run[l]) {
+            if (l_state[l] == RUNNING) {
+                active = 1;
                 u32 st = FF_LANE_STATUS(l);
                 if (!(st & FF_LANE_STATUS_DONE_MASK)) {
                     if (FF_CYCLES_LO - l_t0[l] > timeout)
                         return bad(FF_ERR_LANE_TIMEOUT, FF_LANE_DONE);
-                    active = 1;
                     /* Read the lane's next tile's entries while it computes. */
                     if (!l_prep[l] && l_pos[l] < l_end[l] && (err = prepare(l)) != FF_ERR_NONE)
                         return err;
@@ -501,44 +525,36 @@ u32 job_ffjb(u32 addr)
                 }
                 if (st & FF_LANE_STATUS_ERROR_MASK)
                     return bad(FF_ERR_LANE_ERROR, 1u << l);
-                l_run[l] = 0;
+                l_state[l] = IDLE;
                 FF_TILE_DONE = 1;
                 tiles++;
             }
-            if (l == pend_lane || l == held)
-                continue;
             if (l_pos[l] < l_end[l]) {
                 active = 1;
                 if (!l_prep[l] && (err = prepare(l)) != FF_ERR_NONE)
                     return err;
-                if (pend_lane == NONE) {
-                    if ((err = load(l)) != FF_ERR_NONE)
+                /* Only when the queue has room for the whole tile: never wait for room here,
+                 * other lanes may need starting. */
+                if (dma_seq[e] - dma_done[e] > FF_DMA_QUEUE_DEPTH - TILE_XFERS) {
+                    if ((err = dma_check(e)) != FF_ERR_NONE)
                         return err;
-                    rr = l + 1u == n_lanes ? 0u : l + 1u;
-                    if (held != NONE && (err = start_lane(held)) != FF_ERR_NONE)
-                        return err;
-                    held = NONE;
+                    if (dma_seq[e] - dma_done[e] > FF_DMA_QUEUE_DEPTH - TILE_XFERS)
+                        continue;
                 }
+                if ((err = load(l)) != FF_ERR_NONE)
+                    return err;
+                rr = l + 1u == n_lanes ? 0u : l + 1u;
             } else if (l_i[l] != NONE) {
-                if (held != NONE && (err = start_lane(held)) != FF_ERR_NONE)
-                    return err;
-                held = NONE;
-                if ((err = finish_pending()) != FF_ERR_NONE)
-                    return err;
                 if ((err = flush_y(l)) != FF_ERR_NONE)
                     return err;
                 l_i[l] = NONE;
             }
         }
-        if (held != NONE) { /* nothing else to load: start it now */
-            if ((err = start_lane(held)) != FF_ERR_NONE)
-                return err;
-            held = NONE;
-            active = 1;
-        }
         if (!active)
             break;
     }
+    if ((err = dma_drain()) != FF_ERR_NONE)
+        return err;
     FF_MAILBOX(1) = tiles;
     return FF_ERR_NONE;
 }

@@ -1,5 +1,5 @@
 /* Shared by the firmware's files: the shell's parameters, the current job's error detail and
- * the one DMA primitive. */
+ * the DMA queue primitives. */
 #ifndef FF_FW_H
 #define FF_FW_H
 
@@ -16,35 +16,33 @@ extern u32 n_dma;
 extern u32 timeout; /* watchdog per wait, cycles */
 extern u32 info;    /* ERROR_INFO of the current job */
 
+/* Per DMA engine: the number of the last transfer queued (transfers count from 1 after reset,
+ * as the engine's DMA_STATUS.DONE_SEQ does) and of the last one known finished. */
+extern u32 dma_seq[FF_MAX_DMA];
+extern u32 dma_done[FF_MAX_DMA];
+
 static inline u32 field(u32 value, u32 mask, u32 shift) { return (value & mask) >> shift; }
 
-/* One DMA transfer on engine e, waited for. ctrl: DMA_CTRL bits besides GO (TO_DDR, ZERO).
- * Returns an FF_ERR_* code. Always inlined: on picorv32 a call and its register shuffling
- * cost about 100 cycles, as much again as the rest of a tile's control. */
-static inline __attribute__((always_inline)) u32 dma(u32 e, u32 ddr, u32 local, u32 length,
-                                                     u32 ctrl)
-{
-    u32 to_ddr = ctrl & FF_DMA_CTRL_TO_DDR_MASK;
-    FF_DMA_DDR(e) = ddr;
-    FF_DMA_LOCAL(e) = local;
-    FF_DMA_LENGTH(e) = length;
-    FF_DMA_CTRL(e) = FF_DMA_CTRL_GO_MASK | (ctrl & (FF_DMA_CTRL_TO_DDR_MASK | FF_DMA_CTRL_ZERO_MASK));
-    u32 start = FF_CYCLES_LO;
-    for (;;) {
-        u32 st = FF_DMA_STATUS(e);
-        if (!(st & FF_DMA_STATUS_BUSY_MASK)) {
-            if (st & FF_DMA_STATUS_ERROR_MASK) {
-                info = st;
-                return to_ddr ? FF_ERR_DMA_WRITE : FF_ERR_DMA_READ;
-            }
-            return FF_ERR_NONE;
-        }
-        if (FF_CYCLES_LO - start > timeout) {
-            info = st;
-            return FF_ERR_DMA_TIMEOUT;
-        }
-    }
-}
+/* Transfer s of engine e is known finished. */
+static inline u32 dma_finished(u32 e, u32 s) { return (int)(dma_done[e] - s) >= 0; }
+
+/* Read engine e's status: brings dma_done[e] up to date, and fails (DMA_READ / DMA_WRITE) on
+ * an error response, or (DMA_TIMEOUT) when transfers are outstanding but none finished for
+ * the watchdog's cycles. Returns an FF_ERR_* code. */
+u32 dma_check(u32 e);
+
+/* Queue one transfer on engine e (waiting for room); ctrl: DMA_CTRL bits besides GO (TO_DDR,
+ * ZERO). Its number is dma_seq[e] afterwards. */
+u32 dma_push(u32 e, u32 ddr, u32 local, u32 length, u32 ctrl);
+
+/* Wait until transfer s of engine e has finished. */
+u32 dma_wait(u32 e, u32 s);
+
+/* One transfer, waited for. */
+u32 dma(u32 e, u32 ddr, u32 local, u32 length, u32 ctrl);
+
+/* Wait until every engine has finished what it was given. */
+u32 dma_drain(void);
 
 /* The SpMV/SpMM job of docs/jobs.md (magic FFJB) at DDR address addr (ffjb.c). */
 u32 job_ffjb(u32 addr);

@@ -17,6 +17,89 @@ u32 n_lanes;
 u32 n_dma;
 u32 timeout;
 u32 info; /* ERROR_INFO of the current job */
+u32 dma_seq[FF_MAX_DMA];
+u32 dma_done[FF_MAX_DMA];
+static u32 dma_t0[FF_MAX_DMA]; /* when engine e last finished a transfer, or got one while idle */
+
+u32 dma_check(u32 e)
+{
+    u32 st = FF_DMA_STATUS(e), now = FF_CYCLES_LO;
+    if (st & FF_DMA_STATUS_ERROR_MASK) {
+        /* Let the failed transfer finish its bursts (the engine drops the rest of its queue):
+         * the bus is then idle, and DONE_SEQ is the failed transfer's number. */
+        while ((st & FF_DMA_STATUS_BUSY_MASK) && FF_CYCLES_LO - now <= timeout)
+            st = FF_DMA_STATUS(e);
+        info = st;
+        return st & FF_DMA_STATUS_TO_DDR_MASK ? FF_ERR_DMA_WRITE : FF_ERR_DMA_READ;
+    }
+    /* DONE_SEQ is 16 bits; fewer than 2^16 transfers are ever outstanding. */
+    u32 seq = dma_seq[e];
+    u32 done = seq - ((seq - (st >> FF_DMA_STATUS_DONE_SEQ_SHIFT)) & 0xFFFFu);
+    if (done != dma_done[e]) {
+        dma_done[e] = done;
+        dma_t0[e] = now;
+    } else if (done != seq && now - dma_t0[e] > timeout) {
+        info = st;
+        return FF_ERR_DMA_TIMEOUT;
+    }
+    return FF_ERR_NONE;
+}
+
+u32 dma_push(u32 e, u32 ddr, u32 local, u32 length, u32 ctrl)
+{
+    u32 err;
+    while (dma_seq[e] - dma_done[e] >= FF_DMA_QUEUE_DEPTH)
+        if ((err = dma_check(e)) != FF_ERR_NONE)
+            return err;
+    if (dma_done[e] == dma_seq[e])
+        dma_t0[e] = FF_CYCLES_LO; /* an idle engine: the watchdog starts now */
+    FF_DMA_DDR(e) = ddr;
+    FF_DMA_LOCAL(e) = local;
+    FF_DMA_LENGTH(e) = length;
+    FF_DMA_CTRL(e) = FF_DMA_CTRL_GO_MASK | ctrl;
+    dma_seq[e]++;
+    return FF_ERR_NONE;
+}
+
+u32 dma_wait(u32 e, u32 s)
+{
+    u32 err;
+    while (!dma_finished(e, s))
+        if ((err = dma_check(e)) != FF_ERR_NONE)
+            return err;
+    return FF_ERR_NONE;
+}
+
+u32 dma(u32 e, u32 ddr, u32 local, u32 length, u32 ctrl)
+{
+    u32 err = dma_push(e, ddr, local, length, ctrl);
+    return err != FF_ERR_NONE ? err : dma_wait(e, dma_seq[e]);
+}
+
+u32 dma_drain(void)
+{
+    for (u32 e = 0; e < n_dma; e++) {
+        u32 err = dma_wait(e, dma_seq[e]);
+        if (err != FF_ERR_NONE)
+            return err;
+    }
+    return FF_ERR_NONE;
+}
+
+/* A job failed with transfers maybe still queued: drop them and let the running ones finish,
+ * so the bus is idle when the host resets the shell. (Not after DMA_TIMEOUT: that engine does
+ * not finish.) The counts then agree with the engines again. */
+static void quiesce(void)
+{
+    for (u32 e = 0; e < n_dma; e++) {
+        FF_DMA_CTRL(e) = FF_DMA_CTRL_ABORT_MASK;
+        u32 t0 = FF_CYCLES_LO;
+        while ((FF_DMA_STATUS(e) & FF_DMA_STATUS_BUSY_MASK) && FF_CYCLES_LO - t0 <= timeout)
+            ;
+        u32 seq = dma_seq[e];
+        dma_seq[e] = dma_done[e] = seq - ((seq - (FF_DMA_STATUS(e) >> FF_DMA_STATUS_DONE_SEQ_SHIFT)) & 0xFFFFu);
+    }
+}
 
 static u32 misaligned(u32 value) { return value & (bus_bytes - 1u); }
 
@@ -39,7 +122,9 @@ static u32 check_transfer(u32 e, u32 a, u32 b, u32 length)
     return FF_ERR_NONE;
 }
 
-/* COPY: SRC -> tile buffer of engine ARG0 -> DST, one tile-buffer-sized piece at a time. */
+/* COPY: SRC -> tile buffer of engine ARG0 -> DST, one tile-buffer-sized piece at a time. The
+ * engine runs its queue in order, so piece k + 1 is read only after piece k has been written
+ * out; the firmware queues one piece ahead and counts each piece when its write has finished. */
 static u32 job_copy(const u32 *job)
 {
     u32 src = job[FF_JOBW_SRC], dst = job[FF_JOBW_DST], length = job[FF_JOBW_LENGTH];
@@ -47,16 +132,23 @@ static u32 job_copy(const u32 *job)
     u32 err = check_transfer(e, src, dst, length);
     if (err != FF_ERR_NONE)
         return err;
+    u32 prev = 0; /* the previous piece's write-out */
     for (u32 done = 0; done < length;) {
         u32 n = length - done < tile_bytes ? length - done : tile_bytes;
-        err = dma(e, src + done, 0, n, 0);
-        if (err == FF_ERR_NONE)
-            err = dma(e, dst + done, 0, n, FF_DMA_CTRL_TO_DDR_MASK);
-        if (err != FF_ERR_NONE)
+        if ((err = dma_push(e, src + done, 0, n, 0)) != FF_ERR_NONE ||
+            (err = dma_push(e, dst + done, 0, n, FF_DMA_CTRL_TO_DDR_MASK)) != FF_ERR_NONE)
             return err;
+        if (prev) {
+            if ((err = dma_wait(e, prev)) != FF_ERR_NONE)
+                return err;
+            FF_TILE_DONE = 1;
+        }
+        prev = dma_seq[e];
         done += n;
-        FF_TILE_DONE = 1;
     }
+    if ((err = dma_wait(e, prev)) != FF_ERR_NONE)
+        return err;
+    FF_TILE_DONE = 1;
     return FF_ERR_NONE;
 }
 
@@ -97,7 +189,7 @@ static u32 job_dma(const u32 *job)
     u32 err = check_transfer(e, ddr, local, length);
     if (err != FF_ERR_NONE)
         return err;
-    return dma(e, ddr, local, length, ctrl);
+    return dma(e, ddr, local, length, ctrl & (FF_DMA_CTRL_TO_DDR_MASK | FF_DMA_CTRL_ZERO_MASK));
 }
 
 /* LANE_RUN: lane ARG0 gets the 8 configuration words at SRC, runs, and is waited for. */
@@ -196,6 +288,8 @@ int main(void)
         FF_STATUS = seq | FF_STATE_BUSY;
         u32 t0 = FF_CYCLES_LO;
         u32 err = run_job();
+        if (err != FF_ERR_NONE && err != FF_ERR_DMA_TIMEOUT)
+            quiesce();
         FF_MAILBOX(0) = FF_CYCLES_LO - t0; /* the job's own cycles, for the host's statistics */
         FF_ERROR_INFO = info;
         if (err == FF_ERR_NONE)

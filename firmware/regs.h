@@ -2,7 +2,7 @@
 #ifndef FF_REGS_H
 #define FF_REGS_H
 
-#define FF_MAP_VERSION 0x00010000u
+#define FF_MAP_VERSION 0x00020000u
 #define FF_ID_MAGIC 0x46464c57u
 #define FF_JOB_MAGIC 0x304a4646u
 #define FF_MAX_LANES 16
@@ -15,6 +15,7 @@
 #define FF_CPU_LOCAL_BASE 0x20000000u
 #define FF_CPU_LOCAL_STRIDE 0x01000000u
 #define FF_LOCAL_REGION_SHIFT 20
+#define FF_DMA_QUEUE_DEPTH 16
 
 #define FF_REG(addr) (*(volatile unsigned int *)(addr))
 
@@ -37,7 +38,7 @@
 #define FF_DMA_DDR(i) FF_REG(0x10000100u + (i) * 32u) /* rw: DMA engine e: DDR byte address */
 #define FF_DMA_LOCAL(i) FF_REG(0x10000104u + (i) * 32u) /* rw: DMA engine e: local address (region << 20 | byte offset) */
 #define FF_DMA_LENGTH(i) FF_REG(0x10000108u + (i) * 32u) /* rw: DMA engine e: bytes to move */
-#define FF_DMA_CTRL(i) FF_REG(0x1000010cu + (i) * 32u) /* wo: DMA engine e: start */
+#define FF_DMA_CTRL(i) FF_REG(0x1000010cu + (i) * 32u) /* wo: DMA engine e: queue a transfer */
 #define FF_DMA_STATUS(i) FF_REG(0x10000110u + (i) * 32u) /* ro: DMA engine e: state */
 #define FF_LANE_CFG0(i) FF_REG(0x10000400u + (i) * 64u) /* rw: lane n: configuration word 0 (meaning: the lane's documentation) */
 #define FF_LANE_CFG1(i) FF_REG(0x10000404u + (i) * 64u) /* rw: lane n: configuration word 1 (meaning: the lane's documentation) */
@@ -84,14 +85,22 @@
 #define FF_DMA_CTRL_TO_DDR_MASK 0x00000002u
 #define FF_DMA_CTRL_ZERO_SHIFT 2
 #define FF_DMA_CTRL_ZERO_MASK 0x00000004u
+#define FF_DMA_CTRL_ABORT_SHIFT 3
+#define FF_DMA_CTRL_ABORT_MASK 0x00000008u
 #define FF_DMA_STATUS_BUSY_SHIFT 0
 #define FF_DMA_STATUS_BUSY_MASK 0x00000001u
-#define FF_DMA_STATUS_DONE_SHIFT 1
-#define FF_DMA_STATUS_DONE_MASK 0x00000002u
+#define FF_DMA_STATUS_FULL_SHIFT 1
+#define FF_DMA_STATUS_FULL_MASK 0x00000002u
 #define FF_DMA_STATUS_ERROR_SHIFT 2
 #define FF_DMA_STATUS_ERROR_MASK 0x00000004u
+#define FF_DMA_STATUS_TO_DDR_SHIFT 3
+#define FF_DMA_STATUS_TO_DDR_MASK 0x00000008u
 #define FF_DMA_STATUS_RESP_SHIFT 4
 #define FF_DMA_STATUS_RESP_MASK 0x00000030u
+#define FF_DMA_STATUS_OVERFLOW_SHIFT 6
+#define FF_DMA_STATUS_OVERFLOW_MASK 0x00000040u
+#define FF_DMA_STATUS_DONE_SEQ_SHIFT 16
+#define FF_DMA_STATUS_DONE_SEQ_MASK 0xffff0000u
 #define FF_LANE_CTRL_START_SHIFT 0
 #define FF_LANE_CTRL_START_MASK 0x00000001u
 #define FF_LANE_STATUS_BUSY_SHIFT 0

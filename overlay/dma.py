@@ -1,9 +1,18 @@
-"""DMA engine: moves bursts between DDR (an AXI4 master port) and an on-chip tile buffer.
+"""DMA engine: runs a queue of transfers between DDR (an AXI4 master port) and its local space
+(the on-chip buffers), back to back.
+
+The control CPU pushes transfer commands (DDR address, local address, length, direction)
+into a small FIFO and goes on with its work; the engine starts the next command in the cycle
+after the last one finished, and counts finished commands, so the CPU waits only for the
+transfer whose data it needs. Without the queue the engine idled while the CPU (picorv32, 3-6
+cycles per instruction) noticed the end of one transfer and programmed the next.
 
 Bursts are split at 16 beats (the longest AXI3 burst, so Zynq HP ports take them without
 conversion) and at 4 KiB boundaries. Up to ``max_outstanding`` bursts are in flight, so the
 DDR latency is hidden behind the transfer. Error responses do not stop the transfer (every
-burst still completes, as AXI requires); they are reported in ``error`` / ``resp``.
+burst still completes, as AXI requires); they are reported in ``error`` / ``resp``, and the
+engine then stops: it drops the commands queued behind the failed one and ignores new ones
+until it is reset, so nothing runs on after a fault.
 
 LiteX provides the AXI4 interface (``AXIInterface``) and the FIFOs (``stream.SyncFIFO``). Its
 DMA cores (``WishboneDMAReader``/``Writer``, ``AXIStreamDMA``...) either sit on Wishbone or
@@ -24,7 +33,7 @@ _4K = 4096
 
 
 class DMAEngine(Module):
-    """One transfer at a time, in either direction.
+    """Transfers from a command queue, one after another, in either direction.
 
     Parameters
     ----------
@@ -32,32 +41,64 @@ class DMAEngine(Module):
         AXI4 data width, 64 or 128. Addresses and lengths are multiples of its bytes.
     local_bits : int
         Byte address bits of the local space (the on-chip buffers the shell decodes).
+    max_outstanding : int
+        AXI bursts in flight at once.
+    queue_depth : int
+        Commands the queue holds (besides the one running), a power of two.
 
     Attributes
     ----------
     axi : AXIInterface
         The master port to DDR.
     ddr_addr, local_addr, length : Signal(32), in
-        Byte address in DDR, byte offset in the tile buffer, byte count; sampled with ``go``.
+        Byte address in DDR, byte offset in the local space, byte count; taken with ``go``.
     to_ddr : Signal(), in
         Direction: 0 reads DDR into the buffer, 1 writes the buffer to DDR.
     zero : Signal(), in
-        With ``to_ddr = 0``: fill the local range with zeros, one word per cycle, no DDR access.
+        With ``to_ddr = 0``: fill the local range with zeros, one word per cycle, no DDR
+        access. With ``to_ddr = 1``: write the range out and leave zeros behind (each word is
+        cleared in the cycle it is read, so the buffer port must be read-first).
     go : Signal(), in
-        Starts a transfer (ignored while ``busy``).
-    busy, done, error : Signal(), out
-        ``done`` and ``error`` are cleared by ``go``. A zero length finishes at once.
+        Pushes the command onto the queue. Ignored after an error; while the queue is full it
+        is refused and sets ``overflow``.
+    abort : Signal(), in
+        Drops the queued commands; the running transfer still completes.
+    busy : Signal(), out
+        A transfer is running or queued.
+    active : Signal(), out
+        A transfer is running (for the counters).
+    full : Signal(), out
+        The queue holds ``queue_depth`` commands.
+    completed : Signal(16), out
+        Transfers finished since reset, modulo 2**16 (a failed one counts; dropped ones do
+        not): transfer number ``s`` (the ``s``-th ``go``, from 1) is finished once
+        ``completed - s`` (16-bit, signed) is not negative.
+    error : Signal(), out
+        A transfer got an error response; held until reset. Once the failed transfer has
+        finished, ``completed`` is its number.
+    err_to_ddr : Signal(), out
+        The failed transfer's direction.
     resp : Signal(2), out
-        The first error response of the transfer (2 SLVERR, 3 DECERR).
+        Its first error response (2 SLVERR, 3 DECERR).
+    overflow : Signal(), out
+        A ``go`` found the queue full (the command was lost); held until reset.
     buf_adr, buf_dat_w, buf_we, buf_dat_r
         The local space port, in bus words (synchronous read, one cycle).
     rd_beat, wr_beat, fill_beat : Signal(), out
         A data beat was read / written / a zero word filled this cycle (for the counters).
     """
 
-    def __init__(self, bus_bits: int = 64, local_bits: int = 24, max_outstanding: int = 4) -> None:
+    def __init__(
+        self,
+        bus_bits: int = 64,
+        local_bits: int = 24,
+        max_outstanding: int = 4,
+        queue_depth: int = 16,
+    ) -> None:
         if bus_bits not in (64, 128):
             raise ValueError(f"bus_bits must be 64 or 128, not {bus_bits!r}")
+        if queue_depth < 2 or queue_depth & (queue_depth - 1):
+            raise ValueError(f"queue_depth must be a power of two >= 2, not {queue_depth!r}")
         bus_bytes = bus_bits // 8
         shift = bus_bytes.bit_length() - 1
         max_burst = 16
@@ -69,10 +110,15 @@ class DMAEngine(Module):
         self.to_ddr = Signal()
         self.zero = Signal()
         self.go = Signal()
+        self.abort = Signal()
         self.busy = Signal()
-        self.done = Signal()
+        self.active = Signal()
+        self.full = Signal()
+        self.completed = Signal(16)
         self.error = Signal()
+        self.err_to_ddr = Signal()
         self.resp = Signal(2)
+        self.overflow = Signal()
         self.buf_adr = Signal(local_bits - shift)
         self.buf_dat_w = Signal(bus_bits)
         self.buf_we = Signal()
@@ -83,7 +129,41 @@ class DMAEngine(Module):
 
         # # #
 
+        # -- the command queue --
         beats_bits = 32 - shift + 1
+        queue = stream.SyncFIFO(
+            [
+                ("ddr", 32 - shift),
+                ("local", local_bits - shift),
+                ("beats", 32 - shift),
+                ("to_ddr", 1),
+                ("zero", 1),
+            ],
+            queue_depth,
+            buffered=False,
+        )
+        self.submodules += queue
+        dropping = Signal()  # an abort empties the queue
+        start = Signal()
+        cmd = queue.source
+        self.comb += [
+            queue.sink.valid.eq(self.go & ~self.error),
+            queue.sink.ddr.eq(self.ddr_addr[shift:]),
+            queue.sink.local.eq(self.local_addr[shift:local_bits]),
+            queue.sink.beats.eq(self.length[shift:]),
+            queue.sink.to_ddr.eq(self.to_ddr),
+            queue.sink.zero.eq(self.zero),
+            self.full.eq(~queue.sink.ready),
+            start.eq(cmd.valid & ~self.active & ~self.error & ~dropping),
+            cmd.ready.eq(start | ((self.error | dropping) & cmd.valid)),
+            self.busy.eq(self.active | cmd.valid),
+        ]
+        self.sync += [
+            If(self.go & ~self.error & ~queue.sink.ready, self.overflow.eq(1)),
+            If(self.abort, dropping.eq(1)).Elif(~cmd.valid, dropping.eq(0)),
+        ]
+
+        # -- the running transfer --
         mode = Signal()  # latched to_ddr
         a_addr = Signal(32)  # next burst address (AR or AW)
         a_left = Signal(beats_bits)  # beats not yet requested
@@ -119,7 +199,7 @@ class DMAEngine(Module):
         can_issue = Signal()
         do_fetch = Signal()
         self.comb += [
-            can_issue.eq(self.busy & (a_left != 0) & (outstanding < max_outstanding)),
+            can_issue.eq(self.active & (a_left != 0) & (outstanding < max_outstanding)),
             # Read address channel.
             axi.ar.valid.eq(can_issue & ~mode),
             axi.ar.addr.eq(a_addr),
@@ -129,7 +209,7 @@ class DMAEngine(Module):
             axi.ar.cache.eq(0b0011),
             ar_fire.eq(axi.ar.valid & axi.ar.ready),
             # Read data channel: always accepted, straight into the buffer.
-            axi.r.ready.eq(self.busy & ~mode),
+            axi.r.ready.eq(self.active & ~mode),
             r_fire.eq(axi.r.valid & axi.r.ready),
             r_last.eq(r_fire & axi.r.last),
             # Write address channel; each burst's length goes to the W side.
@@ -143,7 +223,7 @@ class DMAEngine(Module):
             lens.sink.valid.eq(aw_fire),
             lens.sink.len.eq(burst - 1),
             # Buffer reads run ahead of W into a small FIFO (the buffer has one cycle latency).
-            do_fetch.eq(self.busy & mode & (fetch_left != 0) & (data.level + inflight < 4)),
+            do_fetch.eq(self.active & mode & (fetch_left != 0) & (data.level + inflight < 4)),
             data.sink.valid.eq(inflight),
             data.sink.data.eq(self.buf_dat_r),
             # Write data channel: only for bursts whose address was sent.
@@ -155,12 +235,13 @@ class DMAEngine(Module):
             data.source.ready.eq(w_fire),
             lens.source.ready.eq(w_fire & axi.w.last),
             # Write response channel.
-            axi.b.ready.eq(self.busy & mode),
+            axi.b.ready.eq(self.active & mode),
             b_fire.eq(axi.b.valid & axi.b.ready),
-            # Buffer port.
+            # Buffer port: R data, a zero fill, or (write-out with zero) clearing the word
+            # being read.
             self.buf_adr.eq(Mux(mode, fetch, local)),
-            self.fill_beat.eq(self.busy & filling & (d_left != 0)),
-            self.buf_we.eq(r_fire | self.fill_beat),
+            self.fill_beat.eq(self.active & filling & ~mode & (d_left != 0)),
+            self.buf_we.eq(r_fire | self.fill_beat | (do_fetch & filling)),
             self.buf_dat_w.eq(Mux(filling, 0, axi.r.data)),
             self.rd_beat.eq(r_fire),
             self.wr_beat.eq(w_fire),
@@ -172,28 +253,26 @@ class DMAEngine(Module):
             If(r_fire & (axi.r.resp != 0), bad.eq(1), bad_resp.eq(axi.r.resp)),
             If(b_fire & (axi.b.resp != 0), bad.eq(1), bad_resp.eq(axi.b.resp)),
         ]
-        beats = Signal(beats_bits)
-        self.comb += beats.eq(self.length[shift:])
+        fill_only = Signal()
+        self.comb += fill_only.eq(cmd.zero & ~cmd.to_ddr)
         self.sync += [
             inflight.eq(do_fetch),
             If(
-                self.go & ~self.busy,
-                mode.eq(self.to_ddr),
-                filling.eq(self.zero & ~self.to_ddr),
-                a_addr.eq(Cat(Replicate(0, shift), self.ddr_addr[shift:])),
-                a_left.eq(Mux(self.zero & ~self.to_ddr, 0, beats)),
-                d_left.eq(beats),
-                fetch_left.eq(beats),
-                local.eq(self.local_addr[shift:local_bits]),
-                fetch.eq(self.local_addr[shift:local_bits]),
+                start,
+                mode.eq(cmd.to_ddr),
+                filling.eq(cmd.zero),
+                a_addr.eq(Cat(Replicate(0, shift), cmd.ddr)),
+                a_left.eq(Mux(fill_only, 0, cmd.beats)),
+                d_left.eq(cmd.beats),
+                fetch_left.eq(cmd.beats),
+                local.eq(cmd.local),
+                fetch.eq(cmd.local),
                 outstanding.eq(0),
                 w_beat.eq(0),
-                self.busy.eq(beats != 0),
-                self.done.eq(beats == 0),
-                self.error.eq(0),
-                self.resp.eq(0),
+                self.active.eq(cmd.beats != 0),
+                If(cmd.beats == 0, self.completed.eq(self.completed + 1)),
             ).Elif(
-                self.busy,
+                self.active,
                 If(
                     ar_fire | aw_fire,
                     a_addr.eq(a_addr + (burst << shift)),
@@ -204,11 +283,16 @@ class DMAEngine(Module):
                 If(do_fetch, fetch.eq(fetch + 1), fetch_left.eq(fetch_left - 1)),
                 If(w_fire, w_beat.eq(Mux(axi.w.last, 0, w_beat + 1))),
                 If(r_fire | w_fire | self.fill_beat, d_left.eq(d_left - 1)),
-                If(bad & ~self.error, self.error.eq(1), self.resp.eq(bad_resp)),
+                If(
+                    bad & ~self.error,
+                    self.error.eq(1),
+                    self.err_to_ddr.eq(mode),
+                    self.resp.eq(bad_resp),
+                ),
                 If(
                     (d_left == 0) & (a_left == 0) & (outstanding == 0),
-                    self.busy.eq(0),
-                    self.done.eq(1),
+                    self.active.eq(0),
+                    self.completed.eq(self.completed + 1),
                 ),
             ),
         ]

@@ -33,6 +33,7 @@ __all__ = [
     "CPU_REG_BASE",
     "CTRL_BITS",
     "DMA_CTRL_BITS",
+    "DMA_QUEUE_DEPTH",
     "DMA_STATUS_BITS",
     "ERRORS",
     "HOST",
@@ -61,7 +62,7 @@ __all__ = [
 ]
 
 # Bumped on any incompatible change; the host checks it before driving a shell.
-VERSION = 0x0001_0000  # major 1, minor 0
+VERSION = 0x0002_0000  # major 2 (DMA command queues), minor 0
 ID_MAGIC = 0x4646_4C57  # "FFLW"
 
 MAX_LANES = 16
@@ -71,6 +72,10 @@ MAX_DMA = 4
 LANE_BASE = 0x400
 LANE_STRIDE = 0x40
 LANE_CFG_WORDS = 8
+
+# Transfers each DMA engine's command queue holds besides the running one (DMA_CTRL.GO pushes
+# one; the firmware keeps count, DMA_STATUS.DONE_SEQ says how many have finished).
+DMA_QUEUE_DEPTH = 16
 
 # The control CPU's address space.
 CPU_RAM_BASE = 0x0000_0000  # program and data RAM (the host loads it through HOST_RAM_WINDOW)
@@ -262,15 +267,37 @@ CTRL_BITS = (
     Field("CPU_TRAP", 8, 1, "read only: the CPU stopped on an illegal instruction or access"),
 )
 DMA_CTRL_BITS = (
-    Field("GO", 0, 1, "write 1 to start a transfer"),
+    Field("GO", 0, 1, "write 1 to queue a transfer of DMA_DDR, DMA_LOCAL, DMA_LENGTH"),
     Field("TO_DDR", 1, 1, "0: DDR -> local buffer, 1: local buffer -> DDR"),
-    Field("ZERO", 2, 1, "with TO_DDR = 0: write zeros to the local range, no DDR access"),
+    Field(
+        "ZERO",
+        2,
+        1,
+        "with TO_DDR = 0: write zeros to the local range, no DDR access; with TO_DDR = 1: "
+        "write the range out and leave zeros behind",
+    ),
+    Field("ABORT", 3, 1, "write 1 to drop the queued transfers (the running one completes)"),
 )
 DMA_STATUS_BITS = (
-    Field("BUSY", 0, 1, "a transfer is running"),
-    Field("DONE", 1, 1, "the last transfer finished (cleared by GO)"),
-    Field("ERROR", 2, 1, "the last transfer got an error response (cleared by GO)"),
-    Field("RESP", 4, 2, "the first error response seen: 2 SLVERR, 3 DECERR"),
+    Field("BUSY", 0, 1, "a transfer is running or queued"),
+    Field("FULL", 1, 1, "the queue holds DMA_QUEUE_DEPTH transfers"),
+    Field(
+        "ERROR",
+        2,
+        1,
+        "a transfer got an error response; the engine dropped the transfers queued behind it "
+        "and ignores GO until reset",
+    ),
+    Field("TO_DDR", 3, 1, "the failed transfer's direction"),
+    Field("RESP", 4, 2, "the failed transfer's first error response: 2 SLVERR, 3 DECERR"),
+    Field("OVERFLOW", 6, 1, "a GO found the queue full: that transfer was lost"),
+    Field(
+        "DONE_SEQ",
+        16,
+        16,
+        "transfers finished since reset (mod 2^16): transfer s (the s-th GO) is done when "
+        "DONE_SEQ - s >= 0; after ERROR, the failed transfer's number",
+    ),
 )
 
 HOST = Block(
@@ -360,7 +387,9 @@ CPU = Block(
         Register(
             "DMA_LENGTH", 0x108, "rw", "DMA engine e: bytes to move", count=MAX_DMA, stride=32
         ),
-        Register("DMA_CTRL", 0x10C, "wo", "DMA engine e: start", DMA_CTRL_BITS, MAX_DMA, 32),
+        Register(
+            "DMA_CTRL", 0x10C, "wo", "DMA engine e: queue a transfer", DMA_CTRL_BITS, MAX_DMA, 32
+        ),
         Register("DMA_STATUS", 0x110, "ro", "DMA engine e: state", DMA_STATUS_BITS, MAX_DMA, 32),
         *(
             Register(
@@ -433,6 +462,7 @@ def c_header() -> str:
     d(f"#define FF_CPU_LOCAL_BASE 0x{CPU_LOCAL_BASE:08x}u")
     d(f"#define FF_CPU_LOCAL_STRIDE 0x{CPU_LOCAL_STRIDE:08x}u")
     d(f"#define FF_LOCAL_REGION_SHIFT {LOCAL_REGION_SHIFT}")
+    d(f"#define FF_DMA_QUEUE_DEPTH {DMA_QUEUE_DEPTH}")
     d("")
     d("#define FF_REG(addr) (*(volatile unsigned int *)(addr))")
     d("")
@@ -521,6 +551,18 @@ def markdown() -> str:
         "0 and ignore writes. The CPU sees the same spaces (32-bit accesses).",
         "",
         *_reg_rows(CPU),
+        "",
+        "## DMA command queues",
+        "",
+        "Writing `DMA_CTRL` with GO queues one transfer: the values of `DMA_DDR`, `DMA_LOCAL`",
+        "and `DMA_LENGTH` at that moment and the direction bits. Each engine holds",
+        f"{DMA_QUEUE_DEPTH} queued transfers besides the one it runs, and runs them in order,",
+        "back to back. Transfers are numbered from 1 (the first GO after reset); the firmware",
+        "keeps count of the GOs it wrote and waits for transfer s until `DMA_STATUS.DONE_SEQ - s`",
+        "(16-bit, signed) is not negative, with at most DMA_QUEUE_DEPTH + 1 unfinished. A GO",
+        "while FULL is lost (OVERFLOW). After an error response the engine finishes the failed",
+        "transfer's bursts, drops the rest of its queue and ignores GO until `CTRL.CPU_RESET`;",
+        "ABORT drops the queue without an error (the firmware's way out of a failed job).",
         "",
         "## Job states (`STATUS.STATE`)",
         "",

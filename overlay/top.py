@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from migen import Array, C, Case, Cat, If, Memory, Module, Mux, ResetInserter, Signal
+from migen.fhdl.specials import READ_FIRST
 from migen.fhdl.verilog import convert
 
 from fiberflow.overlay import regmap
@@ -52,7 +53,7 @@ class ShellConfig:
     tile_bytes: int = 32768  # each tile buffer: the engine's own, and each lane's
     bus_bits: int = 64
     dma_engines: int = 1
-    ram_bytes: int = 8192
+    ram_bytes: int = 16384  # the firmware (firmware/link.ld) needs 16 KiB
     # The kernel set of the lanes (overlay/lane.py); empty: placeholder lanes with the same
     # control ports, for bring-up of the CPU, DMA and firmware without the datapath.
     kernels: tuple[str, ...] = ("spmv", "spmm")
@@ -138,7 +139,8 @@ class Shell(Module):
         self.submodules.cpu = cpu = ControlCPU(cfg.ram_bytes)
         self.submodules.axil = axil = AXILiteSlave(16)
         dmas = [
-            ResetInserter()(DMAEngine(cfg.bus_bits, local_bits)) for _ in range(cfg.dma_engines)
+            ResetInserter()(DMAEngine(cfg.bus_bits, local_bits, queue_depth=regmap.DMA_QUEUE_DEPTH))
+            for _ in range(cfg.dma_engines)
         ]
         lanes = [ResetInserter()(_lane(cfg)) for _ in range(cfg.lanes)]
         self.submodules += dmas + lanes
@@ -203,7 +205,9 @@ class Shell(Module):
             read_cases: dict[object, object] = {"default": d.buf_dat_r.eq(0)}
             ports = []
             for r, mem in enumerate(regions):
-                pa = mem.get_port(write_capable=True)
+                # Read-first: a write-out that clears behind it (DMA_CTRL.ZERO with TO_DDR)
+                # reads and zeroes the same word in one cycle.
+                pa = mem.get_port(write_capable=True, mode=READ_FIRST)
                 pb = mem.get_port(write_capable=True, we_granularity=8)
                 self.specials += mem, pa, pb
                 self.comb += [
@@ -219,9 +223,9 @@ class Shell(Module):
         # -- counters --
         self.sync += [
             cycles.eq(cycles + 1),
-            *[c.eq(c + d.busy) for c, d in zip(dma_busy, dmas, strict=True)],
+            *[c.eq(c + d.active) for c, d in zip(dma_busy, dmas, strict=True)],
             *[
-                c.eq(c + (d.busy & ~d.rd_beat & ~d.wr_beat & ~d.fill_beat))
+                c.eq(c + (d.active & ~d.rd_beat & ~d.wr_beat & ~d.fill_beat))
                 for c, d in zip(dma_stall, dmas, strict=True)
             ],
             *[c.eq(c + Mux(d.rd_beat, bus_bytes, 0)) for c, d in zip(dma_rd, dmas, strict=True)],
@@ -395,6 +399,9 @@ class Shell(Module):
                 d.go.eq(
                     cpu_we & (cword == coff("DMA_CTRL", e)) & _bits(dma_ctrl, "GO", cpu.p_wdata)
                 ),
+                d.abort.eq(
+                    cpu_we & (cword == coff("DMA_CTRL", e)) & _bits(dma_ctrl, "ABORT", cpu.p_wdata)
+                ),
                 d.to_ddr.eq(_bits(dma_ctrl, "TO_DDR", cpu.p_wdata)),
                 d.zero.eq(_bits(dma_ctrl, "ZERO", cpu.p_wdata)),
             ]
@@ -410,7 +417,14 @@ class Shell(Module):
             cpu_read[coff("DMA_LOCAL", e)] = dma_local[e]
             cpu_read[coff("DMA_LENGTH", e)] = dma_len[e]
             cpu_read[coff("DMA_STATUS", e)] = _pack(
-                cpu_map.reg("DMA_STATUS"), BUSY=d.busy, DONE=d.done, ERROR=d.error, RESP=d.resp
+                cpu_map.reg("DMA_STATUS"),
+                BUSY=d.busy,
+                FULL=d.full,
+                ERROR=d.error,
+                TO_DDR=d.err_to_ddr,
+                RESP=d.resp,
+                OVERFLOW=d.overflow,
+                DONE_SEQ=d.completed,
             )
         for n, ln in enumerate(lanes):
             for w in range(nw):
