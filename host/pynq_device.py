@@ -36,10 +36,10 @@ from typing import Any
 import numpy as np
 
 from fiberflow.errors import DeviceError, ToolchainError
-from fiberflow.host import job as jobs
 from fiberflow.host.device import DEFAULT_TIMEOUT, Buffer
 from fiberflow.host.resident import ResidentMatrix, make_resident
 from fiberflow.host.shell_driver import pack_to_fit
+from fiberflow.host.shell_jobs import ShellJobs
 from fiberflow.host.stats import RunStats
 from fiberflow.overlay.regmap import HOST
 
@@ -186,7 +186,6 @@ class PynqDevice:
         board, ov = self.manifest["board"], self.manifest["overlay"]
         self.last_stats: RunStats | None = None
         self._buffers: dict[int, PynqBuffer] = {}
-        self._jobs: dict[int, dict[str, Any]] = {}
         self._closed = False
         self._emulated = bool(emulate)
         if emulate:
@@ -240,6 +239,7 @@ class PynqDevice:
                 "this fiberflow version, or install the one that built it"
             )
         self.info = self._driver.info
+        self._jobs = ShellJobs(self, self._driver)
         self.lanes = self.info.lanes
         self.load_overlay(firmware=firmware)
 
@@ -404,12 +404,10 @@ class PynqDevice:
         return tuple(np.dtype(d) for bit, d in ((1, np.float32), (2, np.int32)) if vt & bit)
 
     def tile_limits(self) -> tuple[int, int]:
-        """The largest (rows, cols) a tile may span so that its y block and x / B slice fit
-        the lanes' buffers for every k up to the overlay's max_k (the rtl device's rule)."""
-        i = self.info
-        per = 4 * max(i.max_k, 1)
-        step = max(i.bus_bytes // 4, 1)  # whole bus beats: slices stay aligned
-        return (i.y_bytes // per) // step * step, (i.x_bytes // per) // step * step
+        """The largest (rows, cols) a tile may span so that its y block and x slice fit the
+        lanes' buffers for SpMV (:meth:`ShellJobs.tile_limits`, as on the rtl device; SpMM
+        runs in column blocks of B that fit these tiles)."""
+        return self._jobs.tile_limits()
 
     def pack_to_fit(self, t: Any) -> Any:
         """Pack tensor ``t`` with the largest tiles that fit this overlay's buffers: the
@@ -453,15 +451,13 @@ class PynqDevice:
 
     # -- jobs ---------------------------------------------------------------------------------
     def submit(self, job: Buffer) -> int:
-        """Ring the doorbell for the descriptor at the start of ``job``; return its id."""
+        """Ring the doorbell for the descriptor at the start of ``job``; return its id. (An
+        SpMM whose B / C rows do not fit the lanes' buffers with its matrix's tiles runs in
+        column blocks at :meth:`wait`, see :class:`~fiberflow.host.shell_jobs.ShellJobs`.)"""
         self._check_open()
         if id(self._buffers.get(job.address)) != id(job) or job.freed:
             raise DeviceError(f"{job} is not a live buffer of this device")
-        meta = self._describe(job)
-        job.flush()
-        seq = self._driver.submit(job)
-        self._jobs[seq] = meta
-        return seq
+        return self._jobs.submit(job)
 
     def wait(self, job_id: int, timeout: float = DEFAULT_TIMEOUT) -> RunStats:
         """Wait at most ``timeout`` seconds for job ``job_id``; return its statistics (also
@@ -470,16 +466,13 @@ class PynqDevice:
         self._check_open()
         if timeout is None or not timeout > 0:
             raise DeviceError(f"timeout must be positive, not {timeout!r}")
-        meta = self._jobs.pop(job_id, None)
-        if meta is None:
-            raise DeviceError(f"no job {job_id} is waiting on this device (or it was reset)")
-        counters = self._driver.wait(job_id, timeout=timeout)
+        counters, facts = self._jobs.wait(job_id, timeout)
         self.last_stats = self._driver.run_stats(
             counters,
-            kernel=meta["kernel"],
-            k=meta["k"],
-            nnz=meta["nnz"],
-            tiles=meta["tiles"] or counters.tiles_done,
+            kernel=facts.kernel,
+            k=facts.k,
+            nnz=facts.nnz,
+            tiles=facts.tiles or counters.tiles_done,
             bus_bytes_per_cycle=self.bus_bytes_per_cycle,
             clock_mhz=self.clock_mhz,
             device=self.name,
@@ -489,30 +482,18 @@ class PynqDevice:
         self.last_counters = counters
         return self.last_stats
 
-    def _describe(self, job: Buffer) -> dict[str, Any]:
-        """What the statistics need from a descriptor: kernel, k, nnz, tiles."""
-        magic = int(job.view("<u4", 1)[0]) if job.nbytes >= 4 else 0
-        if magic != jobs.MAGIC:  # the firmware's bring-up descriptors (or a bad one)
-            return {"kernel": "copy", "k": 1, "nnz": 0, "tiles": 0}
-        desc = jobs.parse(job.array)
-        nnz = 0
-        image = self._find(desc.a_addr, desc.a_bytes)
-        if image is not None:
-            directory = jobs.Directory.from_bytes(image)
-            nnz = int(directory.nvals[desc.tile_list.astype(np.int64)].sum())
-        return {"kernel": desc.kernel, "k": desc.k, "nnz": nnz, "tiles": len(desc.tile_list)}
-
-    def _find(self, address: int, nbytes: int) -> np.ndarray | None:
+    def find(self, address: int) -> PynqBuffer | None:
+        """The live buffer that holds device address ``address``, if any."""
         for start, buf in self._buffers.items():
-            if start <= address and address + nbytes <= start + buf.nbytes:
-                return buf.array[address - start : address - start + nbytes]
+            if start <= address < start + buf.nbytes:
+                return buf
         return None
 
     def reset(self) -> None:
         """Hold the control CPU (and DMA engines, lanes), reload the firmware, release.
         Buffers stay valid; jobs in flight are forgotten."""
         self._check_open()
-        self._jobs.clear()
+        self._jobs.forget()
         self._driver.reset()
 
     def close(self) -> None:

@@ -6,7 +6,8 @@ and runs every job cycle by cycle: the firmware walks the FFJB descriptor of ``d
 (``firmware/ffjb.c``), its DMA engines read the operands from the simulated DDR, which serves
 them straight from the device buffers' numpy arrays (no copies). The job protocol itself
 (doorbell, waits with timeouts, error decoding, reset) is :mod:`fiberflow.host.shell_driver`,
-which the board device shares.
+which the board device shares, as it does the host's side of kernel jobs
+(:mod:`fiberflow.host.shell_jobs`).
 
 Results are bit-identical to the ``"emu"`` device for every tile shape. ``last_stats`` comes
 from the shell's counters (``estimated=False``): the firmware's cycle count for the job, the
@@ -29,11 +30,11 @@ from typing import Any
 import numpy as np
 
 from fiberflow.errors import DeviceError
-from fiberflow.host import job as jobs
 from fiberflow.host import stats
 from fiberflow.host.device import DEFAULT_TIMEOUT, Buffer
 from fiberflow.host.resident import ResidentMatrix, make_resident
-from fiberflow.host.shell_driver import ShellCounters, pack_to_fit
+from fiberflow.host.shell_driver import pack_to_fit
+from fiberflow.host.shell_jobs import ShellJobs
 
 __all__ = ["RtlDevice"]
 
@@ -110,8 +111,7 @@ class RtlDevice:
         self.shell.clock_mhz = self.clock_mhz
         self.driver = self.shell.driver  # one driver per shell: one job sequence
         self.driver.load_firmware()
-        self._jobs: dict[int, tuple[Any, Any, tuple[str, int, int, int]]] = {}
-        self._ids = 0
+        self._jobs = ShellJobs(self, self.driver)
 
     # -- memory -------------------------------------------------------------------------------
 
@@ -125,7 +125,8 @@ class RtlDevice:
     def memory_used(self) -> int:
         return sum(b.nbytes for b in self.shell._buffers.values())
 
-    def _find(self, address: int) -> Buffer | None:
+    def find(self, address: int) -> Buffer | None:
+        """The live buffer that holds device address ``address``, if any."""
         for b in self.shell._buffers.values():
             if b.address <= address < b.address + b.nbytes:
                 return b
@@ -151,7 +152,7 @@ class RtlDevice:
 
     def reset(self) -> None:
         self.driver.reset()
-        self._jobs.clear()
+        self._jobs.forget()
 
     def close(self) -> None:
         if getattr(self, "shell", None) is not None:
@@ -194,120 +195,29 @@ class RtlDevice:
     # -- jobs ---------------------------------------------------------------------------------
 
     def submit(self, job: Buffer) -> int:
-        """Start the job whose descriptor is in ``job``. The firmware checks the descriptor;
-        the host reads what it needs for the statistics, and splits an SpMM whose B / C rows
-        do not fit the lanes' buffers with this matrix's tiles into column blocks that do
-        (run one after the other by :meth:`wait`; each column of C is computed exactly as
-        in one job, so the bits do not change)."""
+        """Start the job whose descriptor is in ``job`` (see :class:`ShellJobs`: an SpMM whose
+        B / C rows do not fit the lanes' buffers with this matrix's tiles runs in column
+        blocks, one after the other, at :meth:`wait`)."""
         if job.device is not self.shell or job.freed:
             raise DeviceError(f"{job} is not a live buffer of this device")
-        self._ids += 1
-        try:
-            desc = jobs.parse(job.array)
-        except DeviceError:
-            desc = None  # malformed: the firmware says what is wrong
-        if desc is None:
-            self._jobs[self._ids] = (self.driver.submit(job), None, ("spmv", 1, 0, 0))
-            return self._ids
-        d = None
-        img = self._find(desc.a_addr)
-        if img is not None and desc.a_addr == img.address:
-            try:
-                d = jobs.Directory.from_bytes(img.array)
-            except DeviceError:
-                pass
-        nnz = 0
-        if d is not None:
-            # The schedule rules the firmware cannot check in bounded memory (every tile once,
-            # whole row tiles per lane); it checks the others itself.
-            if len(desc.tile_list) == len(d.nvals) and desc.lanes == self.lanes:
-                jobs.check_schedule(desc, d)
-            tl = desc.tile_list.astype(np.int64)
-            nnz = int(d.nvals[tl[tl < len(d.nvals)]].sum())
-        info = (desc.kernel, desc.k, nnz, len(desc.tile_list))
-        kb = self._columns_that_fit(desc, d)
-        if desc.kernel == "spmm" and 1 <= kb < desc.k:
-            self._jobs[self._ids] = (None, (desc, kb), info)
-        else:
-            self._jobs[self._ids] = (self.driver.submit(job), None, info)
-        return self._ids
-
-    def _columns_that_fit(self, desc: Any, d: Any) -> int:
-        """The most columns of B (at most max_k) whose x slices and y blocks fit the lanes'
-        buffers with the image's tiles; 0 if not even one does."""
-        if d is None:
-            return desc.k
-        c, bb = self.config, self.config.bus_bytes
-        rows, cols = min(d.tile_rows, max(desc.m, 1)), min(d.tile_cols, max(desc.n, 1))
-        kb = min(desc.k, c.max_k)
-        while kb and (4 * kb * cols + bb > c.x_bytes or 4 * kb * rows + bb > c.y_bytes):
-            kb -= 1
-        return kb
+        return self._jobs.submit(job)
 
     def wait(self, job_id: int, timeout: float = DEFAULT_TIMEOUT) -> stats.RunStats:
         if timeout is None or not timeout > 0:
             raise DeviceError(f"timeout must be positive seconds, not {timeout!r}")
-        if job_id not in self._jobs:
-            raise DeviceError(f"no job {job_id} was submitted to this device (or it was reset)")
-        seq, split, (kernel, k, nnz, tiles) = self._jobs.pop(job_id)
-        if split is None:
-            counters = self.driver.wait(seq, timeout)
-        else:
-            counters = self._run_split(split[0], split[1], timeout)
+        counters, facts = self._jobs.wait(job_id, timeout)
         self.last_counters = counters
         self.last_stats = self.driver.run_stats(
             counters,
-            kernel=kernel,
-            k=k,
-            nnz=nnz,
-            tiles=tiles,
+            kernel=facts.kernel,
+            k=facts.k,
+            nnz=facts.nnz,
+            tiles=facts.tiles,
             bus_bytes_per_cycle=self.bus_bytes_per_cycle,
             clock_mhz=self.clock_mhz,
             device=self.name,
         )
         return self.last_stats
-
-    def _run_split(self, desc: Any, kb: int, timeout: float) -> Any:
-        """Run an SpMM as jobs of ``kb`` columns of B and C each (copied into temporary
-        buffers and back); return the counters summed over the jobs."""
-        xbuf, ybuf = self._find(desc.x_addr), self._find(desc.y_addr)
-        if xbuf is None or ybuf is None:
-            raise DeviceError("the job's B or C is not inside a buffer of this device")
-        m, n, k = desc.m, desc.n, desc.k
-        B = xbuf.view(np.uint32, n * k, desc.x_addr - xbuf.address).reshape(n, k)
-        C = ybuf.view(np.uint32, m * k, desc.y_addr - ybuf.address).reshape(m, k)
-        total: Any = None
-        for c0 in range(0, k, kb):
-            w = min(kb, k - c0)
-            bufs = [self.alloc(4 * n * w), self.alloc(4 * m * w)]
-            try:
-                bufs[0].view(np.uint32, n * w)[:] = B[:, c0 : c0 + w].reshape(-1)
-                if desc.flags & jobs.FLAG_ACCUMULATE:
-                    bufs[1].view(np.uint32, m * w)[:] = C[:, c0 : c0 + w].reshape(-1)
-                jb = self.alloc(jobs.descriptor_bytes(desc.lanes, len(desc.tile_list)))
-                bufs.append(jb)
-                jobs.write_descriptor(
-                    jb.array,
-                    kernel="spmm",
-                    dtype=desc.dtype,
-                    m=m,
-                    n=n,
-                    k=w,
-                    a_addr=desc.a_addr,
-                    a_bytes=desc.a_bytes,
-                    x_addr=bufs[0].address,
-                    y_addr=bufs[1].address,
-                    lane_table=desc.lane_table,
-                    tile_list=desc.tile_list,
-                    flags=desc.flags,
-                )
-                got = self.driver.wait(self.driver.submit(jb), timeout)
-                C[:, c0 : c0 + w] = bufs[1].view(np.uint32, m * w).reshape(m, w)
-            finally:
-                for b in bufs:
-                    self.free(b)
-            total = got if total is None else _add(total, got)
-        return total
 
     # -- resident matrices --------------------------------------------------------------------
 
@@ -318,11 +228,9 @@ class RtlDevice:
 
     def tile_limits(self) -> tuple[int, int]:
         """The largest (rows, cols) a tile may span so that a row tile's y block and a column
-        tile's x slice fit the lanes' buffers for SpMV (SpMM runs in column blocks of B that
-        fit these tiles, see :meth:`submit`)."""
-        c = self.config
-        step = max(c.bus_bytes // 4, 1)  # whole beats: slices stay bus-aligned
-        return (c.y_bytes // 4 - step) // step * step, (c.x_bytes // 4 - step) // step * step
+        tile's x slice fit the lanes' buffers for SpMV (:meth:`ShellJobs.tile_limits`; SpMM
+        runs in column blocks of B that fit these tiles, see :meth:`submit`)."""
+        return self._jobs.tile_limits()
 
     def pack_to_fit(self, t: Any) -> Any:
         """Pack tensor ``t`` with the largest tiles that fit this overlay's buffers: the
@@ -347,21 +255,3 @@ class RtlDevice:
             f"y_bytes={c.y_bytes}, max_k={c.max_k})"
         )
 
-
-def _add(a: ShellCounters, b: ShellCounters) -> ShellCounters:
-    """Counters of two jobs run one after the other."""
-
-    def tup(x: tuple[int, ...], y: tuple[int, ...]) -> tuple[int, ...]:
-        return tuple(p + q for p, q in zip(x, y, strict=True))
-
-    return ShellCounters(
-        cycles=a.cycles + b.cycles,
-        tiles_done=a.tiles_done + b.tiles_done,
-        dma_busy=tup(a.dma_busy, b.dma_busy),
-        dma_stall=tup(a.dma_stall, b.dma_stall),
-        dma_read_bytes=tup(a.dma_read_bytes, b.dma_read_bytes),
-        dma_write_bytes=tup(a.dma_write_bytes, b.dma_write_bytes),
-        lane_busy=tup(a.lane_busy, b.lane_busy),
-        lane_stall=tup(a.lane_stall, b.lane_stall),
-        job_cycles=a.job_cycles + b.job_cycles,
-    )

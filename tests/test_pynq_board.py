@@ -398,6 +398,9 @@ def test_spmm_bit_exact_with_the_emulator(kernel_dev) -> None:
     A = sp.random(200, 150, density=0.05, format="csr", random_state=rng, dtype=np.float32)
     B = rng.standard_normal((150, 4)).astype(np.float32)
     tile = kernel_dev.fitting_tile(A)
+    # the tiles are sized for SpMV: B's rows do not fit the x buffer, so the SpMM runs as jobs
+    # over column blocks of B
+    assert 4 * B.shape[1] * min(tile[1], 150) > kernel_dev.info.x_bytes
     C = _walker_or_skip(lambda: ff.spmm(A, B, device=kernel_dev))
     with ff.open("emu", lanes=kernel_dev.lanes) as emu:
         want = ff.spmm(A, B, device=emu, tile=tile)
