@@ -40,8 +40,10 @@
 #define HEAD_WORDS 24u          /* the FFJB header: 96 bytes */
 #define DIR_ENTRY 32u           /* a 2-D image's directory entry */
 #define TILE_XFERS 4u           /* transfers a tile queues at most: y out, y in, x, tile */
+#define LOOKAHEAD 2u            /* tiles queued per engine, ahead of the lanes */
 
 #define LOCAL(region, offset) (((region) << FF_LOCAL_REGION_SHIFT) | (offset))
+#define LANE0_Y 3u /* lane 0's y buffer: engine 0's region 1 + 2 (ShellConfig.lane_regions) */
 
 /* A lane's state in the walk. */
 #define IDLE 0u
@@ -94,6 +96,7 @@ static u32 l_r[MAX_LANES] NOINIT;    /* its tile buffer's region; x: +1, y: +2 *
 static u32 l_slot[MAX_LANES] NOINIT; /* its windows' scratch offset */
 static u32 win_cap;                  /* bytes of each window */
 static u32 win_seq;                  /* the last window refill (engine 0) */
+static u32 e_loading[FF_MAX_DMA];    /* lanes LOADING, per engine */
 /* Per job, so the per-tile path needs no division (about 40 cycles each on picorv32) and at
  * most two multiplications. */
 static u32 grid_r, grid_c, last_rows, last_cols, y_stride, x_stride;
@@ -159,20 +162,18 @@ static u32 flush_y(u32 l)
     return err;
 }
 
-/* Zero all of y / C (no ACCUMULATE) from lane 0's y buffer, which the job's start has filled
- * with zeros. With several engines, wait: a lane on another engine must not write a block out
- * before these zeros have landed (one engine runs its queue in order). */
-static u32 zero_y(void)
+/* Queue the zeros for y / C (no ACCUMULATE), at most `pieces` more pieces of a y buffer's size
+ * from zy_off on, from lane 0's y buffer, which the job's start has filled with zeros. */
+static u32 zy_off;
+static u32 zero_y(u32 pieces)
 {
-    u32 total = m * row_bytes, e = l_e[0], r = l_r[0], err;
-    for (u32 off = 0; off < total; off += y_bytes) {
-        u32 nb = total - off < y_bytes ? total - off : y_bytes;
-        if ((err = store_y(e, r, 0, y_addr + off, nb)) != FF_ERR_NONE)
+    u32 total = m * row_bytes, err;
+    for (; zy_off < total && pieces; zy_off += y_bytes, pieces--) {
+        u32 nb = total - zy_off < y_bytes ? total - zy_off : y_bytes;
+        if ((err = store_y(0, LANE0_Y - 2u, 0, y_addr + zy_off, nb)) != FF_ERR_NONE)
             return err;
     }
-    l_clean[0] = y_bytes;
-    l_yseq[0] = dma_seq[e];
-    return n_dma > 1u ? dma_drain() : FF_ERR_NONE;
+    return FF_ERR_NONE;
 }
 
 /* Lane l's next tile: its tile-list entry read, its directory entry read and checked. Needs no
@@ -274,6 +275,7 @@ static u32 load(u32 l)
         return err;
     l_seq[l] = dma_seq[e];
     l_state[l] = LOADING;
+    e_loading[e]++;
     if (zero_to) {
         volatile u32 *yb = cpu_local(e, rt + 2u);
         u32 w = zero_from;
@@ -310,6 +312,7 @@ static u32 start_lane(u32 l)
     FF_LANE_CTRL(l) = FF_LANE_CTRL_START_MASK;
     l_t0[l] = FF_CYCLES_LO;
     l_state[l] = RUNNING;
+    e_loading[l_e[l]]--;
     l_prep[l] = 0;
     l_pos[l] = p + 1u;
     return FF_ERR_NONE;
@@ -334,7 +337,6 @@ static u32 check_job(const u32 *h, const u32 *lt)
     u32 kernels = field(c3, FF_CONFIG3_KERNELS_MASK, FF_CONFIG3_KERNELS_SHIFT);
     u32 vtype = field(FF_CONFIG0, FF_CONFIG0_VTYPE_MASK, FF_CONFIG0_VTYPE_SHIFT);
     x_bytes = 1u << field(c3, FF_CONFIG3_X_LOG2_MASK, FF_CONFIG3_X_LOG2_SHIFT);
-    y_bytes = 1u << field(c3, FF_CONFIG3_Y_LOG2_MASK, FF_CONFIG3_Y_LOG2_SHIFT);
     if (version != 1u)
         return bad(FF_ERR_BAD_JOB, 4);
     if ((kernel != 1u && kernel != 2u) || !(kernels & (1u << (kernel - 1u))))
@@ -431,13 +433,24 @@ u32 job_ffjb(u32 addr)
         lt[w] = g[HEAD_WORDS + w];
     if (lanes != n_lanes)
         return bad(FF_ERR_BAD_LANES, lanes);
-    /* A's image header: its address is checked below; reading it first costs nothing. */
+    /* The engine works while the CPU checks: A's image header is read (its address is checked
+     * below) and, unless the job accumulates, lane 0's y buffer is filled with zeros for
+     * zero_y (neither does harm if the job is refused). */
     if ((err = dma_push(0, h[8], LOCAL(0u, 0u), 96u, 0)) != FF_ERR_NONE)
         return err;
     u32 img = dma_seq[0];
+    y_bytes = 1u << field(FF_CONFIG3, FF_CONFIG3_Y_LOG2_MASK, FF_CONFIG3_Y_LOG2_SHIFT);
+    u32 acc = h[2] >> 8 & 1u; /* flags bit 0: ACCUMULATE */
+    if (!acc &&
+        (err = dma_push(0, 0, LOCAL(LANE0_Y, 0u), y_bytes, FF_DMA_CTRL_ZERO_MASK)) != FF_ERR_NONE)
+        return err;
     if ((err = check_job(h, lt)) != FF_ERR_NONE)
         return err;
     if ((err = check_image(img)) != FF_ERR_NONE)
+        return err;
+    /* The first piece of y's zeros covers the set-up below. */
+    zy_off = 0;
+    if (!acc && (err = zero_y(1)) != FF_ERR_NONE)
         return err;
     win_cap = ((tile_bytes - MISC_BYTES) / (2u * n_lanes)) & ~31u;
     grid_r = (m + tile_rows - 1u) / tile_rows;
@@ -460,25 +473,20 @@ u32 job_ffjb(u32 addr)
         l_state[l] = IDLE;
         l_prev[l] = l_xj[l] = l_i[l] = NONE;
         l_prep[l] = 0;
-        l_clean[l] = 0;
+        l_clean[l] = l == 0 && !acc ? y_bytes : 0;
         tw_a0[l] = tw_a1[l] = dw_a0[l] = dw_a1[l] = 0;
     }
-    /* The start, ordered so that the engine works while the CPU does: every lane's first
-     * tile-list window; lane 0's y buffer zeroed (no ACCUMULATE); once the tile-list windows
-     * have landed, every lane's first directory window (the entries say where it starts);
-     * then y written with zeros; the lanes' first tiles queue up behind. (Refilled one lane
-     * at a time by prepare(), each window would wait for the transfers queued for the lanes
-     * before it, and the engine would then idle while the CPU prepared the lane.) */
+    /* Every lane's first windows: the tile-list windows; once they have landed, the
+     * directory windows (the entries say where they start); then the rest of y's zeros; the
+     * lanes' first tiles queue up behind. (Refilled one lane at a time by prepare(), each
+     * window would wait for the transfers queued for the lanes before it, and the engine
+     * would then idle while the CPU prepared the lane.) */
     for (u32 l = 0; l < n_lanes; l++)
         if (l_pos[l] < l_end[l] &&
             (err = refill(&tw_a0[l], &tw_a1[l], l_slot[l], tl_base + 4u * l_pos[l], job_end)) !=
                 FF_ERR_NONE)
             return err;
-    u32 tw_seq = win_seq;
-    if (!(flags & 1u) && (err = dma_push(l_e[0], 0, LOCAL(l_r[0] + 2u, 0u), y_bytes,
-                                         FF_DMA_CTRL_ZERO_MASK)) != FF_ERR_NONE)
-        return err;
-    if ((err = dma_wait(0, tw_seq)) != FF_ERR_NONE)
+    if ((err = dma_wait(0, win_seq)) != FF_ERR_NONE)
         return err;
     for (u32 l = 0; l < n_lanes; l++) {
         if (l_pos[l] == l_end[l])
@@ -489,15 +497,26 @@ u32 job_ffjb(u32 addr)
                                          dir_base + DIR_ENTRY * n_tiles)) != FF_ERR_NONE)
             return err;
     }
-    if (!(flags & 1u) && (err = zero_y()) != FF_ERR_NONE)
-        return err;
+    if (!acc) {
+        if ((err = zero_y(NONE)) != FF_ERR_NONE)
+            return err;
+        l_yseq[0] = dma_seq[0];
+        /* With several engines, wait: a lane on another engine must not write a block out
+         * before these zeros have landed (one engine runs its queue in order). */
+        if (n_dma > 1u && (err = dma_drain()) != FF_ERR_NONE)
+            return err;
+    }
     u32 tiles = 0;
-    /* Each scan starts after the lane loaded last: the DMA engine serves the lanes in turn.
-     * (Starting at lane 0 every time let the first lanes run ahead, and the last one finish
-     * its tiles alone, loading and computing in turn.) */
+    for (u32 e = 0; e < n_dma; e++)
+        e_loading[e] = 0;
+    /* Which idle lane is loaded next: the one with the most tiles left, so that the lanes
+     * finish together (loaded in the order they became idle, a lane with one tile more than
+     * the others ran it alone at the end, loading and computing in turn); each engine has
+     * LOOKAHEAD tiles queued at most, so there is a choice to make, and enough queued to
+     * keep it busy while the CPU works. Ties go to the lane after the one loaded last. */
     u32 rr = 0;
     for (;;) {
-        u32 active = 0;
+        u32 active = 0, best = NONE, most = 0;
         for (u32 q = 0, l = rr; q < n_lanes; q++, l = l + 1u == n_lanes ? 0u : l + 1u) {
             u32 e = l_e[l];
             if (l_state[l] == LOADING) {
@@ -533,21 +552,27 @@ u32 job_ffjb(u32 addr)
                 active = 1;
                 if (!l_prep[l] && (err = prepare(l)) != FF_ERR_NONE)
                     return err;
-                /* Only when the queue has room for the whole tile: never wait for room here,
-                 * other lanes may need starting. */
-                if (dma_seq[e] - dma_done[e] > FF_DMA_QUEUE_DEPTH - TILE_XFERS) {
-                    if ((err = dma_check(e)) != FF_ERR_NONE)
-                        return err;
-                    if (dma_seq[e] - dma_done[e] > FF_DMA_QUEUE_DEPTH - TILE_XFERS)
-                        continue;
+                if (e_loading[e] < LOOKAHEAD && l_end[l] - l_pos[l] > most) {
+                    best = l;
+                    most = l_end[l] - l_pos[l];
                 }
-                if ((err = load(l)) != FF_ERR_NONE)
-                    return err;
-                rr = l + 1u == n_lanes ? 0u : l + 1u;
             } else if (l_i[l] != NONE) {
                 if ((err = flush_y(l)) != FF_ERR_NONE)
                     return err;
                 l_i[l] = NONE;
+            }
+        }
+        if (best != NONE) {
+            /* Only when the queue has room for the whole tile: never wait for room here,
+             * other lanes may need starting. */
+            u32 e = l_e[best];
+            if (dma_seq[e] - dma_done[e] > FF_DMA_QUEUE_DEPTH - TILE_XFERS &&
+                (err = dma_check(e)) != FF_ERR_NONE)
+                return err;
+            if (dma_seq[e] - dma_done[e] <= FF_DMA_QUEUE_DEPTH - TILE_XFERS) {
+                if ((err = load(best)) != FF_ERR_NONE)
+                    return err;
+                rr = best + 1u == n_lanes ? 0u : best + 1u;
             }
         }
         if (!active)

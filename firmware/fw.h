@@ -23,6 +23,13 @@ extern u32 dma_done[FF_MAX_DMA];
 
 static inline u32 field(u32 value, u32 mask, u32 shift) { return (value & mask) >> shift; }
 
+/* The number of engine e's last finished transfer, from its DMA_STATUS st (DONE_SEQ has 16
+ * bits; fewer than 2^16 transfers are ever outstanding). */
+static inline u32 done_seq(u32 e, u32 st)
+{
+    return dma_seq[e] - ((dma_seq[e] - (st >> FF_DMA_STATUS_DONE_SEQ_SHIFT)) & 0xFFFFu);
+}
+
 /* Transfer s of engine e is known finished. */
 static inline u32 dma_finished(u32 e, u32 s) { return (int)(dma_done[e] - s) >= 0; }
 

@@ -32,13 +32,11 @@ u32 dma_check(u32 e)
         info = st;
         return st & FF_DMA_STATUS_TO_DDR_MASK ? FF_ERR_DMA_WRITE : FF_ERR_DMA_READ;
     }
-    /* DONE_SEQ is 16 bits; fewer than 2^16 transfers are ever outstanding. */
-    u32 seq = dma_seq[e];
-    u32 done = seq - ((seq - (st >> FF_DMA_STATUS_DONE_SEQ_SHIFT)) & 0xFFFFu);
+    u32 done = done_seq(e, st);
     if (done != dma_done[e]) {
         dma_done[e] = done;
         dma_t0[e] = now;
-    } else if (done != seq && now - dma_t0[e] > timeout) {
+    } else if (done != dma_seq[e] && now - dma_t0[e] > timeout) {
         info = st;
         return FF_ERR_DMA_TIMEOUT;
     }
@@ -96,8 +94,7 @@ static void quiesce(void)
         u32 t0 = FF_CYCLES_LO;
         while ((FF_DMA_STATUS(e) & FF_DMA_STATUS_BUSY_MASK) && FF_CYCLES_LO - t0 <= timeout)
             ;
-        u32 seq = dma_seq[e];
-        dma_seq[e] = dma_done[e] = seq - ((seq - (FF_DMA_STATUS(e) >> FF_DMA_STATUS_DONE_SEQ_SHIFT)) & 0xFFFFu);
+        dma_seq[e] = dma_done[e] = done_seq(e, FF_DMA_STATUS(e));
     }
 }
 
