@@ -448,9 +448,10 @@ u32 job_ffjb(u32 addr)
         return err;
     if ((err = check_image(img)) != FF_ERR_NONE)
         return err;
-    /* The first piece of y's zeros covers the set-up below. */
+    /* Pieces of y's zeros keep the engine busy while the CPU sets up (2 pieces: about 4,000
+     * cycles) and while it waits for the tile-list windows (1 more). */
     zy_off = 0;
-    if (!acc && (err = zero_y(1)) != FF_ERR_NONE)
+    if (!acc && (err = zero_y(2)) != FF_ERR_NONE)
         return err;
     win_cap = ((tile_bytes - MISC_BYTES) / (2u * n_lanes)) & ~31u;
     grid_r = (m + tile_rows - 1u) / tile_rows;
@@ -486,7 +487,10 @@ u32 job_ffjb(u32 addr)
             (err = refill(&tw_a0[l], &tw_a1[l], l_slot[l], tl_base + 4u * l_pos[l], job_end)) !=
                 FF_ERR_NONE)
             return err;
-    if ((err = dma_wait(0, win_seq)) != FF_ERR_NONE)
+    u32 tw_seq = win_seq;
+    if (!acc && (err = zero_y(1)) != FF_ERR_NONE)
+        return err;
+    if ((err = dma_wait(0, tw_seq)) != FF_ERR_NONE)
         return err;
     for (u32 l = 0; l < n_lanes; l++) {
         if (l_pos[l] == l_end[l])
@@ -506,7 +510,7 @@ u32 job_ffjb(u32 addr)
         if (n_dma > 1u && (err = dma_drain()) != FF_ERR_NONE)
             return err;
     }
-    u32 tiles = 0;
+    u32 tiles = 0, left = n_tiles; /* tiles finished, and not yet loaded */
     for (u32 e = 0; e < n_dma; e++)
         e_loading[e] = 0;
     /* Which idle lane is loaded next: the one with the most tiles left, so that the lanes
@@ -556,7 +560,9 @@ u32 job_ffjb(u32 addr)
                     best = l;
                     most = l_end[l] - l_pos[l];
                 }
-            } else if (l_i[l] != NONE) {
+            } else if (l_i[l] != NONE && !left) {
+                /* The lane's last y block: written out once every tile is queued, so that
+                 * these write-outs keep the engine busy while the last lanes compute. */
                 if ((err = flush_y(l)) != FF_ERR_NONE)
                     return err;
                 l_i[l] = NONE;
@@ -572,6 +578,7 @@ u32 job_ffjb(u32 addr)
             if (dma_seq[e] - dma_done[e] <= FF_DMA_QUEUE_DEPTH - TILE_XFERS) {
                 if ((err = load(best)) != FF_ERR_NONE)
                     return err;
+                left--;
                 rr = best + 1u == n_lanes ? 0u : best + 1u;
             }
         }
