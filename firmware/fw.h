@@ -35,7 +35,9 @@ static inline u32 dma_finished(u32 e, u32 s) { return (int)(dma_done[e] - s) >= 
 
 /* Read engine e's status: brings dma_done[e] up to date, and fails (DMA_READ / DMA_WRITE) on
  * an error response, or (DMA_TIMEOUT) when transfers are outstanding but none finished for
- * the watchdog's cycles. Returns an FF_ERR_* code. */
+ * the watchdog's cycles. Returns an FF_ERR_* code; after an error response, ERROR_INFO is the
+ * engine's DMA_STATUS (DONE_SEQ: the failed transfer's number) and MAILBOX[2] that transfer's
+ * DDR address. */
 u32 dma_check(u32 e);
 
 /* Queue one transfer on engine e (waiting for room); ctrl: DMA_CTRL bits besides GO (TO_DDR,

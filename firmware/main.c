@@ -20,6 +20,9 @@ u32 info; /* ERROR_INFO of the current job */
 u32 dma_seq[FF_MAX_DMA];
 u32 dma_done[FF_MAX_DMA];
 static u32 dma_t0[FF_MAX_DMA]; /* when engine e last finished a transfer, or got one while idle */
+/* The DDR address of each unfinished transfer (at most FF_DMA_QUEUE_DEPTH), by its number: the
+ * host is told which transfer failed. */
+static u32 dma_ddr[FF_MAX_DMA][FF_DMA_QUEUE_DEPTH];
 
 u32 dma_check(u32 e)
 {
@@ -30,6 +33,7 @@ u32 dma_check(u32 e)
         while ((st & FF_DMA_STATUS_BUSY_MASK) && FF_CYCLES_LO - now <= timeout)
             st = FF_DMA_STATUS(e);
         info = st;
+        FF_MAILBOX(2) = dma_ddr[e][done_seq(e, st) % FF_DMA_QUEUE_DEPTH];
         return st & FF_DMA_STATUS_TO_DDR_MASK ? FF_ERR_DMA_WRITE : FF_ERR_DMA_READ;
     }
     u32 done = done_seq(e, st);
@@ -55,7 +59,7 @@ u32 dma_push(u32 e, u32 ddr, u32 local, u32 length, u32 ctrl)
     FF_DMA_LOCAL(e) = local;
     FF_DMA_LENGTH(e) = length;
     FF_DMA_CTRL(e) = FF_DMA_CTRL_GO_MASK | ctrl;
-    dma_seq[e]++;
+    dma_ddr[e][++dma_seq[e] % FF_DMA_QUEUE_DEPTH] = ddr;
     return FF_ERR_NONE;
 }
 

@@ -48,7 +48,9 @@ The driver (what a device gets)
 
 The firmware reports each job's own cycles (doorbell taken -> status written) in
 ``MAILBOX[0]`` and its tiles in ``MAILBOX[1]``; ``RunStats.cycles`` is that count, so host
-polling latency is not counted.
+polling latency is not counted. After a DMA error response, ``ERROR_INFO`` is the engine's
+``DMA_STATUS`` (the response, the failed transfer's number) and ``MAILBOX[2]`` the failed
+transfer's DDR address.
 """
 
 from __future__ import annotations
@@ -170,14 +172,21 @@ class ShellInfo:
         )
 
 
-def describe_error(code: int, info: int) -> str:
-    """The firmware's error ``code`` and ``ERROR_INFO`` as a sentence."""
+def describe_error(code: int, info: int, address: int | None = None) -> str:
+    """The firmware's error ``code`` and ``ERROR_INFO`` as a sentence; ``address``: the failed
+    transfer's DDR address (``MAILBOX[2]``) for DMA_READ / DMA_WRITE."""
     text = regmap.error_message(code)
     name = text.split(":")[0]
     if name in ("DMA_READ", "DMA_WRITE", "DMA_TIMEOUT"):
-        resp_f = regmap.CPU.reg("DMA_STATUS").field("RESP")
+        status = regmap.CPU.reg("DMA_STATUS")
+        resp_f, seq_f = status.field("RESP"), status.field("DONE_SEQ")
         resp = (info & resp_f.mask) >> resp_f.lsb
-        text += f" (AXI response {_RESP.get(resp, resp)})" if resp else f" (status {info:#x})"
+        if resp:
+            text += f" (AXI response {_RESP.get(resp, resp)}"
+            text += f", transfer {(info & seq_f.mask) >> seq_f.lsb} of the engine"
+            text += f" at DDR {address:#x})" if address is not None else ")"
+        else:
+            text += f" (status {info:#x})"
     else:
         text += f" (info {info:#x})"
     return text
@@ -314,9 +323,10 @@ class ShellDriver:
         if state != _STATE["DONE"]:
             code = (status & _ERR_F.mask) >> _ERR_F.lsb
             info = self.port.read_reg(HOST.offset("ERROR_INFO"))
+            address = self.port.read_reg(HOST.offset("MAILBOX", 2))
             self.reset()
             raise DeviceError(
-                f"job {seq} failed: {describe_error(code, info)}; the device was reset"
+                f"job {seq} failed: {describe_error(code, info, address)}; the device was reset"
             )
         return self.counters()
 
