@@ -10,6 +10,7 @@ import pytest
 import scipy.sparse as sp
 
 import fiberflow as ff
+from fiberflow.host import dma_image as di
 from fiberflow.host import job as jobs
 
 pytestmark = pytest.mark.rtl
@@ -171,6 +172,24 @@ def test_malformed_descriptor(rtl, emu, offset: int, value: int, match: str) -> 
         rtl.wait(rtl.submit(jb), 20)
     for b in (xb, yb, jb):
         rtl.free(b)
+    h.free()
+    recovers(rtl, emu)
+
+
+def test_malformed_tile_while_transfers_are_queued(rtl, emu) -> None:  # type: ignore[no-untyped-def]
+    """A tile header found wrong deep in the walk, with other lanes' transfers queued: the
+    firmware drops the queue (the running transfer completes), reports BAD_IMAGE, and the
+    next call succeeds."""
+    h = rtl.put(A_F, tile=(16, A_F.shape[1]))
+    data = h.buffer.array
+    dir_offset = int(data[: di.HEADER.itemsize].view(di.HEADER)[0]["dir_offset"])
+    n = len(jobs.Directory.from_bytes(data).nvals)
+    assert n >= 8
+    entry = dir_offset + 32 * (n - 1)  # the last tile's directory entry: its offset first
+    last = int(data[entry : entry + 8].view("<u8")[0])
+    data[last : last + 4] = np.frombuffer((1 << 30).to_bytes(4, "little"), np.uint8)  # nvals
+    with pytest.raises(ff.DeviceError, match="BAD_IMAGE"):
+        ff.spmv(h, X_F, device=rtl, timeout=20)
     h.free()
     recovers(rtl, emu)
 
