@@ -46,6 +46,7 @@ void ff_reset(void *h, int cycles);
 void ff_step(void *h, uint64_t n);
 uint64_t ff_cycle(void *h);
 uint64_t ff_protocol_errors(void *h);
+uint64_t ff_evals(void *h);
 void ff_map(void *h, uint64_t base, uint64_t size, void *ptr);
 void ff_unmap(void *h, uint64_t base);
 void ff_fault_dma(void *h, uint64_t lo, uint64_t hi, int resp);
@@ -127,7 +128,9 @@ def build_shell(config: Any = None) -> Any:
     cfg = config or ShellConfig()
     binds = " ".join(f"BIND(s, {e})" for e in range(cfg.dma_engines))
     prefix = (
-        f'#define TOP V{TOP}\n#include "V{TOP}.h"\n#define NPORTS {cfg.dma_engines}\n'
+        f'#define TOP V{TOP}\n#include "V{TOP}.h"\n'
+        f'#define ROOT V{TOP}___024root\n#include "V{TOP}___024root.h"\n'
+        f"#define NPORTS {cfg.dma_engines}\n"
         f"#define BUS_BYTES {cfg.bus_bytes}\n#define BIND_PORTS(s) {binds}\n"
     )
     harness = resources.files("fiberflow.host").joinpath("rtl_harness.cpp").read_text()
@@ -233,6 +236,12 @@ class RtlShell:
     def protocol_errors(self) -> int:
         """AXI protocol violations the DDR model saw (wrong WLAST, wrong size)."""
         return int(self._lib.ff_protocol_errors(self._h))
+
+    @property
+    def evaluations(self) -> int:
+        """Evaluations of the Verilated model since it was created: one per cycle, and one more
+        in each cycle of a register access or in exact mode."""
+        return int(self._lib.ff_evals(self._h))
 
     def exact(self, on: bool) -> None:
         """Evaluate the model twice per cycle, settling every combinational output before the
