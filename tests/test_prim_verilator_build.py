@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from fiberflow.errors import ToolchainError
@@ -79,3 +81,64 @@ def test_designs_split_into_several_files_build():
     for i in range(300):
         expected ^= (3 * (i + 3) + 3) & 0xFFFFFFFF
     assert lib.run(2, 3) == expected
+
+
+# A training workload for the profile-guided build; the child process imports it by name.
+TRAINER = f"""
+from fiberflow.overlay import verilator_build as vb
+
+COUNTER = {COUNTER!r}
+HARNESS = {HARNESS!r}
+CDEF = {CDEF!r}
+
+
+def train(n, fail):
+    training = ("trainer:train", [n, fail])
+    lib = vb.build("pgo", {{"top.v": COUNTER}}, "top", HARNESS, CDEF, train=training)
+    assert lib.run(n, 3) == 3 * n
+    if fail:
+        raise SystemExit(3)
+"""
+
+
+def test_profile_guided_build(tmp_path, monkeypatch):
+    monkeypatch.setenv("FIBERFLOW_CACHE", str(tmp_path))
+    (tmp_path / "trainer.py").write_text(TRAINER)
+    path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    monkeypatch.setenv("PYTHONPATH", path)
+    monkeypatch.delenv("FIBERFLOW_PGO", raising=False)
+    gcc = vb._is_gcc(vb._cxx())
+    seen: set[str] = set()
+
+    def build(train):
+        """Build, check the library, return the new cache entry's build log."""
+        lib = vb.build("pgo", {"top.v": COUNTER}, "top", HARNESS, CDEF, train=train)
+        assert lib.run(10, 3) == 30
+        (log,) = (p for p in (tmp_path / "verilator").glob("pgo-*/build.log") if str(p) not in seen)
+        seen.add(str(log))
+        return log.read_text()
+
+    text = build(("trainer:train", [1000, False]))
+    assert ("-fprofile-use" in text) == gcc
+    if gcc:
+        assert "profile from trainer:train" in text
+    # A failing workload leaves a library without a profile, and the log says why (the
+    # workload is part of the key: this is a cache entry of its own).
+    text = build(("trainer:train", [1000, True]))
+    assert "-fprofile-use" not in text
+    if gcc:
+        assert "no profile: the workload trainer:train failed (exit 3)" in text
+    # FIBERFLOW_PGO=0 turns it off: another entry, compiled once.
+    monkeypatch.setenv("FIBERFLOW_PGO", "0")
+    text = build(("trainer:train", [1000, False]))
+    assert "-fprofile-generate" not in text and "-fprofile-use" not in text
+
+
+def test_a_training_run_builds_nothing_else(tmp_path, monkeypatch):
+    """In the child process of a training run, build() returns the instrumented library for
+    exactly the design being trained, and refuses any other (no nested builds)."""
+    monkeypatch.setenv("FIBERFLOW_CACHE", str(tmp_path))
+    monkeypatch.setenv(vb._TRAIN_ENV, f"0123456789abcdef0123={tmp_path / 'libx.so'}")
+    with pytest.raises(ToolchainError, match="asked for the build ctr-"):
+        vb.build("ctr", {"top.v": COUNTER}, "top", HARNESS, CDEF)
+    assert not (tmp_path / "verilator").exists()
