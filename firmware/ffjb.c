@@ -5,14 +5,15 @@
  *    BAD_SCHEDULE).
  * 2. Without ACCUMULATE, write zeros over all of y / C (rows that no tile touches must read 0).
  * 3. Walk every lane's tile list at once. The DMA engine is the bottleneck, so the walker keeps
- *    its command queue filled and never waits for a transfer it does not need yet: as soon as
- *    a lane is idle, it queues the transfers of the lane's next tile (the previous row tile's
- *    y block out when the row tile changes, the new block loaded with ACCUMULATE, the x / B
- *    slice unless the lane holds it, the tile itself) and goes on; when the tile's transfer
- *    has finished it reads the tile header, writes the 8 configuration words and starts the
- *    lane. A lane's next tile-list and directory entries are read while it computes. A lane's
- *    last row tile is written out when its list is done; the job ends when every transfer
- *    has finished.
+ *    its command queue filled and never waits for a transfer it does not need yet: when a
+ *    lane is idle (of the idle lanes, the one with the most tiles left; at most LOOKAHEAD
+ *    tiles queued per engine), it queues the transfers of the lane's next tile (the previous
+ *    row tile's y block out when the row tile changes, the new block loaded with ACCUMULATE,
+ *    the x / B slice unless the lane holds it, the tile itself) and goes on; when the tile's
+ *    transfer has finished it reads the tile header, writes the 8 configuration words and
+ *    starts the lane. A lane's next tile-list and directory entries are read while it
+ *    computes. A lane's last y block is written out once every tile is queued; the job ends
+ *    when every transfer has finished.
  *
  * y blocks are written out with DMA_CTRL.ZERO, which leaves zeros behind: the next row tile's
  * block (no ACCUMULATE) then starts from zeros without a zero fill, which would hold the

@@ -43,7 +43,9 @@ def elf_section(elf: bytes, name: str) -> tuple[int, int]:
 def test_image_is_rv32im_without_compressed_instructions(tmp_path) -> None:
     image = firmware.build(out=tmp_path)
     elf = (tmp_path / "firmware.elf").read_bytes()
-    assert len(image) < 8192
+    # The image fits the shell's RAM (firmware/link.ld's 16 KiB, the default ram_bytes), with
+    # room for the walker's state and the stack (the link checks the stack's 512 bytes).
+    assert len(image) < 16384 - 2048
     offset, size = elf_section(elf, ".text")
     assert size > 256 and image[:size] == elf[offset : offset + size]  # code first, at 0
     # Every instruction of a program without compressed instructions has its two low bits set
