@@ -260,7 +260,7 @@ def test_dma_write_error_and_abort() -> None:
     def master():
         slave.stall = True  # the first transfer waits for its address
         yield from push(dma, 0, 0, 16 * bb)
-        for i in range(5):
+        for _ in range(5):
             yield from push(dma, 4096, 0, 16 * bb, to_ddr=1)
         assert (yield dma.full) and (yield dma.overflow)  # 1 running + 4 queued; one lost
         yield dma.abort.eq(1)
