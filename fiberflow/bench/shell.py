@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> Report:
     from fiberflow.host.rtl import RtlShell
     from fiberflow.overlay import regmap
     from fiberflow.overlay.top import ShellConfig
+    from fiberflow.overlay.verilator_build import pgo_enabled
 
     kernels = () if args.placeholder else ("spmv", "spmm")
     cfg = ShellConfig(lanes=args.lanes, bus_bits=args.bus_bits, kernels=kernels)
@@ -81,6 +82,11 @@ def run(args: argparse.Namespace) -> Report:
         f"shell: {cfg.lanes} {'placeholder' if args.placeholder else 'SpMV/SpMM'} lanes "
         f"(idle), {cfg.bus_bits}-bit bus, "
         f"{cfg.tile_bytes}-byte tile buffer, picorv32 running the shipped firmware",
+        "build: the model's evaluation cut into functions of 4000 statements, compiled twice "
+        "with GCC's profile-guided optimisation around a short training run "
+        "(docs/overlay.md, Measurements)"
+        if pgo_enabled()
+        else "build: without a profile (FIBERFLOW_PGO=0): one compile, slower simulation",
         "DDR model: PYNQ-Z2 defaults (8 B/cycle per HP port and direction, 32-cycle read latency)",
         f"copy job: {n} bytes DDR -> tile buffer -> DDR, one tile at a time on one engine; "
         "overhead per tile = (counter cycles - DMA busy cycles) / tiles: the firmware's time "
