@@ -254,4 +254,3 @@ class RtlDevice:
             f"bus_bits={c.bus_bits}, tile_bytes={c.tile_bytes}, x_bytes={c.x_bytes}, "
             f"y_bytes={c.y_bytes}, max_k={c.max_k})"
         )
-
