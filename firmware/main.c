@@ -234,7 +234,7 @@ static u32 job_lane_run(const u32 *job)
     u32 st;
     while (!((st = FF_LANE_STATUS(n)) & FF_LANE_STATUS_DONE_MASK)) {
         if (FF_CYCLES_LO - start > timeout) {
-            info = st;
+            info = FF_LANE_DONE; /* as the register map says for LANE_TIMEOUT */
             return FF_ERR_LANE_TIMEOUT;
         }
     }

@@ -37,9 +37,9 @@ def shell():
     s.close()
 
 
-def run_job(s, opcode, src=0, dst=0, length=0, arg0=0, arg1=0):
+def run_job(s, opcode, src=0, dst=0, length=0, arg0=0, arg1=0, timeout=0):
     job = s.alloc(32)
-    job.view(np.uint32)[:] = [regmap.JOB_MAGIC, opcode, src, dst, length, arg0, arg1, 0]
+    job.view(np.uint32)[:] = [regmap.JOB_MAGIC, opcode, src, dst, length, arg0, arg1, timeout]
     try:
         return s.wait(s.submit(job), max_cycles=2_000_000)
     finally:
@@ -114,6 +114,36 @@ def test_lane_refusing_its_configuration_is_an_error(shell) -> None:
     buf, _ = to_ddr(shell, cfg.tobytes())
     with pytest.raises(DeviceError, match="LANE_ERROR"):
         run_job(shell, OP["LANE_RUN"], buf.address, arg0=2)
+    run_job(shell, OP["NOP"])
+
+
+def test_lane_run_timeout_reports_the_lane_done_mask(shell) -> None:
+    """LANE_TIMEOUT's ERROR_INFO is the LANE_DONE register (docs/registers.md): the held lane's
+    bit is clear, those of lanes that finished a tile just before are set (the lane's own
+    status word, BUSY = bit 0, would not set bit 3)."""
+    import fiberflow as ff
+
+    rng = np.random.default_rng(5)
+    img = ff.pack(ff.Tensor.from_scipy(matrix(rng, 40, 30, np.float32)), tile=(64, 64))
+    t = lane_sim.tile_operands(img, 0)
+    e, rt, _, _ = CFG.lane_regions(2)
+    buf, n = to_ddr(shell, t.data)
+    run_job(shell, OP["DMA"], buf.address, local(rt), n, arg0=e)
+    words = t.config(0, 0, 0, "spmv", 1)
+    cfg, _ = to_ddr(shell, np.array([words[w] for w in lane_mod.CONFIG_WORDS], np.uint32).tobytes())
+    xs = rng.standard_normal(30).astype(np.float32).view(np.uint32)
+    for lane in (0, 3):  # done
+        run_tile(shell, lane, t, xs, np.zeros(40, np.uint32), "spmv", 1)
+    shell.hold_lanes(True)
+    try:
+        with pytest.raises(DeviceError, match=r"LANE_TIMEOUT.*\(info 0x([0-9a-f]+)\)") as err:
+            run_job(shell, OP["LANE_RUN"], cfg.address, arg0=2, timeout=20_000)
+    finally:
+        shell.hold_lanes(False)
+    info = int(str(err.value).rsplit("info 0x", 1)[1].split(")")[0], 16)
+    assert info & 0b1001 == 0b1001 and not info & 0b0100
+    shell.free(buf)
+    shell.free(cfg)
     run_job(shell, OP["NOP"])
 
 
