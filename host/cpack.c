@@ -356,10 +356,9 @@ static inline AVX512 void copy_run_avx512(band_tile *bt, int cb, const int32_t *
 #undef COPY_RUN
 
 /* Bands with few, power-of-two column tiles (the usual shape: a row tile across a handful of
- * 64 Ki-column tiles) skip run finding altogether: 16 entries at a time, a tile's share is
- * picked out with a compare and a compress, wherever the rows begin and end. One sweep per
- * tile, so its cursor stays in a register (the band's entries stay in cache between sweeps);
- * the segment entries come from a last, per-row sweep. */
+ * 64 Ki-column tiles) skip run finding altogether: 16 entries at a time, each tile's share is
+ * picked out with a compare and a compress, wherever the rows begin and end. The segment
+ * entries come from a second, per-row sweep over the band's coordinates, still in cache. */
 #define FEW_TILES 16
 
 /* A tile's share (mask k) of 16 entries appended at entry bt->n of its sections, which hold
@@ -391,8 +390,9 @@ static inline AVX512 void append(band_tile *bt, int cb, int64_t room, __mmask16 
     }
     bt->n += got;
 }
+
 /* Segment entries of a band, row by row: running counts of each tile's entries. GC is a
- * constant in each instance (see seg_rows), so the counts live in registers. */
+ * constant in each instance (see chunks), so the counts live in registers. */
 static inline __attribute__((always_inline)) AVX512 void seg_rows_n(
     band_tile *tiles, const int64_t *pos, const int32_t *crd, int64_t rows, int shift,
     const int64_t GC)
@@ -411,12 +411,37 @@ static inline __attribute__((always_inline)) AVX512 void seg_rows_n(
                 tiles[ct].seg[lr + 1] = (uint32_t)sum[ct];
     }
 }
-static AVX512 void seg_rows(band_tile *tiles, const int64_t *pos, const int32_t *crd,
-                            int64_t rows, int shift, int64_t gc)
+
+/* All of a band's tiles in one sweep, GC a constant (see chunks): each 16 entries are loaded
+ * once, and the tiles' cursors stay in registers. */
+static inline __attribute__((always_inline)) AVX512 void sweep_n(
+    band_tile *tiles, const int64_t *room, const int32_t *crd, const uint32_t *vals, int64_t q,
+    int64_t end, int shift, __m512i lmask, int cb, const int GC)
+{
+    band_tile t[FEW_TILES];
+    for (int ct = 0; ct < GC; ct++)
+        t[ct] = tiles[ct];
+    for (; q < end; q += 16) {
+        __mmask16 m = first_mask(end - q);
+        __m512i c = _mm512_maskz_loadu_epi32(m, crd + q), v = _mm512_maskz_loadu_epi32(m, vals + q);
+        __m512i tile = _mm512_srli_epi32(c, (unsigned)shift), local = _mm512_and_si512(c, lmask);
+        for (int ct = 0; ct < GC; ct++)
+            append(&t[ct], cb, room[ct],
+                   _mm512_mask_cmpeq_epi32_mask(m, tile, _mm512_set1_epi32(ct)), local, v);
+    }
+    for (int ct = 0; ct < GC; ct++)
+        tiles[ct].n = t[ct].n;
+}
+
+/* The band's entries, then its segment entries, by the instance for its tile count. */
+static AVX512 void chunks(band_tile *tiles, const int64_t *room, const int64_t *pos,
+                          const int32_t *crd, const uint32_t *vals, int64_t rows, int shift,
+                          __m512i lmask, int cb, int64_t gc)
 {
     switch (gc) {
 #define GC_CASE(n)                                                                                 \
     case n:                                                                                        \
+        sweep_n(tiles, room, crd, vals, pos[0], pos[rows], shift, lmask, cb, n);                   \
         seg_rows_n(tiles, pos, crd, rows, shift, n);                                               \
         break;
         GC_CASE(1) GC_CASE(2) GC_CASE(3) GC_CASE(4) GC_CASE(5) GC_CASE(6) GC_CASE(7) GC_CASE(8)
@@ -425,6 +450,7 @@ static AVX512 void seg_rows(band_tile *tiles, const int64_t *pos, const int32_t 
 #undef GC_CASE
     }
 }
+
 static AVX512 void fill_band_chunks(const walker *w, band_tile *tiles, int64_t rt, int64_t r0,
                                     int64_t rows)
 {
@@ -436,31 +462,21 @@ static AVX512 void fill_band_chunks(const walker *w, band_tile *tiles, int64_t r
     int cb = t->coord_bytes, shift = __builtin_ctzll((unsigned long long)tc);
     __m512i lmask = _mm512_set1_epi32((int32_t)(tc - 1));
     open_band(w, tiles, rt);
+    int64_t room[FEW_TILES];
     for (int64_t ct = 0; ct < gc; ct++) {
-        band_tile *bt = &tiles[ct];
-        if (!bt->seg)
-            continue;
-        __m512i want = _mm512_set1_epi32((int32_t)ct);
-        int64_t room = w->npos[w->slot[rt * gc + ct] * 2 + 1];
-        int64_t q = pos[r0], end = pos[r0 + rows];
-        for (; q + 16 <= end; q += 16) {
-            __m512i c = _mm512_loadu_si512(crd + q);
-            __mmask16 k = _mm512_cmpeq_epi32_mask(_mm512_srli_epi32(c, (unsigned)shift), want);
-            append(bt, cb, room, k, _mm512_and_si512(c, lmask), _mm512_maskz_loadu_epi32(k, vals + q));
-        }
-        if (q < end) {
-            __mmask16 m = first_mask(end - q);
-            __m512i c = _mm512_maskz_loadu_epi32(m, crd + q);
-            __mmask16 k = _mm512_mask_cmpeq_epi32_mask(m, _mm512_srli_epi32(c, (unsigned)shift), want);
-            append(bt, cb, room, k, _mm512_and_si512(c, lmask), _mm512_maskz_loadu_epi32(k, vals + q));
+        int64_t s = w->slot[rt * gc + ct];
+        room[ct] = s < 0 ? 0 : w->npos[s * 2 + 1];
+        if (s < 0) { /* gets no entries: its (masked-off) stores need only a valid address */
+            tiles[ct].vals = (uint32_t *)w->image;
+            tiles[ct].crd = w->image;
+            tiles[ct].n = 0;
         }
     }
-    seg_rows(tiles, pos + r0, crd, rows, shift, gc);
+    chunks(tiles, room, pos + r0, crd, vals, rows, shift, lmask, cb, gc);
     for (int64_t ct = 0; ct < gc; ct++)
         if (tiles[ct].seg)
             zero_pads(w, &tiles[ct], w->slot[rt * gc + ct], rows, cb);
 }
-
 
 /* How many of a band's n coordinates fall in each of gc power-of-two column tiles. */
 static AVX512 void count_band_chunks(const int32_t *crd, int64_t n, int shift, int64_t gc,
