@@ -361,6 +361,18 @@ static inline AVX512 void copy_run_avx512(band_tile *bt, int cb, const int32_t *
  * entries come from a second, per-row sweep over the band's coordinates, still in cache. */
 #define FEW_TILES 16
 
+/* CALL(n) for n = gc, 1 <= gc <= FEW_TILES: instances with the tile count a constant, so loops
+ * over the tiles unroll and their per-tile state lives in registers. */
+#define GC_SWITCH(gc, CALL)                                                                        \
+    switch (gc) {                                                                                  \
+    case 1: CALL(1); break;  case 2: CALL(2); break;   case 3: CALL(3); break;                     \
+    case 4: CALL(4); break;  case 5: CALL(5); break;   case 6: CALL(6); break;                     \
+    case 7: CALL(7); break;  case 8: CALL(8); break;   case 9: CALL(9); break;                     \
+    case 10: CALL(10); break; case 11: CALL(11); break; case 12: CALL(12); break;                  \
+    case 13: CALL(13); break; case 14: CALL(14); break; case 15: CALL(15); break;                  \
+    case 16: CALL(16); break;                                                                      \
+    }
+
 /* A tile's share (mask k) of 16 entries appended at entry bt->n of its sections, which hold
  * `room` entries in all: full-width stores while at least 16 entries of room are left (what
  * they write past the share lies in the same section and is overwritten by the next shares),
@@ -438,17 +450,13 @@ static AVX512 void chunks(band_tile *tiles, const int64_t *room, const int64_t *
                           const int32_t *crd, const uint32_t *vals, int64_t rows, int shift,
                           __m512i lmask, int cb, int64_t gc)
 {
-    switch (gc) {
-#define GC_CASE(n)                                                                                 \
-    case n:                                                                                        \
+#define BAND(n)                                                                                    \
+    do {                                                                                           \
         sweep_n(tiles, room, crd, vals, pos[0], pos[rows], shift, lmask, cb, n);                   \
         seg_rows_n(tiles, pos, crd, rows, shift, n);                                               \
-        break;
-        GC_CASE(1) GC_CASE(2) GC_CASE(3) GC_CASE(4) GC_CASE(5) GC_CASE(6) GC_CASE(7) GC_CASE(8)
-        GC_CASE(9) GC_CASE(10) GC_CASE(11) GC_CASE(12) GC_CASE(13) GC_CASE(14) GC_CASE(15)
-        GC_CASE(16)
-#undef GC_CASE
-    }
+    } while (0)
+    GC_SWITCH(gc, BAND)
+#undef BAND
 }
 
 static AVX512 void fill_band_chunks(const walker *w, band_tile *tiles, int64_t rt, int64_t r0,
@@ -478,17 +486,27 @@ static AVX512 void fill_band_chunks(const walker *w, band_tile *tiles, int64_t r
             zero_pads(w, &tiles[ct], w->slot[rt * gc + ct], rows, cb);
 }
 
-/* How many of a band's n coordinates fall in each of gc power-of-two column tiles. */
-static AVX512 void count_band_chunks(const int32_t *crd, int64_t n, int shift, int64_t gc,
-                                     int64_t *count)
+/* How many of a band's n coordinates fall in each of GC power-of-two column tiles. */
+static inline __attribute__((always_inline)) AVX512 void count_chunks_n(
+    const int32_t *crd, int64_t n, int shift, int64_t *count, const int GC)
 {
+    int64_t sum[FEW_TILES] = {0};
     for (int64_t q = 0; q < n; q += 16) {
         __mmask16 m = first_mask(n - q);
         __m512i tile = _mm512_srli_epi32(_mm512_maskz_loadu_epi32(m, crd + q), (unsigned)shift);
-        for (int64_t ct = 0; ct < gc; ct++)
-            count[ct] += __builtin_popcount(
-                _mm512_mask_cmpeq_epi32_mask(m, tile, _mm512_set1_epi32((int32_t)ct)));
+        for (int ct = 0; ct < GC; ct++)
+            sum[ct] += __builtin_popcount(_mm512_mask_cmpeq_epi32_mask(m, tile, _mm512_set1_epi32(ct)));
     }
+    for (int ct = 0; ct < GC; ct++)
+        count[ct] = sum[ct];
+}
+
+static AVX512 void count_band_chunks(const int32_t *crd, int64_t n, int shift, int64_t gc,
+                                     int64_t *count)
+{
+#define COUNT(k) count_chunks_n(crd, n, shift, count, k)
+    GC_SWITCH(gc, COUNT)
+#undef COUNT
 }
 
 static int have_avx512(void)
