@@ -470,7 +470,7 @@ static AVX512 void fill_band_chunks(const walker *w, band_tile *tiles, int64_t r
     int cb = t->coord_bytes, shift = __builtin_ctzll((unsigned long long)tc);
     __m512i lmask = _mm512_set1_epi32((int32_t)(tc - 1));
     open_band(w, tiles, rt);
-    int64_t room[FEW_TILES];
+    int64_t room[FEW_TILES] = {0};
     for (int64_t ct = 0; ct < gc; ct++) {
         int64_t s = w->slot[rt * gc + ct];
         room[ct] = s < 0 ? 0 : w->npos[s * 2 + 1];
