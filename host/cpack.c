@@ -3,9 +3,10 @@
  *
  * Why C: a tile's entries are scattered across the source (a CSR row crosses every column
  * tile), so the numpy reference must sort all entries by tile and build each tile separately.
- * Walking the tree once in storage order visits each tile's entries in that tile's own
+ * Walking the tree in storage order visits each tile's entries in that tile's own
  * lexicographic order, so every section can be appended in place with per-tile cursors: no
- * sort and no temporary copy of the coordinates.
+ * sort and no temporary copy of the coordinates. CSR-like trees, the common case, get loops of
+ * their own a row band at a time (cpack_band.h, and the AVX-512 ones below).
  */
 #include <stdint.h>
 #include <stdlib.h>

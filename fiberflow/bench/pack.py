@@ -10,8 +10,10 @@ import scipy.sparse as sp
 import fiberflow as ff
 from fiberflow.bench import Report, median_seconds
 from fiberflow.bench._roofline import peak_extra
+from fiberflow.host import pack_c
 
 DESCRIPTION = "pack a random float32 CSR matrix with the C and numpy packers; compare to memcpy"
+CRC_WAYS = ("table lookups", "PCLMULQDQ folding", "VPCLMULQDQ (512-bit) folding")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -82,6 +84,9 @@ def run(args: argparse.Namespace) -> Report:
         f"preallocated buffer, {c / fresh:.2f} into a new one, as pack writes a new image "
         f"(target >= 0.3); C = {c:.2f} GB/s (target >= 1.0)",
         "the C path checksums the image (CRC-32) as part of packing; memcpy does not",
+        f"the C path ran on {pack_c.threads()} threads with its "
+        f"{'AVX-512' if pack_c.simd() and pack_c.lib.ff_pack_simd() else 'portable'} loops; "
+        f"CRC by {CRC_WAYS[pack_c.lib.ff_crc32_accelerated()]}",
         "peak extra memory is the traced allocation peak during one pack, image included, "
         "relative to the image size (target <= 2.5x for the C path)",
         f"medians of {args.repeat} runs after a warm-up, all measured in this one run",
