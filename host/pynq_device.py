@@ -27,7 +27,6 @@ keyword. No pynq global is relied on: the pynq device is chosen once and passed 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -466,20 +465,7 @@ class PynqDevice:
         self._check_open()
         if timeout is None or not timeout > 0:
             raise DeviceError(f"timeout must be positive, not {timeout!r}")
-        counters, facts = self._jobs.wait(job_id, timeout)
-        self.last_stats = self._driver.run_stats(
-            counters,
-            kernel=facts.kernel,
-            k=facts.k,
-            nnz=facts.nnz,
-            tiles=facts.tiles or counters.tiles_done,
-            bus_bytes_per_cycle=self.bus_bytes_per_cycle,
-            clock_mhz=self.clock_mhz,
-            device=self.name,
-        )
-        if not counters.job_cycles:  # firmware without a per-job count (bring-up jobs)
-            self.last_stats = dataclasses.replace(self.last_stats, cycles=max(counters.cycles, 1))
-        self.last_counters = counters
+        self.last_counters, self.last_stats = self._jobs.wait(job_id, timeout)
         return self.last_stats
 
     def find(self, address: int) -> PynqBuffer | None:

@@ -205,18 +205,7 @@ class RtlDevice:
     def wait(self, job_id: int, timeout: float = DEFAULT_TIMEOUT) -> stats.RunStats:
         if timeout is None or not timeout > 0:
             raise DeviceError(f"timeout must be positive seconds, not {timeout!r}")
-        counters, facts = self._jobs.wait(job_id, timeout)
-        self.last_counters = counters
-        self.last_stats = self.driver.run_stats(
-            counters,
-            kernel=facts.kernel,
-            k=facts.k,
-            nnz=facts.nnz,
-            tiles=facts.tiles,
-            bus_bytes_per_cycle=self.bus_bytes_per_cycle,
-            clock_mhz=self.clock_mhz,
-            device=self.name,
-        )
+        self.last_counters, self.last_stats = self._jobs.wait(job_id, timeout)
         return self.last_stats
 
     # -- resident matrices --------------------------------------------------------------------

@@ -12,8 +12,9 @@ Around it, both devices need the same host-side work, which lives here once:
   column of C is computed exactly as in one job, so the bits do not change; the counters are
   summed.
 
-The device provides ``alloc(nbytes)``, ``free(buffer)`` and ``find(address)`` (the live
-buffer holding a device address, or None).
+The device provides ``alloc(nbytes)``, ``free(buffer)``, ``find(address)`` (the live buffer
+holding a device address, or None) and, for the statistics, ``name``, ``clock_mhz`` and
+``bus_bytes_per_cycle``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from fiberflow.errors import DeviceError
 from fiberflow.host import job as jobs
 from fiberflow.host.device import Buffer
 from fiberflow.host.shell_driver import ShellCounters, ShellDriver
+from fiberflow.host.stats import RunStats
 
 __all__ = ["JobFacts", "ShellJobs", "add_counters"]
 
@@ -77,16 +79,31 @@ class ShellJobs:
             self._pending[self._ids] = (self.driver.submit(job), None, facts)
         return self._ids
 
-    def wait(self, job_id: int, timeout: float) -> tuple[ShellCounters, JobFacts]:
-        """The counters and facts of job ``job_id`` when it is done (errors: see
-        :meth:`ShellDriver.wait`)."""
+    def wait(self, job_id: int, timeout: float) -> tuple[ShellCounters, RunStats]:
+        """The counters of job ``job_id`` when it is done, and its statistics from them
+        (errors: see :meth:`ShellDriver.wait`)."""
         if job_id not in self._pending:
             raise DeviceError(f"no job {job_id} was submitted to this device (or it was reset)")
         seq, split, facts = self._pending.pop(job_id)
         if split is not None:
-            return self._run_split(split[0], split[1], timeout), facts
-        assert seq is not None
-        return self.driver.wait(seq, timeout), facts
+            counters = self._run_split(split[0], split[1], timeout)
+        else:
+            assert seq is not None
+            counters = self.driver.wait(seq, timeout)
+        dev = self.device
+        stats = self.driver.run_stats(
+            counters,
+            kernel=facts.kernel,
+            k=facts.k,
+            nnz=facts.nnz,
+            tiles=facts.tiles or counters.tiles_done,
+            bus_bytes_per_cycle=dev.bus_bytes_per_cycle,
+            clock_mhz=dev.clock_mhz,
+            device=dev.name,
+        )
+        if not counters.job_cycles:  # firmware without a per-job count (bring-up jobs)
+            stats = dataclasses.replace(stats, cycles=max(counters.cycles, 1))
+        return counters, stats
 
     def forget(self) -> None:
         """Drop the jobs not yet waited for (after a reset)."""
