@@ -6,7 +6,7 @@
  * Walking the tree in storage order visits each tile's entries in that tile's own
  * lexicographic order, so every section can be appended in place with per-tile cursors: no
  * sort and no temporary copy of the coordinates. CSR-like trees, the common case, get loops of
- * their own a row band at a time (cpack_band.h, and the AVX-512 ones below).
+ * their own a row band at a time (cpack_band.h, and the AVX-512 and AVX2 ones below).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -36,7 +36,7 @@ typedef struct {
     const int64_t *slot, *ext, *seg_off, *crd_off, *vals_off, *tile_off, *npos;
     int64_t *last, *cur;
     int64_t n_tiles, header_bytes;
-    int simd;                 /* 1: the AVX-512 band loop where the CPU has it */
+    int simd;                 /* the vector level of the CSR loops: FF_SIMD_NONE .. AVX512 */
 } walker;
 
 static void walk(walker *w, int k, int64_t parent, int64_t tile, int64_t lo, int64_t hi);
@@ -460,6 +460,22 @@ static AVX512 void chunks(band_tile *tiles, const int64_t *room, const int64_t *
 #undef BAND
 }
 
+/* Each tile's room (its entries, 0 for an empty tile) for the compress loops. An empty tile
+ * gets no entries: its (masked-off) stores need only a valid address. */
+static void tile_room(const walker *w, band_tile *tiles, int64_t rt, int64_t *room)
+{
+    int64_t gc = w->t->grid[1];
+    for (int64_t ct = 0; ct < gc; ct++) {
+        int64_t s = w->slot[rt * gc + ct];
+        room[ct] = s < 0 ? 0 : w->npos[s * 2 + 1];
+        if (s < 0) {
+            tiles[ct].vals = (uint32_t *)w->image;
+            tiles[ct].crd = w->image;
+            tiles[ct].n = 0;
+        }
+    }
+}
+
 static AVX512 void fill_band_chunks(const walker *w, band_tile *tiles, int64_t rt, int64_t r0,
                                     int64_t rows)
 {
@@ -470,17 +486,9 @@ static AVX512 void fill_band_chunks(const walker *w, band_tile *tiles, int64_t r
     int64_t tc = t->tile[1], gc = t->grid[1];
     int cb = t->coord_bytes, shift = __builtin_ctzll((unsigned long long)tc);
     __m512i lmask = _mm512_set1_epi32((int32_t)(tc - 1));
-    open_band(w, tiles, rt);
     int64_t room[FEW_TILES] = {0};
-    for (int64_t ct = 0; ct < gc; ct++) {
-        int64_t s = w->slot[rt * gc + ct];
-        room[ct] = s < 0 ? 0 : w->npos[s * 2 + 1];
-        if (s < 0) { /* gets no entries: its (masked-off) stores need only a valid address */
-            tiles[ct].vals = (uint32_t *)w->image;
-            tiles[ct].crd = w->image;
-            tiles[ct].n = 0;
-        }
-    }
+    open_band(w, tiles, rt);
+    tile_room(w, tiles, rt, room);
     chunks(tiles, room, pos + r0, crd, vals, rows, shift, lmask, cb, gc);
     for (int64_t ct = 0; ct < gc; ct++)
         if (tiles[ct].seg)
@@ -510,21 +518,250 @@ static AVX512 void count_band_chunks(const int32_t *crd, int64_t n, int shift, i
 #undef COUNT
 }
 
+/* The same compress loop and band count for CPUs with AVX2 but not AVX-512, 8 entries at a time.
+ * AVX2 has no compress instruction: a tile's share of 8 entries (an 8-bit match mask) is
+ * gathered to the front by a lane permutation looked up by that mask. */
+#define AVX2 __attribute__((target("avx2,bmi2,popcnt")))
+
+/* perm8[m]: the lanes set in m, in order, then lane 0 repeated (those lanes are not kept);
+ * shuf16[m]: the same as a byte shuffle of 8 16-bit lanes. Built at load time, like the CRC
+ * tables, so no call ever sees them half written. */
+static uint32_t perm8[256][8] __attribute__((aligned(32)));
+static uint8_t shuf16[256][16] __attribute__((aligned(16)));
+
+__attribute__((constructor)) static void init_perm8(void)
+{
+    for (int m = 0; m < 256; m++) {
+        int n = 0;
+        for (int lane = 0; lane < 8; lane++)
+            if (m >> lane & 1)
+                perm8[m][n++] = (uint32_t)lane;
+        for (; n < 8; n++)
+            perm8[m][n] = 0;
+        for (int j = 0; j < 8; j++) {
+            shuf16[m][2 * j] = (uint8_t)(2 * perm8[m][j]);
+            shuf16[m][2 * j + 1] = (uint8_t)(2 * perm8[m][j] + 1);
+        }
+    }
+}
+
+/* All-ones in the first `left` lanes (left may exceed 8). */
+static inline AVX2 __m256i lanes_below(int64_t left)
+{
+    int32_t k = left < 8 ? (int32_t)left : 8;
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(k), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+static inline AVX2 unsigned match8(__m256i tile, int ct)
+{
+    return (unsigned)_mm256_movemask_ps(
+        _mm256_castsi256_ps(_mm256_cmpeq_epi32(tile, _mm256_set1_epi32(ct))));
+}
+
+/* As append, for 8 entries: local16 holds the local coordinates narrowed to 16 bits (cb 2). The
+ * full-width stores are safe while 8 entries of room are left, by the same argument; after
+ * that, masked stores, or a short copy for 16-bit coordinates (AVX2 has no 16-bit masked
+ * store). */
+static inline AVX2 void append8(band_tile *bt, int cb, int64_t room, unsigned m, __m256i local,
+                                __m128i local16, __m256i v)
+{
+    int got = __builtin_popcount(m);
+    __m256i idx = _mm256_load_si256((const __m256i *)perm8[m]);
+    v = _mm256_permutevar8x32_epi32(v, idx);
+    uint16_t *c16 = (uint16_t *)bt->crd + bt->n;
+    uint32_t *c32 = (uint32_t *)bt->crd + bt->n;
+    if (cb == 2) {
+        __m128i c = _mm_shuffle_epi8(local16, _mm_load_si128((const __m128i *)shuf16[m]));
+        if (bt->n + 8 <= room) {
+            _mm256_storeu_si256((__m256i *)(bt->vals + bt->n), v);
+            _mm_storeu_si128((__m128i *)c16, c);
+        } else {
+            _mm256_maskstore_epi32((int *)(bt->vals + bt->n), lanes_below(got), v);
+            uint16_t tmp[8];
+            _mm_storeu_si128((__m128i *)tmp, c);
+            for (int j = 0; j < got; j++)
+                c16[j] = tmp[j];
+        }
+    } else {
+        __m256i c = _mm256_permutevar8x32_epi32(local, idx);
+        if (bt->n + 8 <= room) {
+            _mm256_storeu_si256((__m256i *)(bt->vals + bt->n), v);
+            _mm256_storeu_si256((__m256i *)c32, c);
+        } else {
+            __m256i out = lanes_below(got);
+            _mm256_maskstore_epi32((int *)(bt->vals + bt->n), out, v);
+            _mm256_maskstore_epi32((int *)c32, out, c);
+        }
+    }
+    bt->n += got;
+}
+
+/* 8 entries (those in `valid`) into their tiles. The narrowing to 16 bits is done once here for
+ * all the tiles: local coordinates are below the tile width, at most 65536 with 16-bit
+ * coordinates, so the unsigned saturation never applies. */
+static inline __attribute__((always_inline)) AVX2 void step8_n(
+    band_tile *t, const int64_t *room, __m256i c, __m256i v, unsigned valid, int shift,
+    __m256i lmask, int cb, const int GC)
+{
+    __m256i tile = _mm256_srli_epi32(c, shift), local = _mm256_and_si256(c, lmask);
+    __m128i local16 = _mm_setzero_si128();
+    if (cb == 2)
+        local16 = _mm_packus_epi32(_mm256_castsi256_si128(local),
+                                   _mm256_extracti128_si256(local, 1));
+    for (int ct = 0; ct < GC; ct++)
+        append8(&t[ct], cb, room[ct], match8(tile, ct) & valid, local, local16, v);
+}
+
+static inline __attribute__((always_inline)) AVX2 void sweep8_n(
+    band_tile *tiles, const int64_t *room, const int32_t *crd, const uint32_t *vals, int64_t q,
+    int64_t end, int shift, __m256i lmask, int cb, const int GC)
+{
+    band_tile t[FEW_TILES];
+    for (int ct = 0; ct < GC; ct++)
+        t[ct] = tiles[ct];
+    for (; q + 8 <= end; q += 8)
+        step8_n(t, room, _mm256_loadu_si256((const __m256i *)(crd + q)),
+                _mm256_loadu_si256((const __m256i *)(vals + q)), 0xffu, shift, lmask, cb, GC);
+    if (q < end) { /* the band's last entries: masked loads, not past the arrays' ends */
+        __m256i in = lanes_below(end - q);
+        step8_n(t, room, _mm256_maskload_epi32(crd + q, in),
+                _mm256_maskload_epi32((const int *)(vals + q), in), (1u << (end - q)) - 1u,
+                shift, lmask, cb, GC);
+    }
+    for (int ct = 0; ct < GC; ct++)
+        tiles[ct].n = t[ct].n;
+}
+
+/* As seg_rows_n, 8 entries at a time. Loads stop at the row's end (a masked load for its last
+ * entries), as the row may end the coordinate array. */
+static inline __attribute__((always_inline)) AVX2 void seg_rows8_n(
+    band_tile *tiles, const int64_t *pos, const int32_t *crd, int64_t rows, int shift,
+    const int GC)
+{
+    int64_t sum[FEW_TILES] = {0};
+    for (int64_t lr = 0; lr < rows; lr++) {
+        for (int64_t q = pos[lr], end = pos[lr + 1]; q < end; q += 8) {
+            __m256i c, in;
+            unsigned valid = 0xffu;
+            if (end - q >= 8) {
+                c = _mm256_loadu_si256((const __m256i *)(crd + q));
+            } else {
+                in = lanes_below(end - q);
+                c = _mm256_maskload_epi32(crd + q, in);
+                valid = (1u << (end - q)) - 1u;
+            }
+            __m256i tile = _mm256_srli_epi32(c, shift);
+            for (int ct = 0; ct < GC; ct++)
+                sum[ct] += __builtin_popcount(match8(tile, ct) & valid);
+        }
+        for (int ct = 0; ct < GC; ct++)
+            if (tiles[ct].seg)
+                tiles[ct].seg[lr + 1] = (uint32_t)sum[ct];
+    }
+}
+
+static AVX2 void chunks8(band_tile *tiles, const int64_t *room, const int64_t *pos,
+                         const int32_t *crd, const uint32_t *vals, int64_t rows, int shift,
+                         __m256i lmask, int cb, int64_t gc)
+{
+#define BAND(n)                                                                                    \
+    do {                                                                                           \
+        sweep8_n(tiles, room, crd, vals, pos[0], pos[rows], shift, lmask, cb, n);                  \
+        seg_rows8_n(tiles, pos, crd, rows, shift, n);                                              \
+    } while (0)
+    GC_SWITCH(gc, BAND)
+#undef BAND
+}
+
+static AVX2 void fill_band_chunks8(const walker *w, band_tile *tiles, int64_t rt, int64_t r0,
+                                   int64_t rows)
+{
+    const ff_tree *t = w->t;
+    int64_t tc = t->tile[1], gc = t->grid[1];
+    int64_t room[FEW_TILES] = {0};
+    open_band(w, tiles, rt);
+    tile_room(w, tiles, rt, room);
+    chunks8(tiles, room, t->pos[1] + r0, t->crd[1], t->vals, rows,
+            __builtin_ctzll((unsigned long long)tc), _mm256_set1_epi32((int32_t)(tc - 1)),
+            t->coord_bytes, gc);
+    for (int64_t ct = 0; ct < gc; ct++)
+        if (tiles[ct].seg)
+            zero_pads(w, &tiles[ct], w->slot[rt * gc + ct], rows, t->coord_bytes);
+}
+
+/* As count_chunks_n: per-lane counts in registers (a compare and a subtract per tile), summed
+ * across lanes once per block of entries, before any lane could overflow. */
+static inline __attribute__((always_inline)) AVX2 void count_chunks8_n(
+    const int32_t *crd, int64_t n, int shift, int64_t *count, const int GC)
+{
+    int64_t sum[FEW_TILES] = {0};
+    for (int64_t b = 0; b < n; b += (int64_t)1 << 30) {
+        int64_t e = n - b < ((int64_t)1 << 30) ? n : b + ((int64_t)1 << 30);
+        __m256i acc[FEW_TILES];
+        for (int ct = 0; ct < GC; ct++)
+            acc[ct] = _mm256_setzero_si256();
+        int64_t q = b;
+        for (; q + 8 <= e; q += 8) {
+            __m256i tile = _mm256_srli_epi32(_mm256_loadu_si256((const __m256i *)(crd + q)), shift);
+            for (int ct = 0; ct < GC; ct++)
+                acc[ct] = _mm256_sub_epi32(acc[ct],
+                                           _mm256_cmpeq_epi32(tile, _mm256_set1_epi32(ct)));
+        }
+        if (q < e) {
+            __m256i in = lanes_below(e - q);
+            __m256i tile = _mm256_srli_epi32(_mm256_maskload_epi32(crd + q, in), shift);
+            for (int ct = 0; ct < GC; ct++)
+                acc[ct] = _mm256_sub_epi32(
+                    acc[ct], _mm256_and_si256(in, _mm256_cmpeq_epi32(tile, _mm256_set1_epi32(ct))));
+        }
+        for (int ct = 0; ct < GC; ct++) {
+            uint32_t lane[8];
+            _mm256_storeu_si256((__m256i *)lane, acc[ct]);
+            for (int j = 0; j < 8; j++)
+                sum[ct] += lane[j];
+        }
+    }
+    for (int ct = 0; ct < GC; ct++)
+        count[ct] = sum[ct];
+}
+
+static AVX2 void count_band_chunks8(const int32_t *crd, int64_t n, int shift, int64_t gc,
+                                    int64_t *count)
+{
+#define COUNT(k) count_chunks8_n(crd, n, shift, count, k)
+    GC_SWITCH(gc, COUNT)
+#undef COUNT
+}
+
 static int have_avx512(void)
 {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("popcnt");
 }
+
+static int have_avx2(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2") &&
+           __builtin_cpu_supports("popcnt");
+}
 #endif
 
 int ff_pack_simd(void)
 {
 #ifdef FF_AVX512
-    return have_avx512();
+    return have_avx512() ? FF_SIMD_AVX512 : have_avx2() ? FF_SIMD_AVX2 : FF_SIMD_NONE;
 #else
-    return 0;
+    return FF_SIMD_NONE;
 #endif
+}
+
+/* The vector level a pass runs at: the one asked for, at most what the CPU has. */
+static int simd_level(int asked)
+{
+    int best = ff_pack_simd();
+    return asked < FF_SIMD_NONE ? FF_SIMD_NONE : asked < best ? asked : best;
 }
 
 /* Work is split between threads along level 0, at tile boundaries: threads then own disjoint
@@ -613,7 +850,7 @@ static int few_tiles(const walker *w)
 {
 #ifdef FF_AVX512
     int64_t tc = w->t->tile[1];
-    return w->simd && have_avx512() && w->t->grid[1] <= FEW_TILES && (tc & (tc - 1)) == 0;
+    return w->simd > FF_SIMD_NONE && w->t->grid[1] <= FEW_TILES && (tc & (tc - 1)) == 0;
 #else
     (void)w;
     return 0;
@@ -634,7 +871,11 @@ static void count_csr(part *p)
         if (fast) {
 #ifdef FF_AVX512
             int64_t count[FEW_TILES] = {0};
-            count_band_chunks(crd + q0, n, __builtin_ctzll((unsigned long long)tc), gc, count);
+            int shift = __builtin_ctzll((unsigned long long)tc);
+            if (w->simd == FF_SIMD_AVX512)
+                count_band_chunks(crd + q0, n, shift, gc, count);
+            else
+                count_band_chunks8(crd + q0, n, shift, gc, count);
             for (int64_t ct = 0; ct < gc; ct++)
                 ncrd[ct * 2] = count[ct];
 #endif
@@ -664,8 +905,10 @@ static void fill_csr(part *p)
     }
     void (*band)(const walker *, band_tile *, int64_t, int64_t, int64_t) = fill_band_portable;
 #ifdef FF_AVX512
-    if (w->simd && have_avx512())
+    if (w->simd == FF_SIMD_AVX512)
         band = few_tiles(w) ? fill_band_chunks : fill_band_avx512;
+    else if (few_tiles(w)) /* AVX2 has only the compress loop: other shapes run portably */
+        band = fill_band_chunks8;
 #endif
     uint32_t crc = 0;
     int64_t total = 0;
@@ -780,7 +1023,7 @@ void ff_count(const ff_tree *tree, int64_t *ncrd, int64_t *last, int threads, in
 {
     walker w;
     init(&w, tree);
-    w.simd = simd;
+    w.simd = simd_level(simd);
     int64_t n = 1;
     for (int k = 0; k < tree->ndim; k++)
         n *= tree->grid[k];
@@ -816,7 +1059,7 @@ uint32_t ff_fill(const ff_tree *tree, uint8_t *image, const int64_t *slot, int64
     w.header_bytes = header_bytes;
     w.last = last;
     w.cur = cur;
-    w.simd = simd;
+    w.simd = simd_level(simd);
     if (n_tiles == 0)
         return 0;
     return run_parts(&w, is_csr(tree) ? fill_csr : fill_walk, threads);

@@ -13,6 +13,9 @@ typedef struct {
     const uint32_t *vals;     /* value bits, one per last-level position */
 } ff_tree;
 
+/* Vector levels of the CSR loops, for the simd arguments and ff_pack_simd. */
+enum { FF_SIMD_NONE = 0, FF_SIMD_AVX2 = 1, FF_SIMD_AVX512 = 2 };
+
 /* Pass 1. For every tile of the grid (row-major tile id t) and every compressed level k,
  * count into ncrd[t * ndim + k] the coordinates that level holds in that tile.
  * ncrd and last each have prod(grid) * ndim entries; ncrd must be zeroed. threads, simd: as for
@@ -26,13 +29,14 @@ void ff_count(const ff_tree *tree, int64_t *ncrd, int64_t *last, int threads, in
  * npos[i*ndim+k] its positions per level; vals_off[i] the value section's offset; tile_off[i]
  * where the tile starts (n_tiles + 1 entries: the last is the image's end). The tile headers
  * (header_bytes each) must be written already; every other byte of the tiles is written here,
- * padding included. last and cur each have n_tiles * ndim entries. simd = 0 keeps to the
- * portable loops (for tests); otherwise the AVX-512 ones run where the CPU has them.
+ * padding included. last and cur each have n_tiles * ndim entries. simd is the highest vector
+ * level the CSR loops may use (FF_SIMD_NONE keeps to the portable ones; lower levels are for
+ * tests); they use at most what the CPU has.
  * Both passes split the work over up to `threads` threads; the result does not depend on it. */
 uint32_t ff_fill(const ff_tree *tree, uint8_t *image, const int64_t *slot, int64_t n_tiles,
                  const int64_t *ext, const int64_t *npos, const int64_t *seg_off,
                  const int64_t *crd_off, const int64_t *vals_off, const int64_t *tile_off,
                  int64_t header_bytes, int64_t *last, int64_t *cur, int threads, int simd);
 
-/* 1 when ff_fill's AVX-512 loops can run on this CPU. */
+/* The highest vector level ff_fill's loops can use on this CPU (an FF_SIMD_ value). */
 int ff_pack_simd(void);

@@ -36,10 +36,21 @@ def _i64(a: np.ndarray) -> Any:
     return ffi.from_buffer("int64_t[]", a)
 
 
-def simd() -> bool:
-    """Whether the packer may use its AVX-512 loops (where the CPU has them): yes unless
-    ``FIBERFLOW_SIMD=0``, which keeps to the portable ones (the bytes are the same)."""
-    return os.environ.get("FIBERFLOW_SIMD", "1") != "0"
+SIMD_LEVELS = {"0": 0, "avx2": 1, "avx512": 2}
+"""``FIBERFLOW_SIMD`` values and the vector levels they allow (cpack.h's ``FF_SIMD_``)."""
+
+
+def simd() -> int:
+    """The highest vector level the packer's CSR loops may use: 0 for the portable loops, 1 for
+    AVX2, 2 for AVX-512. ``FIBERFLOW_SIMD=0``, ``avx2`` or ``avx512`` sets it (for tests and
+    comparisons; the bytes are the same at every level); otherwise, or for another value, the
+    best. The C side never goes above what the CPU has (:func:`simd_used`)."""
+    return SIMD_LEVELS.get(os.environ.get("FIBERFLOW_SIMD", "").lower(), max(SIMD_LEVELS.values()))
+
+
+def simd_used() -> int:
+    """The vector level the CSR loops run at: :func:`simd`, at most what the CPU has."""
+    return min(simd(), int(lib.ff_pack_simd()))
 
 
 def pack_c(t: Tensor, geo: di.Geometry) -> tuple[np.ndarray, di.Layout, tuple[int, int]]:

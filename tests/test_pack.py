@@ -145,16 +145,18 @@ def test_documented_csr_tile_example():
 
 
 @pytest.mark.skipif(not pack_c.available(), reason="the C packer was not built")
-@pytest.mark.parametrize("simd", ["0", "1"])
+@pytest.mark.parametrize("simd", ["0", "avx2", "avx512"])
 @pytest.mark.parametrize("threads", ["1", "3"])
 def test_csr_loops_equal_numpy(monkeypatch, simd, threads):
-    """The C packer's CSR loops (vector and portable, any thread count) against the numpy
-    reference: rows from empty to longer than several vector steps, runs of every length,
+    """The C packer's CSR loops (AVX-512, AVX2 and portable, any thread count) against the
+    numpy reference: rows from empty to longer than several vector steps, runs of every length,
     one to many column tiles, 16- and 32-bit coordinates, empty row and column tiles.
-    The image is not zeroed before filling, so a padding byte left unwritten shows up here."""
+    The image is not zeroed before filling, so a padding byte left unwritten shows up here.
+    A level the CPU lacks runs as the best one it has."""
     monkeypatch.setenv("FIBERFLOW_SIMD", simd)
     monkeypatch.setenv("FIBERFLOW_THREADS", threads)
-    rng = np.random.default_rng(int(simd) * 10 + int(threads))
+    assert pack_c.simd() == pack_c.SIMD_LEVELS[simd]
+    rng = np.random.default_rng(pack_c.SIMD_LEVELS[simd] * 10 + int(threads))
     m, n = 300, 70_000
     counts = rng.choice([0, 1, 3, 15, 16, 17, 40, 100], size=m)
     counts[100:140] = 0  # an empty row tile for some tile shapes
@@ -166,9 +168,11 @@ def test_csr_loops_equal_numpy(monkeypatch, simd, threads):
     A = sp.csr_array((vals, (rows, cols)), shape=(m, n))
     A.sum_duplicates()
     t = ff.Tensor.from_scipy(A)
-    # power-of-two tiles, at most 16 across: the vector path's compress loop (16- and 32-bit
-    # coordinates); others: its run loop; the portable loops either way when simd is "0"
-    for tile in [(100, 65536), (16, 16384), (50, 131072), (64, 70_000), (37, 1000), (7, 64)]:
+    # power-of-two tiles, at most 16 across: the vector levels' compress loops (16- and 32-bit
+    # coordinates; 2, 5, 9 and 1 tiles across); others: the AVX-512 run loop, or the portable
+    # one; the portable loops throughout when simd is "0"
+    tiles = [(100, 65536), (16, 16384), (32, 8192), (50, 131072), (64, 70_000), (37, 1000), (7, 64)]
+    for tile in tiles:
         img = ff.pack(t, tile, impl="c")
         ref = ff.pack(t, tile, impl="numpy")
         assert np.array_equal(img.data, ref.data), tile

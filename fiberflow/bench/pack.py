@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> Report:
         f"(target >= 0.3); C = {c:.2f} GB/s (target >= 1.0)",
         "the C path checksums the image (CRC-32) as part of packing; memcpy does not",
         f"the C path ran on {pack_c.threads()} threads with its "
-        f"{'AVX-512' if pack_c.simd() and pack_c.lib.ff_pack_simd() else 'portable'} loops; "
+        f"{('portable', 'AVX2', 'AVX-512')[pack_c.simd_used()]} loops; "
         f"CRC by {CRC_WAYS[pack_c.lib.ff_crc32_accelerated()]}",
         "peak extra memory is the traced allocation peak during one pack, image included, "
         "relative to the image size (target <= 2.5x for the C path)",
