@@ -23,7 +23,6 @@ from fiberflow.errors import ToolchainError
 __all__ = ["ARCH_FLAGS", "build", "image", "source_dir"]
 
 SOURCES = ("start.S", "main.c", "ffjb.c")
-HEADERS = ("regs.h", "fw.h")
 LINKER_SCRIPT = "link.ld"
 
 # RV32IM without compressed instructions: the picorv32 in the shell is built with

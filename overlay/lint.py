@@ -80,7 +80,3 @@ def lint_primitive(name: str) -> tuple[list[str], list[str]]:
     warnings = verilator_lint({f"{module}.v": text}, module)
     bad = [w for w in warnings if not any(v.covers(w) for v in WAIVERS)]
     return bad, [w for w in warnings if w not in bad]
-
-
-def lint_all() -> dict[str, tuple[list[str], list[str]]]:
-    return {name: lint_primitive(name) for name in PRIMITIVES}

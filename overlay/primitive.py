@@ -23,7 +23,7 @@ from litex.soc.interconnect import stream
 from migen import If, Module, Signal
 from migen.fhdl import verilog
 
-from fiberflow.overlay.stream import TOKEN_LAYOUT, Kind
+from fiberflow.overlay.stream import TOKEN_LAYOUT
 
 __all__ = ["Primitive", "ReadPort", "WritePort", "eager_fork", "token_endpoint"]
 
@@ -113,8 +113,3 @@ def eager_fork(m: Module, valid: Signal, ready: Signal, sources: list[stream.End
     for ep, t in zip(sources, taken, strict=True):
         m.comb += ep.valid.eq(valid & ~t)
         m.sync += If(valid & all_ready, t.eq(0)).Elif(ep.valid & ep.ready, t.eq(1))
-
-
-def is_kind(ep: stream.Endpoint, kind: Kind) -> object:
-    """Migen expression: the endpoint's current token has ``kind``."""
-    return ep.kind == int(kind)
