@@ -9,7 +9,7 @@ gaps; when the grant is withheld, the harness returns garbage on the port.
 :func:`tile_operands` cuts one tile out of an ``ff.pack`` image and gives the configuration
 words for it; :func:`reference` computes what the lane must leave in y, one numpy float32
 scalar operation at a time in the order of ``docs/emulator.md`` (through the ALU's model,
-:mod:`fiberflow.overlay.fp32`).
+:func:`fiberflow.overlay.alu.op_words`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 
 from fiberflow.errors import DeviceError, DeviceTimeoutError
 from fiberflow.host import dma_image as di
-from fiberflow.overlay import fp32
+from fiberflow.overlay.alu import Op, op_words
 from fiberflow.overlay.lane import CONFIG_WORDS, DTYPE_CODES, Lane, mode_word
 from fiberflow.overlay.verilator_build import build, ffi_of
 
@@ -264,22 +264,19 @@ def tile_operands(img: Any, d: int) -> TileOperands:
     )  # fmt: skip
 
 
-def _mul(dtype: str, a: int, b: int) -> int:
-    if dtype == "int32":
-        return (a * b) & 0xFFFFFFFF
-    return int(fp32.model_mul(np.array([a], np.uint32), np.array([b], np.uint32))[0])
+# The ALU's (multiply, add) for each value type.
+_MUL_ADD = {"fp32": (Op.FMUL, Op.FADD), "int32": (Op.MUL, Op.ADD)}
 
 
-def _add(dtype: str, a: int, b: int) -> int:
-    if dtype == "int32":
-        return (a + b) & 0xFFFFFFFF
-    return int(fp32.model_add(np.array([a], np.uint32), np.array([b], np.uint32))[0])
+def _alu(op: Op, a: int, b: int) -> int:
+    return int(op_words(op, np.array([a]), np.array([b]))[0])
 
 
 def reference(t: TileOperands, xs: np.ndarray, y: np.ndarray) -> np.ndarray:
     """What the lane leaves in ``y`` (uint32, shape (rows, k), the current sums) for tile
     ``t`` and its x slice ``xs`` (uint32, shape (cols, k)): a new array."""
     y = np.array(y, dtype=np.uint32, copy=True)
+    mul, add = _MUL_ADD[t.dtype]
     for r in range(t.rows):
         lo, hi = int(t.seg[r]), int(t.seg[r + 1])
         if lo == hi:
@@ -287,7 +284,7 @@ def reference(t: TileOperands, xs: np.ndarray, y: np.ndarray) -> np.ndarray:
         for c in range(y.shape[1]):
             acc = int(y[r, c])
             for q in range(lo, hi):
-                acc = _add(t.dtype, acc, _mul(t.dtype, int(t.vals[q]), int(xs[t.crd[q], c])))
+                acc = _alu(add, acc, _alu(mul, int(t.vals[q]), int(xs[t.crd[q], c])))
             y[r, c] = acc
     return y
 
