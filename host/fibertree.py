@@ -31,13 +31,6 @@ class Level:
     pos: np.ndarray | None = None
     crd: np.ndarray | None = None
 
-    def positions(self, parents: int) -> int:
-        """How many positions this level has under ``parents`` parent positions."""
-        if self.kind == DENSE:
-            return parents * self.size
-        assert self.crd is not None
-        return len(self.crd)
-
 
 def build_levels(
     coords: np.ndarray, values: np.ndarray, sizes: tuple[int, ...], kinds: tuple[str, ...]
