@@ -37,7 +37,6 @@ import numpy as np
 from fiberflow.errors import DeviceError, ToolchainError
 from fiberflow.host.device import DEFAULT_TIMEOUT, Buffer
 from fiberflow.host.resident import ResidentMatrix, make_resident
-from fiberflow.host.shell_driver import pack_to_fit
 from fiberflow.host.shell_jobs import ShellJobs
 from fiberflow.host.stats import RunStats
 from fiberflow.overlay.regmap import HOST
@@ -412,15 +411,8 @@ class PynqDevice:
         """Pack tensor ``t`` with the largest tiles that fit this overlay's buffers: the
         column span from :meth:`tile_limits`, rows cut until every tile fits a tile
         buffer. (``ff.put`` / ``ff.spmv`` call this when no ``tile=`` is given.)"""
-        i = self.info
-        return pack_to_fit(
-            t,
-            *self.tile_limits(),
-            lanes=self.lanes,
-            tile_bytes=i.tile_bytes,
-            bus_bytes=i.bus_bytes,
-            dtypes=self.dtypes,
-            larger="build the overlay with a larger --tile-bytes",
+        return self._jobs.pack_to_fit(
+            t, self.dtypes, larger="build the overlay with a larger --tile-bytes"
         )
 
     def fitting_tile(self, A: Any, dtype: Any = None) -> tuple[int, int]:

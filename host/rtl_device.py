@@ -33,7 +33,6 @@ from fiberflow.errors import DeviceError
 from fiberflow.host import stats
 from fiberflow.host.device import DEFAULT_TIMEOUT, Buffer
 from fiberflow.host.resident import ResidentMatrix, make_resident
-from fiberflow.host.shell_driver import pack_to_fit
 from fiberflow.host.shell_jobs import ShellJobs
 
 __all__ = ["RtlDevice"]
@@ -225,14 +224,9 @@ class RtlDevice:
         """Pack tensor ``t`` with the largest tiles that fit this overlay's buffers: the
         widest column tiles the x buffer holds, and rows cut (from what the y buffer holds)
         until every tile's bytes fit a tile buffer."""
-        c = self.config
-        return pack_to_fit(
+        return self._jobs.pack_to_fit(
             t,
-            *self.tile_limits(),
-            lanes=self.lanes,
-            tile_bytes=c.tile_bytes,
-            bus_bytes=c.bus_bytes,
-            dtypes=self.dtypes,
+            self.dtypes,
             larger=f"open ff.open('rtl', dtype='{t.dtype}', tile_bytes=...) with larger buffers",
         )
 

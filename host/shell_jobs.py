@@ -28,7 +28,7 @@ import numpy as np
 from fiberflow.errors import DeviceError
 from fiberflow.host import job as jobs
 from fiberflow.host.device import Buffer
-from fiberflow.host.shell_driver import ShellCounters, ShellDriver
+from fiberflow.host.shell_driver import ShellCounters, ShellDriver, pack_to_fit
 from fiberflow.host.stats import RunStats
 
 __all__ = ["JobFacts", "ShellJobs", "add_counters"]
@@ -65,6 +65,22 @@ class ShellJobs:
             return max(0, (nbytes // 4 - step) // step * step)
 
         return most(i.y_bytes), most(i.x_bytes)
+
+    def pack_to_fit(self, t: Any, dtypes: tuple[np.dtype, ...], larger: str) -> Any:
+        """Pack tensor ``t`` with the largest tiles the lanes' buffers hold (columns and rows
+        up to :meth:`tile_limits`, rows cut until every tile fits a tile buffer); ``dtypes``:
+        the value types the overlay computes in; ``larger`` tells the user how to get larger
+        buffers. See :func:`~fiberflow.host.shell_driver.pack_to_fit`."""
+        i = self.driver.info
+        return pack_to_fit(
+            t,
+            *self.tile_limits(),
+            lanes=i.lanes,
+            tile_bytes=i.tile_bytes,
+            bus_bytes=i.bus_bytes,
+            dtypes=dtypes,
+            larger=larger,
+        )
 
     def submit(self, job: Buffer) -> int:
         """Check what the host must, then ring the doorbell for ``job`` (or queue an SpMM to
