@@ -42,15 +42,18 @@ def test_csc_stores_columns_first():
 
 
 def test_duplicates_are_summed_and_input_untouched():
-    rows = np.array([2, 0, 2, 1])
-    cols = np.array([1, 0, 1, 3])
-    A = sp.coo_array((np.float32([1, 2, 3, 4]), (rows, cols)), shape=(3, 4)).tocsr()
-    assert not A.has_canonical_format or A.nnz == 3
+    # CSR arrays straight from (data, indices, indptr): row 2 holds column 1 twice. (COO's
+    # tocsr() would sum them already, leaving from_scipy nothing to do.)
+    indices, indptr = np.array([0, 3, 1, 1]), np.array([0, 1, 2, 4])
+    A = sp.csr_array((np.float32([2, 4, 1, 3]), indices, indptr), shape=(3, 4))
+    assert not A.has_canonical_format and A.nnz == 4
     data_before = A.data.copy()
     t = ff.Tensor.from_scipy(A)
     assert t.nnz == 3
     assert t.to_numpy()[2, 1] == 4
     np.testing.assert_array_equal(A.data, data_before)
+    np.testing.assert_array_equal(A.indices, indices)
+    assert A.nnz == 4
 
 
 def test_from_coo_sorts_and_sums():
