@@ -92,17 +92,12 @@ def _launch(
                 f"the resident matrix holds {A.dtype}; it cannot be converted to {dtype} "
                 "in place. Put the matrix on the device again with dtype="
             )
-        h, temporary = A, False
-    else:
-        h, temporary = None, True
+        return _run(kernel, A, _dense_operand(kernel, dense, A, dtype), device, timeout)
+    h = make_resident(device, A, tile, dtype)  # a temporary resident matrix
     try:
-        if h is None:
-            h = make_resident(device, A, tile, dtype)
-        x = _dense_operand(kernel, dense, h, dtype)
-        return _run(kernel, h, x, device, timeout)
+        return _run(kernel, h, _dense_operand(kernel, dense, h, dtype), device, timeout)
     finally:
-        if temporary and h is not None:
-            h.free()
+        h.free()
 
 
 def _dense_operand(kernel: str, dense: Any, h: ResidentMatrix, dtype: Any) -> np.ndarray:
