@@ -61,6 +61,10 @@ class HpPort:
     def bytes_per_beat(self) -> int:
         return self.width // 8
 
+    def bytes_per_cycle(self, fabric_mhz: float) -> float:
+        """Bytes per fabric cycle: a beat per cycle of the slower of the two clocks."""
+        return self.bytes_per_beat * min(1.0, self.clock_mhz / fabric_mhz)
+
 
 @dataclass(frozen=True)
 class ControlPort:
@@ -139,18 +143,15 @@ class Board:
                 f"{self.name} has {len(self.hp)} HP port(s); an overlay with {ports} DMA "
                 f"master(s) does not fit: build it with at most {len(self.hp)}"
             )
-        clock = self.fabric_clock_mhz
-        per_port = sum(p.bytes_per_beat * min(1.0, p.clock_mhz / clock) for p in self.hp[:ports])
+        per_port = sum(p.bytes_per_cycle(self.fabric_clock_mhz) for p in self.hp[:ports])
         return min(per_port, float(self.ddr.bytes_per_cycle))
 
     def ddr_model(self) -> dict[str, float]:
         """The board's DDR figures under the names of the rtl device's DDR model
         (``fiberflow.host.rtl.DdrModel(**board.ddr_model())``)."""
-        hp = self.hp[0]
         return {
             "read_latency": self.ddr.latency_cycles,
-            "port_bytes_per_cycle": hp.bytes_per_beat
-            * min(1.0, hp.clock_mhz / self.fabric_clock_mhz),
+            "port_bytes_per_cycle": self.hp[0].bytes_per_cycle(self.fabric_clock_mhz),
             "total_bytes_per_cycle": float(self.ddr.bytes_per_cycle),
         }
 
