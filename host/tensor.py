@@ -120,7 +120,7 @@ class Tensor:
             raise ShapeError(f"from_scipy handles 2-D matrices; got {A.ndim}-D, use from_coo")
         fmt = Format.parse(format, 2)
         dims = _check_shape(A.shape)
-        vals_dtype = dtypes.coerce(np.empty(0, A.dtype), dtype, "the matrix values").dtype
+        dtypes.coerce(np.empty(0, A.dtype), dtype, "the matrix values")  # refuse before converting
         if fmt.levels == (DENSE, COMPRESSED):
             # CSR / CSC: take scipy's arrays directly, without a COO round trip.
             M = A.tocsr() if fmt.order == (0, 1) else A.tocsc()
@@ -138,7 +138,7 @@ class Tensor:
                     np.asarray(M.indices, dtype=np.int32),
                 ),
             ]
-            return cls(dims, fmt, levels, np.ascontiguousarray(vals, dtype=vals_dtype))
+            return cls(dims, fmt, levels, np.ascontiguousarray(vals))
         C = A.tocoo()
         return cls.from_coo(np.vstack([C.row, C.col]), C.data, dims, fmt, dtype)
 
