@@ -448,9 +448,11 @@ static inline __attribute__((always_inline)) AVX512 void sweep_n(
 
 /* The band's entries, then its segment entries, by the instance for its tile count. */
 static AVX512 void chunks(band_tile *tiles, const int64_t *room, const int64_t *pos,
-                          const int32_t *crd, const uint32_t *vals, int64_t rows, int shift,
-                          __m512i lmask, int cb, int64_t gc)
+                          const int32_t *crd, const uint32_t *vals, int64_t rows, int64_t tc,
+                          int cb, int64_t gc)
 {
+    int shift = __builtin_ctzll((unsigned long long)tc);
+    __m512i lmask = _mm512_set1_epi32((int32_t)(tc - 1));
 #define BAND(n)                                                                                    \
     do {                                                                                           \
         sweep_n(tiles, room, crd, vals, pos[0], pos[rows], shift, lmask, cb, n);                   \
@@ -458,41 +460,6 @@ static AVX512 void chunks(band_tile *tiles, const int64_t *room, const int64_t *
     } while (0)
     GC_SWITCH(gc, BAND)
 #undef BAND
-}
-
-/* Each tile's room (its entries, 0 for an empty tile) for the compress loops. An empty tile
- * gets no entries: its (masked-off) stores need only a valid address. */
-static void tile_room(const walker *w, band_tile *tiles, int64_t rt, int64_t *room)
-{
-    int64_t gc = w->t->grid[1];
-    for (int64_t ct = 0; ct < gc; ct++) {
-        int64_t s = w->slot[rt * gc + ct];
-        room[ct] = s < 0 ? 0 : w->npos[s * 2 + 1];
-        if (s < 0) {
-            tiles[ct].vals = (uint32_t *)w->image;
-            tiles[ct].crd = w->image;
-            tiles[ct].n = 0;
-        }
-    }
-}
-
-static AVX512 void fill_band_chunks(const walker *w, band_tile *tiles, int64_t rt, int64_t r0,
-                                    int64_t rows)
-{
-    const ff_tree *t = w->t;
-    const int64_t *pos = t->pos[1];
-    const int32_t *crd = t->crd[1];
-    const uint32_t *vals = t->vals;
-    int64_t tc = t->tile[1], gc = t->grid[1];
-    int cb = t->coord_bytes, shift = __builtin_ctzll((unsigned long long)tc);
-    __m512i lmask = _mm512_set1_epi32((int32_t)(tc - 1));
-    int64_t room[FEW_TILES] = {0};
-    open_band(w, tiles, rt);
-    tile_room(w, tiles, rt, room);
-    chunks(tiles, room, pos + r0, crd, vals, rows, shift, lmask, cb, gc);
-    for (int64_t ct = 0; ct < gc; ct++)
-        if (tiles[ct].seg)
-            zero_pads(w, &tiles[ct], w->slot[rt * gc + ct], rows, cb);
 }
 
 /* How many of a band's n coordinates fall in each of GC power-of-two column tiles. */
@@ -661,9 +628,11 @@ static inline __attribute__((always_inline)) AVX2 void seg_rows8_n(
 }
 
 static AVX2 void chunks8(band_tile *tiles, const int64_t *room, const int64_t *pos,
-                         const int32_t *crd, const uint32_t *vals, int64_t rows, int shift,
-                         __m256i lmask, int cb, int64_t gc)
+                         const int32_t *crd, const uint32_t *vals, int64_t rows, int64_t tc,
+                         int cb, int64_t gc)
 {
+    int shift = __builtin_ctzll((unsigned long long)tc);
+    __m256i lmask = _mm256_set1_epi32((int32_t)(tc - 1));
 #define BAND(n)                                                                                    \
     do {                                                                                           \
         sweep8_n(tiles, room, crd, vals, pos[0], pos[rows], shift, lmask, cb, n);                  \
@@ -671,22 +640,6 @@ static AVX2 void chunks8(band_tile *tiles, const int64_t *room, const int64_t *p
     } while (0)
     GC_SWITCH(gc, BAND)
 #undef BAND
-}
-
-static AVX2 void fill_band_chunks8(const walker *w, band_tile *tiles, int64_t rt, int64_t r0,
-                                   int64_t rows)
-{
-    const ff_tree *t = w->t;
-    int64_t tc = t->tile[1], gc = t->grid[1];
-    int64_t room[FEW_TILES] = {0};
-    open_band(w, tiles, rt);
-    tile_room(w, tiles, rt, room);
-    chunks8(tiles, room, t->pos[1] + r0, t->crd[1], t->vals, rows,
-            __builtin_ctzll((unsigned long long)tc), _mm256_set1_epi32((int32_t)(tc - 1)),
-            t->coord_bytes, gc);
-    for (int64_t ct = 0; ct < gc; ct++)
-        if (tiles[ct].seg)
-            zero_pads(w, &tiles[ct], w->slot[rt * gc + ct], rows, t->coord_bytes);
 }
 
 /* As count_chunks_n: per-lane counts in registers (a compare and a subtract per tile), summed
@@ -745,6 +698,43 @@ static int have_avx2(void)
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2") &&
            __builtin_cpu_supports("popcnt");
+}
+/* The compress loops' band: each tile's room (its entries; 0 for an empty tile, whose
+ * masked-off stores need only a valid address), the loop, then the padding. */
+typedef void (*chunks_fn)(band_tile *, const int64_t *, const int64_t *, const int32_t *,
+                          const uint32_t *, int64_t, int64_t, int, int64_t);
+
+static void fill_band_compress(const walker *w, band_tile *tiles, int64_t rt, int64_t r0,
+                               int64_t rows, chunks_fn loop)
+{
+    const ff_tree *t = w->t;
+    int64_t gc = t->grid[1], room[FEW_TILES] = {0};
+    open_band(w, tiles, rt);
+    for (int64_t ct = 0; ct < gc; ct++) {
+        int64_t s = w->slot[rt * gc + ct];
+        room[ct] = s < 0 ? 0 : w->npos[s * 2 + 1];
+        if (s < 0) {
+            tiles[ct].vals = (uint32_t *)w->image;
+            tiles[ct].crd = w->image;
+            tiles[ct].n = 0;
+        }
+    }
+    loop(tiles, room, t->pos[1] + r0, t->crd[1], t->vals, rows, t->tile[1], t->coord_bytes, gc);
+    for (int64_t ct = 0; ct < gc; ct++)
+        if (tiles[ct].seg)
+            zero_pads(w, &tiles[ct], w->slot[rt * gc + ct], rows, t->coord_bytes);
+}
+
+static void fill_band_chunks(const walker *w, band_tile *tiles, int64_t rt, int64_t r0,
+                             int64_t rows)
+{
+    fill_band_compress(w, tiles, rt, r0, rows, chunks);
+}
+
+static void fill_band_chunks8(const walker *w, band_tile *tiles, int64_t rt, int64_t r0,
+                              int64_t rows)
+{
+    fill_band_compress(w, tiles, rt, r0, rows, chunks8);
 }
 #endif
 
