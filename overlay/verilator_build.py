@@ -318,7 +318,7 @@ def _build_into(
             # GCC (and clang accepts it too).
             "CFG_CXXFLAGS_PCH_I=-include",
         ]
-        opt = " ".join(cflags)
+        opt = use = " ".join(cflags)
         steps = [" ".join(cmd)]
         if train and pgo_enabled() and _is_gcc(cxx):
             gen = [*make, f"OPT_FAST={opt} -fprofile-generate", "USER_LDFLAGS=-fprofile-generate"]
@@ -326,13 +326,11 @@ def _build_into(
             trained, note = _train(tmp / "obj" / f"lib{name}.so", key, train)
             log += note
             _clean_fast_objects(tmp / "obj")
-            use = f"{opt} {' '.join(_PGO_USE)}" if trained else opt
+            if trained:
+                use = f"{opt} {' '.join(_PGO_USE)}"
             steps += [" ".join(gen), f"({note.splitlines()[0]})"]
         elif train and pgo_enabled():
-            use = opt
             steps.append(f"(no profile: {cxx} is not GCC)")
-        else:
-            use = opt
         final_make = [*make, f"OPT_FAST={use}"]
         log += _run(final_make, cwd=tmp, what=f"C++ build of {name!r}")
         steps.append(" ".join(final_make))
