@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import scipy.sparse as sp
@@ -14,6 +18,7 @@ from fiberflow.host import pack_c
 
 DESCRIPTION = "pack a random float32 CSR matrix with the C and numpy packers; compare to memcpy"
 CRC_WAYS = ("table lookups", "PCLMULQDQ folding", "VPCLMULQDQ (512-bit) folding")
+LOOPS = ("portable", "AVX2", "AVX-512")  # pack_c.simd() levels
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,6 +46,32 @@ def random_csr(n: int, nnz: int, seed: int) -> sp.csr_array:
     return sp.csr_array((data, cols.astype(np.int32), indptr), shape=(n, n))
 
 
+@contextmanager
+def simd_level(level: int) -> Iterator[None]:
+    """Cap the C packer's vector level (``FIBERFLOW_SIMD``) for the block."""
+    name = {v: k for k, v in pack_c.SIMD_LEVELS.items()}[level]
+    old = os.environ.get("FIBERFLOW_SIMD")
+    os.environ["FIBERFLOW_SIMD"] = name
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["FIBERFLOW_SIMD"]
+        else:
+            os.environ["FIBERFLOW_SIMD"] = old
+
+
+def crc_speeds(data: np.ndarray, repeat: int) -> dict[str, float]:
+    """GB/s of one thread's CRC-32 of ``data``: each way this CPU has, and zlib's."""
+    ptr = pack_c.ffi.from_buffer("uint8_t[]", data)
+    ways = {
+        CRC_WAYS[how]: (lambda how=how: pack_c.lib.ff_crc32_with(how, 0, ptr, data.size))
+        for how in range(pack_c.lib.ff_crc32_accelerated() + 1)
+    }
+    ways["zlib.crc32"] = lambda: zlib.crc32(data)
+    return {k: data.size / median_seconds(f, repeat, "crc") / 1e9 for k, f in ways.items()}
+
+
 def run(args: argparse.Namespace) -> Report:
     A = random_csr(args.n, args.nnz, args.seed)
     t = ff.Tensor.from_scipy(A)
@@ -53,6 +84,13 @@ def run(args: argparse.Namespace) -> Report:
     dst = np.empty_like(src)
     secs = {
         "C fast path": median_seconds(lambda: ff.pack(t, tile, impl="c"), args.repeat, "C"),
+    }
+    for level in range(pack_c.simd_used()):  # the CPU's lower vector levels, for comparison
+        with simd_level(level):
+            secs[f"C, {LOOPS[level]} loops"] = median_seconds(
+                lambda: ff.pack(t, tile, impl="c"), args.repeat, LOOPS[level]
+            )
+    secs |= {
         "numpy reference": median_seconds(
             lambda: ff.pack(t, tile, impl="numpy"), args.repeat, "numpy"
         ),
@@ -63,6 +101,7 @@ def run(args: argparse.Namespace) -> Report:
         "C fast path": peak_extra(lambda: ff.pack(t, tile, impl="c")),
         "numpy reference": peak_extra(lambda: ff.pack(t, tile, impl="numpy")),
     }
+    crc = crc_speeds(img.data, args.repeat)
     gbs = {k: nbytes / s / 1e9 for k, s in secs.items()}
     mem, fresh = gbs["memcpy (same bytes)"], gbs["memcpy into a new buffer"]
     rows = [
@@ -84,9 +123,11 @@ def run(args: argparse.Namespace) -> Report:
         f"preallocated buffer, {c / fresh:.2f} into a new one, as pack writes a new image "
         f"(target >= 0.3); C = {c:.2f} GB/s (target >= 1.0)",
         "the C path checksums the image (CRC-32) as part of packing; memcpy does not",
-        f"the C path ran on {pack_c.threads()} threads with its "
-        f"{('portable', 'AVX2', 'AVX-512')[pack_c.simd_used()]} loops; "
-        f"CRC by {CRC_WAYS[pack_c.lib.ff_crc32_accelerated()]}",
+        f"the C path ran on {pack_c.threads(t.nnz)} threads with its "
+        f"{LOOPS[pack_c.simd_used()]} loops (the rows 'C, ... loops' cap it at the CPU's lower "
+        f"levels: FIBERFLOW_SIMD); CRC by {CRC_WAYS[pack_c.lib.ff_crc32_accelerated()]}",
+        "CRC-32 of the image on one thread, GB/s: "
+        + ", ".join(f"{way} {speed:.1f}" for way, speed in crc.items()),
         "peak extra memory is the traced allocation peak during one pack, image included, "
         "relative to the image size (target <= 2.5x for the C path)",
         f"medians of {args.repeat} runs after a warm-up, all measured in this one run",
@@ -94,7 +135,8 @@ def run(args: argparse.Namespace) -> Report:
     return Report(
         target="pack",
         title="DMA-image packing",
-        command=f"fiberflow bench pack --nnz {args.nnz} --n {args.n} --tile {tile[0]} {tile[1]}",
+        command=f"fiberflow bench pack --nnz {args.nnz} --n {args.n} --tile {tile[0]} {tile[1]} "
+        f"--repeat {args.repeat}",
         columns=[
             "path",
             "median ms",
@@ -105,5 +147,11 @@ def run(args: argparse.Namespace) -> Report:
         ],
         rows=rows,
         notes=notes,
-        data={"seconds": secs, "gb_per_s": gbs, "peak_bytes": peaks, "image_bytes": nbytes},
+        data={
+            "seconds": secs,
+            "gb_per_s": gbs,
+            "peak_bytes": peaks,
+            "image_bytes": nbytes,
+            "crc_gb_per_s": crc,
+        },
     )
