@@ -303,8 +303,7 @@ class ShellDriver:
         deadline = time.monotonic() + timeout
         limit = max_cycles if max_cycles is not None else 1 << 62
         waited = 0
-        status = None
-        while status is None:
+        while True:
             chunk = min(limit - waited, _POLL_CHUNK)
             status = self._poll(HOST.offset("STATUS"), mask, want, chunk)
             if status is not None:
