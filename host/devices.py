@@ -18,7 +18,7 @@ def open(name: str = "emu", **options: Any) -> Device:
     ----------
     name : {"emu", "rtl", "pynq"}
         ``"emu"``: the functional emulator (always available). ``"rtl"`` and ``"pynq"`` run the
-        same jobs cycle-accurately in Verilator or on a board; they arrive with the overlay.
+        same jobs cycle-accurately in Verilator or on a board.
     **options
         Device options; for "emu": ``lanes``, ``clock_mhz``, ``bus_bytes_per_cycle``,
         ``memory_bytes``; for "rtl" (the generated overlay in Verilator): ``lanes`` (4),
@@ -46,11 +46,6 @@ def open(name: str = "emu", **options: Any) -> Device:
         from fiberflow.host.rtl_device import RtlDevice
 
         return RtlDevice(**_checked(name, RtlDevice, options))
-    if name in NAMES:
-        raise DeviceError(
-            f"the {name!r} device is not available in this version of fiberflow yet; "
-            "use ff.open('emu'), which computes bit-identical results"
-        )
     raise DeviceError(f"no device named {name!r}; choose one of {', '.join(NAMES)}")
 
 
