@@ -1,1 +1,1 @@
-"""The host runtime: tensor formats, tiling, DMA images (and, later, devices and kernels)."""
+"""The host runtime: tensor formats, tiling, DMA images, devices and kernels."""

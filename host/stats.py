@@ -1,8 +1,9 @@
 """``ff.RunStats``: what one kernel call cost, and the analytic performance model behind it.
 
-Every device fills a :class:`RunStats` after each job (``dev.last_stats``). Hardware devices
-will read cycle counters; the functional emulator estimates them with :func:`estimate`, the
-performance model of DESIGN.md written down in ``docs/emulator.md``:
+Every device fills a :class:`RunStats` after each job (``dev.last_stats``). The rtl and pynq
+devices read the shell's counters (:meth:`fiberflow.host.shell_driver.ShellDriver.run_stats`);
+the functional emulator estimates them with :func:`estimate`, the performance model of
+DESIGN.md written down in ``docs/emulator.md``:
 
 * a lane consumes at most one nonzero per cycle (SpMM: one nonzero times one column of B per
   cycle, so a nonzero costs ``k`` cycles);
