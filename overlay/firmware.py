@@ -46,7 +46,11 @@ CFLAGS = (
 
 def source_dir() -> Path:
     """``firmware/`` of a source checkout (not part of an installed wheel)."""
-    path = Path(__file__).resolve().parent.parent / "firmware"
+    return _sources(Path(__file__).resolve().parent.parent / "firmware")
+
+
+def _sources(path: Path) -> Path:
+    """``path`` if it holds the firmware's sources, else a ToolchainError saying what to do."""
     if not (path / "main.c").exists():
         raise ToolchainError(
             f"no firmware sources at {path}: building the firmware needs a source checkout; "
@@ -81,7 +85,7 @@ def build(src: Path | None = None, out: Path | None = None) -> bytes:
 
     ``src`` defaults to :func:`source_dir`; with ``out`` the ELF and image are kept there.
     """
-    src = Path(src) if src is not None else source_dir()
+    src = _sources(Path(src)) if src is not None else source_dir()
     zig = _zig()
     with tempfile.TemporaryDirectory(prefix="ff-fw-") as tmp:
         work = Path(out) if out is not None else Path(tmp)

@@ -55,5 +55,5 @@ def test_image_is_rv32im_without_compressed_instructions(tmp_path) -> None:
 
 
 def test_build_without_sources_says_what_to_do(tmp_path) -> None:
-    with pytest.raises(firmware.ToolchainError):
+    with pytest.raises(firmware.ToolchainError, match=r"no firmware sources at .*source checkout"):
         firmware.build(src=tmp_path)
