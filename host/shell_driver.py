@@ -207,8 +207,8 @@ def pack_to_fit(
     ``cols_max``, rows from the lanes' default up to ``rows_max``, cut until every tile's bytes
     fit a ``tile_bytes`` tile buffer. ``larger`` tells the user how to get larger buffers.
 
-    Both the rtl and the board device pack this way; each decides its own row and column
-    limits (what its job submission can split).
+    Both the rtl and the board device pack this way, through
+    :meth:`fiberflow.host.shell_jobs.ShellJobs.pack_to_fit`.
     """
     from fiberflow.host import job as jobs
     from fiberflow.host import pack as packing
