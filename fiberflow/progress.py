@@ -69,9 +69,7 @@ def progress(items: Iterable[T], desc: str, total: int | None = None) -> Iterato
 
 def bar(desc: str, total: float | None = None, unit: str = "it", **kwargs: Any) -> Any:
     """A bar to advance by hand with ``.update(n)``; use it as a context manager."""
-    return tqdm(
-        desc=desc, total=total, unit=unit, disable=not enabled(), leave=False, **kwargs
-    )
+    return tqdm(desc=desc, total=total, unit=unit, disable=not enabled(), leave=False, **kwargs)
 
 
 @contextmanager
