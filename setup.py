@@ -1,6 +1,32 @@
-# The cffi extensions (the C fast path of the DMA-image packer, the emulator's kernels) are
-# declared here because cffi's setuptools hook is configured through setup() keywords;
-# everything else is in pyproject.toml.
-from setuptools import setup
+# The package layout and the cffi extensions (the C fast path of the DMA-image packer, the
+# emulator's kernels) are declared here; everything else is in pyproject.toml.
+#
+# host/, overlay/ and boards/ are top-level folders installed as subpackages of fiberflow.
+# setuptools' own discovery (``packages.find``) names packages after their folders ("host",
+# not "fiberflow.host"), so the packages are found here, folder by folder, under the names
+# they are installed as: a new subpackage (a folder with an __init__.py) is never left out.
+from pathlib import Path
 
-setup(cffi_modules=["host/_cffi_build.py:cpack", "host/_cffi_build.py:cemu"])
+from setuptools import find_packages, setup
+
+PACKAGE_DIR = {
+    "fiberflow": "fiberflow",
+    "fiberflow.host": "host",
+    "fiberflow.overlay": "overlay",
+    "fiberflow.boards": "boards",
+}
+
+
+def packages() -> list[str]:
+    root = Path(__file__).resolve().parent
+    found = []
+    for name, folder in PACKAGE_DIR.items():
+        found += [name] + [f"{name}.{sub}" for sub in find_packages(str(root / folder))]
+    return sorted(found)
+
+
+setup(
+    package_dir=PACKAGE_DIR,
+    packages=packages(),
+    cffi_modules=["host/_cffi_build.py:cpack", "host/_cffi_build.py:cemu"],
+)
