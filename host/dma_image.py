@@ -15,7 +15,7 @@ from typing import TypeVar
 import numpy as np
 
 from fiberflow.errors import ImageError, TileShapeError
-from fiberflow.host import dtypes
+from fiberflow.host import args, dtypes
 from fiberflow.host.formats import COMPRESSED, DENSE, MAX_NDIM, Format
 
 MAGIC = 0x49444646  # the bytes "FFDI" read as a little-endian u32
@@ -137,13 +137,11 @@ def make_geometry(
     """Check a requested tile shape and coordinate width, and return the image geometry."""
     ndim = len(shape)
     if tile is None:
-        tile = tuple(min(max(d, 1), 65536) for d in shape)
-    elif isinstance(tile, (int, np.integer)):
-        tile = (int(tile),) * ndim
-    try:
-        req = tuple(int(t) for t in tile)  # type: ignore[attr-defined]
-    except (TypeError, ValueError):
-        raise TileShapeError(f"tile must be an int or a tuple of ints, not {tile!r}") from None
+        req = tuple(min(max(d, 1), 65536) for d in shape)
+    elif isinstance(tile, (str, bytes)) or not hasattr(tile, "__iter__"):
+        req = (args.integer(tile, "tile (an int or a tuple of ints)", TileShapeError),) * ndim
+    else:
+        req = args.integers(tile, "tile", TileShapeError)
     if len(req) != ndim:
         raise TileShapeError(f"tile {req} has {len(req)} modes but the tensor has {ndim}")
     if any(t < 1 for t in req):
@@ -152,7 +150,7 @@ def make_geometry(
     widest = max(clipped)
     if coord_bits is None:
         coord_bits = 16 if widest <= 1 << 16 else 32
-    if coord_bits not in (16, 32):
+    if isinstance(coord_bits, (bool, np.bool_)) or coord_bits not in (16, 32):
         raise TileShapeError(f"coord_bits must be 16 or 32, not {coord_bits}")
     if widest > 1 << coord_bits:
         raise TileShapeError(

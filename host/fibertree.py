@@ -18,7 +18,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fiberflow.errors import CoordinateError, FormatError, ShapeError
 from fiberflow.host.formats import DENSE
+
+# Positions a tensor may fill beyond the data it was built from (dense levels allocate every
+# position, stored or not): at most FILL_FACTOR per input item, and FILL_FLOOR in any case. A
+# (2^31-1) x 2 CSR tensor with one entry would otherwise allocate a 16 GiB segment array.
+FILL_FLOOR = 1 << 25
+FILL_FACTOR = 16
+MAX_POSITIONS = 1 << 40  # positions stay below this whatever the data (int64 products)
 
 
 @dataclass(frozen=True)
@@ -111,3 +119,93 @@ def lex_sort_unique(coords: np.ndarray, values: np.ndarray) -> tuple[np.ndarray,
         with np.errstate(over="ignore"):
             values = np.add.reduceat(values, starts).astype(values.dtype)
     return coords, values
+
+
+def check_fill(
+    sizes: tuple[int, ...], kinds: tuple[str, ...], nnz: int, real: int, what: str
+) -> None:
+    """Refuse, before any allocation, a fibertree of ``nnz`` entries whose levels would hold
+    far more positions than the ``real`` items (input entries, array elements, image bytes) it
+    is built from: see FILL_FLOOR and FILL_FACTOR."""
+    limit = min(max(FILL_FLOOR, FILL_FACTOR * real), MAX_POSITIONS - 1)
+    npos = 1
+    for kind, size in zip(kinds, sizes, strict=True):
+        # A compressed level holds at most one position per entry.
+        npos = npos * size if kind == DENSE else min(npos * size, nnz)
+        if npos > limit:
+            raise FormatError(
+                f"{what} would fill {npos} positions from {real} items of data (the limit is "
+                f"{limit}); use compressed ('s') levels for large sparse modes"
+            )
+
+
+def check_compressed(
+    pos: np.ndarray,
+    crd: np.ndarray,
+    nparent: int,
+    size: int,
+    what: str,
+    names: tuple[str, str] = ("row", "column"),
+) -> tuple[np.ndarray, np.ndarray]:
+    """Check a segment array and its coordinates in one vectorised pass; return them as int64
+    and int32. ``pos`` must have ``nparent + 1`` integer entries, start at 0, never decrease and
+    end at ``len(crd)``; every coordinate must lie in ``0 .. size - 1``. The first bad
+    coordinate is reported with its parent position; ``names`` call them (the parent, the
+    coordinate), by default a CSR matrix's row and column."""
+    pos, crd = np.asarray(pos), np.asarray(crd)
+    if pos.ndim != 1 or crd.ndim != 1:
+        raise ShapeError(f"{what}: the segment and coordinate arrays must be 1-D")
+    for name, a in (("segment", pos), ("coordinate", crd)):
+        if a.dtype.kind not in "iu":
+            raise CoordinateError(f"{what}: the {name} array must hold integers, not {a.dtype}")
+    if len(pos) != nparent + 1:
+        raise ShapeError(
+            f"{what}: the segment array (indptr) has {len(pos)} entries; {nparent + 1} are "
+            "needed, one more than the rows (or parent positions)"
+        )
+    if pos.dtype == np.uint64 and int(pos.max()) > np.iinfo(np.int64).max:
+        raise ShapeError(f"{what}: a segment array entry exceeds 2^63")
+    p = pos.astype(np.int64, copy=False)
+    if p[0] != 0 or p[-1] != len(crd):
+        raise ShapeError(
+            f"{what}: the segment array (indptr) must start at 0 and end at the number of "
+            f"coordinates {len(crd)}; it runs from {p[0]} to {p[-1]}"
+        )
+    if nparent and (np.diff(p) < 0).any():
+        row = int(np.flatnonzero(np.diff(p) < 0)[0])
+        raise ShapeError(
+            f"{what}: the segment array (indptr) decreases after {names[0]} {row}; it must "
+            "never decrease"
+        )
+    if len(crd) and not _in_range(crd, size):
+        bad = int(np.flatnonzero((crd < 0) | (crd >= size))[0])
+        row = int(np.searchsorted(p, bad, side="right")) - 1
+        raise CoordinateError(
+            f"{what}: {names[0]} {row} has {names[1]} {crd[bad]}, outside 0..{size - 1}; "
+            "check the indices or enlarge the shape"
+        )
+    return p, crd.astype(np.int32, copy=False)
+
+
+def _in_range(crd: np.ndarray, size: int) -> bool:
+    """Whether every coordinate lies in ``0 .. size - 1`` (``size < 2^31``), in one pass."""
+    if crd.dtype.kind == "i" and crd.dtype.itemsize >= 4:
+        # A negative value read as unsigned is at least 2^31, beyond every size.
+        return bool(crd.view(crd.dtype.str.replace("i", "u")).max() < size)
+    return bool(crd.min() >= 0 and crd.max() < size)
+
+
+def check_sorted(pos: np.ndarray, crd: np.ndarray, what: str) -> None:
+    """Refuse coordinates that do not strictly increase within each fiber."""
+    if len(crd) < 2:
+        return
+    rising = np.diff(crd.astype(np.int64)) > 0
+    starts = pos[1:-1]
+    starts = starts[(starts > 0) & (starts < len(crd))]
+    rising[starts - 1] = True  # a fiber may start lower than the previous one ended
+    if not rising.all():
+        at = int(np.flatnonzero(~rising)[0]) + 1
+        row = int(np.searchsorted(pos, at, side="right")) - 1
+        raise CoordinateError(
+            f"{what}: coordinates of fiber {row} are unsorted or repeated at position {at}"
+        )

@@ -62,7 +62,8 @@ def pack(
 
 def unpack(image: di.DmaImage | bytes | bytearray | memoryview | np.ndarray) -> Tensor:
     """Rebuild the tensor held in a DMA image (or raw image bytes, e.g. read from a file or a
-    device buffer). Corrupted or truncated images raise :class:`ff.ImageError`."""
+    device buffer). Corrupted, truncated or non-canonical images raise :class:`ff.ImageError`
+    (and nothing else)."""
     data = image.data if isinstance(image, di.DmaImage) else image
     if isinstance(data, np.ndarray):
         arr = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
@@ -70,4 +71,15 @@ def unpack(image: di.DmaImage | bytes | bytearray | memoryview | np.ndarray) -> 
         arr = np.frombuffer(data, dtype=np.uint8)
     else:
         raise FiberflowError(f"unpack expects an ff.DmaImage or bytes, not {type(image).__name__}")
-    return decode(arr)
+    tensor = decode(arr)
+    # decode has checked everything it reads; the bytes it does not read (padding, reserved
+    # fields) and the fibertree's canonical form (no empty fiber, no missing dense tile) are
+    # checked at once by packing the tensor again: the image must be exactly those bytes.
+    geo, _ = di.read_geometry(arr)
+    again = pack(tensor, geo.tile, coord_bits=8 * geo.coord_bytes)
+    if not np.array_equal(again.data, arr):
+        raise di.image_error(
+            "the image is not laid out exactly as ff.pack lays it out (non-zero padding or "
+            "reserved bytes, an empty fiber, a missing dense tile, ...)"
+        )
+    return tensor

@@ -12,9 +12,17 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from fiberflow.errors import CoordinateError, FormatError, ShapeError
-from fiberflow.host import dtypes
-from fiberflow.host.fibertree import Level, build_levels, leaf_coords, lex_sort_unique
+from fiberflow.errors import CoordinateError, ShapeError
+from fiberflow.host import args, dtypes
+from fiberflow.host.fibertree import (
+    Level,
+    build_levels,
+    check_compressed,
+    check_fill,
+    check_sorted,
+    leaf_coords,
+    lex_sort_unique,
+)
 from fiberflow.host.formats import COMPRESSED, DENSE, Format, default_dense, default_sparse
 
 # Coordinates are stored as int32, so each dimension must fit.
@@ -22,10 +30,7 @@ MAX_DIM = 2**31 - 1
 
 
 def _check_shape(shape: Any) -> tuple[int, ...]:
-    try:
-        dims = tuple(int(d) for d in shape)
-    except TypeError:
-        raise ShapeError(f"a shape must be a tuple of integers, not {shape!r}") from None
+    dims = args.integers(shape, "a shape", ShapeError)
     if not dims:
         raise ShapeError("a tensor needs at least one mode; wrap scalars in a 1-element vector")
     for d in dims:
@@ -34,22 +39,118 @@ def _check_shape(shape: Any) -> tuple[int, ...]:
     return dims
 
 
+def _array(x: Any, what: str) -> np.ndarray:
+    """``np.asarray(x)``, with numpy's complaints about ragged or odd input as ShapeError."""
+    try:
+        return np.asarray(x)
+    except (ValueError, TypeError) as e:
+        raise ShapeError(f"{what} must be a rectangular array of numbers: {e}") from None
+
+
+def _check_coords(coords: list[np.ndarray], dims: tuple[int, ...]) -> None:
+    """One integer array of coordinates per mode, each inside its dimension. Compared in their
+    own type, so that no uint64 or int64 value wraps around before it is checked."""
+    for c in coords:
+        if c.dtype.kind not in "iu":
+            raise CoordinateError(f"coordinates must be integers, not {c.dtype}")
+    if not len(coords[0]):
+        return
+    outside = np.zeros(len(coords[0]), dtype=bool)
+    for c, dim in zip(coords, dims, strict=True):
+        if c.min() < 0 or c.max() >= dim:
+            outside |= (c < 0) | (c >= dim)
+    if outside.any():
+        i = int(np.flatnonzero(outside)[0])
+        at = tuple(int(c[i]) for c in coords)
+        mode = next(m for m, (v, dim) in enumerate(zip(at, dims, strict=True)) if not 0 <= v < dim)
+        raise CoordinateError(
+            f"entry {i} at {at}: coordinate {at[mode]} in mode {mode} is outside "
+            f"0..{dims[mode] - 1} (shape {dims}); check the indices or enlarge the shape"
+        )
+
+
+def _check_scipy(A: Any, dims: tuple[int, ...]) -> None:
+    """Check the raw index arrays of a scipy matrix before scipy's C code reads them."""
+    if A.format in ("csr", "csc", "bsr"):
+        R, C = A.blocksize if A.format == "bsr" else (1, 1)
+        outer, inner = (dims[0] // R, dims[1] // C) if A.format != "csc" else dims[::-1]
+        names = ("column", "row") if A.format == "csc" else ("row", "column")
+        _, crd = check_compressed(A.indptr, A.indices, outer, inner, "the matrix", names)
+        data = np.asarray(A.data)
+        block = (R, C) if A.format == "bsr" else ()
+        if data.shape != (len(crd), *block):
+            raise ShapeError(
+                f"the matrix has {len(crd)} indices but data of shape {data.shape}; scipy "
+                "arrays must have one value per index"
+            )
+    elif A.format == "coo":
+        row, col, data = np.asarray(A.row), np.asarray(A.col), np.asarray(A.data)
+        if not row.ndim == col.ndim == data.ndim == 1 or not len(row) == len(col) == len(data):
+            raise ShapeError(
+                f"the matrix has {row.shape} rows, {col.shape} columns and {data.shape} values; "
+                "scipy arrays must have one of each per entry"
+            )
+        _check_coords([row, col], dims)
+
+
 class Tensor:
     """A sparse or dense tensor in a TACO-style format.
 
-    Build one with :meth:`from_scipy`, :meth:`from_numpy` or :meth:`from_coo`; the constructor
-    itself takes already-built levels and is meant for fiberflow's own use.
+    Build one with :meth:`from_scipy`, :meth:`from_numpy` or :meth:`from_coo`. The constructor
+    takes already-built levels and checks all of them (the C packer trusts a tensor's levels):
+    shapes, segment arrays, coordinate bounds and order, the values' length and type.
     """
 
     __hash__ = None  # type: ignore[assignment]  # mutable arrays inside; equality is by value
 
     def __init__(
+        self, shape: tuple[int, ...], fmt: Format | str, levels: list[Level], values: Any
+    ) -> None:
+        dims = _check_shape(shape)
+        f = Format.parse(fmt, len(dims))
+        if not isinstance(levels, (list, tuple)) or len(levels) != len(dims):
+            raise ShapeError(f"a {len(dims)}-D tensor needs {len(dims)} levels")
+        checked: list[Level] = []
+        nparent = 1
+        for k, (level, kind, mode) in enumerate(zip(levels, f.levels, f.order, strict=True)):
+            what = f"level {k} of the tensor"
+            if not isinstance(level, Level) or level.kind != kind or level.size != dims[mode]:
+                raise ShapeError(f"{what} must be a Level of kind {kind!r} and size {dims[mode]}")
+            if kind == DENSE:
+                if level.pos is not None or level.crd is not None:
+                    raise ShapeError(f"{what} is dense and has no segment or coordinate array")
+                checked.append(Level(DENSE, dims[mode]))
+                nparent *= dims[mode]
+            else:
+                pos, crd = check_compressed(level.pos, level.crd, nparent, dims[mode], what)
+                check_sorted(pos, crd, what)
+                checked.append(Level(COMPRESSED, dims[mode], pos, crd))
+                nparent = len(crd)
+        vals = dtypes.coerce(_array(values, "the values"))
+        if vals.ndim != 1 or len(vals) != nparent:
+            raise ShapeError(
+                f"the values must be a 1-D array of {nparent} entries, one per last-level "
+                f"position, not of shape {vals.shape}"
+            )
+        self._set(dims, f, checked, np.ascontiguousarray(vals))
+
+    def _set(
         self, shape: tuple[int, ...], fmt: Format, levels: list[Level], values: np.ndarray
     ) -> None:
         self._shape = shape
         self._format = fmt
         self.levels = levels
         self.values = values
+
+    @classmethod
+    def _trusted(
+        cls, shape: tuple[int, ...], fmt: Format, levels: list[Level], values: np.ndarray
+    ) -> Tensor:
+        """A tensor from levels that are valid by construction (built from canonical
+        coordinates, or checked just before): the constructor's checks are skipped."""
+        t = cls.__new__(cls)
+        t._set(shape, fmt, levels, values)
+        return t
 
     # -- construction -------------------------------------------------------------------------
 
@@ -66,8 +167,8 @@ class Tensor:
         mode, as in pydata ``sparse.COO``) and ``values`` of length ``nnz``."""
         dims = _check_shape(shape)
         fmt = Format.parse(format if format is not None else default_sparse(len(dims)), len(dims))
-        vals = dtypes.coerce(np.asarray(values).reshape(-1), dtype)
-        c = np.asarray(coords)
+        vals = dtypes.coerce(_array(values, "the values").reshape(-1), dtype)
+        c = _array(coords, "coords")
         if c.ndim == 1 and len(dims) == 1:
             c = c.reshape(1, -1)
         if c.size == 0:
@@ -79,38 +180,32 @@ class Tensor:
             )
         if c.shape[1] != len(vals):
             raise ShapeError(f"{c.shape[1]} coordinates were given but {len(vals)} values")
-        if c.dtype.kind not in "iu":
-            raise CoordinateError(f"coordinates must be integers, not {c.dtype}")
+        _check_coords(list(c), dims)
         c = c.astype(np.int64)
-        for mode, dim in enumerate(dims):
-            if c.shape[1] and (c[mode].min() < 0 or c[mode].max() >= dim):
-                bad = c[mode][(c[mode] < 0) | (c[mode] >= dim)][0]
-                raise CoordinateError(
-                    f"coordinate {bad} in mode {mode} is outside 0..{dim - 1} (shape {dims}); "
-                    "check the indices or enlarge the shape"
-                )
-        return cls._from_canonical(dims, fmt, *lex_sort_unique(c[list(fmt.order)], vals))
+        coords, vals = lex_sort_unique(c[list(fmt.order)], vals)
+        return cls._from_canonical(dims, fmt, coords, vals, real=c.shape[1])
 
     @classmethod
     def _from_canonical(
-        cls, dims: tuple[int, ...], fmt: Format, coords: np.ndarray, vals: np.ndarray
+        cls, dims: tuple[int, ...], fmt: Format, coords: np.ndarray, vals: np.ndarray, real: int
     ) -> Tensor:
-        """Build from storage-order coordinates that are already sorted and unique."""
+        """Build from storage-order coordinates that are already sorted, unique and inside
+        the shape. ``real``: the items of data they come from, which bounds the positions the
+        dense levels may fill (:func:`fibertree.check_fill`)."""
         sizes = tuple(dims[m] for m in fmt.order)
-        dense = 1
-        for kind, size in zip(fmt.levels, sizes, strict=True):
-            dense = dense * size if kind == DENSE else 1
-            if dense > 2**40:
-                raise FormatError(
-                    f"format {fmt} would store {dense} dense positions for shape {dims}; "
-                    "use a compressed ('s') level for large sparse modes"
-                )
+        check_fill(sizes, fmt.levels, coords.shape[1], real, f"format {fmt} of shape {dims}")
         levels, values = build_levels(coords, vals, sizes, fmt.levels)
-        return cls(dims, fmt, levels, values)
+        return cls._trusted(dims, fmt, levels, values)
 
     @classmethod
     def from_scipy(cls, A: Any, format: str | Format = "ds", dtype: Any = None) -> Tensor:
-        """Build from any scipy sparse array or matrix (duplicates are summed)."""
+        """Build from any scipy sparse array or matrix (duplicates are summed).
+
+        scipy does not check index bounds, so the raw arrays are checked first, in one
+        vectorised pass, before any scipy conversion or C code reads them: ``indptr`` length,
+        start, end and order, ``indices`` and ``data`` lengths, index type and bounds (COO:
+        row and column bounds). Whether CSR/CSC indices are sorted is scipy's own
+        ``has_canonical_format``, computed by scipy unless already cached on ``A``."""
         if not sp.issparse(A):
             raise ShapeError(
                 f"from_scipy expects a scipy.sparse array or matrix, not {type(A).__name__}; "
@@ -121,6 +216,7 @@ class Tensor:
         fmt = Format.parse(format, 2)
         dims = _check_shape(A.shape)
         dtypes.coerce(np.empty(0, A.dtype), dtype, "the matrix values")  # refuse before converting
+        _check_scipy(A, dims)
         if fmt.levels == (DENSE, COMPRESSED):
             # CSR / CSC: take scipy's arrays directly, without a COO round trip.
             M = A.tocsr() if fmt.order == (0, 1) else A.tocsc()
@@ -138,7 +234,7 @@ class Tensor:
                     np.asarray(M.indices, dtype=np.int32),
                 ),
             ]
-            return cls(dims, fmt, levels, np.ascontiguousarray(vals))
+            return cls._trusted(dims, fmt, levels, np.ascontiguousarray(vals))
         C = A.tocoo()
         return cls.from_coo(np.vstack([C.row, C.col]), C.data, dims, fmt, dtype)
 
@@ -146,7 +242,7 @@ class Tensor:
     def from_numpy(cls, x: Any, format: str | Format | None = None, dtype: Any = None) -> Tensor:
         """Build from a dense array. Dense levels keep every value; compressed levels keep
         the entries that compare unequal to zero (NaN is kept, -0.0 is dropped)."""
-        arr = np.asarray(x)
+        arr = _array(x, "the array")
         if arr.ndim == 0:
             raise ShapeError("a 0-D array is a scalar; wrap it as a 1-element vector")
         dims = _check_shape(arr.shape)
@@ -155,9 +251,9 @@ class Tensor:
         stored = np.transpose(vals, fmt.order)
         if all(kind == DENSE for kind in fmt.levels):
             levels = [Level(DENSE, stored.shape[k]) for k in range(arr.ndim)]
-            return cls(dims, fmt, levels, np.ascontiguousarray(stored).reshape(-1))
+            return cls._trusted(dims, fmt, levels, np.ascontiguousarray(stored).reshape(-1))
         coords = np.vstack(np.nonzero(stored)).astype(np.int64)
-        return cls._from_canonical(dims, fmt, coords, stored[tuple(coords)])
+        return cls._from_canonical(dims, fmt, coords, stored[tuple(coords)], real=arr.size)
 
     # -- properties ---------------------------------------------------------------------------
 

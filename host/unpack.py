@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fiberflow.errors import FiberflowError, TileShapeError
 from fiberflow.host import dma_image as di
 from fiberflow.host.fibertree import Level, leaf_coords, lex_sort_unique
 from fiberflow.host.formats import DENSE
@@ -44,7 +45,10 @@ def decode(data: np.ndarray) -> Tensor:
     raw = data[offsets[:, None] + np.arange(head.itemsize)] if n else np.zeros((0, head.itemsize))
     heads = np.ascontiguousarray(raw, dtype=np.uint8).view(head).reshape(n)
     npos = heads["levels"]["npos"].astype(np.int64).reshape(n, ndim)
-    lay = di.plan(geo, ids, npos)
+    try:
+        lay = di.plan(geo, ids, npos)
+    except TileShapeError:
+        raise di.image_error("a tile header claims more positions than a tile can hold") from None
     rel = lay.tile_offset[:, None]
     checks = [
         (lay.tile_offset, offsets),
@@ -87,7 +91,11 @@ def decode(data: np.ndarray) -> Tensor:
     else:
         coords, vals = np.zeros((ndim, 0), dtype=np.int64), np.zeros(0, dtype=geo.dtype)
     coords, vals = lex_sort_unique(coords, vals)  # tiles are disjoint: this only sorts
-    return Tensor._from_canonical(geo.shape, geo.fmt, coords, vals)
+    try:
+        # Dense levels fill positions no tile stores: bounded by the image's own size.
+        return Tensor._from_canonical(geo.shape, geo.fmt, coords, vals, real=len(data))
+    except FiberflowError as e:
+        raise di.image_error(f"the image describes an impossible tensor ({e})") from None
 
 
 def _section(data: np.ndarray, offset: int, count: int, dtype: np.dtype) -> np.ndarray:

@@ -1,0 +1,48 @@
+"""Reading integer and time arguments strictly: shapes, tile shapes, timeouts.
+
+Python's ``int()`` and ``tuple()`` accept far more than a shape: ``tuple('22')`` is two
+characters, ``int(2.5)`` is 2 and ``int(True)`` is 1, so ``shape='22'`` or ``tile=(2.5, 3.7)``
+would be misread silently. These helpers take only what the caller meant: integers (Python or
+numpy), or floats that hold an exact integer; bools, strings, NaN and infinities are refused
+with the given error class.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+from typing import Any
+
+import numpy as np
+
+from fiberflow.errors import FiberflowError
+
+
+def integer(value: Any, what: str, error: type[FiberflowError]) -> int:
+    """``value`` as an int: an integer, or a float holding an exact integer."""
+    if isinstance(value, (bool, np.bool_)):
+        raise error(f"{what} must be an integer, not the bool {value!r}")
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)) and math.isfinite(value) and value == int(value):
+        return int(value)
+    raise error(f"{what} must be an integer, not {value!r}")
+
+
+def integers(value: Any, what: str, error: type[FiberflowError]) -> tuple[int, ...]:
+    """A sequence of integers (a tuple, list or 1-D integer array), never a string."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise error(f"{what} must be a tuple of integers, not {value!r}")
+    if isinstance(value, np.ndarray) and value.ndim != 1:
+        raise error(f"{what} must be a 1-D sequence of integers, not an array of {value.shape}")
+    return tuple(integer(v, f"every entry of {what}", error) for v in value)
+
+
+def seconds(value: Any, what: str, error: type[FiberflowError]) -> float:
+    """A positive, finite number of seconds."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real):
+        raise error(f"{what} must be a positive, finite number of seconds, not {value!r}")
+    s = float(value)
+    if not (math.isfinite(s) and s > 0):
+        raise error(f"{what} must be a positive, finite number of seconds, not {value!r}")
+    return s
