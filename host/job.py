@@ -98,6 +98,8 @@ class Directory:
             raise DeviceError("A's image directory runs past the end of its buffer")
         entries = data[dir_offset : dir_offset + n * entry.itemsize].view(entry)
         index = entries["index"].astype(np.int64).reshape(n, 2)
+        if (index >= modes["grid"].astype(np.int64)).any():
+            raise DeviceError("A's image directory names a tile outside its tile grid")
         return cls(
             row_tile=index[:, 0],
             col_tile=index[:, 1],
@@ -210,8 +212,25 @@ class Descriptor:
         return len(self.lane_table)
 
 
-def parse(data: np.ndarray) -> Descriptor:
-    """Parse and check the descriptor at the start of ``data`` (uint8), trusting nothing."""
+def check_disjoint(ranges: dict[str, tuple[int, int]], written: tuple[str, ...]) -> None:
+    """Refuse a job in which a range that is written (``ranges[w]`` for ``w`` in ``written``)
+    overlaps another of its ranges (``name: (address, nbytes)``): the write would destroy that
+    operand (A's resident image, x, the descriptor). Checked before anything is written."""
+    for w in written:
+        start, nbytes = ranges[w]
+        for name, (other, size) in ranges.items():
+            if name != w and nbytes and size and start < other + size and other < start + nbytes:
+                raise DeviceError(
+                    f"the job's {w} ({nbytes} bytes at {start:#x}) overlaps its {name} "
+                    f"({size} bytes at {other:#x}); every operand needs a buffer of its own"
+                )
+
+
+def parse(data: np.ndarray, address: int | None = None) -> Descriptor:
+    """Parse and check the descriptor at the start of ``data`` (uint8), trusting nothing.
+
+    The output range must not overlap A's image or x, nor the descriptor itself when its
+    device ``address`` is given."""
     if len(data) < HEADER.itemsize:
         raise DeviceError(f"job descriptor of {len(data)} bytes is shorter than its header")
     h = data[: HEADER.itemsize].view(HEADER)[0]
@@ -237,6 +256,14 @@ def parse(data: np.ndarray) -> Descriptor:
     table = data[lt_off:tl_off].view(LANE)
     lane_table = np.stack([table["first"], table["count"]], axis=1).astype(np.uint32)
     tile_list = data[tl_off : tl_off + 4 * n_tiles].view("<u4").astype(np.uint32)
+    ranges = {
+        "matrix image": (int(h["a_addr"]), int(h["a_bytes"])),
+        "dense input": (int(h["x_addr"]), int(h["n"]) * int(h["x_row_bytes"])),
+        "output": (int(h["y_addr"]), int(h["m"]) * int(h["y_row_bytes"])),
+    }
+    if address is not None:
+        ranges["descriptor"] = (address, total)
+    check_disjoint(ranges, ("output",))
     return Descriptor(
         kernel=KERNEL_NAMES[int(h["kernel"])],
         dtype=dtypes.BY_CODE[int(h["dtype"])],
@@ -273,8 +300,10 @@ def check_schedule(desc: Descriptor, d: Directory) -> np.ndarray:
         same_lane = lane_of[1:] == lane_of[:-1]
         if (same_lane & (tl[1:] <= tl[:-1])).any():
             raise DeviceError("each lane's tiles must be in increasing directory order")
-        rt = d.row_tile[tl]
-        per_rt = np.zeros(int(rt.max()) + 1, dtype=np.int64) - 1
+        # Row tiles renumbered densely: the table is as long as the directory, whatever
+        # indices a corrupted directory holds.
+        _, rt = np.unique(d.row_tile[tl], return_inverse=True)
+        per_rt = np.full(n, -1, dtype=np.int64)
         per_rt[rt] = lane_of
         if (per_rt[rt] != lane_of).any():
             raise DeviceError("a row tile is split between lanes; a lane must own whole row tiles")

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from fiberflow.errors import DeviceError, DTypeError, ShapeError
-from fiberflow.host import dtypes, job
+from fiberflow.host import args, dtypes, job
 from fiberflow.host.device import DEFAULT_TIMEOUT, Device
 from fiberflow.host.resident import ResidentMatrix, check_handle, make_resident
 
@@ -85,6 +85,7 @@ def _launch(
     if not all(hasattr(device, a) for a in ("alloc", "submit", "wait", "lanes")):
         # (isinstance against the runtime-checkable Protocol costs more than a small SpMV)
         raise DeviceError(f"device= must be a device from ff.open(), not {type(device).__name__}")
+    timeout = args.seconds(timeout, "timeout", DeviceError)
     if isinstance(A, ResidentMatrix):
         check_handle(A, device)
         if dtype is not None and dtypes.check_supported(dtype) != A.dtype:
@@ -92,6 +93,9 @@ def _launch(
                 f"the resident matrix holds {A.dtype}; it cannot be converted to {dtype} "
                 "in place. Put the matrix on the device again with dtype="
             )
+        # The image may have been changed in device memory since put (a stray write by the
+        # host, another job); a CRC pass costs about 4% of an emulated SpMV (docs/dma-image.md).
+        A.verify()
         return _run(kernel, A, _dense_operand(kernel, dense, A, dtype), device, timeout)
     h = make_resident(device, A, tile, dtype)  # a temporary resident matrix
     try:
@@ -138,14 +142,22 @@ def _run(kernel: str, h: ResidentMatrix, x: np.ndarray, device: Any, timeout: fl
     table, tiles = h.schedule(device.lanes, k)
     buffers = []
     try:
-        xb = device.alloc(x.nbytes)
-        buffers.append(xb)
+        for nbytes in (x.nbytes, m * k * 4, job.descriptor_bytes(len(table), len(tiles))):
+            buffers.append(device.alloc(nbytes))
+        xb, yb, jb = buffers
+        # Before anything is written: a buffer overlapping another (a faulty allocator) would
+        # let a write destroy an operand, A's resident image first of all.
+        job.check_disjoint(
+            {
+                "matrix image": (h.buffer.address, h.image_bytes),
+                "dense input": (xb.address, xb.nbytes),
+                "output": (yb.address, yb.nbytes),
+                "descriptor": (jb.address, jb.nbytes),
+            },
+            ("dense input", "output", "descriptor"),
+        )
         xb.write(x)
         xb.flush()
-        yb = device.alloc(m * k * 4)
-        buffers.append(yb)
-        jb = device.alloc(job.descriptor_bytes(len(table), len(tiles)))
-        buffers.append(jb)
         job.write_descriptor(
             jb.array,
             kernel=kernel,

@@ -9,12 +9,14 @@ paths are the same code.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from fiberflow.errors import DeviceError, FiberflowError, ShapeError
+from fiberflow.errors import DeviceError, FiberflowError, ImageError, ShapeError
+from fiberflow.host import dma_image as di
 from fiberflow.host import dtypes, job
 from fiberflow.host import pack as packing
 from fiberflow.host.device import Buffer
@@ -61,8 +63,25 @@ def as_csr_tensor(A: Any, dtype: Any = None, what: str = "A") -> Tensor:
     )
 
 
+def _release(device: Any, buffer: Buffer) -> None:
+    """Free a resident image's buffer unless it is already free or its device is closed.
+    Run by :meth:`ResidentMatrix.free` or by the handle's finalizer, so it holds no reference
+    to the handle; a device that refuses (already torn down) is left alone."""
+    if buffer.freed or getattr(device, "closed", False):
+        return
+    try:
+        device.free(buffer)
+    except FiberflowError:
+        pass
+
+
 class ResidentMatrix:
-    """A matrix whose DMA image lives in a device buffer. Get one from ``dev.put(A)``."""
+    """A matrix whose DMA image lives in a device buffer. Get one from ``dev.put(A)``.
+
+    The buffer is freed by :meth:`free`, at the end of a ``with dev.put(A) as h:`` block, or
+    when the handle is garbage-collected. ``crc`` is the image's CRC-32 (its header checksum)
+    as checked in the device buffer right after the copy; :meth:`verify` checks it again.
+    """
 
     def __init__(
         self,
@@ -71,6 +90,7 @@ class ResidentMatrix:
         tensor: Tensor,
         tile: tuple[int, ...],
         directory: job.Directory,
+        crc: int,
     ) -> None:
         self.device = device
         self.buffer = buffer
@@ -79,7 +99,10 @@ class ResidentMatrix:
         self.nnz = tensor.nnz
         self.tile = tile
         self.directory = directory
+        self.crc = crc
         self._schedules: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._finalizer = weakref.finalize(self, _release, device, buffer)
+        self._finalizer.atexit = False  # at exit the devices themselves are being torn down
 
     @property
     def image_bytes(self) -> int:
@@ -98,8 +121,26 @@ class ResidentMatrix:
 
     def free(self) -> None:
         """Release the device memory; the handle can no longer be used."""
-        if not self.buffer.freed:
-            self.device.free(self.buffer)
+        self._finalizer()
+
+    def verify(self) -> None:
+        """Check the image in device memory against :attr:`crc`; raise ImageError when a
+        byte has changed since ``put``."""
+        self.buffer.invalidate()
+        found = di.checksum(self.buffer.array)
+        stored = int(self.buffer.array[di.CHECKSUM_OFFSET : di.CHECKSUM_OFFSET + 4].view("<u4")[0])
+        if found != self.crc or stored != self.crc:
+            raise ImageError(
+                f"the resident image in device memory is corrupted (CRC-32 {found:#010x}, "
+                f"header {stored:#010x}, {self.crc:#010x} at put); free the handle and put "
+                "the matrix on the device again"
+            )
+
+    def __enter__(self) -> ResidentMatrix:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.free()
 
     def __repr__(self) -> str:
         state = "freed" if self.freed else f"{self.image_bytes} bytes at {self.buffer.address:#x}"
@@ -122,13 +163,20 @@ def make_resident(device: Any, A: Any, tile: Any = None, dtype: Any = None) -> R
             tile = default_tile(t.shape, getattr(device, "lanes", 1))
         img = packing.pack(t, tile)
     buf = device.alloc(img.nbytes)
+    crc = int(img.data[di.CHECKSUM_OFFSET : di.CHECKSUM_OFFSET + 4].view("<u4")[0])
     try:
         buf.write(img.data)
         buf.flush()
+        h = ResidentMatrix(device, buf, t, img.tile, job.Directory.of(img), crc)
     except BaseException:
         device.free(buf)
         raise
-    return ResidentMatrix(device, buf, t, img.tile, job.Directory.of(img))
+    try:
+        h.verify()  # the bytes as they landed in device memory
+    except ImageError:
+        h.free()
+        raise
+    return h
 
 
 def check_handle(h: ResidentMatrix, device: Any) -> None:
