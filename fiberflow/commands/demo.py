@@ -15,26 +15,39 @@ import scipy.sparse as sp
 
 import fiberflow as ff
 from fiberflow import datasets, verify
+from fiberflow.commands import _device
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
-        help="run SpMV and SpMM on the bundled matrices on the emulator, checked against scipy",
-        description="Put each bundled sparse matrix on the functional emulator, run SpMV and "
-        "SpMM on it, check the results against scipy, print the estimated cycles and "
-        "efficiency, and check the DMA image's pack/unpack round trip.",
+        help="run SpMV and SpMM on the bundled matrices, checked against scipy",
+        description="Put each bundled sparse matrix on a device (the functional emulator "
+        "unless --device says otherwise), run SpMV and SpMM on it, check the results against "
+        "scipy, print the estimated cycles and efficiency, and check the DMA image's "
+        "pack/unpack round trip.",
     )
-    p.add_argument("--device", default="emu", help="device to run on (default: emu)")
-    p.add_argument("--cols", type=int, default=8, help="columns of B for SpMM (default 8)")
+    _device.add_arguments(p)
+    p.add_argument(
+        "--cols", type=_device.positive_int, default=8, help="columns of B for SpMM (default 8)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    dev = _device.open_device(args, "float32")
+    try:
+        ok = _demo(dev, args)
+    finally:
+        dev.close()
+    print("demo passed" if ok else "demo FAILED")
+    return 0 if ok else 1
+
+
+def _demo(dev: ff.Device, args: argparse.Namespace) -> bool:
     ok = True
     rng = np.random.default_rng(args.seed)
-    dev = ff.open(args.device)
     print(f"device: {dev!r}")
     for name, about in datasets.BUNDLED.items():
         A = sp.csr_array(datasets.load(name), dtype=np.float32)
@@ -55,13 +68,12 @@ def run(args: argparse.Namespace) -> int:
             seconds = time.perf_counter() - start
             good, verdict = verify.against_scipy(out, A, dense)
             ok &= good
-            print(f"  {label}: {verdict}; {seconds * 1e3:.2f} ms on the host")
+            print(f"  {label}: {verdict}")
+            print(f"    {_device.timing_lines(args.device, seconds, dev.last_stats)}")
             print(f"    {dev.last_stats.summary()}")
         h.free()
         t = ff.Tensor.from_scipy(A, format="ds")
         exact = ff.unpack(ff.pack(t, tile=(256, 256)).tobytes()) == t
         ok &= exact
         print(f"  pack/unpack round trip (256 x 256 tiles) is bit-exact: {exact}")
-    dev.close()
-    print("demo passed" if ok else "demo FAILED")
-    return 0 if ok else 1
+    return ok

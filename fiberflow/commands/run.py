@@ -7,12 +7,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import scipy.io
-import scipy.sparse as sp
 
 import fiberflow as ff
-from fiberflow import verify
-from fiberflow.errors import FiberflowError
+from fiberflow import datasets, verify
+from fiberflow.commands import _device
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,63 +19,73 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="run SpMV or SpMM on a Matrix Market file and check it against scipy",
         description="Load a matrix from a Matrix Market (.mtx) file, multiply it on a device by a "
         "random vector (spmv) or random dense matrix (spmm), compare with scipy, and print the "
-        "device's statistics.",
+        "device's statistics. Every conversion of the file's values is reported.",
     )
     p.add_argument("kernel", choices=["spmv", "spmm"])
     p.add_argument("--matrix", type=Path, required=True, metavar="FILE.mtx")
-    p.add_argument("--device", default="emu", help="device to run on (default: emu)")
-    p.add_argument("--dtype", choices=["float32", "int32"], default="float32")
-    p.add_argument("--cols", type=int, default=8, help="columns of B for spmm (default 8)")
-    p.add_argument("--tile", type=int, nargs=2, default=None, metavar=("ROWS", "COLS"))
+    _device.add_arguments(p)
+    p.add_argument(
+        "--dtype",
+        choices=["float32", "int32"],
+        default=None,
+        help="value type on the device (default: int32 for an integer file, else float32)",
+    )
+    p.add_argument(
+        "--cols", type=_device.positive_int, default=8, help="columns of B for spmm (default 8)"
+    )
+    p.add_argument(
+        "--tile",
+        type=_device.positive_int,
+        nargs=2,
+        default=None,
+        metavar=("ROWS", "COLS"),
+        help="tile shape, checked against the device's limits before any work",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
 
 
-def load_matrix(path: Path) -> sp.csr_array:
-    if not path.exists():
-        raise FiberflowError(f"{path}: no such file; give a Matrix Market (.mtx) file")
-    try:
-        M = scipy.io.mmread(path)
-    except (ValueError, OSError) as exc:
-        raise FiberflowError(f"{path} is not a readable Matrix Market file: {exc}") from None
-    if not sp.issparse(M):
-        M = sp.csr_array(np.asarray(M))
-    if np.iscomplexobj(M.data):
-        raise FiberflowError(f"{path} holds complex values; fiberflow computes with real values")
-    return sp.csr_array(M)
-
-
 def run(args: argparse.Namespace) -> int:
-    A64 = load_matrix(args.matrix)
-    m, n = A64.shape
+    f = datasets.read_matrix_market(args.matrix, args.dtype)
+    A, dtype = f.matrix, f.dtype
+    m, n = A.shape
     rng = np.random.default_rng(args.seed)
-    if args.dtype == "int32":
-        if A64.dtype.kind == "f" and not np.array_equal(A64.data, np.round(A64.data)):
-            raise FiberflowError(
-                f"{args.matrix} has non-integer values; run it with --dtype float32"
-            )
-        A = sp.csr_array(A64, dtype=np.int64)
-        dense = rng.integers(-10, 11, (n, args.cols) if args.kernel == "spmm" else n)
+    shape = (n, args.cols) if args.kernel == "spmm" else n
+    if dtype == "int32":
+        dense = rng.integers(-10, 11, shape).astype(np.int32)
     else:
-        A = A64
-        dense = rng.standard_normal((n, args.cols) if args.kernel == "spmm" else n)
-    dense = dense.astype(args.dtype)
-    # The rtl overlay is generated for one value type: open it for the one asked for.
-    dev = ff.open(args.device, **({"dtype": args.dtype} if args.device == "rtl" else {}))
+        dense = rng.standard_normal(shape).astype(np.float32)
+    print(f"{args.matrix}: {m} x {n}, nnz {A.nnz}, {f.field} values, run as {dtype}")
+    for line in f.conversions:
+        print(f"  {line}")
+    dev = _device.open_device(args, dtype)
+    try:
+        return _run_on(dev, args, f, dense)
+    finally:
+        dev.close()
+
+
+def _run_on(
+    dev: ff.Device, args: argparse.Namespace, f: datasets.MatrixFile, dense: np.ndarray
+) -> int:
+    A, dtype = f.matrix, f.dtype
     tile = tuple(args.tile) if args.tile else None
+    _device.check_tile(dev, tile, dtype)
     start = time.perf_counter()
-    h = dev.put(A, dtype=args.dtype, tile=tile)
+    h = dev.put(A, dtype=dtype, tile=tile)
     packed = time.perf_counter() - start
     start = time.perf_counter()
     kernel = ff.spmv if args.kernel == "spmv" else ff.spmm
     out = kernel(h, dense, device=dev)
     seconds = time.perf_counter() - start
-    ok, check = verify.against_scipy(out, sp.csr_array(A, dtype=np.dtype(args.dtype)), dense)
-    print(f"{args.matrix}: {m} x {n}, nnz {A.nnz}, {args.dtype}")
+    ok, check = verify.against_scipy(out, A, dense)
     print(
         f"  resident image {h.image_bytes:,} bytes ({h.image_bytes / max(A.nnz, 1):.2f} B/nnz), "
         f"tile {h.tile[0]} x {h.tile[1]}, packed in {packed * 1e3:.1f} ms"
     )
-    print(f"  {args.kernel} on {args.device}: {seconds * 1e3:.2f} ms wall; {check}")
+    print(f"  {args.kernel} on {args.device}: {check}")
+    if dtype == "float32" and f.field != "pattern":
+        print(f"  input rounding: {verify.input_rounding(f.exact, A, dense)}")
+    print(f"  {_device.timing_lines(args.device, seconds, dev.last_stats)}")
     print(f"  {dev.last_stats.summary()}")
     return 0 if ok else 1
