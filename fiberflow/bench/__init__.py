@@ -6,9 +6,11 @@ Each target is a module ``fiberflow.bench.<target>`` that provides:
 * ``add_arguments(parser)``: its own options;
 * ``run(args) -> Report``: measure, and return what to record.
 
-The command writes the report's table into its own section of ``docs/benchmarks.md`` (other
-sections are left alone), and its data to ``<out>/<target>.json`` beside any plot the target
-made (``--out`` defaults to ``docs/bench``, so results are kept with the document).
+Targets write their plots into ``args.out``, and nowhere else. The command writes the report's
+data to ``<out>/<target>.json`` beside them (``--out`` defaults to a new folder named for the
+run), and, only with ``--doc FILE``, the report's table into its own section of that file
+(other sections are left alone). The project records with
+``--doc docs/benchmarks.md --out docs/bench``, so results are kept with the document.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
-"""``fiberflow bench TARGET``: measure, and record the numbers in docs/benchmarks.md."""
+"""``fiberflow bench TARGET``: measure; keep the data and plots in a folder, and record the
+table in a Markdown document when asked."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import time
 from pathlib import Path
 
 from fiberflow import bench
@@ -12,37 +14,46 @@ from fiberflow import bench
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench",
-        help="run a benchmark and record it in docs/benchmarks.md",
-        description="Run a benchmark. Its table goes into its own section of the benchmarks "
-        "document, its data into a JSON file, and its plots beside the document.",
+        help="run a benchmark; data and plots into a folder, the table into a document on request",
+        description="Run a benchmark and print its table. Its data (JSON) and plots go into "
+        "--out DIR (default: a new folder named for the run in the current directory); with "
+        "--doc FILE, its table also replaces its own section of that Markdown file (the "
+        "project records with --doc docs/benchmarks.md --out docs/bench).",
     )
     targets = p.add_subparsers(dest="target", metavar="TARGET", required=True)
     for name in bench.TARGETS:
         module = importlib.import_module(f"fiberflow.bench.{name}")
         t = targets.add_parser(name, help=module.DESCRIPTION, description=module.DESCRIPTION)
         t.add_argument(
-            "--doc",
-            type=Path,
-            default=Path("docs/benchmarks.md"),
-            help="the Markdown file to update (default: docs/benchmarks.md)",
-        )
-        t.add_argument(
             "--out",
             type=Path,
-            default=Path("docs/bench"),
-            help="folder for the JSON data and plots (default: docs/bench)",
+            metavar="DIR",
+            help=f"folder for the JSON data and plots (default: ./fiberflow-bench-{name}-"
+            "<date>-<time>, created for the run)",
         )
-        t.add_argument("--no-doc", action="store_true", help="print only; leave the doc alone")
+        t.add_argument(
+            "--doc",
+            type=Path,
+            metavar="FILE",
+            help="also record the table in this Markdown file, in its own section (other "
+            "sections are kept); plots are linked relative to it",
+        )
         module.add_arguments(t)
         t.set_defaults(func=run, module=module)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out is None:
+        args.out = Path(f"fiberflow-bench-{args.target}-{time.strftime('%Y%m%d-%H%M%S')}")
     args.out.mkdir(parents=True, exist_ok=True)
     report = args.module.run(args)
     print(report.markdown())
-    bench.write_json(args.out / f"{report.target}.json", report)
-    if not args.no_doc:
+    data = args.out / f"{report.target}.json"
+    bench.write_json(data, report)
+    print(f"data: {data}")
+    for plot in report.plots:
+        print(f"plot: {plot}")
+    if args.doc is not None:
         args.doc.parent.mkdir(parents=True, exist_ok=True)
         bench.write_section(args.doc, report)
         print(f"recorded in {args.doc}")

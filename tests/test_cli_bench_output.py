@@ -1,0 +1,45 @@
+"""``fiberflow bench`` writes where it is told: data and plots into ``--out`` (default a new
+folder named for the run), a Markdown document only with ``--doc``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fiberflow import cli
+
+SMALL = ["--nnz", "20000", "--n", "2000", "--repeat", "1"]
+
+
+def files_under(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+
+
+def test_default_out_is_a_new_folder_named_for_the_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["bench", "pack", *SMALL]) == 0
+    (folder,) = tmp_path.iterdir()
+    assert folder.name.startswith("fiberflow-bench-pack-")
+    assert files_under(tmp_path) == {f"{folder.name}/pack.json"}
+    assert f"data: {folder.name}/pack.json" in capsys.readouterr().out
+
+
+def test_nothing_is_written_outside_out(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["bench", "spmv", *SMALL, "--out", "results"]) == 0
+    assert files_under(tmp_path) == {"results/spmv.json", "results/spmv-roofline.png"}
+    out = capsys.readouterr().out
+    assert "data: results/spmv.json" in out and "plot: results/spmv-roofline.png" in out
+    assert "recorded in" not in out
+
+
+def test_doc_is_written_only_when_asked(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = ["bench", "spmv", *SMALL, "--out", "docs/bench", "--doc", "docs/benchmarks.md"]
+    assert cli.main(args) == 0
+    assert files_under(tmp_path) == {
+        "docs/benchmarks.md", "docs/bench/spmv.json", "docs/bench/spmv-roofline.png",
+    }  # fmt: skip
+    assert "](bench/spmv-roofline.png)" in (tmp_path / "docs/benchmarks.md").read_text()
+    assert json.loads((tmp_path / "docs/bench/spmv.json").read_text())["target"] == "spmv"
+    assert "recorded in docs/benchmarks.md" in capsys.readouterr().out
