@@ -6,7 +6,18 @@
  * Walking the tree in storage order visits each tile's entries in that tile's own
  * lexicographic order, so every section can be appended in place with per-tile cursors: no
  * sort and no temporary copy of the coordinates. CSR-like trees, the common case, get loops of
- * their own a row band at a time (cpack_band.h, and the AVX-512 and AVX2 ones below).
+ * their own a row band at a time (the scatter below, and the AVX-512 and AVX2 compress loops).
+ *
+ * What the entry points trust. They are reached only through fiberflow.host.pack_c.pack_c,
+ * whose tree comes from a Tensor: its constructors check that the arrays have consistent
+ * lengths, that every pos array starts at 0, never decreases and ends at its crd array's
+ * length, and that coordinates are within the level sizes (sorted within each fiber); pack_c
+ * passes the geometry (sizes, tiles, grid) it made from the same tensor, and the layout arrays
+ * dma_image.plan made from ff_count's own counts. Lengths and pos are trusted as they are. The
+ * coordinates are checked once more, cheaply, by ff_count (the largest of each row band's, or
+ * each fiber's, against the level size): an out-of-range one makes it return FF_BAD_COORD
+ * instead of counting, and pack_c raises then, before ff_fill, which indexes tiles and sections
+ * by coordinate, ever runs. ff_fill itself trusts its input to be what ff_count counted.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -37,6 +48,7 @@ typedef struct {
     int64_t *last, *cur;
     int64_t n_tiles, header_bytes;
     int simd;                 /* the vector level of the CSR loops: FF_SIMD_NONE .. AVX512 */
+    int bad;                  /* counting pass: FF_OK, or FF_BAD_COORD */
 } walker;
 
 static void walk(walker *w, int k, int64_t parent, int64_t tile, int64_t lo, int64_t hi);
@@ -162,6 +174,16 @@ static inline int64_t child_hi(const ff_tree *t, int k, int64_t parent)
     return t->dense[k] ? t->size[k] : t->pos[k][parent + 1];
 }
 
+/* Whether all of a[0..n) lie in 0 .. size-1 (one unsigned compare each: a negative coordinate is
+ * huge). */
+static int coords_in(const int32_t *a, int64_t n, int64_t size)
+{
+    uint32_t top = 0;
+    for (int64_t i = 0; i < n; i++)
+        top = (uint32_t)a[i] > top ? (uint32_t)a[i] : top;
+    return n == 0 || (int64_t)top < size;
+}
+
 /* Visit the children lo .. hi-1 of `parent` at level k: coordinates for a dense level,
  * source positions for a compressed one. `tile` is the grid id accumulated so far. */
 static void walk(walker *w, int k, int64_t parent, int64_t tile, int64_t lo, int64_t hi)
@@ -179,6 +201,10 @@ static void walk(walker *w, int k, int64_t parent, int64_t tile, int64_t lo, int
             return;
         }
         const int32_t *crd = t->crd[k];
+        if (!w->fill && !coords_in(crd + lo, hi - lo, t->size[k])) {
+            w->bad = FF_BAD_COORD;
+            return;
+        }
         int64_t q = lo;
         while (q < hi) {
             int64_t ct = tile_of(crd[q], tk), bound = (ct + 1) * tk, q1 = hi;
@@ -205,7 +231,11 @@ static void walk(walker *w, int k, int64_t parent, int64_t tile, int64_t lo, int
         }
     } else {
         const int32_t *crd = t->crd[k];
-        for (int64_t q = lo; q < hi; q++) {
+        if (!w->fill && !coords_in(crd + lo, hi - lo, t->size[k])) {
+            w->bad = FF_BAD_COORD;
+            return;
+        }
+        for (int64_t q = lo; q < hi && !w->bad; q++) {
             int64_t ct = tile_of(crd[q], tk);
             w->local[k] = crd[q] - ct * tk;
             w->path[k] = q;
@@ -232,13 +262,16 @@ static inline void zero_to(uint8_t *image, uint8_t *p, int64_t end)
         memset(p, 0, (size_t)(image + end - p));
 }
 
+/* CSR-like trees (a dense level over a sorted compressed one: "ds", "ds:1,0") are the common case
+ * and get loops of their own, a row band (one row tile) at a time, which write exactly what the
+ * walk would. A band's tiles are consecutive in the image, as are their sections. */
+
 /* The fill state of one column tile of the current row band. */
 typedef struct {
     uint32_t *seg; /* NULL: the tile is empty */
     uint8_t *crd;
     uint32_t *vals;
-    int64_t n;    /* entries appended so far */
-    int64_t done; /* segment entries 1 .. done are written */
+    int64_t n; /* entries appended so far */
 } band_tile;
 
 /* Zero the padding after a filled tile's sections (slot s, `rows` segment entries + 1). */
@@ -257,108 +290,145 @@ static void open_band(const walker *w, band_tile *tiles, int64_t rt)
         int64_t s = w->slot[rt * gc + ct];
         band_tile *bt = &tiles[ct];
         bt->seg = NULL;
+        bt->n = 0;
         if (s < 0)
             continue;
         bt->seg = (uint32_t *)(w->image + w->seg_off[s * 2 + 1]);
         bt->crd = w->image + w->crd_off[s * 2 + 1];
         bt->vals = (uint32_t *)(w->image + w->vals_off[s]);
-        bt->n = 0;
-        bt->done = 0;
         bt->seg[0] = 0;
     }
 }
 
-/* The portable per-run primitives of the band loop. A run starts at q with crd[q] < bound. */
-static inline int64_t run_len_portable(const int32_t *crd, int64_t q, int64_t end, int64_t bound)
+/* Division by the tile width as a multiply and a shift (Granlund and Montgomery, 1994): exact
+ * for every c < 2^31, which every checked coordinate is (level sizes fit in 31 bits), and a few
+ * times cheaper than a divide, which would also sit on each entry's path to its store. */
+typedef struct {
+    uint64_t mul;
+    int shift;
+} divider;
+
+static divider make_divider(int64_t d)
 {
-    if (crd[end - 1] < bound)
-        return end - q;
-    return 1 + lower_bound(crd + q + 1, end - q - 1, bound);
+    int l = 0;
+    while (((int64_t)1 << l) < d)
+        l++;
+    divider v;
+    v.shift = 31 + l;
+    v.mul = (((uint64_t)1 << v.shift) + (uint64_t)d - 1) / (uint64_t)d; /* rounded up */
+    return v;
 }
 
-static inline void copy_run_portable(band_tile *bt, int cb, const int32_t *src,
-                                     const uint32_t *vals, int64_t n, int64_t base)
+static inline uint32_t divide(divider v, uint32_t c)
 {
-    memcpy(bt->vals + bt->n, vals, (size_t)n * 4);
-    put_coords(bt->crd, bt->n, cb, src, n, base);
+    return (uint32_t)(((uint64_t)c * v.mul) >> v.shift);
 }
 
-#define BAND_FN fill_band_portable
-#define BAND_ATTR
-#define RUN_LEN run_len_portable
-#define COPY_RUN copy_run_portable
-#include "cpack_band.h"
-#undef BAND_FN
-#undef BAND_ATTR
-#undef RUN_LEN
-#undef COPY_RUN
+/* Rows a scatter chunk spans: enough that the chunk's segment entries of all the band's tiles
+ * (gc * rows * 4 bytes) stay in the core's cache between the zeroing, the scatter and the scan,
+ * and at least one cache line of each tile's segment array. */
+static int64_t chunk_rows(int64_t gc)
+{
+    int64_t r = ((int64_t)1 << 16) / (gc > 0 ? gc : 1);
+    return r < 16 ? 16 : r & ~(int64_t)15;
+}
+
+/* Segment entries a+1 .. b of one tile hold, for each row, the tile's running entry count after
+ * that row if the row had entries there, else 0; make every one the running count. Running
+ * counts grow with the row, so that is a running maximum from entry a (already final). */
+static inline void running_max(uint32_t *seg, int64_t a, int64_t b)
+{
+    uint32_t m = seg[a];
+    for (int64_t i = a + 1; i <= b; i++) {
+        m = seg[i] > m ? seg[i] : m;
+        seg[i] = m;
+    }
+}
+
+/* The scatter of rows a .. b-1 of a band: each entry straight to its tile's cursor, its row's
+ * segment entry set to the tile's count so far. No run finding: there is no chain of dependent
+ * loads, compares and divides from one run to the next, the cost of the run loops this replaces
+ * when runs are short (many tile columns, a few entries per row in each). CB, the coordinate
+ * width, is a constant in each instance. */
+static inline __attribute__((always_inline)) void scatter_rows(band_tile *tiles,
+                                                               const int64_t *pos,
+                                                               const int32_t *crd,
+                                                               const uint32_t *vals, int64_t a,
+                                                               int64_t b, divider dv, uint32_t tc,
+                                                               const int CB)
+{
+    for (int64_t lr = a; lr < b; lr++) {
+        for (int64_t q = pos[lr], end = pos[lr + 1]; q < end; q++) {
+            uint32_t c = (uint32_t)crd[q], ct = divide(dv, c);
+            band_tile *bt = &tiles[ct];
+            int64_t k = bt->n++;
+            bt->vals[k] = vals[q];
+            if (CB == 2)
+                ((uint16_t *)bt->crd)[k] = (uint16_t)(c - ct * tc);
+            else
+                ((uint32_t *)bt->crd)[k] = c - ct * tc;
+            bt->seg[lr + 1] = (uint32_t)(k + 1);
+        }
+    }
+}
+
+/* Any tile width, any number of tile columns, any vector level: the band a chunk of rows at a
+ * time (zero the chunk's segment entries, scatter, running maximum), then the padding. */
+static void fill_band_scatter(const walker *w, band_tile *tiles, int64_t rt, int64_t r0,
+                              int64_t rows)
+{
+    const ff_tree *t = w->t;
+    int64_t gc = t->grid[1], step = chunk_rows(gc);
+    const int64_t *pos = t->pos[1] + r0;
+    divider dv = make_divider(t->tile[1]);
+    uint32_t tc = (uint32_t)t->tile[1];
+    open_band(w, tiles, rt);
+    for (int64_t a = 0; a < rows; a += step) {
+        int64_t b = a + step < rows ? a + step : rows;
+        for (int64_t ct = 0; ct < gc; ct++)
+            if (tiles[ct].seg)
+                memset(tiles[ct].seg + a + 1, 0, (size_t)(b - a) * 4);
+        if (t->coord_bytes == 2)
+            scatter_rows(tiles, pos, t->crd[1], t->vals, a, b, dv, tc, 2);
+        else
+            scatter_rows(tiles, pos, t->crd[1], t->vals, a, b, dv, tc, 4);
+        for (int64_t ct = 0; ct < gc; ct++)
+            if (tiles[ct].seg)
+                running_max(tiles[ct].seg, a, b);
+    }
+    for (int64_t ct = 0; ct < gc; ct++)
+        if (tiles[ct].seg)
+            zero_pads(w, &tiles[ct], w->slot[rt * gc + ct], rows, t->coord_bytes);
+}
+
+/* Count a band's n entries (coordinates checked) into count[0 .. gc) by tile column, 4 tallies
+ * interleaved so that consecutive entries of one tile do not wait on each other's increments. */
+static void count_scatter(const int32_t *crd, int64_t n, divider dv, int64_t gc, uint32_t *tally,
+                          int64_t *count)
+{
+    memset(tally, 0, sizeof(uint32_t) * 4 * (size_t)gc);
+    uint32_t *t0 = tally, *t1 = t0 + gc, *t2 = t1 + gc, *t3 = t2 + gc;
+    int64_t q = 0;
+    for (; q + 4 <= n; q += 4) {
+        t0[divide(dv, (uint32_t)crd[q])]++;
+        t1[divide(dv, (uint32_t)crd[q + 1])]++;
+        t2[divide(dv, (uint32_t)crd[q + 2])]++;
+        t3[divide(dv, (uint32_t)crd[q + 3])]++;
+    }
+    for (; q < n; q++)
+        t0[divide(dv, (uint32_t)crd[q])]++;
+    for (int64_t ct = 0; ct < gc; ct++)
+        count[ct] = (int64_t)t0[ct] + t1[ct] + t2[ct] + t3[ct];
+}
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define FF_AVX512 1
 #include <immintrin.h>
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,popcnt")))
 
-/* 16 entries per step with masked loads and stores: a whole run usually takes one step, with
- * no scalar tail and no branch on its length. */
-static inline AVX512 __mmask16 first_mask(int64_t left)
-{
-    uint32_t k = left < 16 ? (uint32_t)left : 16u; /* a conditional move, not a branch */
-    return (__mmask16)((1u << k) - 1u);
-}
-
-/* 16 coordinates narrowed to 16 bits, kept in a register: fused into a masked store to memory
- * (vpmovdw m256{k}) the narrowing is several times slower on some CPUs. */
-static inline AVX512 __m256i narrow16(__m512i c)
-{
-    __m256i narrow = _mm512_cvtepi32_epi16(c);
-    __asm__("" : "+v"(narrow));
-    return narrow;
-}
-
-static inline AVX512 int64_t run_len_avx512(const int32_t *crd, int64_t q, int64_t end,
-                                            int64_t bound)
-{
-    /* No early exit for a run that ends the fiber: that branch would be taken at random. A
-     * bound past int32 (possible only there) clamps to INT32_MAX, which every coordinate is
-     * below, as the bound itself. */
-    __m512i b = _mm512_set1_epi32(bound > INT32_MAX ? INT32_MAX : (int32_t)bound);
-    for (int64_t i = q;; i += 16) {
-        __mmask16 m = first_mask(end - i);
-        __m512i c = _mm512_maskz_loadu_epi32(m, crd + i);
-        int below = __builtin_popcount(_mm512_mask_cmplt_epi32_mask(m, c, b));
-        if (below < 16)
-            return i + below - q;
-    }
-}
-
-static inline AVX512 void copy_run_avx512(band_tile *bt, int cb, const int32_t *src,
-                                          const uint32_t *vals, int64_t n, int64_t base)
-{
-    __m512i b = _mm512_set1_epi32((int32_t)base);
-    for (int64_t j = 0; j < n; j += 16) {
-        __mmask16 m = first_mask(n - j);
-        _mm512_mask_storeu_epi32(bt->vals + bt->n + j, m, _mm512_maskz_loadu_epi32(m, vals + j));
-        __m512i c = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(m, src + j), b);
-        if (cb == 2)
-            _mm256_mask_storeu_epi16((uint16_t *)bt->crd + bt->n + j, m, narrow16(c));
-        else
-            _mm512_mask_storeu_epi32((uint32_t *)bt->crd + bt->n + j, m, c);
-    }
-}
-
-#define BAND_FN fill_band_avx512
-#define BAND_ATTR AVX512
-#define RUN_LEN run_len_avx512
-#define COPY_RUN copy_run_avx512
-#include "cpack_band.h"
-#undef BAND_FN
-#undef BAND_ATTR
-#undef RUN_LEN
-#undef COPY_RUN
-
-/* Bands with few, power-of-two column tiles (the usual shape: a row tile across a handful of
- * 64 Ki-column tiles) skip run finding altogether: 16 entries at a time, each tile's share is
- * picked out with a compare and a compress, wherever the rows begin and end. The segment
+/* Bands with few column tiles (the usual shape: a row tile across a handful of wide tiles) skip
+ * per-entry tile lookups altogether: 16 entries at a time, each tile's share is picked out with
+ * a compare against its bounds and a compress, wherever the rows begin and end. The segment
  * entries come from a second, per-row sweep over the band's coordinates, still in cache. */
 #define FEW_TILES 16
 
@@ -374,10 +444,47 @@ static inline AVX512 void copy_run_avx512(band_tile *bt, int cb, const int32_t *
     case 16: CALL(16); break;                                                                      \
     }
 
-/* A tile's share (mask k) of 16 entries appended at entry bt->n of its sections, which hold
- * `room` entries in all: full-width stores while at least 16 entries of room are left (what
- * they write past the share lies in the same section and is overwritten by the next shares),
- * masked ones after. */
+/* lim[ct] = ct * tc for ct = 0 .. gc: where each tile column starts (and the last one ends). */
+static void tile_limits(int64_t tc, int64_t gc, int32_t *lim)
+{
+    for (int64_t ct = 0; ct <= gc; ct++)
+        lim[ct] = ct * tc > INT32_MAX ? INT32_MAX : (int32_t)(ct * tc);
+}
+
+/* 16 entries per step with masked loads and stores: no scalar tail. */
+static inline AVX512 __mmask16 first_mask(int64_t left)
+{
+    uint32_t k = left < 16 ? (uint32_t)left : 16u; /* a conditional move, not a branch */
+    return (__mmask16)((1u << k) - 1u);
+}
+
+/* 16 coordinates narrowed to 16 bits, kept in a register: fused into a masked store to memory
+ * (vpmovdw m256{k}) the narrowing is several times slower on some CPUs. */
+static inline AVX512 __m256i narrow16(__m512i c)
+{
+    __m256i narrow = _mm512_cvtepi32_epi16(c);
+    __asm__("" : "+v"(narrow));
+    return narrow;
+}
+
+/* The lanes of m at or above the start of tile column ct; none for ct = GC. A tile's entries
+ * are then above_(ct) & ~above_(ct+1): one compare per tile. (Tile 0 takes every lane below
+ * tile 1: coordinates are checked, in the counting pass, to be at least 0.) */
+static inline __attribute__((always_inline)) AVX512 __mmask16 above(__mmask16 m, __m512i c,
+                                                                    const int32_t *lim, int ct,
+                                                                    const int GC)
+{
+    if (ct == 0)
+        return m;
+    if (ct == GC)
+        return 0;
+    return _mm512_mask_cmpge_epi32_mask(m, c, _mm512_set1_epi32(lim[ct]));
+}
+
+/* A tile's share (mask k) of 16 entries, local coordinates `local`, appended at entry bt->n of
+ * its sections, which hold `room` entries in all: full-width stores while at least 16 entries of
+ * room are left (what they write past the share lies in the same section and is overwritten by
+ * the next shares), masked ones after. */
 static inline AVX512 void append(band_tile *bt, int cb, int64_t room, __mmask16 k, __m512i local,
                                  __m512i v)
 {
@@ -407,19 +514,22 @@ static inline AVX512 void append(band_tile *bt, int cb, int64_t room, __mmask16 
 /* Segment entries of a band, row by row: running counts of each tile's entries. GC is a
  * constant in each instance (see chunks), so the counts live in registers. */
 static inline __attribute__((always_inline)) AVX512 void seg_rows_n(
-    band_tile *tiles, const int64_t *pos, const int32_t *crd, int64_t rows, int shift,
-    const int64_t GC)
+    band_tile *tiles, const int64_t *pos, const int32_t *crd, int64_t rows, const int32_t *lim,
+    const int GC)
 {
     int64_t sum[FEW_TILES] = {0};
     for (int64_t lr = 0; lr < rows; lr++) {
         for (int64_t q = pos[lr], end = pos[lr + 1]; q < end; q += 16) {
             __mmask16 m = first_mask(end - q);
-            __m512i tile = _mm512_srli_epi32(_mm512_maskz_loadu_epi32(m, crd + q), (unsigned)shift);
-            for (int64_t ct = 0; ct < GC; ct++)
-                sum[ct] += __builtin_popcount(
-                    _mm512_mask_cmpeq_epi32_mask(m, tile, _mm512_set1_epi32((int32_t)ct)));
+            __m512i c = _mm512_maskz_loadu_epi32(m, crd + q);
+            __mmask16 from = m;
+            for (int ct = 0; ct < GC; ct++) {
+                __mmask16 next = above(m, c, lim, ct + 1, GC);
+                sum[ct] += __builtin_popcount(from & ~next);
+                from = next;
+            }
         }
-        for (int64_t ct = 0; ct < GC; ct++)
+        for (int ct = 0; ct < GC; ct++)
             if (tiles[ct].seg)
                 tiles[ct].seg[lr + 1] = (uint32_t)sum[ct];
     }
@@ -429,7 +539,7 @@ static inline __attribute__((always_inline)) AVX512 void seg_rows_n(
  * once, and the tiles' cursors stay in registers. */
 static inline __attribute__((always_inline)) AVX512 void sweep_n(
     band_tile *tiles, const int64_t *room, const int32_t *crd, const uint32_t *vals, int64_t q,
-    int64_t end, int shift, __m512i lmask, int cb, const int GC)
+    int64_t end, const int32_t *lim, int cb, const int GC)
 {
     band_tile t[FEW_TILES];
     for (int ct = 0; ct < GC; ct++)
@@ -437,10 +547,13 @@ static inline __attribute__((always_inline)) AVX512 void sweep_n(
     for (; q < end; q += 16) {
         __mmask16 m = first_mask(end - q);
         __m512i c = _mm512_maskz_loadu_epi32(m, crd + q), v = _mm512_maskz_loadu_epi32(m, vals + q);
-        __m512i tile = _mm512_srli_epi32(c, (unsigned)shift), local = _mm512_and_si512(c, lmask);
-        for (int ct = 0; ct < GC; ct++)
-            append(&t[ct], cb, room[ct],
-                   _mm512_mask_cmpeq_epi32_mask(m, tile, _mm512_set1_epi32(ct)), local, v);
+        __mmask16 from = m;
+        for (int ct = 0; ct < GC; ct++) {
+            __mmask16 next = above(m, c, lim, ct + 1, GC);
+            append(&t[ct], cb, room[ct], (__mmask16)(from & ~next),
+                   _mm512_sub_epi32(c, _mm512_set1_epi32(lim[ct])), v);
+            from = next;
+        }
     }
     for (int ct = 0; ct < GC; ct++)
         tiles[ct].n = t[ct].n;
@@ -448,41 +561,50 @@ static inline __attribute__((always_inline)) AVX512 void sweep_n(
 
 /* The band's entries, then its segment entries, by the instance for its tile count. */
 static AVX512 void chunks(band_tile *tiles, const int64_t *room, const int64_t *pos,
-                          const int32_t *crd, const uint32_t *vals, int64_t rows, int64_t tc,
-                          int cb, int64_t gc)
+                          const int32_t *crd, const uint32_t *vals, int64_t rows,
+                          const int32_t *lim, int cb, int64_t gc)
 {
-    int shift = __builtin_ctzll((unsigned long long)tc);
-    __m512i lmask = _mm512_set1_epi32((int32_t)(tc - 1));
 #define BAND(n)                                                                                    \
     do {                                                                                           \
-        sweep_n(tiles, room, crd, vals, pos[0], pos[rows], shift, lmask, cb, n);                   \
-        seg_rows_n(tiles, pos, crd, rows, shift, n);                                               \
+        sweep_n(tiles, room, crd, vals, pos[0], pos[rows], lim, cb, n);                            \
+        seg_rows_n(tiles, pos, crd, rows, lim, n);                                                 \
     } while (0)
     GC_SWITCH(gc, BAND)
 #undef BAND
 }
 
-/* How many of a band's n coordinates fall in each of GC power-of-two column tiles. */
-static inline __attribute__((always_inline)) AVX512 void count_chunks_n(
-    const int32_t *crd, int64_t n, int shift, int64_t *count, const int GC)
+/* How many of a band's n coordinates fall in each of GC column tiles; returns the largest
+ * coordinate, as unsigned, for the bounds check (the count of an out-of-bounds band is not
+ * used). */
+static inline __attribute__((always_inline)) AVX512 uint32_t count_chunks_n(
+    const int32_t *crd, int64_t n, const int32_t *lim, int64_t *count, const int GC)
 {
     int64_t sum[FEW_TILES] = {0};
+    __m512i top = _mm512_setzero_si512();
     for (int64_t q = 0; q < n; q += 16) {
         __mmask16 m = first_mask(n - q);
-        __m512i tile = _mm512_srli_epi32(_mm512_maskz_loadu_epi32(m, crd + q), (unsigned)shift);
-        for (int ct = 0; ct < GC; ct++)
-            sum[ct] += __builtin_popcount(_mm512_mask_cmpeq_epi32_mask(m, tile, _mm512_set1_epi32(ct)));
+        __m512i c = _mm512_maskz_loadu_epi32(m, crd + q);
+        top = _mm512_max_epu32(top, c);
+        __mmask16 from = m;
+        for (int ct = 0; ct < GC; ct++) {
+            __mmask16 next = above(m, c, lim, ct + 1, GC);
+            sum[ct] += __builtin_popcount(from & ~next);
+            from = next;
+        }
     }
     for (int ct = 0; ct < GC; ct++)
         count[ct] = sum[ct];
+    return _mm512_reduce_max_epu32(top);
 }
 
-static AVX512 void count_band_chunks(const int32_t *crd, int64_t n, int shift, int64_t gc,
-                                     int64_t *count)
+static AVX512 uint32_t count_band_chunks(const int32_t *crd, int64_t n, const int32_t *lim,
+                                         int64_t gc, int64_t *count)
 {
-#define COUNT(k) count_chunks_n(crd, n, shift, count, k)
+    uint32_t top = 0;
+#define COUNT(k) top = count_chunks_n(crd, n, lim, count, k)
     GC_SWITCH(gc, COUNT)
 #undef COUNT
+    return top;
 }
 
 /* The same compress loop and band count for CPUs with AVX2 but not AVX-512, 8 entries at a time.
@@ -519,81 +641,93 @@ static inline AVX2 __m256i lanes_below(int64_t left)
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(k), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-static inline AVX2 unsigned match8(__m256i tile, int ct)
+/* As above, for 8 lanes (all of them: the caller masks): a bit per lane at or above lim[ct]. */
+static inline __attribute__((always_inline)) AVX2 unsigned above8(__m256i c, const int32_t *lim,
+                                                                 int ct, const int GC)
 {
+    if (ct == 0)
+        return 0xffu;
+    if (ct == GC)
+        return 0;
     return (unsigned)_mm256_movemask_ps(
-        _mm256_castsi256_ps(_mm256_cmpeq_epi32(tile, _mm256_set1_epi32(ct))));
+        _mm256_castsi256_ps(_mm256_cmpgt_epi32(c, _mm256_set1_epi32(lim[ct] - 1))));
 }
 
-/* As append, for 8 entries: local16 holds the local coordinates narrowed to 16 bits (cb 2). The
+/* As append, for 8 entries, whose coordinates are c; base is the tile's start. With 16-bit
+ * coordinates, c16 holds their low halves: a local coordinate is below 65536, so it is the
+ * difference of the low halves modulo 2^16, one subtraction after the shuffle. The
  * full-width stores are safe while 8 entries of room are left, by the same argument; after
  * that, masked stores, or a short copy for 16-bit coordinates (AVX2 has no 16-bit masked
  * store). */
-static inline AVX2 void append8(band_tile *bt, int cb, int64_t room, unsigned m, __m256i local,
-                                __m128i local16, __m256i v)
+static inline AVX2 void append8(band_tile *bt, int cb, int64_t room, unsigned m, __m256i c,
+                                __m128i c16, int32_t base, __m256i v)
 {
     int got = __builtin_popcount(m);
     __m256i idx = _mm256_load_si256((const __m256i *)perm8[m]);
     v = _mm256_permutevar8x32_epi32(v, idx);
-    uint16_t *c16 = (uint16_t *)bt->crd + bt->n;
-    uint32_t *c32 = (uint32_t *)bt->crd + bt->n;
+    uint16_t *d16 = (uint16_t *)bt->crd + bt->n;
+    uint32_t *d32 = (uint32_t *)bt->crd + bt->n;
     if (cb == 2) {
-        __m128i c = _mm_shuffle_epi8(local16, _mm_load_si128((const __m128i *)shuf16[m]));
+        __m128i l = _mm_sub_epi16(_mm_shuffle_epi8(c16, _mm_load_si128((const __m128i *)shuf16[m])),
+                                  _mm_set1_epi16((short)base));
         if (bt->n + 8 <= room) {
             _mm256_storeu_si256((__m256i *)(bt->vals + bt->n), v);
-            _mm_storeu_si128((__m128i *)c16, c);
+            _mm_storeu_si128((__m128i *)d16, l);
         } else {
             _mm256_maskstore_epi32((int *)(bt->vals + bt->n), lanes_below(got), v);
             uint16_t tmp[8];
-            _mm_storeu_si128((__m128i *)tmp, c);
+            _mm_storeu_si128((__m128i *)tmp, l);
             for (int j = 0; j < got; j++)
-                c16[j] = tmp[j];
+                d16[j] = tmp[j];
         }
     } else {
-        __m256i c = _mm256_permutevar8x32_epi32(local, idx);
+        __m256i l = _mm256_sub_epi32(_mm256_permutevar8x32_epi32(c, idx), _mm256_set1_epi32(base));
         if (bt->n + 8 <= room) {
             _mm256_storeu_si256((__m256i *)(bt->vals + bt->n), v);
-            _mm256_storeu_si256((__m256i *)c32, c);
+            _mm256_storeu_si256((__m256i *)d32, l);
         } else {
             __m256i out = lanes_below(got);
             _mm256_maskstore_epi32((int *)(bt->vals + bt->n), out, v);
-            _mm256_maskstore_epi32((int *)c32, out, c);
+            _mm256_maskstore_epi32((int *)d32, out, l);
         }
     }
     bt->n += got;
 }
 
-/* 8 entries (those in `valid`) into their tiles. The narrowing to 16 bits is done once here for
- * all the tiles: local coordinates are below the tile width, at most 65536 with 16-bit
- * coordinates, so the unsigned saturation never applies. */
+/* 8 entries (those in `valid`) into their tiles. The low halves of the coordinates are packed
+ * once here for all the tiles. */
 static inline __attribute__((always_inline)) AVX2 void step8_n(
-    band_tile *t, const int64_t *room, __m256i c, __m256i v, unsigned valid, int shift,
-    __m256i lmask, int cb, const int GC)
+    band_tile *t, const int64_t *room, __m256i c, __m256i v, unsigned valid, const int32_t *lim,
+    int cb, const int GC)
 {
-    __m256i tile = _mm256_srli_epi32(c, shift), local = _mm256_and_si256(c, lmask);
-    __m128i local16 = _mm_setzero_si128();
-    if (cb == 2)
-        local16 = _mm_packus_epi32(_mm256_castsi256_si128(local),
-                                   _mm256_extracti128_si256(local, 1));
-    for (int ct = 0; ct < GC; ct++)
-        append8(&t[ct], cb, room[ct], match8(tile, ct) & valid, local, local16, v);
+    __m128i c16 = _mm_setzero_si128();
+    if (cb == 2) {
+        __m256i low = _mm256_and_si256(c, _mm256_set1_epi32(0xffff));
+        c16 = _mm_packus_epi32(_mm256_castsi256_si128(low), _mm256_extracti128_si256(low, 1));
+    }
+    unsigned from = valid;
+    for (int ct = 0; ct < GC; ct++) {
+        unsigned next = above8(c, lim, ct + 1, GC) & valid;
+        append8(&t[ct], cb, room[ct], from & ~next, c, c16, lim[ct], v);
+        from = next;
+    }
 }
 
 static inline __attribute__((always_inline)) AVX2 void sweep8_n(
     band_tile *tiles, const int64_t *room, const int32_t *crd, const uint32_t *vals, int64_t q,
-    int64_t end, int shift, __m256i lmask, int cb, const int GC)
+    int64_t end, const int32_t *lim, int cb, const int GC)
 {
     band_tile t[FEW_TILES];
     for (int ct = 0; ct < GC; ct++)
         t[ct] = tiles[ct];
     for (; q + 8 <= end; q += 8)
         step8_n(t, room, _mm256_loadu_si256((const __m256i *)(crd + q)),
-                _mm256_loadu_si256((const __m256i *)(vals + q)), 0xffu, shift, lmask, cb, GC);
+                _mm256_loadu_si256((const __m256i *)(vals + q)), 0xffu, lim, cb, GC);
     if (q < end) { /* the band's last entries: masked loads, not past the arrays' ends */
         __m256i in = lanes_below(end - q);
         step8_n(t, room, _mm256_maskload_epi32(crd + q, in),
-                _mm256_maskload_epi32((const int *)(vals + q), in), (1u << (end - q)) - 1u,
-                shift, lmask, cb, GC);
+                _mm256_maskload_epi32((const int *)(vals + q), in), (1u << (end - q)) - 1u, lim,
+                cb, GC);
     }
     for (int ct = 0; ct < GC; ct++)
         tiles[ct].n = t[ct].n;
@@ -602,24 +736,26 @@ static inline __attribute__((always_inline)) AVX2 void sweep8_n(
 /* As seg_rows_n, 8 entries at a time. Loads stop at the row's end (a masked load for its last
  * entries), as the row may end the coordinate array. */
 static inline __attribute__((always_inline)) AVX2 void seg_rows8_n(
-    band_tile *tiles, const int64_t *pos, const int32_t *crd, int64_t rows, int shift,
+    band_tile *tiles, const int64_t *pos, const int32_t *crd, int64_t rows, const int32_t *lim,
     const int GC)
 {
     int64_t sum[FEW_TILES] = {0};
     for (int64_t lr = 0; lr < rows; lr++) {
         for (int64_t q = pos[lr], end = pos[lr + 1]; q < end; q += 8) {
-            __m256i c, in;
+            __m256i c;
             unsigned valid = 0xffu;
             if (end - q >= 8) {
                 c = _mm256_loadu_si256((const __m256i *)(crd + q));
             } else {
-                in = lanes_below(end - q);
-                c = _mm256_maskload_epi32(crd + q, in);
+                c = _mm256_maskload_epi32(crd + q, lanes_below(end - q));
                 valid = (1u << (end - q)) - 1u;
             }
-            __m256i tile = _mm256_srli_epi32(c, shift);
-            for (int ct = 0; ct < GC; ct++)
-                sum[ct] += __builtin_popcount(match8(tile, ct) & valid);
+            unsigned from = valid;
+            for (int ct = 0; ct < GC; ct++) {
+                unsigned next = above8(c, lim, ct + 1, GC) & valid;
+                sum[ct] += __builtin_popcount(from & ~next);
+                from = next;
+            }
         }
         for (int ct = 0; ct < GC; ct++)
             if (tiles[ct].seg)
@@ -628,62 +764,71 @@ static inline __attribute__((always_inline)) AVX2 void seg_rows8_n(
 }
 
 static AVX2 void chunks8(band_tile *tiles, const int64_t *room, const int64_t *pos,
-                         const int32_t *crd, const uint32_t *vals, int64_t rows, int64_t tc,
-                         int cb, int64_t gc)
+                         const int32_t *crd, const uint32_t *vals, int64_t rows,
+                         const int32_t *lim, int cb, int64_t gc)
 {
-    int shift = __builtin_ctzll((unsigned long long)tc);
-    __m256i lmask = _mm256_set1_epi32((int32_t)(tc - 1));
 #define BAND(n)                                                                                    \
     do {                                                                                           \
-        sweep8_n(tiles, room, crd, vals, pos[0], pos[rows], shift, lmask, cb, n);                  \
-        seg_rows8_n(tiles, pos, crd, rows, shift, n);                                              \
+        sweep8_n(tiles, room, crd, vals, pos[0], pos[rows], lim, cb, n);                           \
+        seg_rows8_n(tiles, pos, crd, rows, lim, n);                                                \
     } while (0)
     GC_SWITCH(gc, BAND)
 #undef BAND
 }
 
-/* As count_chunks_n: per-lane counts in registers (a compare and a subtract per tile), summed
- * across lanes once per block of entries, before any lane could overflow. */
-static inline __attribute__((always_inline)) AVX2 void count_chunks8_n(
-    const int32_t *crd, int64_t n, int shift, int64_t *count, const int GC)
+/* As count_chunks_n: per lane, how many coordinates lie at or above each tile's start (a compare
+ * and a subtract per tile), summed across lanes once per block of entries, before any lane
+ * could overflow; a tile's count is the difference of its start's and the next one's. */
+static inline __attribute__((always_inline)) AVX2 uint32_t count_chunks8_n(
+    const int32_t *crd, int64_t n, const int32_t *lim, int64_t *count, const int GC)
 {
-    int64_t sum[FEW_TILES] = {0};
+    int64_t from[FEW_TILES + 1] = {0};
+    __m256i top = _mm256_setzero_si256();
+    from[0] = n;
     for (int64_t b = 0; b < n; b += (int64_t)1 << 30) {
         int64_t e = n - b < ((int64_t)1 << 30) ? n : b + ((int64_t)1 << 30);
         __m256i acc[FEW_TILES];
-        for (int ct = 0; ct < GC; ct++)
+        for (int ct = 1; ct < GC; ct++)
             acc[ct] = _mm256_setzero_si256();
         int64_t q = b;
         for (; q + 8 <= e; q += 8) {
-            __m256i tile = _mm256_srli_epi32(_mm256_loadu_si256((const __m256i *)(crd + q)), shift);
-            for (int ct = 0; ct < GC; ct++)
-                acc[ct] = _mm256_sub_epi32(acc[ct],
-                                           _mm256_cmpeq_epi32(tile, _mm256_set1_epi32(ct)));
-        }
-        if (q < e) {
-            __m256i in = lanes_below(e - q);
-            __m256i tile = _mm256_srli_epi32(_mm256_maskload_epi32(crd + q, in), shift);
-            for (int ct = 0; ct < GC; ct++)
+            __m256i c = _mm256_loadu_si256((const __m256i *)(crd + q));
+            top = _mm256_max_epu32(top, c);
+            for (int ct = 1; ct < GC; ct++)
                 acc[ct] = _mm256_sub_epi32(
-                    acc[ct], _mm256_and_si256(in, _mm256_cmpeq_epi32(tile, _mm256_set1_epi32(ct))));
+                    acc[ct], _mm256_cmpgt_epi32(c, _mm256_set1_epi32(lim[ct] - 1)));
         }
-        for (int ct = 0; ct < GC; ct++) {
+        if (q < e) { /* masked-off lanes load as 0, below every tile's start but the first */
+            __m256i c = _mm256_maskload_epi32(crd + q, lanes_below(e - q));
+            top = _mm256_max_epu32(top, c);
+            for (int ct = 1; ct < GC; ct++)
+                acc[ct] = _mm256_sub_epi32(
+                    acc[ct], _mm256_cmpgt_epi32(c, _mm256_set1_epi32(lim[ct] - 1)));
+        }
+        for (int ct = 1; ct < GC; ct++) {
             uint32_t lane[8];
             _mm256_storeu_si256((__m256i *)lane, acc[ct]);
             for (int j = 0; j < 8; j++)
-                sum[ct] += lane[j];
+                from[ct] += lane[j];
         }
     }
     for (int ct = 0; ct < GC; ct++)
-        count[ct] = sum[ct];
+        count[ct] = from[ct] - from[ct + 1];
+    uint32_t lane[8], m = 0;
+    _mm256_storeu_si256((__m256i *)lane, top);
+    for (int j = 0; j < 8; j++)
+        m = lane[j] > m ? lane[j] : m;
+    return m;
 }
 
-static AVX2 void count_band_chunks8(const int32_t *crd, int64_t n, int shift, int64_t gc,
-                                    int64_t *count)
+static AVX2 uint32_t count_band_chunks8(const int32_t *crd, int64_t n, const int32_t *lim,
+                                        int64_t gc, int64_t *count)
 {
-#define COUNT(k) count_chunks8_n(crd, n, shift, count, k)
+    uint32_t top = 0;
+#define COUNT(k) top = count_chunks8_n(crd, n, lim, count, k)
     GC_SWITCH(gc, COUNT)
 #undef COUNT
+    return top;
 }
 
 static int have_avx512(void)
@@ -699,16 +844,19 @@ static int have_avx2(void)
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2") &&
            __builtin_cpu_supports("popcnt");
 }
+
 /* The compress loops' band: each tile's room (its entries; 0 for an empty tile, whose
  * masked-off stores need only a valid address), the loop, then the padding. */
 typedef void (*chunks_fn)(band_tile *, const int64_t *, const int64_t *, const int32_t *,
-                          const uint32_t *, int64_t, int64_t, int, int64_t);
+                          const uint32_t *, int64_t, const int32_t *, int, int64_t);
 
 static void fill_band_compress(const walker *w, band_tile *tiles, int64_t rt, int64_t r0,
                                int64_t rows, chunks_fn loop)
 {
     const ff_tree *t = w->t;
     int64_t gc = t->grid[1], room[FEW_TILES] = {0};
+    int32_t lim[FEW_TILES + 1];
+    tile_limits(t->tile[1], gc, lim);
     open_band(w, tiles, rt);
     for (int64_t ct = 0; ct < gc; ct++) {
         int64_t s = w->slot[rt * gc + ct];
@@ -716,10 +864,9 @@ static void fill_band_compress(const walker *w, band_tile *tiles, int64_t rt, in
         if (s < 0) {
             tiles[ct].vals = (uint32_t *)w->image;
             tiles[ct].crd = w->image;
-            tiles[ct].n = 0;
         }
     }
-    loop(tiles, room, t->pos[1] + r0, t->crd[1], t->vals, rows, t->tile[1], t->coord_bytes, gc);
+    loop(tiles, room, t->pos[1] + r0, t->crd[1], t->vals, rows, lim, t->coord_bytes, gc);
     for (int64_t ct = 0; ct < gc; ct++)
         if (tiles[ct].seg)
             zero_pads(w, &tiles[ct], w->slot[rt * gc + ct], rows, t->coord_bytes);
@@ -822,65 +969,67 @@ static void fill_walk(part *p)
     p->crc = ff_crc32(0, w->image + w->tile_off[s0], (uint64_t)p->nbytes);
 }
 
-/* How many of a[0..n) are below key, in any order: a vectorisable count. */
-static int64_t count_below(const int32_t *a, int64_t n, int32_t key)
-{
-    int64_t below = 0;
-    for (int64_t i = 0; i < n; i++)
-        below += a[i] < key;
-    return below;
-}
-
-/* CSR-like trees (a dense level over a compressed one: "ds", "ds:1,0") are the common case and
- * get loops of their own, which write exactly what the walk would. Counting needs only how
- * many of a row band's coordinates fall in each column tile, whatever their order: a few
- * vectorised compare-and-count sweeps over the band when there are few column tiles, else one
- * increment per entry. */
+/* Which CSR loops a band runs: the compress loops for few tile columns (any tile width) at a
+ * vector level, else the scatter. */
 static int few_tiles(const walker *w)
 {
 #ifdef FF_AVX512
-    int64_t tc = w->t->tile[1];
-    return w->simd > FF_SIMD_NONE && w->t->grid[1] <= FEW_TILES && (tc & (tc - 1)) == 0;
+    return w->simd > FF_SIMD_NONE && w->t->grid[1] <= FEW_TILES;
 #else
     (void)w;
     return 0;
 #endif
 }
 
+/* Counting needs only how many of a row band's coordinates fall in each column tile. Every
+ * coordinate is checked against the level size first (w->bad), and a part stops at the first
+ * band that fails: the filling pass, which indexes by coordinate, runs only after a clean count. */
 static void count_csr(part *p)
 {
     walker *w = &p->w;
     const ff_tree *t = w->t;
     const int64_t *pos = t->pos[1];
     const int32_t *crd = t->crd[1];
-    int64_t tr = t->tile[0], tc = t->tile[1], gc = t->grid[1];
+    int64_t tr = t->tile[0], gc = t->grid[1];
+    uint32_t size = (uint32_t)t->size[1];
     int fast = few_tiles(w);
+    divider dv = make_divider(t->tile[1]);
+    uint32_t *tally = fast ? NULL : malloc(sizeof(uint32_t) * 4 * (size_t)gc);
+    int64_t *count = malloc(sizeof(int64_t) * (size_t)gc);
+    if ((!fast && !tally) || !count) { /* out of memory: the walk needs no scratch */
+        free(tally);
+        free(count);
+        walk(w, 0, 0, 0, p->lo, p->hi);
+        return;
+    }
+#ifdef FF_AVX512
+    int32_t lim[FEW_TILES + 1];
+    if (fast)
+        tile_limits(t->tile[1], gc, lim);
+#endif
     for (int64_t r0 = p->lo, rt = p->t0; r0 < p->hi; r0 += tr, rt++) {
         int64_t r1 = r0 + tr < p->hi ? r0 + tr : p->hi;
         int64_t q0 = pos[r0], n = pos[r1] - q0, *ncrd = w->ncrd + rt * gc * 2 + 1;
+        int ok = 1;
         if (fast) {
 #ifdef FF_AVX512
-            int64_t count[FEW_TILES] = {0};
-            int shift = __builtin_ctzll((unsigned long long)tc);
-            if (w->simd == FF_SIMD_AVX512)
-                count_band_chunks(crd + q0, n, shift, gc, count);
-            else
-                count_band_chunks8(crd + q0, n, shift, gc, count);
-            for (int64_t ct = 0; ct < gc; ct++)
-                ncrd[ct * 2] = count[ct];
+            uint32_t top = w->simd == FF_SIMD_AVX512
+                               ? count_band_chunks(crd + q0, n, lim, gc, count)
+                               : count_band_chunks8(crd + q0, n, lim, gc, count);
+            ok = n == 0 || top < size;
 #endif
-        } else if (gc <= 8) {
-            int64_t below = 0;
-            for (int64_t ct = 0; ct < gc; ct++) {
-                int64_t upto = ct + 1 < gc ? count_below(crd + q0, n, (int32_t)((ct + 1) * tc)) : n;
-                ncrd[ct * 2] = upto - below;
-                below = upto;
-            }
-        } else {
-            for (int64_t q = q0; q < q0 + n; q++)
-                ncrd[tile_of(crd[q], tc) * 2]++;
+        } else if ((ok = coords_in(crd + q0, n, size))) {
+            count_scatter(crd + q0, n, dv, gc, tally, count);
         }
+        if (!ok) {
+            w->bad = FF_BAD_COORD;
+            break;
+        }
+        for (int64_t ct = 0; ct < gc; ct++)
+            ncrd[ct * 2] = n ? count[ct] : 0;
     }
+    free(tally);
+    free(count);
 }
 
 static void fill_csr(part *p)
@@ -893,12 +1042,10 @@ static void fill_csr(part *p)
         fill_walk(p);
         return;
     }
-    void (*band)(const walker *, band_tile *, int64_t, int64_t, int64_t) = fill_band_portable;
+    void (*band)(const walker *, band_tile *, int64_t, int64_t, int64_t) = fill_band_scatter;
 #ifdef FF_AVX512
-    if (w->simd == FF_SIMD_AVX512)
-        band = few_tiles(w) ? fill_band_chunks : fill_band_avx512;
-    else if (few_tiles(w)) /* AVX2 has only the compress loop: other shapes run portably */
-        band = fill_band_chunks8;
+    if (few_tiles(w))
+        band = w->simd == FF_SIMD_AVX512 ? fill_band_chunks : fill_band_chunks8;
 #endif
     uint32_t crc = 0;
     int64_t total = 0;
@@ -960,7 +1107,7 @@ static void tile_positions(const ff_tree *t, int64_t t0, int64_t t1, int64_t *lo
 }
 
 /* Run fn over up to `threads` parts; return the parts' combined CRC. */
-static uint32_t run_parts(const walker *proto, part_fn fn, int threads)
+static uint32_t run_parts(const walker *proto, part_fn fn, int threads, int *bad)
 {
     const ff_tree *t = proto->t;
     part parts[FF_MAX_THREADS];
@@ -1004,12 +1151,15 @@ static uint32_t run_parts(const walker *proto, part_fn fn, int threads)
         run_part(&parts[i]);
 #endif
     uint32_t crc = 0;
-    for (int i = 0; i < n; i++)
+    *bad = FF_OK;
+    for (int i = 0; i < n; i++) {
         crc = ff_crc32_combine(crc, parts[i].crc, (uint64_t)parts[i].nbytes);
+        *bad = parts[i].w.bad ? parts[i].w.bad : *bad;
+    }
     return crc;
 }
 
-void ff_count(const ff_tree *tree, int64_t *ncrd, int64_t *last, int threads, int simd)
+int ff_count(const ff_tree *tree, int64_t *ncrd, int64_t *last, int threads, int simd)
 {
     walker w;
     init(&w, tree);
@@ -1021,8 +1171,10 @@ void ff_count(const ff_tree *tree, int64_t *ncrd, int64_t *last, int threads, in
         last[s] = -1;
     w.ncrd = ncrd;
     w.last = last;
+    int bad = FF_OK;
     if (n > 0)
-        run_parts(&w, is_csr(tree) ? count_csr : count_walk, threads);
+        run_parts(&w, is_csr(tree) ? count_csr : count_walk, threads, &bad);
+    return bad;
 }
 
 uint32_t ff_fill(const ff_tree *tree, uint8_t *image, const int64_t *slot, int64_t n_tiles,
@@ -1052,5 +1204,6 @@ uint32_t ff_fill(const ff_tree *tree, uint8_t *image, const int64_t *slot, int64
     w.simd = simd_level(simd);
     if (n_tiles == 0)
         return 0;
-    return run_parts(&w, is_csr(tree) ? fill_csr : fill_walk, threads);
+    int bad; /* the filling pass sets none */
+    return run_parts(&w, is_csr(tree) ? fill_csr : fill_walk, threads, &bad);
 }

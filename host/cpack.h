@@ -16,11 +16,15 @@ typedef struct {
 /* Vector levels of the CSR loops, for the simd arguments and ff_pack_simd. */
 enum { FF_SIMD_NONE = 0, FF_SIMD_AVX2 = 1, FF_SIMD_AVX512 = 2 };
 
+/* What ff_count returns: FF_BAD_COORD for a coordinate outside its level (then the counts are
+ * not to be used). */
+enum { FF_OK = 0, FF_BAD_COORD = 1 };
+
 /* Pass 1. For every tile of the grid (row-major tile id t) and every compressed level k,
  * count into ncrd[t * ndim + k] the coordinates that level holds in that tile.
  * ncrd and last each have prod(grid) * ndim entries; ncrd must be zeroed. threads, simd: as for
- * ff_fill. */
-void ff_count(const ff_tree *tree, int64_t *ncrd, int64_t *last, int threads, int simd);
+ * ff_fill. Returns FF_OK, or FF_BAD_COORD. */
+int ff_count(const ff_tree *tree, int64_t *ncrd, int64_t *last, int threads, int simd);
 
 /* Pass 2. Fill the non-empty tiles into image and return the CRC-32 of their bytes,
  * image[tile_off[0] .. tile_off[n_tiles]). slot[t] is the directory index of grid tile t (or

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from fiberflow.errors import CoordinateError
 from fiberflow.host import dma_image as di
 from fiberflow.host.tensor import Tensor
 
@@ -98,7 +99,12 @@ def pack_c(t: Tensor, geo: di.Geometry) -> tuple[np.ndarray, di.Layout, tuple[in
     ncrd = np.zeros((n_grid, ndim), dtype=np.int64)
     scratch = np.empty((n_grid, ndim), dtype=np.int64)
     workers = threads(t.nnz)
-    lib.ff_count(tree, _i64(ncrd), _i64(scratch), workers, simd())
+    if lib.ff_count(tree, _i64(ncrd), _i64(scratch), workers, simd()) == lib.FF_BAD_COORD:
+        raise CoordinateError(
+            f"a coordinate of the {t.shape} tensor lies outside its mode (negative, or not below "
+            "the mode's size); build the tensor with ff.Tensor.from_scipy / from_coo / "
+            "from_numpy, which check them, or fix the index arrays"
+        )
     del scratch
 
     all_ids = np.arange(n_grid, dtype=np.int64)
