@@ -69,13 +69,20 @@ def _check_coords(coords: list[np.ndarray], dims: tuple[int, ...]) -> None:
         )
 
 
-def _check_scipy(A: Any, dims: tuple[int, ...]) -> None:
-    """Check the raw index arrays of a scipy matrix before scipy's C code reads them."""
+# The index types scipy's C routines (sparsetools) take; any other is converted after the check.
+_NATIVE_INDEX = (np.dtype(np.int32), np.dtype(np.int64))
+
+
+def _check_scipy(A: Any, dims: tuple[int, ...]) -> Any:
+    """Check the raw index arrays of a scipy matrix before scipy's C code reads them; return
+    ``A``, or the same matrix rebuilt around index arrays of a type scipy's C code takes."""
     if A.format in ("csr", "csc", "bsr"):
         R, C = A.blocksize if A.format == "bsr" else (1, 1)
+        if dims[0] % R or dims[1] % C:
+            raise ShapeError(f"the matrix's shape {dims} is not a multiple of its blocks")
         outer, inner = (dims[0] // R, dims[1] // C) if A.format != "csc" else dims[::-1]
         names = ("column", "row") if A.format == "csc" else ("row", "column")
-        _, crd = check_compressed(A.indptr, A.indices, outer, inner, "the matrix", names)
+        pos, crd = check_compressed(A.indptr, A.indices, outer, inner, "the matrix", names)
         data = np.asarray(A.data)
         block = (R, C) if A.format == "bsr" else ()
         if data.shape != (len(crd), *block):
@@ -83,6 +90,8 @@ def _check_scipy(A: Any, dims: tuple[int, ...]) -> None:
                 f"the matrix has {len(crd)} indices but data of shape {data.shape}; scipy "
                 "arrays must have one value per index"
             )
+        if A.indptr.dtype != A.indices.dtype or A.indices.dtype not in _NATIVE_INDEX:
+            return type(A)((data, crd.astype(np.int64), pos), shape=dims)
     elif A.format == "coo":
         row, col, data = np.asarray(A.row), np.asarray(A.col), np.asarray(A.data)
         if not row.ndim == col.ndim == data.ndim == 1 or not len(row) == len(col) == len(data):
@@ -91,6 +100,9 @@ def _check_scipy(A: Any, dims: tuple[int, ...]) -> None:
                 "scipy arrays must have one of each per entry"
             )
         _check_coords([row, col], dims)
+        if row.dtype != col.dtype or row.dtype not in _NATIVE_INDEX:
+            return type(A)((data, (row.astype(np.int64), col.astype(np.int64))), shape=dims)
+    return A
 
 
 class Tensor:
@@ -171,8 +183,8 @@ class Tensor:
         c = _array(coords, "coords")
         if c.ndim == 1 and len(dims) == 1:
             c = c.reshape(1, -1)
-        if c.size == 0:
-            c = c.reshape(len(dims), 0)
+        if c.size == 0:  # an empty list has no integer type of its own
+            c = c.reshape(len(dims), 0).astype(np.int64)
         if c.ndim != 2 or c.shape[0] != len(dims):
             raise ShapeError(
                 f"coords must have shape (ndim, nnz) = ({len(dims)}, nnz) for a "
@@ -216,7 +228,7 @@ class Tensor:
         fmt = Format.parse(format, 2)
         dims = _check_shape(A.shape)
         dtypes.coerce(np.empty(0, A.dtype), dtype, "the matrix values")  # refuse before converting
-        _check_scipy(A, dims)
+        A = _check_scipy(A, dims)
         if fmt.levels == (DENSE, COMPRESSED):
             # CSR / CSC: take scipy's arrays directly, without a COO round trip.
             M = A.tocsr() if fmt.order == (0, 1) else A.tocsc()
