@@ -21,6 +21,7 @@ from pathlib import Path
 
 from fiberflow.boards import Board
 from fiberflow.errors import BuildError, ToolchainError
+from fiberflow.progress import stage
 
 __all__ = ["Estimate", "Usage", "estimate", "run_yosys", "synth_stat", "usage_from_cells"]
 
@@ -88,20 +89,23 @@ def yowasp_cmd(tool: str) -> list[str]:
 
 def run_yosys(
     files: Mapping[str, str], script: Sequence[str], outputs: Sequence[str] = (),
-    timeout_s: float = 1800,
+    timeout_s: float = 1800, what: str = "yosys",
 ) -> tuple[str, dict[str, str]]:  # fmt: skip
     """Run yosys on ``files`` (name -> Verilog text) with the commands ``script``, in a private
-    folder. Returns the log and the text of each file in ``outputs`` the script wrote there."""
+    folder, shown as the progress stage ``what``. Returns the log and the text of each file in
+    ``outputs`` the script wrote there."""
     with tempfile.TemporaryDirectory(prefix="ff-yosys-") as tmp:
         d = Path(tmp)
         for name, text in files.items():
             (d / name).write_text(text)
         (d / "run.ys").write_text("\n".join(script) + "\n")
         try:
-            proc = subprocess.run(
-                [*yowasp_cmd("yosys"), "-q", "-l", "yosys.log", "run.ys"],
-                cwd=d, capture_output=True, text=True, timeout=timeout_s,
-            )  # fmt: skip
+            # A synthesis says nothing for minutes; the stage shows the time it has taken.
+            with stage(what):
+                proc = subprocess.run(
+                    [*yowasp_cmd("yosys"), "-q", "-l", "yosys.log", "run.ys"],
+                    cwd=d, capture_output=True, text=True, timeout=timeout_s,
+                )  # fmt: skip
         except subprocess.TimeoutExpired:
             raise ToolchainError(f"yosys did not finish within {timeout_s:.0f} s") from None
         log = (d / "yosys.log").read_text() if (d / "yosys.log").exists() else ""
@@ -121,7 +125,7 @@ def synth_stat(files: Mapping[str, str], top: str, family: str) -> tuple[dict, l
         f"synth_xilinx -family {family} -top {top} -flatten -noiopad -noclkbuf",
         "tee -q -o stat.json stat -json",
     ]
-    log, out = run_yosys(files, script, ["stat.json"])
+    log, out = run_yosys(files, script, ["stat.json"], what=f"yosys synth_xilinx {top}")
     if "stat.json" not in out:
         raise ToolchainError("yosys wrote no statistics (stat.json)")
     loops = len(re.findall(r"found logic loop", log))
@@ -173,6 +177,21 @@ class Estimate:
             pct = f"{100 * used / cap:6.1f}%" if cap else ("      -" if not used else "   inf%")
             lines.append(f"  {name:<8} {used:>9g} {cap:>10} {pct}")
         return "\n".join(lines)
+
+    def fits(self) -> bool:
+        return all(used <= cap for _, used, cap in self.rows())
+
+    def as_dict(self) -> dict:
+        """The estimate as JSON-ready data: use and capacity per resource, cells, warnings."""
+        return {
+            "board": self.board.key,
+            "part": self.board.part,
+            "yosys_family": self.board.yosys_family,
+            "resources": {n: {"used": used, "available": cap} for n, used, cap in self.rows()},
+            "fits": self.fits(),
+            "cells": dict(sorted(self.cells.items())),
+            "warnings": list(self.warnings),
+        }
 
     def check_fits(self) -> None:
         over = [(n, used, cap) for n, used, cap in self.rows() if used > cap]

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from fiberflow.boards.estimate import run_yosys, yowasp_cmd
 from fiberflow.errors import ToolchainError
+from fiberflow.progress import stage
 
 __all__ = ["DEVICE", "LABEL", "TimingProxy", "timing_proxy"]
 
@@ -69,6 +70,7 @@ def timing_proxy(
         ],
         ["net.json"],
         timeout_s=timeout_s,
+        what=f"yosys synth_ecp5 {top}",
     )
     loops = log.count("found logic loop")
     warnings = (
@@ -85,7 +87,8 @@ def timing_proxy(
                "--freq", f"{target_mhz:g}", "--seed", str(seed), "--report", "report.json",
                "--quiet"]  # fmt: skip
         try:
-            proc = subprocess.run(cmd, cwd=d, capture_output=True, text=True, timeout=timeout_s)
+            with stage(f"nextpnr-ecp5 place and route {top}", "minutes"):
+                proc = subprocess.run(cmd, cwd=d, capture_output=True, text=True, timeout=timeout_s)
         except subprocess.TimeoutExpired:
             raise ToolchainError(f"nextpnr did not finish within {timeout_s:.0f} s") from None
         if proc.returncode != 0 or not (d / "report.json").exists():

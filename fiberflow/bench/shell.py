@@ -8,6 +8,7 @@ import time
 import numpy as np
 
 from fiberflow.bench import Report, uncached_build_seconds
+from fiberflow.progress import stage
 
 DESCRIPTION = (
     "Verilator build time, simulated cycles per second and per-job / per-tile control "
@@ -41,7 +42,8 @@ def run(args: argparse.Namespace) -> Report:
     shell.load_firmware()
     idle_cycles = 2_000_000
     start, cpu = time.perf_counter(), time.process_time()
-    shell.step(idle_cycles)
+    with stage(f"simulating {idle_cycles:,} idle cycles"):
+        shell.step(idle_cycles)
     idle_cps = idle_cycles / (time.perf_counter() - start)
     idle_cpu_cps = idle_cycles / (time.process_time() - cpu)
 

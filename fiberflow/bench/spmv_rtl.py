@@ -18,6 +18,7 @@ import scipy.sparse as sp
 import fiberflow as ff
 from fiberflow.bench import Report, uncached_build_seconds
 from fiberflow.bench._roofline import roofline_plot, stats_dict
+from fiberflow.progress import progress
 
 GOALS = {"dense": 0.85, "sparse": 0.6}  # efficiency at >= 8 and at 2-4 nonzeros per row
 
@@ -58,7 +59,8 @@ def run(args: argparse.Namespace) -> Report:
     dev = ff.open("rtl", **options)
     emu = ff.open("emu", lanes=args.lanes)
     rows, points, data = [], [], {}
-    for label, goal, A in cases(args.scale):
+    # Each case simulates millions of cycles (seconds to minutes): one bar step per case.
+    for label, goal, A in progress(cases(args.scale), desc="spmv on rtl"):
         x = np.random.default_rng(0).standard_normal(A.shape[1]).astype(np.float32)
         h = dev.put(A)
         cpu = time.process_time()

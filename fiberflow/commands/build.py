@@ -4,6 +4,7 @@ when it is installed; ``--estimate`` for a resource estimate with yosys instead.
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import shutil
 from pathlib import Path
@@ -76,17 +77,17 @@ def params_from(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     board = boards.load(args.board)
     params = params_from(args)
+    out = args.out or Path("build") / board.key
     if args.estimate or args.timing_proxy:
         # Both raise on failure (an overlay that does not fit, a missing tool).
         if args.estimate:
-            _estimate(board, params)
+            _estimate(board, params, out)
         if args.timing_proxy:
-            _timing_proxy(board, params)
+            _timing_proxy(board, params, out)
         return 0
 
     from fiberflow.boards import build
 
-    out = args.out or Path("build") / board.key
     folder = build.generate(board, params, out, jobs=args.jobs)
     m = folder.manifest
     print(f"fiberflow build: {board.name} ({board.part}), overlay {m['overlay']['params']}")
@@ -132,24 +133,30 @@ def _run_vivado(path: Path, vivado: str) -> None:
             bar.close()
 
 
-def _estimate(board: boards.Board, params: dict[str, Any]) -> None:
+def _estimate(board: boards.Board, params: dict[str, Any], out: Path) -> None:
     from fiberflow.boards import build, estimate
 
     merged = {**build.default_params(board), **params}
     src = build.overlay_sources(merged)
-    print(
+    header = (
         f"fiberflow build --estimate: {board.name}, yosys synth_xilinx -family "
         f"{board.yosys_family}, overlay {dict(src.params)}"
     )
+    print(header, flush=True)
     report = estimate.estimate(src.files, src.top, board)
-    print(report.table())
-    for warning in report.warnings:
-        print(f"  warning: {warning}")
+    lines = [report.table(), *(f"  warning: {w}" for w in report.warnings)]
+    lines.append(f"  fits on {board.name}" if report.fits() else f"  does NOT fit on {board.name}")
+    print("\n".join(lines))
+    # The report is kept in the build folder, beside what a full build writes there.
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "estimate.txt").write_text("\n".join([header, *lines]) + "\n")
+    data = {**report.as_dict(), "overlay": dict(src.params)}
+    (out / "estimate.json").write_text(json.dumps(data, indent=2) + "\n")
+    print(f"  report: {out / 'estimate.txt'} and {out / 'estimate.json'}")
     report.check_fits()
-    print(f"  fits on {board.name}")
 
 
-def _timing_proxy(board: boards.Board, params: dict[str, Any]) -> None:
+def _timing_proxy(board: boards.Board, params: dict[str, Any], out: Path) -> None:
     from fiberflow.boards import build, timing
 
     src = build.overlay_sources({**build.default_params(board), **params})
@@ -157,3 +164,15 @@ def _timing_proxy(board: boards.Board, params: dict[str, Any]) -> None:
     print(f"  place and route with nextpnr-ecp5 ({timing.DEVICE}, out of context); minutes ...")
     result = timing.timing_proxy(src.files, src.top, target_mhz=board.fabric_clock_mhz)
     print(f"  {result.summary()}")
+    out.mkdir(parents=True, exist_ok=True)
+    data = {
+        "label": timing.LABEL,
+        "overlay": dict(src.params),
+        "fmax_mhz": result.fmax_mhz,
+        "target_mhz": result.target_mhz,
+        "device": result.device,
+        "utilization": result.utilization,
+        "warnings": list(result.warnings),
+    }
+    (out / "timing-proxy.json").write_text(json.dumps(data, indent=2) + "\n")
+    print(f"  report: {out / 'timing-proxy.json'}")
