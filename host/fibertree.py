@@ -174,8 +174,8 @@ def check_compressed(
     if nparent and (np.diff(p) < 0).any():
         row = int(np.flatnonzero(np.diff(p) < 0)[0])
         raise ShapeError(
-            f"{what}: the segment array (indptr) decreases after {names[0]} {row}; it must "
-            "never decrease"
+            f"{what}: the segment array (indptr) decreases at {names[0]} {row} "
+            f"(indptr[{row + 1}] < indptr[{row}]); it must never decrease"
         )
     if len(crd) and not _in_range(crd, size):
         bad = int(np.flatnonzero((crd < 0) | (crd >= size))[0])
