@@ -28,6 +28,7 @@ keyword. No pynq global is relied on: the pynq device is chosen once and passed 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ import numpy as np
 from fiberflow.errors import DeviceError, ToolchainError
 from fiberflow.host.device import DEFAULT_TIMEOUT, Buffer
 from fiberflow.host.resident import ResidentMatrix, make_resident
-from fiberflow.host.shell_jobs import ShellJobs
+from fiberflow.host.shell_jobs import ShellJobs, check_timeout, guarded
 from fiberflow.host.stats import RunStats
 from fiberflow.overlay.regmap import HOST
 
@@ -77,6 +78,8 @@ class PynqBuffer(Buffer):
 
 class _Port:
     """The :class:`ShellPort` of a pynq device: MMIO, pynq buffers, real (or simulated) time."""
+
+    name = "pynq"
 
     def __init__(self, device: PynqDevice) -> None:
         self.device = device
@@ -164,6 +167,12 @@ class PynqDevice:
         The pynq device to use (default: the board's own, the first pynq finds).
     ddr : DdrModel, optional
         Emulation only: the simulated DDR's timing.
+
+    Thread-safe: every method holds the device's lock (an ``RLock``), so threads sharing the
+    device take turns and each job has the shell to itself (its doorbell rings at ``wait``).
+    A timeout, a failed job or a ``KeyboardInterrupt`` during a wait resets the shell before
+    the error propagates; ``timeout=`` covers the whole call. A closed device refuses every
+    call with a DeviceError.
     """
 
     name = "pynq"
@@ -179,6 +188,7 @@ class PynqDevice:
         ddr: Any = None,
     ) -> None:
         pynq = import_pynq()
+        self._lock = threading.RLock()
         self.folder = Path(overlay)
         self.manifest = _read_manifest(self.folder)
         board, ov = self.manifest["board"], self.manifest["overlay"]
@@ -315,6 +325,7 @@ class PynqDevice:
             )
         return mhz
 
+    @guarded
     def load_overlay(self, bitstream: Any = None, firmware: Any = None) -> None:
         """(Re)load the control firmware; ``bitstream=True`` downloads the bitstream again
         first. ``firmware``: bytes, a path, or None for the build folder's ``firmware.bin``."""
@@ -359,9 +370,9 @@ class PynqDevice:
             waited += 1000
 
     # -- memory -------------------------------------------------------------------------------
+    @guarded
     def alloc(self, nbytes: int) -> Buffer:
         """Contiguous, zero-filled DDR of ``nbytes`` bytes (``pynq.allocate``)."""
-        self._check_open()
         if nbytes <= 0:
             raise DeviceError(f"cannot allocate {nbytes} bytes; ask for at least 1")
         size = -(-int(nbytes) // 64) * 64  # whole cache lines: flushes never touch a neighbour
@@ -381,6 +392,7 @@ class PynqDevice:
         self._buffers[buf.address] = buf
         return buf
 
+    @guarded
     def free(self, buffer: Buffer) -> None:
         live = self._buffers.get(buffer.address)
         if buffer.freed or id(live) != id(buffer):
@@ -390,10 +402,22 @@ class PynqDevice:
         assert isinstance(buffer, PynqBuffer)
         buffer.pynq_buffer.freebuffer()
 
+    @guarded
     def put(self, A: Any, *, tile: Any = None, dtype: Any = None) -> ResidentMatrix:
         """Pack ``A`` once and keep its image in board memory (see ``EmuDevice.put``);
-        ``tile=None`` picks a tile shape that fits the lanes' buffers (:meth:`pack_to_fit`)."""
+        ``tile=None`` picks a tile shape that fits the lanes' buffers (:meth:`pack_to_fit`), a
+        given one is checked first (:meth:`check_tile`)."""
+        if tile is not None:
+            self.check_tile(tile, dtype, shape=getattr(A, "shape", None))
         return make_resident(self, A, tile, dtype)
+
+    @guarded
+    def check_tile(self, tile: Any, dtype: Any = None, *, shape: Any = None) -> tuple[int, int]:
+        """``tile`` as (rows, cols) if its y blocks and x slices fit the lanes' buffers;
+        otherwise a TileShapeError naming the largest tile that does (``shape``: the matrix's,
+        when known; ``dtype``: the values', which the overlay must compute). See
+        :meth:`ShellJobs.check_tile`."""
+        return self._jobs.check_tile(tile, dtype, shape)
 
     @property
     def dtypes(self) -> tuple[np.dtype, ...]:
@@ -401,12 +425,14 @@ class PynqDevice:
         vt = self.info.value_type
         return tuple(np.dtype(d) for bit, d in ((1, np.float32), (2, np.int32)) if vt & bit)
 
+    @guarded
     def tile_limits(self) -> tuple[int, int]:
         """The largest (rows, cols) a tile may span so that its y block and x slice fit the
         lanes' buffers for SpMV (:meth:`ShellJobs.tile_limits`, as on the rtl device; SpMM
         runs in column blocks of B that fit these tiles)."""
         return self._jobs.tile_limits()
 
+    @guarded
     def pack_to_fit(self, t: Any) -> Any:
         """Pack tensor ``t`` with the largest tiles that fit this overlay's buffers: the
         column span from :meth:`tile_limits`, rows cut until every tile fits a tile
@@ -415,6 +441,7 @@ class PynqDevice:
             t, self.dtypes, larger="build the overlay with a larger --tile-bytes"
         )
 
+    @guarded
     def fitting_tile(self, A: Any, dtype: Any = None) -> tuple[int, int]:
         """The tile shape :meth:`pack_to_fit` picks for ``A`` (to pack it the same way
         elsewhere, e.g. on the emulator)."""
@@ -424,16 +451,17 @@ class PynqDevice:
         return int(tile[0]), int(tile[1])
 
     # -- registers ----------------------------------------------------------------------------
+    @guarded
     def read_reg(self, offset: int) -> int:
         self._check_reg(offset)
         return int(self._mmio.read(offset)) & 0xFFFF_FFFF
 
+    @guarded
     def write_reg(self, offset: int, value: int) -> None:
         self._check_reg(offset)
         self._mmio.write(offset, int(value) & 0xFFFF_FFFF)
 
     def _check_reg(self, offset: int) -> None:
-        self._check_open()
         if offset % 4 or not 0 <= offset < self.control_range:
             raise DeviceError(
                 f"register offset {offset:#x} is not a word inside the overlay's "
@@ -441,25 +469,26 @@ class PynqDevice:
             )
 
     # -- jobs ---------------------------------------------------------------------------------
+    @guarded
     def submit(self, job: Buffer) -> int:
-        """Ring the doorbell for the descriptor at the start of ``job``; return its id. (An
-        SpMM whose B / C rows do not fit the lanes' buffers with its matrix's tiles runs in
-        column blocks at :meth:`wait`, see :class:`~fiberflow.host.shell_jobs.ShellJobs`.)"""
-        self._check_open()
+        """Check and queue the job whose descriptor is at the start of ``job``; return its
+        id. Its doorbell rings at :meth:`wait` (one job on the shell at a time, whatever the
+        threads do). An SpMM whose B / C rows do not fit the lanes' buffers with its matrix's
+        tiles runs there in column blocks, see :class:`~fiberflow.host.shell_jobs.ShellJobs`."""
         if id(self._buffers.get(job.address)) != id(job) or job.freed:
             raise DeviceError(f"{job} is not a live buffer of this device")
         return self._jobs.submit(job)
 
+    @guarded
     def wait(self, job_id: int, timeout: float = DEFAULT_TIMEOUT) -> RunStats:
         """Wait at most ``timeout`` seconds for job ``job_id``; return its statistics (also
         ``last_stats``). A failed or timed-out job raises DeviceError / DeviceTimeoutError
         with the decoded reason; the device is reset and ready for the next job."""
-        self._check_open()
-        if timeout is None or not timeout > 0:
-            raise DeviceError(f"timeout must be positive, not {timeout!r}")
+        timeout = check_timeout(timeout)
         self.last_counters, self.last_stats = self._jobs.wait(job_id, timeout)
         return self.last_stats
 
+    @guarded
     def find(self, address: int) -> PynqBuffer | None:
         """The live buffer that holds device address ``address``, if any."""
         for start, buf in self._buffers.items():
@@ -467,30 +496,27 @@ class PynqDevice:
                 return buf
         return None
 
+    @guarded
     def reset(self) -> None:
         """Hold the control CPU (and DMA engines, lanes), reload the firmware, release.
         Buffers stay valid; jobs in flight are forgotten."""
-        self._check_open()
         self._jobs.forget()
         self._driver.reset()
 
     def close(self) -> None:
         """Free every buffer; hold the CPU in reset. The device cannot be used afterwards."""
-        if self._closed:
-            return
-        for buf in list(self._buffers.values()):
-            self.free(buf)
-        try:
-            self.write_reg(HOST.offset("CTRL"), HOST.reg("CTRL").field("CPU_RESET").mask)
-        except Exception:
-            pass
-        self._closed = True
-        if self._emulated:  # the simulated board made for this device goes with it
-            self.pynq_device.shell.close()
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise DeviceError("this pynq device is closed; open a new one with ff.open('pynq')")
+        with self._lock:
+            if self._closed:
+                return
+            for buf in list(self._buffers.values()):
+                self.free(buf)
+            try:
+                self.write_reg(HOST.offset("CTRL"), HOST.reg("CTRL").field("CPU_RESET").mask)
+            except Exception:
+                pass
+            self._closed = True
+            if self._emulated:  # the simulated board made for this device goes with it
+                self.pynq_device.shell.close()
 
     def __enter__(self) -> PynqDevice:
         return self

@@ -149,6 +149,7 @@ def build_shell(config: Any = None) -> Any:
         # cache key does not name the host CPU, and a cache may be shared between machines.
         cflags=("-O2",),
         train=("fiberflow.host.rtl:_train_workload", [dataclasses.asdict(cfg)]),
+        what="the overlay",
     )
 
 
@@ -351,10 +352,13 @@ class RtlShell:
         self.step(cycles)
 
     def hard_reset(self) -> None:
-        """With the CPU held in reset: release the fault hooks and drop the DDR model's
-        transactions in flight (the DMA engines were reset with the CPU)."""
+        """With the CPU held in reset: clear every injected fault (a reset heals what a test
+        broke, as a power cycle would) and drop the DDR model's transactions in flight (the
+        DMA engines were reset with the CPU)."""
         self.hold_cpu(False)
         self.hold_lanes(False)
+        self.hang_ddr(False)
+        self.inject_dma_error(0, 0, 0)
         self._lib.ff_abort(self._h)
         self.step(4)
 

@@ -17,28 +17,58 @@ Tiles must fit the lanes' buffers. ``put`` (and a non-resident ``ff.spmv``) choo
 shape when none is given (:meth:`RtlDevice.pack_to_fit`): a row tile's y block and a column
 tile's x slice fit (SpMV), and rows are cut until every tile's bytes fit a tile buffer. An SpMM
 whose B / C rows do not fit with those tiles runs as several jobs over column blocks of B. An
-explicit ``tile=`` that does not fit ends in a ``DeviceError``.
+explicit ``tile=`` whose slices cannot fit is refused by ``put`` (:meth:`RtlDevice.check_tile`,
+a ``TileShapeError`` naming the largest tile that fits); one whose nonzeros overflow a tile
+buffer ends in a ``DeviceError`` (the firmware's TOO_BIG).
+
+Threads: one device may be shared by several threads. Every method takes the device's lock
+(an ``RLock``), so calls run one at a time and each job has the shell to itself; a job's
+doorbell rings at ``wait``, not at ``submit``. A wait holds the lock until its job is done.
+
+Interrupts and timeouts: the host reads the wall clock every few tens of milliseconds of
+simulation, so ``timeout=`` holds to about that, for the whole call (every column block of a
+split SpMM). A timeout, a failed job or a ``KeyboardInterrupt`` during a wait resets the shell
+(firmware reloaded, faults cleared) before the error reaches the caller: the next call runs.
+A job running longer than half a second shows its simulated cycles in a progress bar.
 
 Fault injection for tests: :meth:`RtlDevice.inject` (``"dma_error"``, ``"hang_ddr"``,
-``"hang_lanes"``, ``"hang_cpu"``, ``None`` to clear).
+``"hang_lanes"``, ``"hang_cpu"``, ``None`` to clear); every reset clears them.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 from typing import Any
 
 import numpy as np
 
-from fiberflow.errors import DeviceError
+from fiberflow.errors import DeviceError, ToolchainError
 from fiberflow.host import stats
 from fiberflow.host.device import DEFAULT_TIMEOUT, Buffer
 from fiberflow.host.resident import ResidentMatrix, make_resident
-from fiberflow.host.shell_jobs import ShellJobs
+from fiberflow.host.shell_jobs import ShellJobs, check_timeout, guarded
 
 __all__ = ["RtlDevice"]
 
 _VTYPE = {"float32": "fp32", "int32": "int32"}
 MAX_LANES = 8  # firmware/ffjb.c: MAX_LANES
+
+
+def _value_type(dtype: Any) -> str:
+    """The lanes' value type for ``dtype`` (a type or a tuple of them): "fp32", "int32" or
+    "fp32+int32"; a DeviceError for anything else."""
+    names = list(dtype) if isinstance(dtype, (tuple, list)) else [dtype]
+    try:
+        kinds = {_VTYPE[np.dtype(d).name] for d in names}
+    except (TypeError, KeyError):
+        kinds = set()
+    if not names or not kinds:
+        raise DeviceError(
+            f"dtype must be 'float32', 'int32' or both as a tuple (the types the lanes "
+            f"compute in), not {dtype!r}"
+        )
+    return "+".join(sorted(kinds, key=["fp32", "int32"].index))
 
 
 class RtlDevice:
@@ -49,6 +79,9 @@ class RtlDevice:
     ``ram_bytes`` (default: the overlay's own, :class:`fiberflow.overlay.top.ShellConfig`, the
     same overlay ``fiberflow build`` makes), ``board`` ("pynq-z2": the DDR model and clock),
     ``ddr`` (a :class:`fiberflow.host.rtl.DdrModel`, overriding the board's).
+
+    Thread-safe: every method holds the device's lock, so threads sharing the device take
+    turns (see the module docstring). A closed device refuses every call with a DeviceError.
     """
 
     name = "rtl"
@@ -69,18 +102,24 @@ class RtlDevice:
         ddr: Any = None,
     ) -> None:
         from fiberflow import boards
-        from fiberflow.host.rtl import DdrModel, RtlShell
-        from fiberflow.overlay.top import ShellConfig
 
-        if not isinstance(lanes, int) or not 1 <= lanes <= MAX_LANES:
+        try:
+            from fiberflow.host.rtl import DdrModel, RtlShell
+            from fiberflow.overlay.top import ShellConfig
+        except ImportError as exc:
+            raise ToolchainError(
+                f"the rtl device needs the hardware toolchain ({exc}); install it with: "
+                "pip install 'fiberflow[hw]'"
+            ) from None
+
+        self._lock = threading.RLock()
+        self._closed = True  # until the shell is made
+        if isinstance(lanes, bool) or not isinstance(lanes, int) or not 1 <= lanes <= MAX_LANES:
             raise DeviceError(
                 f"lanes must be an integer from 1 to {MAX_LANES} (what the firmware's job walker "
                 f"keeps state for), not {lanes!r}"
             )
-        names = [dtype] if isinstance(dtype, str) else list(dtype)
-        if not names or any(str(d) not in _VTYPE for d in names):
-            raise DeviceError(f"dtype must be 'float32', 'int32' or both as a tuple, not {dtype!r}")
-        vt = "+".join(sorted({_VTYPE[str(d)] for d in names}, key=["fp32", "int32"].index))
+        vt = _value_type(dtype)
         given = {
             "dma_engines": dma_engines,
             "bus_bits": bus_bits,
@@ -90,6 +129,9 @@ class RtlDevice:
             "max_k": max_k,
             "ram_bytes": ram_bytes,
         }
+        for key, value in given.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise DeviceError(f"ff.open('rtl'): {key} must be an integer, not {value!r}")
         try:
             self.config = ShellConfig(
                 lanes=lanes,
@@ -97,33 +139,50 @@ class RtlDevice:
                 kernels=("spmv", "spmm"),
                 **{k: v for k, v in given.items() if v is not None},
             )
-        except ValueError as exc:
+        except (TypeError, ValueError) as exc:
             raise DeviceError(f"ff.open('rtl'): {exc}") from None
+        if not isinstance(board, (str, os.PathLike)):
+            raise DeviceError(
+                f"board must be a board name such as 'pynq-z2' or a board file's path, "
+                f"not {board!r}"
+            )
         b = boards.load(board)
+        if ddr is not None and not isinstance(ddr, DdrModel):
+            raise DeviceError(
+                f"ddr must be a fiberflow.host.rtl.DdrModel, not {type(ddr).__name__}"
+            )
         self.ddr = ddr if ddr is not None else DdrModel(**b.ddr_model())
         self.dtypes = tuple(np.dtype(n) for n in vt.replace("fp32", "float32").split("+"))
         self.lanes = int(lanes)
         self.clock_mhz = float(b.fabric_clock_mhz)
         self.bus_bytes_per_cycle = self.config.bus_bytes * self.config.dma_engines
         self.last_stats: stats.RunStats | None = None
-        self.shell = RtlShell(self.config, self.ddr)
+        try:
+            self.shell = RtlShell(self.config, self.ddr)
+        except ValueError as exc:  # a parameter the generated lanes or DMA cannot take
+            raise DeviceError(f"ff.open('rtl'): {exc}") from None
         self.shell.clock_mhz = self.clock_mhz
         self.driver = self.shell.driver  # one driver per shell: one job sequence
         self.driver.load_firmware()
         self._jobs = ShellJobs(self, self.driver)
+        self._closed = False
 
     # -- memory -------------------------------------------------------------------------------
 
+    @guarded
     def alloc(self, nbytes: int) -> Buffer:
         return self.shell.alloc(max(int(nbytes), 1))
 
+    @guarded
     def free(self, buffer: Buffer) -> None:
         self.shell.free(buffer)
 
     @property
+    @guarded
     def memory_used(self) -> int:
         return sum(b.nbytes for b in self.shell._buffers.values())
 
+    @guarded
     def find(self, address: int) -> Buffer | None:
         """The live buffer that holds device address ``address``, if any."""
         for b in self.shell._buffers.values():
@@ -133,12 +192,15 @@ class RtlDevice:
 
     # -- control ------------------------------------------------------------------------------
 
+    @guarded
     def read_reg(self, offset: int) -> int:
         return self.shell.read_reg(offset)
 
+    @guarded
     def write_reg(self, offset: int, value: int) -> None:
         self.shell.write_reg(offset, value)
 
+    @guarded
     def load_overlay(self, bitstream: Any = None, firmware: Any = None) -> None:
         """The overlay is the Verilated model built at ``open``; ``firmware`` (bytes) replaces
         the control firmware (default: the shipped image)."""
@@ -149,13 +211,20 @@ class RtlDevice:
             )
         self.driver.load_firmware(firmware)
 
+    @guarded
     def reset(self) -> None:
+        """Hold the control CPU (and DMA engines, lanes), drop the DDR transactions in
+        flight, clear every injected fault, reload the firmware and release. Buffers stay
+        valid; jobs submitted and not yet waited for are forgotten."""
         self.driver.reset()
         self._jobs.forget()
 
     def close(self) -> None:
-        if getattr(self, "shell", None) is not None:
-            self.shell.close()
+        """Free the simulation and its buffers; later calls raise DeviceError."""
+        with self._lock:
+            self._closed = True
+            if getattr(self, "shell", None) is not None:
+                self.shell.close()
 
     def __enter__(self) -> RtlDevice:
         return self
@@ -165,11 +234,13 @@ class RtlDevice:
 
     # -- fault injection (tests) --------------------------------------------------------------
 
+    @guarded
     def inject(self, fault: str | None, buffer: Buffer | None = None) -> None:
         """Make the next job fail: ``"dma_error"`` (SLVERR for bursts touching ``buffer``),
         ``"hang_ddr"`` (DDR stops answering: DMA watchdog), ``"hang_lanes"`` (lanes never
         finish: lane watchdog), ``"hang_cpu"`` (the firmware stops answering: the host's
-        timeout). ``None`` clears every fault. A device reset also clears them."""
+        timeout). ``None`` clears every fault; so does every reset: :meth:`reset`, and the
+        one after a failed or timed-out job (so a fault fails one job)."""
         s = self.shell
         if fault is None:
             s.inject_dma_error(0, 0, 0)
@@ -193,33 +264,51 @@ class RtlDevice:
 
     # -- jobs ---------------------------------------------------------------------------------
 
+    @guarded
     def submit(self, job: Buffer) -> int:
-        """Start the job whose descriptor is in ``job`` (see :class:`ShellJobs`: an SpMM whose
-        B / C rows do not fit the lanes' buffers with this matrix's tiles runs in column
-        blocks, one after the other, at :meth:`wait`)."""
+        """Check and queue the job whose descriptor is in ``job``; it runs at :meth:`wait`
+        (see :class:`ShellJobs`: an SpMM whose B / C rows do not fit the lanes' buffers with
+        this matrix's tiles runs there in column blocks, one after the other)."""
         if job.device is not self.shell or job.freed:
             raise DeviceError(f"{job} is not a live buffer of this device")
         return self._jobs.submit(job)
 
+    @guarded
     def wait(self, job_id: int, timeout: float = DEFAULT_TIMEOUT) -> stats.RunStats:
-        if timeout is None or not timeout > 0:
-            raise DeviceError(f"timeout must be positive seconds, not {timeout!r}")
+        """Run job ``job_id`` and return its statistics (also ``last_stats``), within
+        ``timeout`` seconds for the whole call. A failed or timed-out job raises DeviceError /
+        DeviceTimeoutError; the device is then reset and ready for the next job."""
+        timeout = check_timeout(timeout)
         self.last_counters, self.last_stats = self._jobs.wait(job_id, timeout)
         return self.last_stats
 
     # -- resident matrices --------------------------------------------------------------------
 
+    @guarded
     def put(self, A: Any, *, tile: Any = None, dtype: Any = None) -> ResidentMatrix:
         """Pack ``A`` once and keep its image in the simulated DDR; ``tile=None`` picks a tile
-        shape that fits the lanes' buffers (:meth:`pack_to_fit`)."""
+        shape that fits the lanes' buffers (:meth:`pack_to_fit`), a given one is checked
+        first (:meth:`check_tile`)."""
+        if tile is not None:
+            self.check_tile(tile, dtype, shape=getattr(A, "shape", None))
         return make_resident(self, A, tile, dtype)
 
+    @guarded
+    def check_tile(self, tile: Any, dtype: Any = None, *, shape: Any = None) -> tuple[int, int]:
+        """``tile`` as (rows, cols) if its y blocks and x slices fit the lanes' buffers;
+        otherwise a TileShapeError naming the largest tile that does (``shape``: the matrix's,
+        when known; ``dtype``: the values', which the lanes must compute). See
+        :meth:`ShellJobs.check_tile`."""
+        return self._jobs.check_tile(tile, dtype, shape)
+
+    @guarded
     def tile_limits(self) -> tuple[int, int]:
         """The largest (rows, cols) a tile may span so that a row tile's y block and a column
         tile's x slice fit the lanes' buffers for SpMV (:meth:`ShellJobs.tile_limits`; SpMM
         runs in column blocks of B that fit these tiles, see :meth:`submit`)."""
         return self._jobs.tile_limits()
 
+    @guarded
     def pack_to_fit(self, t: Any) -> Any:
         """Pack tensor ``t`` with the largest tiles that fit this overlay's buffers: the
         widest column tiles the x buffer holds, and rows cut (from what the y buffer holds)
@@ -231,6 +320,8 @@ class RtlDevice:
         )
 
     def __repr__(self) -> str:
+        if getattr(self, "config", None) is None:
+            return "RtlDevice(not opened)"
         c = self.config
         return (
             f"RtlDevice(lanes={c.lanes}, value_type={c.value_type}, dma_engines={c.dma_engines}, "

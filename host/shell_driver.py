@@ -41,7 +41,9 @@ The driver (what a device gets)
   job is DONE; raises :class:`DeviceError` (the firmware's error code, decoded) or
   :class:`DeviceTimeoutError` (timeout in seconds or cycles; says whether the heartbeat still
   moves). After either error the shell has been reset and the firmware reloaded: the next job
-  runs;
+  runs. So it is after anything else that ends a wait early (``KeyboardInterrupt``). The wall
+  clock is read every few tens of milliseconds, so the timeout holds to about that; a job that
+  runs longer than half a second shows its cycles in a ``fiberflow.progress`` bar;
 * ``reset()``: hold the CPU, ``port.hard_reset()``, reload the firmware, release;
 * ``counters() -> ShellCounters``, ``clear_counters()``;
 * ``run_stats(counters, ...) -> RunStats``: a job's statistics from the hardware counters.
@@ -68,6 +70,7 @@ from fiberflow.overlay import regmap
 from fiberflow.overlay.regmap import HOST
 
 __all__ = [
+    "CycleMeter",
     "ShellCounters",
     "ShellDriver",
     "ShellInfo",
@@ -83,7 +86,14 @@ _CPU_RESET = _CTRL.field("CPU_RESET").mask
 _CLEAR = _CTRL.field("CLEAR").mask
 _STATE = {s.name: s.value for s in regmap.STATES}
 _RESP = {2: "SLVERR", 3: "DECERR"}
-_POLL_CHUNK = 1_000_000  # cycles between wall-clock checks
+# Cycles polled between wall-clock checks: the first chunk (about 10 ms of simulation), the
+# bounds of the later ones, sized to last _CHUNK_SECONDS each (see ShellDriver._until_finished).
+_FIRST_CHUNK = 10_000
+_MIN_CHUNK = 1_000
+_POLL_CHUNK = 1_000_000
+_CHUNK_SECONDS = 0.03
+# A job's progress bar appears once it has run this long (short jobs stay quiet).
+_BAR_AFTER = 0.5
 
 
 class ShellPort(Protocol):
@@ -245,8 +255,39 @@ def pack_to_fit(
     return img
 
 
+class CycleMeter:
+    """The cycles a job has waited, shown as a ``fiberflow.progress`` bar once the job has run
+    longer than ``after`` seconds (made then, so short jobs print nothing). Advanced once per
+    polling chunk, never per cycle."""
+
+    def __init__(self, desc: str, after: float = _BAR_AFTER) -> None:
+        self.desc = desc
+        self.cycles = 0
+        self._show_at = time.monotonic() + after
+        self._bar: Any = None
+
+    def advance(self, cycles: int) -> None:
+        self.cycles += cycles
+        if self._bar is None:
+            if time.monotonic() < self._show_at:
+                return
+            from fiberflow import progress
+
+            self._bar = progress.bar(desc=self.desc, unit="cycle", unit_scale=True)
+            self._bar.update(self.cycles)
+        else:
+            self._bar.update(cycles)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
 class ShellDriver:
-    """Runs jobs on a shell through a :class:`ShellPort`. Not thread-safe."""
+    """Runs jobs on a shell through a :class:`ShellPort`. Not thread-safe: a device that
+    shares one between threads holds a lock around every call (see
+    :mod:`fiberflow.host.shell_jobs`)."""
 
     def __init__(self, port: Any) -> None:
         self.port = port
@@ -294,30 +335,44 @@ class ShellDriver:
         self.port.write_reg(HOST.offset("DOORBELL"), self._seq)
         return self._seq
 
-    def wait(self, seq: int, timeout: float = 60.0, max_cycles: int | None = None) -> ShellCounters:
+    def wait(
+        self,
+        seq: int,
+        timeout: float = 60.0,
+        max_cycles: int | None = None,
+        *,
+        deadline: float | None = None,
+        meter: CycleMeter | None = None,
+    ) -> ShellCounters:
         """Wait until job ``seq`` is DONE and return the counters (see the module docstring
-        for the errors; after one, the shell is reset and ready)."""
-        finished = 1 << 1  # DONE (2) and ERROR (3) are the states with bit 1 set
-        mask = _SEQ_F.mask | finished << _STATE_F.lsb
-        want = (seq << _SEQ_F.lsb) | finished << _STATE_F.lsb
-        deadline = time.monotonic() + timeout
-        limit = max_cycles if max_cycles is not None else 1 << 62
-        waited = 0
-        while True:
-            chunk = min(limit - waited, _POLL_CHUNK)
-            status = self._poll(HOST.offset("STATUS"), mask, want, chunk)
-            if status is not None:
-                break
-            waited += chunk
-            if waited >= limit or time.monotonic() > deadline:
-                last = self.port.read_reg(HOST.offset("STATUS"))
-                beating = "running" if self._heartbeat_moves() else "stopped"
-                self.reset()
-                raise DeviceTimeoutError(
-                    f"job {seq} did not finish within {waited:,} cycles / {timeout:g} s "
-                    f"(last STATUS {last:#010x}, firmware heartbeat {beating}); the device "
-                    "was reset and is ready; raise the timeout if the job is just long"
-                )
+        for the errors; after one, the shell is reset and ready).
+
+        ``deadline`` (a ``time.monotonic()`` value) replaces ``now + timeout`` when a call runs
+        several jobs under one timeout; ``meter`` counts the cycles waited (a progress bar).
+        Anything else that interrupts the wait (``KeyboardInterrupt``, an error from the
+        port) also resets the shell before it propagates: the job may still be running, and
+        would otherwise go on reading and writing buffers the caller is about to free."""
+        if deadline is None:
+            deadline = time.monotonic() + timeout
+        own = meter is None
+        meter = meter or CycleMeter(f"{getattr(self.port, 'name', 'shell')} job")
+        try:
+            status, waited = self._until_finished(seq, deadline, max_cycles, meter)
+        except BaseException:
+            self.reset()
+            raise
+        finally:
+            if own:
+                meter.close()
+        if status is None:
+            last = self.port.read_reg(HOST.offset("STATUS"))
+            beating = "running" if self._heartbeat_moves() else "stopped"
+            self.reset()
+            raise DeviceTimeoutError(
+                f"job {seq} did not finish within {waited:,} cycles / {timeout:g} s "
+                f"(last STATUS {last:#010x}, firmware heartbeat {beating}); the device "
+                "was reset and is ready; raise the timeout if the job is just long"
+            )
         state = (status & _STATE_F.mask) >> _STATE_F.lsb
         if state != _STATE["DONE"]:
             code = (status & _ERR_F.mask) >> _ERR_F.lsb
@@ -328,6 +383,36 @@ class ShellDriver:
                 f"job {seq} failed: {describe_error(code, info, address)}; the device was reset"
             )
         return self.counters()
+
+    def _until_finished(
+        self, seq: int, deadline: float, max_cycles: int | None, meter: CycleMeter
+    ) -> tuple[int | None, int]:
+        """Poll STATUS until job ``seq`` is DONE or ERROR: (STATUS, cycles waited), or (None,
+        cycles waited) when ``deadline`` or ``max_cycles`` passed first.
+
+        The wall clock is read between chunks of polling. Chunks are sized from the speed
+        measured on the previous one to last about ``_CHUNK_SECONDS`` (a simulated shell runs
+        ~1 M cycles/s, a board 100 M), and never past the deadline, so a timeout is held to a
+        few tens of milliseconds."""
+        finished = 1 << 1  # DONE (2) and ERROR (3) are the states with bit 1 set
+        mask = _SEQ_F.mask | finished << _STATE_F.lsb
+        want = (seq << _SEQ_F.lsb) | finished << _STATE_F.lsb
+        limit = max_cycles if max_cycles is not None else 1 << 62
+        waited, chunk = 0, _FIRST_CHUNK
+        while True:
+            n = max(1, min(limit - waited, chunk))
+            start = time.monotonic()
+            status = self._poll(HOST.offset("STATUS"), mask, want, n)
+            now = time.monotonic()
+            if status is not None:
+                return status, waited
+            waited += n
+            meter.advance(n)
+            if waited >= limit or now >= deadline:
+                return None, waited
+            rate = n / max(now - start, 1e-6)
+            seconds = min(_CHUNK_SECONDS, deadline - now)
+            chunk = int(min(max(rate * seconds, _MIN_CHUNK), _POLL_CHUNK))
 
     def _poll(self, offset: int, mask: int, want: int, max_cycles: int) -> int | None:
         poll = getattr(self.port, "poll", None)

@@ -7,31 +7,89 @@ Around it, both devices need the same host-side work, which lives here once:
   image's directory;
 * the schedule rules the firmware cannot check in its bounded memory (every tile once, whole
   row tiles per lane), checked before the doorbell;
-* the tile limits: tiles as large as the lanes' x and y buffers hold for SpMV. An SpMM whose B
-  and C rows do not fit with those tiles runs as several jobs over column blocks of B. Each
+* the tile limits: tiles as large as the lanes' x and y buffers hold for SpMV
+  (:meth:`ShellJobs.check_tile` refuses a larger one before anything is packed). An SpMM whose
+  B and C rows do not fit with those tiles runs as several jobs over column blocks of B. Each
   column of C is computed exactly as in one job, so the bits do not change; the counters are
-  summed.
+  summed; one deadline covers all the blocks;
+* one job on the shell at a time: ``submit`` checks a job and queues it, ``wait`` rings its
+  doorbell and waits for it, so jobs submitted from several threads never meet on the shell;
+* sharing a device between threads: :func:`guarded` wraps a device's methods in its lock
+  (an ``RLock``), so calls run one at a time, and refuses calls on a closed device.
 
 The device provides ``alloc(nbytes)``, ``free(buffer)``, ``find(address)`` (the live buffer
-holding a device address, or None) and, for the statistics, ``name``, ``clock_mhz`` and
-``bus_bytes_per_cycle``.
+holding a device address, or None), ``dtypes`` (the value types its lanes compute) and, for the
+statistics, ``name``, ``clock_mhz`` and ``bus_bytes_per_cycle``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
+import numbers
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
-from fiberflow.errors import DeviceError
+from fiberflow.errors import DeviceError, DTypeError, TileShapeError
 from fiberflow.host import job as jobs
 from fiberflow.host.device import Buffer
-from fiberflow.host.shell_driver import ShellCounters, ShellDriver, pack_to_fit
+from fiberflow.host.shell_driver import CycleMeter, ShellCounters, ShellDriver, pack_to_fit
 from fiberflow.host.stats import RunStats
 
-__all__ = ["JobFacts", "ShellJobs", "add_counters"]
+__all__ = ["JobFacts", "ShellJobs", "add_counters", "check_timeout", "guarded"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def guarded(method: F) -> F:
+    """Run a device method under the device's ``_lock`` (an ``RLock``: device methods call
+    each other), after checking that the device is open (``_closed``). One lock around
+    everything that touches the model, the registers, the allocator and the job queue: the
+    shell runs one thing at a time, whichever thread asks."""
+
+    @functools.wraps(method)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            if self._closed:
+                raise DeviceError(
+                    f"this {self.name} device is closed; open a new one with "
+                    f"ff.open({self.name!r}, ...)"
+                )
+            return method(self, *args, **kwargs)
+
+    return cast(F, call)
+
+
+def check_timeout(timeout: Any) -> float:
+    """``timeout`` as seconds, or a DeviceError saying why it is not a usable timeout."""
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
+        raise DeviceError(f"timeout must be a number of seconds, not {timeout!r}")
+    seconds = float(timeout)
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise DeviceError(f"timeout must be a positive, finite number of seconds, not {timeout!r}")
+    return seconds
+
+
+def _up(nbytes: int, bus: int) -> int:
+    return -(-nbytes // bus) * bus
+
+
+def _slices_fit(base: int, span: int, count: int, last: int, unit: int, cap: int, bus: int) -> bool:
+    """Whether ``count`` slices laid end to end from address ``base`` (``span`` items of
+    ``unit`` bytes each, the last one ``last`` items) each fit a ``cap``-byte lane buffer once
+    widened to whole bus beats, as the firmware loads them (``firmware/ffjb.c``: the x slice
+    and y block of a tile). Slice offsets within a beat repeat with a period of at most
+    ``bus / 4`` slices, so that many are checked, and the last one."""
+    width = span * unit
+    for j in range(min(count - 1, bus)):
+        if _up((base + j * width) % bus + width, bus) > cap:
+            return False
+    return _up((base + (count - 1) * width) % bus + last * unit, bus) <= cap
 
 
 @dataclass(frozen=True)
@@ -50,7 +108,7 @@ class ShellJobs:
     def __init__(self, device: Any, driver: ShellDriver) -> None:
         self.device = device
         self.driver = driver
-        self._pending: dict[int, tuple[int | None, tuple[Any, int] | None, JobFacts]] = {}
+        self._pending: dict[int, tuple[Buffer | None, tuple[Any, int] | None, JobFacts]] = {}
         self._ids = 0
 
     def tile_limits(self) -> tuple[int, int]:
@@ -82,30 +140,89 @@ class ShellJobs:
             larger=larger,
         )
 
+    def check_tile(self, tile: Any, dtype: Any = None, shape: Any = None) -> tuple[int, int]:
+        """``tile`` as (rows, cols) if a matrix packed with it runs on these lanes: its y
+        blocks and x slices fit the lanes' buffers for SpMV, at every offset within a bus beat
+        they can start at (``shape``: the matrix's, when known; a tile larger than the matrix
+        is cut to it). ``dtype``: the values' type, which the lanes must compute. Raises
+        TileShapeError naming the largest tile that fits, DTypeError for a type the lanes
+        do not compute. (Whether each tile's bytes fit a tile buffer depends on its nonzeros;
+        the firmware checks that.)"""
+        i = self.driver.info
+        try:
+            rows, cols = (int(v) for v in tile)
+            valid = (rows, cols) == tuple(tile) and rows > 0 and cols > 0
+        except (TypeError, ValueError):
+            valid = False
+        if not valid:
+            raise TileShapeError(f"tile must be (rows, cols), two positive integers, not {tile!r}")
+        if dtype is not None:
+            dt = np.dtype(dtype)
+            if dt not in self.device.dtypes:
+                have = " and ".join(str(d) for d in self.device.dtypes)
+                raise DTypeError(f"this overlay computes in {have}, not {dt}")
+        if not (i.x_bytes and i.y_bytes):
+            raise TileShapeError(
+                "this overlay has no SpMV/SpMM lanes (kernels=()); rebuild it with "
+                "fiberflow build --param kernels=spmv,spmm"
+            )
+        m, n = (int(d) for d in shape[:2]) if shape is not None else (0, 0)
+        if not self._tiles_fit(rows, m, i.y_bytes) or not self._tiles_fit(cols, n, i.x_bytes):
+            most = (i.y_bytes // 4, i.x_bytes // 4)
+            raise TileShapeError(
+                f"tile ({rows}, {cols}) does not fit this overlay's lanes: a tile's y block "
+                f"({i.y_bytes} bytes) holds at most {most[0]} rows and its x slice "
+                f"({i.x_bytes} bytes) at most {most[1]} columns (fewer when they do not start "
+                f"on a {i.bus_bytes}-byte bus beat); the largest tile is tile={most}, or pass "
+                "no tile and let the device choose one"
+            )
+        return rows, cols
+
+    def _tiles_fit(self, span: int, extent: int, cap: int) -> bool:
+        """Whether tiles of ``span`` rows (or columns) of a matrix ``extent`` long (0:
+        unknown, assume many tiles) have SpMV slices that fit a ``cap``-byte buffer."""
+        bus = self.driver.info.bus_bytes
+        if extent:
+            count = -(-extent // span)
+            last = extent - (count - 1) * span
+            return _slices_fit(0, min(span, extent), count, last, 4, cap, bus)
+        return _slices_fit(0, span, bus + 1, span, 4, cap, bus)
+
     def submit(self, job: Buffer) -> int:
-        """Check what the host must, then ring the doorbell for ``job`` (or queue an SpMM to
-        run in column blocks at :meth:`wait`); return the job's id."""
+        """Check what the host must, then queue ``job`` (its doorbell rings at :meth:`wait`,
+        so that the shell holds one job at a time whatever the threads do); return the
+        job's id. An SpMM whose B / C rows do not fit runs in column blocks at :meth:`wait`."""
         self._ids += 1
         desc, directory, facts = self._read(job)
         kb = self._columns_that_fit(desc, directory) if desc is not None else 0
         if desc is not None and desc.kernel == "spmm" and 1 <= kb < desc.k:
             self._pending[self._ids] = (None, (desc, kb), facts)
         else:
-            job.flush()
-            self._pending[self._ids] = (self.driver.submit(job), None, facts)
+            self._pending[self._ids] = (job, None, facts)
         return self._ids
 
     def wait(self, job_id: int, timeout: float) -> tuple[ShellCounters, RunStats]:
-        """The counters of job ``job_id`` when it is done, and its statistics from them
-        (errors: see :meth:`ShellDriver.wait`)."""
+        """Run job ``job_id`` and return its counters and its statistics from them (errors:
+        see :meth:`ShellDriver.wait`). ``timeout`` covers the whole call, all the column
+        blocks of a split SpMM included."""
+        timeout = check_timeout(timeout)
         if job_id not in self._pending:
             raise DeviceError(f"no job {job_id} was submitted to this device (or it was reset)")
-        seq, split, facts = self._pending.pop(job_id)
-        if split is not None:
-            counters = self._run_split(split[0], split[1], timeout)
-        else:
-            assert seq is not None
-            counters = self.driver.wait(seq, timeout)
+        job, split, facts = self._pending.pop(job_id)
+        deadline = time.monotonic() + timeout
+        meter = CycleMeter(f"{self.device.name} job")
+        try:
+            if split is not None:
+                counters = self._run_split(split[0], split[1], timeout, deadline, meter)
+            else:
+                assert job is not None
+                if job.freed:
+                    raise DeviceError(f"job {job_id}'s descriptor buffer was freed before wait")
+                job.flush()
+                seq = self.driver.submit(job)
+                counters = self.driver.wait(seq, timeout, deadline=deadline, meter=meter)
+        finally:
+            meter.close()
         dev = self.device
         stats = self.driver.run_stats(
             counters,
@@ -151,21 +268,36 @@ class ShellJobs:
 
     def _columns_that_fit(self, desc: Any, directory: Any) -> int:
         """The most columns of B (at most max_k) whose x slices and y blocks fit the lanes'
-        buffers with the image's tiles; 0 if not even one does."""
+        buffers with the image's tiles, where the firmware loads them (from B and C when all
+        ``k`` fit, else from the bus-aligned buffers of a column block); 0 if not even one
+        does."""
         if directory is None:
             return desc.k
         i = self.driver.info
-        rows = min(directory.tile_rows, max(desc.m, 1))
-        cols = min(directory.tile_cols, max(desc.n, 1))
+        m, n = max(desc.m, 1), max(desc.n, 1)
+        rows, cols = min(directory.tile_rows, m), min(directory.tile_cols, n)
+        grid_r, grid_c = -(-m // rows), -(-n // cols)
+        bus = i.bus_bytes
+
+        def fits(kb: int) -> bool:
+            whole = kb == desc.k
+            xb, yb = (desc.x_addr, desc.y_addr) if whole else (0, 0)
+            last_r, last_c = m - (grid_r - 1) * rows, n - (grid_c - 1) * cols
+            return _slices_fit(xb, cols, grid_c, last_c, 4 * kb, i.x_bytes, bus) and (
+                _slices_fit(yb, rows, grid_r, last_r, 4 * kb, i.y_bytes, bus)
+            )
+
         kb = min(desc.k, i.max_k)
-        bb = i.bus_bytes
-        while kb and (4 * kb * cols + bb > i.x_bytes or 4 * kb * rows + bb > i.y_bytes):
+        while kb and not fits(kb):
             kb -= 1
         return kb
 
-    def _run_split(self, desc: Any, kb: int, timeout: float) -> ShellCounters:
+    def _run_split(
+        self, desc: Any, kb: int, timeout: float, deadline: float, meter: CycleMeter
+    ) -> ShellCounters:
         """Run an SpMM as jobs of ``kb`` columns of B and C each (copied into temporary
-        buffers and back); return the counters summed over the jobs."""
+        buffers and back), all before ``deadline``; return the counters summed over the
+        jobs."""
         dev = self.device
         xbuf, ybuf = dev.find(desc.x_addr), dev.find(desc.y_addr)
         if xbuf is None or ybuf is None:
@@ -202,7 +334,8 @@ class ShellJobs:
                 )
                 for b in bufs:
                     b.flush()
-                got = self.driver.wait(self.driver.submit(jb), timeout)
+                seq = self.driver.submit(jb)
+                got = self.driver.wait(seq, timeout, deadline=deadline, meter=meter)
                 bufs[1].invalidate()
                 C[:, c0 : c0 + w] = bufs[1].view(np.uint32, m * w).reshape(m, w)
             finally:

@@ -198,12 +198,17 @@ def build(
     cflags: Sequence[str] = ("-O2",),
     jobs: int = 2,
     train: tuple[str, Sequence[Any]] | None = None,
+    what: str = "",
 ) -> Any:
     """Verilate ``verilog`` with ``harness`` into a shared library, cached; return the cffi lib.
 
     ``train`` is ``("module:function", args)``: a workload for profile-guided optimisation (see
     the module's description), called as ``function(*args)`` in a child process; ``args`` must
     be JSON-able. It should exercise the library through the same ``build`` call.
+
+    A build (not a cache hit) is reported as a :func:`fiberflow.progress.stage`, "building the
+    Verilator model of ``what``" (default: ``name``), the profiling run included: it takes
+    tens of seconds.
 
     Raises :class:`~fiberflow.errors.ToolchainError` if Verilator, a C++ compiler or cffi is
     missing, or the build fails (the message carries the end of the build log).
@@ -232,7 +237,13 @@ def build(
         final = cache_dir() / f"{name}-{key}"
         so = final / f"lib{name}.so"
         if not so.exists():
-            _build_into(final, key, name, srcs, top, harness, flags, cflags, cxx, jobs, train)
+            from fiberflow import progress
+
+            with progress.stage(
+                f"building the Verilator model of {what or name}",
+                "first run only; cached afterwards",
+            ):
+                _build_into(final, key, name, srcs, top, harness, flags, cflags, cxx, jobs, train)
     return load(so, cdef)
 
 
