@@ -10,11 +10,49 @@
  * before it is added (no fused multiply-add: built with -ffp-contract=off). int32 wraps
  * around (two's complement): computed in uint32_t, where overflow is defined.
  *
- * Nothing in the image is trusted: every offset, segment and coordinate is checked before use.
+ * What ff_emu_run checks, so that no input makes it read or write outside what it was given:
+ *   - the job: m, n >= 0 and k >= 1; n * k elements fit in x_bytes and m * k in y_bytes;
+ *     image, tiles, x and y 4-byte aligned;
+ *   - the image: its header and mode table (2-D "ds", the job's value type, m x n, 16- or
+ *     32-bit coordinates), the directory inside image_bytes, the tile grid matching m, n and
+ *     the tile shape;
+ *   - each tile-list entry: inside the directory; its tile's grid position inside the grid,
+ *     so that its row and column origin plus its extent stay inside m and n; the tile and
+ *     its sections (segments, coordinates, values) inside the image and aligned; the tile
+ *     header agreeing with its directory entry; segment arrays non-decreasing from 0 to
+ *     nvals; every coordinate inside the tile's width.
+ * What it trusts (emu.py guarantees these): that image_bytes, 4 * n_tiles, x_bytes and
+ * y_bytes bytes are readable at image, tiles, x and y (y writable), and that y overlaps
+ * neither the image, x nor the tile list (a y inside the image could rewrite coordinates
+ * after they were checked).
+ *
+ * Speed of the default policy (flush subnormals, canonical NaN): testing every product and
+ * partial sum for a subnormal costs more than the arithmetic. So each run of tiles sharing a
+ * row tile (the rows whose sums it carries) first runs as plain IEEE arithmetic, with the
+ * x86 exception flags cleared. Flushing changes a result only where a subnormal appears: as
+ * an operand (the processor then raises the denormal-operand flag DE), as an inexact result
+ * (underflow flag UE), or as an exact result, which is either used as an operand later (DE)
+ * or stored as a row's final sum (tested per row). When none of these happened, the plain
+ * results are the flushed results, bit for bit; otherwise the rows' initial sums are put back
+ * and the run is redone with the exact flushing kernels. NaN is made canonical once per
+ * output: no operation turns a NaN into a number, so a sum that ends as NaN is exactly the
+ * sum in which some operation produced one. Elsewhere than x86 the exact kernels always run.
  */
+#define _POSIX_C_SOURCE 199309L /* clock_gettime */
 #include <float.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#define HAVE_MXCSR 1
+#define MXCSR_DEFAULT 0x1f80u   /* all exceptions masked, round to nearest, no FTZ / DAZ */
+#define MXCSR_SUBNORMAL 0x12u   /* the UE and DE flags */
+#else
+#define HAVE_MXCSR 0
+#endif
 
 #include "cemu.h"
 
@@ -24,9 +62,14 @@ enum {
     E_BOUNDS = -3,    /* a tile or one of its sections outside the image */
     E_SEGMENT = -4,   /* a segment array that is not a valid offset list */
     E_COORD = -5,     /* a coordinate outside its tile */
+    E_OPERAND = -6,   /* m, n, k do not fit the x / y buffers, or a misaligned pointer */
+    E_TIMEOUT = -7,   /* the deadline passed; y is incomplete */
 };
 
 #define CANONICAL_NAN 0x7fc00000u
+
+/* Products computed between two looks at the clock: about 0.1 ms of work. */
+#define CLOCK_EVERY 65536
 
 static inline uint32_t rd32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
 static inline uint64_t rd64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
@@ -50,6 +93,11 @@ static inline int tiny(float v)
     return __builtin_fabsf(v) < FLT_MIN;
 }
 
+static inline int subnormal(float v)
+{
+    return tiny(v) & (v != 0.0f);
+}
+
 /* Any subnormal among n float32 bit patterns? One vectorisable pass. */
 static int has_subnormal(const uint32_t *v, int64_t n)
 {
@@ -69,16 +117,11 @@ static inline float flush_sel(float v)
     return v;
 }
 
-/* The two float32 operations of the (+, *) semiring. With ftz, operands and results that are
+/* The float32 multiplication of the (+, *) semiring. With ftz, operands and results that are
  * subnormal become zero of the same sign (the policy of an ALU without subnormal support). */
 static inline float fmul32(float a, float b, const int ftz)
 {
     return ftz ? flush(flush(a) * flush(b)) : a * b;
-}
-
-static inline float fadd32(float a, float b, const int ftz)
-{
-    return ftz ? flush(flush(a) + flush(b)) : a + b;
 }
 
 static inline float canon(float v, const int canonical_nan)
@@ -90,6 +133,35 @@ static inline float canon(float v, const int canonical_nan)
     return v;
 }
 
+/* The image's geometry, checked once per job. */
+typedef struct {
+    int64_t n_dir;               /* directory entries */
+    uint64_t dir_offset;
+    int64_t tr, tc;              /* tile shape */
+    int64_t grid_r, grid_c;      /* tile grid */
+    int cb;                      /* bytes per coordinate: 2 or 4 */
+} geometry;
+
+/* State carried across the tiles of one job. */
+typedef struct {
+    int64_t deadline_ns;         /* 0: none */
+    int64_t budget;              /* products left before the next look at the clock */
+    int x_clean;                 /* no subnormal in x / B; -1 until first needed */
+    int tiny_out;                /* a plain-arithmetic run stored a subnormal sum */
+    int avx2;                    /* the CPU has AVX2 */
+} run_state;
+
+/* Has the deadline passed? Also restarts the budget. */
+static int expired(run_state *s)
+{
+    s->budget = CLOCK_EVERY;
+    if (!s->deadline_ns)
+        return 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec >= s->deadline_ns;
+}
+
 typedef struct {
     int64_t rows, cols;          /* the tile's extent */
     int64_t row0, col0;          /* its origin in A */
@@ -97,43 +169,57 @@ typedef struct {
     const uint32_t *seg;         /* rows + 1 offsets */
     const uint8_t *crd;          /* nvals coordinates, 2 or 4 bytes each */
     const uint8_t *vals;         /* nvals values */
-    int x_clean;                 /* no subnormal in the job's x / B */
+    uint64_t crd_tail;           /* bytes of the tile after its last coordinate */
 } tile_view;
 
+/* The row-tile index of directory entry d (d < n_dir). */
+static inline uint32_t row_tile_of(const ff_emu_job *job, const geometry *g, uint32_t d)
+{
+    return rd32(job->image + g->dir_offset + 32 * (uint64_t)d + 16);
+}
+
 /* Locate tile-list entry i and check everything about it except its coordinates. */
-static int open_tile(const ff_emu_job *job, int64_t i, int64_t n_dir, uint64_t dir_offset,
-                     int64_t tr, int64_t tc, int64_t grid_r, int64_t grid_c, int cb,
-                     tile_view *t)
+static int open_tile(const ff_emu_job *job, const geometry *g, int64_t i, tile_view *t)
 {
     const uint8_t *img = job->image;
     uint32_t d = job->tiles[i];
-    if ((int64_t)d >= n_dir)
+    if ((int64_t)d >= g->n_dir)
         return E_INDEX;
-    const uint8_t *e = img + dir_offset + 32 * (uint64_t)d;     /* a 2-D directory entry */
+    const uint8_t *e = img + g->dir_offset + 32 * (uint64_t)d;  /* a 2-D directory entry */
     uint64_t off = rd64(e), nbytes = rd32(e + 8);
     uint32_t nvals = rd32(e + 12), ri = rd32(e + 16), ci = rd32(e + 20);
-    if (ri >= grid_r || ci >= grid_c)
+    if (ri >= g->grid_r || ci >= g->grid_c)
         return E_INDEX;
-    if (off > job->image_bytes || nbytes > job->image_bytes - off || nbytes < 32)
+    if (off > job->image_bytes || nbytes > job->image_bytes - off || nbytes < 32 || off & 3)
         return E_BOUNDS;
     const uint8_t *th = img + off;                               /* the tile header */
-    t->row0 = (int64_t)ri * tr;
-    t->col0 = (int64_t)ci * tc;
-    t->rows = job->m - t->row0 < tr ? job->m - t->row0 : tr;
-    t->cols = job->n - t->col0 < tc ? job->n - t->col0 : tc;
+    t->row0 = (int64_t)ri * g->tr;
+    t->col0 = (int64_t)ci * g->tc;
+    t->rows = job->m - t->row0 < g->tr ? job->m - t->row0 : g->tr;
+    t->cols = job->n - t->col0 < g->tc ? job->n - t->col0 : g->tc;
+    /* Implied by the grid check and the grid matching m, n; kept because y and x are indexed
+     * from these. */
+    if (t->rows <= 0 || t->cols <= 0 || t->row0 + t->rows > job->m || t->col0 + t->cols > job->n)
+        return E_INDEX;
     t->nvals = nvals;
     uint64_t vals_off = rd32(th + 4), seg_off = rd32(th + 24), crd_off = rd32(th + 28);
     if (rd32(th) != nvals || rd32(th + 8) != (uint64_t)t->rows || rd32(th + 20) != nvals)
         return E_BOUNDS;
-    if (seg_off + 4 * (uint64_t)(t->rows + 1) > nbytes || crd_off + (uint64_t)cb * nvals > nbytes
+    if (seg_off + 4 * (uint64_t)(t->rows + 1) > nbytes
+        || crd_off + (uint64_t)g->cb * nvals > nbytes
         || vals_off + 4 * (uint64_t)nvals > nbytes || (seg_off | crd_off | vals_off) & 3)
         return E_BOUNDS;
     t->seg = (const uint32_t *)(th + seg_off);
     t->crd = th + crd_off;
     t->vals = th + vals_off;
-    if (t->seg[0] != 0 || t->seg[t->rows] != nvals)
-        return E_SEGMENT;
-    return 0;
+    t->crd_tail = nbytes - (crd_off + (uint64_t)g->cb * nvals);
+    /* From 0 to nvals without decreasing: then every row's range lies inside the tile. One
+     * vectorisable pass, so the row loops need no test. */
+    const uint32_t *seg = t->seg;
+    uint32_t down = seg[0] != 0 || seg[t->rows] != nvals;
+    for (int64_t r = 0; r < t->rows; r++)
+        down |= seg[r + 1] < seg[r];
+    return down ? E_SEGMENT : 0;
 }
 
 static inline uint32_t crd_at(const uint8_t *crd, uint32_t q, const int cb)
@@ -159,20 +245,35 @@ static inline int coords_ok(const tile_view *t, const int cb)
 }
 
 /* One tile of SpMV / SpMM. Each output row adds its products in increasing column order onto
- * its running sum in y; SpMM does that for each column c of B independently. */
+ * its running sum in y; SpMM does that for each column c of B independently. With ftz = 0 and
+ * float32, it also notes in s->tiny_out whether a final sum it stored is subnormal. */
 static inline __attribute__((always_inline)) int run_tile(
-    const ff_emu_job *job, const tile_view *t, const int cb, const int is_float,
+    const ff_emu_job *job, const tile_view *t, run_state *s, const int cb, const int is_float,
     const int ftz, const int canonical_nan, const int spmv)
 {
     const int64_t k = job->k;
     if (!coords_ok(t, cb))
         return E_COORD;
-    const int clean = is_float && ftz && t->x_clean
-                      && !has_subnormal((const uint32_t *)t->vals, t->nvals);
-    for (int64_t r = 0; r < t->rows; r++) {
-        uint32_t s0 = t->seg[r], s1 = t->seg[r + 1];
-        if (s1 < s0 || s1 > t->nvals)
-            return E_SEGMENT;
+    /* Local copies: stores into y could otherwise alias them and force reloads per row. */
+    const uint32_t *seg = t->seg, nvals = t->nvals;
+    const uint8_t *crd = t->crd;
+    const int64_t rows = t->rows;
+    int clean = 0;
+    if (is_float && ftz) {
+        if (s->x_clean < 0)
+            s->x_clean = !has_subnormal((const uint32_t *)job->x, job->n * k);
+        clean = s->x_clean && !has_subnormal((const uint32_t *)t->vals, nvals);
+    }
+    int tiny_out = 0;
+    int64_t budget = s->budget;
+    for (int64_t r = 0; r < rows; r++) {
+        uint32_t s0 = seg[r], s1 = seg[r + 1];
+        budget -= (int64_t)(s1 - s0) * k + 1;
+        if (__builtin_expect(budget < 0, 0)) {
+            if (expired(s))
+                return E_TIMEOUT;
+            budget = s->budget;
+        }
         if (s0 == s1)
             continue;
         int64_t row = t->row0 + r;
@@ -180,16 +281,23 @@ static inline __attribute__((always_inline)) int run_tile(
             const float *av = (const float *)t->vals;
             const float *x = (const float *)job->x + t->col0 * k;
             float *y = (float *)job->y + row * k;
-            if (spmv) {
+            if (spmv && !ftz) {
+                float acc = y[0];
+                for (uint32_t q = s0; q < s1; q++)
+                    acc = acc + av[q] * x[crd_at(crd, q, cb)];
+                acc = canon(acc, canonical_nan);
+                tiny_out |= subnormal(acc);
+                y[0] = acc;
+            } else if (spmv) {
                 /* Exactly acc = fadd32(acc, fmul32(a, b)), arranged for speed: results of
                  * fmul32 / fadd32 are already flushed, so fadd32's flushing of its operands
                  * changes nothing after the first (the flush of y's initial value). */
-                float acc = ftz ? flush(y[0]) : y[0];
-                if (ftz && clean) {
+                float acc = flush(y[0]);
+                if (clean) {
                     /* No subnormal operand: fmul32 can differ from a * b only by flushing a
                      * subnormal product. */
                     for (uint32_t q = s0; q < s1; q++) {
-                        float p = av[q] * x[crd_at(t->crd, q, cb)];
+                        float p = av[q] * x[crd_at(crd, q, cb)];
                         if (__builtin_expect(tiny(p), 0))
                             p = flush(p);
                         acc = acc + p;
@@ -198,13 +306,13 @@ static inline __attribute__((always_inline)) int run_tile(
                     }
                 } else {
                     for (uint32_t q = s0; q < s1; q++) {
-                        float a = av[q], b = x[crd_at(t->crd, q, cb)], p = a * b;
+                        float a = av[q], b = x[crd_at(crd, q, cb)], p = a * b;
                         /* fmul32 differs from a * b only when a, b or the product is zero or
                          * subnormal; test that in the float domain, take the exact path then. */
-                        if (ftz && __builtin_expect(tiny(a) | tiny(b) | tiny(p), 0))
+                        if (__builtin_expect(tiny(a) | tiny(b) | tiny(p), 0))
                             p = fmul32(a, b, 1);
                         acc = acc + p;
-                        if (ftz && __builtin_expect(tiny(acc), 0))
+                        if (__builtin_expect(tiny(acc), 0))
                             acc = flush(acc);
                     }
                 }
@@ -217,7 +325,7 @@ static inline __attribute__((always_inline)) int run_tile(
                     for (int64_t j = 0; j < k; j++)
                         y[j] = flush_sel(y[j]);
                 for (uint32_t q = s0; q < s1; q++) {
-                    uint32_t c = crd_at(t->crd, q, cb);
+                    uint32_t c = crd_at(crd, q, cb);
                     const float *b = x + (int64_t)c * k;
                     if (ftz) {
                         float a = flush_sel(av[q]);
@@ -229,15 +337,19 @@ static inline __attribute__((always_inline)) int run_tile(
                             y[j] = y[j] + a * b[j];
                     }
                 }
-                for (int64_t j = 0; j < k; j++)
+                int any = 0;
+                for (int64_t j = 0; j < k; j++) {
                     y[j] = canon(y[j], canonical_nan);
+                    any |= subnormal(y[j]);
+                }
+                tiny_out |= any & !ftz;
             }
         } else {
             const uint32_t *av = (const uint32_t *)t->vals;
             const uint32_t *x = (const uint32_t *)job->x + t->col0 * k;
             uint32_t *y = (uint32_t *)job->y + row * k;
             for (uint32_t q = s0; q < s1; q++) {
-                uint32_t c = crd_at(t->crd, q, cb);
+                uint32_t c = crd_at(crd, q, cb);
                 uint32_t a = av[q];
                 const uint32_t *b = x + (int64_t)c * k;
                 for (int64_t j = 0; j < k; j++)
@@ -245,18 +357,172 @@ static inline __attribute__((always_inline)) int run_tile(
             }
         }
     }
+    s->budget = budget;
+    s->tiny_out |= tiny_out;
     return 0;
 }
 
+/* Plain IEEE SpMV (no flushing; canonical NaN) of rows r .. end - 1 of a tile, two rows at a
+ * time. Each row's sum is still one sequential chain in column order, but two chains advance
+ * together, so one addition's latency hides behind the other's. Rows without entries are
+ * left as they are. Notes in s->tiny_out whether a final sum it stored is subnormal. */
+static inline __attribute__((always_inline)) int plain_rows(
+    const tile_view *t, const float *x, float *y, int64_t r, int64_t end, run_state *s,
+    const int cb)
+{
+    const uint32_t *seg = t->seg;
+    const uint8_t *crd = t->crd;
+    const float *av = (const float *)t->vals;
+    int tiny_out = 0;
+    for (; r < end; r += 2) {
+        int two = r + 1 < end;
+        uint32_t q0 = seg[r], q1 = seg[r + 1], e1 = two ? seg[r + 2] : q1;
+        uint32_t n0 = q1 - q0, n1 = e1 - q1, both = n0 < n1 ? n0 : n1;
+        s->budget -= (int64_t)(n0 + n1) + 2;
+        if (__builtin_expect(s->budget < 0, 0) && expired(s))
+            return E_TIMEOUT;
+        float a0 = y[r], a1 = two ? y[r + 1] : 0.0f;
+        for (uint32_t i = 0; i < both; i++) {
+            a0 = a0 + av[q0 + i] * x[crd_at(crd, q0 + i, cb)];
+            a1 = a1 + av[q1 + i] * x[crd_at(crd, q1 + i, cb)];
+        }
+        for (uint32_t i = both; i < n0; i++)
+            a0 = a0 + av[q0 + i] * x[crd_at(crd, q0 + i, cb)];
+        for (uint32_t i = both; i < n1; i++)
+            a1 = a1 + av[q1 + i] * x[crd_at(crd, q1 + i, cb)];
+        if (n0) {
+            a0 = canon(a0, 1);
+            tiny_out |= subnormal(a0);
+            y[r] = a0;
+        }
+        if (n1) {
+            a1 = canon(a1, 1);
+            tiny_out |= subnormal(a1);
+            y[r + 1] = a1;
+        }
+    }
+    s->tiny_out |= tiny_out;
+    return 0;
+}
+
+#if HAVE_MXCSR
+#include <immintrin.h>
+#define AVX2 __attribute__((target("avx2")))
+
+/* The largest of eight non-negative int32. */
+static inline __attribute__((always_inline)) AVX2 uint32_t hmax8(__m256i v)
+{
+    __m128i m = _mm_max_epu32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    m = _mm_max_epu32(m, _mm_shuffle_epi32(m, 0x4e));
+    m = _mm_max_epu32(m, _mm_shuffle_epi32(m, 0xb1));
+    return (uint32_t)_mm_cvtsi128_si32(m);
+}
+
+/* plain_rows for a whole tile, eight rows at a time, one per lane of an AVX2 vector: step i
+ * adds each row's i-th product (values, coordinates and x gathered), so each row's sum is
+ * still its sequential chain in column order, and no branch depends on a row's length (a
+ * mispredicted loop exit per row would cost more than the row's arithmetic). Lanes whose row
+ * has ended add -0.0 * 1.0 = -0.0, which leaves every float as it is. Groups whose longest
+ * row is far above their mean, and the last rows % 8, go to plain_rows. The caller checks
+ * that the tile's nvals and width fit the gathers' signed 32-bit indices, and that the
+ * 4-byte gathers of 16-bit coordinates may read 2 bytes past the last one. */
+static inline __attribute__((always_inline)) AVX2 int gather_rows(
+    const tile_view *t, const float *x, float *y, run_state *s, const int cb)
+{
+    const uint32_t *seg = t->seg;
+    const int *crd = (const int *)t->crd;
+    const float *av = (const float *)t->vals;
+    const __m256i zero = _mm256_setzero_si256(), one = _mm256_set1_epi32(1);
+    const __m256i lo16 = _mm256_set1_epi32(0xffff);
+    const __m256 negzero = _mm256_set1_ps(-0.0f), fone = _mm256_set1_ps(1.0f);
+    const __m256 qnan = _mm256_castsi256_ps(_mm256_set1_epi32((int)CANONICAL_NAN));
+    const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 fmin = _mm256_set1_ps(FLT_MIN), fzero = _mm256_setzero_ps();
+    int tiny = 0;
+    int64_t r = 0;
+    for (; r + 8 <= t->rows; r += 8) {
+        __m256i q = _mm256_loadu_si256((const __m256i *)(seg + r));
+        __m256i len = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(seg + r + 1)), q);
+        uint32_t total = seg[r + 8] - seg[r], most = hmax8(len);
+        if ((uint64_t)most * 8 > 2 * (uint64_t)total + 16) {
+            int rc = plain_rows(t, x, y, r, r + 8, s, cb);
+            if (rc)
+                return rc;
+            continue;
+        }
+        s->budget -= (int64_t)total + 8;
+        if (__builtin_expect(s->budget < 0, 0) && expired(s))
+            return E_TIMEOUT;
+        __m256 y0 = _mm256_loadu_ps(y + r), acc = y0;
+        __m256i i = zero;
+        for (uint32_t step = 0; step < most; step++) {
+            __m256i live = _mm256_cmpgt_epi32(len, i), idx = _mm256_add_epi32(q, i);
+            __m256 v = _mm256_mask_i32gather_ps(negzero, av, idx, _mm256_castsi256_ps(live), 4);
+            __m256i c = cb == 2 ? _mm256_and_si256(
+                                      _mm256_mask_i32gather_epi32(zero, crd, idx, live, 2), lo16)
+                                : _mm256_mask_i32gather_epi32(zero, crd, idx, live, 4);
+            __m256 b = _mm256_mask_i32gather_ps(fone, x, c, _mm256_castsi256_ps(live), 4);
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(v, b));
+            i = _mm256_add_epi32(i, one);
+        }
+        __m256 has = _mm256_castsi256_ps(_mm256_cmpgt_epi32(len, zero));
+        acc = _mm256_blendv_ps(acc, qnan, _mm256_cmp_ps(acc, acc, _CMP_UNORD_Q));
+        __m256 sub = _mm256_and_ps(
+            _mm256_cmp_ps(_mm256_and_ps(acc, magnitude), fmin, _CMP_LT_OQ),
+            _mm256_cmp_ps(acc, fzero, _CMP_NEQ_OQ));
+        tiny |= _mm256_movemask_ps(_mm256_and_ps(sub, has));
+        _mm256_storeu_ps(y + r, _mm256_blendv_ps(y0, acc, has));
+    }
+    s->tiny_out |= tiny != 0;
+    return plain_rows(t, x, y, r, t->rows, s, cb);
+}
+
+static AVX2 int gather_rows2(const tile_view *t, const float *x, float *y, run_state *s)
+{
+    return gather_rows(t, x, y, s, 2);
+}
+
+static AVX2 int gather_rows4(const tile_view *t, const float *x, float *y, run_state *s)
+{
+    return gather_rows(t, x, y, s, 4);
+}
+#endif
+
+/* Plain IEEE SpMV over one tile: gathers where the CPU has AVX2 and the tile suits them. */
+static inline __attribute__((always_inline)) int plain_spmv(
+    const ff_emu_job *job, const tile_view *t, run_state *s, const int cb)
+{
+    if (!coords_ok(t, cb))
+        return E_COORD;
+    const float *x = (const float *)job->x + t->col0;
+    float *y = (float *)job->y + t->row0;
+#if HAVE_MXCSR
+    if (s->avx2 && t->nvals < 0x7fffffffu && t->cols <= 0x7fffffff
+        && (cb == 4 || t->crd_tail >= 2))
+        return cb == 2 ? gather_rows2(t, x, y, s) : gather_rows4(t, x, y, s);
+#endif
+    return plain_rows(t, x, y, 0, t->rows, s, cb);
+}
+
+typedef int (*tile_fn)(const ff_emu_job *, const tile_view *, run_state *);
+
 #define RUN_VARIANT(name, CB, FLOAT, FTZ, NAN, SPMV)                                        \
-    static int name(const ff_emu_job *job, const tile_view *t)                              \
+    static int name(const ff_emu_job *job, const tile_view *t, run_state *s)                \
     {                                                                                       \
-        return run_tile(job, t, CB, FLOAT, FTZ, NAN, SPMV);                                 \
+        return run_tile(job, t, s, CB, FLOAT, FTZ, NAN, SPMV);                              \
     }
 
 /* Specialised copies, so the inner loops carry no run-time policy tests. */
-RUN_VARIANT(f2_spmv, 2, 1, 0, 1, 1)
-RUN_VARIANT(f4_spmv, 4, 1, 0, 1, 1)
+static int f2_spmv(const ff_emu_job *job, const tile_view *t, run_state *s)
+{
+    return plain_spmv(job, t, s, 2);
+}
+
+static int f4_spmv(const ff_emu_job *job, const tile_view *t, run_state *s)
+{
+    return plain_spmv(job, t, s, 4);
+}
+
 RUN_VARIANT(f2_spmm, 2, 1, 0, 1, 0)
 RUN_VARIANT(f4_spmm, 4, 1, 0, 1, 0)
 RUN_VARIANT(f2_spmv_ftz, 2, 1, 1, 1, 1)
@@ -266,66 +532,159 @@ RUN_VARIANT(f4_spmm_ftz, 4, 1, 1, 1, 0)
 RUN_VARIANT(i2, 2, 0, 0, 0, 0)
 RUN_VARIANT(i4, 4, 0, 0, 0, 0)
 
-typedef int (*tile_fn)(const ff_emu_job *, const tile_view *);
-
-static int generic(const ff_emu_job *job, const tile_view *t, int cb)
+/* NaN payloads propagated (canonical_nan = 0): unspecialised, slower. */
+static int generic(const ff_emu_job *job, const tile_view *t, run_state *s, int cb)
 {
-    /* NaN payloads propagated (canonical_nan = 0): unspecialised, slower. */
     int spmv = job->k == 1;
     if (cb == 2)
-        return spmv ? run_tile(job, t, 2, 1, job->ftz, job->canonical_nan, 1)
-                    : run_tile(job, t, 2, 1, job->ftz, job->canonical_nan, 0);
-    return spmv ? run_tile(job, t, 4, 1, job->ftz, job->canonical_nan, 1)
-                : run_tile(job, t, 4, 1, job->ftz, job->canonical_nan, 0);
+        return spmv ? run_tile(job, t, s, 2, 1, job->ftz, job->canonical_nan, 1)
+                    : run_tile(job, t, s, 2, 1, job->ftz, job->canonical_nan, 0);
+    return spmv ? run_tile(job, t, s, 4, 1, job->ftz, job->canonical_nan, 1)
+                : run_tile(job, t, s, 4, 1, job->ftz, job->canonical_nan, 0);
 }
 
-int ff_emu_run(const ff_emu_job *job, int64_t *bad_tile)
+static int generic2(const ff_emu_job *job, const tile_view *t, run_state *s)
 {
-    const uint8_t *img = job->image;
-    *bad_tile = -1;
-    if (job->image_bytes < 96 || rd32(img) != 0x49444646u || img[6] != 2
-        || img[7] != job->dtype)
-        return E_HEADER;
-    int cb = img[8];
-    const uint8_t *m0 = img + 64, *m1 = img + 80;          /* the mode table */
-    if ((cb != 2 && cb != 4) || m0[8] != 0 || m0[9] != 0 || m1[8] != 1 || m1[9] != 1
-        || rd32(m0) != (uint64_t)job->m || rd32(m1) != (uint64_t)job->n
-        || rd32(m0 + 4) == 0 || rd32(m1 + 4) == 0 || img[10] != 32 || img[11] != 0)
-        return E_HEADER;
-    int64_t tr = rd32(m0 + 4), tc = rd32(m1 + 4);
-    int64_t grid_r = rd32(m0 + 12), grid_c = rd32(m1 + 12);
-    int64_t n_dir = rd32(img + 12);
-    uint64_t dir_offset = rd64(img + 32);
-    if (dir_offset > job->image_bytes || (uint64_t)n_dir * 32 > job->image_bytes - dir_offset
-        || grid_r != (job->m + tr - 1) / tr || grid_c != (job->n + tc - 1) / tc)
-        return E_HEADER;
+    return generic(job, t, s, 2);
+}
 
-    int is_float = job->dtype == 1;
-    int fast = !is_float || job->canonical_nan;
-    tile_fn fn;
-    if (!is_float)
-        fn = cb == 2 ? i2 : i4;
-    else if (job->k == 1 && job->ftz)
-        fn = cb == 2 ? f2_spmv_ftz : f4_spmv_ftz;
-    else if (job->k == 1)
-        fn = cb == 2 ? f2_spmv : f4_spmv;
-    else if (job->ftz)
-        fn = cb == 2 ? f2_spmm_ftz : f4_spmm_ftz;
-    else
-        fn = cb == 2 ? f2_spmm : f4_spmm;
+static int generic4(const ff_emu_job *job, const tile_view *t, run_state *s)
+{
+    return generic(job, t, s, 4);
+}
 
-    int x_clean = !is_float || !job->ftz
-                  || !has_subnormal((const uint32_t *)job->x, job->n * job->k);
-    for (int64_t i = 0; i < job->n_tiles; i++) {
+/* Run tile-list entries i0 .. i1 - 1 with fn. */
+static int run_range(const ff_emu_job *job, const geometry *g, run_state *s, int64_t i0,
+                     int64_t i1, tile_fn fn, int64_t *bad_tile)
+{
+    for (int64_t i = i0; i < i1; i++) {
         tile_view t;
-        int rc = open_tile(job, i, n_dir, dir_offset, tr, tc, grid_r, grid_c, cb, &t);
-        t.x_clean = x_clean;
+        int rc = open_tile(job, g, i, &t);
         if (rc == 0)
-            rc = fast ? fn(job, &t) : generic(job, &t, cb);
+            rc = fn(job, &t, s);
         if (rc) {
             *bad_tile = i;
             return rc;
         }
     }
     return 0;
+}
+
+/* The job's operands: fit and alignment (E_OPERAND). */
+static int check_operands(const ff_emu_job *job)
+{
+    if (job->m < 0 || job->n < 0 || job->k < 1 || job->n_tiles < 0)
+        return E_OPERAND;
+    /* Divisions, not products, so that no size overflows. */
+    if ((uint64_t)job->n > job->x_bytes / 4 / (uint64_t)job->k
+        || (uint64_t)job->m > job->y_bytes / 4 / (uint64_t)job->k)
+        return E_OPERAND;
+    if (((uintptr_t)job->image | (uintptr_t)job->tiles | (uintptr_t)job->x | (uintptr_t)job->y)
+        & 3)
+        return E_OPERAND;
+    return 0;
+}
+
+static int run_job(const ff_emu_job *job, int64_t *bad_tile)
+{
+    const uint8_t *img = job->image;
+    int rc = check_operands(job);
+    if (rc)
+        return rc;
+    if (job->image_bytes < 96 || rd32(img) != 0x49444646u || img[6] != 2
+        || img[7] != job->dtype)
+        return E_HEADER;
+    geometry g;
+    g.cb = img[8];
+    const uint8_t *m0 = img + 64, *m1 = img + 80;          /* the mode table */
+    if ((g.cb != 2 && g.cb != 4) || m0[8] != 0 || m0[9] != 0 || m1[8] != 1 || m1[9] != 1
+        || rd32(m0) != (uint64_t)job->m || rd32(m1) != (uint64_t)job->n
+        || rd32(m0 + 4) == 0 || rd32(m1 + 4) == 0 || img[10] != 32 || img[11] != 0)
+        return E_HEADER;
+    g.tr = rd32(m0 + 4);
+    g.tc = rd32(m1 + 4);
+    g.grid_r = rd32(m0 + 12);
+    g.grid_c = rd32(m1 + 12);
+    g.n_dir = rd32(img + 12);
+    g.dir_offset = rd64(img + 32);
+    if (g.dir_offset > job->image_bytes
+        || (uint64_t)g.n_dir * 32 > job->image_bytes - g.dir_offset
+        || g.grid_r != (job->m + g.tr - 1) / g.tr || g.grid_c != (job->n + g.tc - 1) / g.tc)
+        return E_HEADER;
+
+    /* exact: the kernel of the job's policy. plain: the same without flushing, where the
+     * policy flushes and the flags can tell when that changed nothing (see the top). */
+    int cb2 = g.cb == 2, spmv = job->k == 1;
+    tile_fn exact, plain = NULL;
+    if (job->dtype != 1)
+        exact = cb2 ? i2 : i4;
+    else if (!job->canonical_nan)
+        exact = cb2 ? generic2 : generic4;
+    else if (!job->ftz)
+        exact = spmv ? (cb2 ? f2_spmv : f4_spmv) : (cb2 ? f2_spmm : f4_spmm);
+    else {
+        exact = spmv ? (cb2 ? f2_spmv_ftz : f4_spmv_ftz) : (cb2 ? f2_spmm_ftz : f4_spmm_ftz);
+        if (HAVE_MXCSR)
+            plain = spmv ? (cb2 ? f2_spmv : f4_spmv) : (cb2 ? f2_spmm : f4_spmm);
+    }
+    /* The initial sums of one row tile, put back when a plain run must be redone. */
+    uint8_t *saved = NULL;
+    if (plain) {
+        int64_t rows = g.tr < job->m ? g.tr : job->m;
+        saved = malloc((size_t)(rows * job->k * 4) + 1);
+        if (!saved)
+            plain = NULL;
+    }
+
+    run_state s = {job->deadline_ns, 0, -1, 0, 0};
+#if HAVE_MXCSR
+    s.avx2 = __builtin_cpu_supports("avx2");
+#endif
+    for (int64_t i = 0; i < job->n_tiles && rc == 0;) {
+        /* The run of entries i .. j - 1 that share a row tile. */
+        int64_t j = i + 1;
+        uint32_t ri = UINT32_MAX;
+        if ((int64_t)job->tiles[i] < g.n_dir) {
+            ri = row_tile_of(job, &g, job->tiles[i]);
+            while (j < job->n_tiles && (int64_t)job->tiles[j] < g.n_dir
+                   && row_tile_of(job, &g, job->tiles[j]) == ri)
+                j++;
+        }
+        if (plain && ri < g.grid_r) {
+#if HAVE_MXCSR
+            int64_t row0 = (int64_t)ri * g.tr, rows = g.tr < job->m - row0 ? g.tr : job->m - row0;
+            uint8_t *y = job->y + row0 * job->k * 4;
+            size_t bytes = (size_t)(rows * job->k * 4);
+            memcpy(saved, y, bytes);
+            _mm_setcsr(MXCSR_DEFAULT);
+            s.tiny_out = 0;
+            rc = run_range(job, &g, &s, i, j, plain, bad_tile);
+            if (rc == 0 && (s.tiny_out || _mm_getcsr() & MXCSR_SUBNORMAL)) {
+                memcpy(y, saved, bytes);
+                rc = run_range(job, &g, &s, i, j, exact, bad_tile);
+            }
+#endif
+        } else {
+            rc = run_range(job, &g, &s, i, j, exact, bad_tile);
+        }
+        i = j;
+    }
+    free(saved);
+    return rc;
+}
+
+int ff_emu_run(const ff_emu_job *job, int64_t *bad_tile)
+{
+    *bad_tile = -1;
+#if HAVE_MXCSR
+    /* Round to nearest and gradual underflow whatever the caller set (the flushing policy is
+     * done in software); the caller's mode and flags are given back. */
+    unsigned int caller = _mm_getcsr();
+    _mm_setcsr(MXCSR_DEFAULT);
+    int rc = run_job(job, bad_tile);
+    _mm_setcsr(caller);
+    return rc;
+#else
+    return run_job(job, bad_tile);
+#endif
 }

@@ -2,9 +2,10 @@
 
 ``ff.open("emu")`` returns an :class:`EmuDevice`. It implements the :class:`Device` protocol
 with host memory standing in for DDR: buffers get addresses in a flat 64-bit device address
-space, a job descriptor names its operands by those addresses, and ``submit`` runs the job's
-tile schedule in C (``cemu.c``) in the order ``docs/emulator.md`` fixes. Statistics are the
-analytic estimate of :func:`fiberflow.host.stats.estimate`.
+space, a job descriptor names its operands by those addresses, and the job's tile schedule
+runs in C (``cemu.c``) in the order ``docs/emulator.md`` fixes. ``submit`` checks the job and
+queues it; ``wait`` runs it under its timeout. Statistics are the analytic estimate of
+:func:`fiberflow.host.stats.estimate`.
 
 The arithmetic policy lives in one place, :data:`FP32_POLICY`, and is handed to the C kernels
 with every job: it must match the hardware ALU (overlay primitives).
@@ -14,12 +15,16 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import math
+import threading
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from fiberflow.errors import DeviceError
-from fiberflow.host import dtypes, stats
+from fiberflow.errors import DeviceError, DeviceTimeoutError
+from fiberflow.host import args, dtypes, stats
 from fiberflow.host import job as jobs
 from fiberflow.host.device import DEFAULT_TIMEOUT, Buffer
 from fiberflow.host.resident import ResidentMatrix, make_resident
@@ -54,12 +59,48 @@ ERRORS = {
     -3: "a tile or one of its sections lies outside A's image",
     -4: "a segment array in A's image is not a valid offset list",
     -5: "a coordinate in A's image lies outside its tile",
+    -6: "the job's m, n or k do not fit its x and y buffers (or an operand is misaligned)",
 }
+E_TIMEOUT = -7  # cemu.c: the deadline passed
+
+# Schedules remembered per resident image (their checked lanes and statistics); a small
+# bound, since a matrix is normally run with one or two schedules.
+PLANS_PER_IMAGE = 8
+
+
+@dataclass
+class _Image:
+    """What submit learnt from one image's header and directory, reused while those bytes
+    stay the same (the image is compared each time, so a changed image is read again)."""
+
+    head: bytes  # the header, mode table and directory, as read
+    nbytes: int  # the image length the job gave
+    directory: jobs.Directory
+    plans: dict[tuple[Any, ...], stats.RunStats] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A submitted job, run by wait()."""
+
+    desc: jobs.Descriptor
+    tiles: np.ndarray
+    stats: stats.RunStats
 
 
 class EmuDevice:
     """The functional emulator device. Options: ``lanes``, ``clock_mhz``,
-    ``bus_bytes_per_cycle`` (the performance model), ``memory_bytes`` (device memory size)."""
+    ``bus_bytes_per_cycle`` (the performance model), ``memory_bytes`` (device memory size).
+
+    Thread-safe: one re-entrant lock guards the allocator, the register file and the job
+    queue, and ``wait`` runs a job while holding it. Threads sharing a device take turns:
+    every call gives the result it would give on a device used by one thread, a buffer a
+    running job uses cannot be freed under it, and ``memory_used`` counts exactly the live
+    buffers. ``close()`` waits for a running job, then frees everything; any later call, in
+    any thread, raises DeviceError. ``last_stats`` is the last job waited for by any thread
+    (``wait`` returns each job's own). The C kernel releases the GIL, so other threads' Python
+    work goes on while a job runs.
+    """
 
     name = "emu"
 
@@ -77,10 +118,16 @@ class EmuDevice:
                 "present (pip install -e .)"
             )
         for name, value in (("lanes", lanes), ("bus_bytes_per_cycle", bus_bytes_per_cycle)):
-            if not isinstance(value, (int, np.integer)) or not 1 <= value <= 65535:
+            if not 1 <= args.integer(value, name, DeviceError) <= 65535:
                 raise DeviceError(f"{name} must be an integer from 1 to 65535, not {value!r}")
-        if not clock_mhz > 0:
-            raise DeviceError(f"clock_mhz must be positive, not {clock_mhz!r}")
+        if (
+            isinstance(clock_mhz, (bool, np.bool_))
+            or not isinstance(clock_mhz, (int, float, np.integer, np.floating))
+            or not (math.isfinite(clock_mhz) and clock_mhz > 0)
+        ):
+            raise DeviceError(f"clock_mhz must be a positive, finite number, not {clock_mhz!r}")
+        if args.integer(memory_bytes, "memory_bytes", DeviceError) <= 0:
+            raise DeviceError(f"memory_bytes must be a positive integer, not {memory_bytes!r}")
         self.lanes = int(lanes)
         self.clock_mhz = float(clock_mhz)
         self.bus_bytes_per_cycle = int(bus_bytes_per_cycle)
@@ -88,40 +135,64 @@ class EmuDevice:
         self.last_stats: stats.RunStats | None = None
         self.overlay: Any = None
         self.firmware: Any = None
+        # Re-entrant: a resident matrix's finalizer frees its buffer from whatever thread the
+        # garbage collector runs in, possibly one already inside alloc.
+        self._lock = threading.RLock()
+        self._closed = False
         self._starts: list[int] = []  # sorted buffer addresses
         self._buffers: dict[int, Buffer] = {}
         self._next = BASE_ADDRESS
         self._used = 0
         self._regs: dict[int, int] = {}
         self._ids = itertools.count(1)
-        self._done: dict[int, stats.RunStats] = {}
+        self._pending: dict[int, _Pending] = {}
+        self._images: dict[int, _Image] = {}  # by image address
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise DeviceError("this emu device is closed; open a new one with ff.open('emu')")
 
     # -- memory -------------------------------------------------------------------------------
 
     def alloc(self, nbytes: int) -> Buffer:
-        nbytes = int(nbytes)
+        nbytes = args.integer(nbytes, "nbytes", DeviceError)
         if nbytes < 0:
             raise DeviceError(f"cannot allocate {nbytes} bytes")
-        if self._used + nbytes > self.memory_bytes:
-            raise DeviceError(
-                f"out of device memory: {nbytes} bytes requested, {self.memory_bytes - self._used}"
-                f" of {self.memory_bytes} free; free resident matrices you no longer need, or "
-                "open the device with a larger memory_bytes="
-            )
-        buf = Buffer(np.zeros(nbytes, dtype=np.uint8), self._next, self)
-        self._next += -(-max(nbytes, 1) // PAGE) * PAGE
-        self._used += nbytes
-        self._buffers[buf.address] = buf
-        bisect.insort(self._starts, buf.address)
-        return buf
+        with self._lock:
+            self._check_open()
+            if self._used + nbytes > self.memory_bytes:
+                raise DeviceError(
+                    f"out of device memory: {nbytes} bytes requested, "
+                    f"{self.memory_bytes - self._used} of {self.memory_bytes} free; free "
+                    "resident matrices you no longer need, or open the device with a larger "
+                    "memory_bytes="
+                )
+            # Objects first, books after: the garbage collector may run a finalizer that frees
+            # another buffer while these are made, and must find the books consistent.
+            buf = Buffer(np.zeros(nbytes, dtype=np.uint8), self._next, self)
+            self._next += -(-max(nbytes, 1) // PAGE) * PAGE
+            self._used += nbytes
+            self._buffers[buf.address] = buf
+            bisect.insort(self._starts, buf.address)
+            return buf
 
     def free(self, buffer: Buffer) -> None:
-        if buffer.device is not self or buffer.freed or buffer.address not in self._buffers:
-            raise DeviceError(f"{buffer} is not a live buffer of this device")
-        del self._buffers[buffer.address]
-        self._starts.remove(buffer.address)
-        self._used -= buffer.nbytes
-        buffer.freed = True
+        with self._lock:
+            if (
+                buffer.device is not self
+                or buffer.freed
+                or self._buffers.get(buffer.address) is not buffer
+            ):
+                raise DeviceError(f"{buffer} is not a live buffer of this device")
+            del self._buffers[buffer.address]
+            del self._starts[bisect.bisect_left(self._starts, buffer.address)]
+            self._images.pop(buffer.address, None)
+            self._used -= buffer.nbytes
+            buffer.freed = True
 
     def _resolve(self, address: int, nbytes: int, what: str) -> np.ndarray:
         """The bytes ``address .. address + nbytes`` of device memory, inside one buffer."""
@@ -143,13 +214,17 @@ class EmuDevice:
 
     def read_reg(self, offset: int) -> int:
         self._check_reg(offset)
-        return self._regs.get(offset, 0)
+        with self._lock:
+            self._check_open()
+            return self._regs.get(offset, 0)
 
     def write_reg(self, offset: int, value: int) -> None:
         # The emulator has no control registers with effects (jobs arrive through submit);
         # the register space is plain storage so host code using the protocol runs unchanged.
         self._check_reg(offset)
-        self._regs[offset] = int(value) & 0xFFFF_FFFF
+        with self._lock:
+            self._check_open()
+            self._regs[offset] = int(value) & 0xFFFF_FFFF
 
     @staticmethod
     def _check_reg(offset: int) -> None:
@@ -160,16 +235,28 @@ class EmuDevice:
 
     def load_overlay(self, bitstream: Any = None, firmware: Any = None) -> None:
         """The emulator needs neither; both are recorded so callers can check what was asked."""
-        self.overlay, self.firmware = bitstream, firmware
+        with self._lock:
+            self._check_open()
+            self.overlay, self.firmware = bitstream, firmware
 
     def reset(self) -> None:
-        self._done.clear()
-        self._regs.clear()
+        """Forget submitted jobs not yet waited for and clear the registers. Buffers stay."""
+        with self._lock:
+            self._pending.clear()
+            self._regs.clear()
 
     def close(self) -> None:
-        for buf in list(self._buffers.values()):
-            self.free(buf)
-        self.reset()
+        """Free every buffer (after a job another thread is running); later calls raise
+        DeviceError. Closing twice is fine."""
+        with self._lock:
+            for buf in self._buffers.values():
+                buf.freed = True
+            self._buffers.clear()
+            self._starts.clear()
+            self._images.clear()
+            self._used = 0
+            self._closed = True
+            self.reset()
 
     def __enter__(self) -> EmuDevice:
         return self
@@ -180,44 +267,91 @@ class EmuDevice:
     # -- jobs ---------------------------------------------------------------------------------
 
     def submit(self, job: Buffer) -> int:
-        """Run the job now (the emulator is synchronous) and queue its statistics for wait()."""
-        if job.device is not self or job.freed:
-            raise DeviceError(f"{job} is not a live buffer of this device")
-        desc = jobs.parse(job.array)
-        if desc.lanes != self.lanes:
-            raise DeviceError(f"the job schedules {desc.lanes} lanes; this device has {self.lanes}")
-        image = self._resolve(desc.a_addr, desc.a_bytes, "matrix image")
-        directory = jobs.Directory.from_bytes(image)
-        lane_of = jobs.check_schedule(desc, directory)
-        x = self._resolve(desc.x_addr, desc.n * desc.x_row_bytes, "dense input")
-        y = self._resolve(desc.y_addr, desc.m * desc.y_row_bytes, "output")
-        if not desc.flags & jobs.FLAG_ACCUMULATE:
-            y[:] = 0
-        tiles = np.ascontiguousarray(desc.tile_list, dtype=np.uint32)
-        cjob = ffi.new(
-            "ff_emu_job *",
-            {
-                "image": ffi.from_buffer("uint8_t[]", image),
-                "image_bytes": desc.a_bytes,
-                "tiles": ffi.from_buffer("uint32_t[]", tiles),
-                "n_tiles": len(tiles),
-                "x": ffi.from_buffer("uint8_t[]", x),
-                "y": ffi.from_buffer("uint8_t[]", y),
-                "m": desc.m,
-                "n": desc.n,
-                "k": desc.k,
-                "dtype": dtypes.CODES[desc.dtype],
-                "ftz": FP32_POLICY["subnormals"] == "flush",
-                "canonical_nan": FP32_POLICY["nan"] == "canonical",
-            },
-        )
-        bad = ffi.new("int64_t *")
-        rc = lib.ff_emu_run(cjob, bad)
-        if rc:
-            raise DeviceError(
-                f"job failed at tile-list entry {bad[0]}: {ERRORS.get(rc, f'error {rc}')}; "
-                "the output is incomplete. Put the matrix on the device again"
+        """Check the job (descriptor, operands, schedule) and queue it; wait() runs it."""
+        with self._lock:
+            self._check_open()
+            if job.device is not self or job.freed:
+                raise DeviceError(f"{job} is not a live buffer of this device")
+            desc = jobs.parse(job.array)
+            if desc.lanes != self.lanes:
+                raise DeviceError(
+                    f"the job schedules {desc.lanes} lanes; this device has {self.lanes}"
+                )
+            image, _, _ = self._operands(desc)
+            result = self._plan(desc, self._image(desc.a_addr, image))
+            job_id = next(self._ids)
+            tiles = np.ascontiguousarray(desc.tile_list, dtype=np.uint32)
+            self._pending[job_id] = _Pending(desc, tiles, result)
+            return job_id
+
+    def wait(self, job_id: int, timeout: float = DEFAULT_TIMEOUT) -> stats.RunStats:
+        """Run a submitted job; raise DeviceTimeoutError if it has not finished after
+        ``timeout`` seconds (counting any wait for another thread's job). Its output is then
+        incomplete, and the device is ready for the next job."""
+        timeout = args.seconds(timeout, "timeout", DeviceError)
+        deadline = time.monotonic_ns() + int(timeout * 1e9)
+        if not self._lock.acquire(timeout=timeout):
+            raise DeviceTimeoutError(
+                f"job {job_id} did not start within {timeout:g} s: other threads' jobs held "
+                "the device; wait again with a longer timeout="
             )
+        try:
+            self._check_open()
+            pending = self._pending.pop(job_id, None)
+            if pending is None:
+                raise DeviceError(f"no job {job_id} was submitted to this device (or it was reset)")
+            self._run(pending, deadline, timeout)
+            self.last_stats = pending.stats
+            return pending.stats
+        finally:
+            self._lock.release()
+
+    def _operands(self, desc: jobs.Descriptor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A's image, x and y of a job, each inside one live buffer, y overlapping neither
+        of the others (the C kernel reads A and x while it writes y)."""
+        image = self._resolve(desc.a_addr, desc.a_bytes, "matrix image")
+        x_bytes, y_bytes = desc.n * desc.x_row_bytes, desc.m * desc.y_row_bytes
+        x = self._resolve(desc.x_addr, x_bytes, "dense input")
+        y = self._resolve(desc.y_addr, y_bytes, "output")
+        others = (
+            ("matrix image", desc.a_addr, desc.a_bytes),
+            ("dense input", desc.x_addr, x_bytes),
+        )
+        for what, addr, nbytes in others:
+            if y_bytes and nbytes and addr < desc.y_addr + y_bytes and desc.y_addr < addr + nbytes:
+                raise DeviceError(
+                    f"the job's output ({y_bytes} bytes at {desc.y_addr:#x}) overlaps its "
+                    f"{what} ({nbytes} bytes at {addr:#x}); give y a buffer of its own"
+                )
+        return image, x, y
+
+    def _image(self, address: int, image: np.ndarray) -> _Image:
+        """The directory of the image at ``address``: remembered, or read from its bytes."""
+        known = self._images.get(address)
+        if (
+            known is not None
+            and known.nbytes == len(image)
+            and image[: len(known.head)].tobytes() == known.head
+        ):
+            return known
+        directory = jobs.Directory.from_bytes(image)
+        known = _Image(image[: directory.head_bytes].tobytes(), len(image), directory)
+        self._images[address] = known
+        return known
+
+    def _plan(self, desc: jobs.Descriptor, image: _Image) -> stats.RunStats:
+        """Check the job's schedule against the image's directory and estimate its statistics
+        (both remembered for the same schedule and shape)."""
+        key = (
+            desc.kernel, desc.k, desc.m, desc.n, desc.flags, desc.total_bytes,
+            desc.x_row_bytes, desc.y_row_bytes,
+            desc.lane_table.tobytes(), desc.tile_list.tobytes(),
+        )  # fmt: skip
+        known = image.plans.get(key)
+        if known is not None:
+            return known
+        directory = image.directory
+        lane_of = jobs.check_schedule(desc, directory)
         tl = desc.tile_list.astype(np.int64)
         col_ext = np.minimum(
             directory.tile_cols, desc.n - directory.col_tile[tl] * directory.tile_cols
@@ -241,19 +375,52 @@ class EmuDevice:
             clock_mhz=self.clock_mhz,
             device=self.name,
         )
-        job_id = next(self._ids)
-        self._done[job_id] = result
-        return job_id
+        if len(image.plans) >= PLANS_PER_IMAGE:
+            image.plans.clear()
+        image.plans[key] = result
+        return result
 
-    def wait(self, job_id: int, timeout: float = DEFAULT_TIMEOUT) -> stats.RunStats:
-        """Jobs finish inside submit() here, so this never waits; ``timeout`` is accepted for
-        the protocol's sake."""
-        if timeout is not None and not timeout > 0:
-            raise DeviceError(f"timeout must be positive, not {timeout!r}")
-        if job_id not in self._done:
-            raise DeviceError(f"no job {job_id} was submitted to this device (or it was reset)")
-        self.last_stats = self._done.pop(job_id)
-        return self.last_stats
+    def _run(self, pending: _Pending, deadline_ns: int, timeout: float) -> None:
+        """Run a job in C (the lock is held: its buffers stay live)."""
+        desc = pending.desc
+        # The operands again: a buffer may have been freed since submit.
+        image, x, y = self._operands(desc)
+        if not desc.flags & jobs.FLAG_ACCUMULATE:
+            y[:] = 0
+        cjob = ffi.new(
+            "ff_emu_job *",
+            {
+                "image": ffi.from_buffer("uint8_t[]", image),
+                "image_bytes": image.nbytes,
+                "tiles": ffi.from_buffer("uint32_t[]", pending.tiles),
+                "n_tiles": len(pending.tiles),
+                "x": ffi.from_buffer("uint8_t[]", x),
+                "x_bytes": x.nbytes,
+                "y": ffi.from_buffer("uint8_t[]", y),
+                "y_bytes": y.nbytes,
+                "m": desc.m,
+                "n": desc.n,
+                "k": desc.k,
+                "dtype": dtypes.CODES[desc.dtype],
+                "ftz": FP32_POLICY["subnormals"] == "flush",
+                "canonical_nan": FP32_POLICY["nan"] == "canonical",
+                "deadline_ns": deadline_ns,
+            },
+        )
+        bad = ffi.new("int64_t *")
+        rc = lib.ff_emu_run(cjob, bad)
+        if rc == E_TIMEOUT:
+            raise DeviceTimeoutError(
+                f"the job did not finish within {timeout:g} s (stopped at tile-list entry "
+                f"{bad[0]}); its output is incomplete. The device is ready for the next job: "
+                "run it again with a longer timeout="
+            )
+        if rc:
+            where = f"at tile-list entry {bad[0]}" if bad[0] >= 0 else "before its first tile"
+            raise DeviceError(
+                f"job failed {where}: {ERRORS.get(rc, f'error {rc}')}; the output is "
+                "incomplete. Put the matrix on the device again"
+            )
 
     # -- resident matrices --------------------------------------------------------------------
 
@@ -261,10 +428,13 @@ class EmuDevice:
         """Pack ``A`` once and keep its image in device memory. ``tile`` is the tile shape
         (default (8192, 65536), with shorter row tiles for short matrices so that every lane
         gets work); ``dtype`` converts explicitly ("float32" or "int32")."""
+        self._check_open()
         return make_resident(self, A, tile, dtype)
 
     def __repr__(self) -> str:
+        state = ", closed" if self._closed else ""
         return (
             f"EmuDevice(lanes={self.lanes}, clock_mhz={self.clock_mhz:g}, "
-            f"bus_bytes_per_cycle={self.bus_bytes_per_cycle}, buffers={len(self._buffers)})"
+            f"bus_bytes_per_cycle={self.bus_bytes_per_cycle}, buffers={len(self._buffers)}"
+            f"{state})"
         )
