@@ -31,6 +31,15 @@
 #define FF_THREADS 1
 #endif
 
+/* The CSR loops' vector levels (FF_SIMD_AVX512, FF_SIMD_AVX2) are compiled for x86-64 with GCC
+ * or Clang, each function for its own instruction set; which run is decided at run time. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define FF_AVX512 1
+#include <immintrin.h>
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,popcnt")))
+#define AVX2 __attribute__((target("avx2,bmi2,popcnt")))
+#endif
+
 #define MAXD 8
 #define FF_MAX_THREADS 16
 
@@ -336,7 +345,7 @@ static int64_t chunk_rows(int64_t gc)
 /* Segment entries a+1 .. b of one tile hold, for each row, the tile's running entry count after
  * that row if the row had entries there, else 0; make every one the running count. Running
  * counts grow with the row, so that is a running maximum from entry a (already final). */
-static inline void running_max(uint32_t *seg, int64_t a, int64_t b)
+static void running_max(uint32_t *seg, int64_t a, int64_t b)
 {
     uint32_t m = seg[a];
     for (int64_t i = a + 1; i <= b; i++) {
@@ -344,6 +353,48 @@ static inline void running_max(uint32_t *seg, int64_t a, int64_t b)
         seg[i] = m;
     }
 }
+
+#ifdef FF_AVX512
+/* The same 16 entries at a time: a prefix maximum within the vector in four shift-and-max
+ * steps, then the maximum with the previous vector's last lane. The scalar loop's compare and
+ * select per entry, each waiting on the last, took as long as the scatter itself with many tile
+ * columns (thousands of segment entries per tile and band, a few tens of entries). */
+static AVX512 void running_max_avx512(uint32_t *seg, int64_t a, int64_t b)
+{
+    __m512i carry = _mm512_set1_epi32((int32_t)seg[a]), zero = _mm512_setzero_si512();
+    for (int64_t i = a + 1; i <= b; i += 16) {
+        int64_t left = b + 1 - i;
+        __mmask16 m = (__mmask16)(left < 16 ? (1u << left) - 1u : 0xffffu);
+        __m512i x = _mm512_maskz_loadu_epi32(m, seg + i);
+        x = _mm512_max_epu32(x, _mm512_alignr_epi32(x, zero, 15));
+        x = _mm512_max_epu32(x, _mm512_alignr_epi32(x, zero, 14));
+        x = _mm512_max_epu32(x, _mm512_alignr_epi32(x, zero, 12));
+        x = _mm512_max_epu32(x, _mm512_alignr_epi32(x, zero, 8));
+        x = _mm512_max_epu32(x, carry);
+        _mm512_mask_storeu_epi32(seg + i, m, x);
+        carry = _mm512_permutexvar_epi32(_mm512_set1_epi32(15), x);
+    }
+}
+
+/* As running_max_avx512, 8 entries at a time: the prefix within each 128-bit half, then the
+ * low half's last lane into the high half. */
+static AVX2 void running_max_avx2(uint32_t *seg, int64_t a, int64_t b)
+{
+    __m256i carry = _mm256_set1_epi32((int32_t)seg[a]);
+    int64_t i = a + 1;
+    for (; i + 8 <= b + 1; i += 8) {
+        __m256i x = _mm256_loadu_si256((const __m256i *)(seg + i));
+        x = _mm256_max_epu32(x, _mm256_slli_si256(x, 4));
+        x = _mm256_max_epu32(x, _mm256_slli_si256(x, 8));
+        __m256i low3 = _mm256_shuffle_epi32(x, 0xff);
+        x = _mm256_max_epu32(x, _mm256_permute2x128_si256(low3, low3, 0x08));
+        x = _mm256_max_epu32(x, carry);
+        _mm256_storeu_si256((__m256i *)(seg + i), x);
+        carry = _mm256_permutevar8x32_epi32(x, _mm256_set1_epi32(7));
+    }
+    running_max(seg, i - 1, b); /* the last few; seg[i - 1] is final */
+}
+#endif
 
 /* The scatter of rows a .. b-1 of a band: each entry straight to its tile's cursor, its row's
  * segment entry set to the tile's count so far. No run finding: there is no chain of dependent
@@ -382,6 +433,12 @@ static void fill_band_scatter(const walker *w, band_tile *tiles, int64_t rt, int
     const int64_t *pos = t->pos[1] + r0;
     divider dv = make_divider(t->tile[1]);
     uint32_t tc = (uint32_t)t->tile[1];
+    void (*scan)(uint32_t *, int64_t, int64_t) = running_max;
+#ifdef FF_AVX512
+    scan = w->simd == FF_SIMD_AVX512 ? running_max_avx512
+           : w->simd == FF_SIMD_AVX2 ? running_max_avx2
+                                     : running_max;
+#endif
     open_band(w, tiles, rt);
     for (int64_t a = 0; a < rows; a += step) {
         int64_t b = a + step < rows ? a + step : rows;
@@ -394,7 +451,7 @@ static void fill_band_scatter(const walker *w, band_tile *tiles, int64_t rt, int
             scatter_rows(tiles, pos, t->crd[1], t->vals, a, b, dv, tc, 4);
         for (int64_t ct = 0; ct < gc; ct++)
             if (tiles[ct].seg)
-                running_max(tiles[ct].seg, a, b);
+                scan(tiles[ct].seg, a, b);
     }
     for (int64_t ct = 0; ct < gc; ct++)
         if (tiles[ct].seg)
@@ -421,10 +478,7 @@ static void count_scatter(const int32_t *crd, int64_t n, divider dv, int64_t gc,
         count[ct] = (int64_t)t0[ct] + t1[ct] + t2[ct] + t3[ct];
 }
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define FF_AVX512 1
-#include <immintrin.h>
-#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,popcnt")))
+#ifdef FF_AVX512
 
 /* Bands with few column tiles (the usual shape: a row tile across a handful of wide tiles) skip
  * per-entry tile lookups altogether: 16 entries at a time, each tile's share is picked out with
@@ -610,7 +664,6 @@ static AVX512 uint32_t count_band_chunks(const int32_t *crd, int64_t n, const in
 /* The same compress loop and band count for CPUs with AVX2 but not AVX-512, 8 entries at a time.
  * AVX2 has no compress instruction: a tile's share of 8 entries (an 8-bit match mask) is
  * gathered to the front by a lane permutation looked up by that mask. */
-#define AVX2 __attribute__((target("avx2,bmi2,popcnt")))
 
 /* perm8[m]: the lanes set in m, in order, then lane 0 repeated (those lanes are not kept);
  * shuf16[m]: the same as a byte shuffle of 8 16-bit lanes. Built at load time, like the CRC
@@ -1157,6 +1210,51 @@ static uint32_t run_parts(const walker *proto, part_fn fn, int threads, int *bad
         *bad = parts[i].w.bad ? parts[i].w.bad : *bad;
     }
     return crc;
+}
+
+/* ff_prefault: the first write to each page of a new buffer traps to the kernel, which clears
+ * the page; for an image that costs about as much as copying it. Touching one byte per page
+ * from each of the threads, over equal shares, spreads that cost over the cores before
+ * anything single-threaded (the tables, written by numpy) reaches the pages. */
+typedef struct {
+    uint8_t *p;
+    int64_t n;
+} span;
+
+static void *touch_pages(void *arg)
+{
+    span *s = arg;
+    for (int64_t i = 0; i < s->n; i += 4096)
+        ((volatile uint8_t *)s->p)[i] = 0;
+    return NULL;
+}
+
+void ff_prefault(uint8_t *p, int64_t n, int threads)
+{
+    span parts[FF_MAX_THREADS];
+    threads = threads < 1 ? 1 : threads > FF_MAX_THREADS ? FF_MAX_THREADS : threads;
+    int64_t share = (n / threads + 4095) & ~(int64_t)4095;
+    for (int i = 0; i < threads; i++) {
+        int64_t lo = share * i < n ? share * i : n, hi = share * (i + 1) < n ? share * (i + 1) : n;
+        parts[i].p = p + lo;
+        parts[i].n = hi - lo;
+    }
+#ifdef FF_THREADS
+    pthread_t ids[FF_MAX_THREADS];
+    int started[FF_MAX_THREADS] = {0};
+    for (int i = 1; i < threads; i++)
+        started[i] = pthread_create(&ids[i], NULL, touch_pages, &parts[i]) == 0;
+    touch_pages(&parts[0]);
+    for (int i = 1; i < threads; i++) {
+        if (started[i])
+            pthread_join(ids[i], NULL);
+        else
+            touch_pages(&parts[i]);
+    }
+#else
+    for (int i = 0; i < threads; i++)
+        touch_pages(&parts[i]);
+#endif
 }
 
 int ff_count(const ff_tree *tree, int64_t *ncrd, int64_t *last, int threads, int simd)

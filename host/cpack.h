@@ -42,5 +42,9 @@ uint32_t ff_fill(const ff_tree *tree, uint8_t *image, const int64_t *slot, int64
                  const int64_t *crd_off, const int64_t *vals_off, const int64_t *tile_off,
                  int64_t header_bytes, int64_t *last, int64_t *cur, int threads, int simd);
 
+/* Write a zero byte into each 4 KiB page of p[0..n), over up to `threads` threads: the new
+ * image's page faults, taken in parallel. */
+void ff_prefault(uint8_t *p, int64_t n, int threads);
+
 /* The highest vector level ff_fill's loops can use on this CPU (an FF_SIMD_ value). */
 int ff_pack_simd(void);
