@@ -9,12 +9,15 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
+import tarfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fiberflow import boards
+from fiberflow._version import __version__
 from fiberflow.boards import build, estimate
 from fiberflow.boards import vivado_tcl as vt
 from fiberflow.cli import main
@@ -303,6 +306,50 @@ def test_cli_without_vivado_prints_the_command(
     assert json.loads((out / "manifest.json").read_text())["overlay"]["params"]["lanes"] == 2
 
 
+def test_cli_without_a_source_tree_says_how_to_get_the_package(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fiberflow.boards import package
+
+    monkeypatch.setattr(package, "source_checkout", lambda: None)  # as from an installed wheel
+    out = tmp_path / "z2"
+    assert main(["build", "--board", "pynq-z2", "-o", str(out), "--no-vivado"]) == 0
+    text = capsys.readouterr().out
+    assert "no package for the board" in text and "without its source tree" in text
+    assert "from a source checkout (pip install -e .)" in text
+    assert not (out / "dist").exists() and (out / "manifest.json").exists()
+
+
+@pytest.mark.slow
+def test_source_package_builds_the_c_extensions_from_source(tmp_path: Path) -> None:
+    # What pip does on the board: compile the sdist (here with this machine's compiler, into a
+    # plain folder, in pip's isolated build environment, with no access to the checkout), then
+    # import it and pack with the C path.
+    from fiberflow.boards import package
+
+    sdist = package.source_package(tmp_path / "dist")
+    target = tmp_path / "site"
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+         "--target", str(target), str(sdist)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert list((target / "fiberflow" / "host").glob("_cpack*.so"))
+    code = (
+        "import fiberflow, numpy as np, scipy.sparse as sp; from fiberflow.host import pack_c; "
+        "A = sp.random_array((50, 40), density=0.1, format='csr', dtype=np.float32); "
+        "t = fiberflow.Tensor.from_scipy(A); "
+        "assert fiberflow.unpack(fiberflow.pack(t, tile=(16, 16))) == t; print(fiberflow.__file__)"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(target)},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip().startswith(str(target))
+
+
 def test_cli_errors_are_clear(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["build", "--board", "zedboard", "-o", str(tmp_path / "x")]) == 1
     assert "unknown board 'zedboard'; known boards: kv260" in capsys.readouterr().err
@@ -330,6 +377,16 @@ def test_cli_runs_vivado_when_on_path(
     assert main(["build", "--board", "kv260", "-o", str(out)]) == 0
     text = capsys.readouterr().out
     assert "running Vivado" in text
+    # The package the board installs: this very version, from the source tree, beside it.
+    sdist = out / "dist" / f"fiberflow-{__version__}.tar.gz"
+    assert f"package for the board: {sdist}" in text
+    with tarfile.open(sdist) as tar:
+        names = set(tar.getnames())
+    top = f"fiberflow-{__version__}"
+    for needed in ("pyproject.toml", "setup.py", "host/_cffi_build.py", "host/cpack.c",
+                   "host/cemu.c", "host/crc32.h", "fiberflow/bench/__init__.py",
+                   "boards/pynq-z2.toml", "overlay/firmware.bin"):  # fmt: skip
+        assert f"{top}/{needed}" in names, needed
     assert "vivado stage 5/7: synthesis" in text  # progress lines when not on a terminal
     assert (out / "overlay" / "fiberflow.bit").exists()
 

@@ -92,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     m = folder.manifest
     print(f"fiberflow build: {board.name} ({board.part}), overlay {m['overlay']['params']}")
     print(f"  wrote {out}/ (build id {m['build_id']}): {len(m['files'])} files")
+    _source_package(out)
     command = " ".join(shlex.quote(c) for c in build.vivado_command())
     vivado = shutil.which("vivado")
     if vivado is None or args.no_vivado:
@@ -105,6 +106,19 @@ def run(args: argparse.Namespace) -> int:
     _run_vivado(folder.path, vivado)
     print(f"  bitstream: {folder.bitstream}\n  hardware handoff: {folder.hwh}")
     return 0
+
+
+def _source_package(out: Path) -> None:
+    """The package the board installs, of this very version, into the build folder."""
+    from fiberflow.boards import package
+
+    try:
+        sdist = package.source_package(out / package.FOLDER)
+    except BuildError as exc:
+        # The Vivado folder is complete without it; say why it is missing and what to do.
+        print(f"  no package for the board: {exc}")
+        return
+    print(f"  package for the board: {sdist} (pip install it there; docs/deploy.md)")
 
 
 def _run_vivado(path: Path, vivado: str) -> None:
