@@ -187,6 +187,6 @@ def test_emu_protocol_basics() -> None:
     dev.load_overlay(None, None)
     dev.reset()
     with ff.open("emu") as d2:
-        d2.put(A)
-        assert d2.memory_used > 0
+        h = d2.put(A)  # kept: a dropped handle frees its buffer at once
+        assert d2.memory_used > 0 and not h.freed
     assert d2.memory_used == 0
