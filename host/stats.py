@@ -3,7 +3,7 @@
 Every device fills a :class:`RunStats` after each job (``dev.last_stats``). The rtl and pynq
 devices read the shell's counters (:meth:`fiberflow.host.shell_driver.ShellDriver.run_stats`);
 the functional emulator estimates them with :func:`estimate`, the performance model of
-DESIGN.md written down in ``docs/emulator.md``:
+``docs/architecture.md``, written down in ``docs/emulator.md``:
 
 * a lane consumes at most one nonzero per cycle (SpMM: one nonzero times one column of B per
   cycle, so a nonzero costs ``k`` cycles);

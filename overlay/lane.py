@@ -1,7 +1,7 @@
 """The SpMV / SpMM lane: one CSR tile from the tile buffer, accumulated into the y / C buffer.
 
 A lane runs the kernel set {SpMV, SpMM} on one tile at a time, selected at run time by its
-``mode`` configuration word (decision 2 of DESIGN.md: one bitstream, many kernels). For every
+``mode`` configuration word (one bitstream, many kernels: docs/architecture.md). For every
 local row ``r`` with a non-empty segment ``seg[r] .. seg[r+1]-1`` and every column ``c < k``
 (``k = 1`` for SpMV) it computes, in exactly the order of ``docs/jobs.md`` / ``docs/emulator.md``::
 
