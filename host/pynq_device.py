@@ -503,6 +503,11 @@ class PynqDevice:
         self._jobs.forget()
         self._driver.reset()
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (every other method then raises DeviceError)."""
+        return self._closed
+
     def close(self) -> None:
         """Free every buffer; hold the CPU in reset. The device cannot be used afterwards."""
         with self._lock:

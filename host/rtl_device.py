@@ -219,6 +219,11 @@ class RtlDevice:
         self.driver.reset()
         self._jobs.forget()
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (every other method then raises DeviceError)."""
+        return self._closed
+
     def close(self) -> None:
         """Free the simulation and its buffers; later calls raise DeviceError."""
         with self._lock:
