@@ -273,8 +273,9 @@ class CycleMeter:
                 return
             from fiberflow import progress
 
-            self._bar = progress.bar(desc=self.desc, unit="cycle", unit_scale=True)
-            self._bar.update(self.cycles)
+            self._bar = progress.bar(
+                desc=self.desc, unit="cycle", unit_scale=True, initial=self.cycles
+            )
         else:
             self._bar.update(cycles)
 
