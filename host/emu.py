@@ -92,14 +92,17 @@ class EmuDevice:
     """The functional emulator device. Options: ``lanes``, ``clock_mhz``,
     ``bus_bytes_per_cycle`` (the performance model), ``memory_bytes`` (device memory size).
 
-    Thread-safe: one re-entrant lock guards the allocator, the register file and the job
-    queue, and ``wait`` runs a job while holding it. Threads sharing a device take turns:
-    every call gives the result it would give on a device used by one thread, a buffer a
-    running job uses cannot be freed under it, and ``memory_used`` counts exactly the live
-    buffers. ``close()`` waits for a running job, then frees everything; any later call, in
-    any thread, raises DeviceError. ``last_stats`` is the last job waited for by any thread
-    (``wait`` returns each job's own). The C kernel releases the GIL, so other threads' Python
-    work goes on while a job runs.
+    Thread-safe. A re-entrant lock guards the allocator, the register file and the job
+    queue; a second lock lets one job run at a time, in ``wait``, which counts the time spent
+    waiting for another thread's job against its ``timeout``. Every call gives the result it
+    would give on a device used by one thread, and ``memory_used`` counts exactly the live
+    buffers. Buffers can be allocated and freed while a job runs: a buffer freed under a
+    running job leaves the books at once, but its host memory lives until the job ends, and
+    its addresses are never given out again, so the job cannot touch any other buffer.
+    ``close()`` frees everything, also under a running job (whose ``wait`` then raises
+    DeviceError); any later call, in any thread, raises DeviceError. ``last_stats`` is the
+    last job waited for by any thread (``wait`` returns each job's own). The C kernel releases
+    the GIL, so other threads run Python meanwhile.
     """
 
     name = "emu"
@@ -138,6 +141,7 @@ class EmuDevice:
         # Re-entrant: a resident matrix's finalizer frees its buffer from whatever thread the
         # garbage collector runs in, possibly one already inside alloc.
         self._lock = threading.RLock()
+        self._run_lock = threading.Lock()
         self._closed = False
         self._starts: list[int] = []  # sorted buffer addresses
         self._buffers: dict[int, Buffer] = {}
@@ -246,8 +250,7 @@ class EmuDevice:
             self._regs.clear()
 
     def close(self) -> None:
-        """Free every buffer (after a job another thread is running); later calls raise
-        DeviceError. Closing twice is fine."""
+        """Free every buffer; later calls raise DeviceError. Closing twice is fine."""
         with self._lock:
             for buf in self._buffers.values():
                 buf.freed = True
@@ -290,21 +293,24 @@ class EmuDevice:
         incomplete, and the device is ready for the next job."""
         timeout = args.seconds(timeout, "timeout", DeviceError)
         deadline = time.monotonic_ns() + int(timeout * 1e9)
-        if not self._lock.acquire(timeout=timeout):
-            raise DeviceTimeoutError(
-                f"job {job_id} did not start within {timeout:g} s: other threads' jobs held "
-                "the device; wait again with a longer timeout="
-            )
-        try:
+        with self._lock:
             self._check_open()
             pending = self._pending.pop(job_id, None)
             if pending is None:
                 raise DeviceError(f"no job {job_id} was submitted to this device (or it was reset)")
+        if not self._run_lock.acquire(timeout=timeout):
+            raise DeviceTimeoutError(
+                f"job {job_id} did not start within {timeout:g} s: other threads' jobs held "
+                "the device; run it again with a longer timeout="
+            )
+        try:
             self._run(pending, deadline, timeout)
-            self.last_stats = pending.stats
+            with self._lock:
+                self._check_open()  # closed while the job ran: its output is gone
+                self.last_stats = pending.stats
             return pending.stats
         finally:
-            self._lock.release()
+            self._run_lock.release()
 
     def _operands(self, desc: jobs.Descriptor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A's image, x and y of a job, each inside one live buffer, y overlapping neither
@@ -381,12 +387,16 @@ class EmuDevice:
         return result
 
     def _run(self, pending: _Pending, deadline_ns: int, timeout: float) -> None:
-        """Run a job in C (the lock is held: its buffers stay live)."""
+        """Run a job in C, holding the run lock (not the allocator's: buffers come and go
+        meanwhile)."""
         desc = pending.desc
-        # The operands again: a buffer may have been freed since submit.
-        image, x, y = self._operands(desc)
-        if not desc.flags & jobs.FLAG_ACCUMULATE:
-            y[:] = 0
+        with self._lock:
+            self._check_open()
+            # The operands again: a buffer may have been freed since submit. The arrays are
+            # held from here on, so freeing a buffer now cannot release memory the job uses.
+            image, x, y = self._operands(desc)
+            if not desc.flags & jobs.FLAG_ACCUMULATE:
+                y[:] = 0
         cjob = ffi.new(
             "ff_emu_job *",
             {
