@@ -2,7 +2,7 @@
  *
  * 1. Read the descriptor's header and lane table, and A's image header and mode table, and
  *    check them (BAD_JOB with the field's byte offset, BAD_LANES, BAD_ALIGN, BAD_IMAGE,
- *    BAD_SCHEDULE).
+ *    BAD_SCHEDULE; an output range over A, x or the descriptor is BAD_JOB at y_addr's, 56).
  * 2. Without ACCUMULATE, write zeros over all of y / C (rows that no tile touches must read 0).
  * 3. Walk every lane's tile list at once. The DMA engine is the bottleneck, so the walker keeps
  *    its command queue filled and never waits for a transfer it does not need yet: when a
@@ -104,6 +104,8 @@ static u32 grid_r, grid_c, last_rows, last_cols, y_stride, x_stride;
 
 static inline u32 up(u32 v) { return (v + bus_bytes - 1u) & ~(bus_bytes - 1u); }
 static inline u32 down(u32 v) { return v & ~(bus_bytes - 1u); }
+/* Whether [a, a + an) and [b, b + bn) share a byte (neither range wraps past 4 GiB). */
+static inline int overlap(u32 a, u32 an, u32 b, u32 bn) { return a - b < bn || b - a < an; }
 
 static u32 bad(u32 code, u32 detail)
 {
@@ -379,6 +381,13 @@ static u32 check_job(const u32 *h, const u32 *lt)
         return bad(FF_ERR_BAD_ALIGN, x_addr);
     if (down(y_addr) != y_addr)
         return bad(FF_ERR_BAD_ALIGN, y_addr);
+    /* y / C is written while A, x / B and the descriptor are read: an output over any of them
+     * would corrupt the job's own inputs (and the walk of its tile list). */
+    u32 y_len = m * row_bytes;
+    if (y_len && (overlap(y_addr, y_len, a_addr, a_bytes) ||
+                  overlap(y_addr, y_len, x_addr, n * row_bytes) ||
+                  overlap(y_addr, y_len, job_addr, h[7])))
+        return bad(FF_ERR_BAD_JOB, 56);
     job_end = job_addr + h[7];
     tl_base = job_addr + h[19];
     /* Rule 2 of the schedule: the lane table covers the tile list in order. */

@@ -19,6 +19,7 @@ import scipy.sparse as sp
 
 import fiberflow as ff
 from fiberflow.errors import DeviceError, DTypeError, FiberflowError, TileShapeError
+from fiberflow.host import job as jobs
 
 pytestmark = pytest.mark.rtl
 pytest.importorskip("fiberflow.host.rtl")
@@ -387,3 +388,35 @@ def test_the_verilator_build_is_a_stage_only_when_it_builds(monkeypatch, tmp_pat
     with pytest.raises(Built):
         build_shell(cfg)
     assert stages == ["building the Verilator model of the overlay"]
+
+
+# -- outputs over inputs ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("over", ["matrix image", "dense input", "descriptor"])
+def test_firmware_refuses_an_output_over_an_input(rtl, emu, over: str) -> None:  # type: ignore[no-untyped-def]
+    """A hand-written descriptor whose y range overlaps A's image, x or the descriptor: the
+    firmware refuses it (BAD_JOB at y_addr's offset, 56) before writing a byte, and the
+    inputs are intact afterwards."""
+    A = small(20)
+    x = np.random.default_rng(21).standard_normal(A.shape[1]).astype(np.float32)
+    h = rtl.put(A)
+    table, tiles = h.schedule(rtl.lanes, 1)
+    xb = rtl.alloc(x.nbytes)
+    xb.write(x)
+    jb = rtl.alloc(jobs.descriptor_bytes(len(table), len(tiles)))
+    y_addr = {"matrix image": h.buffer, "dense input": xb, "descriptor": jb}[over].address
+    jobs.write_descriptor(
+        jb.array, kernel="spmv", dtype=h.dtype, m=A.shape[0], n=A.shape[1], k=1,
+        a_addr=h.buffer.address, a_bytes=h.image_bytes, x_addr=xb.address, y_addr=y_addr,
+        lane_table=table, tile_list=tiles,
+    )  # fmt: skip
+    image, desc = h.buffer.array.copy(), jb.array.copy()
+    with pytest.raises(DeviceError, match=r"BAD_JOB.*info 0x38"):
+        rtl.wait(rtl.submit(jb), 20)
+    assert np.array_equal(h.buffer.array, image) and np.array_equal(jb.array, desc)
+    assert np.array_equal(xb.view(np.float32, x.size), x)
+    assert same_bits(ff.spmv(h, x, device=rtl), ff.spmv(A, x, device=emu))
+    for b in (xb, jb):
+        rtl.free(b)
+    h.free()
