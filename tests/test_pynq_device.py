@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import threading
+import time
 
 import pytest
 
@@ -30,3 +32,75 @@ def test_fiberflow_does_not_import_pynq() -> None:
 def test_without_pynq_the_error_says_how_to_get_it(tmp_path) -> None:
     with pytest.raises(ToolchainError, match=r"own virtualenv.*pynq==3\.1"):
         ff.open("pynq", overlay=tmp_path, emulate=True)
+
+
+def test_a_closed_pynq_device_refuses_every_call() -> None:
+    from fiberflow.host.pynq_device import PynqDevice
+
+    dev = object.__new__(PynqDevice)  # no board here: the guard on each method is under test
+    dev._lock = threading.RLock()
+    dev._closed = True
+    calls: list[tuple[str, tuple[object, ...]]] = [
+        ("alloc", (16,)),
+        ("free", (None,)),
+        ("put", (None,)),
+        ("check_tile", ((8, 8),)),
+        ("tile_limits", ()),
+        ("pack_to_fit", (None,)),
+        ("fitting_tile", (None,)),
+        ("read_reg", (0,)),
+        ("write_reg", (0, 0)),
+        ("submit", (None,)),
+        ("wait", (1,)),
+        ("find", (0,)),
+        ("reset", ()),
+        ("load_overlay", ()),
+    ]
+    for name, args in calls:
+        with pytest.raises(DeviceError, match=r"pynq device is closed; .*ff\.open\('pynq'"):
+            getattr(dev, name)(*args)
+    assert dev.closed
+    dev.close()  # closing a closed device is fine
+
+
+def test_guarded_methods_run_one_at_a_time() -> None:
+    from fiberflow.host.shell_jobs import guarded
+
+    class Shared:
+        name = "test"
+
+        def __init__(self) -> None:
+            self._lock = threading.RLock()
+            self._closed = False
+            self.inside = 0
+            self.most = 0
+
+        @guarded
+        def work(self) -> None:
+            self.inside += 1
+            self.most = max(self.most, self.inside)
+            time.sleep(0.001)  # let the other threads try to enter
+            self.nested()
+            self.inside -= 1
+
+        @guarded
+        def nested(self) -> None:  # the lock is re-entrant
+            pass
+
+    s = Shared()
+    threads = [threading.Thread(target=lambda: [s.work() for _ in range(20)]) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in threads)
+    assert s.most == 1 and s.inside == 0
+
+
+@pytest.mark.parametrize("bad", ["5", -1, 0, float("nan"), float("inf"), None, True])
+def test_bad_timeouts(bad: object) -> None:
+    from fiberflow.host.shell_jobs import check_timeout
+
+    with pytest.raises(DeviceError, match="timeout must be"):
+        check_timeout(bad)
+    assert check_timeout(2) == 2.0
