@@ -4,6 +4,7 @@ checked when given; the timing printed says what it measures."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -105,4 +106,7 @@ def test_timing_is_labelled_with_what_it_measures(mtx, capsys) -> None:  # type:
     out = capsys.readouterr().out
     assert "host wall time (emulator)" in out and "projected board time" in out
     assert "estimated cycles at 100 MHz" in out
-    assert _device.timing_lines("rtl", 0.07181, None) == "host wall time (simulation) 71.81 ms"
+    rtl = argparse.Namespace(device="rtl", emulate=False)
+    assert _device.timing_lines(rtl, 0.07181, None) == "host wall time (simulation) 71.81 ms"
+    board = argparse.Namespace(device="pynq", emulate=True)
+    assert _device.timing_lines(board, 0.002, None).startswith("host wall time (simulated board)")

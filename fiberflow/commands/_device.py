@@ -12,12 +12,13 @@ from fiberflow.errors import FiberflowError
 
 DEVICES = ("emu", "rtl", "pynq")
 
-# What the host's wall time measures on each device: it is not a board's time on emu and rtl.
+# What the host's wall time measures: on emu, rtl and a simulated board it is not a board's.
 WALL_TIME = {
     "emu": "host wall time (emulator)",
     "rtl": "host wall time (simulation)",
     "pynq": "host wall time",
 }
+SIMULATED_BOARD = "host wall time (simulated board)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -86,10 +87,11 @@ def check_tile(dev: ff.Device, tile: tuple[int, ...] | None, dtype: str) -> None
         check(tile, dtype)
 
 
-def timing_lines(device: str, seconds: float, stats: ff.RunStats | None) -> str:
+def timing_lines(args: argparse.Namespace, seconds: float, stats: ff.RunStats | None) -> str:
     """The host's wall time, labelled with what it measures, and the board time the device
     projects (its cycles at the fabric clock) when it reports statistics."""
-    text = f"{WALL_TIME[device]} {seconds * 1e3:.2f} ms"
+    label = SIMULATED_BOARD if getattr(args, "emulate", False) else WALL_TIME[args.device]
+    text = f"{label} {seconds * 1e3:.2f} ms"
     if stats is not None:
         kind = "estimated" if stats.estimated else "measured"
         text += (

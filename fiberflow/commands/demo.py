@@ -69,7 +69,7 @@ def _demo(dev: ff.Device, args: argparse.Namespace) -> bool:
             good, verdict = verify.against_scipy(out, A, dense)
             ok &= good
             print(f"  {label}: {verdict}")
-            print(f"    {_device.timing_lines(args.device, seconds, dev.last_stats)}")
+            print(f"    {_device.timing_lines(args, seconds, dev.last_stats)}")
             print(f"    {dev.last_stats.summary()}")
         h.free()
         t = ff.Tensor.from_scipy(A, format="ds")

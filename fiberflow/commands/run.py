@@ -86,6 +86,6 @@ def _run_on(
     print(f"  {args.kernel} on {args.device}: {check}")
     if dtype == "float32" and f.field != "pattern":
         print(f"  input rounding: {verify.input_rounding(f.exact, A, dense)}")
-    print(f"  {_device.timing_lines(args.device, seconds, dev.last_stats)}")
+    print(f"  {_device.timing_lines(args, seconds, dev.last_stats)}")
     print(f"  {dev.last_stats.summary()}")
     return 0 if ok else 1
