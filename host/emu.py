@@ -14,6 +14,7 @@ with every job: it must match the hardware ALU (overlay primitives).
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import itertools
 import math
 import threading
@@ -62,6 +63,11 @@ ERRORS = {
     -6: "the job's m, n or k do not fit its x and y buffers (or an operand is misaligned)",
 }
 E_TIMEOUT = -7  # cemu.c: the deadline passed
+
+# Where a descriptor holds x_addr and y_addr (two little-endian u64); descriptors parsed are
+# remembered by their other bytes, these change with every call.
+XY_ADDR = slice(jobs.HEADER.fields["x_addr"][1], jobs.HEADER.fields["y_addr"][1] + 8)
+DESCRIPTORS_KEPT = 64
 
 # Schedules remembered per resident image (their checked lanes and statistics); a small
 # bound, since a matrix is normally run with one or two schedules.
@@ -151,6 +157,7 @@ class EmuDevice:
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
         self._images: dict[int, _Image] = {}  # by image address
+        self._descriptors: dict[bytes, jobs.Descriptor] = {}
 
     @property
     def closed(self) -> bool:
@@ -275,7 +282,7 @@ class EmuDevice:
             self._check_open()
             if job.device is not self or job.freed:
                 raise DeviceError(f"{job} is not a live buffer of this device")
-            desc = jobs.parse(job.array)
+            desc = self._parse(job.array)
             if desc.lanes != self.lanes:
                 raise DeviceError(
                     f"the job schedules {desc.lanes} lanes; this device has {self.lanes}"
@@ -311,6 +318,21 @@ class EmuDevice:
             return pending.stats
         finally:
             self._run_lock.release()
+
+    def _parse(self, data: np.ndarray) -> jobs.Descriptor:
+        """jobs.parse(data), remembered by the descriptor's bytes other than x_addr and
+        y_addr, which parse only copies (a kernel call allocates new x and y every time)."""
+        raw = data.tobytes()
+        key = raw[: XY_ADDR.start] + raw[XY_ADDR.stop :]
+        desc = self._descriptors.get(key)
+        if desc is None or len(raw) < XY_ADDR.stop:
+            desc = jobs.parse(data)
+            if len(self._descriptors) >= DESCRIPTORS_KEPT:
+                self._descriptors.clear()
+            self._descriptors[key] = desc
+            return desc
+        x_addr, y_addr = np.frombuffer(raw[XY_ADDR], "<u8")
+        return dataclasses.replace(desc, x_addr=int(x_addr), y_addr=int(y_addr))
 
     def _operands(self, desc: jobs.Descriptor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A's image, x and y of a job, each inside one live buffer, y overlapping neither
