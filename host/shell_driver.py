@@ -37,6 +37,7 @@ The driver (what a device gets)
 
 * ``load_firmware(image=None)``: the shipped image by default (``overlay/firmware.bin``);
 * ``submit(job: Buffer) -> seq``: clears the counters, writes ``JOB_ADDR`` and rings the doorbell;
+* ``run(job, timeout=60.0) -> ShellCounters``: ``submit`` and ``wait`` as one step;
 * ``wait(seq, timeout=60.0, max_cycles=None) -> ShellCounters``: returns the counters when the
   job is DONE; raises :class:`DeviceError` (the firmware's error code, decoded) or
   :class:`DeviceTimeoutError` (timeout in seconds or cycles; says whether the heartbeat still
@@ -58,6 +59,7 @@ transfer's DDR address.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -353,11 +355,35 @@ class ShellDriver:
         Anything else that interrupts the wait (``KeyboardInterrupt``, an error from the
         port) also resets the shell before it propagates: the job may still be running, and
         would otherwise go on reading and writing buffers the caller is about to free."""
+        return self._finish(lambda: seq, timeout, max_cycles, deadline, meter)
+
+    def run(
+        self,
+        job: Buffer,
+        timeout: float = 60.0,
+        *,
+        deadline: float | None = None,
+        meter: CycleMeter | None = None,
+    ) -> ShellCounters:
+        """:meth:`submit` ``job`` and :meth:`wait` for it, with no moment in between at which
+        an interrupt would leave the job running unwatched."""
+        return self._finish(lambda: self.submit(job), timeout, None, deadline, meter)
+
+    def _finish(
+        self,
+        start: Callable[[], int],
+        timeout: float,
+        max_cycles: int | None,
+        deadline: float | None,
+        meter: CycleMeter | None,
+    ) -> ShellCounters:
+        """The job ``start()`` rang the doorbell for, waited for (see :meth:`wait`)."""
         if deadline is None:
             deadline = time.monotonic() + timeout
         own = meter is None
         meter = meter or CycleMeter(f"{getattr(self.port, 'name', 'shell')} job")
         try:
+            seq = start()
             status, waited = self._until_finished(seq, deadline, max_cycles, meter)
         except BaseException:
             self.reset()

@@ -219,8 +219,7 @@ class ShellJobs:
                 if job.freed:
                     raise DeviceError(f"job {job_id}'s descriptor buffer was freed before wait")
                 job.flush()
-                seq = self.driver.submit(job)
-                counters = self.driver.wait(seq, timeout, deadline=deadline, meter=meter)
+                counters = self.driver.run(job, timeout, deadline=deadline, meter=meter)
         finally:
             meter.close()
         dev = self.device
@@ -334,8 +333,7 @@ class ShellJobs:
                 )
                 for b in bufs:
                     b.flush()
-                seq = self.driver.submit(jb)
-                got = self.driver.wait(seq, timeout, deadline=deadline, meter=meter)
+                got = self.driver.run(jb, timeout, deadline=deadline, meter=meter)
                 bufs[1].invalidate()
                 C[:, c0 : c0 + w] = bufs[1].view(np.uint32, m * w).reshape(m, w)
             finally:
