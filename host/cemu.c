@@ -418,23 +418,13 @@ static inline __attribute__((always_inline)) AVX2 uint32_t hmax8(__m256i v)
     return (uint32_t)_mm_cvtsi128_si32(m);
 }
 
-/* The smallest of eight non-negative int32. */
-static inline __attribute__((always_inline)) AVX2 uint32_t hmin8(__m256i v)
-{
-    __m128i m = _mm_min_epu32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    m = _mm_min_epu32(m, _mm_shuffle_epi32(m, 0x4e));
-    m = _mm_min_epu32(m, _mm_shuffle_epi32(m, 0xb1));
-    return (uint32_t)_mm_cvtsi128_si32(m);
-}
-
 /* plain_rows for a whole tile, eight rows at a time, one per lane of an AVX2 vector: step i
  * adds each row's i-th product (values, coordinates and x gathered), so each row's sum is
  * still its sequential chain in column order, and no branch depends on a row's length (a
  * mispredicted loop exit per row would cost more than the row's arithmetic). Lanes whose row
  * has ended add -0.0 * 1.0 = -0.0, which leaves every float as it is. Groups whose longest
- * row is far above their mean (most lanes would idle), groups of rows all of one length
- * (plain_rows' loops are then predicted, and cost fewer instructions than the gathers), and
- * the last rows % 8 go to plain_rows. The caller checks
+ * row is far above their mean (most lanes would idle), and the last rows % 8, go to
+ * plain_rows. The caller checks
  * that the tile's nvals and width fit the gathers' signed 32-bit indices, and that the
  * 4-byte gathers of 16-bit coordinates may read 2 bytes past the last one. */
 static inline __attribute__((always_inline)) AVX2 int gather_rows(
@@ -455,7 +445,7 @@ static inline __attribute__((always_inline)) AVX2 int gather_rows(
         __m256i q = _mm256_loadu_si256((const __m256i *)(seg + r));
         __m256i len = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(seg + r + 1)), q);
         uint32_t total = seg[r + 8] - seg[r], most = hmax8(len);
-        if ((uint64_t)most * 8 > 2 * (uint64_t)total + 16 || most == hmin8(len)) {
+        if ((uint64_t)most * 8 > 2 * (uint64_t)total + 16) {
             int rc = plain_rows(t, x, y, r, r + 8, s, cb);
             if (rc)
                 return rc;
