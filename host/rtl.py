@@ -209,7 +209,8 @@ def _train_workload(fields: dict[str, Any]) -> None:
 
 
 class RtlShell:
-    """One simulated shell with its DDR. Not thread-safe; no global state.
+    """One simulated shell with its DDR. Not thread-safe (the rtl device holds a lock around
+    every use of its shell); no global state.
 
     Parameters
     ----------
