@@ -324,3 +324,16 @@ def test_rows_without_entries_keep_their_bits_when_accumulating() -> None:
         got.view(np.uint32)[3] == 0x7FA00001 and got.view(np.uint32)[40] == y0.view(np.uint32)[40]
     )
     assert same_bits(got, reference_spmv(A, x, y0))
+
+
+def test_spmm_columns_match_the_reference_with_and_without_subnormals() -> None:
+    rng = np.random.default_rng(10)
+    A = random_matrix(600, 500, 0.02, 10)
+    B = rng.standard_normal((500, 5)).astype(np.float32)
+    dev = ff.open("emu")
+    B2 = B.copy()
+    B2[::7, 3] = np.float32(1e-39)  # subnormal operands in one column only
+    for dense in (B, B2):
+        C = ff.spmm(A, dense, device=dev, tile=(64, 128))
+        for c in range(dense.shape[1]):
+            assert same_bits(np.ascontiguousarray(C[:, c]), reference_spmv(A, dense[:, c]))
