@@ -71,7 +71,7 @@ def check_timeout(timeout: Any) -> float:
         raise DeviceError(f"timeout must be a number of seconds, not {timeout!r}")
     seconds = float(timeout)
     if not (seconds > 0 and math.isfinite(seconds)):
-        raise DeviceError(f"timeout must be a positive, finite number of seconds, not {timeout!r}")
+        raise DeviceError(f"timeout must be positive and finite (seconds), not {timeout!r}")
     return seconds
 
 
