@@ -333,12 +333,13 @@ static inline uint32_t divide(divider v, uint32_t c)
     return (uint32_t)(((uint64_t)c * v.mul) >> v.shift);
 }
 
-/* Rows a scatter chunk spans: enough that the chunk's segment entries of all the band's tiles
- * (gc * rows * 4 bytes) stay in the core's cache between the zeroing, the scatter and the scan,
+/* Rows a scatter chunk spans: few enough that the chunk's segment entries of all the band's
+ * tiles (gc * rows * 4 bytes, here at most 1 MiB) stay in the core's L2 cache between the
+ * zeroing, the scatter and the scan, as many as that allows (each chunk costs a call per tile),
  * and at least one cache line of each tile's segment array. */
 static int64_t chunk_rows(int64_t gc)
 {
-    int64_t r = ((int64_t)1 << 16) / (gc > 0 ? gc : 1);
+    int64_t r = ((int64_t)1 << 18) / (gc > 0 ? gc : 1);
     return r < 16 ? 16 : r & ~(int64_t)15;
 }
 
