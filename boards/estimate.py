@@ -23,7 +23,15 @@ from fiberflow.boards import Board
 from fiberflow.errors import BuildError, ToolchainError
 from fiberflow.progress import stage
 
-__all__ = ["Estimate", "Usage", "estimate", "run_yosys", "synth_stat", "usage_from_cells"]
+__all__ = [
+    "Estimate",
+    "Usage",
+    "estimate",
+    "run_tool",
+    "run_yosys",
+    "synth_stat",
+    "usage_from_cells",
+]
 
 # LUTs used by each LUT-RAM / shift-register primitive (UG474 ch. 2 for 7-series, UG574 ch. 2
 # for UltraScale+).
@@ -87,6 +95,27 @@ def yowasp_cmd(tool: str) -> list[str]:
     return [sys.executable, "-c", code]
 
 
+def run_tool(
+    cmd: Sequence[str], cwd: Path, timeout_s: float, what: str, note: str = ""
+) -> subprocess.CompletedProcess:
+    """Run one tool (yosys, nextpnr) in ``cwd`` as the progress stage ``what``, capturing its
+    output. A timeout is a ToolchainError. On any exit from the wait, Ctrl-C included, the
+    tool is killed and reaped before this returns: no tool outlives the command."""
+    with stage(what, note):
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            out, err = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise ToolchainError(f"{what} did not finish within {timeout_s:.0f} s") from None
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate(timeout=30)
+    return subprocess.CompletedProcess(list(cmd), proc.returncode, out, err)
+
+
 def run_yosys(
     files: Mapping[str, str], script: Sequence[str], outputs: Sequence[str] = (),
     timeout_s: float = 1800, what: str = "yosys",
@@ -99,15 +128,10 @@ def run_yosys(
         for name, text in files.items():
             (d / name).write_text(text)
         (d / "run.ys").write_text("\n".join(script) + "\n")
-        try:
-            # A synthesis says nothing for minutes; the stage shows the time it has taken.
-            with stage(what):
-                proc = subprocess.run(
-                    [*yowasp_cmd("yosys"), "-q", "-l", "yosys.log", "run.ys"],
-                    cwd=d, capture_output=True, text=True, timeout=timeout_s,
-                )  # fmt: skip
-        except subprocess.TimeoutExpired:
-            raise ToolchainError(f"yosys did not finish within {timeout_s:.0f} s") from None
+        # A synthesis says nothing for minutes; the stage shows the time it has taken.
+        proc = run_tool(
+            [*yowasp_cmd("yosys"), "-q", "-l", "yosys.log", "run.ys"], d, timeout_s, what
+        )
         log = (d / "yosys.log").read_text() if (d / "yosys.log").exists() else ""
         if proc.returncode != 0:
             raise ToolchainError(

@@ -14,15 +14,13 @@ design anyway.
 from __future__ import annotations
 
 import json
-import subprocess
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from fiberflow.boards.estimate import run_yosys, yowasp_cmd
+from fiberflow.boards.estimate import run_tool, run_yosys, yowasp_cmd
 from fiberflow.errors import ToolchainError
-from fiberflow.progress import stage
 
 __all__ = ["DEVICE", "LABEL", "TimingProxy", "timing_proxy"]
 
@@ -86,11 +84,7 @@ def timing_proxy(
                "--out-of-context", "--ignore-loops", "--timing-allow-fail",
                "--freq", f"{target_mhz:g}", "--seed", str(seed), "--report", "report.json",
                "--quiet"]  # fmt: skip
-        try:
-            with stage(f"nextpnr-ecp5 place and route {top}", "minutes"):
-                proc = subprocess.run(cmd, cwd=d, capture_output=True, text=True, timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            raise ToolchainError(f"nextpnr did not finish within {timeout_s:.0f} s") from None
+        proc = run_tool(cmd, d, timeout_s, f"nextpnr-ecp5 place and route {top}", "minutes")
         if proc.returncode != 0 or not (d / "report.json").exists():
             raise ToolchainError(
                 f"nextpnr failed (exit {proc.returncode}):\n" + (proc.stdout + proc.stderr)[-3000:]

@@ -19,7 +19,9 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "fiberflow", "build", "--board", "pynq-z2", "--estimate"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "FIBERFLOW_PROGRESS": "0"},
+        # Warnings as errors: a tool process left running shows as a ResourceWarning on stderr.
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "FIBERFLOW_PROGRESS": "0",
+             "PYTHONWARNINGS": "error"},
     )  # fmt: skip
     try:
         assert proc.stdout is not None
