@@ -209,3 +209,37 @@ def check_sorted(pos: np.ndarray, crd: np.ndarray, what: str) -> None:
         raise CoordinateError(
             f"{what}: coordinates of fiber {row} are unsorted or repeated at position {at}"
         )
+
+
+def check_lengths(levels: list[Level], values: np.ndarray, what: str) -> None:
+    """The cheap part of a tree's invariants, again: array lengths, segment arrays from 0 to
+    their coordinate count and never decreasing, one value per last-level position. For code
+    that trusts a tree whose public arrays may have been replaced since it was checked."""
+    nparent = 1
+    for k, level in enumerate(levels):
+        if level.kind == DENSE:
+            nparent *= level.size
+            continue
+        pos, crd = level.pos, level.crd
+        if (
+            not isinstance(pos, np.ndarray)
+            or not isinstance(crd, np.ndarray)
+            or pos.dtype != np.int64
+            or crd.dtype != np.int32
+            or pos.ndim != 1
+            or crd.ndim != 1
+            or len(pos) != nparent + 1
+            or pos[0] != 0
+            or pos[-1] != len(crd)
+            or (nparent and (np.diff(pos) < 0).any())
+        ):
+            raise ShapeError(
+                f"{what}: level {k}'s arrays were changed after the tensor was built and no "
+                "longer form a fibertree; build the tensor again"
+            )
+        nparent = len(crd)
+    if values.ndim != 1 or len(values) != nparent:
+        raise ShapeError(
+            f"{what}: {len(values)} values for {nparent} positions; the values were changed "
+            "after the tensor was built, build it again"
+        )

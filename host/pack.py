@@ -9,6 +9,7 @@ import numpy as np
 from fiberflow.errors import FiberflowError
 from fiberflow.host import dma_image as di
 from fiberflow.host import pack_c
+from fiberflow.host.fibertree import check_lengths
 from fiberflow.host.pack_numpy import pack_numpy
 from fiberflow.host.tensor import Tensor
 from fiberflow.host.unpack import decode
@@ -40,6 +41,9 @@ def pack(
             f"pack expects an ff.Tensor, not {type(tensor).__name__}; build one with "
             "ff.Tensor.from_scipy / from_numpy / from_coo"
         )
+    # The packers trust the tree; its arrays are public, so their lengths are checked again
+    # (coordinates are checked by the packers themselves).
+    check_lengths(tensor.levels, tensor.values, "pack")
     geo = di.make_geometry(tensor.shape, tensor.fmt, tensor.dtype, tile, coord_bits)
     if impl == "auto":
         impl = "c" if pack_c.available() else "numpy"

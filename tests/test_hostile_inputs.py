@@ -261,3 +261,16 @@ def test_a_corrupt_tile_header_is_an_image_error():
     di.seal(buf)
     with pytest.raises(ff.ImageError):
         ff.unpack(buf)
+
+
+def test_pack_rechecks_arrays_replaced_after_construction():
+    A = sp.random_array((50, 300), density=0.1, format="csr", dtype=np.float32, rng=1)
+    t = ff.Tensor.from_scipy(A)
+    t.values = t.values[:-3]
+    with pytest.raises(ff.ShapeError, match="1497 values for 1500 positions"):
+        ff.pack(t)
+    t = ff.Tensor.from_scipy(A.copy())
+    t.levels[1].pos[3] = 10**6
+    for impl in ("c", "numpy"):
+        with pytest.raises(ff.ShapeError, match="no longer form a fibertree"):
+            ff.pack(t, impl=impl)
