@@ -75,11 +75,10 @@ def unpack(image: di.DmaImage | bytes | bytearray | memoryview | np.ndarray) -> 
         arr = np.frombuffer(data, dtype=np.uint8)
     else:
         raise FiberflowError(f"unpack expects an ff.DmaImage or bytes, not {type(image).__name__}")
-    tensor = decode(arr)
+    tensor, geo = decode(arr)
     # decode has checked everything it reads; the bytes it does not read (padding, reserved
     # fields) and the fibertree's canonical form (no empty fiber, no missing dense tile) are
     # checked at once by packing the tensor again: the image must be exactly those bytes.
-    geo, _ = di.read_geometry(arr)
     again = pack(tensor, geo.tile, coord_bits=8 * geo.coord_bytes)
     if not np.array_equal(again.data, arr):
         raise di.image_error(

@@ -16,7 +16,8 @@ from fiberflow.host.formats import DENSE
 from fiberflow.host.tensor import Tensor
 
 
-def decode(data: np.ndarray) -> Tensor:
+def decode(data: np.ndarray) -> tuple[Tensor, di.Geometry]:
+    """The tensor an image holds, and the image's geometry."""
     geo, h = di.read_geometry(data)
     n, ndim = int(h["n_tiles"]), geo.ndim
     entry = di.dir_entry_dtype(ndim)
@@ -93,7 +94,7 @@ def decode(data: np.ndarray) -> Tensor:
     coords, vals = lex_sort_unique(coords, vals)  # tiles are disjoint: this only sorts
     try:
         # Dense levels fill positions no tile stores: bounded by the image's own size.
-        return Tensor._from_canonical(geo.shape, geo.fmt, coords, vals, real=len(data))
+        return Tensor._from_canonical(geo.shape, geo.fmt, coords, vals, real=len(data)), geo
     except FiberflowError as e:
         raise di.image_error(f"the image describes an impossible tensor ({e})") from None
 
