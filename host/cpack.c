@@ -8,16 +8,19 @@
  * sort and no temporary copy of the coordinates. CSR-like trees, the common case, get loops of
  * their own a row band at a time (the scatter below, and the AVX-512 and AVX2 compress loops).
  *
- * What the entry points trust. They are reached only through fiberflow.host.pack_c.pack_c,
- * whose tree comes from a Tensor: its constructors check that the arrays have consistent
- * lengths, that every pos array starts at 0, never decreases and ends at its crd array's
- * length, and that coordinates are within the level sizes (sorted within each fiber); pack_c
- * passes the geometry (sizes, tiles, grid) it made from the same tensor, and the layout arrays
- * dma_image.plan made from ff_count's own counts. Lengths and pos are trusted as they are. The
- * coordinates are checked once more, cheaply, by ff_count (the largest of each row band's, or
- * each fiber's, against the level size): an out-of-range one makes it return FF_BAD_COORD
- * instead of counting, and pack_c raises then, before ff_fill, which indexes tiles and sections
- * by coordinate, ever runs. ff_fill itself trusts its input to be what ff_count counted.
+ * What the entry points trust. They are reached only through fiberflow.host.pack_c.pack_c
+ * (from ff.pack), whose tree comes from a Tensor: its constructors check that the arrays have
+ * consistent lengths, that every pos array starts at 0, never decreases and ends at its crd
+ * array's length, that coordinates are within the level sizes and sorted within each fiber,
+ * and ff.pack checks the lengths and pos arrays once more just before packing (a Tensor's
+ * arrays are public and may have been replaced). pack_c passes the geometry (sizes, tiles,
+ * grid) it made from the same tensor, and the layout arrays dma_image.plan made from
+ * ff_count's own counts. Lengths, pos and sortedness are trusted as they are. The coordinates
+ * are checked once more, cheaply, by ff_count (the largest of each row band's, or each
+ * fiber's, against the level size, a negative one being huge as unsigned): an out-of-range one
+ * makes it return FF_BAD_COORD instead of counting, and pack_c raises CoordinateError before
+ * ff_fill, which indexes tiles and sections by coordinate, ever runs. ff_fill itself trusts its
+ * input to be what ff_count counted.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -334,12 +337,12 @@ static inline uint32_t divide(divider v, uint32_t c)
 }
 
 /* Rows a scatter chunk spans: few enough that the chunk's segment entries of all the band's
- * tiles (gc * rows * 4 bytes, here at most 1 MiB) stay in the core's L2 cache between the
+ * tiles (gc * rows * 4 bytes, here at most 512 KiB) stay in the core's L2 cache between the
  * zeroing, the scatter and the scan, as many as that allows (each chunk costs a call per tile),
  * and at least one cache line of each tile's segment array. */
 static int64_t chunk_rows(int64_t gc)
 {
-    int64_t r = ((int64_t)1 << 18) / (gc > 0 ? gc : 1);
+    int64_t r = ((int64_t)1 << 17) / (gc > 0 ? gc : 1);
     return r < 16 ? 16 : r & ~(int64_t)15;
 }
 
