@@ -65,8 +65,8 @@ def overlay_sources(params: Mapping[str, Any]) -> OverlaySources:
         from fiberflow.overlay import firmware, top
     except ImportError as exc:  # migen and friends are in the hw extra
         raise ToolchainError(
-            f"generating the overlay needs the hardware toolchain ({exc}); "
-            "install it with: pip install 'fiberflow[hw]'"
+            f"generating the overlay needs the hardware toolchain ({exc}); install fiberflow "
+            "with its hw extra from a checkout: pip install -e '.[hw]' (docs/deploy.md)"
         ) from exc
     params = dict(params)
     if isinstance(params.get("kernels"), str):  # --param kernels=spmv,spmm

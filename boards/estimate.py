@@ -88,7 +88,7 @@ def yowasp_cmd(tool: str) -> list[str]:
         raise ToolchainError(
             f"{tool.split('-')[0]} is missing: the Python package '{package}' is not installed "
             f"for {sys.executable}; install it with: {sys.executable} -m pip install "
-            f"'fiberflow[hw]' (or {package})"
+            f"{package} (or fiberflow's hw extra from a checkout: pip install -e '.[hw]')"
         )
     # The entry point reads its arguments from sys.argv[1:], as under ``python -c``.
     code = f"import {entry.module} as m; m.{entry.attr}()"
