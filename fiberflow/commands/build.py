@@ -123,28 +123,22 @@ def _source_package(out: Path) -> None:
 
 def _run_vivado(path: Path, vivado: str) -> None:
     from fiberflow.boards import build
-    from fiberflow.progress import enabled
+    from fiberflow.progress import bar, enabled
 
-    bar = None
-    if enabled():
-        from tqdm import tqdm
+    # A bar in a terminal or notebook; in a log, one line per stage the script announces.
+    shown = enabled()
+    with bar("vivado", total=7, unit="stage") as b:
 
-        bar = tqdm(total=7, desc="vivado", leave=True)
+        def stage(n: int, total: int, what: str) -> None:
+            if shown:
+                b.total = total
+                b.n = n - 1
+                b.set_description(f"vivado: {what}")
+                b.refresh()
+            else:
+                print(f"  vivado stage {n}/{total}: {what}", flush=True)
 
-    def stage(n: int, total: int, what: str) -> None:
-        if bar is not None:
-            bar.total = total
-            bar.n = n - 1
-            bar.set_description(f"vivado: {what}")
-            bar.refresh()
-        else:
-            print(f"  vivado stage {n}/{total}: {what}", flush=True)
-
-    try:
         build.run_vivado(path, vivado, on_stage=stage)
-    finally:
-        if bar is not None:
-            bar.close()
 
 
 def _estimate(board: boards.Board, params: dict[str, Any], out: Path) -> None:
