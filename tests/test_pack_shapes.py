@@ -1,5 +1,5 @@
 """The C packer's CSR loops at every kind of tile shape, against the numpy reference byte for
-byte: power-of-two and other tile widths, 1 to 16 tile columns across (the compress loops) and
+byte: power-of-two and other tile widths, a few tile columns across (the compress loops) and
 more (the scatter), 16- and 32-bit coordinates, uniform, banded and power-law matrices, 1 and 3
 threads, each vector level. Also its own bounds check on coordinates."""
 
@@ -44,15 +44,17 @@ def power_law(rng: np.random.Generator) -> sp.csr_array:
 MATRICES = {"uniform": uniform, "banded": banded, "power-law": power_law}
 
 # (rows, columns) of a tile and the coordinate width; the comment says which loop the vector
-# levels run (compress: at most 16 tile columns across; scatter: more).
+# levels run (compress: at most 6 tiles across with AVX-512, 4 with AVX2; scatter: more, and the
+# portable level throughout).
 SHAPES = [
     ((408, 8000), None),  # 3 across, not a power of two: compress
     ((1642, 8190), None),  # 3 across, odd rows and columns: compress
-    ((256, 4096), None),  # 5 across, power of two: compress
-    ((100, 1250), None),  # exactly 16 across: compress
+    ((200, 5000), None),  # 4 across: compress at both levels
+    ((256, 4096), None),  # 5 across, power of two: compress with AVX-512, scatter with AVX2
+    ((300, 3334), None),  # 6 across: compress with AVX-512
+    ((300, 2858), None),  # 7 across: scatter
     ((100, 1177), None),  # 17 across: scatter
     ((256, 256), None),  # 79 across: scatter
-    ((333, 1000), None),  # 20 across: scatter
     ((64, 64), None),  # 313 across: scatter
     ((1000, 7000), 32),  # 32-bit coordinates, 3 across: compress
     ((77, 300), 32),  # 32-bit coordinates, 67 across: scatter
