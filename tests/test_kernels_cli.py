@@ -60,3 +60,17 @@ def test_bench_small(target: str, tmp_path, capsys) -> None:  # type: ignore[no-
     data = json.loads((tmp_path / "out" / f"{target}.json").read_text())
     assert data["data"]["ratio_resident_vs_scipy"] > 0
     assert data["data"]["image_bytes_per_nnz"] > 6  # 4-byte values + 2-byte coordinates
+
+
+def test_bench_spmv_device_options(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """bench spmv takes the shared device options: a board needs its build folder, and the
+    board's options are refused for the other devices, before any work is done."""
+    args = ["bench", "spmv", "--nnz", "2000", "--n", "200", "--out", str(tmp_path / "o")]
+    assert cli.main([*args, "--device", "pynq"]) == 1
+    assert "--device pynq needs --overlay DIR" in capsys.readouterr().err
+    assert cli.main([*args, "--overlay", str(tmp_path)]) == 1
+    assert "options of --device pynq" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main([*args, "--device", "gpu"])
+    assert "invalid choice: 'gpu'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())

@@ -12,6 +12,8 @@ from fiberflow import datasets
 from fiberflow.bench import Report
 from fiberflow.bench._roofline import check_and_time, peak_extra, roofline_plot, stats_dict
 from fiberflow.bench.pack import random_csr
+from fiberflow.commands._device import add_arguments as device_options
+from fiberflow.errors import FiberflowError
 
 DESCRIPTION = "emulator SpMV on a resident 4M-nonzero float32 matrix vs scipy's A @ x; roofline"
 
@@ -21,13 +23,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=200_000, help="rows = columns (default 200k)")
     p.add_argument("--repeat", type=int, default=9, help="timed rounds; medians reported")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--device",
-        choices=["emu", "rtl"],
-        default="emu",
-        help="emu (default): the emulator against scipy; rtl: the cycle-accurate device's "
-        "efficiency, control overhead, simulation speed and build time",
-    )
+    # emu: the emulator against scipy. rtl, pynq: the same suite of matrices on a device with
+    # hardware counters (efficiency, control overhead; on rtl also simulation speed and build
+    # time), every result checked against the emulator.
+    device_options(p)
     p.add_argument("--lanes", type=int, default=4, help="rtl: lanes of the overlay (default 4)")
     p.add_argument("--scale", type=float, default=1.0, help="rtl: scale the matrices' rows")
     p.add_argument("--cached", action="store_true", help="rtl: skip the uncached build timing")
@@ -51,10 +50,12 @@ def model_points(dev: ff.Device, A: sp.csr_array) -> list[tuple[str, ff.RunStats
 
 
 def run(args: argparse.Namespace) -> Report:
-    if getattr(args, "device", "emu") == "rtl":
-        from fiberflow.bench.spmv_rtl import run as run_rtl
+    if args.device != "emu":
+        from fiberflow.bench.spmv_rtl import run as run_counted
 
-        return run_rtl(args)
+        return run_counted(args)
+    if args.overlay is not None or args.emulate:
+        raise FiberflowError("--overlay and --emulate are options of --device pynq")
     A = random_csr(args.n, args.nnz, args.seed)
     x = np.random.default_rng(args.seed).standard_normal(args.n).astype(np.float32)
     dev = ff.open("emu")

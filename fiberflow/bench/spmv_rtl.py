@@ -1,6 +1,7 @@
-"""``fiberflow bench spmv --device rtl``: SpMV on the cycle-accurate device (the generated shell
-with its firmware in Verilator): efficiency from the hardware counters, per-tile control
-overhead, simulation speed and Verilator build time. Every result is checked bit for bit
+"""``fiberflow bench spmv --device rtl`` (or ``--device pynq --overlay DIR [--emulate]``): SpMV
+on a device with hardware counters, the cycle-accurate one (the generated shell with its
+firmware in Verilator) or a board: efficiency from the counters, per-tile control overhead,
+and on rtl the simulation speed and Verilator build time. Every result is checked bit for bit
 against the emulator.
 
 Efficiency is the issue's ``max(nnz / lanes, dma_bytes / bus_bytes_per_cycle) / cycles`` with
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -18,6 +20,7 @@ import scipy.sparse as sp
 import fiberflow as ff
 from fiberflow.bench import Report, uncached_build_seconds
 from fiberflow.bench._roofline import roofline_plot, stats_dict
+from fiberflow.commands._device import open_device
 from fiberflow.progress import progress
 
 GOALS = {"dense": 0.85, "sparse": 0.6}  # efficiency at >= 8 and at 2-4 nonzeros per row
@@ -53,14 +56,39 @@ def build_seconds(dev_options: dict[str, object]) -> float:
     return uncached_build_seconds(cfg)
 
 
+def overlay_note(dev: Any) -> str:
+    """What the device runs: the generated configuration (rtl), or what a board's shell reports
+    in its CONFIG registers."""
+    cfg = getattr(dev, "config", None)
+    if cfg is not None:
+        return (
+            f"overlay: {cfg.lanes} lanes {cfg.value_type}, {cfg.bus_bits}-bit bus, "
+            f"{cfg.dma_engines} DMA engine(s), tile / x / y buffers {cfg.tile_bytes} / "
+            f"{cfg.x_bytes} / {cfg.y_bytes} bytes per lane; DDR model of the PYNQ-Z2 "
+            f"({dev.ddr}); bus_bytes_per_cycle = {dev.bus_bytes_per_cycle}"
+        )
+    info = dev.info
+    return (
+        f"overlay (as its shell reports it): {info.lanes} lanes, {8 * info.bus_bytes}-bit bus, "
+        f"{info.dma_engines} DMA engine(s), tile / x / y buffers {info.tile_bytes} / "
+        f"{info.x_bytes} / {info.y_bytes} bytes per lane; "
+        f"bus_bytes_per_cycle = {dev.bus_bytes_per_cycle}"
+    )
+
+
 def run(args: argparse.Namespace) -> Report:
-    options: dict[str, object] = {"lanes": args.lanes}
-    build_s = float("nan") if args.cached else build_seconds(options)
-    dev = ff.open("rtl", **options)
-    emu = ff.open("emu", lanes=args.lanes)
+    rtl = args.device == "rtl"
+    if rtl:
+        options: dict[str, object] = {"lanes": args.lanes}
+        build_s = float("nan") if args.cached else build_seconds(options)
+        dev: Any = ff.open("rtl", **options)
+    else:
+        build_s = float("nan")
+        dev = open_device(args)
+    emu = ff.open("emu", lanes=dev.lanes)
     rows, points, data = [], [], {}
     # Each case simulates millions of cycles (seconds to minutes): one bar step per case.
-    for label, goal, A in progress(cases(args.scale), desc="spmv on rtl"):
+    for label, goal, A in progress(cases(args.scale), desc=f"spmv on {args.device}"):
         x = np.random.default_rng(0).standard_normal(A.shape[1]).astype(np.float32)
         h = dev.put(A)
         cpu = time.process_time()
@@ -102,14 +130,13 @@ def run(args: argparse.Namespace) -> Report:
         }
         h.free()
     plot = roofline_plot(
-        args.out / "spmv-rtl-roofline.png", points, "SpMV on rtl (4 lanes fp32): measured"
+        args.out / f"spmv-{args.device}-roofline.png",
+        points,
+        f"SpMV on {args.device} ({dev.lanes} lanes): measured",
     )
-    cfg = dev.config  # type: ignore[attr-defined]
+    tile_bytes = dev.config.tile_bytes if rtl else dev.info.tile_bytes
     notes = [
-        f"overlay: {cfg.lanes} lanes {cfg.value_type}, {cfg.bus_bits}-bit bus, "
-        f"{cfg.dma_engines} DMA engine(s), tile / x / y buffers {cfg.tile_bytes} / "
-        f"{cfg.x_bytes} / {cfg.y_bytes} bytes per lane; DDR model of the PYNQ-Z2 "
-        f"({dev.ddr}); bus_bytes_per_cycle = {dev.bus_bytes_per_cycle}",  # type: ignore[attr-defined]
+        overlay_note(dev),
         "efficiency = max(nnz/lanes, dma_bytes/bus_bytes_per_cycle) / cycles, from the "
         "counters (cycles: the firmware's count from doorbell to status; dma_bytes: bytes the "
         "DMA engines moved); every run is memory-bound, so efficiency is the share of the job "
@@ -124,7 +151,9 @@ def run(args: argparse.Namespace) -> Report:
         if build_s == build_s
         else "Verilator build time not measured (--cached)",
         "sim Mcycles/s: simulated cycles per second of process CPU time (goal >= 1M), on a "
-        "2-core machine shared with other work",
+        "2-core machine shared with other work"
+        if rtl or args.emulate
+        else "sim Mcycles/s: cycles counted per second of host CPU time (not a simulation)",
         "every result equals the emulator's bit for bit",
         "DMA B/nnz counts everything moved: the tiles (about 6 B/nnz with 16-bit coordinates, "
         "plus 4 B per row of each tile), x once per lane (n = 8000 fits one x buffer), zeroing "
@@ -133,15 +162,17 @@ def run(args: argparse.Namespace) -> Report:
         "its efficiency is the highest while its nonzeros per cycle are the lowest",
         "what efficiency loses besides the start and end: DMA busy cycles that move no "
         "data, the DDR latency at the start of each transfer (about 40 cycles, against "
-        f"{cfg.tile_bytes // dev.bus_bytes_per_cycle:,} cycles of DMA for a full "
-        f"{cfg.tile_bytes // 1024} KiB tile) and the zero fill of each lane's first y block "
+        f"{tile_bytes // dev.bus_bytes_per_cycle:,} cycles of DMA for a full "
+        f"{tile_bytes // 1024} KiB tile) and the zero fill of each lane's first y block "
         "(later blocks start from the zeros their predecessor's write-out left behind)",
     ]
     dev.close()
     return Report(
-        target="spmv-rtl",
-        title="SpMV on the rtl device",
-        command=f"fiberflow bench spmv --device rtl --scale {args.scale:g}",
+        target=f"spmv-{args.device}",
+        title=f"SpMV on the {args.device} device",
+        command=f"fiberflow bench spmv --device {args.device} --scale {args.scale:g}"
+        + (f" --overlay {args.overlay}" if args.overlay else "")
+        + (" --emulate" if args.emulate else ""),
         columns=[
             "matrix",
             "nnz",
