@@ -43,3 +43,11 @@ def test_run_on_the_simulated_board_checks_the_tile_first(folder: Path, tmp_path
     assert "within float32 tolerance of scipy: True" in out and "measured cycles" in out
     assert cli.main([*base, "--emulate", "--tile", "8192", "8192"]) == 1
     assert "does not fit this overlay" in capsys.readouterr().err
+
+
+def test_bench_spmv_on_the_simulated_board(folder: Path, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    argv = ["bench", "spmv", "--device", "pynq", "--overlay", str(folder), "--emulate"]
+    assert cli.main([*argv, "--scale", "0.02", "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "SpMV on the pynq device" in out and "as its shell reports it" in out
+    assert (tmp_path / "o" / "spmv-pynq.json").exists()
