@@ -147,11 +147,12 @@ def check_compressed(
     what: str,
     names: tuple[str, str] = ("row", "column"),
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Check a segment array and its coordinates in one vectorised pass; return them as int64
-    and int32. ``pos`` must have ``nparent + 1`` integer entries, start at 0, never decrease and
-    end at ``len(crd)``; every coordinate must lie in ``0 .. size - 1``. The first bad
-    coordinate is reported with its parent position; ``names`` call them (the parent, the
-    coordinate), by default a CSR matrix's row and column."""
+    """Check a segment array and its coordinates in one vectorised pass, in their own integer
+    types (nothing is converted before it is checked); return them as arrays, unconverted.
+    ``pos`` must have ``nparent + 1`` integer entries, start at 0, never decrease and end at
+    ``len(crd)``; every coordinate must lie in ``0 .. size - 1``. The first bad coordinate is
+    reported with its parent position; ``names`` call them (the parent, the coordinate), by
+    default a CSR matrix's row and column."""
     pos, crd = np.asarray(pos), np.asarray(crd)
     if pos.ndim != 1 or crd.ndim != 1:
         raise ShapeError(f"{what}: the segment and coordinate arrays must be 1-D")
@@ -163,28 +164,26 @@ def check_compressed(
             f"{what}: the segment array (indptr) has {len(pos)} entries; {nparent + 1} are "
             "needed, one more than the rows (or parent positions)"
         )
-    if pos.dtype == np.uint64 and int(pos.max()) > np.iinfo(np.int64).max:
-        raise ShapeError(f"{what}: a segment array entry exceeds 2^63")
-    p = pos.astype(np.int64, copy=False)
-    if p[0] != 0 or p[-1] != len(crd):
+    if int(pos[0]) != 0 or int(pos[-1]) != len(crd):
         raise ShapeError(
             f"{what}: the segment array (indptr) must start at 0 and end at the number of "
-            f"coordinates {len(crd)}; it runs from {p[0]} to {p[-1]}"
+            f"coordinates {len(crd)}; it runs from {pos[0]} to {pos[-1]}"
         )
-    if nparent and (np.diff(p) < 0).any():
-        row = int(np.flatnonzero(np.diff(p) < 0)[0])
+    if nparent and (pos[1:] < pos[:-1]).any():
+        row = int(np.flatnonzero(pos[1:] < pos[:-1])[0])
         raise ShapeError(
             f"{what}: the segment array (indptr) decreases at {names[0]} {row} "
             f"(indptr[{row + 1}] < indptr[{row}]); it must never decrease"
         )
+    # From here on every segment entry lies in 0 .. len(crd): any integer type holds it.
     if len(crd) and not _in_range(crd, size):
         bad = int(np.flatnonzero((crd < 0) | (crd >= size))[0])
-        row = int(np.searchsorted(p, bad, side="right")) - 1
+        row = int(np.searchsorted(pos, bad, side="right")) - 1
         raise CoordinateError(
             f"{what}: {names[0]} {row} has {names[1]} {crd[bad]}, outside 0..{size - 1}; "
             "check the indices or enlarge the shape"
         )
-    return p, crd.astype(np.int32, copy=False)
+    return pos, crd
 
 
 def _in_range(crd: np.ndarray, size: int) -> bool:

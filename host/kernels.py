@@ -94,7 +94,7 @@ def _launch(
                 "in place. Put the matrix on the device again with dtype="
             )
         # The image may have been changed in device memory since put (a stray write by the
-        # host, another job); a CRC pass costs about 4% of an emulated SpMV (docs/dma-image.md).
+        # host, another job); a CRC pass costs 14-16% of an emulated SpMV (docs/dma-image.md).
         A.verify()
         return _run(kernel, A, _dense_operand(kernel, dense, A, dtype), device, timeout)
     h = make_resident(device, A, tile, dtype)  # a temporary resident matrix

@@ -91,7 +91,7 @@ def _check_scipy(A: Any, dims: tuple[int, ...]) -> Any:
                 "arrays must have one value per index"
             )
         if A.indptr.dtype != A.indices.dtype or A.indices.dtype not in _NATIVE_INDEX:
-            return type(A)((data, crd.astype(np.int64), pos), shape=dims)
+            return type(A)((data, crd.astype(np.int64), pos.astype(np.int64)), shape=dims)
     elif A.format == "coo":
         row, col, data = np.asarray(A.row), np.asarray(A.col), np.asarray(A.data)
         if not row.ndim == col.ndim == data.ndim == 1 or not len(row) == len(col) == len(data):
@@ -135,6 +135,7 @@ class Tensor:
                 nparent *= dims[mode]
             else:
                 pos, crd = check_compressed(level.pos, level.crd, nparent, dims[mode], what)
+                pos, crd = pos.astype(np.int64, copy=False), crd.astype(np.int32, copy=False)
                 check_sorted(pos, crd, what)
                 checked.append(Level(COMPRESSED, dims[mode], pos, crd))
                 nparent = len(crd)
