@@ -417,6 +417,13 @@ static inline __attribute__((always_inline)) void scatter_rows(band_tile *tiles,
             uint32_t c = (uint32_t)crd[q], ct = divide(dv, c);
             band_tile *bt = &tiles[ct];
             int64_t k = bt->n++;
+            /* Each tile's sections are written a few bytes at a time, one tile after another at
+             * random: too many streams for the hardware prefetchers to follow, so every new
+             * line would stall the stores until it arrives. Asking for it 32 entries ahead
+             * took 20-40% off the fill with tens of tiles across (past a section's end the
+             * prefetch is of the next bytes of the image, harmless). */
+            __builtin_prefetch(bt->vals + k + 32, 1, 3);
+            __builtin_prefetch(bt->crd + CB * (k + 32), 1, 3);
             bt->vals[k] = vals[q];
             if (CB == 2)
                 ((uint16_t *)bt->crd)[k] = (uint16_t)(c - ct * tc);
