@@ -18,6 +18,7 @@ contract.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -42,6 +43,7 @@ __all__ = [
     "overlay_sources",
     "run_vivado",
     "vivado_command",
+    "with_clock",
 ]
 
 MANIFEST = "manifest.json"
@@ -79,6 +81,28 @@ def overlay_sources(params: Mapping[str, Any]) -> OverlaySources:
     return OverlaySources(
         top=top.TOP, files=files, params=config.as_dict(), firmware=firmware.image()
     )
+
+
+# How far the clock PYNQ programs may be from the one asked for: the host refuses a board
+# whose measured fabric clock is more than 2 % from the build's (host/pynq_device.py).
+CLOCK_TOLERANCE = 0.01
+
+
+def with_clock(board: Board, mhz: float) -> Board:
+    """``board`` with its fabric clock (the PS clock the overlay runs on) set to ``mhz``.
+
+    Only clocks the PS can divide from its PLL (within 1 %) are accepted: the bitstream is
+    timed, and the host's statistics computed, at the clock the board really runs.
+    """
+    if not mhz > 0:
+        raise BuildError(f"--clock {mhz:g}: the fabric clock must be a positive MHz figure")
+    actual = hwh.fabric_clock_mhz(board.ps, mhz)
+    if abs(actual - mhz) > CLOCK_TOLERANCE * mhz:
+        raise BuildError(
+            f"--clock {mhz:g}: the {board.name}'s PS divides its PLL to {actual:.3f} MHz at "
+            f"best, more than {CLOCK_TOLERANCE:.0%} away; ask for --clock {actual:.3f}"
+        )
+    return dataclasses.replace(board, fabric_clocks_mhz=(mhz, *board.fabric_clocks_mhz[1:]))
 
 
 def default_params(board: Board) -> dict[str, Any]:
@@ -287,7 +311,14 @@ def run_vivado(
                 raise BuildError(f"Vivado did not finish within {timeout_s / 3600:.1f} h")
         code = proc.wait()
     if code != 0:
+        # The script's own refusals (timing not met, a missing board part) say what to do;
+        # they lead the message, before the log's last lines.
+        # The first such line is the message; Tcl's traceback after it quotes the source.
+        info = ("stage ", "Vivado ", "worst ", "board part ", "wrote ")
+        said = [ln[ln.index("fiberflow: ") + 11 :] for ln in tail if "fiberflow: " in ln]
+        said = [ln for ln in said if not ln.startswith(info)]
+        lead = f"{said[0]}\n" if said else ""
         raise BuildError(
-            f"Vivado failed (exit {code}); the log is {folder / 'vivado' / 'vivado.log'}. "
-            "Last lines:\n" + "\n".join(tail[-15:])
+            f"{lead}Vivado failed (exit {code}); the log is "
+            f"{folder / 'vivado' / 'vivado.log'}. Last lines:\n" + "\n".join(tail[-15:])
         )

@@ -31,7 +31,13 @@ from xml.sax.saxutils import quoteattr
 
 from fiberflow.boards import vivado_tcl as vt
 
-__all__ = ["EMULATION_DIR", "PLACEHOLDER_BIT", "hwh_text", "write_emulation_pair"]
+__all__ = [
+    "EMULATION_DIR",
+    "PLACEHOLDER_BIT",
+    "fabric_clock_mhz",
+    "hwh_text",
+    "write_emulation_pair",
+]
 
 EMULATION_DIR = "emulation"  # build folder sub-folder holding fiberflow.bit + fiberflow.hwh
 PLACEHOLDER_BIT = b"fiberflow emulation placeholder: not a bitstream\n"
@@ -102,6 +108,16 @@ def divisors(pll_mhz: float, want_mhz: float) -> tuple[int, int]:
             if e < err - 1e-9:
                 best, err = (d0, d1), e
     return best
+
+
+def fabric_clock_mhz(ps: str, want_mhz: float) -> float:
+    """The fabric clock closest to ``want_mhz`` that processing system ``ps`` divides from
+    its PLL (what PYNQ programs when it loads the overlay)."""
+    if ps not in _PS:
+        raise ValueError(f"unknown processing system {ps!r}; expected one of {sorted(_PS)}")
+    pll = _PS[ps].pll_mhz
+    d0, d1 = divisors(pll, want_mhz)
+    return pll / (d0 * d1)
 
 
 def _param(name: str, value: Any) -> str:

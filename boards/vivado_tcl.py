@@ -1,6 +1,8 @@
 """The Vivado side of a build: a Verilog wrapper that makes the overlay a block-design module
 reference, and the batch TCL script that builds the block design, runs synthesis and
-implementation, and exports the ``.bit`` / ``.hwh`` pair PYNQ loads.
+implementation, and exports the ``.bit`` / ``.hwh`` pair PYNQ loads, but only when the
+routed design meets timing (setup and hold) at the fabric clock: otherwise it stops with the
+worst path named and copies nothing.
 
 The script targets Vivado 2022.2 to 2024.1 (docs/deploy.md): it names no IP version (it asks
 ``get_ipdefs`` for the newest installed one), falls back to the newest installed revision of
@@ -346,6 +348,39 @@ proc ff_ddr_segment {ps n} {
     return [lindex $segs 0]
 }
 
+# A bitstream that misses timing computes wrong answers: after routing, the worst setup and
+# hold paths must have non-negative slack, or the script stops with the path named and copies
+# nothing into overlay/. Each worst path is written out in full as reports/worst_<kind>.txt.
+proc ff_check_timing {mhz reports} {
+    foreach {kind type} {setup max hold min} {
+        set path [get_timing_paths -delay_type $type -max_paths 1 -nworst 1]
+        set report [file join $reports worst_${kind}.txt]
+        report_timing -delay_type $type -max_paths 1 -file $report
+        if {[llength $path] == 0} {
+            error "fiberflow: Vivado found no $kind path to time: is the fabric clock\
+constrained? Nothing was copied into overlay/."
+        }
+        set slack [get_property SLACK $path]
+        if {$slack eq ""} {
+            error "fiberflow: the worst $kind path has no slack (unconstrained): is the\
+fabric clock constrained? Nothing was copied into overlay/."
+        }
+        if {$slack < 0} {
+            set from [get_property STARTPOINT_PIN $path]
+            set to [get_property ENDPOINT_PIN $path]
+            set hint "the design does not run at $mhz MHz"
+            if {$kind eq "setup"} {
+                set fmax [expr {1000.0 / (1000.0 / $mhz - $slack)}]
+                set hint "this path closes at about [format %.1f $fmax] MHz: build with a\
+lower --clock"
+            }
+            error "fiberflow: timing not met at $mhz MHz: worst $kind slack $slack ns on the\
+path from $from to $to (details: $report). Nothing was copied into overlay/; $hint."
+        }
+        puts "fiberflow: worst $kind slack $slack ns at $mhz MHz"
+    }
+}
+
 proc ff_check_run {run} {
     set progress [get_property PROGRESS [get_runs $run]]
     if {$progress ne "100%"} {
@@ -390,10 +425,16 @@ def tcl_script(
         f"# {VIVADO_VERSIONS[1]}. Run from anywhere:",
         "#   vivado -mode batch -notrace -source vivado/build.tcl",
         "# Outputs: overlay/fiberflow.bit and overlay/fiberflow.hwh (the pair PYNQ loads), plus",
-        "# reports in vivado/reports/.",
+        f"# reports in vivado/reports/. Fabric clock {board.fabric_clock_mhz:g} MHz; the script "
+        "stops, copying",
+        "# nothing, when routing misses timing at it.",
         _PRELUDE,
         "# ---- project -----------------------------------------------------------------",
         "set root [file normalize [file join [file dirname [info script]] ..]]",
+        "# An earlier run's outputs go first: a failed run must not leave a bitstream behind",
+        "# that does not match this folder.",
+        f"file delete -force [file join $root overlay {OVERLAY_NAME}.bit] "
+        f"[file join $root overlay {OVERLAY_NAME}.hwh]",
         "set jobs [expr {[info exists ::env(FIBERFLOW_JOBS)] ? $::env(FIBERFLOW_JOBS) : "
         f"{jobs}}}]",
         'puts "fiberflow: Vivado [version -short]"',
@@ -484,10 +525,7 @@ def tcl_script(
         "open_run impl_1",
         "report_utilization -file [file join $reports utilization.txt]",
         "report_timing_summary -file [file join $reports timing.txt]",
-        "set wns [get_property STATS.WNS [get_runs impl_1]]",
-        "if {$wns < 0} {",
-        '    puts "fiberflow: WARNING: timing not met (WNS $wns ns); lower the fabric clock"',
-        "}",
+        f"ff_check_timing {board.fabric_clock_mhz:g} $reports",
         "set outdir [file join $root overlay]",
         "file mkdir $outdir",
         f"set bit [file join [get_property DIRECTORY [get_runs impl_1]] {BD_NAME}_wrapper.bit]",

@@ -168,6 +168,68 @@ def test_vivado_script_runs_against_stub_vivado(key: str, engines: int, tmp_path
 
 
 @needs_tclsh
+@pytest.mark.parametrize(
+    ("wns", "whs", "kind"), [("-1.5", "0.05", "setup"), ("0.4", "-0.02", "hold")]
+)
+def test_vivado_script_refuses_a_design_that_misses_timing(
+    wns: str, whs: str, kind: str, tmp_path: Path
+) -> None:
+    folder = build.generate(boards.load("pynq-z2"), {"lanes": 1}, tmp_path / "b")
+    # A bitstream from an earlier run must not survive a failing one either.
+    folder.bitstream.write_bytes(b"old")
+    proc, calls = run_stub(folder.tcl, tmp_path, FF_STUB_WNS=wns, FF_STUB_WHS=whs)
+    assert proc.returncode != 0
+    slack = wns if kind == "setup" else whs
+    assert (f"timing not met at 100 MHz: worst {kind} slack {slack} ns on the path from "
+            "fiberflow_bd_i/overlay/inst/core/acc_reg[7]/C to "
+            "fiberflow_bd_i/overlay/inst/core/wq_reg[31]/D") in proc.stderr  # fmt: skip
+    assert "Nothing was copied into overlay/" in proc.stderr
+    if kind == "setup":  # the clock this path would close at: 1000 / (10 + 1.5) ns
+        assert "closes at about 87.0 MHz" in proc.stderr
+    assert not folder.bitstream.exists() and not folder.hwh.exists()
+    assert list((folder.path / "overlay").iterdir()) == []
+    reports = [c["opts"]["-file"] for c in find(calls, "report_timing")]
+    assert any(r.endswith(f"worst_{kind}.txt") for r in reports)
+
+
+@needs_tclsh
+def test_clock_option_sets_the_ps_clock_manifest_hwh_and_timing_check(tmp_path: Path) -> None:
+    board = build.with_clock(boards.load("pynq-z2"), 125)
+    folder = build.generate(board, {"lanes": 1}, tmp_path / "b")
+    assert folder.manifest["board"]["fabric_clock_mhz"] == 125
+    # the port's bytes per fabric cycle follow the clock: HP ports at 100 MHz, fabric at 125
+    assert folder.manifest["overlay"]["bus_bytes_per_cycle"] == pytest.approx(8 * 100 / 125)
+    hwh_text = (folder.path / "emulation" / "fiberflow.hwh").read_text()
+    assert 'NAME="PCW_FPGA0_PERIPHERAL_FREQMHZ" VALUE="125"' in hwh_text
+    proc, calls = run_stub(folder.tcl, tmp_path)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert ps_properties(calls)["CONFIG.PCW_FPGA0_PERIPHERAL_FREQMHZ"] == "125"
+    assert "worst setup slack 0.25 ns at 125 MHz" in proc.stdout
+    assert folder.bitstream.exists()
+    proc, _ = run_stub(folder.tcl, tmp_path / "fail", FF_STUB_WNS="-0.5")
+    assert "timing not met at 125 MHz" in proc.stderr and not folder.bitstream.exists()
+
+
+def test_clock_option_refuses_what_the_ps_cannot_make(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    z2 = boards.load("pynq-z2")
+    assert build.with_clock(z2, 142).fabric_clock_mhz == 142  # 1000 / 7 = 142.86
+    with pytest.raises(BuildError, match=r"--clock 0: the fabric clock must be a positive"):
+        build.with_clock(z2, 0)
+    # 1000 MHz / (d0 * d1) makes 83.3 or 90.9 near 87 MHz, never within 1 %
+    with pytest.raises(BuildError, match=r"--clock 87: .* 83\.333 MHz at best"):
+        build.with_clock(z2, 87)
+    argv = ["build", "--board", "pynq-z2", "--no-vivado", "-o", str(tmp_path / "x")]
+    assert main([*argv, "--clock", "87"]) == 1
+    assert "ask for --clock 83.333" in capsys.readouterr().err
+    assert main([*argv, "--clock", "50"]) == 0
+    assert "PYNQ-Z2 (xc7z020clg400-1) at 50 MHz" in capsys.readouterr().out
+    manifest = json.loads((tmp_path / "x" / build.MANIFEST).read_text())
+    assert manifest["board"]["fabric_clock_mhz"] == 50
+
+
+@needs_tclsh
 def test_missing_board_part_falls_back_to_newest_revision(
     z2_folder: build.BuildFolder, tmp_path: Path
 ) -> None:
@@ -390,6 +452,14 @@ def test_cli_runs_vivado_when_on_path(
         assert f"{top}/{needed}" in names, needed
     assert "vivado stage 5/7: synthesis" in text  # progress lines when not on a terminal
     assert (out / "overlay" / "fiberflow.bit").exists()
+
+    # Routing that misses timing: the command fails with the script's reason first.
+    monkeypatch.setenv("FF_STUB_WNS", "-2.0")
+    assert main(["build", "--board", "kv260", "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fiberflow build: error: timing not met at 100 MHz: worst setup slack")
+    assert "Vivado failed (exit 1)" in err
+    assert not (out / "overlay" / "fiberflow.bit").exists()
 
     fake.write_text("#!/bin/sh\necho 'ERROR: [Common 17-69] Command failed'\nexit 1\n")
     assert main(["build", "--board", "kv260", "-o", str(out)]) == 1

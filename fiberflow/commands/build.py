@@ -36,6 +36,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="any other overlay parameter (repeatable)")  # fmt: skip
     p.add_argument(
+        "--clock",
+        type=float,
+        metavar="MHZ",
+        help="fabric clock in MHz, the PS clock the overlay runs on (default: the board's); "
+        "Vivado times the design at it and refuses a bitstream that misses it",
+    )
+    p.add_argument(
         "--estimate",
         action="store_true",
         help="synthesize with yosys; report use against the board's capacity",
@@ -75,7 +82,11 @@ def params_from(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fiberflow.boards import build
+
     board = boards.load(args.board)
+    if args.clock is not None:
+        board = build.with_clock(board, args.clock)
     params = params_from(args)
     out = args.out or Path("build") / board.key
     if args.estimate or args.timing_proxy:
@@ -86,11 +97,12 @@ def run(args: argparse.Namespace) -> int:
             _timing_proxy(board, params, out)
         return 0
 
-    from fiberflow.boards import build
-
     folder = build.generate(board, params, out, jobs=args.jobs)
     m = folder.manifest
-    print(f"fiberflow build: {board.name} ({board.part}), overlay {m['overlay']['params']}")
+    print(
+        f"fiberflow build: {board.name} ({board.part}) at {board.fabric_clock_mhz:g} MHz, "
+        f"overlay {m['overlay']['params']}"
+    )
     print(f"  wrote {out}/ (build id {m['build_id']}): {len(m['files'])} files")
     _source_package(out)
     command = " ".join(shlex.quote(c) for c in build.vivado_command())
