@@ -991,10 +991,10 @@ static int simd_level(int asked)
     return asked < FF_SIMD_NONE ? FF_SIMD_NONE : asked < best ? asked : best;
 }
 
-/* Work is split between threads along level 0, at tile boundaries: threads then own disjoint
- * sets of tiles, so every counter, cursor and section has exactly one writer and the bytes do
- * not depend on the thread count. A thread's tiles are consecutive in the image, so it also
- * checksums its own byte range; the ranges' CRCs are combined in order. */
+/* Work is split into parts along level 0, at tile boundaries: parts own disjoint sets of tiles,
+ * so every counter, cursor and section has exactly one writer and the bytes do not depend on
+ * the thread count. A part's tiles are consecutive in the image, so it also checksums its own
+ * byte range; the ranges' CRCs are combined in order. */
 typedef struct part part;
 typedef void (*part_fn)(part *p);
 
@@ -1006,13 +1006,6 @@ struct part {
     uint32_t crc;     /* filling pass: CRC-32 of the part's bytes */
     int64_t nbytes;
 };
-
-static void *run_part(void *arg)
-{
-    part *p = arg;
-    p->fn(p);
-    return NULL;
-}
 
 /* The directory index of the first non-empty tile at or after grid tile g. */
 static int64_t first_slot(const walker *w, int64_t g)
@@ -1198,19 +1191,44 @@ static void tile_positions(const ff_tree *t, int64_t t0, int64_t t1, int64_t *lo
     }
 }
 
-/* Run fn over up to `threads` parts; return the parts' combined CRC. */
+/* The parts a pass is cut into: a few per thread, which the threads take in turn as they
+ * finish, so that a thread the OS sets aside for a while (the other cores busy) holds up one
+ * small part, not a whole share. One part for one thread. */
+#define PARTS_PER_THREAD 4
+#define FF_MAX_PARTS (FF_MAX_THREADS * PARTS_PER_THREAD)
+
+typedef struct {
+    part *parts;
+    int n;
+    int next; /* the next part to take, taken with an atomic add */
+} part_queue;
+
+static void *take_parts(void *arg)
+{
+    part_queue *q = arg;
+    for (;;) {
+        int i = __atomic_fetch_add(&q->next, 1, __ATOMIC_RELAXED);
+        if (i >= q->n)
+            return NULL;
+        q->parts[i].fn(&q->parts[i]);
+    }
+}
+
+/* Run fn over the parts, on up to `threads` threads; return the parts' combined CRC and, in
+ * *bad, the first failure any part reported (FF_OK if none). */
 static uint32_t run_parts(const walker *proto, part_fn fn, int threads, int *bad)
 {
     const ff_tree *t = proto->t;
-    part parts[FF_MAX_THREADS];
+    part parts[FF_MAX_PARTS];
     int n = 0;
     if (threads > FF_MAX_THREADS)
         threads = FF_MAX_THREADS;
     if (threads < 1)
         threads = 1;
+    int cuts = threads > 1 ? threads * PARTS_PER_THREAD : 1;
     int64_t start = 0, grid0 = t->grid[0];
-    for (int i = 1; i <= threads && start < grid0; i++) {
-        int64_t end = i < threads ? split_tile(t, i, threads) : grid0;
+    for (int i = 1; i <= cuts && start < grid0; i++) {
+        int64_t end = i < cuts ? split_tile(t, i, cuts) : grid0;
         if (end > grid0)
             end = grid0;
         if (end <= start)
@@ -1225,28 +1243,26 @@ static uint32_t run_parts(const walker *proto, part_fn fn, int threads, int *bad
         p->nbytes = 0;
         start = end;
     }
+    part_queue q = {parts, n, 0};
 #ifdef FF_THREADS
     pthread_t ids[FF_MAX_THREADS];
     int started[FF_MAX_THREADS] = {0};
-    for (int i = 1; i < n; i++)
-        started[i] = pthread_create(&ids[i], NULL, run_part, &parts[i]) == 0;
-    if (n > 0)
-        run_part(&parts[0]);
-    for (int i = 1; i < n; i++) {
+    int helpers = threads - 1 < n - 1 ? threads - 1 : n - 1;
+    for (int i = 0; i < helpers; i++)
+        started[i] = pthread_create(&ids[i], NULL, take_parts, &q) == 0;
+    take_parts(&q); /* parts no thread could be started for are taken here too */
+    for (int i = 0; i < helpers; i++)
         if (started[i])
             pthread_join(ids[i], NULL);
-        else
-            run_part(&parts[i]); /* no thread available: do it here */
-    }
 #else
-    for (int i = 0; i < n; i++)
-        run_part(&parts[i]);
+    (void)threads;
+    take_parts(&q);
 #endif
     uint32_t crc = 0;
     *bad = FF_OK;
     for (int i = 0; i < n; i++) {
         crc = ff_crc32_combine(crc, parts[i].crc, (uint64_t)parts[i].nbytes);
-        *bad = parts[i].w.bad ? parts[i].w.bad : *bad;
+        *bad = *bad ? *bad : parts[i].w.bad;
     }
     return crc;
 }
