@@ -279,8 +279,12 @@ def write_tables(geo: Geometry, lay: Layout, data: np.ndarray) -> None:
     heads["levels"]["seg_offset"] = np.where(lay.seg_offset > 0, lay.seg_offset - rel, 0)
     heads["levels"]["crd_offset"] = np.where(lay.crd_offset > 0, lay.crd_offset - rel, 0)
     if n:
-        where = lay.tile_offset[:, None] + np.arange(th.itemsize)
-        data[where] = heads.view(np.uint8).reshape(n, th.itemsize)
+        # Tile offsets, header sizes and the image size are multiples of ALIGN: copy ALIGN-byte
+        # records (a per-byte index took a quarter of a second for 600k tiles).
+        rec = data.view(f"V{ALIGN}")
+        per = th.itemsize // ALIGN
+        where = (lay.tile_offset // ALIGN)[:, None] + np.arange(per)
+        rec[where] = heads.view(f"V{ALIGN}").reshape(n, per)
 
 
 def crc32(buf: memoryview, crc: int = 0) -> int:
