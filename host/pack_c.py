@@ -107,11 +107,18 @@ def pack_c(t: Tensor, geo: di.Geometry) -> tuple[np.ndarray, di.Layout, tuple[in
         )
     del scratch
 
-    all_ids = np.arange(n_grid, dtype=np.int64)
-    npos = di.positions(geo, geo.extents(geo.tile_index(all_ids)), ncrd)
-    ids = np.flatnonzero(npos[:, -1] > 0).astype(np.int64)
+    # A tile is stored if its last level has positions. For a compressed last level that is its
+    # count; only a dense one needs the positions of every grid tile worked out (which, for
+    # hundreds of thousands of tiles, costs more than the rest of this planning).
+    if geo.dense[-1]:
+        all_ids = np.arange(n_grid, dtype=np.int64)
+        npos = di.positions(geo, geo.extents(geo.tile_index(all_ids)), ncrd)
+        ids = np.flatnonzero(npos[:, -1] > 0).astype(np.int64)
+        del npos
+    else:
+        ids = np.flatnonzero(ncrd[:, -1] > 0).astype(np.int64)
     lay = di.plan(geo, ids, ncrd[ids])
-    del npos, ncrd
+    del ncrd
 
     # Not zeroed: ff_fill writes every byte of the tiles, padding included, and write_tables
     # every byte before them. Its pages are faulted in first, by the threads together: the
