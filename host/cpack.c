@@ -1268,47 +1268,47 @@ static uint32_t run_parts(const walker *proto, part_fn fn, int threads, int *bad
 }
 
 /* ff_prefault: the first write to each page of a new buffer traps to the kernel, which clears
- * the page; for an image that costs about as much as copying it. Touching one byte per page
- * from each of the threads, over equal shares, spreads that cost over the cores before
+ * the page; for an image that costs about as much as copying it. The threads touch one byte per
+ * 4 KiB page, taking 2 MiB blocks (a huge page, where the kernel gives them) in turn, before
  * anything single-threaded (the tables, written by numpy) reaches the pages. */
 typedef struct {
     uint8_t *p;
     int64_t n;
-} span;
+    int64_t next; /* the next block to take, taken with an atomic add */
+} page_queue;
+
+#define PREFAULT_BLOCK ((int64_t)1 << 21)
 
 static void *touch_pages(void *arg)
 {
-    span *s = arg;
-    for (int64_t i = 0; i < s->n; i += 4096)
-        ((volatile uint8_t *)s->p)[i] = 0;
-    return NULL;
+    page_queue *q = arg;
+    for (;;) {
+        int64_t at = __atomic_fetch_add(&q->next, PREFAULT_BLOCK, __ATOMIC_RELAXED);
+        if (at >= q->n)
+            return NULL;
+        int64_t end = at + PREFAULT_BLOCK < q->n ? at + PREFAULT_BLOCK : q->n;
+        for (int64_t i = at; i < end; i += 4096)
+            ((volatile uint8_t *)q->p)[i] = 0;
+        if (end == q->n) /* the last page, which the stride may step over */
+            ((volatile uint8_t *)q->p)[end - 1] = 0;
+    }
 }
 
 void ff_prefault(uint8_t *p, int64_t n, int threads)
 {
-    span parts[FF_MAX_THREADS];
+    page_queue q = {p, n, 0};
     threads = threads < 1 ? 1 : threads > FF_MAX_THREADS ? FF_MAX_THREADS : threads;
-    int64_t share = (n / threads + 4095) & ~(int64_t)4095;
-    for (int i = 0; i < threads; i++) {
-        int64_t lo = share * i < n ? share * i : n, hi = share * (i + 1) < n ? share * (i + 1) : n;
-        parts[i].p = p + lo;
-        parts[i].n = hi - lo;
-    }
 #ifdef FF_THREADS
     pthread_t ids[FF_MAX_THREADS];
     int started[FF_MAX_THREADS] = {0};
     for (int i = 1; i < threads; i++)
-        started[i] = pthread_create(&ids[i], NULL, touch_pages, &parts[i]) == 0;
-    touch_pages(&parts[0]);
-    for (int i = 1; i < threads; i++) {
+        started[i] = pthread_create(&ids[i], NULL, touch_pages, &q) == 0;
+    touch_pages(&q);
+    for (int i = 1; i < threads; i++)
         if (started[i])
             pthread_join(ids[i], NULL);
-        else
-            touch_pages(&parts[i]);
-    }
 #else
-    for (int i = 0; i < threads; i++)
-        touch_pages(&parts[i]);
+    touch_pages(&q);
 #endif
 }
 
