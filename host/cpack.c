@@ -496,11 +496,11 @@ static void fill_band_scatter(const walker *w, band_tile *tiles, int64_t rt, int
 
 /* Count a band's n entries (coordinates checked) into count[0 .. gc) by tile column, 4 tallies
  * interleaved so that consecutive entries of one tile do not wait on each other's increments. */
-static void count_scatter(const int32_t *crd, int64_t n, divider dv, int64_t gc, uint32_t *tally,
+static void count_scatter(const int32_t *crd, int64_t n, divider dv, int64_t gc, int64_t *tally,
                           int64_t *count)
 {
-    memset(tally, 0, sizeof(uint32_t) * 4 * (size_t)gc);
-    uint32_t *t0 = tally, *t1 = t0 + gc, *t2 = t1 + gc, *t3 = t2 + gc;
+    memset(tally, 0, sizeof(int64_t) * 4 * (size_t)gc);
+    int64_t *t0 = tally, *t1 = t0 + gc, *t2 = t1 + gc, *t3 = t2 + gc;
     int64_t q = 0;
     for (; q + 4 <= n; q += 4) {
         t0[divide(dv, (uint32_t)crd[q])]++;
@@ -511,7 +511,7 @@ static void count_scatter(const int32_t *crd, int64_t n, divider dv, int64_t gc,
     for (; q < n; q++)
         t0[divide(dv, (uint32_t)crd[q])]++;
     for (int64_t ct = 0; ct < gc; ct++)
-        count[ct] = (int64_t)t0[ct] + t1[ct] + t2[ct] + t3[ct];
+        count[ct] = t0[ct] + t1[ct] + t2[ct] + t3[ct];
 }
 
 #ifdef FF_AVX512
@@ -1079,7 +1079,7 @@ static void count_csr(part *p)
     uint32_t size = (uint32_t)t->size[1];
     int fast = few_tiles(w);
     divider dv = make_divider(t->tile[1]);
-    uint32_t *tally = fast ? NULL : malloc(sizeof(uint32_t) * 4 * (size_t)gc);
+    int64_t *tally = fast ? NULL : malloc(sizeof(int64_t) * 4 * (size_t)gc);
     int64_t *count = malloc(sizeof(int64_t) * (size_t)gc);
     if ((!fast && !tally) || !count) { /* out of memory: the walk needs no scratch */
         free(tally);
