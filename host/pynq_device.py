@@ -173,9 +173,17 @@ class PynqDevice:
     A timeout, a failed job or a ``KeyboardInterrupt`` during a wait resets the shell before
     the error propagates; ``timeout=`` covers the whole call. A closed device refuses every
     call with a DeviceError.
+
+    Resident images are checked against their CRC at ``put`` only, not before every job as on
+    the emu and rtl devices (``recheck_images``): the board's Arm cores read and checksum
+    DDR far slower than the fabric runs the job. A simulated board checks every job.
     """
 
     name = "pynq"
+
+    @property
+    def recheck_images(self) -> bool:
+        return self._emulated
 
     def __init__(
         self,

@@ -176,6 +176,10 @@ def make_resident(device: Any, A: Any, tile: Any = None, dtype: Any = None) -> R
     except ImageError:
         h.free()
         raise
+    # Nothing on the host has reason to write a resident image again: a stray numpy write
+    # through the buffer now fails at once instead of corrupting the matrix (the device
+    # writes only y, whose range every job checks against A's).
+    buf.array.flags.writeable = False
     return h
 
 

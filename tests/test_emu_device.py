@@ -215,6 +215,7 @@ def test_c_entry_point_refuses_a_tile_outside_the_grid() -> None:
     dev = ff.open("emu")
     h = dev.put(A, tile=(64, 64))
     image = h.buffer.array
+    image.flags.writeable = True  # read-only on the host after put; damage it anyway
     dir_offset = int(image[32:40].view("<u8")[0])
     image[dir_offset + 16 : dir_offset + 20] = np.array([5], "<u4").view(np.uint8)  # row tile 5
     x = np.ones(200, np.float32)

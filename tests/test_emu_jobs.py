@@ -124,6 +124,7 @@ def corrupt_crd(f, h) -> None:  # type: ignore[no-untyped-def]
     dir_offset = int(hdr[8])
     tile_off = int(np.frombuffer(h.buffer.array[dir_offset : dir_offset + 8].tobytes(), "<u8")[0])
     crd_off = int(np.frombuffer(h.buffer.array[tile_off + 28 : tile_off + 32].tobytes(), "<u4")[0])
+    h.buffer.array.flags.writeable = True  # read-only on the host after put; damage it anyway
     h.buffer.array[tile_off + crd_off : tile_off + crd_off + 2] = [200, 0]
 
 

@@ -12,6 +12,7 @@ from fiberflow.host import dma_image as di
 from fiberflow.host import job
 from fiberflow.host.device import Buffer
 from fiberflow.host.emu import EmuDevice
+from fiberflow.host.resident import ResidentMatrix
 
 
 @pytest.fixture
@@ -155,6 +156,9 @@ def test_every_single_byte_corruption_of_a_resident_image_is_caught(dev):
     x = np.arange(20, dtype=np.float32)
     h = dev.put(A, tile=(8, 8))
     want = ff.spmv(h, x, device=dev)
+    with pytest.raises(ValueError, match="read-only"):  # a stray host write fails at once
+        h.buffer.array[0] ^= 1
+    h.buffer.array.flags.writeable = True  # a write that gets past the view anyway
     for at in range(h.image_bytes):
         h.buffer.array[at] ^= 0x41
         with pytest.raises(ff.ImageError, match="corrupted"):
@@ -190,3 +194,23 @@ def test_the_handle_keeps_the_image_crc(dev, A):
     h = dev.put(A)
     assert h.crc == int(h.buffer.array[di.CHECKSUM_OFFSET :][:4].view("<u4")[0])
     assert h.crc == di.checksum(h.buffer.array)
+
+
+def test_devices_that_cannot_afford_it_check_the_crc_at_put_only(monkeypatch):
+    """A board's host CPU checks a resident image at put only (``recheck_images`` False);
+    the emulator checks it before every job too."""
+    calls = []
+    monkeypatch.setattr(ResidentMatrix, "verify", lambda self: calls.append(self))
+    A = sp.random_array((30, 20), density=0.15, format="csr", dtype=np.float32, rng=7)
+    x = np.ones(20, np.float32)
+
+    class Board(EmuDevice):
+        recheck_images = False
+
+    for device, per_job in ((ff.open("emu"), 1), (Board(), 0)):
+        h = device.put(A)
+        assert len(calls) == 1  # at put, on every device
+        ff.spmv(h, x, device=device)
+        ff.spmv(h, x, device=device)
+        assert len(calls) == 1 + 2 * per_job
+        calls.clear()

@@ -182,6 +182,7 @@ def test_malformed_tile_while_transfers_are_queued(rtl, emu) -> None:  # type: i
     wrong on the host and never ring the doorbell.)"""
     h = rtl.put(A_F, tile=(16, A_F.shape[1]))
     data = h.buffer.array
+    data.flags.writeable = True  # a resident image is read-only on the host; damage it anyway
     dir_offset = int(data[: di.HEADER.itemsize].view(di.HEADER)[0]["dir_offset"])
     n = len(jobs.Directory.from_bytes(data).nvals)
     assert n >= 8
