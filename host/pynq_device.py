@@ -415,8 +415,6 @@ class PynqDevice:
         """Pack ``A`` once and keep its image in board memory (see ``EmuDevice.put``);
         ``tile=None`` picks a tile shape that fits the lanes' buffers (:meth:`pack_to_fit`), a
         given one is checked first (:meth:`check_tile`)."""
-        if tile is not None:
-            self.check_tile(tile, dtype, shape=getattr(A, "shape", None))
         return make_resident(self, A, tile, dtype)
 
     @guarded

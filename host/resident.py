@@ -155,7 +155,10 @@ def make_resident(device: Any, A: Any, tile: Any = None, dtype: Any = None) -> R
     if isinstance(A, ResidentMatrix):
         raise FiberflowError("this matrix is already resident; use the handle directly")
     t = as_csr_tensor(A, dtype)
-    fit = getattr(device, "pack_to_fit", None)  # devices whose buffers bound the tile shape
+    check = getattr(device, "check_tile", None)  # devices whose buffers bound the tile shape
+    if tile is not None and check is not None:
+        check(tile, t.dtype, shape=t.shape)  # before packing: TileShapeError, not TOO_BIG later
+    fit = getattr(device, "pack_to_fit", None)
     if tile is None and fit is not None:
         img = fit(t)
     else:

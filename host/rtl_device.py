@@ -294,8 +294,6 @@ class RtlDevice:
         """Pack ``A`` once and keep its image in the simulated DDR; ``tile=None`` picks a tile
         shape that fits the lanes' buffers (:meth:`pack_to_fit`), a given one is checked
         first (:meth:`check_tile`)."""
-        if tile is not None:
-            self.check_tile(tile, dtype, shape=getattr(A, "shape", None))
         return make_resident(self, A, tile, dtype)
 
     @guarded

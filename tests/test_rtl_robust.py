@@ -310,6 +310,9 @@ def test_tiles_too_large_are_refused_before_packing(rtl) -> None:  # type: ignor
     A = sp.csr_array(sp.random_array((50, 3 * cols), density=0.001, rng=0, dtype=np.float32))
     with pytest.raises(TileShapeError, match="does not fit"):
         rtl.put(A, tile=(50, cols + 8))
+    with pytest.raises(TileShapeError, match="does not fit"):  # a temporary resident matrix
+        ff.spmv(A, np.ones(A.shape[1], np.float32), device=rtl, tile=(50, cols + 8))
+    assert rtl.memory_used == 0
     # A tile larger than the matrix is cut to it first.
     assert rtl.check_tile((4096, 4 * cols), shape=(100, cols))
     for bad in [(0, 5), (5,), "big", (2.5, 4), None]:
