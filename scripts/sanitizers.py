@@ -51,6 +51,8 @@ TESTS = [
     "tests/test_hostile_device.py",
     "tests/test_emu_jobs.py",
     "tests/test_emu_reference.py",
+    "tests/test_emu_device.py",
+    "tests/test_emu_threads.py",
 ]
 MODULES = ("cpack", "cemu")
 TIMEOUT = 1200  # seconds for the whole test run (a hang fails it)
