@@ -9,7 +9,7 @@ The port itself is LiteX's ``AXILiteInterface``.
 from __future__ import annotations
 
 from litex.soc.interconnect.axi import AXILiteInterface
-from migen import If, Module, Mux, Signal
+from migen import Cat, If, Module, Mux, Signal
 
 __all__ = ["AXILiteSlave"]
 
@@ -47,6 +47,8 @@ class AXILiteSlave(Module):
 
         # # #
 
+        # No protection checks: every access is allowed, whatever its AxPROT.
+        self.comb += Signal(6, name="axil_prot_unused").eq(Cat(bus.aw.prot, bus.ar.prot))
         writing = Signal()
         self.comb += [
             writing.eq(bus.aw.valid & bus.w.valid & ~bus.b.valid),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from migen import ClockSignal, If, Instance, Memory, Module, Mux, ResetSignal, Signal
+from migen import Cat, ClockSignal, If, Instance, Memory, Module, Mux, ResetSignal, Signal
 
 from fiberflow.overlay import regmap
 
@@ -89,10 +89,22 @@ class ControlCPU(Module):
 
         # # #
 
-        mem_valid, mem_ready, mem_instr = Signal(), Signal(), Signal()
+        mem_valid, mem_ready = Signal(), Signal()
         mem_addr, mem_wdata, mem_rdata = Signal(32), Signal(32), Signal(32)
         mem_wstrb = Signal(4)
-        la_read, la_addr = Signal(), Signal(32)
+        la_addr = Signal(32)
+        # Outputs of picorv32 the shell has no use for, named so that Verilator's -Wall sees
+        # them as deliberately unused (its default --unused-regexp is *unused*): the
+        # instruction-fetch flag, the look-ahead interface's strobes and data (only its read
+        # address is used), PCPI (disabled), end of interrupt (no IRQs) and the trace port
+        # (disabled).
+        unused = {
+            name: Signal(width, name=f"cpu_{name}_unused")
+            for name, width in (("mem_instr", 1), ("mem_la_read", 1), ("mem_la_write", 1),
+                                ("mem_la_wdata", 32), ("mem_la_wstrb", 4), ("pcpi_valid", 1),
+                                ("pcpi_insn", 32), ("pcpi_rs1", 32), ("pcpi_rs2", 32),
+                                ("eoi", 32), ("trace_valid", 1), ("trace_data", 36))
+        }  # fmt: skip
         self.specials += Instance(
             "picorv32",
             p_ENABLE_COUNTERS=0,
@@ -114,19 +126,18 @@ class ControlCPU(Module):
             i_resetn=~(ResetSignal() | self.reset),
             o_trap=self.trap,
             o_mem_valid=mem_valid,
-            o_mem_instr=mem_instr,
             i_mem_ready=mem_ready,
             o_mem_addr=mem_addr,
             o_mem_wdata=mem_wdata,
             o_mem_wstrb=mem_wstrb,
             i_mem_rdata=mem_rdata,
-            o_mem_la_read=la_read,
             o_mem_la_addr=la_addr,
             i_pcpi_wr=0,
             i_pcpi_rd=0,
             i_pcpi_wait=0,
             i_pcpi_ready=0,
             i_irq=0,
+            **{f"o_{name}": sig for name, sig in unused.items()},
         )
 
         ram = Memory(32, words)
@@ -145,9 +156,11 @@ class ControlCPU(Module):
         p_start = Signal()  # first cycle of a peripheral access
         p_done = Signal()  # registered answer of a peripheral access
         rdata = Signal(32)
+        ram_word = slice(2, 2 + len(ram_adr))
         self.comb += [
             in_ram.eq(mem_addr[28:] == (regmap.CPU_RAM_BASE >> 28)),
-            ram_adr.eq(Mux(mem_valid, mem_addr[2:], la_addr[2:])),
+            # (The RAM decodes the word bits it has; in_ram checks the region.)
+            ram_adr.eq(Mux(mem_valid, mem_addr[ram_word], la_addr[ram_word])),
             cpu_port.adr.eq(ram_adr),
             cpu_port.dat_w.eq(mem_wdata),
             ram_ready.eq(
@@ -166,6 +179,10 @@ class ControlCPU(Module):
             host_port.dat_w.eq(self.host_dat_w),
             self.host_dat_r.eq(host_port.dat_r),
         ]
+        # The look-ahead address only starts RAM reads: a word address (its low two bits are
+        # 0) whose bits above the RAM are not decoded (mem_valid with in_ram decides).
+        la_ignored = Cat(la_addr[:2], la_addr[2 + len(ram_adr) :])
+        self.comb += Signal(len(la_ignored), name="cpu_la_unused").eq(la_ignored)
         self.sync += [
             last_adr.eq(ram_adr),
             p_done.eq(0),

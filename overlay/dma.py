@@ -146,6 +146,11 @@ class DMAEngine(Module):
         dropping = Signal()  # an abort empties the queue
         start = Signal()
         cmd = queue.source
+        # Addresses and lengths are multiples of the bus width (the firmware aligns them), and
+        # local addresses lie in the local space: the bits outside are not decoded.
+        outside = Cat(self.ddr_addr[:shift], self.length[:shift], self.local_addr[:shift],
+                      self.local_addr[local_bits:])  # fmt: skip
+        self.comb += Signal(len(outside), name="cmd_bits_unused").eq(outside)
         self.comb += [
             queue.sink.valid.eq(self.go & ~self.error),
             queue.sink.ddr.eq(self.ddr_addr[shift:]),
@@ -182,8 +187,9 @@ class DMAEngine(Module):
         self.comb += to_4k.eq((_4K - a_addr[:12])[shift:13])
         cap = Signal(max=max_burst + 1)
         self.comb += [
-            cap.eq(Mux(to_4k < max_burst, to_4k, max_burst)),
-            burst.eq(Mux(a_left < cap, a_left, cap)),
+            # (Each value is taken only when it is below 16, so cutting it to 5 bits is exact.)
+            cap.eq(Mux(to_4k < max_burst, to_4k[: len(cap)], max_burst)),
+            burst.eq(Mux(a_left < cap, a_left[: len(burst)], cap)),
         ]
 
         lens = stream.SyncFIFO([("len", 8)], max_outstanding, buffered=False)
@@ -247,6 +253,11 @@ class DMAEngine(Module):
             self.wr_beat.eq(w_fire),
         ]
 
+        # One AXI ID (responses come back in order) and no user signals: the response
+        # channels' ID and user fields are not looked at. The W data FIFO is filled only
+        # while it has room (do_fetch counts its level), so its sink's ready is never needed.
+        ignored = Cat(axi.b.id, axi.b.user, axi.r.id, axi.r.user, data.sink.ready)
+        self.comb += Signal(len(ignored), name="resp_fields_unused").eq(ignored)
         bad = Signal()
         bad_resp = Signal(2)
         self.comb += [

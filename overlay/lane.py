@@ -148,6 +148,9 @@ class _SeqReader(Module):
             self.req.eq(self.enable & ~self.restart & (fifo.level + inflight < depth)),
             fifo.sink.valid.eq(inflight),
             fifo.sink.data.eq(self.dat),
+            # Requests are counted against the FIFO's room (level + inflight), so a word that
+            # arrives always fits: its sink's ready is never needed.
+            Signal(name="fifo_ready_unused").eq(fifo.sink.ready),
             self.valid.eq(fifo.source.valid),
             self.data.eq(Mux(self.half, halves[hidx], fulls[hidx[1:]])),
             last_in_word.eq(hidx + step == nh),
@@ -433,6 +436,9 @@ class Lane(Module):
         def field(word: Signal, idx: Signal) -> object:
             return Array(word[32 * i : 32 * i + 32] for i in range(words))[idx]
 
+        # Coordinates are local to the x slice (the packer writes and checks them so), so
+        # only the slice's index bits are decoded.
+        self.comb += Signal(32 - xw, name="crd_high_unused").eq(crd.data[xw:])
         self.sync += [
             v1.eq(emit & ~self.start),
             first1.eq(firstq),
@@ -490,6 +496,9 @@ class Lane(Module):
         self.sync += [If(v4 & (c4 == i), acc[i].eq(total)) for i in range(max_k)]
         self.comb += [
             wq.sink.valid.eq(v4 & last4),
+            # The front end stops issuing while the queue lacks room for the words in flight
+            # (``room``), so a push always fits: the sink's ready is never needed.
+            Signal(name="wq_ready_unused").eq(wq.sink.ready),
             wq.sink.adr.eq(ya4),
             wq.sink.dat.eq(total),
         ]

@@ -211,7 +211,8 @@ class Shell(Module):
                 pb = mem.get_port(write_capable=True, we_granularity=8)
                 self.specials += mem, pa, pb
                 self.comb += [
-                    pa.adr.eq(d.buf_adr[: rshift - shift]),
+                    # (Each buffer decodes the word bits it has; the region bits select it.)
+                    pa.adr.eq(d.buf_adr[: len(pa.adr)]),
                     pa.we.eq(d.buf_we & (region == r)),
                     pa.dat_w.eq(d.buf_dat_w),
                 ]
@@ -219,6 +220,13 @@ class Shell(Module):
                 ports.append(pb)
             self.comb += Case(region_q, read_cases)
             cpu_ports.append(ports)
+            # A buffer smaller than its region repeats through it (the firmware addresses
+            # within the buffer): the word bits above the largest buffer are not decoded.
+            used = max(len(pb.adr) for pb in ports)
+            if used < rshift - shift:
+                self.comb += Signal(rshift - shift - used, name="buf_alias_unused").eq(
+                    d.buf_adr[used : rshift - shift]
+                )
 
         # -- counters --
         self.sync += [
@@ -247,7 +255,7 @@ class Shell(Module):
         was_ram = Signal()
         self.comb += [
             in_ram.eq(axil.adr >= regmap.HOST_RAM_WINDOW),
-            cpu.host_adr.eq(axil.adr[2:]),
+            cpu.host_adr.eq(axil.adr[2 : 2 + len(cpu.host_adr)]),
             cpu.host_dat_w.eq(axil.dat_w),
             cpu.host_we.eq(Mux(axil.we & in_ram, axil.strb, 0)),
             axil.dat_r.eq(Mux(was_ram, cpu.host_dat_r, reg_q)),
@@ -285,6 +293,14 @@ class Shell(Module):
             host_read[hoff("LANE_STALL", n)] = lane_stall[n]
         host_cases: dict[object, object] = {k: reg_q.eq(v) for k, v in host_read.items()}
         host_cases["default"] = reg_q.eq(0)
+        host_write_cases: dict[object, object] = {
+            hoff("CTRL"): [
+                cpu_reset.eq(_bits(host_map.reg("CTRL"), "CPU_RESET", axil.dat_w)),
+                clear.eq(_bits(host_map.reg("CTRL"), "CLEAR", axil.dat_w)),
+            ],
+            hoff("JOB_ADDR"): job_addr.eq(axil.dat_w),
+            "default": [],  # other registers are read-only: a write is ignored
+        }
         hword = Signal(14)
         self.comb += hword.eq(axil.adr[2:])
         host_write = (axil.we & ~in_ram, hword)
@@ -293,19 +309,7 @@ class Shell(Module):
             clear.eq(0),
             If(axil.re, was_ram.eq(in_ram), Case(hword, host_cases)),
             If(axil.re & (hword == hoff("CYCLES_LO")), host_hi.eq(cycles[32:])),
-            If(
-                host_write[0],
-                Case(
-                    hword,
-                    {
-                        hoff("CTRL"): [
-                            cpu_reset.eq(_bits(host_map.reg("CTRL"), "CPU_RESET", axil.dat_w)),
-                            clear.eq(_bits(host_map.reg("CTRL"), "CLEAR", axil.dat_w)),
-                        ],
-                        hoff("JOB_ADDR"): job_addr.eq(axil.dat_w),
-                    },
-                ),
-            ),
+            If(host_write[0], Case(hword, host_write_cases)),
         ]
 
         # -- CPU peripheral bus --
@@ -341,6 +345,15 @@ class Shell(Module):
             region_sel.eq(cpu.p_addr[rshift:local_bits]),
             lane32.eq(cpu.p_addr[2:shift]),
         ]
+        # Registers and buffer words are 32-bit and the CPU traps misaligned accesses, so
+        # the byte offset within a word is not decoded; p_wstrb picks the bytes.
+        self.comb += Signal(2, name="p_byte_unused").eq(cpu.p_addr[:2])
+        # As on the engines' side, a buffer smaller than its region repeats through it.
+        used = max(len(pb.adr) for ports in cpu_ports for pb in ports)
+        if used < rshift - shift:
+            self.comb += Signal(rshift - shift - used, name="win_alias_unused").eq(
+                cpu.p_addr[shift + used : rshift]
+            )
         self.sync += tile_pending.eq(cpu.p_valid & is_tile & ~tile_pending)
         for e, ports in enumerate(cpu_ports):
             for r, pb in enumerate(ports):
@@ -348,7 +361,7 @@ class Shell(Module):
                 words_we = [win_we[4 * i : 4 * i + 4] for i in range(bus_bytes // 4)]
                 words_r = [pb.dat_r[32 * i : 32 * i + 32] for i in range(bus_bytes // 4)]
                 cpu_side = [
-                    pb.adr.eq(cpu.p_addr[shift:rshift]),
+                    pb.adr.eq(cpu.p_addr[shift : shift + len(pb.adr)]),
                     pb.dat_w.eq(Cat(*[cpu.p_wdata] * (bus_bytes // 4))),
                     pb.we.eq(win_we),
                 ]
@@ -445,6 +458,7 @@ class Shell(Module):
         }
         for i, m in enumerate(mailbox):
             cpu_writes[coff("MAILBOX", i)] = m.eq(w)
+        cpu_writes["default"] = []  # the configuration registers below, or read-only ones
         # CPU-side configuration registers: cleared with the CPU.
         ctl_writes: dict[object, object] = {}
         for e in range(len(dmas)):
@@ -454,6 +468,7 @@ class Shell(Module):
         for n in range(len(lanes)):
             for k in range(nw):
                 ctl_writes[coff(f"LANE_CFG{k}", n)] = lane_cfg[n][k].eq(w)
+        ctl_writes["default"] = []  # the registers above, or read-only ones
         ctl_regs = dma_ddr + dma_local + dma_len + [c for words in lane_cfg for c in words]
 
         self.sync += [
@@ -517,4 +532,9 @@ def verilog(config: ShellConfig | None = None) -> dict[str, str]:
     """The shell's Verilog: ``{file name: text}``, the top module named :data:`TOP`."""
     shell = Shell(config)
     out = convert(shell, ios=shell.ios, name=TOP)
-    return {f"{TOP}.v": str(out), "picorv32.v": picorv32_verilog().read_text()}
+    # picorv32.v sets a timescale; the shell states the same one, so that no module of the
+    # design inherits it by file order (Verilator's TIMESCALEMOD).
+    return {
+        f"{TOP}.v": "`timescale 1ns / 1ps\n" + str(out),
+        "picorv32.v": picorv32_verilog().read_text(),
+    }

@@ -1,4 +1,5 @@
-"""``fiberflow lint``: Verilator -Wall lint of every overlay primitive, with documented waivers."""
+"""``fiberflow lint``: Verilator -Wall lint of what ships (the generated shell with picorv32,
+in each lane variant) and of every overlay primitive, with documented waivers."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import argparse
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "lint",
-        help="lint the Verilog of every overlay primitive with verilator --lint-only -Wall",
-        description="Emit the Verilog of every overlay primitive and lint it with Verilator "
-        "(-Wall). Exits non-zero on any warning outside the documented waiver list "
-        "(fiberflow/overlay/lint.py, docs/primitives.md).",
+        help="lint the generated shell (every lane variant) and every overlay primitive with "
+        "verilator --lint-only -Wall",
+        description="Generate the shell (with picorv32) in each lane variant and the Verilog of "
+        "every overlay primitive, and lint them with Verilator (-Wall). Exits non-zero on any "
+        "warning outside the documented waiver list (fiberflow/overlay/lint.py, "
+        "docs/overlay.md).",
     )
     p.add_argument("--waivers", action="store_true", help="list the waivers and why, then exit")
     p.add_argument("-v", "--verbose", action="store_true", help="also show waived warnings")
@@ -19,19 +22,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fiberflow.overlay.lint import WAIVERS, lint_primitive
+    from fiberflow.overlay.lint import SHELL_VARIANTS, WAIVERS, lint_primitive, lint_shell
     from fiberflow.overlay.registry import PRIMITIVES
     from fiberflow.progress import progress
 
     if args.waivers:
         for w in WAIVERS:
-            print(f"{w.code:13} {w.pattern or '(all)':22} {w.why}")
+            print(f"{w.code:13} {w.pattern or '(all)':40} {w.why}")
         return 0
-    results = {name: lint_primitive(name) for name in progress(PRIMITIVES, desc="lint")}
+    designs = [("shell", v) for v in SHELL_VARIANTS] + [("primitive", p) for p in PRIMITIVES]
     failed = 0
-    for name, (bad, waived) in results.items():
+    for kind, name in progress(designs, desc="lint"):
+        bad, waived = lint_shell(name) if kind == "shell" else lint_primitive(name)
         status = "ok" if not bad else f"{len(bad)} warning(s)"
-        print(f"{name:18} {status:14} ({len(waived)} waived)")
+        print(f"{kind} {name:18} {status:14} ({len(waived)} waived)")
         for line in bad:
             print(f"    {line}")
         if args.verbose:
@@ -39,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"    waived: {line}")
         failed += bool(bad)
     if failed:
-        print(f"lint: {failed} primitive(s) have unwaived warnings")
+        print(f"lint: {failed} design(s) have unwaived warnings")
         return 1
-    print(f"lint: {len(results)} primitives clean")
+    print(f"lint: {len(SHELL_VARIANTS)} shell variants and {len(PRIMITIVES)} primitives clean")
     return 0
