@@ -154,6 +154,13 @@ def synth_stat(files: Mapping[str, str], top: str, family: str) -> tuple[dict, l
         raise ToolchainError("yosys wrote no statistics (stat.json)")
     loops = len(re.findall(r"found logic loop", log))
     warnings = []
+    # A memory yosys could not map to block or LUT RAM becomes one flip-flop per bit.
+    as_ffs = sorted(set(re.findall(r"using FF mapping for memory (\S+)", log)))
+    if as_ffs:
+        warnings.append(
+            f"yosys mapped {len(as_ffs)} memor{'y' if len(as_ffs) == 1 else 'ies'} to "
+            f"flip-flops, not RAM: {', '.join(as_ffs)}"
+        )
     if loops:
         # Vivado's DRC (LUTLP-1, combinatorial loop) stops write_bitstream on these.
         warnings.append(

@@ -9,6 +9,12 @@ installs; Vivado's own timing report is in ``vivado/reports/timing.txt`` of a bu
 The design is placed out of context (no I/O buffers, no global clock routing): the overlay
 has more top-level ports than an ECP5 package has pins, and on a board it sits inside a block
 design anyway.
+
+The Xilinx-relevant figure is :func:`logic_depth`: the design mapped by yosys
+``synth_xilinx -family xc7``, cut at every flip-flop, RAM and DSP (timing start and end
+points), and the longest topological path counted in LUT/MUXF levels, with the CARRY4 cells on
+that path counted separately. A 7-series -1 LUT level with its routing costs roughly 0.5-1 ns,
+so it says how far a design is from a clock period without Vivado.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from pathlib import Path
 from fiberflow.boards.estimate import run_tool, run_yosys, yowasp_cmd
 from fiberflow.errors import ToolchainError
 
-__all__ = ["DEVICE", "LABEL", "TimingProxy", "timing_proxy"]
+__all__ = ["DEVICE", "LABEL", "LogicDepth", "TimingProxy", "logic_depth", "longest_path",
+           "measure", "timing_json", "timing_proxy"]  # fmt: skip
 
 DEVICE = "85k"  # LFE5U-85F, the largest ECP5: the overlay with its CPU must fit
 PACKAGE = "CABGA381"  # irrelevant out of context, but nextpnr wants one named
@@ -36,6 +43,8 @@ class TimingProxy:
     device: str
     utilization: dict[str, dict[str, int]]
     warnings: tuple[str, ...] = ()
+    # nextpnr's critical path of the slowest clock: one "type delay from -> to" per segment
+    critical_path: tuple[str, ...] = ()
 
     @property
     def worst_mhz(self) -> float:
@@ -94,4 +103,155 @@ def timing_proxy(
     if not fmax:
         raise ToolchainError("nextpnr reported no clock: is the design clocked?")
     util = {str(k): dict(v) for k, v in report.get("utilization", {}).items()}
-    return TimingProxy(fmax, target_mhz, f"LFE5U-{DEVICE.upper()}", util, tuple(warnings))
+    return TimingProxy(
+        fmax, target_mhz, f"LFE5U-{DEVICE.upper()}", util, tuple(warnings),
+        _critical_path(report, min(fmax, key=fmax.__getitem__)),
+    )  # fmt: skip
+
+
+def _critical_path(report: dict, clock: str) -> tuple[str, ...]:
+    """nextpnr's critical path within ``clock`` (report.json ``critical_paths``), one line per
+    segment: type, delay, from cell.port -> to cell.port."""
+
+    def within(p: dict) -> bool:  # nextpnr names the ends "posedge <net>"
+        return str(p.get("from", "")).split()[-1:] == str(p.get("to", "")).split()[-1:] == [clock]
+
+    paths = [p for p in report.get("critical_paths", []) if within(p)]
+    if not paths:
+        return ()
+    out = []
+    for seg in paths[0].get("path", []):
+        ends = [f"{e.get('cell', '?')}.{e.get('port', '?')}" for e in (seg["from"], seg["to"])]
+        delay = float(seg.get("delay", 0.0))
+        out.append(f"{seg.get('type', '?')} {delay:.2f} ns {ends[0]} -> {ends[1]}")
+    return tuple(out)
+
+
+# -- LUT levels of the xc7 mapping --------------------------------------------------------------
+
+# Cells that start and end timing paths: flip-flops and latches, block and LUT RAM, shift
+# registers, DSPs (their pipeline registers are packed in), and the constant drivers.
+_CUT_PREFIXES = ("FD", "LD", "RAM", "SRL", "DSP48", "GND", "VCC", "BUFG", "URAM")
+
+
+def _weight(cell_type: str) -> tuple[int, int]:
+    """(LUT/MUXF levels, CARRY cells) a cell adds to a path."""
+    if cell_type.startswith(("LUT", "MUXF")) or cell_type == "INV":
+        return (1, 0)
+    if cell_type.startswith("CARRY"):
+        return (0, 1)
+    return (0, 0)
+
+
+@dataclass(frozen=True)
+class LogicDepth:
+    lut_levels: int  # LUT/MUXF cells on the longest register-to-register path
+    carry: int  # CARRY4 cells on that path
+    path: tuple[str, ...]  # its cells, "type name", from start to end
+    loops: int = 0  # combinational cells on loops (left out)
+
+    def summary(self) -> str:
+        note = f"; {self.loops} cells on combinational loops left out" if self.loops else ""
+        return (
+            f"xc7 (yosys synth_xilinx): {self.lut_levels} LUT/MUXF levels + {self.carry} "
+            f"CARRY4 on the longest register-to-register path{note}"
+        )
+
+
+def longest_path(netlist: dict, top: str) -> LogicDepth:
+    """The longest combinational path of ``top`` in a yosys JSON ``netlist``, by LUT/MUXF levels
+    (then by CARRY cells), with flip-flops, RAMs and DSPs as its start and end points."""
+    cells = netlist["modules"][top]["cells"]
+    comb = {n: c for n, c in cells.items() if not c["type"].startswith(_CUT_PREFIXES)}
+    driver: dict[object, str] = {}
+    for name, c in comb.items():
+        for port, bits in c["connections"].items():
+            if c["port_directions"].get(port) == "output":
+                for b in bits:
+                    if isinstance(b, int):
+                        driver[b] = name
+    preds: dict[str, set[str]] = {n: set() for n in comb}
+    succs: dict[str, set[str]] = {n: set() for n in comb}
+    for name, c in comb.items():
+        for port, bits in c["connections"].items():
+            if c["port_directions"].get(port) == "input":
+                for b in bits:
+                    d = driver.get(b) if isinstance(b, int) else None
+                    if d is not None and d != name:
+                        preds[name].add(d)
+                        succs[d].add(name)
+    # Kahn's order; what never becomes ready is on a combinational loop.
+    pending = {n: len(p) for n, p in preds.items()}
+    ready = [n for n, k in pending.items() if k == 0]
+    best: dict[str, tuple[int, int]] = {}
+    back: dict[str, str | None] = {}
+    while ready:
+        n = ready.pop()
+        w = _weight(comb[n]["type"])
+        prev = max(preds[n], key=lambda p: best[p], default=None)
+        base = best[prev] if prev is not None else (0, 0)
+        best[n], back[n] = (base[0] + w[0], base[1] + w[1]), prev
+        for s in succs[n]:
+            pending[s] -= 1
+            if pending[s] == 0:
+                ready.append(s)
+    if not best:
+        return LogicDepth(0, 0, (), len(comb))
+    end: str | None = max(best, key=best.__getitem__)
+    path = []
+    while end is not None:
+        path.append(f"{comb[end]['type']} {end}")
+        end = back[end]
+    levels, carry = max(best.values())
+    return LogicDepth(levels, carry, tuple(reversed(path)), len(comb) - len(best))
+
+
+def logic_depth(files: Mapping[str, str], top: str, timeout_s: float = 3600) -> LogicDepth:
+    """Map ``top`` with yosys ``synth_xilinx -family xc7`` and measure its longest
+    register-to-register path (:func:`longest_path`)."""
+    verilog = [n for n in files if n.endswith((".v", ".sv"))]
+    _, out = run_yosys(
+        files,
+        [
+            f"read_verilog {' '.join(verilog)}",
+            f"synth_xilinx -family xc7 -top {top} -flatten -noiopad -noclkbuf",
+            "write_json net.json",
+        ],
+        ["net.json"],
+        timeout_s=timeout_s,
+        what=f"yosys synth_xilinx {top} (LUT levels)",
+    )
+    if "net.json" not in out:
+        raise ToolchainError("yosys wrote no netlist (net.json)")
+    return longest_path(json.loads(out["net.json"]), top)
+
+
+def measure(
+    files: Mapping[str, str], top: str, target_mhz: float, timeout_s: float = 3600
+) -> tuple[TimingProxy, LogicDepth]:
+    """Both figures for ``top``: the ECP5 place-and-route proxy and the xc7 LUT levels, the two
+    tool runs side by side (each is one process)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fiberflow-timing") as pool:
+        proxy = pool.submit(timing_proxy, files, top, target_mhz, timeout_s=timeout_s)
+        depth = pool.submit(logic_depth, files, top, timeout_s=timeout_s)
+        return proxy.result(), depth.result()
+
+
+def timing_json(proxy: TimingProxy, depth: LogicDepth) -> dict:
+    """The ``timing.json`` a build folder gets from ``fiberflow build --timing-proxy``."""
+    return {
+        "fmax_mhz": proxy.worst_mhz,
+        "lut_levels": depth.lut_levels,
+        "carry4": depth.carry,
+        "critical_path": list(proxy.critical_path),
+        "xc7_path": list(depth.path),
+        "fmax_by_clock": proxy.fmax_mhz,
+        "target_mhz": proxy.target_mhz,
+        "device": proxy.device,
+        "label": LABEL,
+        "utilization": proxy.utilization,
+        "warnings": [*proxy.warnings, *([f"{depth.loops} xc7 cells on combinational loops"]
+                                        if depth.loops else [])],
+    }  # fmt: skip

@@ -29,7 +29,7 @@ from fiberflow.overlay.cpu import ControlCPU, picorv32_verilog
 from fiberflow.overlay.dma import DMAEngine
 from fiberflow.overlay.lane_placeholder import PlaceholderLane
 
-__all__ = ["TOP", "VALUE_TYPES", "Shell", "ShellConfig", "verilog"]
+__all__ = ["TOP", "VALUE_TYPES", "Shell", "ShellConfig", "buffer", "buffer_ports", "verilog"]
 
 TOP = "fiberflow_shell"
 # The DMA image's and job descriptor's dtype codes; CONFIG0.VTYPE is the mask of the codes the
@@ -183,7 +183,7 @@ class Shell(Module):
         # for the CPU window, shared with the lane that owns the buffer (the lane has it from
         # its start to its done; the CPU must leave a running lane's buffers alone) --
         self.regions: list[list[Memory]] = [
-            [Memory(cfg.bus_bits, tile_words)]
+            [buffer(cfg.bus_bits, tile_words)]
             for _ in dmas  # region 0: the engine's tile buffer
         ]
         owners: dict[tuple[int, int], tuple[Module, str]] = {}
@@ -193,7 +193,7 @@ class Shell(Module):
                 depths = (tile_words, cfg.x_bytes // bus_bytes, cfg.y_bytes // bus_bytes)
                 for r, kind, depth in zip((rt, rx, ry), ("tile", "x", "y"), depths, strict=True):
                     assert len(self.regions[e]) == r
-                    self.regions[e].append(Memory(cfg.bus_bits, depth))
+                    self.regions[e].append(buffer(cfg.bus_bits, depth))
                     owners[(e, r)] = (ln, kind)
         cpu_ports: list[list[object]] = []
         for e, d in enumerate(dmas):
@@ -205,10 +205,7 @@ class Shell(Module):
             read_cases: dict[object, object] = {"default": d.buf_dat_r.eq(0)}
             ports = []
             for r, mem in enumerate(regions):
-                # Read-first: a write-out that clears behind it (DMA_CTRL.ZERO with TO_DDR)
-                # reads and zeroes the same word in one cycle.
-                pa = mem.get_port(write_capable=True, mode=READ_FIRST)
-                pb = mem.get_port(write_capable=True, we_granularity=8)
+                pa, pb = buffer_ports(mem)
                 self.specials += mem, pa, pb
                 self.comb += [
                     # (Each buffer decodes the word bits it has; the region bits select it.)
@@ -483,6 +480,36 @@ class Shell(Module):
             ),
             If(cpu_reset, *[r.eq(0) for r in ctl_regs]).Elif(cpu_we, Case(cword, ctl_writes)),
         ]
+
+
+def buffer_ports(mem: Memory) -> tuple[object, object]:
+    """Ports A (the DMA engine: whole words) and B (the CPU window or the lane: byte enables)
+    of a local-space buffer made by :func:`buffer`.
+
+    Both are read-first. Port A must be: a write-out that clears behind it (DMA_CTRL.ZERO with
+    TO_DDR) reads and zeroes the same word in one cycle. Port B's users never read a word in
+    the cycle they write it (the lanes write y only in cycles without a y read), and a
+    registered read of the old word is what block RAM does natively.
+    """
+    pa = mem.get_port(write_capable=True, mode=READ_FIRST)
+    pb = mem.get_port(write_capable=True, we_granularity=8, mode=READ_FIRST)
+    return pa, pb
+
+
+def buffer(width: int, depth: int) -> Memory:
+    """A local-space buffer, written so that synthesis maps it to block RAM (Vivado, yosys
+    ``synth_xilinx`` and ``synth_ecp5``): two ports, each with one write port and a
+    synchronous, registered read-first read, byte enables on port B only.
+
+    ``no_rw_check`` tells yosys that what one port reads while the other writes the same word
+    does not matter, which is true here: a buffer belongs either to its DMA engine or to its
+    lane or the CPU window at any one time, and the engine's port reads every cycle but its
+    data is used only for its own region. Without it yosys must keep the Verilog's collision
+    result, which no ECP5 block RAM gives, and maps every buffer to flip-flops.
+    """
+    mem = Memory(width, depth)
+    mem.attr = {"no_rw_check"}  # printed by Migen as (* no_rw_check = "true" *)
+    return mem
 
 
 def _pack(reg: regmap.Register, **values: Signal) -> Cat:

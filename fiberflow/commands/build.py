@@ -50,8 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--timing-proxy",
         action="store_true",
-        help="place and route on an ECP5 with nextpnr and report Fmax (a proxy for comparing "
-        "designs, not a Xilinx timing figure)",
+        help="place and route on an ECP5 with nextpnr (Fmax, a proxy for comparing designs, "
+        "not a Xilinx timing figure) and count the LUT levels of the xc7 mapping; writes "
+        "timing.json",
     )
     p.add_argument("--no-vivado", action="store_true",
                    help="only generate, even if vivado is on PATH")  # fmt: skip
@@ -181,18 +182,14 @@ def _timing_proxy(board: boards.Board, params: dict[str, Any], out: Path) -> Non
 
     src = build.overlay_sources({**build.default_params(board), **params})
     print(f"fiberflow build --timing-proxy: overlay {dict(src.params)}")
-    print(f"  place and route with nextpnr-ecp5 ({timing.DEVICE}, out of context); minutes ...")
-    result = timing.timing_proxy(src.files, src.top, target_mhz=board.fabric_clock_mhz)
-    print(f"  {result.summary()}")
+    print(
+        f"  place and route with nextpnr-ecp5 ({timing.DEVICE}, out of context) and map with "
+        "yosys synth_xilinx -family xc7 for LUT levels, side by side; minutes ..."
+    )
+    proxy, depth = timing.measure(src.files, src.top, target_mhz=board.fabric_clock_mhz)
+    print(f"  {proxy.summary()}")
+    print(f"  {depth.summary()}")
     out.mkdir(parents=True, exist_ok=True)
-    data = {
-        "label": timing.LABEL,
-        "overlay": dict(src.params),
-        "fmax_mhz": result.fmax_mhz,
-        "target_mhz": result.target_mhz,
-        "device": result.device,
-        "utilization": result.utilization,
-        "warnings": list(result.warnings),
-    }
-    (out / "timing-proxy.json").write_text(json.dumps(data, indent=2) + "\n")
-    print(f"  report: {out / 'timing-proxy.json'}")
+    data = {**timing.timing_json(proxy, depth), "overlay": dict(src.params)}
+    (out / "timing.json").write_text(json.dumps(data, indent=2) + "\n")
+    print(f"  report: {out / 'timing.json'}")

@@ -1,0 +1,83 @@
+"""``fiberflow bench timing``: how fast the default overlay could be clocked, from two tools
+without Vivado: nextpnr's Fmax of the whole shell on an ECP5 (a proxy for comparing designs)
+and the LUT/MUXF levels of its longest register-to-register path in yosys' xc7 mapping (the
+Xilinx-relevant figure). The same run as ``fiberflow build --timing-proxy``."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from fiberflow import boards
+from fiberflow.bench import Report
+
+DESCRIPTION = "ECP5 Fmax (nextpnr) and xc7 LUT levels (yosys) of the whole shell"
+
+# Goals for the overlay (not met without a pipelined fp32 adder; recorded as measured).
+GOAL_LUT_LEVELS = 8
+GOAL_FMAX_MHZ = 60.0
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--board", default="pynq-z2", help="board whose default overlay is measured")
+    p.add_argument("--lanes", type=int, default=None, help="lanes (default: the overlay's)")
+
+
+def run(args: argparse.Namespace) -> Report:
+    from fiberflow.boards import build, timing
+
+    board = boards.load(args.board)
+    params = build.default_params(board)
+    if args.lanes is not None:
+        params["lanes"] = args.lanes
+    src = build.overlay_sources(params)
+    start = time.perf_counter()
+    proxy, depth = timing.measure(src.files, src.top, target_mhz=board.fabric_clock_mhz)
+    seconds = time.perf_counter() - start
+    p = src.params
+    overlay = f"{p['lanes']} x {p['value_type']}, {'+'.join(p['kernels'])}, {p['bus_bits']} bit"
+    bram = proxy.utilization.get("DP16KD", {})
+    rows = [
+        [
+            overlay,
+            f"{proxy.worst_mhz:.1f}",
+            depth.lut_levels,
+            depth.carry,
+            f"{bram.get('used', '?')} of {bram.get('available', '?')}",
+            round(seconds),
+        ]
+    ]
+    met = depth.lut_levels <= GOAL_LUT_LEVELS and proxy.worst_mhz >= GOAL_FMAX_MHZ
+    notes = [
+        f"Goal: at most {GOAL_LUT_LEVELS} LUT levels and at least {GOAL_FMAX_MHZ:g} MHz on the "
+        f"ECP5: {'met' if met else 'NOT met'}. The longest paths run through the lanes' "
+        "single-cycle fp32 adder; a pipelined adder is what would shorten them.",
+        f"{timing.LABEL}: placed and routed out of context on an LFE5U-85F (DP16KD: block "
+        "RAMs used by the tile, x and y buffers and the CPU RAM).",
+        "LUT levels: yosys synth_xilinx -family xc7 of the whole shell, cut at flip-flops, "
+        "RAMs and DSPs; LUT/MUXF cells on the longest path, its CARRY4 cells counted apart.",
+        "Two tool runs side by side on a shared 2-core machine: the time is wall-clock.",
+        _ends("ECP5 critical path (nextpnr)", proxy.critical_path, " -> "),
+        f"xc7 longest path: {len(depth.path)} cells, from {depth.path[0]} to {depth.path[-1]}"
+        if depth.path
+        else "",
+        "The full paths are in timing.json's critical_path and xc7_path (docs/bench).",
+        *proxy.warnings,
+    ]
+    return Report(
+        target="timing",
+        title="Timing proxy: ECP5 Fmax and xc7 LUT levels",
+        command=f"python -m fiberflow bench timing --board {args.board} --doc docs/benchmarks.md "
+        "--out docs/bench",
+        columns=["overlay", "ECP5 Fmax MHz", "xc7 LUT levels", "CARRY4", "DP16KD", "wall s"],
+        rows=rows,
+        notes=[n for n in notes if n],
+        data={**timing.timing_json(proxy, depth), "overlay": dict(p), "seconds": seconds},
+    )
+
+
+def _ends(what: str, segments: tuple[str, ...], arrow: str) -> str:
+    if not segments:
+        return f"{what}: none reported."
+    first, last = segments[0].split(arrow)[0].split()[-1], segments[-1].split(arrow)[-1]
+    return f"{what}: {len(segments)} segments, from {first} to {last}"
