@@ -308,7 +308,8 @@ typedef struct {
     uint32_t *seg; /* NULL: the tile is empty */
     uint8_t *crd;
     uint32_t *vals;
-    int64_t n; /* entries appended so far */
+    int64_t n;    /* entries appended so far */
+    int64_t done; /* the run loops: segment entries 1 .. done are written */
 } band_tile;
 
 /* Zero the padding after a filled tile's sections (slot s, `rows` segment entries + 1). */
@@ -328,6 +329,7 @@ static void open_band(const walker *w, band_tile *tiles, int64_t rt)
         band_tile *bt = &tiles[ct];
         bt->seg = NULL;
         bt->n = 0;
+        bt->done = 0;
         if (s < 0)
             continue;
         bt->seg = (uint32_t *)(w->image + w->seg_off[s * 2 + 1]);
@@ -494,6 +496,33 @@ static void fill_band_scatter(const walker *w, band_tile *tiles, int64_t rt, int
             zero_pads(w, &tiles[ct], w->slot[rt * gc + ct], rows, t->coord_bytes);
 }
 
+
+/* The portable per-run primitives of the run loop (cpack_band.h). A run starts at q with
+ * crd[q] < bound. */
+static inline int64_t run_len_portable(const int32_t *crd, int64_t q, int64_t end, int64_t bound)
+{
+    if (crd[end - 1] < bound)
+        return end - q;
+    return 1 + lower_bound(crd + q + 1, end - q - 1, bound);
+}
+
+static inline void copy_run_portable(band_tile *bt, int cb, const int32_t *src,
+                                     const uint32_t *vals, int64_t n, int64_t base)
+{
+    memcpy(bt->vals + bt->n, vals, (size_t)n * 4);
+    put_coords(bt->crd, bt->n, cb, src, n, base);
+}
+
+#define BAND_FN fill_band_runs
+#define BAND_ATTR
+#define RUN_LEN run_len_portable
+#define COPY_RUN copy_run_portable
+#include "cpack_band.h"
+#undef BAND_FN
+#undef BAND_ATTR
+#undef RUN_LEN
+#undef COPY_RUN
+
 /* Count a band's n entries (coordinates checked) into count[0 .. gc) by tile column, 4 tallies
  * interleaved so that consecutive entries of one tile do not wait on each other's increments. */
 static void count_scatter(const int32_t *crd, int64_t n, divider dv, int64_t gc, int64_t *tally,
@@ -557,6 +586,50 @@ static inline AVX512 __m256i narrow16(__m512i c)
     __asm__("" : "+v"(narrow));
     return narrow;
 }
+
+/* The run loop's primitives with AVX-512: 16 entries per step with masked loads and stores, so
+ * a whole run usually takes one step, with no scalar tail and no branch on its length. */
+static inline AVX512 int64_t run_len_avx512(const int32_t *crd, int64_t q, int64_t end,
+                                            int64_t bound)
+{
+    /* No early exit for a run that ends the fiber: that branch would be taken at random. A
+     * bound past int32 (possible only there) clamps to INT32_MAX, which every coordinate is
+     * below, as the bound itself. */
+    __m512i b = _mm512_set1_epi32(bound > INT32_MAX ? INT32_MAX : (int32_t)bound);
+    for (int64_t i = q;; i += 16) {
+        __mmask16 m = first_mask(end - i);
+        __m512i c = _mm512_maskz_loadu_epi32(m, crd + i);
+        int below = __builtin_popcount(_mm512_mask_cmplt_epi32_mask(m, c, b));
+        if (below < 16)
+            return i + below - q;
+    }
+}
+
+static inline AVX512 void copy_run_avx512(band_tile *bt, int cb, const int32_t *src,
+                                          const uint32_t *vals, int64_t n, int64_t base)
+{
+    __m512i b = _mm512_set1_epi32((int32_t)base);
+    for (int64_t j = 0; j < n; j += 16) {
+        __mmask16 m = first_mask(n - j);
+        _mm512_mask_storeu_epi32(bt->vals + bt->n + j, m, _mm512_maskz_loadu_epi32(m, vals + j));
+        __m512i c = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(m, src + j), b);
+        if (cb == 2)
+            _mm256_mask_storeu_epi16((uint16_t *)bt->crd + bt->n + j, m, narrow16(c));
+        else
+            _mm512_mask_storeu_epi32((uint32_t *)bt->crd + bt->n + j, m, c);
+    }
+}
+
+#define BAND_FN fill_band_runs_avx512
+#define BAND_ATTR AVX512
+#define RUN_LEN run_len_avx512
+#define COPY_RUN copy_run_avx512
+#include "cpack_band.h"
+#undef BAND_FN
+#undef BAND_ATTR
+#undef RUN_LEN
+#undef COPY_RUN
+
 
 /* The lanes of m at or above the start of tile column ct; none for ct = GC. A tile's entries
  * are then above_(ct) & ~above_(ct+1): one compare per tile. (Tile 0 takes every lane below
@@ -1117,6 +1190,20 @@ static void count_csr(part *p)
     free(count);
 }
 
+typedef void (*band_fn)(const walker *, band_tile *, int64_t, int64_t, int64_t);
+
+/* Whether a band's rows hold long runs: on average at least 4 entries per row in each of its
+ * non-empty tiles (a banded matrix's rows each sit in one or two tiles). The run loops are the
+ * faster there; with short runs (entries spread over many tiles) the scatter is, by 2-4x. */
+static int long_runs(const walker *w, int64_t rt, int64_t r0, int64_t rows)
+{
+    const ff_tree *t = w->t;
+    int64_t gc = t->grid[1], used = 0;
+    for (int64_t ct = 0; ct < gc; ct++)
+        used += w->slot[rt * gc + ct] >= 0;
+    return t->pos[1][r0 + rows] - t->pos[1][r0] >= 4 * rows * used;
+}
+
 static void fill_csr(part *p)
 {
     walker *w = &p->w;
@@ -1127,16 +1214,19 @@ static void fill_csr(part *p)
         fill_walk(p);
         return;
     }
-    void (*band)(const walker *, band_tile *, int64_t, int64_t, int64_t) = fill_band_scatter;
+    band_fn band = NULL, runs = fill_band_runs;
 #ifdef FF_AVX512
     if (few_tiles(w))
         band = w->simd == FF_SIMD_AVX512 ? fill_band_chunks : fill_band_chunks8;
+    if (w->simd == FF_SIMD_AVX512)
+        runs = fill_band_runs_avx512;
 #endif
     uint32_t crc = 0;
     int64_t total = 0;
     for (int64_t r0 = p->lo, rt = p->t0; r0 < p->hi; r0 += tr, rt++) {
         int64_t rows = p->hi - r0 < tr ? p->hi - r0 : tr;
-        band(w, tiles, rt, r0, rows);
+        (band ? band : long_runs(w, rt, r0, rows) ? runs : fill_band_scatter)(w, tiles, rt, r0,
+                                                                              rows);
         /* The band's tiles are consecutive: checksum them while they are still in cache. */
         int64_t s0 = first_slot(w, rt * gc), s1 = first_slot(w, (rt + 1) * gc);
         int64_t nb = w->tile_off[s1] - w->tile_off[s0];

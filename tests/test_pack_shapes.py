@@ -1,7 +1,8 @@
 """The C packer's CSR loops at every kind of tile shape, against the numpy reference byte for
 byte: power-of-two and other tile widths, a few tile columns across (the compress loops) and
-more (the scatter), 16- and 32-bit coordinates, uniform, banded and power-law matrices, 1 and 3
-threads, each vector level. Also its own bounds check on coordinates."""
+more (the scatter, or the run loops where rows hold long runs: the banded matrix), 16- and
+32-bit coordinates, uniform, banded and power-law matrices, 1 and 3 threads, each vector level.
+Also its own bounds check on coordinates."""
 
 import numpy as np
 import pytest

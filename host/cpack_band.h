@@ -1,0 +1,46 @@
+/* One row band of a CSR-like tree (a dense level over a sorted compressed one), run by run: the
+ * tiles of row tile `rt` filled in one sweep over rows r0 .. r0 + rows - 1, then their padding
+ * zeroed. For bands whose rows hold long runs in few tiles (banded matrices): a run costs a
+ * tile lookup, a run-length search and a copy, against the scatter's lookup per entry.
+ *
+ * cpack.c includes this file once per instruction set, with BAND_FN (the function's name),
+ * BAND_ATTR (its target attribute), RUN_LEN and COPY_RUN defined: the loop is the same, only
+ * the two per-run primitives differ, and they must be compiled into it for the loop to run at
+ * memory speed.
+ *
+ * A row's entries for one column tile form a run (its coordinates are sorted), appended to that
+ * tile's sections. Segment entries are written as running totals: a tile's entry for a row
+ * it has no entries in is filled in when the tile's next run (or the band's end) comes. */
+BAND_ATTR static void BAND_FN(const walker *w, band_tile *tiles, int64_t rt, int64_t r0,
+                              int64_t rows)
+{
+    const ff_tree *t = w->t;
+    const int64_t *pos = t->pos[1];
+    const int32_t *crd = t->crd[1];
+    const uint32_t *vals = t->vals;
+    int64_t tc = t->tile[1], gc = t->grid[1];
+    int cb = t->coord_bytes;
+    divider dv = make_divider(tc);
+    open_band(w, tiles, rt);
+    for (int64_t lr = 0; lr < rows; lr++) {
+        int64_t q = pos[r0 + lr], end = pos[r0 + lr + 1];
+        while (q < end) {
+            int64_t ct = divide(dv, (uint32_t)crd[q]), n = RUN_LEN(crd, q, end, (ct + 1) * tc);
+            band_tile *bt = &tiles[ct];
+            while (bt->done < lr)
+                bt->seg[++bt->done] = bt->n;
+            COPY_RUN(bt, cb, crd + q, vals + q, n, ct * tc);
+            bt->n += (uint32_t)n;
+            bt->seg[++bt->done] = bt->n;
+            q += n;
+        }
+    }
+    for (int64_t ct = 0; ct < gc; ct++) {
+        band_tile *bt = &tiles[ct];
+        if (!bt->seg)
+            continue;
+        while (bt->done < rows)
+            bt->seg[++bt->done] = bt->n;
+        zero_pads(w, bt, w->slot[rt * gc + ct], rows, cb);
+    }
+}
