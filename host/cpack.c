@@ -6,7 +6,8 @@
  * Walking the tree in storage order visits each tile's entries in that tile's own
  * lexicographic order, so every section can be appended in place with per-tile cursors: no
  * sort and no temporary copy of the coordinates. CSR-like trees, the common case, get loops of
- * their own a row band at a time (the scatter below, and the AVX-512 and AVX2 compress loops).
+ * their own a row band at a time: the AVX-512 and AVX2 compress loops for a few tiles across,
+ * else the scatter below, or the run loops (cpack_band.h) for bands of long runs.
  *
  * What the entry points trust. They are reached only through fiberflow.host.pack_c.pack_c
  * (from ff.pack), whose tree comes from a Tensor: its constructors check that the arrays have
