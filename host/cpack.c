@@ -498,32 +498,6 @@ static void fill_band_scatter(const walker *w, band_tile *tiles, int64_t rt, int
 }
 
 
-/* The portable per-run primitives of the run loop (cpack_band.h). A run starts at q with
- * crd[q] < bound. */
-static inline int64_t run_len_portable(const int32_t *crd, int64_t q, int64_t end, int64_t bound)
-{
-    if (crd[end - 1] < bound)
-        return end - q;
-    return 1 + lower_bound(crd + q + 1, end - q - 1, bound);
-}
-
-static inline void copy_run_portable(band_tile *bt, int cb, const int32_t *src,
-                                     const uint32_t *vals, int64_t n, int64_t base)
-{
-    memcpy(bt->vals + bt->n, vals, (size_t)n * 4);
-    put_coords(bt->crd, bt->n, cb, src, n, base);
-}
-
-#define BAND_FN fill_band_runs
-#define BAND_ATTR
-#define RUN_LEN run_len_portable
-#define COPY_RUN copy_run_portable
-#include "cpack_band.h"
-#undef BAND_FN
-#undef BAND_ATTR
-#undef RUN_LEN
-#undef COPY_RUN
-
 /* Count a band's n entries (coordinates checked) into count[0 .. gc) by tile column, 4 tallies
  * interleaved so that consecutive entries of one tile do not wait on each other's increments. */
 static void count_scatter(const int32_t *crd, int64_t n, divider dv, int64_t gc, int64_t *tally,
@@ -1215,7 +1189,9 @@ static void fill_csr(part *p)
         fill_walk(p);
         return;
     }
-    band_fn band = NULL, runs = fill_band_runs;
+    /* The run loop only with AVX-512: the portable one (a library copy per run, a search for
+     * its end) is slower than the scatter even on long runs, up to 4x on a banded matrix. */
+    band_fn band = NULL, runs = fill_band_scatter;
 #ifdef FF_AVX512
     if (few_tiles(w))
         band = w->simd == FF_SIMD_AVX512 ? fill_band_chunks : fill_band_chunks8;

@@ -3,10 +3,10 @@
  * zeroed. For bands whose rows hold long runs in few tiles (banded matrices): a run costs a
  * tile lookup, a run-length search and a copy, against the scatter's lookup per entry.
  *
- * cpack.c includes this file once per instruction set, with BAND_FN (the function's name),
- * BAND_ATTR (its target attribute), RUN_LEN and COPY_RUN defined: the loop is the same, only
- * the two per-run primitives differ, and they must be compiled into it for the loop to run at
- * memory speed.
+ * cpack.c includes this file with BAND_FN (the function's name), BAND_ATTR (its target
+ * attribute), RUN_LEN and COPY_RUN (the per-run primitives) defined, for AVX-512: the
+ * primitives must be compiled into the loop for it to run at memory speed. (Its portable
+ * counterpart, a library copy and a search per run, was slower than the scatter.)
  *
  * A row's entries for one column tile form a run (its coordinates are sorted), appended to that
  * tile's sections. Segment entries are written as running totals: a tile's entry for a row
