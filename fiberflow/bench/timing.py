@@ -50,8 +50,13 @@ def run(args: argparse.Namespace) -> Report:
     met = depth.lut_levels <= GOAL_LUT_LEVELS and proxy.worst_mhz >= GOAL_FMAX_MHZ
     notes = [
         f"Goal: at most {GOAL_LUT_LEVELS} LUT levels and at least {GOAL_FMAX_MHZ:g} MHz on the "
-        f"ECP5: {'met' if met else 'NOT met'}. The longest paths run through the lanes' "
-        "single-cycle fp32 adder; a pipelined adder is what would shorten them.",
+        f"ECP5: {'met' if met else 'NOT met'}."
+        + (
+            " The ECP5 critical path runs through a lane's single-cycle fp32 adder (fp_add);"
+            " a pipelined adder is what would shorten it."
+            if any("fp_add" in seg for seg in proxy.critical_path)
+            else ""
+        ),
         f"{timing.LABEL}: placed and routed out of context on an LFE5U-85F (DP16KD: block "
         "RAMs used by the tile, x and y buffers and the CPU RAM).",
         "LUT levels: yosys synth_xilinx -family xc7 of the whole shell, cut at flip-flops, "
