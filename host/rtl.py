@@ -126,9 +126,12 @@ class DdrModel:
 def build_shell(config: Any = None) -> Any:
     """Verilate the shell for ``config`` (a ShellConfig) with the harness; cached."""
     from fiberflow.overlay.top import TOP, ShellConfig, verilog
+    from fiberflow.overlay.tracer_scope import scope
     from fiberflow.overlay.verilator_build import build
 
     cfg = config or ShellConfig()
+    with scope():  # Migen would keep this device (on the stack) alive for good
+        text = verilog(cfg)
     binds = " ".join(f"BIND(s, {e})" for e in range(cfg.dma_engines))
     prefix = (
         f'#define TOP V{TOP}\n#include "V{TOP}.h"\n'
@@ -140,7 +143,7 @@ def build_shell(config: Any = None) -> Any:
     return build(
         name=f"shell-l{cfg.lanes}-d{cfg.dma_engines}-b{cfg.bus_bits}"
         + ("-" + "-".join(cfg.kernels) if cfg.kernels else ""),
-        verilog=verilog(cfg),
+        verilog=text,
         top=TOP,
         harness=prefix + harness,
         cdef=CDEF,

@@ -423,3 +423,19 @@ def test_firmware_refuses_an_output_over_an_input(rtl, emu, over: str) -> None: 
     for b in (xb, jb):
         rtl.free(b)
     h.free()
+
+
+def test_a_closed_device_can_be_collected() -> None:
+    """Migen's signal naming keeps every object it meets on the stack; opening a device
+    must not leave the device (and its model) reachable after close."""
+    import gc
+    import weakref
+
+    refs = []
+    for _ in range(3):
+        dev = ff.open("rtl")
+        dev.close()
+        refs.append(weakref.ref(dev))
+        del dev
+    gc.collect()
+    assert [r() for r in refs] == [None, None, None]
