@@ -31,9 +31,8 @@ int ff_count(const ff_tree *tree, int64_t *ncrd, int64_t *last, int threads, int
  * -1 when empty). For directory entry i and level k, ext[i*ndim+k] is the tile's extent and
  * seg_off / crd_off[i*ndim+k] the absolute section offsets (compressed levels only);
  * npos[i*ndim+k] its positions per level; vals_off[i] the value section's offset; tile_off[i]
- * where the tile starts (n_tiles + 1 entries: the last is the image's end). The tile headers
- * (header_bytes each) must be written already; every other byte of the tiles is written here,
- * padding included. last and cur each have n_tiles * ndim entries. simd is the highest vector
+ * where the tile starts (n_tiles + 1 entries: the last is the image's end). Every byte of the
+ * tiles is written here, their headers (header_bytes each) and padding included. last and cur each have n_tiles * ndim entries. simd is the highest vector
  * level the CSR loops may use (FF_SIMD_NONE keeps to the portable ones; lower levels are for
  * tests); they use at most what the CPU has.
  * Both passes split the work over up to `threads` threads; the result does not depend on it. */

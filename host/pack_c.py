@@ -120,15 +120,16 @@ def pack_c(t: Tensor, geo: di.Geometry) -> tuple[np.ndarray, di.Layout, tuple[in
     lay = di.plan(geo, ids, ncrd[ids])
     del ncrd
 
-    # Not zeroed: ff_fill writes every byte of the tiles, padding included, and write_tables
-    # every byte before them. Its pages are faulted in first, by the threads together: the
-    # kernel clears each page on its first write, which for a new image costs about as much as
-    # copying it, and write_tables would otherwise take every fault on one thread.
+    # Not zeroed: ff_fill writes every byte of the tiles, headers and padding included, and
+    # write_tables every byte before them. Its pages are faulted in first, by the threads
+    # together: the kernel clears each page on its first write, which for a new image costs
+    # about as much as copying it, and write_tables would otherwise take every fault on one
+    # thread.
     data = np.empty(lay.total_bytes, dtype=np.uint8)
     lib.ff_prefault(ffi.from_buffer("uint8_t[]", data), data.size, workers)
     first = int(lay.tile_offset[0]) if len(ids) else lay.total_bytes
     data[:first] = 0
-    di.write_tables(geo, lay, data)
+    di.write_tables(geo, lay, data, heads=False)
     slot = np.full(n_grid, -1, dtype=np.int64)
     slot[ids] = np.arange(len(ids))
     ext = np.ascontiguousarray(geo.extents(lay.index), dtype=np.int64)
