@@ -38,11 +38,21 @@ def integers(value: Any, what: str, error: type[FiberflowError]) -> tuple[int, .
     return tuple(integer(v, f"every entry of {what}", error) for v in value)
 
 
+# The longest wait a timeout may ask for (about 116 days): the clocks and lock waits that a
+# timeout becomes (nanosecond deadlines, the C emulator's int64 clock) overflow far beyond it.
+MAX_SECONDS = 1e7
+
+
 def seconds(value: Any, what: str, error: type[FiberflowError]) -> float:
-    """A positive, finite number of seconds."""
+    """A positive, finite number of seconds, at most MAX_SECONDS."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real):
         raise error(f"{what} must be a positive, finite number of seconds, not {value!r}")
     s = float(value)
     if not (math.isfinite(s) and s > 0):
         raise error(f"{what} must be a positive, finite number of seconds, not {value!r}")
+    if s > MAX_SECONDS:
+        raise error(
+            f"{what}={value!r} is longer than fiberflow waits ({MAX_SECONDS:g} s, about 116 "
+            f"days); pass {what}={MAX_SECONDS:g} for no practical limit"
+        )
     return s

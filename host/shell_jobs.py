@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
-import numbers
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +34,7 @@ from typing import Any, TypeVar, cast
 import numpy as np
 
 from fiberflow.errors import DeviceError, DTypeError, TileShapeError
+from fiberflow.host import args
 from fiberflow.host import job as jobs
 from fiberflow.host.device import Buffer
 from fiberflow.host.shell_driver import CycleMeter, ShellCounters, ShellDriver, pack_to_fit
@@ -67,12 +66,7 @@ def guarded(method: F) -> F:
 
 def check_timeout(timeout: Any) -> float:
     """``timeout`` as seconds, or a DeviceError saying why it is not a usable timeout."""
-    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
-        raise DeviceError(f"timeout must be a number of seconds, not {timeout!r}")
-    seconds = float(timeout)
-    if not (seconds > 0 and math.isfinite(seconds)):
-        raise DeviceError(f"timeout must be positive and finite (seconds), not {timeout!r}")
-    return seconds
+    return args.seconds(timeout, "timeout", DeviceError)
 
 
 def _up(nbytes: int, bus: int) -> int:

@@ -232,7 +232,11 @@ class Tensor:
         A = _check_scipy(A, dims)
         if fmt.levels == (DENSE, COMPRESSED):
             # CSR / CSC: take scipy's arrays directly, without a COO round trip.
-            M = A.tocsr() if fmt.order == (0, 1) else A.tocsc()
+            target = "csr" if fmt.order == (0, 1) else "csc"
+            if A.format != target:  # scipy would allocate the new indptr before any check
+                sizes = tuple(dims[m] for m in fmt.order)
+                check_fill(sizes, fmt.levels, A.nnz, A.nnz, f"format {fmt} of shape {dims}")
+            M = A.tocsr() if target == "csr" else A.tocsc()
             if not M.has_canonical_format:
                 M = M.copy()
                 M.sum_duplicates()

@@ -246,6 +246,24 @@ def test_bad_timeouts_are_refused(dev, timeout):
     assert dev.memory_used == 0
 
 
+@pytest.mark.parametrize("timeout", [1e10, 1e308])
+def test_timeouts_past_what_the_clocks_hold_are_refused(dev, timeout):
+    A = sp.eye(3, format="csr", dtype=np.float32)
+    with pytest.raises(ff.DeviceError, match="longer than fiberflow waits"):
+        ff.spmv(A, np.ones(3, np.float32), device=dev, timeout=timeout)
+    assert ff.spmv(A, np.ones(3, np.float32), device=dev, timeout=1e7).tolist() == [1, 1, 1]
+
+
+@pytest.mark.parametrize("fmt", ["coo", "ss"])
+def test_a_conversion_to_csr_is_bounded_by_the_data(fmt):
+    """A COO matrix (or an "ss" tensor) of 2^31-1 rows and one entry: its CSR would need a
+    16 GiB row-pointer array, refused before scipy allocates it."""
+    A = sp.coo_array((np.float32([1]), ([0], [0])), shape=(2**31 - 1, 3))
+    M = A if fmt == "coo" else ff.Tensor.from_coo([[0], [0]], np.float32([1]), A.shape, "ss")
+    with pytest.raises(ff.FormatError, match="would fill 2147483647 positions from 1 items"):
+        ff.spmv(M, np.ones(3, np.float32), device=ff.open("emu"))
+
+
 def test_ragged_lists_are_a_shape_error():
     with pytest.raises(ff.ShapeError, match="rectangular"):
         ff.Tensor.from_coo([[0, 1], [0]], np.float32([1, 2]), (3, 3))

@@ -104,3 +104,5 @@ def test_bad_timeouts(bad: object) -> None:
     with pytest.raises(DeviceError, match="timeout must be"):
         check_timeout(bad)
     assert check_timeout(2) == 2.0
+    with pytest.raises(DeviceError, match="longer than fiberflow waits"):
+        check_timeout(1e10)  # clocks and lock waits would overflow
