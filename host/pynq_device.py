@@ -425,6 +425,12 @@ class PynqDevice:
         :meth:`ShellJobs.check_tile`."""
         return self._jobs.check_tile(tile, dtype, shape)
 
+    @guarded
+    def check_image(self, img: Any) -> None:
+        """Refuse a packed image with a tile larger than a lane's tile buffer (a
+        TileShapeError; see :meth:`ShellJobs.check_image`)."""
+        self._jobs.check_image(img)
+
     @property
     def dtypes(self) -> tuple[np.dtype, ...]:
         """The value types the overlay computes in (CONFIG0.VTYPE: 1 fp32, 2 int32, 3 both)."""

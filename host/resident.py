@@ -165,6 +165,9 @@ def make_resident(device: Any, A: Any, tile: Any = None, dtype: Any = None) -> R
         if tile is None:
             tile = default_tile(t.shape, getattr(device, "lanes", 1))
         img = packing.pack(t, tile)
+        check_image = getattr(device, "check_image", None)  # tiles must fit its buffers
+        if check_image is not None:
+            check_image(img)
     buf = device.alloc(img.nbytes)
     crc = int(img.data[di.CHECKSUM_OFFSET : di.CHECKSUM_OFFSET + 4].view("<u4")[0])
     try:

@@ -305,6 +305,12 @@ class RtlDevice:
         return self._jobs.check_tile(tile, dtype, shape)
 
     @guarded
+    def check_image(self, img: Any) -> None:
+        """Refuse a packed image with a tile larger than a lane's tile buffer (a
+        TileShapeError; see :meth:`ShellJobs.check_image`)."""
+        self._jobs.check_image(img)
+
+    @guarded
     def tile_limits(self) -> tuple[int, int]:
         """The largest (rows, cols) a tile may span so that a row tile's y block and a column
         tile's x slice fit the lanes' buffers for SpMV (:meth:`ShellJobs.tile_limits`; SpMM

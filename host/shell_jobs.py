@@ -172,6 +172,19 @@ class ShellJobs:
             )
         return rows, cols
 
+    def check_image(self, img: Any) -> None:
+        """Refuse a packed image (a TileShapeError, before it reaches the device) with a tile
+        larger than a lane's tile buffer: the firmware would stop the job with TOO_BIG."""
+        cap = self.driver.info.tile_bytes
+        sizes = jobs.Directory.of(img).nbytes
+        if len(sizes) and int(sizes.max()) > cap:
+            worst = int(np.argmax(sizes))
+            raise TileShapeError(
+                f"with tile {img.tile}, tile {worst} of the image holds {int(sizes[worst]):,} "
+                f"bytes, more than a lane's {cap:,}-byte tile buffer; use fewer rows per tile, "
+                "or pass no tile and let the device choose one"
+            )
+
     def _tiles_fit(self, span: int, extent: int, cap: int) -> bool:
         """Whether tiles of ``span`` rows (or columns) of a matrix ``extent`` long (0:
         unknown, assume many tiles) have SpMV slices that fit a ``cap``-byte buffer."""

@@ -214,6 +214,7 @@ def test_tile_too_big_for_the_buffers(rtl, monkeypatch) -> None:  # type: ignore
         ff.spmv(A, np.ones(9000, np.float32), device=rtl, tile=(50, 9000))
     with monkeypatch.context() as m:
         m.setattr(rtl, "check_tile", lambda *a, **k: None)
+        m.setattr(rtl, "check_image", lambda *a, **k: None)
         with pytest.raises(ff.DeviceError, match="TOO_BIG"):
             ff.spmv(A, np.ones(9000, np.float32), device=rtl, tile=(50, 9000))
     assert ff.spmv(A, np.ones(9000, np.float32), device=rtl).shape == (50,)

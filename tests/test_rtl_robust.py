@@ -312,6 +312,10 @@ def test_tiles_too_large_are_refused_before_packing(rtl) -> None:  # type: ignor
         rtl.put(A, tile=(50, cols + 8))
     with pytest.raises(TileShapeError, match="does not fit"):  # a temporary resident matrix
         ff.spmv(A, np.ones(A.shape[1], np.float32), device=rtl, tile=(50, cols + 8))
+    # A tile of a shape that fits, with more nonzeros than a tile buffer holds.
+    B = sp.csr_array(sp.random_array((5000, 9000), density=0.0005, rng=1, dtype=np.float32))
+    with pytest.raises(TileShapeError, match="more than a lane's 32,768-byte tile buffer"):
+        rtl.put(B, tile=(4096, 4096))
     assert rtl.memory_used == 0
     # A tile larger than the matrix is cut to it first.
     assert rtl.check_tile((4096, 4 * cols), shape=(100, cols))
