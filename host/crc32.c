@@ -14,6 +14,12 @@
  * reflected values (bit l is the coefficient of x^(32-l)). tests/test_crc32.py recomputes
  * them from P. When the whole buffer is folded into one block, its CRC is the CRC of the
  * 16 bytes left, which the table finishes.
+ *
+ * What the entry points trust: that len bytes are readable at buf. They are reachable from
+ * Python only through dma_image.crc32 / checksum, which pass a numpy buffer and its own length
+ * (cffi's from_buffer), and from the packer's threads, each over the bytes it just wrote.
+ * Any byte values are valid input; ff_crc32_combine takes any lengths (it only multiplies
+ * polynomials), and ff_crc32_with never goes past what the CPU has (any other way: tables).
  */
 #include <stddef.h>
 #include <stdint.h>
