@@ -1403,6 +1403,41 @@ void ff_prefault(uint8_t *p, int64_t n, int threads)
 #endif
 }
 
+/* Unsigned, so that overflow wraps (as numpy's int64 does) instead of being undefined. */
+static inline uint64_t align16(uint64_t v)
+{
+    return (v + 15) / 16 * 16;
+}
+
+int64_t ff_plan(int ndim, const uint8_t *dense, int coord_bytes, int64_t header_bytes,
+                int64_t first, int64_t n, const int64_t *ids, const int64_t *ncrd,
+                const int64_t *ext, int64_t *npos, int64_t *seg_off, int64_t *crd_off,
+                int64_t *vals_off, int64_t *tile_off, int64_t *tile_bytes)
+{
+    uint64_t at = (uint64_t)first;
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t cur = (uint64_t)header_bytes, parents = 1;
+        for (int k = 0; k < ndim; k++) {
+            int64_t s = i * ndim + k;
+            uint64_t np = dense[k] ? parents * (uint64_t)ext[s] : (uint64_t)ncrd[ids[i] * ndim + k];
+            npos[s] = (int64_t)np;
+            seg_off[s] = crd_off[s] = 0;
+            if (!dense[k]) {
+                seg_off[s] = (int64_t)(cur + at);
+                cur = align16(cur + 4 * (parents + 1));
+                crd_off[s] = (int64_t)(cur + at);
+                cur = align16(cur + (uint64_t)coord_bytes * np);
+            }
+            parents = np;
+        }
+        vals_off[i] = (int64_t)(cur + at);
+        tile_off[i] = (int64_t)at;
+        tile_bytes[i] = (int64_t)align16(cur + 4 * parents);
+        at += (uint64_t)tile_bytes[i];
+    }
+    return (int64_t)at;
+}
+
 int ff_count(const ff_tree *tree, int64_t *ncrd, int64_t *last, int threads, int simd)
 {
     walker w;

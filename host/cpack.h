@@ -41,6 +41,17 @@ uint32_t ff_fill(const ff_tree *tree, uint8_t *image, const int64_t *slot, int64
                  const int64_t *crd_off, const int64_t *vals_off, const int64_t *tile_off,
                  int64_t header_bytes, int64_t *last, int64_t *cur, int threads, int simd);
 
+/* dma_image.plan for the C path: place the sections of the n non-empty tiles ids[i] (grid tile
+ * ids), whose compressed levels hold ncrd[ids[i] * ndim + k] coordinates and whose extents are
+ * ext[i * ndim + k]. Fills npos, seg_off, crd_off (n * ndim each; 0 for dense levels), vals_off,
+ * tile_off and tile_bytes (n each) as plan's Layout holds them, the first tile at `first`, and
+ * returns the image's size. Arithmetic wraps as numpy's int64 does: the caller checks npos and
+ * tile_bytes against 32 bits. */
+int64_t ff_plan(int ndim, const uint8_t *dense, int coord_bytes, int64_t header_bytes,
+                int64_t first, int64_t n, const int64_t *ids, const int64_t *ncrd,
+                const int64_t *ext, int64_t *npos, int64_t *seg_off, int64_t *crd_off,
+                int64_t *vals_off, int64_t *tile_off, int64_t *tile_bytes);
+
 /* Write a zero byte into each 4 KiB page of p[0..n), over up to `threads` threads: the new
  * image's page faults, taken in parallel. */
 void ff_prefault(uint8_t *p, int64_t n, int threads);

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from fiberflow.errors import CoordinateError
+from fiberflow.errors import CoordinateError, TileShapeError
 from fiberflow.host import dma_image as di
 from fiberflow.host.tensor import Tensor
 
@@ -59,6 +59,52 @@ def simd() -> int:
 def simd_used() -> int:
     """The vector level the CSR loops run at: :func:`simd`, at most what the CPU has."""
     return min(simd(), int(lib.ff_pack_simd()))
+
+
+def plan(
+    geo: di.Geometry, ids: np.ndarray, index: np.ndarray, ncrd: np.ndarray, ext: np.ndarray
+) -> di.Layout:
+    """:func:`dma_image.plan` in C, for the grid tiles ``ids`` (tile indices ``index``, extents
+    ``ext``) of the counts ``ncrd`` of every grid tile: the same layout, without numpy's
+    temporaries (with hundreds of thousands of tiles, each a fresh array whose pages fault in,
+    planning took as long as filling)."""
+    n, ndim = len(ids), geo.ndim
+    npos, seg, crd = (np.empty((n, ndim), dtype=np.int64) for _ in range(3))
+    vals, tile_off, tile_bytes = (np.empty(n, dtype=np.int64) for _ in range(3))
+    dir_offset = int(di.align(di.HEADER.itemsize + di.MODE.itemsize * ndim))
+    first = dir_offset + n * di.dir_entry_dtype(ndim).itemsize
+    dense = np.ascontiguousarray(geo.dense, dtype="u1")
+    total = lib.ff_plan(
+        ndim,
+        ffi.from_buffer("uint8_t[]", dense),
+        geo.coord_bytes,
+        di.tile_header_dtype(ndim).itemsize,
+        first,
+        n,
+        _i64(ids),
+        _i64(ncrd),
+        _i64(ext),
+        *(_i64(a) for a in (npos, seg, crd, vals, tile_off, tile_bytes)),
+    )
+    if (npos > di.MAX_U32).any():
+        raise TileShapeError(
+            f"a tile would hold {int(npos.max())} positions, more than 32-bit offsets can "
+            "address; use a smaller tile"
+        )
+    if n and tile_bytes.max() > di.MAX_U32:
+        raise TileShapeError("a tile would exceed 4 GiB; use a smaller tile")
+    return di.Layout(
+        tile_ids=ids,
+        index=index,
+        npos=npos,
+        seg_offset=seg,
+        crd_offset=crd,
+        vals_offset=vals,
+        tile_offset=tile_off,
+        tile_bytes=tile_bytes,
+        dir_offset=dir_offset,
+        total_bytes=int(total),
+    )
 
 
 def pack_c(t: Tensor, geo: di.Geometry) -> tuple[np.ndarray, di.Layout, tuple[int, int]]:
@@ -117,7 +163,9 @@ def pack_c(t: Tensor, geo: di.Geometry) -> tuple[np.ndarray, di.Layout, tuple[in
         del npos
     else:
         ids = np.flatnonzero(ncrd[:, -1] > 0).astype(np.int64)
-    lay = di.plan(geo, ids, ncrd[ids])
+    index = geo.tile_index(ids)
+    ext = np.ascontiguousarray(geo.extents(index), dtype=np.int64)
+    lay = plan(geo, ids, index, ncrd, ext)
     del ncrd
 
     # Not zeroed: ff_fill writes every byte of the tiles, headers and padding included, and
@@ -132,7 +180,6 @@ def pack_c(t: Tensor, geo: di.Geometry) -> tuple[np.ndarray, di.Layout, tuple[in
     di.write_tables(geo, lay, data, heads=False)
     slot = np.full(n_grid, -1, dtype=np.int64)
     slot[ids] = np.arange(len(ids))
-    ext = np.ascontiguousarray(geo.extents(lay.index), dtype=np.int64)
     n = len(ids)
     tile_off = np.append(lay.tile_offset, lay.total_bytes).astype(np.int64)
     state = np.empty((2, n, ndim), dtype=np.int64)
