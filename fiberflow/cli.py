@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from fiberflow._version import __version__
@@ -37,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         # status for a process ended by SIGINT (128 + 2).
         print("fiberflow: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (``fiberflow demo | head``): stop quietly, as Unix tools do.
+        # stdout is pointed at /dev/null so that Python's flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool ended by the pipe
 
 
 def _main(argv: list[str] | None) -> int:

@@ -320,7 +320,15 @@ class Tensor:
         return coords, values
 
     def to_numpy(self) -> np.ndarray:
-        out = np.zeros(self._shape, dtype=self.dtype)
+        """A dense array of the tensor's shape (ShapeError when it cannot be allocated)."""
+        try:
+            out = np.zeros(self._shape, dtype=self.dtype)
+        except (ValueError, MemoryError):  # too big to address, or to allocate
+            size = np.prod(np.array(self._shape, dtype=np.float64)) * self.dtype.itemsize
+            raise ShapeError(
+                f"a dense {self._shape} array of {self.dtype} needs {size:.3g} bytes, more than "
+                "this machine can allocate; use to_coo() or to_scipy() instead"
+            ) from None
         coords, values = self.to_coo()
         out[tuple(coords)] = values
         return out

@@ -65,3 +65,18 @@ def test_errors_are_reported_without_traceback(capsys):
     with pytest.raises(SystemExit):
         cli.main(["bench", "pack", "--nnz", "x"])
     assert "invalid int value" in capsys.readouterr().err
+
+
+def test_a_closed_pipe_ends_the_command_quietly() -> None:
+    """``fiberflow demo | head -1``: no traceback when the reader goes away."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "fiberflow", "demo"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.readline()
+        proc.stdout.close()  # the reader leaves after one line
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=120) == 141
+    assert "Traceback" not in err and "BrokenPipeError" not in err

@@ -292,3 +292,9 @@ def test_pack_rechecks_arrays_replaced_after_construction():
     for impl in ("c", "numpy"):
         with pytest.raises(ff.ShapeError, match="no longer form a fibertree"):
             ff.pack(t, impl=impl)
+
+
+def test_a_dense_copy_too_big_to_allocate_is_a_shape_error():
+    t = ff.Tensor.from_coo([[0], [0]], np.float32([1]), (2**31 - 1, 2**31 - 1), format="ss")
+    with pytest.raises(ff.ShapeError, match="use to_coo"):
+        t.to_numpy()
