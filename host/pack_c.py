@@ -169,13 +169,15 @@ def pack_c(t: Tensor, geo: di.Geometry) -> tuple[np.ndarray, di.Layout, tuple[in
     del ncrd
 
     # Not zeroed: ff_fill writes every byte of the tiles, headers and padding included, and
-    # write_tables every byte before them. Its pages are faulted in first, by the threads
-    # together: the kernel clears each page on its first write, which for a new image costs
-    # about as much as copying it, and write_tables would otherwise take every fault on one
-    # thread.
+    # write_tables every byte before them. The kernel clears each page on its first write, which
+    # for a new image costs about as much as copying it. The tables' pages are faulted in first,
+    # by the threads together (write_tables would take every fault on one thread); the tiles'
+    # pages are left to ff_fill's threads, whose writes then find each page just cleared and
+    # still in cache (faulting them all in first sent both the clearing and the filling out to
+    # memory: 0.8x the time with 256x256 tiles, 0.85x with 4096x4096).
     data = np.empty(lay.total_bytes, dtype=np.uint8)
-    lib.ff_prefault(ffi.from_buffer("uint8_t[]", data), data.size, workers)
     first = int(lay.tile_offset[0]) if len(ids) else lay.total_bytes
+    lib.ff_prefault(ffi.from_buffer("uint8_t[]", data), first, workers)
     data[:first] = 0
     di.write_tables(geo, lay, data, heads=False)
     slot = np.full(n_grid, -1, dtype=np.int64)
