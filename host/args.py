@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from fiberflow.errors import FiberflowError
+from fiberflow.errors import FiberflowError, TileShapeError
 
 
 def integer(value: Any, what: str, error: type[FiberflowError]) -> int:
@@ -56,3 +56,17 @@ def seconds(value: Any, what: str, error: type[FiberflowError]) -> float:
             f"days); pass {what}={MAX_SECONDS:g} for no practical limit"
         )
     return s
+
+
+def tile_shape(value: Any, ndim: int) -> tuple[int, ...]:
+    """A requested tile shape for a tensor of ``ndim`` modes: one int for every mode, or one
+    int per mode, each at least 1 (TileShapeError otherwise)."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        req = (integer(value, "tile (an int or a tuple of ints)", TileShapeError),) * ndim
+    else:
+        req = integers(value, "tile", TileShapeError)
+    if len(req) != ndim:
+        raise TileShapeError(f"tile {req} has {len(req)} modes but the tensor has {ndim}")
+    if any(t < 1 for t in req):
+        raise TileShapeError(f"tile {req}: every tile dimension must be at least 1")
+    return req

@@ -143,13 +143,7 @@ class ShellJobs:
         do not compute. (Whether each tile's bytes fit a tile buffer depends on its nonzeros;
         the firmware checks that.)"""
         i = self.driver.info
-        try:
-            rows, cols = (int(v) for v in tile)
-            valid = (rows, cols) == tuple(tile) and rows > 0 and cols > 0
-        except (TypeError, ValueError):
-            valid = False
-        if not valid:
-            raise TileShapeError(f"tile must be (rows, cols), two positive integers, not {tile!r}")
+        rows, cols = args.tile_shape(tile, 2)  # the messages ff.pack gives
         if dtype is not None:
             dt = np.dtype(dtype)
             if dt not in self.device.dtypes:

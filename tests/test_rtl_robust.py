@@ -320,7 +320,7 @@ def test_tiles_too_large_are_refused_before_packing(rtl) -> None:  # type: ignor
     # A tile larger than the matrix is cut to it first.
     assert rtl.check_tile((4096, 4 * cols), shape=(100, cols))
     for bad in [(0, 5), (5,), "big", (2.5, 4), None]:
-        with pytest.raises(TileShapeError, match="two positive integers"):
+        with pytest.raises(TileShapeError, match=r"at least 1|must be an integer|has 1 modes"):
             rtl.check_tile(bad)
     with pytest.raises(DTypeError, match="computes in float32 and int32, not float64"):
         rtl.check_tile((8, 8), "float64")
