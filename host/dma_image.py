@@ -238,9 +238,9 @@ def plan(geo: Geometry, tile_ids: np.ndarray, ncrd: np.ndarray) -> Layout:
     )
 
 
-def write_tables(geo: Geometry, lay: Layout, data: np.ndarray, heads: bool = True) -> None:
-    """Write the header (without checksum), mode table, directory and, unless ``heads`` is
-    false (the C packer writes its own, as it fills each tile), the tile headers."""
+def write_tables(geo: Geometry, lay: Layout, data: np.ndarray, tile_headers: bool = True) -> None:
+    """Write the header (without checksum), mode table, directory and, unless ``tile_headers``
+    is false (the C packer writes them itself, as it fills each tile), the tile headers."""
     ndim, n = geo.ndim, len(lay.tile_ids)
     header = np.zeros(1, HEADER)
     header["magic"] = MAGIC
@@ -270,7 +270,7 @@ def write_tables(geo: Geometry, lay: Layout, data: np.ndarray, heads: bool = Tru
     entries["nvals"] = lay.npos[:, -1] if n else 0
     entries["index"] = lay.index
     data[lay.dir_offset : lay.dir_offset + entries.nbytes] = entries.view(np.uint8)
-    if not heads:
+    if not tile_headers:
         return
 
     th = tile_header_dtype(ndim)

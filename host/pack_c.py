@@ -179,7 +179,7 @@ def pack_c(t: Tensor, geo: di.Geometry) -> tuple[np.ndarray, di.Layout, tuple[in
     first = int(lay.tile_offset[0]) if len(ids) else lay.total_bytes
     lib.ff_prefault(ffi.from_buffer("uint8_t[]", data), first, workers)
     data[:first] = 0
-    di.write_tables(geo, lay, data, heads=False)
+    di.write_tables(geo, lay, data, tile_headers=False)
     slot = np.full(n_grid, -1, dtype=np.int64)
     slot[ids] = np.arange(len(ids))
     n = len(ids)
