@@ -37,8 +37,7 @@ import numpy as np
 
 from fiberflow.errors import DeviceError, ToolchainError
 from fiberflow.host.device import DEFAULT_TIMEOUT, Buffer
-from fiberflow.host.resident import ResidentMatrix, make_resident
-from fiberflow.host.shell_jobs import ShellJobs, check_timeout, guarded
+from fiberflow.host.shell_jobs import ShellDeviceMethods, ShellJobs, check_timeout, guarded
 from fiberflow.host.stats import RunStats
 from fiberflow.overlay.regmap import HOST
 
@@ -149,7 +148,7 @@ def _find_control(ip_dict: dict[str, Any], wrapper: str) -> tuple[str, int, int]
     return name, int(d["phys_addr"]), int(d["addr_range"])
 
 
-class PynqDevice:
+class PynqDevice(ShellDeviceMethods):
     """The fiberflow overlay on a PYNQ board (or an emulated one). See the module docstring.
 
     Parameters
@@ -410,39 +409,11 @@ class PynqDevice:
         assert isinstance(buffer, PynqBuffer)
         buffer.pynq_buffer.freebuffer()
 
-    @guarded
-    def put(self, A: Any, *, tile: Any = None, dtype: Any = None) -> ResidentMatrix:
-        """Pack ``A`` once and keep its image in board memory (see ``EmuDevice.put``);
-        ``tile=None`` picks a tile shape that fits the lanes' buffers (:meth:`pack_to_fit`), a
-        given one is checked first (:meth:`check_tile`)."""
-        return make_resident(self, A, tile, dtype)
-
-    @guarded
-    def check_tile(self, tile: Any, dtype: Any = None, *, shape: Any = None) -> tuple[int, int]:
-        """``tile`` as (rows, cols) if its y blocks and x slices fit the lanes' buffers;
-        otherwise a TileShapeError naming the largest tile that does (``shape``: the matrix's,
-        when known; ``dtype``: the values', which the overlay must compute). See
-        :meth:`ShellJobs.check_tile`."""
-        return self._jobs.check_tile(tile, dtype, shape)
-
-    @guarded
-    def check_image(self, img: Any) -> None:
-        """Refuse a packed image with a tile larger than a lane's tile buffer (a
-        TileShapeError; see :meth:`ShellJobs.check_image`)."""
-        self._jobs.check_image(img)
-
     @property
     def dtypes(self) -> tuple[np.dtype, ...]:
         """The value types the overlay computes in (CONFIG0.VTYPE: 1 fp32, 2 int32, 3 both)."""
         vt = self.info.value_type
         return tuple(np.dtype(d) for bit, d in ((1, np.float32), (2, np.int32)) if vt & bit)
-
-    @guarded
-    def tile_limits(self) -> tuple[int, int]:
-        """The largest (rows, cols) a tile may span so that its y block and x slice fit the
-        lanes' buffers for SpMV (:meth:`ShellJobs.tile_limits`, as on the rtl device; SpMM
-        runs in column blocks of B that fit these tiles)."""
-        return self._jobs.tile_limits()
 
     @guarded
     def pack_to_fit(self, t: Any) -> Any:

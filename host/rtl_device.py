@@ -46,8 +46,7 @@ import numpy as np
 from fiberflow.errors import DeviceError, ToolchainError
 from fiberflow.host import stats
 from fiberflow.host.device import DEFAULT_TIMEOUT, Buffer
-from fiberflow.host.resident import ResidentMatrix, make_resident
-from fiberflow.host.shell_jobs import ShellJobs, check_timeout, guarded
+from fiberflow.host.shell_jobs import ShellDeviceMethods, ShellJobs, check_timeout, guarded
 
 __all__ = ["RtlDevice"]
 
@@ -71,7 +70,7 @@ def _value_type(dtype: Any) -> str:
     return "+".join(sorted(kinds, key=["fp32", "int32"].index))
 
 
-class RtlDevice:
+class RtlDevice(ShellDeviceMethods):
     """The cycle-accurate device. Options (all keywords):
 
     ``lanes`` (4), ``dtype`` ("float32", "int32" or both as a tuple: the lanes' arithmetic),
@@ -288,34 +287,6 @@ class RtlDevice:
         return self.last_stats
 
     # -- resident matrices --------------------------------------------------------------------
-
-    @guarded
-    def put(self, A: Any, *, tile: Any = None, dtype: Any = None) -> ResidentMatrix:
-        """Pack ``A`` once and keep its image in the simulated DDR; ``tile=None`` picks a tile
-        shape that fits the lanes' buffers (:meth:`pack_to_fit`), a given one is checked
-        first (:meth:`check_tile`)."""
-        return make_resident(self, A, tile, dtype)
-
-    @guarded
-    def check_tile(self, tile: Any, dtype: Any = None, *, shape: Any = None) -> tuple[int, int]:
-        """``tile`` as (rows, cols) if its y blocks and x slices fit the lanes' buffers;
-        otherwise a TileShapeError naming the largest tile that does (``shape``: the matrix's,
-        when known; ``dtype``: the values', which the lanes must compute). See
-        :meth:`ShellJobs.check_tile`."""
-        return self._jobs.check_tile(tile, dtype, shape)
-
-    @guarded
-    def check_image(self, img: Any) -> None:
-        """Refuse a packed image with a tile larger than a lane's tile buffer (a
-        TileShapeError; see :meth:`ShellJobs.check_image`)."""
-        self._jobs.check_image(img)
-
-    @guarded
-    def tile_limits(self) -> tuple[int, int]:
-        """The largest (rows, cols) a tile may span so that a row tile's y block and a column
-        tile's x slice fit the lanes' buffers for SpMV (:meth:`ShellJobs.tile_limits`; SpMM
-        runs in column blocks of B that fit these tiles, see :meth:`submit`)."""
-        return self._jobs.tile_limits()
 
     @guarded
     def pack_to_fit(self, t: Any) -> Any:

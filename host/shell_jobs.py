@@ -37,10 +37,18 @@ from fiberflow.errors import DeviceError, DTypeError, TileShapeError
 from fiberflow.host import args
 from fiberflow.host import job as jobs
 from fiberflow.host.device import Buffer
+from fiberflow.host.resident import make_resident
 from fiberflow.host.shell_driver import CycleMeter, ShellCounters, ShellDriver, pack_to_fit
 from fiberflow.host.stats import RunStats
 
-__all__ = ["JobFacts", "ShellJobs", "add_counters", "check_timeout", "guarded"]
+__all__ = [
+    "JobFacts",
+    "ShellDeviceMethods",
+    "ShellJobs",
+    "add_counters",
+    "check_timeout",
+    "guarded",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -67,6 +75,42 @@ def guarded(method: F) -> F:
 def check_timeout(timeout: Any) -> float:
     """``timeout`` as seconds, or a DeviceError saying why it is not a usable timeout."""
     return args.seconds(timeout, "timeout", DeviceError)
+
+
+class ShellDeviceMethods:
+    """The device methods the rtl and board devices share, through their ShellJobs
+    (``_jobs``): resident matrices, and the tiles the lanes' buffers hold. (Each device
+    provides ``_lock``, ``_closed`` and ``name`` for :func:`guarded`.)"""
+
+    _jobs: ShellJobs
+
+    @guarded
+    def put(self, A: Any, *, tile: Any = None, dtype: Any = None) -> Any:
+        """Pack ``A`` once and keep its image in device memory. ``tile=None`` picks a tile
+        shape that fits the lanes' buffers (``pack_to_fit``); a given one is checked before
+        packing (:meth:`check_tile`) and after (:meth:`check_image`)."""
+        return make_resident(self, A, tile, dtype)
+
+    @guarded
+    def check_tile(self, tile: Any, dtype: Any = None, *, shape: Any = None) -> tuple[int, int]:
+        """``tile`` as (rows, cols) if its y blocks and x slices fit the lanes' buffers;
+        otherwise a TileShapeError naming the largest tile that does (``shape``: the matrix's,
+        when known; ``dtype``: the values', which the lanes must compute). See
+        :meth:`ShellJobs.check_tile`."""
+        return self._jobs.check_tile(tile, dtype, shape)
+
+    @guarded
+    def check_image(self, img: Any) -> None:
+        """Refuse a packed image with a tile larger than a lane's tile buffer (a
+        TileShapeError; see :meth:`ShellJobs.check_image`)."""
+        self._jobs.check_image(img)
+
+    @guarded
+    def tile_limits(self) -> tuple[int, int]:
+        """The largest (rows, cols) a tile may span so that a row tile's y block and a column
+        tile's x slice fit the lanes' buffers for SpMV (:meth:`ShellJobs.tile_limits`; SpMM
+        runs in column blocks of B that fit these tiles)."""
+        return self._jobs.tile_limits()
 
 
 def _up(nbytes: int, bus: int) -> int:

@@ -278,7 +278,7 @@ def test_hung_bus_times_out_and_the_device_recovers(dev) -> None:
 def test_wait_checks_its_arguments(dev) -> None:
     with pytest.raises(DeviceError, match="no job"):
         dev.wait(12345, timeout=1)
-    with pytest.raises(DeviceError, match="timeout must be positive"):
+    with pytest.raises(DeviceError, match="timeout must be a positive, finite number"):
         dev.wait(1, timeout=0)
 
 
