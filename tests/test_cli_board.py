@@ -10,18 +10,21 @@ import pytest
 import scipy.io
 import scipy.sparse as sp
 
-pytest.importorskip("pynq")
+pynq = pytest.importorskip("pynq")
 
-from fiberflow import cli
-from fiberflow.boards import build, load
+from fiberflow import cli  # noqa: E402
+from fiberflow.boards import build, load  # noqa: E402
 
 pytestmark = pytest.mark.board
+
+# Each pynq release on a board it supports: PYNQ 4.0 runs only on Zynq UltraScale+ boards.
+BOARD = "zcu104" if int(pynq.__version__.split(".")[0]) >= 4 else "pynq-z2"
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("z2")
-    build.generate(load("pynq-z2"), {}, out)
+    out = tmp_path_factory.mktemp(BOARD)
+    build.generate(load(BOARD), {}, out)
     return out
 
 
@@ -41,7 +44,7 @@ def test_run_on_the_simulated_board_checks_the_tile_first(folder: Path, tmp_path
     assert cli.main([*base, "--emulate"]) == 0
     out = capsys.readouterr().out
     assert "within float32 tolerance of scipy: True" in out and "measured cycles" in out
-    assert cli.main([*base, "--emulate", "--tile", "8192", "8192"]) == 1
+    assert cli.main([*base, "--emulate", "--tile", "65536", "65536"]) == 1
     assert "does not fit this overlay" in capsys.readouterr().err
 
 
