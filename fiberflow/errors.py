@@ -57,7 +57,8 @@ class DeviceError(FiberflowError, RuntimeError):
 
 
 class DeviceTimeoutError(DeviceError, TimeoutError):
-    """A device did not finish within its timeout. The device has been reset and is usable."""
+    """A device did not finish within its timeout. The job was stopped (the shell reset, or
+    the emulator's job dropped) and the device is usable; the output is incomplete."""
 
 
 __all__ = [

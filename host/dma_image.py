@@ -150,8 +150,9 @@ def make_geometry(
     widest = max(clipped)
     if coord_bits is None:
         coord_bits = 16 if widest <= 1 << 16 else 32
-    if isinstance(coord_bits, (bool, np.bool_)) or coord_bits not in (16, 32):
-        raise TileShapeError(f"coord_bits must be 16 or 32, not {coord_bits}")
+    exact = isinstance(coord_bits, (int, np.integer)) and not isinstance(coord_bits, bool)
+    if not exact or coord_bits not in (16, 32):  # 16.0 would make the byte width a float
+        raise TileShapeError(f"coord_bits must be the int 16 or 32, not {coord_bits!r}")
     if widest > 1 << coord_bits:
         raise TileShapeError(
             f"tile {req} has a dimension of {widest}, but {coord_bits}-bit local coordinates "

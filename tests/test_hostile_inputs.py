@@ -298,3 +298,10 @@ def test_a_dense_copy_too_big_to_allocate_is_a_shape_error():
     t = ff.Tensor.from_coo([[0], [0]], np.float32([1]), (2**31 - 1, 2**31 - 1), format="ss")
     with pytest.raises(ff.ShapeError, match="use to_coo"):
         t.to_numpy()
+
+
+@pytest.mark.parametrize("bits", ["16", 16.0, True, 8])
+def test_coord_bits_must_be_the_int_16_or_32(bits):
+    t = ff.Tensor.from_scipy(sp.eye(4, format="csr", dtype=np.float32))
+    with pytest.raises(ff.TileShapeError, match=r"coord_bits must be the int 16 or 32, not"):
+        ff.pack(t, coord_bits=bits)
