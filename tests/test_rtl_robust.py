@@ -25,6 +25,9 @@ pytestmark = pytest.mark.rtl
 pytest.importorskip("fiberflow.host.rtl")
 
 
+from test_rtl_device import same_bits  # noqa: E402
+
+
 @pytest.fixture(scope="module")
 def rtl():  # type: ignore[no-untyped-def]
     dev = ff.open("rtl", dtype=("float32", "int32"))
@@ -35,10 +38,6 @@ def rtl():  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="module")
 def emu():  # type: ignore[no-untyped-def]
     return ff.open("emu")
-
-
-def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
-    return a.dtype == b.dtype and np.array_equal(a.view(np.uint32), b.view(np.uint32))
 
 
 def small(seed: int, m: int = 150, n: int = 120) -> sp.csr_array:

@@ -51,7 +51,7 @@ def model_points(dev: ff.Device, A: sp.csr_array) -> list[tuple[str, ff.RunStats
 
 def run(args: argparse.Namespace) -> Report:
     if args.device != "emu":
-        from fiberflow.bench.spmv_rtl import run as run_counted
+        from fiberflow.bench.spmv_counted import run as run_counted
 
         return run_counted(args)
     if args.overlay is not None or args.emulate:
