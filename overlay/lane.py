@@ -17,8 +17,9 @@ flushed, canonical NaN; int32 wraps), so the result is bit-exact with the emulat
 Structure (``docs/overlay.md``, section "Lane")::
 
     tile port --arbiter--> seg reader --\\
-                      \\--> crd reader ---> row sequencer -> S1 x/y read -> S2 fields -> S3 mul
-                       \\-> val reader --/                 -> S4 add -> write queue -> y port
+                      \\--> crd reader ---> row sequencer -> A item -> B index -> C address
+                       \\-> val reader --/                 -> D read -> E fields -> multiplier
+      -> interleaved accumulator (queues, round-robin adder) -> write queue -> y port
 
 * Three sequential element readers (``_SeqReader``) share the lane's one tile-buffer read port
   (one port, so the tile buffer stays a two-port block RAM: DMA on one side, lane on the other).
@@ -30,23 +31,26 @@ Structure (``docs/overlay.md``, section "Lane")::
 * The row sequencer is the SAM graph of SpMV/SpMM (dense row scan, compressed column scan,
   B-row repeat over ``c``) flattened into one counter FSM, because every stream in it moves in
   lock step: a token-level graph of scanner, repeater, ALU and reducer would need a fork/join
-  per edge for the same schedule.
-* The back end is a fixed-latency pipeline without backpressure (every memory it touches is
-  the lane's own, with block-RAM timing): S1 reads x (every item) and y (a row's first
-  nonzero only), S2 selects the 32-bit fields, S3 multiplies, S4 adds into one of ``max_k``
-  accumulator registers. A row's finished sums go into a 16-entry write queue (LiteX
-  ``stream.SyncFIFO``) that writes them to y in cycles where S1 reads no y, so write-backs
-  never hold up the next row; the sequencer stops issuing while the queue could overflow.
-* Throughput: the add in S4 is the ALU's combinational adder between two registers, the same
-  register-to-register path as in :class:`~fiberflow.overlay.alu.Alu` (whose latency of 2 is
-  one input and one output register around it), plus the operand select (the y value for a
-  row's first product, else accumulator ``c``, a ``max_k``-way mux). The running sum feeds
-  back from the S4 register into the adder, so consecutive products of one row are added on
-  consecutive cycles: one multiply-add per cycle for SpMV and SpMM alike, in the sequential
-  order. The next row's segment end is taken in the cycle of the row's last nonzero, so rows
-  follow each other without a gap; an empty row costs one cycle. Limits: the one y port does
-  a read and a write per row and column, so rows of one nonzero run at 1/2 per cycle; on a
-  64-bit bus, 32-bit coordinates need 8 tile bytes per nonzero, all of the port.
+  per edge for the same schedule. It gives each chain (row ``r``, column ``c``: one running
+  sum) an accumulator context: a row's ``k`` chains take consecutive contexts.
+* The front of the back end is a fixed-latency pipeline without backpressure (every memory it
+  touches is the lane's own, with block-RAM timing), with one add or multiply per stage so
+  that no register-to-register path is deep: A registers the item, B forms ``crd * k`` and
+  ``x_base + c``, C their sum as the x address (and reads y for a chain's first item), D
+  receives the words, E selects the fields; then the pipelined multiplier.
+* The adder is pipelined too, so a running sum could use it only once per adder latency. The
+  :class:`~fiberflow.overlay.interleave.InterleavedAccumulator` queues each chain's products
+  in its context's queue and serves the contexts round-robin, one add per cycle, each chain's
+  adds in order: the sequential sum above, bit for bit. The sequencer reserves queue room as
+  it issues, and waits when a chain's queue is full. Finished sums go into a 16-entry write
+  queue (LiteX ``stream.SyncFIFO``) that writes them to y in cycles where stage C reads no y.
+* Throughput: one item per cycle while the contexts' queues have room, for SpMV and SpMM
+  alike. The sums of one chain are sequential, so a chain of ``n`` products needs ``n``
+  context turns (``n * contexts`` cycles) after its first product: a tile's last rows leave a
+  tail of about that many cycles, and a lone long row runs at one product per ``contexts``
+  cycles (a column tile bounds a row's length in a tile to the tile's columns). Limits: the one
+  y port does a read and a write per row and column, so rows of one nonzero run at 1/2 per
+  cycle; on a 64-bit bus, 32-bit coordinates need 8 tile bytes per nonzero, all of the port.
 
 Configuration words (:data:`CONFIG_WORDS`, byte offsets into the lane's buffers); they must
 stay constant while the lane is busy:
@@ -81,7 +85,8 @@ from migen import Array, C, Cat, If, Module, Mux, Replicate, ResetInserter, Sign
 from migen.fhdl import verilog
 
 from fiberflow.host import dtypes, job
-from fiberflow.overlay import fp32
+from fiberflow.overlay.interleave import InterleavedAccumulator
+from fiberflow.overlay.pipe_arith import PipeFpAdd, PipeFpMul, PipeIntMul
 
 __all__ = [
     "CONFIG_WORDS",
@@ -108,6 +113,48 @@ def _log2(n: int) -> int:
     if n < 1 or n & (n - 1):
         raise ValueError(f"{n} is not a power of two")
     return n.bit_length() - 1
+
+
+QUEUE_DEPTH = 32  # products queued per accumulator context
+
+
+class _IntAdd(Module):
+    """Wrapping 32-bit add, one register: a single carry chain fits a stage."""
+
+    latency = 1
+
+    def __init__(self) -> None:
+        self.a, self.b, self.r = Signal(32), Signal(32), Signal(32)
+        self.sync += self.r.eq(self.a + self.b)
+
+
+class _Selected(Module):
+    """One of several pipelined two-operand units, chosen by ``is_int`` (held constant while
+    in use): all are built, the shorter ones' results delayed to the longest latency, so the
+    choice never changes the timing."""
+
+    def __init__(self, units: Sequence[tuple[str, type]], is_int: Signal) -> None:
+        self.a, self.b, self.r = Signal(32), Signal(32), Signal(32)
+        built = {}
+        for name, cls in units:
+            u = cls()
+            setattr(self.submodules, name, u)
+            self.comb += [u.a.eq(self.a), u.b.eq(self.b)]
+            built[name] = u
+        self.latency = max(u.latency for u in built.values())
+        outs = {}
+        for name, u in built.items():
+            r = u.r
+            for i in range(self.latency - u.latency):
+                d = Signal(32, name=f"{name}_pad{i}")
+                self.sync += d.eq(r)
+                r = d
+            outs[name] = r
+        if len(outs) == 2:
+            self.comb += self.r.eq(Mux(is_int, outs["int32"], outs["fp32"]))
+        else:
+            (only,) = outs.values()
+            self.comb += self.r.eq(only)
 
 
 class _SeqReader(Module):
@@ -249,6 +296,7 @@ class Lane(Module):
             max_k=max_k,
             kernels=tuple(kernels),
         )
+        self.value_types = tuple(value_types)
         nb = bus_bits // 8
         sw = _log2(nb // 4)  # 32-bit words per bus word, log2
         ta, xa, ya = _log2(tile_depth), _log2(x_depth), _log2(y_depth)
@@ -332,47 +380,40 @@ class Lane(Module):
         emit = Signal()
         last_c = Signal()
         rows_left = Signal()
+        pipe_empty = Signal()
 
-        # Pipeline registers (stage n holds what entered it at the last clock edge).
-        def regs(names: str, width: int = 1) -> list[Signal]:
-            return [Signal(width, name=n) for n in names.split()]
+        is_int = Signal()  # int32 arithmetic, held for the tile
+        mul, accu = self._arithmetic(value_types, is_int, max_k, yw)
+        # The chain (row, column) of the next item to issue goes to accumulator context `ctx`;
+        # a row's k chains take k consecutive contexts from `rowctx` (docs/overlay.md, "Lane").
+        cb = _log2(self.contexts)
+        ctx, rowctx = Signal(max(cb, 1)), Signal(max(cb, 1))
+        kq = Signal(max=max_k + 1)  # k_eff, held for the tile
 
-        v1, first1, last1, v2, first2, last2 = regs("v1 first1 last1 v2 first2 last2")
-        v3, first3, last3, v4, first4, last4 = regs("v3 first3 last3 v4 first4 last4")
-        cw = max(max_k - 1, 1).bit_length()
-        c1, c2, c3, c4 = regs("c1 c2 c3 c4", cw)
-        val1, val2, val3 = regs("val1 val2 val3", 32)
-        (xa1,) = regs("xa1", xw)
-        ya1, ya2, ya3, ya4 = regs("ya1 ya2 ya3 ya4", yw)
-        (xf2,) = regs("xf2", max(sw, 1))
-        xval3, y03, prod4, y04 = regs("xval3 y03 prod4 y04", 32)
-
-        # Finished sums wait in a write queue for cycles in which S1 reads no y (only a row's
-        # first nonzero reads y), so write-backs never hold up the next row's reads. The
-        # front end keeps room in it for every item in flight (S1..S4).
+        # Finished sums wait in a write queue for cycles in which no y is read (only a row's
+        # first item reads y), so write-backs never hold up the next row's reads.
         wq_depth = 16
         wq = stream.SyncFIFO([("adr", yw), ("dat", 32)], wq_depth)
         self.submodules.wq = wq
-        room = Signal()
         chain = Signal()  # the row's last item, and the next row can start right away
         row_end = Signal()
         self.comb += [
             rows_left.eq(r != rows),
-            last_c.eq(c == k_eff - 1),
-            room.eq(wq.level <= wq_depth - 5),
-            emit.eq((state == NZ) & crd.valid & val.valid & room),
+            last_c.eq(c == kq - 1),
+            emit.eq((state == NZ) & crd.valid & val.valid & Array(accu.room)[ctx]),
             crd.pop.eq(emit & last_c),
             val.pop.eq(emit & last_c),
             row_end.eq(emit & last_c & (rem == 1)),
             chain.eq(row_end & (r + 1 != rows) & seg.valid & (seg.data > cur)),
             seg.pop.eq((((state == SEG0) | ((state == ROW) & rows_left)) & seg.valid) | chain),
+            accu.reserve.eq(emit),
+            accu.reserve_ctx.eq(ctx),
             self.busy.eq(running),
             self.stall.eq(
                 ((state == NZ) & ~emit)
                 | (((state == SEG0) | ((state == ROW) & rows_left)) & ~seg.valid)
             ),
         ]
-        pipe_empty = ~(v1 | v2 | v3 | v4 | wq.source.valid)
         self.sync += If(
             self.start,
             state.eq(Mux(ok, SEG0, IDLE)),
@@ -380,6 +421,10 @@ class Lane(Module):
             self.error.eq(~ok),
             r.eq(0),
             c.eq(0),
+            ctx.eq(0),
+            rowctx.eq(0),
+            kq.eq(k_eff),
+            is_int.eq(dtype == DTYPE_CODES["int32"]),
             yrow.eq(y_base[2 : 2 + yw]),
         ).Else(
             If(
@@ -390,7 +435,7 @@ class Lane(Module):
                 state == ROW,
                 If(~rows_left, state.eq(DRAIN)).Elif(
                     seg.valid,
-                    If(seg.data == cur, r.eq(r + 1), yrow.eq(yrow + k_eff))
+                    If(seg.data == cur, r.eq(r + 1), yrow.eq(yrow + kq))
                     .Elif(seg.data < cur, self.error.eq(1), state.eq(DRAIN))
                     .Else(
                         rem.eq(seg.data - cur),
@@ -408,12 +453,15 @@ class Lane(Module):
                     If(
                         last_c,
                         c.eq(0),
+                        ctx.eq(rowctx),
                         firstq.eq(0),
                         rem.eq(rem - 1),
                         If(
                             rem == 1,
                             r.eq(r + 1),
-                            yrow.eq(yrow + k_eff),
+                            yrow.eq(yrow + kq),
+                            rowctx.eq(rowctx + kq),
+                            ctx.eq(rowctx + kq),
                             If(
                                 chain,  # as in ROW, without spending a cycle there
                                 rem.eq(seg.data - cur),
@@ -421,7 +469,7 @@ class Lane(Module):
                                 firstq.eq(1),
                             ).Else(state.eq(ROW)),
                         ),
-                    ).Else(c.eq(c + 1)),
+                    ).Else(c.eq(c + 1), ctx.eq(ctx + 1)),
                 ),
             )
             .Elif(
@@ -430,87 +478,116 @@ class Lane(Module):
             )
         )
 
-        # -- back end: S1 read x and y, S2 pick fields, S3 multiply, S4 add, S5 write y --
+        # -- back end: A register the item, B index product, C x/y address, D read, E fields,
+        # then the multiplier and the interleaved accumulator (docs/overlay.md, "Lane") --
         words = nb // 4
 
         def field(word: Signal, idx: Signal) -> object:
             return Array(word[32 * i : 32 * i + 32] for i in range(words))[idx]
 
+        def stage(sig: object, width: int, name: str) -> Signal:
+            reg = Signal(width, name=name)
+            self.sync += reg.eq(sig)
+            return reg
+
+        def delay(sig: Signal, n: int, name: str) -> Signal:
+            for i in range(n):
+                sig = stage(sig, len(sig), f"{name}_d{i}")
+            return sig
+
         # Coordinates are local to the x slice (the packer writes and checks them so), so
         # only the slice's index bits are decoded.
         self.comb += Signal(32 - xw, name="crd_high_unused").eq(crd.data[xw:])
-        self.sync += [
-            v1.eq(emit & ~self.start),
-            first1.eq(firstq),
-            last1.eq(rem == 1),
-            c1.eq(c),
-            val1.eq(val.data),
-            xa1.eq(x_base[2 : 2 + xw] + crd.data[:xw] * k_eff + c),
-            ya1.eq(yrow + c),
-            # S2
-            v2.eq(v1),
-            first2.eq(first1),
-            last2.eq(last1),
-            c2.eq(c1),
-            val2.eq(val1),
-            xf2.eq(xa1[:sw]),
-            ya2.eq(ya1),
-            # S3
-            v3.eq(v2),
-            first3.eq(first2),
-            last3.eq(last2),
-            c3.eq(c2),
-            val3.eq(val2),
-            xval3.eq(field(self.x_dat_r, xf2)),
-            y03.eq(field(self.y_dat_r, ya2[:sw])),
-            ya3.eq(ya2),
-            # S4
-            v4.eq(v3),
-            first4.eq(first3),
-            last4.eq(last3),
-            c4.eq(c3),
-            y04.eq(y03),
-            ya4.eq(ya3),
-        ]
-        acc = Array(Signal(32, name=f"acc{i}") for i in range(max_k))
-        acc_in, prod, total = Signal(32), Signal(32), Signal(32)
-        self.comb += acc_in.eq(Mux(first4, y04, acc[c4]))
-        ops = {}  # value type -> (product of S3, sum of S4)
-        if "int32" in value_types:
-            imul, iadd = Signal(32), Signal(32)
-            self.comb += [imul.eq(val3 * xval3), iadd.eq(acc_in + prod4)]  # low 32 bits: wrap
-            ops["int32"] = (imul, iadd)
-        if "fp32" in value_types:
-            ops["fp32"] = (fp32.fp_mul(self, val3, xval3), fp32.fp_add(self, acc_in, prod4))
-        if len(ops) == 2:
-            is_int = Signal()
-            self.comb += [
-                is_int.eq(dtype == DTYPE_CODES["int32"]),
-                prod.eq(Mux(is_int, ops["int32"][0], ops["fp32"][0])),
-                total.eq(Mux(is_int, ops["int32"][1], ops["fp32"][1])),
-            ]
-        else:
-            ((p_op, s_op),) = ops.values()
-            self.comb += [prod.eq(p_op), total.eq(s_op)]
-        self.sync += prod4.eq(prod)
-        self.sync += [If(v4 & (c4 == i), acc[i].eq(total)) for i in range(max_k)]
+        vA = stage(emit & ~self.start, 1, "vA")
+        firstA, lastA = stage(firstq, 1, "firstA"), stage(rem == 1, 1, "lastA")
+        cA, ctxA = stage(c, len(c), "cA"), stage(ctx, len(ctx), "ctxA")
+        crdA, valA = stage(crd.data[:xw], xw, "crdA"), stage(val.data, 32, "valA")
+        yaA = stage(yrow + c, yw, "yaA")
+        # B: the item's x row times k and the slice base plus column, each one add or multiply
+        vB, firstB, lastB, ctxB, valB, yaB = (
+            stage(s_, len(s_), n + "B")
+            for s_, n in ((vA, "v"), (firstA, "first"), (lastA, "last"), (ctxA, "ctx"),
+                          (valA, "val"), (yaA, "ya"))
+        )  # fmt: skip
+        xrowB = stage(crdA * kq if max_k > 1 else crdA, xw, "xrowB")
+        xbcB = stage(x_base[2 : 2 + xw] + cA, xw, "xbcB")
+        # C: the x and y addresses (y only for a chain's first item)
+        vC, firstC, lastC, ctxC, valC, yaC = (
+            stage(s_, len(s_), n + "C")
+            for s_, n in ((vB, "v"), (firstB, "first"), (lastB, "last"), (ctxB, "ctx"),
+                          (valB, "val"), (yaB, "ya"))
+        )  # fmt: skip
+        xaC = stage(xrowB + xbcB, xw, "xaC")
+        readC = Signal()
+        self.comb += readC.eq(vC & firstC)
+        # D: the words arrive; E: their 32-bit fields
+        vD, firstD, lastD, ctxD, valD, yaD = (
+            stage(s_, len(s_), n + "D")
+            for s_, n in ((vC, "v"), (firstC, "first"), (lastC, "last"), (ctxC, "ctx"),
+                          (valC, "val"), (yaC, "ya"))
+        )  # fmt: skip
+        xfD = stage(xaC[:sw], max(sw, 1), "xfD")
+        vE, firstE, lastE, ctxE, valE, yaE = (
+            stage(s_, len(s_), n + "E")
+            for s_, n in ((vD, "v"), (firstD, "first"), (lastD, "last"), (ctxD, "ctx"),
+                          (valD, "val"), (yaD, "ya"))
+        )  # fmt: skip
+        xvalE = stage(field(self.x_dat_r, xfD), 32, "xvalE")
+        y0E = stage(field(self.y_dat_r, yaD[:sw]), 32, "y0E")
+        self.comb += [mul.a.eq(valE), mul.b.eq(xvalE)]
+        lm = mul.latency
         self.comb += [
-            wq.sink.valid.eq(v4 & last4),
-            # The front end stops issuing while the queue lacks room for the words in flight
-            # (``room``), so a push always fits: the sink's ready is never needed.
+            accu.in_valid.eq(delay(vE, lm, "vM")),
+            accu.in_first.eq(delay(firstE, lm, "firstM")),
+            accu.in_last.eq(delay(lastE, lm, "lastM")),
+            accu.in_ctx.eq(delay(ctxE, lm, "ctxM")),
+            accu.in_tag.eq(delay(yaE, lm, "yaM")),
+            accu.in_init.eq(delay(y0E, lm, "y0M")),
+            accu.in_term.eq(mul.r),
+            # A sum can leave the adder up to latency + 1 cycles after it is let in.
+            accu.out_ok.eq(wq.level <= wq_depth - accu.latency - 2),
+            wq.sink.valid.eq(accu.out_valid),
+            # out_ok keeps room for every sum in the adder, so a push always fits: the
+            # sink's ready is never needed.
             Signal(name="wq_ready_unused").eq(wq.sink.ready),
-            wq.sink.adr.eq(ya4),
-            wq.sink.dat.eq(total),
+            wq.sink.adr.eq(accu.out_tag),
+            wq.sink.dat.eq(accu.out_sum),
         ]
+        in_flight = [vA, vB, vC, vD, vE]
+        self.comb += pipe_empty.eq(~(Cat(*in_flight) != 0) & accu.idle & ~wq.source.valid)
 
         enables = Array(C(0xF << (4 * i), nb) for i in range(words))
         self.comb += [
-            self.x_adr.eq(xa1[sw:]),
-            wq.source.ready.eq(~(v1 & first1)),
-            self.y_adr.eq(Mux(wq.source.ready, wq.source.adr[sw:], ya1[sw:])),
+            self.x_adr.eq(xaC[sw:]),
+            wq.source.ready.eq(~readC),
+            self.y_adr.eq(Mux(readC, yaC[sw:], wq.source.adr[sw:])),
             self.y_dat_w.eq(Replicate(wq.source.dat, words)),
-            self.y_we.eq(Mux(wq.source.valid & wq.source.ready, enables[wq.source.adr[:sw]], 0)),
+            self.y_we.eq(Mux(wq.source.valid & ~readC, enables[wq.source.adr[:sw]], 0)),
         ]
+
+    def _arithmetic(
+        self, value_types: Sequence[str], is_int: Signal, max_k: int, tag_bits: int
+    ) -> tuple[Module, InterleavedAccumulator]:
+        """The multiplier and the interleaved accumulator for the built value types; with
+        both, ``is_int`` picks one (their latencies are padded to match). The accumulator has
+        a context per chain that can be in flight: at least ``max_k`` (a row's chains) and
+        more than the adder's latency (so the adder is never waited for)."""
+        muls, adds = [], []
+        if "fp32" in value_types:
+            muls.append(("fp32", PipeFpMul))
+            adds.append(("fp32", PipeFpAdd))
+        if "int32" in value_types:
+            muls.append(("int32", PipeIntMul))
+            adds.append(("int32", _IntAdd))
+        self.submodules.mul = mul = _Selected(muls, is_int)
+        add = _Selected(adds, is_int)
+        self.contexts = 1 << max(max_k, add.latency + 1, 2).bit_length() - 1
+        if self.contexts < max(max_k, add.latency + 1):
+            self.contexts *= 2
+        accu = InterleavedAccumulator(add, self.contexts, QUEUE_DEPTH, tag_bits)
+        self.submodules.accu = accu = ResetInserter()(accu)
+        self.comb += accu.reset.eq(self.start)
+        return mul, accu
 
     def connect(self, tile_port: object, x_port: object, y_port: object) -> list:
         """Statements wiring the lane to Migen ``Memory`` ports of its three buffers: ``tile_port``

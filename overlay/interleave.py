@@ -1,0 +1,170 @@
+"""Interleaved accumulation: many running sums through one pipelined adder, each sum's terms
+added one at a time in arrival order.
+
+A pipelined adder takes ``latency`` cycles to produce a sum, so a single running sum could use
+it once every ``latency`` cycles. The lane keeps it busy by interleaving independent sums: the
+products of each sum (a *chain*: one row of SpMV, one row and column of SpMM) are queued in one
+of ``contexts`` first-in first-out queues, and the adder serves the contexts in a fixed
+round-robin, context ``j`` in the cycles ``t = j (mod contexts)``. With ``contexts`` greater than
+the adder's latency, a context's previous sum has left the adder before its next turn, so no
+hazard check is needed, and one term enters the adder in every cycle in which the context whose
+turn it is has one queued.
+
+Why a fixed round-robin rather than "any ready context": it makes the schedule a counter, with
+no search in the cycle before the adder, and it never changes which terms a sum receives or
+their order (each chain lives in one context, and its queue is first-in first-out), so the
+result is the sequential sum, bit for bit, whatever the timing.
+
+The caller assigns chains to contexts and must not start a chain in a context before the
+previous chain there has been fully queued (in the lane, chains arrive in row order, so this
+holds by construction). Terms arrive from a pipeline that cannot stop, so room is reserved when
+a term is *issued* upstream (``reserve``, naming its context), not when it arrives: ``room[j]``
+says a term for context ``j`` may be issued now.
+
+Each queued term carries the chain's initial value (``init``, used with ``first``: the sum is
+``init + t0 + t1 + ...``), whether it is the chain's last term (``last``: the sum is then
+emitted on ``out_*`` with the term's ``tag``, the y address in the lane), and the term itself.
+The queues share one memory of ``contexts * depth`` entries (one write and one read per cycle),
+so they map to LUT RAM or a block RAM, not to flip-flops.
+"""
+
+from __future__ import annotations
+
+from migen import Array, Cat, If, Memory, Module, Mux, Signal
+
+__all__ = ["InterleavedAccumulator"]
+
+
+def _log2(n: int) -> int:
+    if n < 1 or n & (n - 1):
+        raise ValueError(f"{n} is not a power of two")
+    return n.bit_length() - 1
+
+
+class InterleavedAccumulator(Module):
+    """
+    Parameters
+    ----------
+    adder : Module
+        A module with inputs ``a``, ``b`` (Signal(32)), output ``r`` and an
+        int ``latency``: ``r`` in cycle ``t + latency`` is the sum of ``a`` and ``b`` presented
+        in cycle ``t`` (registered inside; no enable).
+    contexts, depth : int
+        Queues and entries per queue (powers of two); ``contexts`` must exceed the adder's
+        latency.
+    tag_bits : int
+        Width of the tag carried from a chain's last term to its emitted sum.
+
+    Attributes
+    ----------
+    reserve : Signal(), in ; reserve_ctx : Signal(log2 contexts), in
+        A term for context ``reserve_ctx`` was issued upstream; it arrives later on ``in_*``.
+        Only when ``room[reserve_ctx]``.
+    room : list of Signal(), out
+        Per context: a term may be reserved now (registered).
+    in_valid, in_ctx, in_term, in_init, in_first, in_last, in_tag : in
+        An arriving term (reserved earlier).
+    out_ok : Signal(), in
+        The consumer can take every sum that might be emitted in the next ``latency + 2``
+        cycles; while it is low, no term enters the adder.
+    out_valid, out_sum, out_tag : out
+        A chain's final sum (one cycle; no backpressure beyond ``out_ok``).
+    idle : Signal(), out
+        Nothing reserved, queued or in the adder.
+    """
+
+    def __init__(self, adder: Module, contexts: int, depth: int, tag_bits: int) -> None:
+        self.submodules.add = add = adder
+        if contexts <= add.latency:
+            raise ValueError(f"contexts ({contexts}) must exceed the adder latency ({add.latency})")
+        cb, db = _log2(contexts), _log2(depth)
+        self.latency = add.latency
+        self.reserve = Signal()
+        self.reserve_ctx = Signal(max(cb, 1))
+        self.room = [Signal(reset=1, name=f"room{j}") for j in range(contexts)]
+        self.in_valid, self.in_first, self.in_last = Signal(), Signal(), Signal()
+        self.in_ctx = Signal(max(cb, 1))
+        self.in_term, self.in_init = Signal(32), Signal(32)
+        self.in_tag = Signal(tag_bits)
+        self.out_ok = Signal()
+        self.out_valid = Signal()
+        self.out_sum = Signal(32)
+        self.out_tag = Signal(tag_bits)
+        self.idle = Signal(reset=1)
+
+        # # #
+
+        # -- the queues: one memory, context j's entries at j * depth .. (j + 1) * depth - 1 --
+        entry = [("term", 32), ("init", 32), ("tag", tag_bits), ("first", 1), ("last", 1)]
+        width = sum(w for _, w in entry)
+        mem = Memory(width, contexts * depth)
+        wr, rd = mem.get_port(write_capable=True), mem.get_port()
+        self.specials += mem, wr, rd
+        wrp = Array(Signal(db, name=f"wrp{j}") for j in range(contexts))
+        rdp = Array(Signal(db, name=f"rdp{j}") for j in range(contexts))
+        count = [Signal(db + 1, name=f"count{j}") for j in range(contexts)]
+        held = [Signal(db + 1, name=f"held{j}") for j in range(contexts)]  # reserved, not taken
+
+        # The context whose term may be read now enters the adder in the next cycle; the read
+        # port's one-cycle latency is the gap. Flags are registered (computed from the counts
+        # after this cycle), so the choice is a mux of flip-flops, not a compare.
+        sel = Signal(max(cb, 1))
+        nonempty = [Signal(name=f"nonempty{j}") for j in range(contexts)]
+        take = Signal()
+        self.comb += [
+            take.eq(Array(nonempty)[sel] & self.out_ok),
+            wr.adr.eq(Cat(wrp[self.in_ctx], self.in_ctx) if cb else wrp[0]),
+            wr.dat_w.eq(Cat(self.in_term, self.in_init, self.in_tag, self.in_first, self.in_last)),
+            wr.we.eq(self.in_valid),
+            rd.adr.eq(Cat(rdp[sel], sel) if cb else rdp[0]),
+        ]
+        self.sync += [
+            sel.eq(sel + 1),
+            If(self.in_valid, wrp[self.in_ctx].eq(wrp[self.in_ctx] + 1)),
+            If(take, rdp[sel].eq(rdp[sel] + 1)),
+        ]
+        busy_parts = []
+        for j in range(contexts):
+            put = self.in_valid & (self.in_ctx == j)
+            got = take & (sel == j)
+            res = self.reserve & (self.reserve_ctx == j)
+            count_next = Signal(db + 1, name=f"count_next{j}")
+            self.comb += count_next.eq(count[j] + put - got)
+            self.sync += [
+                count[j].eq(count_next),
+                nonempty[j].eq(count_next != 0),
+                held[j].eq(held[j] + res - got),
+                # Room for one more next cycle. This cycle's take is left out (it is seen a
+                # cycle later), which keeps the take logic off this path.
+                self.room[j].eq(Mux(res, held[j] < depth - 1, held[j] < depth)),
+            ]
+            busy_parts.append(held[j] != 0)
+
+        # -- the adder loop: operands in the cycle after the read; sums back `latency` later --
+        v_i, ctx_i = Signal(), Signal(max(cb, 1))
+        self.sync += [v_i.eq(take), ctx_i.eq(sel)]
+        q = Signal(width)
+        term, init, tag, first, last = Signal(32), Signal(32), Signal(tag_bits), Signal(), Signal()
+        self.comb += [q.eq(rd.dat_r), Cat(term, init, tag, first, last).eq(q)]
+        acc = Array(Signal(32, name=f"acc{j}") for j in range(contexts))
+        self.comb += [
+            add.a.eq(Mux(first, init, acc[ctx_i])),
+            add.b.eq(term),
+        ]
+        # Valid, context, last and tag travel beside the adder's stages.
+        v, c, lst, tg = v_i, ctx_i, last, tag
+        in_adder = [v_i]
+        for _ in range(add.latency):
+            v2, c2, l2, t2 = Signal(), Signal(len(c)), Signal(), Signal(tag_bits)
+            self.sync += [v2.eq(v), c2.eq(c), l2.eq(lst), t2.eq(tg)]
+            v, c, lst, tg = v2, c2, l2, t2
+            in_adder.append(v)
+        self.sync += If(v, acc[c].eq(add.r))
+        self.comb += [
+            self.out_valid.eq(v & lst),
+            self.out_sum.eq(add.r),
+            self.out_tag.eq(tg),
+        ]
+        # Idle: nothing held (held counts queued terms too), reserved, taken or in the adder.
+        # Registered, so it rises a cycle late, never early.
+        self.sync += self.idle.eq(~(Cat(*busy_parts, self.reserve, take, *in_adder) != 0))
