@@ -62,155 +62,145 @@ def _lzc(m: Module, x: Signal, width: int) -> Signal:
 
 
 class PipeFpAdd(Module):
-    """``r = a + b`` in fp32, bit-identical to ``fp32.fp_add``; latency 5.
+    """``r = a + b`` in fp32, bit-identical to ``fp32.fp_add``; latency 4.
 
     The arithmetic is ``fp_add``'s (larger magnitude ``x``, smaller ``y`` aligned to it with
     guard, round and sticky bits, a 28-bit add, normalise, round to nearest even), cut so that
-    each stage holds at most one carry chain and one shifter:
+    each stage holds at most one carry chain in series:
 
-    1. From ``a``, ``b``: which magnitude is larger (a 31-bit compare, one carry chain), both
-       exponent differences (short chains beside it), and per operand "exponent all ones",
-       "exponent zero", "fraction non-zero" (two LUT levels).
-    2. Swap into ``x``/``y``; shift ``y`` right by the exponent difference; the sticky bit as
-       "a one of ``y`` below the shift amount" (``y[j] & (d > j + 3)``, OR-ed), which is
-       parallel to the shifter instead of after it. The special cases (NaN, infinities,
-       zeros, which ``fp_add`` decides before any arithmetic) become one flag and the result
-       word they give, carried along to the last stage.
-    3. The 28-bit add or subtract (one carry chain, subtraction as ``x + ~y + 1`` through a
-       carry-in bit), then the leading-zero count of the sum and its zero test. ``ex + 1``
-       and ``ex + 2`` for stage 4 are computed beside it.
-    4. Normalise: the sum shifted left by the leading-zero count (or right by one on a carry
-       out), the exponent ``e`` and ``e + 1`` (each one subtraction of the count), and the
-       round-up bit.
-    5. Round (the 24-bit increment, one carry chain); its carry into the hidden bit picks
-       ``e + 1`` over ``e``, and with it the overflow and flush-to-zero tests precomputed for
-       both; then the final choice between special result, exact-cancellation zero,
-       infinity, flushed zero and the rounded number. ``r`` is this stage's register.
+    1. From ``a``, ``b``: which magnitude is larger (a 31-bit compare, one carry chain), the
+       swap into ``x``/``y`` and the matching exponent difference ``d`` (both differences
+       are short chains beside the compare). Two LUT levels.
+    2. Align ``y``: shift it right by ``d``; the sticky bit as "a one of ``y`` below the shift
+       amount" (``y[j] & (d > j + 3)``, OR-ed), parallel to the shifter instead of after it;
+       then the 28-bit add or subtract (one carry chain, subtraction as ``x + ~y + 1``
+       through a carry-in bit). Beside it, the special cases (NaN, infinities, zeros, which
+       ``fp_add`` decides before any arithmetic) become one flag and the result word they
+       give, carried to the last stage.
+    3. Normalise, coarse half: the number of leading zero bytes of the sum (three zero tests),
+       the sum shifted left by them, and the leading zeros of the top byte of that (the fine
+       count); a carry out of the sum instead shifts it right by one (count 0). The exponent
+       base ``ex`` or ``ex + 1`` (on a carry out) is chosen here, and the exact-cancellation
+       test.
+    4. Normalise, fine half (a left shift by 0-7, one 8:1 mux level), the round-up bit, the
+       24-bit increment (one carry chain); beside it the exponent ``e = base - count`` and
+       ``e + 1`` (one chain each) with their overflow and flush-to-zero tests, of which the
+       increment's carry into the hidden bit picks one; then the final choice between special
+       result, exact-cancellation zero, infinity, flushed zero and the rounded number. ``r``
+       is this stage's register.
 
-    Stages 1 and 2 are short; the leading-zero count cannot share a stage with the shifter
-    it drives (about 5 + 3 levels), nor the add with the shifter that feeds it, which is what
-    sets five stages.
+    Splitting the leading-zero count at a byte boundary is what lets normalisation share
+    stages: a whole count followed by a whole shift is about 5 + 3 LUT levels, the coarse
+    count, shift and fine count about 6, and the fine shift leaves room for the rounding.
     """
 
-    latency = 5
+    latency = 4
 
     def __init__(self) -> None:
         self.a = a = Signal(32, name="a")
         self.b = b = Signal(32, name="b")
         self.r = Signal(32, reset_less=True)
 
-        # -- stage 1: compare, exponent differences, operand classes
+        # -- stage 1: compare and swap
         ea, eb = a[23:31], b[23:31]
-        a1, b1 = _reg(self, "a1", a, 32), _reg(self, "b1", b, 32)
-        swap1 = _reg(self, "swap1", b[0:31] > a[0:31], 1)
-        dab1, dba1 = _reg(self, "dab1", ea - eb, 8), _reg(self, "dba1", eb - ea, 8)
-        a_emax1, b_emax1 = _reg(self, "a_emax1", ea == 255, 1), _reg(self, "b_emax1", eb == 255, 1)
-        a_ez1, b_ez1 = _reg(self, "a_ez1", ea == 0, 1), _reg(self, "b_ez1", eb == 0, 1)
-        a_fnz1, b_fnz1 = (
-            _reg(self, "a_fnz1", a[0:23] != 0, 1),
-            _reg(self, "b_fnz1", b[0:23] != 0, 1),
-        )
+        swap = Signal(name="swap")
+        self.comb += swap.eq(b[0:31] > a[0:31])
+        x1, y1 = _reg(self, "x1", Mux(swap, b, a), 32), _reg(self, "y1", Mux(swap, a, b), 32)
+        dab, dba = Signal(8, name="dab"), Signal(8, name="dba")
+        self.comb += [dab.eq(ea - eb), dba.eq(eb - ea)]
+        d1 = _reg(self, "d1", Mux(swap, dba, dab), 8)
 
-        # -- stage 2: swap, align, sticky; special cases
-        sa, sb = a1[31], b1[31]
-        sx, ex, mx = Signal(name="sx"), Signal(8, name="ex"), Signal(24, name="mx")
-        sy, my, d = Signal(name="sy"), Signal(24, name="my"), Signal(8, name="d")
-        self.comb += [
-            sx.eq(Mux(swap1, sb, sa)),
-            ex.eq(Mux(swap1, b1[23:31], a1[23:31])),
-            mx.eq(Cat(Mux(swap1, b1[0:23], a1[0:23]), 1)),
-            sy.eq(Mux(swap1, sa, sb)),
-            my.eq(Cat(Mux(swap1, a1[0:23], b1[0:23]), 1)),
-            d.eq(Mux(swap1, dba1, dab1)),
-        ]
-        shifted = Signal(27)
-        sticky = Signal()
+        # -- stage 2: align, sticky, add; special cases
+        sx, ex, fx = x1[31], x1[23:31], x1[0:23]
+        sy, ey, fy = y1[31], y1[23:31], y1[0:23]
+        my = Cat(fy, 1)
+        shifted = Signal(27, name="shifted")
+        sticky = Signal(name="sticky")
         # my << 3 shifted right by d loses a one exactly when some my[j] sits below d - 3.
-        lost = [my[j] & (d > j + 3) for j in range(24)]
         self.comb += [
-            shifted.eq(Cat(Replicate(0, 3), my) >> d),
-            sticky.eq(_any(lost)),
+            shifted.eq(Cat(Replicate(0, 3), my) >> d1),
+            sticky.eq(_any([my[j] & (d1 > j + 3) for j in range(24)])),
         ]
-        a_nan, b_nan = a_emax1 & a_fnz1, b_emax1 & b_fnz1
-        a_inf, b_inf = a_emax1 & ~a_fnz1, b_emax1 & ~b_fnz1
-        spec, spec_r = Signal(name="spec"), Signal(32, name="spec_r")
-        self.comb += [
-            spec.eq(a_emax1 | b_emax1 | a_ez1 | b_ez1),
-            If(a_nan | b_nan | (a_inf & b_inf & (sa != sb)), spec_r.eq(QNAN))
-            .Elif(a_inf, spec_r.eq(_inf(sa)))
-            .Elif(b_inf, spec_r.eq(_inf(sb)))
-            .Elif(a_ez1 & b_ez1, spec_r.eq(_zero(sa & sb)))
-            .Elif(a_ez1, spec_r.eq(b1))
-            .Else(spec_r.eq(a1)),
-        ]
-        sx2, ex2, mx2 = (
-            _reg(self, "sx2", sx, 1),
-            _reg(self, "ex2", ex, 8),
-            _reg(self, "mx2", mx, 24),
-        )
-        y2 = _reg(self, "y2", Cat(shifted[0] | sticky, shifted[1:27]), 27)
-        sub2 = _reg(self, "sub2", sx ^ sy, 1)
-        spec2, spec_r2 = _reg(self, "spec2", spec, 1), _reg(self, "spec_r2", spec_r, 32)
-
-        # -- stage 3: add, leading zeros
+        sub = sx ^ sy
         # x - y = x + ~y + 1: the extra low bit (1 + 1 on subtraction) is the carry-in, so the
         # add and the subtract are one carry chain. (Cat, not x << 3: inside a Verilog
         # concatenation a shift keeps its operand's width and would drop the top bits.)
-        ext = Signal(29)
+        y_al = Cat(shifted[0] | sticky, shifted[1:27])
+        ext = Signal(29, name="ext")
         self.comb += ext.eq(
-            Cat(sub2, Replicate(0, 3), mx2) + Cat(sub2, y2 ^ Replicate(sub2, 27), sub2)
+            Cat(sub, Replicate(0, 3), fx, 1) + Cat(sub, y_al ^ Replicate(sub, 27), sub)
         )
-        s = ext[1:29]
-        lz = _lzc(self, s, 27)
-        s3, lz3 = _reg(self, "s3", s, 28), _reg(self, "lz3", lz, 5)
-        s_zero3 = _reg(self, "s_zero3", s == 0, 1)
-        ex3, ex13, ex23 = (
-            _reg(self, "ex3", ex2, 8),
-            _reg(self, "ex13", ex2 + 1, 9),
-            _reg(self, "ex23", ex2 + 2, 9),
+        s2 = _reg(self, "s2", ext[1:29], 28)
+        # The special cases with x the larger magnitude: an infinity or NaN operand is x
+        # (unless both are), and a zero x means both are zeros.
+        x_emax, y_emax, x_ez, y_ez = ex == 255, ey == 255, ex == 0, ey == 0
+        x_nan, y_nan = x_emax & (fx != 0), y_emax & (fy != 0)
+        spec_r = Signal(32, name="spec_r")
+        self.comb += (
+            If(x_nan | y_nan | (x_emax & y_emax & (sx != sy)), spec_r.eq(QNAN))
+            .Elif(x_emax, spec_r.eq(_inf(sx)))
+            .Elif(x_ez, spec_r.eq(_zero(sx & sy)))
+            .Else(spec_r.eq(x1))
         )
+        spec2 = _reg(self, "spec2", x_emax | y_emax | x_ez | y_ez, 1)
+        spec_r2 = _reg(self, "spec_r2", spec_r, 32)
+        ex2, ex12, ex22 = (
+            _reg(self, "ex2", ex, 9),
+            _reg(self, "ex12", ex + 1, 9),
+            _reg(self, "ex22", ex + 2, 9),
+        )
+        sx2 = _reg(self, "sx2", sx, 1)
+
+        # -- stage 3: normalise by whole bytes, count the rest
+        v, carry_out = s2[0:27], s2[27]
+        z8, z16, z24 = v[19:27] == 0, v[11:27] == 0, v[3:27] == 0
+        coarse = Signal(2, name="coarse")  # leading zero bytes of v (0 on a carry out)
+        w = Signal(27, name="w")
+        self.comb += [
+            If(carry_out, coarse.eq(0), w.eq(Cat(s2[0] | s2[1], s2[2:28])))
+            .Elif(z24, coarse.eq(3), w.eq(v << 24))
+            .Elif(z16, coarse.eq(2), w.eq(v << 16))
+            .Elif(z8, coarse.eq(1), w.eq(v << 8))
+            .Else(coarse.eq(0), w.eq(v)),
+        ]
+        fine = _lzc(self, w[19:27], 8)
+        w3, coarse3 = _reg(self, "w3", w, 27), _reg(self, "coarse3", coarse, 2)
+        fine3 = _reg(self, "fine3", Mux(carry_out, 0, fine[0:3]), 3)
+        s_zero3 = _reg(self, "s_zero3", s2 == 0, 1)
+        base3 = _reg(self, "base3", Mux(carry_out, ex12, ex2), 9)
+        base13 = _reg(self, "base13", Mux(carry_out, ex22, ex12), 9)
         sx3, spec3, spec_r3 = (
             _reg(self, "sx3", sx2, 1),
             _reg(self, "spec3", spec2, 1),
             _reg(self, "spec_r3", spec_r2, 32),
         )
 
-        # -- stage 4: normalise
-        norm = Signal(26)  # below the hidden one: 23 fraction bits, guard, round, sticky
-        e, e1 = Signal((11, True), name="e"), Signal((11, True), name="e1")
-        # signed copies: e may go below zero
-        exs, ex1s = Signal((11, True), name="exs"), Signal((11, True), name="ex1s")
-        lzs = Signal((11, True), name="lzs")
-        self.comb += [exs.eq(ex3), ex1s.eq(ex13), lzs.eq(lz3)]
-        self.comb += If(
-            s3[27],
-            norm.eq(Cat(s3[0] | s3[1], s3[2:27])),
-            e.eq(ex13),
-            e1.eq(ex23),
-        ).Else(
-            norm.eq((s3 << lz3)[0:26]),
-            e.eq(exs - lzs),
-            e1.eq(ex1s - lzs),
-        )
+        # -- stage 4: shift by the rest, round, exponent, result
+        norm = Signal(26, name="norm")  # below the hidden one: fraction, guard, round, sticky
+        self.comb += norm.eq((w3 << fine3)[0:26])
         up = norm[2] & (norm[1] | norm[0] | norm[3])
-        frac4, up4 = _reg(self, "frac4", norm[3:26], 23), _reg(self, "up4", up, 1)
-        e4, e14 = _reg(self, "e4", e, (11, True)), _reg(self, "e14", e1, (11, True))
-        s_zero4, sx4 = _reg(self, "s_zero4", s_zero3, 1), _reg(self, "sx4", sx3, 1)
-        spec4, spec_r4 = _reg(self, "spec4", spec3, 1), _reg(self, "spec_r4", spec_r3, 32)
-
-        # -- stage 5: round, exponent, result
-        mr = Signal(24)  # bit 23 is the carry into the hidden one (1.11..1 + ulp = 10.0)
-        self.comb += mr.eq(frac4 + up4)
+        mr = Signal(24, name="mr")  # bit 23 is the carry into the hidden one (1.11..1 + ulp)
+        self.comb += mr.eq(norm[3:26] + up)
+        # signed copies: the exponent may go below zero
+        lz, base, base1 = (Signal((11, True), name=n) for n in ("lz", "base", "base1"))
+        e, e1 = Signal((11, True), name="e"), Signal((11, True), name="e1")
+        self.comb += [
+            lz.eq(Cat(fine3, coarse3)),
+            base.eq(base3),
+            base1.eq(base13),
+            e.eq(base - lz),
+            e1.eq(base1 - lz),
+        ]
         carry = mr[23]
-        over = Mux(carry, e14 >= 255, e4 >= 255)
-        under = Mux(carry, e14 <= 0, e4 <= 0)
-        exp = Mux(carry, e14[0:8], e4[0:8])
+        over = Mux(carry, e1 >= 255, e >= 255)
+        under = Mux(carry, e1 <= 0, e <= 0)
+        exp = Mux(carry, e1[0:8], e[0:8])
         self.sync += (
-            If(spec4, self.r.eq(spec_r4))
-            .Elif(s_zero4, self.r.eq(0))  # exact cancellation: +0 under round to nearest
-            .Elif(over, self.r.eq(_inf(sx4)))
-            .Elif(under, self.r.eq(_zero(sx4)))  # flush to zero
-            .Else(self.r.eq(Cat(mr[0:23], exp, sx4)))
+            If(spec3, self.r.eq(spec_r3))
+            .Elif(s_zero3, self.r.eq(0))  # exact cancellation: +0 under round to nearest
+            .Elif(over, self.r.eq(_inf(sx3)))
+            .Elif(under, self.r.eq(_zero(sx3)))  # flush to zero
+            .Else(self.r.eq(Cat(mr[0:23], exp, sx3)))
         )
 
 
