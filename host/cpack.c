@@ -60,6 +60,7 @@ typedef struct {
     const int64_t *slot, *ext, *seg_off, *crd_off, *vals_off, *tile_off, *npos;
     int64_t *last, *cur;
     int64_t n_tiles, header_bytes;
+    int64_t *used;            /* the CSR loops: the current band's non-empty tile columns */
     int simd;                 /* the vector level of the CSR loops: FF_SIMD_NONE .. AVX512 */
     int bad;                  /* counting pass: FF_OK, or FF_BAD_COORD */
 } walker;
@@ -310,6 +311,7 @@ typedef struct {
     uint8_t *crd;
     uint32_t *vals;
     int64_t n;    /* entries appended so far */
+    int64_t room; /* entries the tile holds in all */
     int64_t done; /* the run loops: segment entries 1 .. done are written */
 } band_tile;
 
@@ -321,10 +323,14 @@ static void zero_pads(const walker *w, const band_tile *bt, int64_t s, int64_t r
     zero_to(w->image, (uint8_t *)(bt->vals + bt->n), w->tile_off[s + 1]);
 }
 
-/* Point the band's tile states at their sections; NULL segments for empty tiles. */
-static void open_band(const walker *w, band_tile *tiles, int64_t rt)
+/* Point the band's tile states at their sections, NULL segments for empty tiles, and list the
+ * non-empty tile columns in w->used; return how many there are. The band loops go over that
+ * list, not the whole row of tiles: with small tiles a band may have hundreds of columns and
+ * only a few non-empty (a banded matrix at 256 x 256: 9 of 782), and a check of every column
+ * per chunk of rows cost a tenth of the fill. */
+static int64_t open_band(const walker *w, band_tile *tiles, int64_t rt)
 {
-    int64_t gc = w->t->grid[1];
+    int64_t gc = w->t->grid[1], n_used = 0;
     for (int64_t ct = 0; ct < gc; ct++) {
         int64_t s = w->slot[rt * gc + ct];
         band_tile *bt = &tiles[ct];
@@ -333,11 +339,14 @@ static void open_band(const walker *w, band_tile *tiles, int64_t rt)
         bt->done = 0;
         if (s < 0)
             continue;
+        w->used[n_used++] = ct;
         bt->seg = (uint32_t *)(w->image + w->seg_off[s * 2 + 1]);
         bt->crd = w->image + w->crd_off[s * 2 + 1];
         bt->vals = (uint32_t *)(w->image + w->vals_off[s]);
+        bt->room = w->npos[s * 2 + 1];
         bt->seg[0] = 0;
     }
+    return n_used;
 }
 
 /* Division by the tile width as a multiply and a shift (Granlund and Montgomery, 1994): exact
@@ -464,8 +473,8 @@ static inline __attribute__((always_inline)) void scatter_rows(band_tile *tiles,
 
 /* Any tile width, any number of tile columns, any vector level: the band a chunk of rows at a
  * time (zero the chunk's segment entries, scatter, running maximum), then the padding. */
-static void fill_band_scatter(const walker *w, band_tile *tiles, int64_t rt, int64_t r0,
-                              int64_t rows)
+static void fill_band_scatter(const walker *w, band_tile *tiles, int64_t n_used, int64_t rt,
+                              int64_t r0, int64_t rows)
 {
     const ff_tree *t = w->t;
     int64_t gc = t->grid[1], step = chunk_rows(gc);
@@ -478,23 +487,20 @@ static void fill_band_scatter(const walker *w, band_tile *tiles, int64_t rt, int
            : w->simd == FF_SIMD_AVX2 ? running_max_avx2
                                      : running_max;
 #endif
-    open_band(w, tiles, rt);
+    const int64_t *used = w->used;
     for (int64_t a = 0; a < rows; a += step) {
         int64_t b = a + step < rows ? a + step : rows;
-        for (int64_t ct = 0; ct < gc; ct++)
-            if (tiles[ct].seg)
-                memset(tiles[ct].seg + a + 1, 0, (size_t)(b - a) * 4);
+        for (int64_t u = 0; u < n_used; u++)
+            memset(tiles[used[u]].seg + a + 1, 0, (size_t)(b - a) * 4);
         if (t->coord_bytes == 2)
             scatter_rows(tiles, pos, t->crd[1], t->vals, a, b, dv, tc, 2);
         else
             scatter_rows(tiles, pos, t->crd[1], t->vals, a, b, dv, tc, 4);
-        for (int64_t ct = 0; ct < gc; ct++)
-            if (tiles[ct].seg)
-                scan(tiles[ct].seg, a, b);
+        for (int64_t u = 0; u < n_used; u++)
+            scan(tiles[used[u]].seg, a, b);
     }
-    for (int64_t ct = 0; ct < gc; ct++)
-        if (tiles[ct].seg)
-            zero_pads(w, &tiles[ct], w->slot[rt * gc + ct], rows, t->coord_bytes);
+    for (int64_t u = 0; u < n_used; u++)
+        zero_pads(w, &tiles[used[u]], w->slot[rt * gc + used[u]], rows, t->coord_bytes);
 }
 
 
@@ -969,6 +975,71 @@ static AVX2 uint32_t count_band_chunks8(const int32_t *crd, int64_t n, const int
     return top;
 }
 
+/* The run loop's primitives with AVX2, 8 entries per step. Loads are masked at the fiber's
+ * (or run's) end, which may be the array's. */
+static inline AVX2 int64_t run_len_avx2(const int32_t *crd, int64_t q, int64_t end, int64_t bound)
+{
+    __m256i b = _mm256_set1_epi32(bound > INT32_MAX ? INT32_MAX : (int32_t)bound);
+    for (int64_t i = q;; i += 8) {
+        __m256i in = lanes_below(end - i);
+        __m256i c = _mm256_maskload_epi32(crd + i, in);
+        __m256i below = _mm256_and_si256(in, _mm256_cmpgt_epi32(b, c));
+        int n = __builtin_popcount((unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(below)));
+        if (n < 8)
+            return i + n - q;
+    }
+}
+
+/* Stores are full-width while the tile has room for 8 more entries (what they write past the
+ * run lies in the same section and is overwritten by the tile's next runs, as in append8);
+ * after that, masked, or a short copy for 16-bit coordinates (AVX2 has no 16-bit masked
+ * store). */
+static inline AVX2 void copy_run_avx2(band_tile *bt, int cb, const int32_t *src,
+                                      const uint32_t *vals, int64_t n, int64_t base)
+{
+    __m256i b = _mm256_set1_epi32((int32_t)base);
+    for (int64_t j = 0; j < n; j += 8) {
+        int64_t at = bt->n + j;
+        __m256i in = lanes_below(n - j);
+        __m256i v = _mm256_maskload_epi32((const int *)(vals + j), in);
+        __m256i c = _mm256_sub_epi32(_mm256_maskload_epi32(src + j, in), b);
+        int full = at + 8 <= bt->room;
+        if (cb == 2) {
+            /* Local coordinates are below 65536: their low halves, packed. */
+            __m256i low = _mm256_and_si256(c, _mm256_set1_epi32(0xffff));
+            __m128i c16 =
+                _mm_packus_epi32(_mm256_castsi256_si128(low), _mm256_extracti128_si256(low, 1));
+            uint16_t *d16 = (uint16_t *)bt->crd + at;
+            if (full) {
+                _mm_storeu_si128((__m128i *)d16, c16);
+            } else {
+                uint16_t tmp[8];
+                _mm_storeu_si128((__m128i *)tmp, c16);
+                for (int64_t k = 0; k < n - j && k < 8; k++)
+                    d16[k] = tmp[k];
+            }
+        } else if (full) {
+            _mm256_storeu_si256((__m256i *)((uint32_t *)bt->crd + at), c);
+        } else {
+            _mm256_maskstore_epi32((int *)((uint32_t *)bt->crd + at), in, c);
+        }
+        if (full)
+            _mm256_storeu_si256((__m256i *)(bt->vals + at), v);
+        else
+            _mm256_maskstore_epi32((int *)(bt->vals + at), in, v);
+    }
+}
+
+#define BAND_FN fill_band_runs_avx2
+#define BAND_ATTR AVX2
+#define RUN_LEN run_len_avx2
+#define COPY_RUN copy_run_avx2
+#include "cpack_band.h"
+#undef BAND_FN
+#undef BAND_ATTR
+#undef RUN_LEN
+#undef COPY_RUN
+
 static int have_avx512(void)
 {
     __builtin_cpu_init();
@@ -995,7 +1066,6 @@ static void fill_band_compress(const walker *w, band_tile *tiles, int64_t rt, in
     int64_t gc = t->grid[1], room[FEW_TILES] = {0};
     int32_t lim[FEW_TILES + 1];
     tile_limits(t->tile[1], gc, lim);
-    open_band(w, tiles, rt);
     for (int64_t ct = 0; ct < gc; ct++) {
         int64_t s = w->slot[rt * gc + ct];
         room[ct] = s < 0 ? 0 : w->npos[s * 2 + 1];
@@ -1010,15 +1080,17 @@ static void fill_band_compress(const walker *w, band_tile *tiles, int64_t rt, in
             zero_pads(w, &tiles[ct], w->slot[rt * gc + ct], rows, t->coord_bytes);
 }
 
-static void fill_band_chunks(const walker *w, band_tile *tiles, int64_t rt, int64_t r0,
-                             int64_t rows)
+static void fill_band_chunks(const walker *w, band_tile *tiles, int64_t n_used, int64_t rt,
+                             int64_t r0, int64_t rows)
 {
+    (void)n_used;
     fill_band_compress(w, tiles, rt, r0, rows, chunks);
 }
 
-static void fill_band_chunks8(const walker *w, band_tile *tiles, int64_t rt, int64_t r0,
-                              int64_t rows)
+static void fill_band_chunks8(const walker *w, band_tile *tiles, int64_t n_used, int64_t rt,
+                              int64_t r0, int64_t rows)
 {
+    (void)n_used;
     fill_band_compress(w, tiles, rt, r0, rows, chunks8);
 }
 #endif
@@ -1087,8 +1159,22 @@ static int64_t first_slot(const walker *w, int64_t g)
     return w->n_tiles;
 }
 
+/* The walk's per-tile state: `last` of grid tiles g0 .. g1 - 1 (the counting pass) or of
+ * directory entries g0 .. g1 - 1 (filling; and `cur`), set to -1 by the part that uses them.
+ * The CSR loops need neither: set up front, they were a write of 16 or 32 bytes per tile
+ * before the threads started (19 MB for 610k tiles). */
+static void reset_walk_state(walker *w, int64_t g0, int64_t g1)
+{
+    for (int64_t s = g0 * w->t->ndim; s < g1 * w->t->ndim; s++) {
+        w->last[s] = -1;
+        if (w->fill)
+            w->cur[s] = -1;
+    }
+}
+
 static void count_walk(part *p)
 {
+    reset_walk_state(&p->w, p->t0 * p->w.stride[0], p->t1 * p->w.stride[0]);
     walk(&p->w, 0, 0, 0, p->lo, p->hi);
 }
 
@@ -1100,6 +1186,7 @@ static void fill_walk(part *p)
     const ff_tree *t = w->t;
     int nd = t->ndim;
     int64_t s0 = first_slot(w, p->t0 * w->stride[0]), s1 = first_slot(w, p->t1 * w->stride[0]);
+    reset_walk_state(w, s0, s1);
     write_headers(w, s0, s1);
     for (int64_t i = s0; i < s1; i++) {
         int64_t body = w->tile_off[i] + w->header_bytes;
@@ -1155,7 +1242,7 @@ static void count_csr(part *p)
     if ((!fast && !tally) || !count) { /* out of memory: the walk needs no scratch */
         free(tally);
         free(count);
-        walk(w, 0, 0, 0, p->lo, p->hi);
+        count_walk(p);
         return;
     }
 #ifdef FF_AVX512
@@ -1188,18 +1275,17 @@ static void count_csr(part *p)
     free(count);
 }
 
-typedef void (*band_fn)(const walker *, band_tile *, int64_t, int64_t, int64_t);
+/* A band's loop: tiles as open_band left them, n_used of them non-empty (in w->used). */
+typedef void (*band_fn)(const walker *, band_tile *, int64_t, int64_t, int64_t, int64_t);
 
 /* Whether a band's rows hold long runs: on average at least 4 entries per row in each of its
- * non-empty tiles (a banded matrix's rows each sit in one or two tiles). The run loops are the
- * faster there; with short runs (entries spread over many tiles) the scatter is, by 2-4x. */
-static int long_runs(const walker *w, int64_t rt, int64_t r0, int64_t rows)
+ * n_used non-empty tiles (a banded matrix's rows each sit in one or two tiles). The run loops
+ * are the faster there; with short runs (entries spread over many tiles) the scatter is, by
+ * 2-4x. */
+static int long_runs(const walker *w, int64_t n_used, int64_t r0, int64_t rows)
 {
-    const ff_tree *t = w->t;
-    int64_t gc = t->grid[1], used = 0;
-    for (int64_t ct = 0; ct < gc; ct++)
-        used += w->slot[rt * gc + ct] >= 0;
-    return t->pos[1][r0 + rows] - t->pos[1][r0] >= 4 * rows * used;
+    const int64_t *pos = w->t->pos[1];
+    return pos[r0 + rows] - pos[r0] >= 4 * rows * n_used;
 }
 
 static void fill_csr(part *p)
@@ -1208,33 +1294,43 @@ static void fill_csr(part *p)
     const ff_tree *t = w->t;
     int64_t tr = t->tile[0], gc = t->grid[1];
     band_tile *tiles = malloc(sizeof(band_tile) * (size_t)gc);
-    if (!tiles) { /* out of memory: the walk needs no scratch */
+    w->used = malloc(sizeof(int64_t) * (size_t)gc);
+    if (!tiles || !w->used) { /* out of memory: the walk needs no scratch */
+        free(tiles);
+        free(w->used);
         fill_walk(p);
         return;
     }
-    /* The run loop only with AVX-512: the portable one (a library copy per run, a search for
-     * its end) is slower than the scatter even on long runs, up to 4x on a banded matrix. */
+    /* The run loops only at a vector level: the portable one (a library copy per run, a
+     * search for its end) is slower than the scatter even on long runs, up to 4x on a banded
+     * matrix. */
     band_fn band = NULL, runs = fill_band_scatter;
 #ifdef FF_AVX512
     if (few_tiles(w))
         band = w->simd == FF_SIMD_AVX512 ? fill_band_chunks : fill_band_chunks8;
     if (w->simd == FF_SIMD_AVX512)
         runs = fill_band_runs_avx512;
+    else if (w->simd == FF_SIMD_AVX2)
+        runs = fill_band_runs_avx2;
 #endif
     uint32_t crc = 0;
     int64_t total = 0;
     for (int64_t r0 = p->lo, rt = p->t0; r0 < p->hi; r0 += tr, rt++) {
         int64_t rows = p->hi - r0 < tr ? p->hi - r0 : tr;
-        (band ? band : long_runs(w, rt, r0, rows) ? runs : fill_band_scatter)(w, tiles, rt, r0,
-                                                                              rows);
+        int64_t n_used = open_band(w, tiles, rt);
+        if (n_used == 0) /* no entries in the band (the last level is compressed) */
+            continue;
+        (band ? band : long_runs(w, n_used, r0, rows) ? runs : fill_band_scatter)(
+            w, tiles, n_used, rt, r0, rows);
         /* The band's tiles are consecutive: checksum them while they are still in cache. */
-        int64_t s0 = first_slot(w, rt * gc), s1 = first_slot(w, (rt + 1) * gc);
+        int64_t s0 = w->slot[rt * gc + w->used[0]], s1 = w->slot[rt * gc + w->used[n_used - 1]] + 1;
         int64_t nb = w->tile_off[s1] - w->tile_off[s0];
         write_headers(w, s0, s1);
         crc = ff_crc32(crc, w->image + w->tile_off[s0], (uint64_t)nb);
         total += nb;
     }
     free(tiles);
+    free(w->used);
     p->crc = crc;
     p->nbytes = total;
 }
@@ -1446,8 +1542,6 @@ int ff_count(const ff_tree *tree, int64_t *ncrd, int64_t *last, int threads, int
     int64_t n = 1;
     for (int k = 0; k < tree->ndim; k++)
         n *= tree->grid[k];
-    for (int64_t s = 0; s < n * tree->ndim; s++)
-        last[s] = -1;
     w.ncrd = ncrd;
     w.last = last;
     int bad = FF_OK;
@@ -1463,10 +1557,6 @@ uint32_t ff_fill(const ff_tree *tree, uint8_t *image, const int64_t *slot, int64
 {
     walker w;
     init(&w, tree);
-    for (int64_t s = 0; s < n_tiles * tree->ndim; s++) {
-        last[s] = -1;
-        cur[s] = -1;
-    }
     w.fill = 1;
     w.image = image;
     w.slot = slot;

@@ -11,8 +11,8 @@
  * A row's entries for one column tile form a run (its coordinates are sorted), appended to that
  * tile's sections. Segment entries are written as running totals: a tile's entry for a row
  * it has no entries in is filled in when the tile's next run (or the band's end) comes. */
-BAND_ATTR static void BAND_FN(const walker *w, band_tile *tiles, int64_t rt, int64_t r0,
-                              int64_t rows)
+BAND_ATTR static void BAND_FN(const walker *w, band_tile *tiles, int64_t n_used, int64_t rt,
+                              int64_t r0, int64_t rows)
 {
     const ff_tree *t = w->t;
     const int64_t *pos = t->pos[1];
@@ -21,7 +21,6 @@ BAND_ATTR static void BAND_FN(const walker *w, band_tile *tiles, int64_t rt, int
     int64_t tc = t->tile[1], gc = t->grid[1];
     int cb = t->coord_bytes;
     divider dv = make_divider(tc);
-    open_band(w, tiles, rt);
     for (int64_t lr = 0; lr < rows; lr++) {
         int64_t q = pos[r0 + lr], end = pos[r0 + lr + 1];
         while (q < end) {
@@ -35,12 +34,10 @@ BAND_ATTR static void BAND_FN(const walker *w, band_tile *tiles, int64_t rt, int
             q += n;
         }
     }
-    for (int64_t ct = 0; ct < gc; ct++) {
-        band_tile *bt = &tiles[ct];
-        if (!bt->seg)
-            continue;
+    for (int64_t u = 0; u < n_used; u++) {
+        band_tile *bt = &tiles[w->used[u]];
         while (bt->done < rows)
             bt->seg[++bt->done] = bt->n;
-        zero_pads(w, bt, w->slot[rt * gc + ct], rows, cb);
+        zero_pads(w, bt, w->slot[rt * gc + w->used[u]], rows, cb);
     }
 }
