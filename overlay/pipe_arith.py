@@ -103,8 +103,11 @@ class PipeFpAdd(Module):
 
         # -- stage 1: compare and swap
         ea, eb = a[23:31], b[23:31]
-        swap = Signal(name="swap")
-        self.comb += swap.eq(b[0:31] > a[0:31])
+        # b > a as the borrow of a - b: yosys maps a subtraction to one carry chain (1 LUT
+        # level), where it splits a ">" over LUTs and a short chain (3 levels).
+        diff = Signal(32, name="diff")
+        self.comb += diff.eq(a[0:31] - b[0:31])
+        swap = diff[31]
         x1, y1 = _reg(self, "x1", Mux(swap, b, a), 32), _reg(self, "y1", Mux(swap, a, b), 32)
         dab, dba = Signal(8, name="dab"), Signal(8, name="dba")
         self.comb += [dab.eq(ea - eb), dba.eq(eb - ea)]
