@@ -25,14 +25,25 @@ Each queued term carries the chain's initial value (``init``, used with ``first`
 ``init + t0 + t1 + ...``), whether it is the chain's last term (``last``: the sum is then
 emitted on ``out_*`` with the term's ``tag``, the y address in the lane), and the term itself.
 The queues share one memory of ``contexts * depth`` entries (one write and one read per cycle),
-so they map to LUT RAM or a block RAM, not to flip-flops.
+marked for LUT RAM, so it maps neither to flip-flops nor to the block RAM the buffers need.
 """
 
 from __future__ import annotations
 
-from migen import Array, Cat, If, Memory, Module, Mux, Signal
+from migen import READ_FIRST, Array, Cat, If, Memory, Module, Mux, Signal
 
 __all__ = ["InterleavedAccumulator"]
+
+
+class _LutMemory(Memory):
+    """A ``Memory`` marked for LUT RAM (``ram_style = "distributed"``, which Vivado and yosys
+    both honour). The queues are shallow and wide (contexts x depth entries of about 80 bits):
+    as LUT RAM they cost a few hundred LUTs per lane, where the tools would otherwise spend
+    three block RAM halves, and block RAM is what the tile, x and y buffers need."""
+
+    @staticmethod
+    def emit_verilog(memory: Memory, ns: object, add_data_file: object) -> str:
+        return '(* ram_style = "distributed" *)\n' + Memory.emit_verilog(memory, ns, add_data_file)
 
 
 def _log2(n: int) -> int:
@@ -97,8 +108,10 @@ class InterleavedAccumulator(Module):
         # -- the queues: one memory, context j's entries at j * depth .. (j + 1) * depth - 1 --
         entry = [("term", 32), ("init", 32), ("tag", tag_bits), ("first", 1), ("last", 1)]
         width = sum(w for _, w in entry)
-        mem = Memory(width, contexts * depth)
-        wr, rd = mem.get_port(write_capable=True), mem.get_port()
+        mem = _LutMemory(width, contexts * depth)
+        # The read port registers the data (not the address), so the LUT RAM's read is in the
+        # cycle of the choice and the adder's operands come straight from a register.
+        wr, rd = mem.get_port(write_capable=True), mem.get_port(mode=READ_FIRST)
         self.specials += mem, wr, rd
         wrp = Array(Signal(db, name=f"wrp{j}") for j in range(contexts))
         rdp = Array(Signal(db, name=f"rdp{j}") for j in range(contexts))
