@@ -13,11 +13,16 @@ into stages, chosen so that no register-to-register path is deeper than 8 LUT/MU
 Xilinx 7-series mapping (``boards.timing.logic_depth``), with at most one carry chain in series
 per stage: the single-cycle ``fp_add`` is 34 levels deep, the shell's critical path.
 
-The first stage of every unit reads ``a`` and ``b`` directly (it does not start with a bare
-input register, which would cost a cycle of latency); it is kept to a few LUT levels so that
-the user's own logic in front of the unit (an operand mux) still fits the budget.
-:data:`FIRST_STAGE_LEVELS` records what it measures, and ``tests/test_pipe_arith.py`` checks
-it.
+The first stage of every unit reads ``a`` and ``b`` directly (not a bare input register,
+which would cost a cycle of latency), with little logic: two LUT levels in the fp32 units (the
+adder's swap is one LUT into a 31-bit carry chain and one mux; the multiplier's operand class
+tests read at most 23 bits), none in the integer multiply. So an operand mux of up to 6 levels
+may sit in front of a unit. yosys measures such short paths longer when they have slack (its
+mapper trades their depth for area), so the figure to check is the user's whole design.
+
+Measured with ``boards.timing.logic_depth`` on each unit behind registered inputs
+(``tests/test_pipe_arith.py``, marked slow): ``PipeFpAdd`` (latency 4) 7 LUT levels,
+``PipeFpMul`` (latency 4) 6 and two DSP48E1, ``PipeIntMul`` (latency 3) none and three DSP48E1.
 """
 
 from __future__ import annotations
