@@ -57,11 +57,12 @@ def _any(terms: list[_Value]) -> _Value:
     return out
 
 
-def _lzc(m: Module, x: Signal, width: int) -> Signal:
-    """Leading zeros of ``x[0:width]`` (``width`` if ``x`` is zero), as ``fp32._lzc``."""
-    n = Signal(max=width + 1)
-    m.comb += n.eq(width)
-    for i in range(width):  # later statements win: the highest set bit decides
+def _lzc(m: Module, x: _Value, width: int) -> Signal:
+    """Leading zeros of ``x[0:width]``, ``width - 1`` if ``x`` is zero (so it fits in
+    ``log2(width)`` bits when ``width`` is a power of two)."""
+    n = Signal(max=width)
+    m.comb += n.eq(width - 1)
+    for i in range(1, width):  # later statements win: the highest set bit decides
         m.comb += If(x[i], n.eq(width - 1 - i))
     return n
 
@@ -110,9 +111,8 @@ class PipeFpAdd(Module):
         ea, eb = a[23:31], b[23:31]
         # b > a as the borrow of a - b: yosys maps a subtraction to one carry chain (1 LUT
         # level), where it splits a ">" over LUTs and a short chain (3 levels).
-        diff = Signal(32, name="diff")
-        self.comb += diff.eq(a[0:31] - b[0:31])
-        swap = diff[31]
+        swap, diff_unused = Signal(name="swap"), Signal(31, name="diff_unused")
+        self.comb += Cat(diff_unused, swap).eq(a[0:31] - b[0:31])
         x1, y1 = _reg(self, "x1", Mux(swap, b, a), 32), _reg(self, "y1", Mux(swap, a, b), 32)
         dab, dba = Signal(8, name="dab"), Signal(8, name="dba")
         self.comb += [dab.eq(ea - eb), dba.eq(eb - ea)]
@@ -134,11 +134,11 @@ class PipeFpAdd(Module):
         # add and the subtract are one carry chain. (Cat, not x << 3: inside a Verilog
         # concatenation a shift keeps its operand's width and would drop the top bits.)
         y_al = Cat(shifted[0] | sticky, shifted[1:27])
-        ext = Signal(29, name="ext")
-        self.comb += ext.eq(
+        s, carry_in_unused = Signal(28, name="s"), Signal(name="carry_in_unused")
+        self.comb += Cat(carry_in_unused, s).eq(
             Cat(sub, Replicate(0, 3), fx, 1) + Cat(sub, y_al ^ Replicate(sub, 27), sub)
         )
-        s2 = _reg(self, "s2", ext[1:29], 28)
+        s2 = _reg(self, "s2", s, 28)
         # The special cases with x the larger magnitude: an infinity or NaN operand is x
         # (unless both are), and a zero x means both are zeros.
         x_emax, y_emax, x_ez, y_ez = ex == 255, ey == 255, ex == 0, ey == 0
@@ -171,9 +171,9 @@ class PipeFpAdd(Module):
             .Elif(z8, coarse.eq(1), w.eq(v << 8))
             .Else(coarse.eq(0), w.eq(v)),
         ]
-        fine = _lzc(self, w[19:27], 8)
+        fine = _lzc(self, w[19:27], 8)  # 7 also when w's top byte is zero: then s2 is zero
         w3, coarse3 = _reg(self, "w3", w, 27), _reg(self, "coarse3", coarse, 2)
-        fine3 = _reg(self, "fine3", Mux(carry_out, 0, fine[0:3]), 3)
+        fine3 = _reg(self, "fine3", Mux(carry_out, 0, fine), 3)
         s_zero3 = _reg(self, "s_zero3", s2 == 0, 1)
         base3 = _reg(self, "base3", Mux(carry_out, ex12, ex2), 9)
         base13 = _reg(self, "base13", Mux(carry_out, ex22, ex12), 9)
@@ -271,7 +271,7 @@ class PipeFpMul(Module):
 
         # -- stage 3: DSP P register; exponent candidates and their tests
         p3 = _reg(self, "p3", p2, 48)
-        exp3 = [_reg(self, f"exp3_{k}", e2 + k, 8) for k in range(3)]
+        exp3 = [_reg(self, f"exp3_{k}", (e2 + k)[0:8], 8) for k in range(3)]
         over3 = [_reg(self, f"over3_{k}", e2 >= 255 - k, 1) for k in range(3)]
         zero3 = [_reg(self, f"zero3_{k}", e2 == -k, 1) for k in range(2)]
         low3 = [_reg(self, f"low3_{k}", e2 <= -k, 1) for k in range(2)]

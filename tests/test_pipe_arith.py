@@ -238,3 +238,49 @@ def test_operands_cover_the_edges() -> None:
             ulp = np.spacing(np.abs(rounded[ok])).astype(np.float64)
         tie = np.abs(ex - r) == ulp / 2
         assert np.sum(tie) > 50
+
+
+def unit_verilog(cls: type, registered_inputs: bool = False) -> str:
+    """One unit as module ``u``; with ``registered_inputs``, ``a`` and ``b`` come from
+    registers of the wrapper, as a user feeds them."""
+    unit = cls()
+    if not registered_inputs:
+        return str(convert(unit, ios={unit.a, unit.b, unit.r}, name="u"))
+    m = Module()
+    m.submodules.unit = unit
+    a, b, r = Signal(32, name="a_in"), Signal(32, name="b_in"), Signal(32, name="r_out")
+    ra, rb = Signal(32, name="a_reg"), Signal(32, name="b_reg")
+    m.sync += [ra.eq(a), rb.eq(b)]
+    m.comb += [unit.a.eq(ra), unit.b.eq(rb), r.eq(unit.r)]
+    return str(convert(m, ios={a, b, r}, name="u"))
+
+
+@pytest.mark.parametrize("name", UNITS)
+def test_units_lint_clean(name: str) -> None:
+    """verilator -Wall finds nothing beyond the project's waivers (overlay/lint.py)."""
+    from fiberflow.overlay.lint import WAIVERS
+    from fiberflow.overlay.verilator_build import lint
+
+    warnings = lint({"u.v": unit_verilog(UNITS[name])}, "u")
+    assert [w for w in warnings if not any(v.covers(w) for v in WAIVERS)] == []
+
+
+# DSP48E1 slices yosys uses for each unit's multiplier: a 24x24 product is two 25x18 slices, the
+# low half of a 32x32 one three; the adder has none.
+DSPS = {"add": 0, "mul": 2, "imul": 3}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", UNITS)
+def test_units_fit_eight_lut_levels(name: str) -> None:
+    """Behind registered inputs, each unit's longest register-to-register path in the xc7
+    mapping is at most 8 LUT/MUXF levels, and the multipliers are DSP48E1 slices (two yosys
+    runs, about 15 s per unit)."""
+    from fiberflow.boards import estimate, timing
+
+    files = {"u.v": unit_verilog(UNITS[name], registered_inputs=True)}
+    d = timing.logic_depth(files, "u")
+    assert d.lut_levels <= 8 and d.loops == 0, d.summary()
+    stat, _ = estimate.synth_stat(files, "u", "xc7")
+    cells = stat["modules"]["\\u"]["num_cells_by_type"]
+    assert cells.get("DSP48E1", 0) == DSPS[name], cells
