@@ -60,7 +60,7 @@ def _any(terms: list[_Value]) -> _Value:
 def _lzc(m: Module, x: _Value, width: int) -> Signal:
     """Leading zeros of ``x[0:width]``, ``width - 1`` if ``x`` is zero (so it fits in
     ``log2(width)`` bits when ``width`` is a power of two)."""
-    n = Signal(max=width)
+    n = Signal(max=width, name="lzc")
     m.comb += n.eq(width - 1)
     for i in range(1, width):  # later statements win: the highest set bit decides
         m.comb += If(x[i], n.eq(width - 1 - i))
@@ -105,7 +105,7 @@ class PipeFpAdd(Module):
     def __init__(self) -> None:
         self.a = a = Signal(32, name="a")
         self.b = b = Signal(32, name="b")
-        self.r = Signal(32, reset_less=True)
+        self.r = Signal(32, name="r", reset_less=True)
 
         # -- stage 1: compare and swap
         ea, eb = a[23:31], b[23:31]
@@ -238,7 +238,7 @@ class PipeFpMul(Module):
     def __init__(self) -> None:
         self.a = a = Signal(32, name="a")
         self.b = b = Signal(32, name="b")
-        self.r = Signal(32, reset_less=True)
+        self.r = Signal(32, name="r", reset_less=True)
 
         # -- stage 1: operand registers
         ea, eb = a[23:31], b[23:31]
@@ -256,7 +256,7 @@ class PipeFpMul(Module):
         p2 = _reg(self, "p2", ma1 * mb1, 48)
         a_nan, b_nan = a_emax1 & a_fnz1, b_emax1 & b_fnz1
         a_inf, b_inf = a_emax1 & ~a_fnz1, b_emax1 & ~b_fnz1
-        spec_r = Signal(32)
+        spec_r = Signal(32, name="spec_r")
         self.comb += (
             If(a_nan | b_nan | (a_inf & b_ez1) | (a_ez1 & b_inf), spec_r.eq(QNAN))
             .Elif(a_inf | b_inf, spec_r.eq(_inf(sr1)))
@@ -264,7 +264,7 @@ class PipeFpMul(Module):
         )
         spec2 = _reg(self, "spec2", a_emax1 | b_emax1 | a_ez1 | b_ez1, 1)
         spec_r2 = _reg(self, "spec_r2", spec_r, 32)
-        es = Signal((11, True))  # a signed copy: E may go below zero
+        es = Signal((11, True), name="es")  # a signed copy: E may go below zero
         self.comb += es.eq(es1)
         e2 = _reg(self, "e2", es - 127, (11, True))
         sr2 = _reg(self, "sr2", sr1, 1)
@@ -289,7 +289,7 @@ class PipeFpMul(Module):
         sticky = Mux(top, p3[0:23] != 0, p3[0:22] != 0)
         top_ones = Mux(top, p3[24:48] == 0xFFFFFF, p3[23:47] == 0xFFFFFF)
         up = guard & (sticky | lsb)
-        mr = Signal(24)  # as in fp_mul: bit 23 is the carry into the hidden one
+        mr = Signal(24, name="mr")  # as in fp_mul: bit 23 is the carry into the hidden one
         self.comb += mr.eq(frac + up)
         # The exponent is E + top + carry: the candidates E, E + 1, E + 2 of stage 3.
         exp = Mux(top, Mux(mr[23], exp3[2], exp3[1]), Mux(mr[23], exp3[1], exp3[0]))
