@@ -61,6 +61,7 @@ typedef struct {
     int64_t *last, *cur;
     int64_t n_tiles, header_bytes;
     int64_t *used;            /* the CSR loops: the current band's non-empty tile columns */
+    int64_t *runs;            /* the CSR loops: runs per row band (see ff_count) */
     int simd;                 /* the vector level of the CSR loops: FF_SIMD_NONE .. AVX512 */
     int bad;                  /* counting pass: FF_OK, or FF_BAD_COORD */
 } walker;
@@ -504,24 +505,83 @@ static void fill_band_scatter(const walker *w, band_tile *tiles, int64_t n_used,
 }
 
 
-/* Count a band's n entries (coordinates checked) into count[0 .. gc) by tile column, 4 tallies
- * interleaved so that consecutive entries of one tile do not wait on each other's increments. */
-static void count_scatter(const int32_t *crd, int64_t n, divider dv, int64_t gc, int64_t *tally,
-                          int64_t *count)
+/* Entries q .. end - 1 (coordinates checked) into tallies t[0..3][tile], 4 interleaved so that
+ * consecutive entries of one tile do not wait on each other's increments. Returns the runs
+ * among them: entries whose tile differs from the one before (the first included). */
+static inline int64_t tally_entries(const int32_t *crd, int64_t q, int64_t end, divider dv,
+                                    int64_t *const t[4])
 {
-    memset(tally, 0, sizeof(int64_t) * 4 * (size_t)gc);
-    int64_t *t0 = tally, *t1 = t0 + gc, *t2 = t1 + gc, *t3 = t2 + gc;
-    int64_t q = 0;
-    for (; q + 4 <= n; q += 4) {
-        t0[divide(dv, (uint32_t)crd[q])]++;
-        t1[divide(dv, (uint32_t)crd[q + 1])]++;
-        t2[divide(dv, (uint32_t)crd[q + 2])]++;
-        t3[divide(dv, (uint32_t)crd[q + 3])]++;
+    uint32_t prev = UINT32_MAX;
+    int64_t runs = 0;
+    for (; q + 4 <= end; q += 4) {
+        uint32_t a = divide(dv, (uint32_t)crd[q]), b = divide(dv, (uint32_t)crd[q + 1]);
+        uint32_t c = divide(dv, (uint32_t)crd[q + 2]), d = divide(dv, (uint32_t)crd[q + 3]);
+        t[0][a]++;
+        t[1][b]++;
+        t[2][c]++;
+        t[3][d]++;
+        runs += (a != prev) + (b != a) + (c != b) + (d != c);
+        prev = d;
     }
-    for (; q < n; q++)
-        t0[divide(dv, (uint32_t)crd[q])]++;
-    for (int64_t ct = 0; ct < gc; ct++)
-        count[ct] = t0[ct] + t1[ct] + t2[ct] + t3[ct];
+    for (; q < end; q++) {
+        uint32_t a = divide(dv, (uint32_t)crd[q]);
+        t[0][a]++;
+        runs += a != prev;
+        prev = a;
+    }
+    return runs;
+}
+
+/* Count the entries of a band's `rows` rows (coordinates checked) by tile column into
+ * ncrd[ct * 2], ct = 0 .. gc - 1, which hold 0. The tallies are cleared and summed only over
+ * the columns the band's rows reach (a band of a banded matrix at 256 x 256 reaches 30 of 782).
+ * When most entries lie in rows whose first and last entries share a tile (a banded matrix at
+ * the devices' tile widths, where the count per entry took a third of the pack), such a row
+ * adds its length, with no work per entry, and only the others are counted entry by entry;
+ * else (rows across many tiles, as in a random matrix) the band is counted in one loop, whose
+ * branch-free run through the entries a check per row would only slow (1.1-1.4x). */
+static int64_t count_scatter(const int64_t *pos, int64_t rows, const int32_t *crd, divider dv,
+                             int64_t gc, int64_t *tally, int64_t *ncrd)
+{
+    /* joined: rows whose first entry shares the tile of the previous row's last, which one loop
+     * through the band's entries does not count as starting a run */
+    int64_t lo = gc, hi = -1, single = 0, joined = 0, last = -1, runs = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        if (pos[r] == pos[r + 1])
+            continue;
+        int64_t a = divide(dv, (uint32_t)crd[pos[r]]);
+        int64_t b = divide(dv, (uint32_t)crd[pos[r + 1] - 1]);
+        lo = a < lo ? a : lo;
+        hi = b > hi ? b : hi;
+        single += a == b ? pos[r + 1] - pos[r] : 0;
+        joined += a == last;
+        last = b;
+    }
+    if (hi < lo)
+        return 0;
+    int64_t span = hi - lo + 1;
+    int64_t *const t[4] = {tally - lo, tally + span - lo, tally + 2 * span - lo,
+                           tally + 3 * span - lo};
+    memset(tally, 0, sizeof(int64_t) * 4 * (size_t)span);
+    if (2 * single < pos[rows] - pos[0]) {
+        runs = tally_entries(crd, pos[0], pos[rows], dv, t) + joined;
+    } else {
+        for (int64_t r = 0; r < rows; r++) {
+            int64_t q = pos[r], end = pos[r + 1];
+            if (q == end)
+                continue;
+            uint32_t a = divide(dv, (uint32_t)crd[q]);
+            if (a == divide(dv, (uint32_t)crd[end - 1])) {
+                t[0][a] += end - q;
+                runs++;
+            } else {
+                runs += tally_entries(crd, q, end, dv, t);
+            }
+        }
+    }
+    for (int64_t ct = lo; ct <= hi; ct++)
+        ncrd[ct * 2] = t[0][ct] + t[1][ct] + t[2][ct] + t[3][ct];
+    return runs;
 }
 
 #ifdef FF_AVX512
@@ -1260,16 +1320,16 @@ static void count_csr(part *p)
                                ? count_band_chunks(crd + q0, n, lim, gc, count)
                                : count_band_chunks8(crd + q0, n, lim, gc, count);
             ok = n == 0 || top < size;
+            for (int64_t ct = 0; ct < gc && ok; ct++)
+                ncrd[ct * 2] = n ? count[ct] : 0;
 #endif
         } else if ((ok = coords_in(crd + q0, n, size, w->simd))) {
-            count_scatter(crd + q0, n, dv, gc, tally, count);
+            w->runs[rt] = count_scatter(pos + r0, r1 - r0, crd, dv, gc, tally, ncrd);
         }
         if (!ok) {
             w->bad = FF_BAD_COORD;
             break;
         }
-        for (int64_t ct = 0; ct < gc; ct++)
-            ncrd[ct * 2] = n ? count[ct] : 0;
     }
     free(tally);
     free(count);
@@ -1278,14 +1338,16 @@ static void count_csr(part *p)
 /* A band's loop: tiles as open_band left them, n_used of them non-empty (in w->used). */
 typedef void (*band_fn)(const walker *, band_tile *, int64_t, int64_t, int64_t, int64_t);
 
-/* Whether a band's rows hold long runs: on average at least 4 entries per row in each of its
- * n_used non-empty tiles (a banded matrix's rows each sit in one or two tiles). The run loops
- * are the faster there; with short runs (entries spread over many tiles) the scatter is, by
- * 2-4x. */
-static int long_runs(const walker *w, int64_t n_used, int64_t r0, int64_t rows)
+/* Whether row band rt's rows hold long runs: at least 4 entries a run on average, as the
+ * counting pass found (a banded matrix's rows each sit in a few tiles), and at least one entry
+ * per segment entry of its n_used tiles, which the run loops write one by one where the scatter
+ * clears and scans them by the vector. The run loops are the faster there (at 256 x 256 tiles,
+ * 5 entries a run: 0.75x the scatter's time); with short runs (entries spread over many
+ * tiles) the scatter is, by 2-4x. */
+static int long_runs(const walker *w, int64_t n_used, int64_t rt, int64_t r0, int64_t rows)
 {
-    const int64_t *pos = w->t->pos[1];
-    return pos[r0 + rows] - pos[r0] >= 4 * rows * n_used;
+    int64_t n = w->t->pos[1][r0 + rows] - w->t->pos[1][r0];
+    return w->runs[rt] > 0 && n >= 4 * w->runs[rt] && n >= rows * n_used;
 }
 
 static void fill_csr(part *p)
@@ -1320,7 +1382,7 @@ static void fill_csr(part *p)
         int64_t n_used = open_band(w, tiles, rt);
         if (n_used == 0) /* no entries in the band (the last level is compressed) */
             continue;
-        (band ? band : long_runs(w, n_used, r0, rows) ? runs : fill_band_scatter)(
+        (band ? band : long_runs(w, n_used, rt, r0, rows) ? runs : fill_band_scatter)(
             w, tiles, n_used, rt, r0, rows);
         /* The band's tiles are consecutive: checksum them while they are still in cache. */
         int64_t s0 = w->slot[rt * gc + w->used[0]], s1 = w->slot[rt * gc + w->used[n_used - 1]] + 1;
@@ -1534,7 +1596,8 @@ int64_t ff_plan(int ndim, const uint8_t *dense, int coord_bytes, int64_t header_
     return (int64_t)at;
 }
 
-int ff_count(const ff_tree *tree, int64_t *ncrd, int64_t *last, int threads, int simd)
+int ff_count(const ff_tree *tree, int64_t *ncrd, int64_t *last, int64_t *runs, int threads,
+             int simd)
 {
     walker w;
     init(&w, tree);
@@ -1544,6 +1607,7 @@ int ff_count(const ff_tree *tree, int64_t *ncrd, int64_t *last, int threads, int
         n *= tree->grid[k];
     w.ncrd = ncrd;
     w.last = last;
+    w.runs = runs;
     int bad = FF_OK;
     if (n > 0)
         run_parts(&w, is_csr(tree) ? count_csr : count_walk, threads, &bad);
@@ -1553,7 +1617,8 @@ int ff_count(const ff_tree *tree, int64_t *ncrd, int64_t *last, int threads, int
 uint32_t ff_fill(const ff_tree *tree, uint8_t *image, const int64_t *slot, int64_t n_tiles,
                  const int64_t *ext, const int64_t *npos, const int64_t *seg_off,
                  const int64_t *crd_off, const int64_t *vals_off, const int64_t *tile_off,
-                 int64_t header_bytes, int64_t *last, int64_t *cur, int threads, int simd)
+                 int64_t header_bytes, int64_t *last, int64_t *cur, const int64_t *runs,
+                 int threads, int simd)
 {
     walker w;
     init(&w, tree);
@@ -1570,6 +1635,7 @@ uint32_t ff_fill(const ff_tree *tree, uint8_t *image, const int64_t *slot, int64
     w.header_bytes = header_bytes;
     w.last = last;
     w.cur = cur;
+    w.runs = (int64_t *)runs; /* read only, in the filling pass */
     w.simd = simd_level(simd);
     if (n_tiles == 0)
         return 0;

@@ -22,9 +22,12 @@ enum { FF_OK = 0, FF_BAD_COORD = 1 };
 
 /* Pass 1. For every tile of the grid (row-major tile id t) and every compressed level k,
  * count into ncrd[t * ndim + k] the coordinates that level holds in that tile.
- * ncrd and last each have prod(grid) * ndim entries; ncrd must be zeroed. threads, simd: as for
- * ff_fill. Returns FF_OK, or FF_BAD_COORD. */
-int ff_count(const ff_tree *tree, int64_t *ncrd, int64_t *last, int threads, int simd);
+ * ncrd and last each have prod(grid) * ndim entries; ncrd must be zeroed. runs has grid[0]
+ * entries, zeroed: for a CSR-like tree, the runs (stretches of a row in one tile) of each row
+ * band the loop for many tile columns counted, for ff_fill's choice of loop. threads, simd: as
+ * for ff_fill. Returns FF_OK, or FF_BAD_COORD. */
+int ff_count(const ff_tree *tree, int64_t *ncrd, int64_t *last, int64_t *runs, int threads,
+             int simd);
 
 /* Pass 2. Fill the non-empty tiles into image and return the CRC-32 of their bytes,
  * image[tile_off[0] .. tile_off[n_tiles]). slot[t] is the directory index of grid tile t (or
@@ -32,14 +35,16 @@ int ff_count(const ff_tree *tree, int64_t *ncrd, int64_t *last, int threads, int
  * seg_off / crd_off[i*ndim+k] the absolute section offsets (compressed levels only);
  * npos[i*ndim+k] its positions per level; vals_off[i] the value section's offset; tile_off[i]
  * where the tile starts (n_tiles + 1 entries: the last is the image's end). Every byte of the
- * tiles is written here, their headers (header_bytes each) and padding included. last and cur each have n_tiles * ndim entries. simd is the highest vector
+ * tiles is written here, their headers (header_bytes each) and padding included. last and cur each
+ * have n_tiles * ndim entries; runs is ff_count's. simd is the highest vector
  * level the CSR loops may use (FF_SIMD_NONE keeps to the portable ones; lower levels are for
  * tests); they use at most what the CPU has.
  * Both passes split the work over up to `threads` threads; the result does not depend on it. */
 uint32_t ff_fill(const ff_tree *tree, uint8_t *image, const int64_t *slot, int64_t n_tiles,
                  const int64_t *ext, const int64_t *npos, const int64_t *seg_off,
                  const int64_t *crd_off, const int64_t *vals_off, const int64_t *tile_off,
-                 int64_t header_bytes, int64_t *last, int64_t *cur, int threads, int simd);
+                 int64_t header_bytes, int64_t *last, int64_t *cur, const int64_t *runs,
+                 int threads, int simd);
 
 /* dma_image.plan for the C path: place the sections of the n non-empty tiles ids[i] (grid tile
  * ids), whose compressed levels hold ncrd[ids[i] * ndim + k] coordinates and whose extents are

@@ -144,8 +144,11 @@ def pack_c(t: Tensor, geo: di.Geometry) -> tuple[np.ndarray, di.Layout, tuple[in
     n_grid = int(np.prod(geo.grid))
     ncrd = np.zeros((n_grid, ndim), dtype=np.int64)
     scratch = np.empty((n_grid, ndim), dtype=np.int64)
+    runs = np.zeros(int(geo.grid[0]), dtype=np.int64)
     workers = threads(t.nnz)
-    if lib.ff_count(tree, _i64(ncrd), _i64(scratch), workers, simd()) == lib.FF_BAD_COORD:
+    if lib.ff_count(tree, _i64(ncrd), _i64(scratch), _i64(runs), workers, simd()) == (
+        lib.FF_BAD_COORD
+    ):
         raise CoordinateError(
             f"a coordinate of the {t.shape} tensor lies outside its mode (negative, or not below "
             "the mode's size); build the tensor with ff.Tensor.from_scipy / from_coo / "
@@ -199,6 +202,7 @@ def pack_c(t: Tensor, geo: di.Geometry) -> tuple[np.ndarray, di.Layout, tuple[in
         di.tile_header_dtype(ndim).itemsize,
         _i64(state[0]),
         _i64(state[1]),
+        _i64(runs),
         workers,
         simd(),
     )
