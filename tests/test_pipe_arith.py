@@ -225,8 +225,9 @@ def test_a_wrong_latency_is_caught(sim) -> None:
 
 def test_operands_cover_the_edges() -> None:
     """The vector set reaches what it claims: sums and products that round to overflow or are
-    flushed, sums in the smallest binade, exact cancellation, exact ties to even."""
-    a, b = operands(20_000, seed=1)
+    flushed, sums in the smallest binade, products that round up to it, exact cancellation,
+    exact ties to even."""
+    a, b = operands(200_000, seed=1)
     fa, fb = fp32.daz(a).view(np.float32), fp32.daz(b).view(np.float32)
     finite = np.isfinite(fa) & np.isfinite(fb) & (fa != 0) & (fb != 0)
     a, b, fa, fb = a[finite], b[finite], fa[finite], fb[finite]
@@ -238,6 +239,9 @@ def test_operands_cover_the_edges() -> None:
     assert np.sum(add >> 23 & 0xFF == 1) > 50  # sums in the smallest binade
     assert np.sum(fa == -fb) > 50  # exact cancellation
     assert np.sum(mul & 0x7FFFFFFF == 0) > 50  # products flushed
+    exact = np.abs(fa.astype(np.float64) * fb)
+    # products below the smallest normal that round up to it (the top 24 bits all ones)
+    assert np.sum((mul & 0x7FFFFFFF == 0x00800000) & (exact < 2.0**-126)) > 5
     # Ties: the exact sum or product (float64 holds both exactly) lies half way between two
     # floats; the float32 result is the even one of the two.
     for exact, rounded in ((fa.astype(np.float64) + fb, s), (fa.astype(np.float64) * fb, p)):
