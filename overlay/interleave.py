@@ -68,7 +68,7 @@ class InterleavedAccumulator(Module):
 
     Attributes
     ----------
-    reserve : Signal(), in ; reserve_ctx : Signal(log2 contexts), in
+    reserve : Signal(), in ; reserve_ctx : Signal(log2(contexts)), in
         A term for context ``reserve_ctx`` was issued upstream; it arrives later on ``in_*``.
         Only when ``room[reserve_ctx]``.
     room : list of Signal(), out
@@ -86,15 +86,15 @@ class InterleavedAccumulator(Module):
 
     def __init__(self, adder: Module, contexts: int, depth: int, tag_bits: int) -> None:
         self.submodules.add = add = adder
-        if contexts <= add.latency:
+        if contexts <= add.latency:  # (so there are at least two)
             raise ValueError(f"contexts ({contexts}) must exceed the adder latency ({add.latency})")
         cb, db = _log2(contexts), _log2(depth)
         self.latency = add.latency
         self.reserve = Signal()
-        self.reserve_ctx = Signal(max(cb, 1))
+        self.reserve_ctx = Signal(cb)
         self.room = [Signal(reset=1, name=f"room{j}") for j in range(contexts)]
         self.in_valid, self.in_first, self.in_last = Signal(), Signal(), Signal()
-        self.in_ctx = Signal(max(cb, 1))
+        self.in_ctx = Signal(cb)
         self.in_term, self.in_init = Signal(32), Signal(32)
         self.in_tag = Signal(tag_bits)
         self.out_ok = Signal()
@@ -106,8 +106,7 @@ class InterleavedAccumulator(Module):
         # # #
 
         # -- the queues: one memory, context j's entries at j * depth .. (j + 1) * depth - 1 --
-        entry = [("term", 32), ("init", 32), ("tag", tag_bits), ("first", 1), ("last", 1)]
-        width = sum(w for _, w in entry)
+        width = 32 + 32 + tag_bits + 2  # term, init, tag, first, last
         mem = _LutMemory(width, contexts * depth)
         # The read port registers the data (not the address), so the LUT RAM's read is in the
         # cycle of the choice and the adder's operands come straight from a register.
@@ -121,15 +120,15 @@ class InterleavedAccumulator(Module):
         # The context whose term may be read now enters the adder in the next cycle; the read
         # port's one-cycle latency is the gap. Flags are registered (computed from the counts
         # after this cycle), so the choice is a mux of flip-flops, not a compare.
-        sel = Signal(max(cb, 1))
+        sel = Signal(cb)
         nonempty = [Signal(name=f"nonempty{j}") for j in range(contexts)]
         take = Signal()
         self.comb += [
             take.eq(Array(nonempty)[sel] & self.out_ok),
-            wr.adr.eq(Cat(wrp[self.in_ctx], self.in_ctx) if cb else wrp[0]),
+            wr.adr.eq(Cat(wrp[self.in_ctx], self.in_ctx)),
             wr.dat_w.eq(Cat(self.in_term, self.in_init, self.in_tag, self.in_first, self.in_last)),
             wr.we.eq(self.in_valid),
-            rd.adr.eq(Cat(rdp[sel], sel) if cb else rdp[0]),
+            rd.adr.eq(Cat(rdp[sel], sel)),
         ]
         self.sync += [
             sel.eq(sel + 1),
@@ -154,11 +153,10 @@ class InterleavedAccumulator(Module):
             busy_parts.append(held[j] != 0)
 
         # -- the adder loop: operands in the cycle after the read; sums back `latency` later --
-        v_i, ctx_i = Signal(), Signal(max(cb, 1))
+        v_i, ctx_i = Signal(), Signal(cb)
         self.sync += [v_i.eq(take), ctx_i.eq(sel)]
-        q = Signal(width)
         term, init, tag, first, last = Signal(32), Signal(32), Signal(tag_bits), Signal(), Signal()
-        self.comb += [q.eq(rd.dat_r), Cat(term, init, tag, first, last).eq(q)]
+        self.comb += Cat(term, init, tag, first, last).eq(rd.dat_r)
         acc = Array(Signal(32, name=f"acc{j}") for j in range(contexts))
         self.comb += [
             add.a.eq(Mux(first, init, acc[ctx_i])),
