@@ -10,9 +10,10 @@ local row ``r`` with a non-empty segment ``seg[r] .. seg[r+1]-1`` and every colu
         acc = add(acc, mul(val[q], x[crd[q], c]))  # each rounded as the ALU rounds; no FMA
     y[r, c] = acc
 
-Rows with an empty segment are not touched. Arithmetic is the overlay ALU's
-(:func:`fiberflow.overlay.fp32.fp_mul` / :func:`~fiberflow.overlay.fp32.fp_add`, subnormals
-flushed, canonical NaN; int32 wraps), so the result is bit-exact with the emulator.
+Rows with an empty segment are not touched. Arithmetic is the overlay ALU's, pipelined
+(:mod:`fiberflow.overlay.pipe_arith`, bit-identical to :func:`fiberflow.overlay.fp32.fp_mul` /
+:func:`~fiberflow.overlay.fp32.fp_add`: subnormals flushed, canonical NaN; int32 wraps), so
+the result is bit-exact with the emulator.
 
 Structure (``docs/overlay.md``, section "Lane")::
 
