@@ -35,31 +35,33 @@ int ff_count(const ff_tree *tree, int64_t *ncrd, int64_t *last, int64_t *runs, i
  * seg_off / crd_off[i*ndim+k] the absolute section offsets (compressed levels only);
  * npos[i*ndim+k] its positions per level; vals_off[i] the value section's offset; tile_off[i]
  * where the tile starts (n_tiles + 1 entries: the last is the image's end). Every byte of the
- * tiles is written here, their headers (header_bytes each) and padding included. last and cur each
- * have n_tiles * ndim entries; runs is ff_count's. simd is the highest vector
+ * tiles is written here, their headers (header_bytes each) and padding included, and their
+ * directory entries (dir_entry_bytes each from dir_offset, the grid indices from
+ * index[i*ndim+k]). last and cur each have n_tiles * ndim entries; runs is ff_count's. simd is the highest vector
  * level the CSR loops may use (FF_SIMD_NONE keeps to the portable ones; lower levels are for
  * tests); they use at most what the CPU has.
  * Both passes split the work over up to `threads` threads; the result does not depend on it. */
 uint32_t ff_fill(const ff_tree *tree, uint8_t *image, const int64_t *slot, int64_t n_tiles,
                  const int64_t *ext, const int64_t *npos, const int64_t *seg_off,
                  const int64_t *crd_off, const int64_t *vals_off, const int64_t *tile_off,
-                 int64_t header_bytes, int64_t *last, int64_t *cur, const int64_t *runs,
+                 int64_t header_bytes, const int64_t *index, int64_t dir_offset,
+                 int64_t dir_entry_bytes, int64_t *last, int64_t *cur, const int64_t *runs,
                  int threads, int simd);
 
-/* dma_image.plan for the C path: place the sections of the n non-empty tiles ids[i] (grid tile
- * ids), whose compressed levels hold ncrd[ids[i] * ndim + k] coordinates and whose extents are
- * ext[i * ndim + k]. Fills npos, seg_off, crd_off (n * ndim each; 0 for dense levels), vals_off,
- * tile_off and tile_bytes (n each) as plan's Layout holds them, the first tile at `first`, and
- * returns the image's size. Arithmetic wraps as numpy's int64 does: the caller checks npos and
- * tile_bytes against 32 bits. */
-int64_t ff_plan(int ndim, const uint8_t *dense, int coord_bytes, int64_t header_bytes,
-                int64_t first, int64_t n, const int64_t *ids, const int64_t *ncrd,
-                const int64_t *ext, int64_t *npos, int64_t *seg_off, int64_t *crd_off,
-                int64_t *vals_off, int64_t *tile_off, int64_t *tile_bytes);
-
-/* Write a zero byte into each 4 KiB page of p[0..n), over up to `threads` threads: the new
- * image's page faults, taken in parallel. */
-void ff_prefault(uint8_t *p, int64_t n, int threads);
+/* dma_image.plan for the C path: place the sections of the n non-empty tiles ids[i] (row-major
+ * grid tile ids, increasing) of a tensor of level sizes `size` cut into tiles `tile`, `grid`
+ * tiles per level, whose compressed levels hold ncrd[ids[i] * ndim + k] coordinates. Fills
+ * index (the tiles' grid indices), ext (their extents), npos, seg_off, crd_off (n * ndim each;
+ * 0 for dense levels), vals_off and tile_bytes (n each) as plan's Layout holds them, tile_off
+ * (n + 1: the last is the image's end), the first tile at `first`, and slot (n_grid entries:
+ * the directory index of each grid tile, -1 for an empty one); returns the image's size.
+ * Arithmetic wraps as numpy's int64 does: the caller checks npos and tile_bytes against 32
+ * bits. */
+int64_t ff_plan(int ndim, const uint8_t *dense, const int64_t *size, const int64_t *tile,
+                const int64_t *grid, int coord_bytes, int64_t header_bytes, int64_t first,
+                int64_t n, const int64_t *ids, const int64_t *ncrd, int64_t *index, int64_t *ext,
+                int64_t *npos, int64_t *seg_off, int64_t *crd_off, int64_t *vals_off,
+                int64_t *tile_off, int64_t *tile_bytes, int64_t *slot, int64_t n_grid);
 
 /* The highest vector level ff_fill's loops can use on this CPU (an FF_SIMD_ value). */
 int ff_pack_simd(void);

@@ -239,9 +239,12 @@ def plan(geo: Geometry, tile_ids: np.ndarray, ncrd: np.ndarray) -> Layout:
     )
 
 
-def write_tables(geo: Geometry, lay: Layout, data: np.ndarray, tile_headers: bool = True) -> None:
+def write_tables(
+    geo: Geometry, lay: Layout, data: np.ndarray, tile_headers: bool = True, directory: bool = True
+) -> None:
     """Write the header (without checksum), mode table, directory and, unless ``tile_headers``
-    is false (the C packer writes them itself, as it fills each tile), the tile headers."""
+    is false, the tile headers. ``directory=False`` leaves out the directory and the tile
+    headers (the C packer writes both as it fills each tile)."""
     ndim, n = geo.ndim, len(lay.tile_ids)
     header = np.zeros(1, HEADER)
     header["magic"] = MAGIC
@@ -264,6 +267,8 @@ def write_tables(geo: Geometry, lay: Layout, data: np.ndarray, tile_headers: boo
     modes["mode"] = geo.fmt.order
     modes["grid"] = geo.grid
     data[HEADER.itemsize : HEADER.itemsize + modes.nbytes] = modes.view(np.uint8)
+    if not directory:
+        return
 
     entries = np.zeros(n, dir_entry_dtype(ndim))
     entries["offset"] = lay.tile_offset

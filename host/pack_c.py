@@ -62,29 +62,34 @@ def simd_used() -> int:
 
 
 def plan(
-    geo: di.Geometry, ids: np.ndarray, index: np.ndarray, ncrd: np.ndarray, ext: np.ndarray
-) -> di.Layout:
-    """:func:`dma_image.plan` in C, for the grid tiles ``ids`` (tile indices ``index``, extents
-    ``ext``) of the counts ``ncrd`` of every grid tile: the same layout, without numpy's
-    temporaries (with hundreds of thousands of tiles, each a fresh array whose pages fault in,
-    planning took as long as filling)."""
+    geo: di.Geometry, ids: np.ndarray, ncrd: np.ndarray
+) -> tuple[di.Layout, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`dma_image.plan` in C, for the grid tiles ``ids`` (increasing) of the counts
+    ``ncrd`` of every grid tile: the same layout, without numpy's temporaries (with hundreds of
+    thousands of tiles, each a fresh array whose pages fault in, planning took as long as
+    filling; the tiles' indices and extents, a tenth of the pack). Also returns the tiles'
+    extents, their offsets with the image's end appended, and ``slot``: the directory index of
+    every grid tile, -1 for an empty one."""
     n, ndim = len(ids), geo.ndim
-    npos, seg, crd = (np.empty((n, ndim), dtype=np.int64) for _ in range(3))
-    vals, tile_off, tile_bytes = (np.empty(n, dtype=np.int64) for _ in range(3))
+    index, ext, npos, seg, crd = (np.empty((n, ndim), dtype=np.int64) for _ in range(5))
+    vals, tile_bytes = (np.empty(n, dtype=np.int64) for _ in range(2))
+    tile_off = np.empty(n + 1, dtype=np.int64)
+    slot = np.empty(int(np.prod(geo.grid)), dtype=np.int64)
     dir_offset = int(di.align(di.HEADER.itemsize + di.MODE.itemsize * ndim))
     first = dir_offset + n * di.dir_entry_dtype(ndim).itemsize
     dense = np.ascontiguousarray(geo.dense, dtype="u1")
     total = lib.ff_plan(
         ndim,
         ffi.from_buffer("uint8_t[]", dense),
+        *(_i64(np.ascontiguousarray(a, dtype=np.int64)) for a in (geo.sizes, geo.tiles, geo.grid)),
         geo.coord_bytes,
         di.tile_header_dtype(ndim).itemsize,
         first,
         n,
-        _i64(ids),
+        _i64(np.ascontiguousarray(ids, dtype=np.int64)),
         _i64(ncrd),
-        _i64(ext),
-        *(_i64(a) for a in (npos, seg, crd, vals, tile_off, tile_bytes)),
+        *(_i64(a) for a in (index, ext, npos, seg, crd, vals, tile_off, tile_bytes, slot)),
+        len(slot),
     )
     if (npos > di.MAX_U32).any():
         raise TileShapeError(
@@ -93,18 +98,19 @@ def plan(
         )
     if n and tile_bytes.max() > di.MAX_U32:
         raise TileShapeError("a tile would exceed 4 GiB; use a smaller tile")
-    return di.Layout(
+    lay = di.Layout(
         tile_ids=ids,
         index=index,
         npos=npos,
         seg_offset=seg,
         crd_offset=crd,
         vals_offset=vals,
-        tile_offset=tile_off,
+        tile_offset=tile_off[:n],
         tile_bytes=tile_bytes,
         dir_offset=dir_offset,
         total_bytes=int(total),
     )
+    return lay, ext, tile_off, slot
 
 
 def pack_c(t: Tensor, geo: di.Geometry) -> tuple[np.ndarray, di.Layout, tuple[int, int]]:
@@ -166,27 +172,21 @@ def pack_c(t: Tensor, geo: di.Geometry) -> tuple[np.ndarray, di.Layout, tuple[in
         del npos
     else:
         ids = np.flatnonzero(ncrd[:, -1] > 0).astype(np.int64)
-    index = geo.tile_index(ids)
-    ext = np.ascontiguousarray(geo.extents(index), dtype=np.int64)
-    lay = plan(geo, ids, index, ncrd, ext)
+    lay, ext, tile_off, slot = plan(geo, ids, ncrd)
     del ncrd
 
-    # Not zeroed: ff_fill writes every byte of the tiles, headers and padding included, and
-    # write_tables every byte before them. The kernel clears each page on its first write, which
-    # for a new image costs about as much as copying it. The tables' pages are faulted in first,
-    # by the threads together (write_tables would take every fault on one thread); the tiles'
-    # pages are left to ff_fill's threads, whose writes then find each page just cleared and
-    # still in cache (faulting them all in first sent both the clearing and the filling out to
-    # memory: 0.8x the time with 256x256 tiles, 0.85x with 4096x4096).
+    # Not zeroed: ff_fill writes every byte of the tiles, headers and padding included, and of
+    # the directory; write_tables every byte before it. The kernel clears each page on its first
+    # write, which for a new image costs about as much as copying it: the threads of ff_fill
+    # take those faults as they write, each for its own tiles and directory entries, and find
+    # each page just cleared and still in cache (faulting them all in first sent both the
+    # clearing and the filling out to memory: 0.8x the time with 256x256 tiles, 0.85x with
+    # 4096x4096).
     data = np.empty(lay.total_bytes, dtype=np.uint8)
     first = int(lay.tile_offset[0]) if len(ids) else lay.total_bytes
-    lib.ff_prefault(ffi.from_buffer("uint8_t[]", data), first, workers)
-    data[:first] = 0
-    di.write_tables(geo, lay, data, tile_headers=False)
-    slot = np.full(n_grid, -1, dtype=np.int64)
-    slot[ids] = np.arange(len(ids))
+    data[: lay.dir_offset] = 0
+    di.write_tables(geo, lay, data, directory=False)
     n = len(ids)
-    tile_off = np.append(lay.tile_offset, lay.total_bytes).astype(np.int64)
     state = np.empty((2, n, ndim), dtype=np.int64)
     crc = lib.ff_fill(
         tree,
@@ -200,6 +200,9 @@ def pack_c(t: Tensor, geo: di.Geometry) -> tuple[np.ndarray, di.Layout, tuple[in
         _i64(np.ascontiguousarray(lay.vals_offset, dtype=np.int64)),
         _i64(tile_off),
         di.tile_header_dtype(ndim).itemsize,
+        _i64(lay.index),
+        lay.dir_offset,
+        di.dir_entry_dtype(ndim).itemsize,
         _i64(state[0]),
         _i64(state[1]),
         _i64(runs),

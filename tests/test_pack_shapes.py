@@ -141,9 +141,13 @@ def test_c_plan_equals_numpy_plan(fmt, tile):
     n_grid = int(np.prod(geo.grid))
     ncrd = rng.integers(0, 50, size=(n_grid, geo.ndim)).astype(np.int64)
     ids = np.flatnonzero(rng.random(n_grid) < 0.7).astype(np.int64)
-    index = geo.tile_index(ids)
-    ext = np.ascontiguousarray(geo.extents(index), dtype=np.int64)
-    got, want = pack_c.plan(geo, ids, index, ncrd, ext), di.plan(geo, ids, ncrd[ids])
-    for field in ("npos", "seg_offset", "crd_offset", "vals_offset", "tile_offset", "tile_bytes"):
+    (got, ext, tile_off, slot), want = pack_c.plan(geo, ids, ncrd), di.plan(geo, ids, ncrd[ids])
+    fields = ("index", "npos", "seg_offset", "crd_offset", "vals_offset", "tile_offset")
+    for field in (*fields, "tile_bytes"):
         np.testing.assert_array_equal(getattr(got, field), getattr(want, field), err_msg=field)
     assert (got.dir_offset, got.total_bytes) == (want.dir_offset, want.total_bytes)
+    np.testing.assert_array_equal(ext, geo.extents(want.index))
+    np.testing.assert_array_equal(tile_off, np.append(want.tile_offset, want.total_bytes))
+    expect_slot = np.full(n_grid, -1)
+    expect_slot[ids] = np.arange(len(ids))
+    np.testing.assert_array_equal(slot, expect_slot)
