@@ -112,8 +112,8 @@ class InterleavedAccumulator(Module):
         # cycle of the choice and the adder's operands come straight from a register.
         wr, rd = mem.get_port(write_capable=True), mem.get_port(mode=READ_FIRST)
         self.specials += mem, wr, rd
-        wrp = Array(Signal(db, name=f"wrp{j}") for j in range(contexts))
-        rdp = Array(Signal(db, name=f"rdp{j}") for j in range(contexts))
+        wrp = [Signal(db, name=f"wrp{j}") for j in range(contexts)]
+        rdp = [Signal(db, name=f"rdp{j}") for j in range(contexts)]
         count = [Signal(db + 1, name=f"count{j}") for j in range(contexts)]
         held = [Signal(db + 1, name=f"held{j}") for j in range(contexts)]  # reserved, not taken
 
@@ -125,16 +125,14 @@ class InterleavedAccumulator(Module):
         take = Signal()
         self.comb += [
             take.eq(Array(nonempty)[sel] & self.out_ok),
-            wr.adr.eq(Cat(wrp[self.in_ctx], self.in_ctx)),
+            wr.adr.eq(Cat(Array(wrp)[self.in_ctx], self.in_ctx)),
+            # The write port's read side is not used (the read port has its own).
+            Signal(width, name="wr_dat_r_unused").eq(wr.dat_r),
             wr.dat_w.eq(Cat(self.in_term, self.in_init, self.in_tag, self.in_first, self.in_last)),
             wr.we.eq(self.in_valid),
-            rd.adr.eq(Cat(rdp[sel], sel)),
+            rd.adr.eq(Cat(Array(rdp)[sel], sel)),
         ]
-        self.sync += [
-            sel.eq(sel + 1),
-            If(self.in_valid, wrp[self.in_ctx].eq(wrp[self.in_ctx] + 1)),
-            If(take, rdp[sel].eq(rdp[sel] + 1)),
-        ]
+        self.sync += sel.eq(sel + 1)
         busy_parts = []
         for j in range(contexts):
             put = self.in_valid & (self.in_ctx == j)
@@ -143,6 +141,8 @@ class InterleavedAccumulator(Module):
             count_next = Signal(db + 1, name=f"count_next{j}")
             self.comb += count_next.eq(count[j] + put - got)
             self.sync += [
+                If(put, wrp[j].eq(wrp[j] + 1)),
+                If(got, rdp[j].eq(rdp[j] + 1)),
                 count[j].eq(count_next),
                 nonempty[j].eq(count_next != 0),
                 held[j].eq(held[j] + res - got),
@@ -157,9 +157,9 @@ class InterleavedAccumulator(Module):
         self.sync += [v_i.eq(take), ctx_i.eq(sel)]
         term, init, tag, first, last = Signal(32), Signal(32), Signal(tag_bits), Signal(), Signal()
         self.comb += Cat(term, init, tag, first, last).eq(rd.dat_r)
-        acc = Array(Signal(32, name=f"acc{j}") for j in range(contexts))
+        acc = [Signal(32, name=f"acc{j}") for j in range(contexts)]
         self.comb += [
-            add.a.eq(Mux(first, init, acc[ctx_i])),
+            add.a.eq(Mux(first, init, Array(acc)[ctx_i])),
             add.b.eq(term),
         ]
         # Valid, context, last and tag travel beside the adder's stages.
@@ -170,7 +170,7 @@ class InterleavedAccumulator(Module):
             self.sync += [v2.eq(v), c2.eq(c), l2.eq(lst), t2.eq(tg)]
             v, c, lst, tg = v2, c2, l2, t2
             in_adder.append(v)
-        self.sync += If(v, acc[c].eq(add.r))
+        self.sync += [If(v & (c == j), acc[j].eq(add.r)) for j in range(contexts)]
         self.comb += [
             self.out_valid.eq(v & lst),
             self.out_sum.eq(add.r),

@@ -425,7 +425,7 @@ class Lane(Module):
             ctx.eq(0),
             rowctx.eq(0),
             kq.eq(k_eff),
-            is_int.eq(dtype == DTYPE_CODES["int32"]),
+            *([is_int.eq(dtype == DTYPE_CODES["int32"])] if len(value_types) == 2 else []),
             yrow.eq(y_base[2 : 2 + yw]),
         ).Else(
             If(
@@ -461,8 +461,8 @@ class Lane(Module):
                             rem == 1,
                             r.eq(r + 1),
                             yrow.eq(yrow + kq),
-                            rowctx.eq(rowctx + kq),
-                            ctx.eq(rowctx + kq),
+                            rowctx.eq((rowctx + kq)[:cb]),
+                            ctx.eq((rowctx + kq)[:cb]),
                             If(
                                 chain,  # as in ROW, without spending a cycle there
                                 rem.eq(seg.data - cur),
