@@ -17,6 +17,11 @@ __all__ = ["AXILiteSlave"]
 class AXILiteSlave(Module):
     """One transaction at a time; a write takes AW and W together.
 
+    The accesses come out one cycle after the handshake, from flip-flops (address, data,
+    strobes), so the decode behind this front end starts from registers: the handshake
+    logic is not part of the shell's register decode paths. A write is answered on B once
+    it has taken effect, a read on R two cycles after ``re``.
+
     Parameters
     ----------
     address_width : int
@@ -28,6 +33,9 @@ class AXILiteSlave(Module):
         The slave port.
     adr : Signal(address_width), out
         Byte address of the access (valid with ``we`` or ``re``).
+    next_adr : Signal(address_width), out
+        What ``adr`` is in the next cycle: decode loaded from it every cycle is a registered
+        function of ``adr``.
     we : Signal(), out
         One-cycle write strobe; ``dat_w`` and ``strb`` hold the data and byte enables.
     re : Signal(), out
@@ -39,6 +47,7 @@ class AXILiteSlave(Module):
     def __init__(self, address_width: int = 16) -> None:
         self.bus = bus = AXILiteInterface(data_width=32, address_width=address_width)
         self.adr = Signal(address_width)
+        self.next_adr = Signal(address_width)
         self.we = Signal()
         self.dat_w = Signal(32)
         self.strb = Signal(4)
@@ -49,31 +58,27 @@ class AXILiteSlave(Module):
 
         # No protection checks: every access is allowed, whatever its AxPROT.
         self.comb += Signal(6, name="axil_prot_unused").eq(Cat(bus.aw.prot, bus.ar.prot))
+        # A write is accepted when no write is being done or answered; a read when no read
+        # is in flight and no write is accepted in the same cycle (the two share ``adr``).
         writing = Signal()
+        reading = Signal()
+        pending = Signal()  # the cycle after re: dat_r is there
         self.comb += [
-            writing.eq(bus.aw.valid & bus.w.valid & ~bus.b.valid),
+            writing.eq(bus.aw.valid & bus.w.valid & ~self.we & ~bus.b.valid),
             bus.aw.ready.eq(writing),
             bus.w.ready.eq(writing),
+            reading.eq(bus.ar.valid & ~self.re & ~pending & ~bus.r.valid & ~writing),
+            bus.ar.ready.eq(reading),
+            self.next_adr.eq(Mux(writing, bus.aw.addr, bus.ar.addr)),
+        ]
+        self.sync += [
             self.we.eq(writing),
+            self.re.eq(reading),
+            self.adr.eq(self.next_adr),
             self.dat_w.eq(bus.w.data),
             self.strb.eq(bus.w.strb),
-        ]
-        self.sync += [
-            If(writing, bus.b.valid.eq(1), bus.b.resp.eq(0)).Elif(bus.b.ready, bus.b.valid.eq(0))
-        ]
-
-        # Reads: AR accepted when no read is in flight and no write this cycle; data captured
-        # the cycle after, and held in r.data until the master takes it.
-        pending = Signal()
-        reading = Signal()
-        self.comb += [
-            reading.eq(bus.ar.valid & ~pending & ~bus.r.valid & ~writing),
-            bus.ar.ready.eq(reading),
-            self.re.eq(reading),
-            self.adr.eq(Mux(writing, bus.aw.addr, bus.ar.addr)),
-        ]
-        self.sync += [
-            pending.eq(reading),
+            If(self.we, bus.b.valid.eq(1), bus.b.resp.eq(0)).Elif(bus.b.ready, bus.b.valid.eq(0)),
+            pending.eq(self.re),
             If(pending, bus.r.valid.eq(1), bus.r.data.eq(self.dat_r), bus.r.resp.eq(0)).Elif(
                 bus.r.ready, bus.r.valid.eq(0)
             ),

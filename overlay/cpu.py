@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from migen import Cat, ClockSignal, If, Instance, Memory, Module, Mux, ResetSignal, Signal
+from migen import ClockSignal, If, Instance, Memory, Module, Mux, ResetSignal, Signal
 
 from fiberflow.overlay import regmap
 
@@ -49,7 +49,7 @@ class ControlCPU(Module):
     trap : Signal(), out
         The CPU stopped on an illegal instruction or misaligned access.
     hold : Signal(), in
-        Freezes the CPU's memory bus (a debug halt; tie to 0 on boards).
+        Freezes the CPU's memory bus from the next cycle on (a debug halt; tie to 0 on boards).
     host_adr : Signal, in
         Host port: word address into the RAM.
     host_we : Signal(4), in
@@ -62,6 +62,12 @@ class ControlCPU(Module):
     p_addr, p_wdata : Signal(32), out
     p_wstrb : Signal(4), out
         Byte enables; 0 for a read. A write takes effect in the cycle ``p_ready`` is high.
+    p_next : Signal(), out
+        An access starts in the next cycle at ``p_next_addr``: ``p_addr`` takes that value
+        and holds it until the access is answered, so logic the shell loads from
+        ``p_next_addr`` with ``p_next`` is a registered function of ``p_addr`` (a RAM
+        access starts the same way; such registers simply go unused then).
+    p_next_addr : Signal(32), out
     p_ready : Signal(), in
     p_rdata : Signal(32), in
         Sampled with ``p_ready``.
@@ -84,6 +90,8 @@ class ControlCPU(Module):
         self.p_addr = Signal(32)
         self.p_wdata = Signal(32)
         self.p_wstrb = Signal(4)
+        self.p_next = Signal()
+        self.p_next_addr = Signal(32)
         self.p_ready = Signal()
         self.p_rdata = Signal(32)
 
@@ -92,18 +100,18 @@ class ControlCPU(Module):
         mem_valid, mem_ready = Signal(), Signal()
         mem_addr, mem_wdata, mem_rdata = Signal(32), Signal(32), Signal(32)
         mem_wstrb = Signal(4)
-        la_addr = Signal(32)
+        la_read, la_write, la_addr = Signal(), Signal(), Signal(32)
         # Outputs of picorv32 the shell has no use for, named so that Verilator's -Wall sees
         # them as deliberately unused (its default --unused-regexp is *unused*): the
-        # instruction-fetch flag, the look-ahead interface's strobes and data (only its read
-        # address is used), PCPI (disabled), end of interrupt (no IRQs) and the trace port
+        # instruction-fetch flag, the look-ahead interface's data (its strobes and address
+        # are used), PCPI (disabled), end of interrupt (no IRQs) and the trace port
         # (disabled).
         unused = {
             name: Signal(width, name=f"cpu_{name}_unused")
-            for name, width in (("mem_instr", 1), ("mem_la_read", 1), ("mem_la_write", 1),
-                                ("mem_la_wdata", 32), ("mem_la_wstrb", 4), ("pcpi_valid", 1),
-                                ("pcpi_insn", 32), ("pcpi_rs1", 32), ("pcpi_rs2", 32),
-                                ("eoi", 32), ("trace_valid", 1), ("trace_data", 36))
+            for name, width in (("mem_instr", 1), ("mem_la_wdata", 32), ("mem_la_wstrb", 4),
+                                ("pcpi_valid", 1), ("pcpi_insn", 32), ("pcpi_rs1", 32),
+                                ("pcpi_rs2", 32), ("eoi", 32), ("trace_valid", 1),
+                                ("trace_data", 36))
         }  # fmt: skip
         self.specials += Instance(
             "picorv32",
@@ -131,6 +139,8 @@ class ControlCPU(Module):
             o_mem_wdata=mem_wdata,
             o_mem_wstrb=mem_wstrb,
             i_mem_rdata=mem_rdata,
+            o_mem_la_read=la_read,
+            o_mem_la_write=la_write,
             o_mem_la_addr=la_addr,
             i_pcpi_wr=0,
             i_pcpi_rd=0,
@@ -147,48 +157,63 @@ class ControlCPU(Module):
 
         # RAM accesses take one cycle: picorv32's look-ahead interface gives a read's address
         # in the cycle before mem_valid, so the RAM's registered read data is there when
-        # mem_valid rises; writes happen at the end of their mem_valid cycle. The port
-        # address that produced dat_r is kept, so a read is answered only with its own word.
-        in_ram = Signal()
+        # mem_valid rises; writes happen at the end of their mem_valid cycle.
+        #
+        # Without compressed instructions picorv32 raises mem_valid only in the cycle after
+        # mem_la_read / mem_la_write (with mem_valid low, and not once trapped), loading
+        # mem_addr from mem_la_addr, and holds mem_addr while mem_valid is high. So the word
+        # read in the cycle before is always the access's own (mem_ready needs no address
+        # compare), and whether the next cycle has a RAM access, and so mem_ready, is known a
+        # cycle ahead: mem_ready comes straight from a flip-flop, as picorv32's long paths
+        # (mem_ready -> mem_xfer -> its state machine) need for the LUT-level budget.
         ram_adr = Signal(len(cpu_port.adr))
-        last_adr = Signal(len(cpu_port.adr))
+        la_start = Signal()  # an access starts in the next cycle
+        ram_access = Signal()  # registered: mem_valid with mem_addr in the RAM
+        hold = Signal()  # registered self.hold
         ram_ready = Signal()
         p_start = Signal()  # first cycle of a peripheral access
         p_done = Signal()  # registered answer of a peripheral access
+        p_answer = Signal()
+        ready = Signal()  # registered mem_ready
         rdata = Signal(32)
         ram_word = slice(2, 2 + len(ram_adr))
         self.comb += [
-            in_ram.eq(mem_addr[28:] == (regmap.CPU_RAM_BASE >> 28)),
-            # (The RAM decodes the word bits it has; in_ram checks the region.)
+            la_start.eq((la_read | la_write) & ~self.trap),
+            self.p_next.eq(la_start),
+            self.p_next_addr.eq(la_addr),
+            # (The RAM decodes the word bits it has; ram_access checks the region.)
             ram_adr.eq(Mux(mem_valid, mem_addr[ram_word], la_addr[ram_word])),
             cpu_port.adr.eq(ram_adr),
             cpu_port.dat_w.eq(mem_wdata),
-            ram_ready.eq(
-                mem_valid & in_ram & ~self.hold & ((mem_wstrb != 0) | (last_adr == mem_addr[2:]))
-            ),
+            ram_ready.eq(ram_access & ~hold),
             cpu_port.we.eq(Mux(ram_ready, mem_wstrb, 0)),
-            p_start.eq(mem_valid & ~in_ram & ~p_done & ~self.hold),
+            p_start.eq(mem_valid & ~ram_access & ~p_done & ~hold),
             self.p_valid.eq(p_start),
             self.p_addr.eq(mem_addr),
             self.p_wdata.eq(mem_wdata),
             self.p_wstrb.eq(mem_wstrb),
-            mem_ready.eq(ram_ready | p_done),
-            mem_rdata.eq(Mux(in_ram, cpu_port.dat_r, rdata)),
+            p_answer.eq(~self.reset & self.p_valid & self.p_ready),
+            mem_ready.eq(ready),
+            mem_rdata.eq(Mux(ram_access, cpu_port.dat_r, rdata)),
             host_port.adr.eq(self.host_adr),
             host_port.we.eq(self.host_we),
             host_port.dat_w.eq(self.host_dat_w),
             self.host_dat_r.eq(host_port.dat_r),
         ]
-        # The look-ahead address only starts RAM reads: a word address (its low two bits are
-        # 0) whose bits above the RAM are not decoded (mem_valid with in_ram decides).
-        la_ignored = Cat(la_addr[:2], la_addr[2 + len(ram_adr) :])
+        # The look-ahead address starts RAM reads (a word address: its low two bits are 0;
+        # the bits above the RAM are not decoded) and tells the RAM from the peripherals.
+        la_ignored = la_addr[:2]
         self.comb += Signal(len(la_ignored), name="cpu_la_unused").eq(la_ignored)
+        next_ram_access = Mux(
+            la_start,
+            la_addr[28:] == (regmap.CPU_RAM_BASE >> 28),
+            # (An access goes on until it is answered, or the CPU is reset.)
+            ram_access & ~ready & ~self.reset,
+        )
         self.sync += [
-            last_adr.eq(ram_adr),
-            p_done.eq(0),
-            If(
-                ~self.reset & self.p_valid & self.p_ready,
-                p_done.eq(1),
-                rdata.eq(self.p_rdata),
-            ),
+            hold.eq(self.hold),
+            ram_access.eq(next_ram_access),
+            ready.eq((next_ram_access & ~self.hold) | p_answer),
+            p_done.eq(p_answer),
+            If(p_answer, rdata.eq(self.p_rdata)),
         ]

@@ -16,9 +16,13 @@ Top-level ports (Verilog names):
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import asdict, dataclass
+from functools import reduce
+from operator import or_
+from typing import Any
 
-from migen import Array, C, Case, Cat, If, Memory, Module, Mux, ResetInserter, Signal
+from migen import Array, C, Case, Cat, If, Memory, Module, Mux, Replicate, ResetInserter, Signal
 from migen.fhdl.specials import READ_FIRST
 from migen.fhdl.verilog import convert
 
@@ -288,33 +292,36 @@ class Shell(Module):
         for n in range(len(lanes)):
             host_read[hoff("LANE_BUSY", n)] = lane_busy[n]
             host_read[hoff("LANE_STALL", n)] = lane_stall[n]
-        host_cases: dict[object, object] = {k: reg_q.eq(v) for k, v in host_read.items()}
-        host_cases["default"] = reg_q.eq(0)
-        host_write_cases: dict[object, object] = {
-            hoff("CTRL"): [
-                cpu_reset.eq(_bits(host_map.reg("CTRL"), "CPU_RESET", axil.dat_w)),
-                clear.eq(_bits(host_map.reg("CTRL"), "CLEAR", axil.dat_w)),
-            ],
-            hoff("JOB_ADDR"): job_addr.eq(axil.dat_w),
-            "default": [],  # other registers are read-only: a write is ignored
-        }
-        hword = Signal(14)
-        self.comb += hword.eq(axil.adr[2:])
-        host_write = (axil.we & ~in_ram, hword)
-
+        # The register an access names, decoded a cycle ahead into one flip-flop per register
+        # (the front end gives the address a cycle early), so a read is an AND-OR of the
+        # registers and a write a single enable. Other registers are read-only: a write to
+        # them is ignored; other offsets read 0.
+        hsel, decode = _decoder(
+            [*host_read, hoff("CTRL"), hoff("DOORBELL")], axil.next_adr[2:], "hsel"
+        )
+        self.sync += decode
+        host_we = Signal()
+        self.comb += host_we.eq(axil.we & ~in_ram)
         self.sync += [
             clear.eq(0),
-            If(axil.re, was_ram.eq(in_ram), Case(hword, host_cases)),
-            If(axil.re & (hword == hoff("CYCLES_LO")), host_hi.eq(cycles[32:])),
-            If(host_write[0], Case(hword, host_write_cases)),
+            If(axil.re, was_ram.eq(in_ram), reg_q.eq(_select(hsel, host_read))),
+            If(axil.re & hsel[hoff("CYCLES_LO")], host_hi.eq(cycles[32:])),
+            If(
+                host_we & hsel[hoff("CTRL")],
+                cpu_reset.eq(_bits(host_map.reg("CTRL"), "CPU_RESET", axil.dat_w)),
+                clear.eq(_bits(host_map.reg("CTRL"), "CLEAR", axil.dat_w)),
+            ),
+            If(host_we & hsel[hoff("JOB_ADDR")], job_addr.eq(axil.dat_w)),
         ]
 
         # -- CPU peripheral bus --
         def coff(name: str, i: int = 0) -> int:
             return cpu_map.offset(name, i) >> 2
 
-        region = Signal(4)
-        cword = Signal(10)  # register word index within the CPU block (4 KiB)
+        # What an access names is decoded from the CPU's look-ahead address in the cycle
+        # before it (cpu.p_next), into flip-flops that hold through the access: the decode is
+        # off the paths from the CPU's address register.
+        nxt = cpu.p_next_addr
         is_reg = Signal()
         is_tile = Signal()
         cpu_we = Signal()
@@ -322,29 +329,28 @@ class Shell(Module):
         reg_rdata = Signal(32)
         tile_pending = Signal()
         tile_rdata = Signal(32)
+        self.sync += If(
+            cpu.p_next,
+            is_reg.eq(nxt[28:] == (regmap.CPU_REG_BASE >> 28)),
+            is_tile.eq(nxt[28:] == (regmap.CPU_LOCAL_BASE >> 28)),
+        )
         self.comb += [
-            region.eq(cpu.p_addr[28:]),
-            cword.eq(cpu.p_addr[2:12]),
-            is_reg.eq(region == (regmap.CPU_REG_BASE >> 28)),
-            is_tile.eq(region == (regmap.CPU_LOCAL_BASE >> 28)),
             cpu_we.eq(cpu.p_valid & is_reg & (cpu.p_wstrb != 0)),
             cpu_re.eq(cpu.p_valid & is_reg & (cpu.p_wstrb == 0)),
             cpu.p_ready.eq(Mux(is_tile, tile_pending, cpu.p_valid)),
             cpu.p_rdata.eq(Mux(is_tile, tile_rdata, reg_rdata)),
         ]
-
-        # Local space window: 32-bit accesses into bus-wide words, three cycles.
-        engine_sel = Signal(4)
-        region_sel = Signal(regmap.LOCAL_REGIONS.bit_length() - 1)
-        lane32 = Signal(max(shift - 2, 1))
-        self.comb += [
-            engine_sel.eq(cpu.p_addr[local_bits:28]),
-            region_sel.eq(cpu.p_addr[rshift:local_bits]),
-            lane32.eq(cpu.p_addr[2:shift]),
-        ]
+        # The region and the register word come from the look-ahead address; the word bits
+        # between them select nothing (the register block repeats through its region).
+        self.comb += Signal(32 - 12, name="p_region_unused").eq(cpu.p_addr[12:])
+        self.comb += Signal(rshift - 12, name="p_next_word_unused").eq(nxt[12:rshift])
         # Registers and buffer words are 32-bit and the CPU traps misaligned accesses, so
         # the byte offset within a word is not decoded; p_wstrb picks the bytes.
-        self.comb += Signal(2, name="p_byte_unused").eq(cpu.p_addr[:2])
+        self.comb += Signal(4, name="p_byte_unused").eq(Cat(cpu.p_addr[:2], nxt[:2]))
+
+        # Local space window: 32-bit accesses into bus-wide words, three cycles.
+        lane32 = Signal(max(shift - 2, 1))
+        self.comb += lane32.eq(cpu.p_addr[2:shift])
         # As on the engines' side, a buffer smaller than its region repeats through it.
         used = max(len(pb.adr) for ports in cpu_ports for pb in ports)
         if used < rshift - shift:
@@ -352,6 +358,15 @@ class Shell(Module):
                 cpu.p_addr[shift + used : rshift]
             )
         self.sync += tile_pending.eq(cpu.p_valid & is_tile & ~tile_pending)
+        windows = [(e, r) for e, ports in enumerate(cpu_ports) for r in range(len(ports))]
+        win_sel, decode = _decoder(
+            windows,
+            Cat(nxt[rshift:local_bits], nxt[local_bits:28]),
+            "win_sel",
+            key=lambda w: w[0] << (local_bits - rshift) | w[1],
+        )
+        self.sync += If(cpu.p_next, *decode)
+        win_data = {}
         for e, ports in enumerate(cpu_ports):
             for r, pb in enumerate(ports):
                 win_we = Signal(bus_bytes)
@@ -362,15 +377,12 @@ class Shell(Module):
                     pb.dat_w.eq(Cat(*[cpu.p_wdata] * (bus_bytes // 4))),
                     pb.we.eq(win_we),
                 ]
-                self.comb += [
-                    # (Array selection, not shifts: Verilog sizes a shift amount like
-                    # lane32 * 32 by its operands, which would drop the top bit.)
-                    If(
-                        tile_pending & (engine_sel == e) & (region_sel == r),
-                        Array(words_we)[lane32].eq(cpu.p_wstrb),
-                        tile_rdata.eq(Array(words_r)[lane32]),
-                    ),
-                ]
+                # (Array selection, not shifts: Verilog sizes a shift amount like
+                # lane32 * 32 by its operands, which would drop the top bit.)
+                self.comb += If(
+                    tile_pending & win_sel[(e, r)], Array(words_we)[lane32].eq(cpu.p_wstrb)
+                )
+                win_data[(e, r)] = Array(words_r)[lane32]
                 if (e, r) not in owners:
                     self.comb += cpu_side
                     continue
@@ -385,6 +397,7 @@ class Shell(Module):
                 ]
                 if kind == "tile":
                     self.comb += ln.tile_en.eq(~self.stall_lanes)
+        self.comb += tile_rdata.eq(_select(win_sel, win_data))
 
         dma_ddr = [Signal(32) for _ in dmas]
         dma_local = [Signal(32) for _ in dmas]
@@ -392,29 +405,6 @@ class Shell(Module):
         nw = regmap.LANE_CFG_WORDS
         lane_cfg = [[Signal(32) for _ in range(nw)] for _ in lanes]
         lane_ctrl, dma_ctrl = cpu_map.reg("LANE_CTRL"), cpu_map.reg("DMA_CTRL")
-        for n, ln in enumerate(lanes):
-            self.comb += [
-                *[ln.cfg[w].eq(lane_cfg[n][w]) for w in range(nw)],
-                ln.start.eq(
-                    cpu_we
-                    & (cword == coff("LANE_CTRL", n))
-                    & _bits(lane_ctrl, "START", cpu.p_wdata)
-                ),
-            ]
-        for e, d in enumerate(dmas):
-            self.comb += [
-                d.ddr_addr.eq(dma_ddr[e]),
-                d.local_addr.eq(dma_local[e]),
-                d.length.eq(dma_len[e]),
-                d.go.eq(
-                    cpu_we & (cword == coff("DMA_CTRL", e)) & _bits(dma_ctrl, "GO", cpu.p_wdata)
-                ),
-                d.abort.eq(
-                    cpu_we & (cword == coff("DMA_CTRL", e)) & _bits(dma_ctrl, "ABORT", cpu.p_wdata)
-                ),
-                d.to_ddr.eq(_bits(dma_ctrl, "TO_DDR", cpu.p_wdata)),
-                d.zero.eq(_bits(dma_ctrl, "ZERO", cpu.p_wdata)),
-            ]
 
         cpu_read = {coff(name): v for name, v in shared_read.items()}
         cpu_read[coff("CYCLES_HI")] = cpu_hi
@@ -442,12 +432,9 @@ class Shell(Module):
             cpu_read[coff("LANE_STATUS", n)] = _pack(
                 cpu_map.reg("LANE_STATUS"), BUSY=ln.busy, DONE=ln.done, ERROR=ln.error
             )
-        cpu_cases: dict[object, object] = {k: reg_rdata.eq(v) for k, v in cpu_read.items()}
-        cpu_cases["default"] = reg_rdata.eq(0)
-        self.comb += Case(cword, cpu_cases)
 
         w = cpu.p_wdata
-        cpu_writes: dict[object, object] = {
+        cpu_writes: dict[int, object] = {
             coff("STATUS"): status.eq(w),
             coff("ERROR_INFO"): error_info.eq(w),
             coff("HEARTBEAT"): heartbeat.eq(w),
@@ -455,9 +442,8 @@ class Shell(Module):
         }
         for i, m in enumerate(mailbox):
             cpu_writes[coff("MAILBOX", i)] = m.eq(w)
-        cpu_writes["default"] = []  # the configuration registers below, or read-only ones
         # CPU-side configuration registers: cleared with the CPU.
-        ctl_writes: dict[object, object] = {}
+        ctl_writes: dict[int, object] = {}
         for e in range(len(dmas)):
             ctl_writes[coff("DMA_DDR", e)] = dma_ddr[e].eq(w)
             ctl_writes[coff("DMA_LOCAL", e)] = dma_local[e].eq(w)
@@ -465,20 +451,47 @@ class Shell(Module):
         for n in range(len(lanes)):
             for k in range(nw):
                 ctl_writes[coff(f"LANE_CFG{k}", n)] = lane_cfg[n][k].eq(w)
-        ctl_writes["default"] = []  # the registers above, or read-only ones
         ctl_regs = dma_ddr + dma_local + dma_len + [c for words in lane_cfg for c in words]
+        strobes = [coff("DOORBELL_ACK")]
+        strobes += [coff("DMA_CTRL", e) for e in range(len(dmas))]
+        strobes += [coff("LANE_CTRL", n) for n in range(len(lanes))]
+        csel, decode = _decoder([*cpu_read, *cpu_writes, *ctl_writes, *strobes], nxt[2:12], "csel")
+        self.sync += If(cpu.p_next, *decode)
+        self.comb += reg_rdata.eq(_select(csel, cpu_read))
+        # Other registers are read-only: a write to them is ignored; other offsets read 0.
+
+        for n, ln in enumerate(lanes):
+            self.comb += [
+                *[ln.cfg[w].eq(lane_cfg[n][w]) for w in range(nw)],
+                ln.start.eq(
+                    cpu_we & csel[coff("LANE_CTRL", n)] & _bits(lane_ctrl, "START", cpu.p_wdata)
+                ),
+            ]
+        for e, d in enumerate(dmas):
+            ctrl_we = cpu_we & csel[coff("DMA_CTRL", e)]
+            self.comb += [
+                d.ddr_addr.eq(dma_ddr[e]),
+                d.local_addr.eq(dma_local[e]),
+                d.length.eq(dma_len[e]),
+                d.go.eq(ctrl_we & _bits(dma_ctrl, "GO", cpu.p_wdata)),
+                d.abort.eq(ctrl_we & _bits(dma_ctrl, "ABORT", cpu.p_wdata)),
+                d.to_ddr.eq(_bits(dma_ctrl, "TO_DDR", cpu.p_wdata)),
+                d.zero.eq(_bits(dma_ctrl, "ZERO", cpu.p_wdata)),
+            ]
 
         self.sync += [
-            If(cpu_we, Case(cword, cpu_writes)),
-            If(cpu_re & (cword == coff("CYCLES_LO")), cpu_hi.eq(cycles[32:])),
+            *[If(cpu_we & csel[k], s) for k, s in cpu_writes.items()],
+            If(cpu_re & csel[coff("CYCLES_LO")], cpu_hi.eq(cycles[32:])),
             # Doorbell: the host's write wins over the CPU's acknowledgement in the same cycle.
-            If(cpu_we & (cword == coff("DOORBELL_ACK")), bell_pending.eq(0)),
+            If(cpu_we & csel[coff("DOORBELL_ACK")], bell_pending.eq(0)),
             If(
-                host_write[0] & (hword == hoff("DOORBELL")),
+                host_we & hsel[hoff("DOORBELL")],
                 bell_seq.eq(_bits(host_map.reg("DOORBELL"), "SEQ", axil.dat_w)),
                 bell_pending.eq(1),
             ),
-            If(cpu_reset, *[r.eq(0) for r in ctl_regs]).Elif(cpu_we, Case(cword, ctl_writes)),
+            If(cpu_reset, *[r.eq(0) for r in ctl_regs]).Else(
+                *[If(cpu_we & csel[k], s) for k, s in ctl_writes.items()]
+            ),
         ]
 
 
@@ -510,6 +523,28 @@ def buffer(width: int, depth: int) -> Memory:
     mem = Memory(width, depth)
     mem.attr = {"no_rw_check"}  # printed by Migen as (* no_rw_check = "true" *)
     return mem
+
+
+def _decoder(
+    keys: Iterable[Hashable], value: object, name: str,
+    key: Callable[[Any], int] = lambda k: k,
+) -> tuple[dict[Any, Signal], list[object]]:  # fmt: skip
+    """One flip-flop per key of ``keys``, and the statements that set it when ``value``
+    equals ``key(k)``, for the shell to load in the cycle before the access that uses them.
+    """
+    sel = {k: Signal(name=f"{name}_{i}") for i, k in enumerate(dict.fromkeys(keys))}
+    return sel, [s.eq(value == key(k)) for k, s in sel.items()]
+
+
+def _select(sel: Mapping[Any, Signal], values: Mapping[Any, object]) -> object:
+    """The value whose one-hot ``sel`` flip-flop is set (0 if none is): an AND-OR, which maps
+    to fewer LUT levels than a case statement on the address."""
+    terms = [Replicate(sel[k], len(v := _value(x))) & v for k, x in values.items()]
+    return reduce(or_, terms, C(0, 32))
+
+
+def _value(x: object) -> object:
+    return C(x, 32) if isinstance(x, int) else x
 
 
 def _pack(reg: regmap.Register, **values: Signal) -> Cat:
