@@ -181,16 +181,24 @@ class DMAEngine(Module):
         inflight = Signal()  # a buffer read issued last cycle
         w_beat = Signal(8)
 
-        # Burst length: min(a_left, 16, beats to the next 4 KiB boundary).
-        burst = Signal(max=max_burst + 1)
+        # Burst length: min(a_left, 16, beats to the next 4 KiB boundary). It is worked out
+        # in the cycle after a_addr and a_left change and kept in a register (burst, and
+        # burst_len = burst - 1 for AXI), so the compares are off the paths from the address
+        # handshake: a burst is issued at most every other cycle, far faster than its 16
+        # data beats are moved, and a transfer's first one a cycle after it starts.
+        next_burst = Signal(max=max_burst + 1)
         to_4k = Signal(13 - shift)
         self.comb += to_4k.eq((_4K - a_addr[:12])[shift:13])
         cap = Signal(max=max_burst + 1)
         self.comb += [
             # (Each value is taken only when it is below 16, so cutting it to 5 bits is exact.)
             cap.eq(Mux(to_4k < max_burst, to_4k[: len(cap)], max_burst)),
-            burst.eq(Mux(a_left < cap, a_left[: len(burst)], cap)),
+            next_burst.eq(Mux(a_left < cap, a_left[: len(next_burst)], cap)),
         ]
+        burst = Signal(max=max_burst + 1)
+        burst_len = Signal(8)
+        burst_ok = Signal()  # burst is that of the current a_addr and a_left
+        a_more = Signal()  # a_left is not 0
 
         lens = stream.SyncFIFO([("len", 8)], max_outstanding, buffered=False)
         data = stream.SyncFIFO([("data", bus_bits)], 4, buffered=False)
@@ -205,11 +213,11 @@ class DMAEngine(Module):
         can_issue = Signal()
         do_fetch = Signal()
         self.comb += [
-            can_issue.eq(self.active & (a_left != 0) & (outstanding < max_outstanding)),
+            can_issue.eq(self.active & burst_ok & a_more & (outstanding < max_outstanding)),
             # Read address channel.
             axi.ar.valid.eq(can_issue & ~mode),
             axi.ar.addr.eq(a_addr),
-            axi.ar.len.eq(burst - 1),
+            axi.ar.len.eq(burst_len),
             axi.ar.size.eq(shift),
             axi.ar.burst.eq(_INCR),
             axi.ar.cache.eq(0b0011),
@@ -221,13 +229,13 @@ class DMAEngine(Module):
             # Write address channel; each burst's length goes to the W side.
             axi.aw.valid.eq(can_issue & mode & lens.sink.ready),
             axi.aw.addr.eq(a_addr),
-            axi.aw.len.eq(burst - 1),
+            axi.aw.len.eq(burst_len),
             axi.aw.size.eq(shift),
             axi.aw.burst.eq(_INCR),
             axi.aw.cache.eq(0b0011),
             aw_fire.eq(axi.aw.valid & axi.aw.ready),
             lens.sink.valid.eq(aw_fire),
-            lens.sink.len.eq(burst - 1),
+            lens.sink.len.eq(burst_len),
             # Buffer reads run ahead of W into a small FIFO (the buffer has one cycle latency).
             do_fetch.eq(self.active & mode & (fetch_left != 0) & (data.level + inflight < 4)),
             data.sink.valid.eq(inflight),
@@ -268,6 +276,10 @@ class DMAEngine(Module):
         self.comb += fill_only.eq(cmd.zero & ~cmd.to_ddr)
         self.sync += [
             inflight.eq(do_fetch),
+            burst.eq(next_burst),
+            burst_len.eq(next_burst - 1),
+            a_more.eq(a_left != 0),
+            burst_ok.eq(~start & ~ar_fire & ~aw_fire),
             If(
                 start,
                 mode.eq(cmd.to_ddr),
