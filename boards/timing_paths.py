@@ -1,0 +1,168 @@
+"""The deepest register-to-register paths of a design, one per endpoint, for finding what to
+pipeline: :func:`fiberflow.boards.timing.logic_depth` gives only the single longest path.
+
+Same measure as :mod:`fiberflow.boards.timing` (yosys ``synth_xilinx -family xc7``, LUT/MUXF
+levels with CARRY4 apart, cut at flip-flops, RAMs and DSPs). An endpoint is named by the
+register its path ends in (the flip-flop's output net, bit index dropped, so the bits of one
+register count once) or by the RAM/DSP cell and port.
+
+Run ``python -m fiberflow.boards.timing_paths`` for the shell with placeholder lanes (the
+default overlay's other settings); ``--kernels`` for the default overlay with its lanes,
+``--exclude REGEX`` to leave endpoints out (e.g. ``lanes_``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from dataclasses import dataclass
+
+from fiberflow.boards.estimate import run_yosys
+from fiberflow.boards.timing import _CUT_PREFIXES, _weight
+from fiberflow.errors import ToolchainError
+
+__all__ = ["Endpoint", "endpoints", "xc7_netlist"]
+
+_CLOCKS = {"C", "CLK", "CLKARDCLK", "CLKBWRCLK"}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str  # the register (or "RAM cell.port") the path ends in
+    lut_levels: int
+    carry: int
+    start: str  # the register or RAM the path starts from
+    path: tuple[str, ...]  # "type net" of its cells, from start to end
+
+    def summary(self) -> str:
+        return f"{self.lut_levels:3d} LUT + {self.carry:2d} CARRY4  {self.start} -> {self.name}"
+
+
+def xc7_netlist(files: dict[str, str], top: str, timeout_s: float = 3600) -> dict:
+    """The yosys JSON netlist of ``top`` mapped as :func:`timing.logic_depth` maps it."""
+    verilog = [n for n in files if n.endswith((".v", ".sv"))]
+    _, out = run_yosys(
+        files,
+        [
+            f"read_verilog {' '.join(verilog)}",
+            f"synth_xilinx -family xc7 -top {top} -flatten -noiopad -noclkbuf",
+            "write_json net.json",
+        ],
+        ["net.json"],
+        timeout_s=timeout_s,
+        what=f"yosys synth_xilinx {top} (paths)",
+    )
+    if "net.json" not in out:
+        raise ToolchainError("yosys wrote no netlist (net.json)")
+    return json.loads(out["net.json"])
+
+
+def endpoints(netlist: dict, top: str, exclude: str | None = None) -> list[Endpoint]:
+    """Every endpoint's deepest path, deepest first (LUT levels, then CARRY4); endpoints whose
+    name matches the regular expression ``exclude`` are left out."""
+    module = netlist["modules"][top]
+    cells = module["cells"]
+    names: dict[int, str] = {}  # a net bit's name, a user's name before yosys' own
+    for net, info in module["netnames"].items():
+        bits = info["bits"]
+        for i, b in enumerate(bits):
+            if isinstance(b, int) and (b not in names or names[b].startswith("$")):
+                names[b] = f"{net}[{i}]" if len(bits) > 1 else net
+    driver: dict[int, str] = {}
+    for cname, c in cells.items():
+        for port, bits in c["connections"].items():
+            if c["port_directions"].get(port) == "output":
+                driver.update((b, cname) for b in bits if isinstance(b, int))
+
+    def out_name(cname: str) -> str:
+        c = cells[cname]
+        for port, bits in c["connections"].items():
+            if c["port_directions"].get(port) == "output":
+                for b in bits:
+                    if isinstance(b, int) and b in names:
+                        return names[b]
+        return cname
+
+    def inputs(cname: str) -> list[str]:
+        c = cells[cname]
+        return [
+            driver[b]
+            for port, bits in c["connections"].items()
+            if c["port_directions"].get(port) == "input" and port not in _CLOCKS
+            for b in bits
+            if isinstance(b, int) and b in driver and driver[b] != cname
+        ]
+
+    comb = {n for n, c in cells.items() if not c["type"].startswith(_CUT_PREFIXES)}
+    # (levels, carry, predecessor) per combinational cell, in topological order; cells on a
+    # combinational loop never become ready and are left out, as timing.longest_path does.
+    preds = {n: [p for p in inputs(n) if p in comb] for n in comb}
+    pending = {n: len(set(p)) for n, p in preds.items()}
+    succs: dict[str, set[str]] = {n: set() for n in comb}
+    for n, ps in preds.items():
+        for p in ps:
+            succs[p].add(n)
+    ready = [n for n, k in pending.items() if k == 0]
+    best: dict[str, tuple[int, int, str | None]] = {}
+    while ready:
+        n = ready.pop()
+        prev = max(set(preds[n]), key=lambda p: best[p][:2], default=None)
+        base = best[prev][:2] if prev is not None else (0, 0)
+        w = _weight(cells[n]["type"])
+        best[n] = (base[0] + w[0], base[1] + w[1], prev)
+        for s in succs[n]:
+            pending[s] -= 1
+            if pending[s] == 0:
+                ready.append(s)
+
+    def start_of(cname: str) -> str:
+        starts = [p for p in inputs(cname) if p not in comb]
+        return out_name(starts[0]) if starts else "(top-level input)"
+
+    found: dict[str, Endpoint] = {}
+    for cname, c in cells.items():
+        if cname in comb:
+            continue
+        is_ff = c["type"].startswith(("FD", "LD"))
+        for port, bits in c["connections"].items():
+            if c["port_directions"].get(port) != "input" or port in _CLOCKS:
+                continue
+            for b in bits:
+                last = driver.get(b) if isinstance(b, int) else None
+                if last is None or last not in best:
+                    continue
+                levels, carry, _ = best[last]
+                key = re.sub(r"\[\d+\]$", "", out_name(cname)) if is_ff else f"{cname}.{port}"
+                if key in found and (found[key].lut_levels, found[key].carry) >= (levels, carry):
+                    continue
+                path: list[str] = []
+                n: str | None = last
+                first = last
+                while n is not None:
+                    path.append(f"{cells[n]['type']} {out_name(n)}")
+                    first = n
+                    n = best[n][2]
+                found[key] = Endpoint(key, levels, carry, start_of(first), tuple(reversed(path)))
+    ends = sorted(found.values(), key=lambda e: (e.lut_levels, e.carry), reverse=True)
+    if exclude:
+        ends = [e for e in ends if not re.search(exclude, e.name)]
+    return ends
+
+
+def main(argv: list[str] | None = None) -> int:
+    from fiberflow.overlay import top
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--kernels", action="store_true", help="the default overlay with its lanes")
+    ap.add_argument("--exclude", help="leave out endpoints matching this regular expression")
+    ap.add_argument("-n", type=int, default=20, help="endpoints to show")
+    args = ap.parse_args(argv)
+    cfg = top.ShellConfig() if args.kernels else top.ShellConfig(kernels=())
+    for e in endpoints(xc7_netlist(top.verilog(cfg), top.TOP), top.TOP, args.exclude)[: args.n]:
+        print(e.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,79 @@
+"""The shell outside the lanes (CPU, AXI4-Lite front end, register decode, DMA engines, buffer
+muxes) stays within 8 LUT levels of the xc7 mapping between registers: the 100 MHz budget of a
+PYNQ-Z2's -1 part. Also the per-endpoint path listing used to find what to pipeline."""
+
+from __future__ import annotations
+
+import pytest
+
+from fiberflow.boards import timing, timing_paths
+
+
+def _cell(kind: str, ins: dict[str, list], outs: dict[str, list]) -> dict:
+    return {
+        "type": kind,
+        "port_directions": {**{p: "input" for p in ins}, **{p: "output" for p in outs}},
+        "connections": {**ins, **outs},
+    }
+
+
+def netlist() -> dict:
+    # q0 -> a -> b -> q1 (two LUTs; b drives an unnamed net, so it goes by its cell name),
+    # q0 -> s -> q1 (one MUXF7), q1 -> c -> ram.ADDR (one LUT and a CARRY4), and
+    # q2 -> d -> q3: a register of two bits (q3, q3b), one level deep.
+    cells = {
+        "q0": _cell("FDRE", {"D": [20], "C": [1]}, {"Q": [2]}),
+        "a": _cell("LUT2", {"I0": [2], "I1": ["0"]}, {"O": [3]}),
+        "b": _cell("LUT6", {"I0": [3], "I1": [2]}, {"O": [4]}),
+        "s": _cell("MUXF7", {"I0": [2], "I1": [2], "S": [2]}, {"O": [5]}),
+        "q1": _cell("FDRE", {"D": [4], "CE": [5], "C": [1]}, {"Q": [6]}),
+        "c": _cell("LUT1", {"I0": [6]}, {"O": [7]}),
+        "cc": _cell("CARRY4", {"S": [7, 7, 7, 7], "CI": ["0"]}, {"O": [8, 80, 81, 82]}),
+        "ram": _cell("RAMB36E1", {"ADDRARDADDR": [8], "CLKARDCLK": [1]}, {"DOADO": [9]}),
+        "q2": _cell("FDRE", {"D": [9], "C": [1]}, {"Q": [10]}),
+        "d": _cell("LUT1", {"I0": [10]}, {"O": [11]}),
+        "q3": _cell("FDRE", {"D": [11], "C": [1]}, {"Q": [12]}),
+        "q3b": _cell("FDRE", {"D": [11], "C": [1]}, {"Q": [13]}),
+    }
+    netnames = {
+        "start": {"bits": [2]},
+        "mid": {"bits": [6]},
+        "after_ram": {"bits": [10]},
+        "pair": {"bits": [12, 13]},
+        "$abc$1": {"bits": [3], "hide_name": 1},
+    }
+    return {"modules": {"t": {"cells": cells, "netnames": netnames}}}
+
+
+def test_endpoints_lists_each_register_once_deepest_first() -> None:
+    ends = timing_paths.endpoints(netlist(), "t")
+    assert [(e.name, e.lut_levels, e.carry) for e in ends] == [
+        ("mid", 2, 0),  # q1: D through a and b (its CE path, one MUXF7, is shallower)
+        ("ram.ADDRARDADDR", 1, 1),
+        ("pair", 1, 0),  # q3 and q3b: the two bits of one register
+    ]
+    assert ends[0].start == "start" and ends[0].path == ("LUT2 $abc$1", "LUT6 b")
+    assert ends[1].start == "mid" and ends[2].start == "after_ram"
+    assert "2 LUT +  0 CARRY4  start -> mid" in ends[0].summary()
+    # The longest of them is timing's longest path.
+    assert timing.longest_path(netlist(), "t").lut_levels == ends[0].lut_levels
+    assert [e.name for e in timing_paths.endpoints(netlist(), "t", exclude="^(mid|pair)")] == [
+        "ram.ADDRARDADDR"
+    ]
+
+
+@pytest.mark.rtl
+@pytest.mark.slow
+def test_shell_without_lanes_is_within_eight_lut_levels() -> None:
+    """The default overlay's shell with placeholder lanes (the lanes' own datapath is measured
+    with the lanes): every register-to-register path is at most 8 LUT/MUXF levels."""
+    from fiberflow.overlay.top import TOP, ShellConfig, verilog
+
+    ends = timing_paths.endpoints(
+        timing_paths.xc7_netlist(verilog(ShellConfig(kernels=())), TOP), TOP
+    )
+    deepest = ends[0]
+    assert deepest.lut_levels <= 8, "\n".join(e.summary() for e in ends[:10])
+    # The decode and the DMA engines have room left; the longest paths are picorv32's own.
+    outside_cpu = [e for e in ends if not e.name.startswith("picorv32.")]
+    assert outside_cpu[0].lut_levels <= 7, "\n".join(e.summary() for e in outside_cpu[:10])
