@@ -9,7 +9,7 @@ The port itself is LiteX's ``AXILiteInterface``.
 from __future__ import annotations
 
 from litex.soc.interconnect.axi import AXILiteInterface
-from migen import Cat, If, Module, Mux, Signal
+from migen import Cat, If, Module, Signal
 
 __all__ = ["AXILiteSlave"]
 
@@ -17,10 +17,11 @@ __all__ = ["AXILiteSlave"]
 class AXILiteSlave(Module):
     """One transaction at a time; a write takes AW and W together.
 
-    The accesses come out one cycle after the handshake, from flip-flops (address, data,
-    strobes), so the decode behind this front end starts from registers: the handshake
-    logic is not part of the shell's register decode paths. A write is answered on B once
-    it has taken effect, a read on R two cycles after ``re``.
+    The accesses come out two cycles after the handshake, from flip-flops: ``adr`` is set in
+    the cycle after the handshake and held, so the decode behind this front end is loaded
+    from a register in that cycle and ready with ``we`` / ``re`` in the next; the handshake
+    logic is not part of the decode paths. A write is answered on B once it has taken
+    effect, a read on R two cycles after ``re``.
 
     Parameters
     ----------
@@ -32,10 +33,8 @@ class AXILiteSlave(Module):
     bus : AXILiteInterface
         The slave port.
     adr : Signal(address_width), out
-        Byte address of the access (valid with ``we`` or ``re``).
-    next_adr : Signal(address_width), out
-        What ``adr`` is in the next cycle: decode loaded from it every cycle is a registered
-        function of ``adr``.
+        Byte address of the access: valid from the cycle before ``we`` or ``re`` until the
+        next handshake (decode loaded from it every cycle is ready with the strobe).
     we : Signal(), out
         One-cycle write strobe; ``dat_w`` and ``strb`` hold the data and byte enables.
     re : Signal(), out
@@ -47,7 +46,6 @@ class AXILiteSlave(Module):
     def __init__(self, address_width: int = 16) -> None:
         self.bus = bus = AXILiteInterface(data_width=32, address_width=address_width)
         self.adr = Signal(address_width)
-        self.next_adr = Signal(address_width)
         self.we = Signal()
         self.dat_w = Signal(32)
         self.strb = Signal(4)
@@ -58,25 +56,37 @@ class AXILiteSlave(Module):
 
         # No protection checks: every access is allowed, whatever its AxPROT.
         self.comb += Signal(6, name="axil_prot_unused").eq(Cat(bus.aw.prot, bus.ar.prot))
-        # A write is accepted when no write is being done or answered; a read when no read
-        # is in flight and no write is accepted in the same cycle (the two share ``adr``).
+        # One access in the front end at a time (they share adr): a write is accepted when
+        # none is being decoded, done or answered and no read is being decoded; a read when
+        # none is in flight and no write is accepted in the same cycle or being decoded.
         writing = Signal()
         reading = Signal()
+        w_decode = Signal()  # the cycle after a write's handshake
+        r_decode = Signal()
         pending = Signal()  # the cycle after re: dat_r is there
         self.comb += [
-            writing.eq(bus.aw.valid & bus.w.valid & ~self.we & ~bus.b.valid),
+            writing.eq(
+                bus.aw.valid & bus.w.valid & ~w_decode & ~self.we & ~bus.b.valid & ~r_decode
+            ),
             bus.aw.ready.eq(writing),
             bus.w.ready.eq(writing),
-            reading.eq(bus.ar.valid & ~self.re & ~pending & ~bus.r.valid & ~writing),
+            reading.eq(
+                bus.ar.valid & ~r_decode & ~self.re & ~pending & ~bus.r.valid & ~writing
+                & ~w_decode
+            ),
             bus.ar.ready.eq(reading),
-            self.next_adr.eq(Mux(writing, bus.aw.addr, bus.ar.addr)),
-        ]
+        ]  # fmt: skip
         self.sync += [
-            self.we.eq(writing),
-            self.re.eq(reading),
-            self.adr.eq(self.next_adr),
-            self.dat_w.eq(bus.w.data),
-            self.strb.eq(bus.w.strb),
+            w_decode.eq(writing),
+            r_decode.eq(reading),
+            self.we.eq(w_decode),
+            self.re.eq(r_decode),
+            If(
+                writing,
+                self.adr.eq(bus.aw.addr),
+                self.dat_w.eq(bus.w.data),
+                self.strb.eq(bus.w.strb),
+            ).Elif(reading, self.adr.eq(bus.ar.addr)),
             If(self.we, bus.b.valid.eq(1), bus.b.resp.eq(0)).Elif(bus.b.ready, bus.b.valid.eq(0)),
             pending.eq(self.re),
             If(pending, bus.r.valid.eq(1), bus.r.data.eq(self.dat_r), bus.r.resp.eq(0)).Elif(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from migen import ClockSignal, If, Instance, Memory, Module, Mux, ResetSignal, Signal
+from migen import Cat, ClockSignal, If, Instance, Memory, Module, Mux, Signal
 
 from fiberflow.overlay import regmap
 
@@ -62,12 +62,6 @@ class ControlCPU(Module):
     p_addr, p_wdata : Signal(32), out
     p_wstrb : Signal(4), out
         Byte enables; 0 for a read. A write takes effect in the cycle ``p_ready`` is high.
-    p_next : Signal(), out
-        An access starts in the next cycle at ``p_next_addr``: ``p_addr`` takes that value
-        and holds it until the access is answered, so logic the shell loads from
-        ``p_next_addr`` with ``p_next`` is a registered function of ``p_addr`` (a RAM
-        access starts the same way; such registers simply go unused then).
-    p_next_addr : Signal(32), out
     p_ready : Signal(), in
     p_rdata : Signal(32), in
         Sampled with ``p_ready``.
@@ -90,13 +84,14 @@ class ControlCPU(Module):
         self.p_addr = Signal(32)
         self.p_wdata = Signal(32)
         self.p_wstrb = Signal(4)
-        self.p_next = Signal()
-        self.p_next_addr = Signal(32)
         self.p_ready = Signal()
         self.p_rdata = Signal(32)
 
         # # #
 
+        # The CPU's reset from a flip-flop (low while sys_rst is high), off picorv32's paths.
+        resetn = Signal()
+        self.sync += resetn.eq(~self.reset)
         mem_valid, mem_ready = Signal(), Signal()
         mem_addr, mem_wdata, mem_rdata = Signal(32), Signal(32), Signal(32)
         mem_wstrb = Signal(4)
@@ -131,7 +126,7 @@ class ControlCPU(Module):
             p_PROGADDR_RESET=regmap.CPU_RAM_BASE,
             p_STACKADDR=regmap.CPU_RAM_BASE + ram_bytes,
             i_clk=ClockSignal(),
-            i_resetn=~(ResetSignal() | self.reset),
+            i_resetn=resetn,
             o_trap=self.trap,
             o_mem_valid=mem_valid,
             i_mem_ready=mem_ready,
@@ -179,8 +174,6 @@ class ControlCPU(Module):
         ram_word = slice(2, 2 + len(ram_adr))
         self.comb += [
             la_start.eq((la_read | la_write) & ~self.trap),
-            self.p_next.eq(la_start),
-            self.p_next_addr.eq(la_addr),
             # (The RAM decodes the word bits it has; ram_access checks the region.)
             ram_adr.eq(Mux(mem_valid, mem_addr[ram_word], la_addr[ram_word])),
             cpu_port.adr.eq(ram_adr),
@@ -192,7 +185,7 @@ class ControlCPU(Module):
             self.p_addr.eq(mem_addr),
             self.p_wdata.eq(mem_wdata),
             self.p_wstrb.eq(mem_wstrb),
-            p_answer.eq(~self.reset & self.p_valid & self.p_ready),
+            p_answer.eq(resetn & self.p_valid & self.p_ready),
             mem_ready.eq(ready),
             mem_rdata.eq(Mux(ram_access, cpu_port.dat_r, rdata)),
             host_port.adr.eq(self.host_adr),
@@ -202,13 +195,13 @@ class ControlCPU(Module):
         ]
         # The look-ahead address starts RAM reads (a word address: its low two bits are 0;
         # the bits above the RAM are not decoded) and tells the RAM from the peripherals.
-        la_ignored = la_addr[:2]
+        la_ignored = Cat(la_addr[:2], la_addr[2 + len(ram_adr) : 28])
         self.comb += Signal(len(la_ignored), name="cpu_la_unused").eq(la_ignored)
         next_ram_access = Mux(
             la_start,
             la_addr[28:] == (regmap.CPU_RAM_BASE >> 28),
             # (An access goes on until it is answered, or the CPU is reset.)
-            ram_access & ~ready & ~self.reset,
+            ram_access & ~ready & resetn,
         )
         self.sync += [
             hold.eq(self.hold),

@@ -292,13 +292,11 @@ class Shell(Module):
         for n in range(len(lanes)):
             host_read[hoff("LANE_BUSY", n)] = lane_busy[n]
             host_read[hoff("LANE_STALL", n)] = lane_stall[n]
-        # The register an access names, decoded a cycle ahead into one flip-flop per register
-        # (the front end gives the address a cycle early), so a read is an AND-OR of the
-        # registers and a write a single enable. Other registers are read-only: a write to
-        # them is ignored; other offsets read 0.
-        hsel, decode = _decoder(
-            [*host_read, hoff("CTRL"), hoff("DOORBELL")], axil.next_adr[2:], "hsel"
-        )
+        # The register an access names, decoded into one flip-flop per register in the cycle
+        # before the access (the front end gives the address a cycle early), so a read is an
+        # AND-OR of the registers and a write a single enable. Other registers are
+        # read-only: a write to them is ignored; other offsets read 0.
+        hsel, decode = _decoder([*host_read, hoff("CTRL"), hoff("DOORBELL")], axil.adr[2:], "hsel")
         self.sync += decode
         host_we = Signal()
         self.comb += host_we.eq(axil.we & ~in_ram)
@@ -318,37 +316,39 @@ class Shell(Module):
         def coff(name: str, i: int = 0) -> int:
             return cpu_map.offset(name, i) >> 2
 
-        # What an access names is decoded from the CPU's look-ahead address in the cycle
-        # before it (cpu.p_next), into flip-flops that hold through the access: the decode is
-        # off the paths from the CPU's address register.
-        nxt = cpu.p_next_addr
+        # A peripheral access takes two cycles: in the first, what its address names is
+        # decoded into flip-flops (one per register, one per buffer: a read is then an AND-OR
+        # of the registers, a write a single enable); in the second it is done and answered.
+        # A buffer's read data is there in the second cycle too (its read is started by the
+        # address in the first).
         is_reg = Signal()
         is_tile = Signal()
+        decoded = Signal()  # second cycle of an access: the flip-flops below are its decode
         cpu_we = Signal()
         cpu_re = Signal()
+        win_access = Signal()
         reg_rdata = Signal(32)
-        tile_pending = Signal()
         tile_rdata = Signal(32)
-        self.sync += If(
-            cpu.p_next,
-            is_reg.eq(nxt[28:] == (regmap.CPU_REG_BASE >> 28)),
-            is_tile.eq(nxt[28:] == (regmap.CPU_LOCAL_BASE >> 28)),
-        )
+        self.sync += [
+            is_reg.eq(cpu.p_addr[28:] == (regmap.CPU_REG_BASE >> 28)),
+            is_tile.eq(cpu.p_addr[28:] == (regmap.CPU_LOCAL_BASE >> 28)),
+            decoded.eq(cpu.p_valid & ~cpu.p_ready),
+        ]
         self.comb += [
-            cpu_we.eq(cpu.p_valid & is_reg & (cpu.p_wstrb != 0)),
-            cpu_re.eq(cpu.p_valid & is_reg & (cpu.p_wstrb == 0)),
-            cpu.p_ready.eq(Mux(is_tile, tile_pending, cpu.p_valid)),
+            cpu.p_ready.eq(decoded),
+            cpu_we.eq(cpu.p_valid & decoded & is_reg & (cpu.p_wstrb != 0)),
+            cpu_re.eq(cpu.p_valid & decoded & is_reg & (cpu.p_wstrb == 0)),
+            win_access.eq(cpu.p_valid & decoded & is_tile),
             cpu.p_rdata.eq(Mux(is_tile, tile_rdata, reg_rdata)),
         ]
-        # The region and the register word come from the look-ahead address; the word bits
-        # between them select nothing (the register block repeats through its region).
-        self.comb += Signal(32 - 12, name="p_region_unused").eq(cpu.p_addr[12:])
-        self.comb += Signal(rshift - 12, name="p_next_word_unused").eq(nxt[12:rshift])
+        # The register word and the region select; the word bits between them select nothing
+        # (the register block repeats through its region).
+        self.comb += Signal(rshift - 12, name="p_region_unused").eq(cpu.p_addr[12:rshift])
         # Registers and buffer words are 32-bit and the CPU traps misaligned accesses, so
         # the byte offset within a word is not decoded; p_wstrb picks the bytes.
-        self.comb += Signal(4, name="p_byte_unused").eq(Cat(cpu.p_addr[:2], nxt[:2]))
+        self.comb += Signal(2, name="p_byte_unused").eq(cpu.p_addr[:2])
 
-        # Local space window: 32-bit accesses into bus-wide words, three cycles.
+        # Local space window: 32-bit accesses into bus-wide words.
         lane32 = Signal(max(shift - 2, 1))
         self.comb += lane32.eq(cpu.p_addr[2:shift])
         # As on the engines' side, a buffer smaller than its region repeats through it.
@@ -357,15 +357,14 @@ class Shell(Module):
             self.comb += Signal(rshift - shift - used, name="win_alias_unused").eq(
                 cpu.p_addr[shift + used : rshift]
             )
-        self.sync += tile_pending.eq(cpu.p_valid & is_tile & ~tile_pending)
         windows = [(e, r) for e, ports in enumerate(cpu_ports) for r in range(len(ports))]
         win_sel, decode = _decoder(
             windows,
-            Cat(nxt[rshift:local_bits], nxt[local_bits:28]),
+            Cat(cpu.p_addr[rshift:local_bits], cpu.p_addr[local_bits:28]),
             "win_sel",
             key=lambda w: w[0] << (local_bits - rshift) | w[1],
         )
-        self.sync += If(cpu.p_next, *decode)
+        self.sync += decode
         win_data = {}
         for e, ports in enumerate(cpu_ports):
             for r, pb in enumerate(ports):
@@ -380,7 +379,7 @@ class Shell(Module):
                 # (Array selection, not shifts: Verilog sizes a shift amount like
                 # lane32 * 32 by its operands, which would drop the top bit.)
                 self.comb += If(
-                    tile_pending & win_sel[(e, r)], Array(words_we)[lane32].eq(cpu.p_wstrb)
+                    win_access & win_sel[(e, r)], Array(words_we)[lane32].eq(cpu.p_wstrb)
                 )
                 win_data[(e, r)] = Array(words_r)[lane32]
                 if (e, r) not in owners:
@@ -455,8 +454,10 @@ class Shell(Module):
         strobes = [coff("DOORBELL_ACK")]
         strobes += [coff("DMA_CTRL", e) for e in range(len(dmas))]
         strobes += [coff("LANE_CTRL", n) for n in range(len(lanes))]
-        csel, decode = _decoder([*cpu_read, *cpu_writes, *ctl_writes, *strobes], nxt[2:12], "csel")
-        self.sync += If(cpu.p_next, *decode)
+        csel, decode = _decoder(
+            [*cpu_read, *cpu_writes, *ctl_writes, *strobes], cpu.p_addr[2:12], "csel"
+        )
+        self.sync += decode
         self.comb += reg_rdata.eq(_select(csel, cpu_read))
         # Other registers are read-only: a write to them is ignored; other offsets read 0.
 
@@ -530,8 +531,7 @@ def _decoder(
     key: Callable[[Any], int] = lambda k: k,
 ) -> tuple[dict[Any, Signal], list[object]]:  # fmt: skip
     """One flip-flop per key of ``keys``, and the statements that set it when ``value``
-    equals ``key(k)``, for the shell to load in the cycle before the access that uses them.
-    """
+    equals ``key(k)``, for the shell to load in the cycle before the one that uses them."""
     sel = {k: Signal(name=f"{name}_{i}") for i, k in enumerate(dict.fromkeys(keys))}
     return sel, [s.eq(value == key(k)) for k, s in sel.items()]
 
