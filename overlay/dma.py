@@ -178,6 +178,10 @@ class DMAEngine(Module):
         local = Signal(local_bits - shift)  # R / fill: where the next word goes
         fetch = Signal(local_bits - shift)  # W: next buffer word to read
         fetch_left = Signal(beats_bits)
+        # d_left != 0 and fetch_left != 0, kept in flip-flops beside the counts: the beat
+        # strobes, and so the buffers' write enables, do not wait for a 30-bit compare.
+        d_more = Signal()
+        fetch_more = Signal()
         inflight = Signal()  # a buffer read issued last cycle
         w_beat = Signal(8)
 
@@ -237,7 +241,7 @@ class DMAEngine(Module):
             lens.sink.valid.eq(aw_fire),
             lens.sink.len.eq(burst_len),
             # Buffer reads run ahead of W into a small FIFO (the buffer has one cycle latency).
-            do_fetch.eq(self.active & mode & (fetch_left != 0) & (data.level + inflight < 4)),
+            do_fetch.eq(self.active & mode & fetch_more & (data.level + inflight < 4)),
             data.sink.valid.eq(inflight),
             data.sink.data.eq(self.buf_dat_r),
             # Write data channel: only for bursts whose address was sent.
@@ -254,7 +258,7 @@ class DMAEngine(Module):
             # Buffer port: R data, a zero fill, or (write-out with zero) clearing the word
             # being read.
             self.buf_adr.eq(Mux(mode, fetch, local)),
-            self.fill_beat.eq(self.active & filling & ~mode & (d_left != 0)),
+            self.fill_beat.eq(self.active & filling & ~mode & d_more),
             self.buf_we.eq(r_fire | self.fill_beat | (do_fetch & filling)),
             self.buf_dat_w.eq(Mux(filling, 0, axi.r.data)),
             self.rd_beat.eq(r_fire),
@@ -288,6 +292,8 @@ class DMAEngine(Module):
                 a_left.eq(Mux(fill_only, 0, cmd.beats)),
                 d_left.eq(cmd.beats),
                 fetch_left.eq(cmd.beats),
+                d_more.eq(cmd.beats != 0),
+                fetch_more.eq(cmd.beats != 0),
                 local.eq(cmd.local),
                 fetch.eq(cmd.local),
                 outstanding.eq(0),
@@ -303,9 +309,18 @@ class DMAEngine(Module):
                 ),
                 outstanding.eq(outstanding + (ar_fire | aw_fire) - (r_last | b_fire)),
                 If(r_fire | self.fill_beat, local.eq(local + 1)),
-                If(do_fetch, fetch.eq(fetch + 1), fetch_left.eq(fetch_left - 1)),
+                If(
+                    do_fetch,
+                    fetch.eq(fetch + 1),
+                    fetch_left.eq(fetch_left - 1),
+                    fetch_more.eq(fetch_left != 1),
+                ),
                 If(w_fire, w_beat.eq(Mux(axi.w.last, 0, w_beat + 1))),
-                If(r_fire | w_fire | self.fill_beat, d_left.eq(d_left - 1)),
+                If(
+                    r_fire | w_fire | self.fill_beat,
+                    d_left.eq(d_left - 1),
+                    d_more.eq(d_left != 1),
+                ),
                 If(
                     bad & ~self.error,
                     self.error.eq(1),
