@@ -358,7 +358,6 @@ static int64_t open_band(const walker *w, band_tile *tiles, int64_t rt)
 typedef struct {
     uint64_t mul;
     int shift;
-    uint32_t d; /* the divisor */
 } divider;
 
 static divider make_divider(int64_t d)
@@ -367,7 +366,6 @@ static divider make_divider(int64_t d)
     while (((int64_t)1 << l) < d)
         l++;
     divider v;
-    v.d = (uint32_t)d;
     v.shift = 31 + l;
     v.mul = (((uint64_t)1 << v.shift) + (uint64_t)d - 1) / (uint64_t)d; /* rounded up */
     return v;
@@ -539,86 +537,36 @@ static inline int64_t tally_entries(const int32_t *crd, int64_t q, int64_t end, 
     return runs;
 }
 
-/* Count entries q .. end - 1 of a row run by run into tally[tile] (see count_runs_avx512);
- * returns the runs. */
-typedef int64_t (*count_runs_fn)(const int32_t *crd, int64_t q, int64_t end, divider dv,
-                                 int64_t *tally);
-
-/* Whether a row of n entries from tile a to tile b is counted run by run: at least 8 entries
- * for each tile it spans (a row of a banded matrix across one or two tiles, or of thousands of
- * entries across them all); a run costs a lookup and a search, a few entries' tallies. */
-static inline int long_row(int64_t n, int64_t a, int64_t b)
-{
-    return n >= 8 * (b - a + 1);
-}
-
-/* Count the entries of a band's `rows` rows (coordinates checked) by tile column into
- * ncrd[ct * 2], ct = 0 .. gc - 1, which hold 0, and return its runs (stretches of a row in one
- * tile). The tallies are cleared and summed only over the columns the band's rows reach (a
- * band of a banded matrix at 256 x 256 reaches 30 of 782). When most entries lie in rows that
- * are cheap to count row by row, each row goes its own way: one in a single tile adds its
- * length, with no work per entry; a long row (long_row) goes run by run, if by_runs is given
- * (a vector level); any other entry by entry. Else (rows of a few entries across many tiles,
- * as in a random matrix) the band is counted in one loop, whose branch-free run through the
- * entries a choice per row would only slow (1.1-1.4x). */
+/* Count a band's n entries crd[0 .. n) (coordinates checked) by tile column into ncrd[ct * 2],
+ * ct = 0 .. gc - 1, which hold 0, and return an estimate of its runs (stretches of a row in one
+ * tile; see tally_entries) for long_runs: the one loop's, plus one for each of its `rows` rows,
+ * where one may start unseen. With many tile columns the tallies are cleared and summed only
+ * over the columns the band reaches, from the first to the last of its rows' first and last
+ * entries (a band of a banded matrix at 256 x 256 reaches 30 of 782: clearing and summing all
+ * took longer than counting its entries). */
 static int64_t count_scatter(const int64_t *pos, int64_t rows, const int32_t *crd, divider dv,
-                             int64_t gc, int64_t *tally, int64_t *ncrd, count_runs_fn by_runs)
+                             int64_t gc, int64_t *tally, int64_t *ncrd)
 {
-    /* joined: rows whose first entry shares the tile of the previous row's last, which one loop
-     * through the band's entries does not count as starting a run */
-    int64_t lo = gc, hi = -1, easy = 0, joined = 0, last = -1, runs = 0;
-    for (int64_t r = 0; r < rows; r++) {
-        int64_t n = pos[r + 1] - pos[r];
-        if (n == 0)
-            continue;
-        int64_t a = divide(dv, (uint32_t)crd[pos[r]]);
-        int64_t b = divide(dv, (uint32_t)crd[pos[r + 1] - 1]);
-        lo = a < lo ? a : lo;
-        hi = b > hi ? b : hi;
-        easy += a == b || (by_runs && long_row(n, a, b)) ? n : 0;
-        joined += a == last;
-        last = b;
+    int64_t lo = 0, hi = gc - 1;
+    if (gc > 64) {
+        lo = gc;
+        hi = -1;
+        for (int64_t r = 0; r < rows; r++) {
+            if (pos[r] == pos[r + 1])
+                continue;
+            int64_t a = divide(dv, (uint32_t)crd[pos[r]]);
+            int64_t b = divide(dv, (uint32_t)crd[pos[r + 1] - 1]);
+            lo = a < lo ? a : lo;
+            hi = b > hi ? b : hi;
+        }
     }
-    if (hi < lo)
+    if (hi < lo || pos[rows] == pos[0])
         return 0;
     int64_t span = hi - lo + 1;
     int64_t *const t[4] = {tally - lo, tally + span - lo, tally + 2 * span - lo,
                            tally + 3 * span - lo};
     memset(tally, 0, sizeof(int64_t) * 4 * (size_t)span);
-    if (2 * easy < pos[rows] - pos[0]) {
-        runs = tally_entries(crd, pos[0], pos[rows], dv, t) + joined;
-    } else {
-        /* Consecutive rows counted entry by entry are counted in one loop, from `from` to the
-         * last one's end (`to`), with `glued` rows starting in the tile the one before ended in */
-        int64_t from = -1, to = 0, glued = 0, prev = -1;
-        for (int64_t r = 0; r <= rows; r++) {
-            int64_t q = r < rows ? pos[r] : 0, end = r < rows ? pos[r + 1] : 0;
-            if (r < rows && q == end)
-                continue;
-            int64_t a = r < rows ? (int64_t)divide(dv, (uint32_t)crd[q]) : -1;
-            int64_t b = r < rows ? (int64_t)divide(dv, (uint32_t)crd[end - 1]) : -1;
-            int single = a == b, by_run = by_runs && long_row(end - q, a, b);
-            if (r < rows && !single && !by_run) {
-                glued += from >= 0 && a == prev;
-                from = from >= 0 ? from : q;
-                to = end;
-                prev = b;
-                continue;
-            }
-            if (from >= 0)
-                runs += tally_entries(crd, from, to, dv, t) + glued;
-            from = -1;
-            glued = 0;
-            if (r == rows)
-                break;
-            if (single) {
-                t[0][a] += end - q;
-                runs++;
-            } else {
-                runs += by_runs(crd, q, end, dv, t[0]);
-            }
-        }
-    }
+    int64_t runs = tally_entries(crd, pos[0], pos[rows], dv, t) + rows;
     for (int64_t ct = lo; ct <= hi; ct++)
         ncrd[ct * 2] = t[0][ct] + t[1][ct] + t[2][ct] + t[3][ct];
     return runs;
@@ -1140,26 +1088,6 @@ static inline AVX2 void copy_run_avx2(band_tile *bt, int cb, const int32_t *src,
 #undef RUN_LEN
 #undef COPY_RUN
 
-/* The counting pass for long rows: a tile lookup, a run-length search (a vector compare or
- * two) and an add per run, not per entry (banded matrices at the devices' tile widths: runs of
- * 11 entries, whose count took 0.8x as long as their fill). */
-#define COUNT_RUNS(NAME, ATTR, RUN_LEN)                                                            \
-    static ATTR int64_t NAME(const int32_t *crd, int64_t q, int64_t end, divider dv,              \
-                             int64_t *tally)                                                       \
-    {                                                                                              \
-        int64_t runs = 0;                                                                          \
-        for (; q < end; runs++) {                                                                  \
-            int64_t ct = divide(dv, (uint32_t)crd[q]);                                             \
-            int64_t n = RUN_LEN(crd, q, end, (ct + 1) * (int64_t)dv.d);                            \
-            tally[ct] += n;                                                                        \
-            q += n;                                                                                \
-        }                                                                                          \
-        return runs;                                                                               \
-    }
-COUNT_RUNS(count_runs_avx512, AVX512, run_len_avx512)
-COUNT_RUNS(count_runs_avx2, AVX2, run_len_avx2)
-#undef COUNT_RUNS
-
 static int have_avx512(void)
 {
     __builtin_cpu_init();
@@ -1377,14 +1305,10 @@ static void count_csr(part *p)
         count_walk(p);
         return;
     }
-    count_runs_fn by_runs = NULL; /* the run count, at a vector level */
 #ifdef FF_AVX512
     int32_t lim[FEW_TILES + 1];
     if (fast)
         tile_limits(t->tile[1], gc, lim);
-    by_runs = w->simd == FF_SIMD_AVX512 ? count_runs_avx512
-              : w->simd == FF_SIMD_AVX2 ? count_runs_avx2
-                                        : NULL;
 #endif
     for (int64_t r0 = p->lo, rt = p->t0; r0 < p->hi; r0 += tr, rt++) {
         int64_t r1 = r0 + tr < p->hi ? r0 + tr : p->hi;
@@ -1400,7 +1324,7 @@ static void count_csr(part *p)
                 ncrd[ct * 2] = n ? count[ct] : 0;
 #endif
         } else if ((ok = coords_in(crd + q0, n, size, w->simd))) {
-            w->runs[rt] = count_scatter(pos + r0, r1 - r0, crd, dv, gc, tally, ncrd, by_runs);
+            w->runs[rt] = count_scatter(pos + r0, r1 - r0, crd, dv, gc, tally, ncrd);
         }
         if (!ok) {
             w->bad = FF_BAD_COORD;
