@@ -509,14 +509,14 @@ static void fill_band_scatter(const walker *w, band_tile *tiles, int64_t n_used,
 
 /* Entries q .. end - 1 (coordinates checked) into tallies t[0..3][tile], 4 interleaved so that
  * consecutive entries of one tile do not wait on each other's increments. Returns the runs
- * among them (entries whose tile differs from the one before, the first included), estimated
- * from one pair of consecutive entries in four: a compare per entry took a third of the count
- * of a random matrix, and the runs only steer the choice of fill loop (long_runs). */
+ * among them: entries whose tile differs from the one before (the first included). (Counting
+ * them costs the count of a random matrix a quarter more; an estimate from one pair in four
+ * was thrown off by rows of equal lengths, whose ends all fell on sampled pairs.) */
 static inline int64_t tally_entries(const int32_t *crd, int64_t q, int64_t end, divider dv,
                                     int64_t *const t[4])
 {
     uint32_t prev = UINT32_MAX;
-    int64_t runs = 0, changes = 0;
+    int64_t runs = 0;
     for (; q + 4 <= end; q += 4) {
         uint32_t a = divide(dv, (uint32_t)crd[q]), b = divide(dv, (uint32_t)crd[q + 1]);
         uint32_t c = divide(dv, (uint32_t)crd[q + 2]), d = divide(dv, (uint32_t)crd[q + 3]);
@@ -524,10 +524,9 @@ static inline int64_t tally_entries(const int32_t *crd, int64_t q, int64_t end, 
         t[1][b]++;
         t[2][c]++;
         t[3][d]++;
-        changes += a != prev;
+        runs += (a != prev) + (b != a) + (c != b) + (d != c);
         prev = d;
     }
-    runs = 4 * changes;
     for (; q < end; q++) {
         uint32_t a = divide(dv, (uint32_t)crd[q]);
         t[0][a]++;
@@ -537,36 +536,34 @@ static inline int64_t tally_entries(const int32_t *crd, int64_t q, int64_t end, 
     return runs;
 }
 
-/* Count a band's n entries crd[0 .. n) (coordinates checked) by tile column into ncrd[ct * 2],
- * ct = 0 .. gc - 1, which hold 0, and return an estimate of its runs (stretches of a row in one
- * tile; see tally_entries) for long_runs: the one loop's, plus one for each of its `rows` rows,
- * where one may start unseen. With many tile columns the tallies are cleared and summed only
- * over the columns the band reaches, from the first to the last of its rows' first and last
- * entries (a band of a banded matrix at 256 x 256 reaches 30 of 782: clearing and summing all
- * took longer than counting its entries). */
+/* Count the entries of a band's `rows` rows (coordinates checked) by tile column into
+ * ncrd[ct * 2], ct = 0 .. gc - 1, which hold 0, in one loop, and return the band's runs
+ * (stretches of a row in one tile), for long_runs. The loop sees a run start where the tile
+ * changes; a pass over the rows' first and last entries adds the rows that start in the tile
+ * the row before ended in, and bounds the columns the band reaches: the tallies are cleared and
+ * summed over those only (a band of a banded matrix at 256 x 256 reaches 30 of 782: clearing
+ * and summing all took longer than counting its entries). */
 static int64_t count_scatter(const int64_t *pos, int64_t rows, const int32_t *crd, divider dv,
                              int64_t gc, int64_t *tally, int64_t *ncrd)
 {
-    int64_t lo = 0, hi = gc - 1;
-    if (gc > 64) {
-        lo = gc;
-        hi = -1;
-        for (int64_t r = 0; r < rows; r++) {
-            if (pos[r] == pos[r + 1])
-                continue;
-            int64_t a = divide(dv, (uint32_t)crd[pos[r]]);
-            int64_t b = divide(dv, (uint32_t)crd[pos[r + 1] - 1]);
-            lo = a < lo ? a : lo;
-            hi = b > hi ? b : hi;
-        }
+    int64_t lo = gc, hi = -1, joined = 0, last = -1;
+    for (int64_t r = 0; r < rows; r++) {
+        if (pos[r] == pos[r + 1])
+            continue;
+        int64_t a = divide(dv, (uint32_t)crd[pos[r]]);
+        int64_t b = divide(dv, (uint32_t)crd[pos[r + 1] - 1]);
+        lo = a < lo ? a : lo;
+        hi = b > hi ? b : hi;
+        joined += a == last;
+        last = b;
     }
-    if (hi < lo || pos[rows] == pos[0])
+    if (hi < lo)
         return 0;
     int64_t span = hi - lo + 1;
     int64_t *const t[4] = {tally - lo, tally + span - lo, tally + 2 * span - lo,
                            tally + 3 * span - lo};
     memset(tally, 0, sizeof(int64_t) * 4 * (size_t)span);
-    int64_t runs = tally_entries(crd, pos[0], pos[rows], dv, t) + rows;
+    int64_t runs = tally_entries(crd, pos[0], pos[rows], dv, t) + joined;
     for (int64_t ct = lo; ct <= hi; ct++)
         ncrd[ct * 2] = t[0][ct] + t[1][ct] + t[2][ct] + t[3][ct];
     return runs;
