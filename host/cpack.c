@@ -509,11 +509,13 @@ static void fill_band_scatter(const walker *w, band_tile *tiles, int64_t n_used,
 
 /* Entries q .. end - 1 (coordinates checked) into tallies t[0..3][tile], 4 interleaved so that
  * consecutive entries of one tile do not wait on each other's increments. Returns the runs
- * among them: entries whose tile differs from the one before (the first included). (Counting
- * them costs the count of a random matrix a quarter more; an estimate from one pair in four
- * was thrown off by rows of equal lengths, whose ends all fell on sampled pairs.) */
-static inline int64_t tally_entries(const int32_t *crd, int64_t q, int64_t end, divider dv,
-                                    int64_t *const t[4])
+ * among them if RUNS: entries whose tile differs from the one before (the first included).
+ * (Counting them costs the count of a random matrix a quarter more; an estimate from one pair
+ * in four was thrown off by rows of equal lengths, whose ends all fell on sampled pairs.) */
+static inline __attribute__((always_inline)) int64_t tally_entries(const int32_t *crd, int64_t q,
+                                                                   int64_t end, divider dv,
+                                                                   int64_t *const t[4],
+                                                                   const int RUNS)
 {
     uint32_t prev = UINT32_MAX;
     int64_t runs = 0;
@@ -524,30 +526,40 @@ static inline int64_t tally_entries(const int32_t *crd, int64_t q, int64_t end, 
         t[1][b]++;
         t[2][c]++;
         t[3][d]++;
-        runs += (a != prev) + (b != a) + (c != b) + (d != c);
-        prev = d;
+        if (RUNS) {
+            runs += (a != prev) + (b != a) + (c != b) + (d != c);
+            prev = d;
+        }
     }
     for (; q < end; q++) {
         uint32_t a = divide(dv, (uint32_t)crd[q]);
         t[0][a]++;
-        runs += a != prev;
-        prev = a;
+        if (RUNS) {
+            runs += a != prev;
+            prev = a;
+        }
     }
     return runs;
 }
 
 /* Count the entries of a band's `rows` rows (coordinates checked) by tile column into
  * ncrd[ct * 2], ct = 0 .. gc - 1, which hold 0, in one loop, and return the band's runs
- * (stretches of a row in one tile), for long_runs. The loop sees a run start where the tile
+ * (stretches of a row in one tile) for long_runs if `runs` is set, else 0. The loop sees a run
+ * start where the tile
  * changes; a pass over the rows' first and last entries adds the rows that start in the tile
  * the row before ended in, and bounds the columns the band reaches: the tallies are cleared and
  * summed over those only (a band of a banded matrix at 256 x 256 reaches 30 of 782: clearing
  * and summing all took longer than counting its entries). */
 static int64_t count_scatter(const int64_t *pos, int64_t rows, const int32_t *crd, divider dv,
-                             int64_t gc, int64_t *tally, int64_t *ncrd)
+                             int64_t gc, int64_t *tally, int64_t *ncrd, int runs)
 {
     int64_t lo = gc, hi = -1, joined = 0, last = -1;
-    for (int64_t r = 0; r < rows; r++) {
+    int pass = runs || gc > 64; /* else the pass over the rows would cost more than it saves */
+    if (!pass) {
+        lo = 0;
+        hi = pos[rows] > pos[0] ? gc - 1 : -1;
+    }
+    for (int64_t r = 0; r < rows && pass; r++) {
         if (pos[r] == pos[r + 1])
             continue;
         int64_t a = divide(dv, (uint32_t)crd[pos[r]]);
@@ -563,7 +575,10 @@ static int64_t count_scatter(const int64_t *pos, int64_t rows, const int32_t *cr
     int64_t *const t[4] = {tally - lo, tally + span - lo, tally + 2 * span - lo,
                            tally + 3 * span - lo};
     memset(tally, 0, sizeof(int64_t) * 4 * (size_t)span);
-    int64_t runs = tally_entries(crd, pos[0], pos[rows], dv, t) + joined;
+    if (runs)
+        runs = tally_entries(crd, pos[0], pos[rows], dv, t, 1) + joined;
+    else
+        tally_entries(crd, pos[0], pos[rows], dv, t, 0);
     for (int64_t ct = lo; ct <= hi; ct++)
         ncrd[ct * 2] = t[0][ct] + t[1][ct] + t[2][ct] + t[3][ct];
     return runs;
@@ -1292,7 +1307,7 @@ static void count_csr(part *p)
     const int32_t *crd = t->crd[1];
     int64_t tr = t->tile[0], gc = t->grid[1];
     uint32_t size = (uint32_t)t->size[1];
-    int fast = few_tiles(w);
+    int fast = few_tiles(w), short_before = 0;
     divider dv = make_divider(t->tile[1]);
     int64_t *tally = fast ? NULL : malloc(sizeof(int64_t) * 4 * (size_t)gc);
     int64_t *count = malloc(sizeof(int64_t) * (size_t)gc);
@@ -1321,7 +1336,12 @@ static void count_csr(part *p)
                 ncrd[ct * 2] = n ? count[ct] : 0;
 #endif
         } else if ((ok = coords_in(crd + q0, n, size, w->simd))) {
-            w->runs[rt] = count_scatter(pos + r0, r1 - r0, crd, dv, gc, tally, ncrd);
+            /* Runs are counted in every 8th band, and in each after one whose runs were not
+             * short (2 entries or more): in a random matrix' bands (about 1) they stay short. */
+            w->runs[rt] = count_scatter(pos + r0, r1 - r0, crd, dv, gc, tally, ncrd,
+                                        rt % 8 == 0 || !short_before);
+            if (w->runs[rt])
+                short_before = n < 2 * w->runs[rt];
         }
         if (!ok) {
             w->bad = FF_BAD_COORD;
