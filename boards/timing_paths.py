@@ -107,7 +107,8 @@ def endpoints(netlist: dict, top: str, exclude: str | None = None) -> list[Endpo
     best: dict[str, tuple[int, int, str | None]] = {}
     while ready:
         n = ready.pop()
-        prev = max(set(preds[n]), key=lambda p: best[p][:2], default=None)
+        # (Sorted: among equally deep inputs the same one is named on every run.)
+        prev = max(sorted(set(preds[n])), key=lambda p: best[p][:2], default=None)
         base = best[prev][:2] if prev is not None else (0, 0)
         w = _weight(cells[n]["type"])
         best[n] = (base[0] + w[0], base[1] + w[1], prev)
@@ -117,7 +118,7 @@ def endpoints(netlist: dict, top: str, exclude: str | None = None) -> list[Endpo
                 ready.append(s)
 
     def start_of(cname: str) -> str:
-        starts = [p for p in inputs(cname) if p not in comb]
+        starts = sorted(p for p in inputs(cname) if p not in comb)
         return out_name(starts[0]) if starts else "(top-level input)"
 
     found: dict[str, Endpoint] = {}
