@@ -508,52 +508,44 @@ static void fill_band_scatter(const walker *w, band_tile *tiles, int64_t n_used,
 
 
 /* Entries q .. end - 1 (coordinates checked) into tallies t[0..3][tile], 4 interleaved so that
- * consecutive entries of one tile do not wait on each other's increments. Returns the runs
- * among them if RUNS: entries whose tile differs from the one before (the first included).
- * (Counting them costs the count of a random matrix a quarter more; an estimate from one pair
- * in four was thrown off by rows of equal lengths, whose ends all fell on sampled pairs.) */
-static inline __attribute__((always_inline)) int64_t tally_entries(const int32_t *crd, int64_t q,
-                                                                   int64_t end, divider dv,
-                                                                   int64_t *const t[4],
-                                                                   const int RUNS)
+ * consecutive entries of one tile do not wait on each other's increments. */
+static inline void tally_entries(const int32_t *crd, int64_t q, int64_t end, divider dv,
+                                 int64_t *const t[4])
 {
-    uint32_t prev = UINT32_MAX;
-    int64_t runs = 0;
     for (; q + 4 <= end; q += 4) {
-        uint32_t a = divide(dv, (uint32_t)crd[q]), b = divide(dv, (uint32_t)crd[q + 1]);
-        uint32_t c = divide(dv, (uint32_t)crd[q + 2]), d = divide(dv, (uint32_t)crd[q + 3]);
-        t[0][a]++;
-        t[1][b]++;
-        t[2][c]++;
-        t[3][d]++;
-        if (RUNS) {
-            runs += (a != prev) + (b != a) + (c != b) + (d != c);
-            prev = d;
-        }
+        t[0][divide(dv, (uint32_t)crd[q])]++;
+        t[1][divide(dv, (uint32_t)crd[q + 1])]++;
+        t[2][divide(dv, (uint32_t)crd[q + 2])]++;
+        t[3][divide(dv, (uint32_t)crd[q + 3])]++;
     }
-    for (; q < end; q++) {
-        uint32_t a = divide(dv, (uint32_t)crd[q]);
-        t[0][a]++;
-        if (RUNS) {
-            runs += a != prev;
-            prev = a;
-        }
+    for (; q < end; q++)
+        t[0][divide(dv, (uint32_t)crd[q])]++;
+}
+
+/* The runs (stretches in one tile) of a row's entries q .. end - 1. */
+static int64_t row_runs(const int32_t *crd, int64_t q, int64_t end, divider dv)
+{
+    int64_t runs = 0;
+    for (uint32_t prev = UINT32_MAX; q < end; q++) {
+        uint32_t ct = divide(dv, (uint32_t)crd[q]);
+        runs += ct != prev;
+        prev = ct;
     }
     return runs;
 }
 
 /* Count the entries of a band's `rows` rows (coordinates checked) by tile column into
  * ncrd[ct * 2], ct = 0 .. gc - 1, which hold 0, in one loop, and return the band's runs
- * (stretches of a row in one tile) for long_runs if `runs` is set, else 0. The loop sees a run
- * start where the tile
- * changes; a pass over the rows' first and last entries adds the rows that start in the tile
- * the row before ended in, and bounds the columns the band reaches: the tallies are cleared and
+ * (stretches of a row in one tile) for long_runs if `runs` is set, else 0: four times those of
+ * every fourth row (counting all of them cost the count of a banded matrix a third more; rows,
+ * unlike pairs of entries, are not thrown off by rows of equal lengths). A pass over the rows'
+ * first and last entries bounds the columns the band reaches: the tallies are cleared and
  * summed over those only (a band of a banded matrix at 256 x 256 reaches 30 of 782: clearing
  * and summing all took longer than counting its entries). */
 static int64_t count_scatter(const int64_t *pos, int64_t rows, const int32_t *crd, divider dv,
                              int64_t gc, int64_t *tally, int64_t *ncrd, int runs)
 {
-    int64_t lo = gc, hi = -1, joined = 0, last = -1;
+    int64_t lo = gc, hi = -1, sampled = 0;
     int pass = runs || gc > 64; /* else the pass over the rows would cost more than it saves */
     if (!pass) {
         lo = 0;
@@ -566,8 +558,8 @@ static int64_t count_scatter(const int64_t *pos, int64_t rows, const int32_t *cr
         int64_t b = divide(dv, (uint32_t)crd[pos[r + 1] - 1]);
         lo = a < lo ? a : lo;
         hi = b > hi ? b : hi;
-        joined += a == last;
-        last = b;
+        if (runs && r % 4 == 0)
+            sampled += a == b ? 1 : row_runs(crd, pos[r], pos[r + 1], dv);
     }
     if (hi < lo)
         return 0;
@@ -575,13 +567,10 @@ static int64_t count_scatter(const int64_t *pos, int64_t rows, const int32_t *cr
     int64_t *const t[4] = {tally - lo, tally + span - lo, tally + 2 * span - lo,
                            tally + 3 * span - lo};
     memset(tally, 0, sizeof(int64_t) * 4 * (size_t)span);
-    if (runs)
-        runs = tally_entries(crd, pos[0], pos[rows], dv, t, 1) + joined;
-    else
-        tally_entries(crd, pos[0], pos[rows], dv, t, 0);
+    tally_entries(crd, pos[0], pos[rows], dv, t);
     for (int64_t ct = lo; ct <= hi; ct++)
         ncrd[ct * 2] = t[0][ct] + t[1][ct] + t[2][ct] + t[3][ct];
-    return runs;
+    return runs ? 4 * sampled : 0;
 }
 
 #ifdef FF_AVX512
