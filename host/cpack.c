@@ -537,7 +537,7 @@ static int64_t row_runs(const int32_t *crd, int64_t q, int64_t end, divider dv)
 /* Count the entries of a band's `rows` rows (coordinates checked) by tile column into
  * ncrd[ct * 2], ct = 0 .. gc - 1, which hold 0, in one loop, and return the band's runs
  * (stretches of a row in one tile) for long_runs if `runs` is set, else 0: four times those of
- * every fourth row (counting all of them cost the count of a banded matrix a third more; rows,
+ * every fourth row (a compare per entry cost the count of a random matrix a third more; rows,
  * unlike pairs of entries, are not thrown off by rows of equal lengths). A pass over the rows'
  * first and last entries bounds the columns the band reaches: the tallies are cleared and
  * summed over those only (a band of a banded matrix at 256 x 256 reaches 30 of 782: clearing
