@@ -2,7 +2,7 @@
 #ifndef FF_REGS_H
 #define FF_REGS_H
 
-#define FF_MAP_VERSION 0x00020000u
+#define FF_MAP_VERSION 0x00020001u
 #define FF_ID_MAGIC 0x46464c57u
 #define FF_JOB_MAGIC 0x304a4646u
 #define FF_MAX_LANES 16
@@ -115,6 +115,8 @@
 #define FF_CTRL_CLEAR_MASK 0x00000002u
 #define FF_CTRL_CPU_TRAP_SHIFT 8
 #define FF_CTRL_CPU_TRAP_MASK 0x00000100u
+#define FF_CTRL_DRAINED_SHIFT 9
+#define FF_CTRL_DRAINED_MASK 0x00000200u
 
 #define FF_STATE_IDLE 0 /* no job since reset */
 #define FF_STATE_BUSY 1 /* the firmware is working on job SEQ */

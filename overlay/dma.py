@@ -14,6 +14,16 @@ burst still completes, as AXI requires); they are reported in ``error`` / ``resp
 engine then stops: it drops the commands queued behind the failed one and ignores new ones
 until it is reset, so nothing runs on after a fault.
 
+A reset must not cut a burst in half: the interconnect would still deliver the rest of a read
+burst (and a reset engine would take those beats for its next transfer) and still expect the W
+beats of every write address sent (and would take the next transfer's data for them, at the
+old address). So the shell does not reset an engine outright: it raises ``halt``, and the
+engine drains. It issues no new address (one already offered stays offered until taken, as
+AXI requires), takes every R beat and drops it, sends the W beats still owed for the write
+addresses it issued (the words it already read from its buffer as they are, the rest with no
+byte strobes set, so nothing more is written), and takes every B. Once no burst is
+outstanding it raises ``drained``, and only then does the shell reset it.
+
 LiteX provides the AXI4 interface (``AXIInterface``) and the FIFOs (``stream.SyncFIFO``). Its
 DMA cores (``WishboneDMAReader``/``Writer``, ``AXIStreamDMA``...) either sit on Wishbone or
 need the CPU to feed addresses word by word; a tile transfer here is one command for a whole
@@ -63,6 +73,11 @@ class DMAEngine(Module):
         is refused and sets ``overflow``.
     abort : Signal(), in
         Drops the queued commands; the running transfer still completes.
+    halt : Signal(), in
+        Drain, to be reset: issue no new burst and finish the ones in flight (see above).
+    drained : Signal(), out
+        Registered: ``halt`` is set and no burst is in flight or offered; it stays so while
+        ``halt`` is set (1 from reset).
     busy : Signal(), out
         A transfer is running or queued.
     active : Signal(), out
@@ -111,6 +126,8 @@ class DMAEngine(Module):
         self.zero = Signal()
         self.go = Signal()
         self.abort = Signal()
+        self.halt = Signal()
+        self.drained = Signal(reset=1)
         self.busy = Signal()
         self.active = Signal()
         self.full = Signal()
@@ -184,6 +201,8 @@ class DMAEngine(Module):
         fetch_more = Signal()
         inflight = Signal()  # a buffer read issued last cycle
         w_beat = Signal(8)
+        # An address was offered last cycle and not taken: it must stay offered, halt or not.
+        a_offered = Signal()
 
         # Burst length: min(a_left, 16, beats to the next 4 KiB boundary). It is worked out
         # in the cycle after a_addr and a_left change and kept in a register (burst, and
@@ -217,7 +236,13 @@ class DMAEngine(Module):
         can_issue = Signal()
         do_fetch = Signal()
         self.comb += [
-            can_issue.eq(self.active & burst_ok & a_more & (outstanding < max_outstanding)),
+            can_issue.eq(
+                self.active
+                & burst_ok
+                & a_more
+                & (outstanding < max_outstanding)
+                & (~self.halt | a_offered)
+            ),
             # Read address channel.
             axi.ar.valid.eq(can_issue & ~mode),
             axi.ar.addr.eq(a_addr),
@@ -226,8 +251,9 @@ class DMAEngine(Module):
             axi.ar.burst.eq(_INCR),
             axi.ar.cache.eq(0b0011),
             ar_fire.eq(axi.ar.valid & axi.ar.ready),
-            # Read data channel: always accepted, straight into the buffer.
-            axi.r.ready.eq(self.active & ~mode),
+            # Read data channel: always accepted, straight into the buffer (dropped while
+            # draining).
+            axi.r.ready.eq((self.active & ~mode) | self.halt),
             r_fire.eq(axi.r.valid & axi.r.ready),
             r_last.eq(r_fire & axi.r.last),
             # Write address channel; each burst's length goes to the W side.
@@ -241,25 +267,28 @@ class DMAEngine(Module):
             lens.sink.valid.eq(aw_fire),
             lens.sink.len.eq(burst_len),
             # Buffer reads run ahead of W into a small FIFO (the buffer has one cycle latency).
-            do_fetch.eq(self.active & mode & fetch_more & (data.level + inflight < 4)),
+            do_fetch.eq(self.active & mode & fetch_more & (data.level + inflight < 4) & ~self.halt),
             data.sink.valid.eq(inflight),
             data.sink.data.eq(self.buf_dat_r),
-            # Write data channel: only for bursts whose address was sent.
-            axi.w.valid.eq(data.source.valid & lens.source.valid),
+            # Write data channel: only for bursts whose address was sent. While draining, a
+            # beat with no word fetched for it goes out with no strobes; once the last fetch
+            # has landed (no fetch starts under halt), so that a beat's strobes never change
+            # while it is offered.
+            axi.w.valid.eq(lens.source.valid & (data.source.valid | (self.halt & ~inflight))),
             axi.w.data.eq(data.source.data),
-            axi.w.strb.eq(Replicate(1, bus_bytes)),
+            axi.w.strb.eq(Replicate(data.source.valid, bus_bytes)),
             axi.w.last.eq(w_beat == lens.source.len),
             w_fire.eq(axi.w.valid & axi.w.ready),
             data.source.ready.eq(w_fire),
             lens.source.ready.eq(w_fire & axi.w.last),
             # Write response channel.
-            axi.b.ready.eq(self.active & mode),
+            axi.b.ready.eq((self.active & mode) | self.halt),
             b_fire.eq(axi.b.valid & axi.b.ready),
             # Buffer port: R data, a zero fill, or (write-out with zero) clearing the word
             # being read.
             self.buf_adr.eq(Mux(mode, fetch, local)),
             self.fill_beat.eq(self.active & filling & ~mode & d_more),
-            self.buf_we.eq(r_fire | self.fill_beat | (do_fetch & filling)),
+            self.buf_we.eq((r_fire & ~self.halt) | self.fill_beat | (do_fetch & filling)),
             self.buf_dat_w.eq(Mux(filling, 0, axi.r.data)),
             self.rd_beat.eq(r_fire),
             self.wr_beat.eq(w_fire),
@@ -280,6 +309,9 @@ class DMAEngine(Module):
         self.comb += fill_only.eq(cmd.zero & ~cmd.to_ddr)
         self.sync += [
             inflight.eq(do_fetch),
+            a_offered.eq((axi.ar.valid & ~axi.ar.ready) | (axi.aw.valid & ~axi.aw.ready)),
+            # (An address offered and not taken keeps its valid: see can_issue.)
+            self.drained.eq(self.halt & (outstanding == 0) & ~axi.ar.valid & ~axi.aw.valid),
             burst.eq(next_burst),
             burst_len.eq(next_burst - 1),
             a_more.eq(a_left != 0),

@@ -62,7 +62,7 @@ __all__ = [
 ]
 
 # Bumped on any incompatible change; the host checks it before driving a shell.
-VERSION = 0x0002_0000  # major 2 (DMA command queues), minor 0
+VERSION = 0x0002_0001  # major 2 (DMA command queues), minor 1 (CTRL.DRAINED)
 ID_MAGIC = 0x4646_4C57  # "FFLW"
 
 MAX_LANES = 16
@@ -262,9 +262,22 @@ OPCODES = (
 )
 
 CTRL_BITS = (
-    Field("CPU_RESET", 0, 1, "1 holds the control CPU in reset (the value after power-up)"),
+    Field(
+        "CPU_RESET",
+        0,
+        1,
+        "1 holds the control CPU and the lanes in reset, and each DMA engine once it has drained "
+        "(the value after power-up)",
+    ),
     Field("CLEAR", 1, 1, "write 1: clear the performance counters (self-clearing)"),
     Field("CPU_TRAP", 8, 1, "read only: the CPU stopped on an illegal instruction or access"),
+    Field(
+        "DRAINED",
+        9,
+        1,
+        "read only: CPU_RESET is set and every DMA engine has finished the bursts it had in "
+        "flight and is held in reset (the host waits for it before reloading the firmware)",
+    ),
 )
 DMA_CTRL_BITS = (
     Field("GO", 0, 1, "write 1 to queue a transfer of DMA_DDR, DMA_LOCAL, DMA_LENGTH"),
@@ -310,7 +323,7 @@ HOST = Block(
         Register("CONFIG0", 0x008, "ro", "overlay parameters", _CONFIG0),
         Register("CONFIG1", 0x00C, "ro", "firmware RAM size in bytes"),
         Register("CONFIG2", 0x010, "ro", "tile buffer bytes per DMA engine"),
-        Register("CTRL", 0x014, "rw", "CPU reset and counter clear", CTRL_BITS),
+        Register("CTRL", 0x014, "rw", "CPU reset, counter clear, drain status", CTRL_BITS),
         Register(
             "DOORBELL",
             0x018,
@@ -533,6 +546,14 @@ def markdown() -> str:
         f"The firmware RAM appears at `0x{HOST_RAM_WINDOW:04x}` (up to {HOST_RAM_WINDOW_BYTES}",
         "bytes; `CONFIG1` has the size): the host loads the program there while `CTRL.CPU_RESET`",
         "holds the CPU, then releases it.",
+        "",
+        "Setting `CTRL.CPU_RESET` resets the CPU and the lanes at once. A DMA engine first drains:",
+        "it issues no new burst, takes and drops the rest of every read burst it started, sends",
+        "the W beats still owed for the write bursts it started (those whose data it had not yet",
+        "read from its buffer with no byte strobes set) and takes every write response; only then",
+        "is it reset. `CTRL.DRAINED` reads 1 once every engine is drained and held. The host waits",
+        "for it before it loads the firmware, so no beat of an aborted transfer reaches the next",
+        "one.",
         "",
         *_reg_rows(HOST),
         "",

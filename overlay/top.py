@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from functools import reduce
-from operator import or_
+from operator import and_, or_
 from typing import Any
 
 from migen import Array, C, Case, Cat, If, Memory, Module, Mux, Replicate, ResetInserter, Signal
@@ -180,8 +180,18 @@ class Shell(Module):
         lane_stall = [Signal(32) for _ in lanes]
 
         self.comb += [cpu.reset.eq(cpu_reset), cpu.hold.eq(self.stall_cpu)]
-        for m in dmas + lanes:
+        for m in lanes:
             self.comb += m.reset.eq(cpu_reset)
+        # CPU_RESET resets the CPU and lanes at once, but a DMA engine only once it has
+        # drained (overlay/dma.py): it could otherwise leave a burst half done on the bus. Each
+        # engine is held in reset from the cycle after it says drained until CPU_RESET is
+        # released; CTRL.DRAINED tells the host that all of them are.
+        held = [Signal(reset=1, name=f"dma_held{e}") for e in range(len(dmas))]
+        drained = Signal()
+        for d, h in zip(dmas, held, strict=True):
+            self.comb += [d.halt.eq(cpu_reset), d.reset.eq(h)]
+            self.sync += h.eq(cpu_reset & d.drained)
+        self.sync += drained.eq(cpu_reset & reduce(and_, [d.drained for d in dmas]))
 
         # -- local spaces: region r of engine e is one buffer; port A for the engine, port B
         # for the CPU window, shared with the lane that owns the buffer (the lane has it from
@@ -278,7 +288,7 @@ class Shell(Module):
         }
         host_read = {hoff(name): v for name, v in shared_read.items()}
         host_read[hoff("CTRL")] = _pack(
-            host_map.reg("CTRL"), CPU_RESET=cpu_reset, CPU_TRAP=cpu.trap
+            host_map.reg("CTRL"), CPU_RESET=cpu_reset, CPU_TRAP=cpu.trap, DRAINED=drained
         )
         host_read[hoff("CYCLES_HI")] = host_hi
         host_read[hoff("TILES_DONE")] = tiles_done
