@@ -30,6 +30,7 @@ import numpy as np
 from fiberflow.errors import DeviceError
 from fiberflow.host.device import Buffer
 from fiberflow.host.shell_driver import ShellCounters, ShellDriver
+from fiberflow.overlay.regmap import HOST
 
 __all__ = ["DdrModel", "RtlShell", "build_shell"]
 
@@ -42,7 +43,6 @@ void *ff_new(void);
 void ff_free(void *h);
 void ff_config(void *h, int read_latency, int write_latency, int max_reads, int max_writes,
                double port_bpc, double total_bpc, uint32_t bp, uint64_t seed);
-void ff_abort(void *h);
 void ff_reset(void *h, int cycles);
 void ff_step(void *h, uint64_t n);
 uint64_t ff_cycle(void *h);
@@ -54,6 +54,9 @@ void ff_fault_dma(void *h, uint64_t lo, uint64_t hi, int resp);
 void ff_stall_cpu(void *h, int on);
 void ff_stall_lanes(void *h, int on);
 void ff_hang_ddr(void *h, int on);
+void ff_hang_after(void *h, int64_t beats);
+void ff_watch_reset(void *h, uint32_t addr, uint32_t mask);
+uint64_t ff_stale(void *h);
 void ff_exact(void *h, int on);
 int ff_write(void *h, uint32_t addr, uint32_t data, uint64_t max_cycles);
 int ff_read(void *h, uint32_t addr, uint32_t *out, uint64_t max_cycles);
@@ -240,6 +243,9 @@ class RtlShell:
         self._poll_every = 64
         self.configure_ddr(self.ddr)
         self._lib.ff_reset(self._h, 8)
+        self._lib.ff_watch_reset(
+            self._h, HOST.offset("CTRL"), HOST.reg("CTRL").field("CPU_RESET").mask
+        )
         self.driver = ShellDriver(self)  # reads the shell's ID and configuration
 
     # -- memory --
@@ -304,6 +310,13 @@ class RtlShell:
         return int(self._lib.ff_protocol_errors(self._h))
 
     @property
+    def stale_transfers(self) -> int:
+        """Breaches of the DDR model's reset check: a port with bursts still in flight when
+        the host released ``CTRL.CPU_RESET``, or a beat or write response moved afterwards
+        for a burst issued before it (a beat of an aborted transfer reaching a later one)."""
+        return int(self._lib.ff_stale(self._h))
+
+    @property
     def evaluations(self) -> int:
         """Evaluations of the Verilated model since it was created: one per cycle, and one more
         in each cycle of a register access or in exact mode."""
@@ -325,6 +338,12 @@ class RtlShell:
     def hang_ddr(self, on: bool) -> None:
         """Make the DDR stop answering (a hung interconnect): transfers never finish."""
         self._lib.ff_hang_ddr(self._h, int(on))
+
+    def hang_ddr_after(self, beats: int) -> None:
+        """Make the DDR stop answering (as :meth:`hang_ddr`) once ``beats`` more data beats
+        (R or W, any port) have moved: with a count that is not a multiple of the burst
+        length, a timeout and its reset land in the middle of a burst."""
+        self._lib.ff_hang_after(self._h, beats)
 
     def hold_cpu(self, on: bool) -> None:
         """Freeze the control CPU (it stops answering, as hung firmware would)."""
@@ -356,15 +375,14 @@ class RtlShell:
         self.step(cycles)
 
     def hard_reset(self) -> None:
-        """With the CPU held in reset: clear every injected fault (a reset heals what a test
-        broke, as a power cycle would) and drop the DDR model's transactions in flight (the
-        DMA engines were reset with the CPU)."""
+        """With CTRL.CPU_RESET set: clear every injected fault (a reset heals what a test
+        broke, as a power cycle would), so that the DDR answers again and the DMA engines
+        can drain. The DDR model keeps its bursts in flight: the engines finish them, and
+        the driver waits for CTRL.DRAINED in simulated cycles (the port's ``poll``)."""
         self.hold_cpu(False)
         self.hold_lanes(False)
         self.hang_ddr(False)
         self.inject_dma_error(0, 0, 0)
-        self._lib.ff_abort(self._h)
-        self.step(4)
 
     # -- firmware and jobs: the shared driver's (host/shell_driver.py), over this port --
     def load_firmware(self, image: bytes | None = None) -> None:
@@ -372,10 +390,8 @@ class RtlShell:
         self.driver.load_firmware(image)
 
     def reset(self) -> None:
-        """Hold the CPU, drop DDR transactions in flight, reload the firmware, release.
-
-        The CPU reset also resets the DMA engines and lanes; the DDR model forgets what they
-        had in flight (on a board, a reset waits for the bus to be quiet instead)."""
+        """Hold the CPU and lanes, let the DMA engines drain their bursts in flight (the
+        driver waits for CTRL.DRAINED), reload the firmware, release."""
         self.driver.reset()
 
     def submit(self, job: Buffer) -> int:

@@ -239,9 +239,12 @@ class RtlDevice(ShellDeviceMethods):
     # -- fault injection (tests) --------------------------------------------------------------
 
     @guarded
-    def inject(self, fault: str | None, buffer: Buffer | None = None) -> None:
+    def inject(
+        self, fault: str | None, buffer: Buffer | None = None, *, after_beats: int = 0
+    ) -> None:
         """Make the next job fail: ``"dma_error"`` (SLVERR for bursts touching ``buffer``),
-        ``"hang_ddr"`` (DDR stops answering: DMA watchdog), ``"hang_lanes"`` (lanes never
+        ``"hang_ddr"`` (DDR stops answering: DMA watchdog; with ``after_beats``, once that many
+        more data beats have moved, so the reset lands mid-burst), ``"hang_lanes"`` (lanes never
         finish: lane watchdog), ``"hang_cpu"`` (the firmware stops answering: the host's
         timeout). ``None`` clears every fault; so does every reset: :meth:`reset`, and the
         one after a failed or timed-out job (so a fault fails one job)."""
@@ -256,7 +259,7 @@ class RtlDevice(ShellDeviceMethods):
                 raise DeviceError("inject('dma_error') needs the buffer whose bursts fail")
             s.inject_dma_error(buffer.address, buffer.address + buffer.nbytes, 2)
         elif fault == "hang_ddr":
-            s.hang_ddr(True)
+            s.hang_ddr_after(after_beats)
         elif fault == "hang_lanes":
             s.hold_lanes(True)
         elif fault == "hang_cpu":

@@ -16,6 +16,14 @@
 // Optional random backpressure (probability bp/65536 per channel per cycle, on the AXI4-Lite
 // master's BREADY/RREADY too) tests the DUT.
 // Once a valid is raised it is held until its handshake, as AXI requires.
+//
+// Reset check: the model watches the host's AXI4-Lite writes of the shell's reset bit
+// (ff_watch_reset) and numbers the releases (a write that clears the bit after one that set
+// it); each burst is tagged with the number current when it was accepted. When the host
+// releases the reset, no burst may be left in a port's queues, and no beat or response may
+// move for a burst accepted before the last release: either would carry a beat of an aborted
+// transfer into a later one. Each breach counts in ff_stale (a port with bursts left at a
+// release counts once).
 
 #include <cstdint>
 #include <cstring>
@@ -31,6 +39,7 @@ struct Burst {
     int id;
     uint8_t resp;
     uint64_t ready_at;
+    uint64_t epoch;  // the host's releases of the reset before this burst was accepted
 };
 
 struct Port {
@@ -69,6 +78,12 @@ struct Sim {
     uint64_t fault_lo, fault_hi;
     uint8_t fault_resp;
     bool hang;  // the DDR stops answering (raises no ready or valid it has not raised yet)
+    int64_t hang_after;  // data beats (any port) until hang is set; -1: off
+    // reset check (see the top of the file)
+    uint32_t reset_addr, reset_mask;
+    uint64_t epoch;
+    bool held;  // the host's last write of the watched register set the bit
+    uint64_t stale;
     // AXI4-Lite master
     int lw_state, lr_state;  // bit 0: A pending, bit 1: W pending (writes); 1: AR, 2: wait R
     uint32_t l_addr, l_data, l_rdata;
@@ -169,6 +184,11 @@ struct Fired {
     bool ar, aw, w, r, b;
 };
 
+// A data beat moved: count it towards a pending ff_hang_after.
+static void count_beat(Sim *s) {
+    if (s->hang_after > 0 && --s->hang_after == 0) s->hang = true;
+}
+
 static void sample_ports(Sim *s, Fired *f) {
     for (int i = 0; i < NPORTS; i++) {
         Port &p = s->ports[i];
@@ -177,6 +197,11 @@ static void sample_ports(Sim *s, Fired *f) {
         f[i].w = *p.wvalid && *p.wready;
         f[i].r = *p.rvalid && *p.rready;
         f[i].b = *p.bvalid && *p.bready;
+        if (f[i].r && p.rq.front().epoch < s->epoch) s->stale++;
+        if (f[i].w && p.wq.front().epoch < s->epoch) s->stale++;
+        if (f[i].b && p.bq.front().epoch < s->epoch) s->stale++;
+        if (f[i].r) count_beat(s);
+        if (f[i].w) count_beat(s);
         if (f[i].ar) {
             Burst b;
             b.beats = *p.arlen + 1;
@@ -184,6 +209,7 @@ static void sample_ports(Sim *s, Fired *f) {
             b.id = *p.arid;
             b.resp = burst_resp(s, b.addr, (uint64_t)b.beats * BUS_BYTES);
             b.ready_at = s->cycle + s->read_latency;
+            b.epoch = s->epoch;
             if ((1 << *p.arsize) != BUS_BYTES) s->protocol_errors++;
             p.rq.push_back(b);
         }
@@ -194,6 +220,7 @@ static void sample_ports(Sim *s, Fired *f) {
             b.id = *p.awid;
             b.resp = burst_resp(s, b.addr, (uint64_t)b.beats * BUS_BYTES);
             b.ready_at = 0;
+            b.epoch = s->epoch;
             if ((1 << *p.awsize) != BUS_BYTES) s->protocol_errors++;
             p.wq.push_back(b);
         }
@@ -346,6 +373,7 @@ void *ff_new(void) {
     s->port_bpc = BUS_BYTES;
     s->total_bpc = 32;
     s->rng = 0x9e3779b97f4a7c15ull;
+    s->hang_after = -1;
     return s;
 }
 
@@ -425,7 +453,27 @@ void ff_fault_dma(void *h, uint64_t lo, uint64_t hi, int resp) {
 void ff_stall_cpu(void *h, int on) { ((Sim *)h)->top->stall_cpu = on ? 1 : 0; }
 void ff_stall_lanes(void *h, int on) { ((Sim *)h)->top->stall_lanes = on ? 1 : 0; }
 
-void ff_hang_ddr(void *h, int on) { ((Sim *)h)->hang = on != 0; }
+void ff_hang_ddr(void *h, int on) {
+    Sim *s = (Sim *)h;
+    s->hang = on != 0;
+    s->hang_after = -1;
+}
+
+// Hang the DDR (as ff_hang_ddr) once `beats` more data beats have moved on any port, so that a
+// test's reset lands in the middle of a burst.
+void ff_hang_after(void *h, int64_t beats) {
+    Sim *s = (Sim *)h;
+    s->hang_after = beats > 0 ? beats : -1;
+    if (beats <= 0) s->hang = true;
+}
+
+void ff_watch_reset(void *h, uint32_t addr, uint32_t mask) {
+    Sim *s = (Sim *)h;
+    s->reset_addr = addr;
+    s->reset_mask = mask;
+}
+
+uint64_t ff_stale(void *h) { return ((Sim *)h)->stale; }
 
 void ff_exact(void *h, int on) { ((Sim *)h)->exact = on != 0; }
 
@@ -437,7 +485,20 @@ int ff_write(void *h, uint32_t addr, uint32_t data, uint64_t max_cycles) {
     s->lw_state = 3;
     for (uint64_t i = 0; i < max_cycles; i++) {
         tick(s);
-        if (!s->lw_state) return s->l_resp;
+        if (!s->lw_state) {
+            if (s->reset_mask && addr == s->reset_addr) {
+                bool set = (data & s->reset_mask) != 0;
+                if (s->held && !set) {
+                    s->epoch++;
+                    for (int p = 0; p < NPORTS; p++) {
+                        Port &q = s->ports[p];
+                        if (!q.rq.empty() || !q.wq.empty() || !q.bq.empty()) s->stale++;
+                    }
+                }
+                s->held = set;
+            }
+            return s->l_resp;
+        }
     }
     s->lw_state = 0;
     return -1;

@@ -20,8 +20,10 @@ The port (what a device must offer)
 ``elapse(cycles)``
     let about ``cycles`` fabric cycles pass (rtl: simulate them; board: sleep).
 ``hard_reset()``
-    called while ``CTRL.CPU_RESET`` holds the CPU, DMA engines and lanes: forget bus
-    transactions in flight (rtl: drop the DDR model's queues; board: wait for the bus to drain).
+    called once ``CTRL.CPU_RESET`` is set (the CPU and lanes are reset, the DMA engines are
+    draining their bursts), before the driver waits for ``CTRL.DRAINED``: whatever the device
+    needs for the bus to finish (rtl and the simulated board: clear the faults a test injected,
+    such as a hung DDR, as a power cycle would; a board: nothing).
 ``clock_mhz``
     the fabric clock, used to turn cycles into seconds.
 
@@ -45,7 +47,10 @@ The driver (what a device gets)
   runs. So it is after anything else that ends a wait early (``KeyboardInterrupt``). The wall
   clock is read every few tens of milliseconds, so the timeout holds to about that; a job that
   runs longer than half a second shows its cycles in a ``fiberflow.progress`` bar;
-* ``reset()``: hold the CPU, ``port.hard_reset()``, reload the firmware, release;
+* ``reset()``: set ``CTRL.CPU_RESET``, ``port.hard_reset()``, wait (bounded) until ``CTRL.DRAINED``
+  says every DMA engine has finished its bursts and is held, reload the firmware, release. A
+  shell whose engines never drain (a hung interconnect) raises :class:`DeviceError` naming
+  what is still outstanding;
 * ``counters() -> ShellCounters``, ``clear_counters()``;
 * ``run_stats(counters, ...) -> RunStats``: a job's statistics from the hardware counters.
 
@@ -85,6 +90,14 @@ _STATUS = HOST.reg("STATUS")
 _SEQ_F, _STATE_F, _ERR_F = (_STATUS.field(n) for n in ("SEQ", "STATE", "ERROR"))
 _CTRL = HOST.reg("CTRL")
 _CPU_RESET = _CTRL.field("CPU_RESET").mask
+_DRAINED = _CTRL.field("DRAINED").mask
+# Cycles a reset waits for the DMA engines to drain. A drain finishes the engines' bursts in
+# flight (4 of at most 16 beats each per engine), a few hundred cycles behind DDR latency;
+# 100,000 (1 ms at 100 MHz) is far beyond that, and short enough for a reset to stay quick.
+_DRAIN_CYCLES = 100_000
+# The first map version with CTRL.DRAINED; an older shell resets its engines at once, and the
+# driver gives its bus _DRAIN_CYCLES to settle instead.
+_DRAIN_VERSION = 0x0002_0001
 _CLEAR = _CTRL.field("CLEAR").mask
 _STATE = {s.name: s.value for s in regmap.STATES}
 _RESP = {2: "SLVERR", 3: "DECERR"}
@@ -295,6 +308,7 @@ class ShellDriver:
     def __init__(self, port: Any) -> None:
         self.port = port
         self.info = ShellInfo.read(port)
+        self._drains = port.read_reg(HOST.offset("VERSION")) >= _DRAIN_VERSION
         self._seq = 0
         self._firmware: bytes | None = None
 
@@ -314,18 +328,43 @@ class ShellDriver:
             )
         self._firmware = bytes(image)
         ctrl = HOST.offset("CTRL")
-        self.port.write_reg(ctrl, _CPU_RESET)
+        self._hold()
         words = np.frombuffer(self._firmware + b"\0" * (-len(self._firmware) % 4), "<u4")
         self.port.write_block(regmap.HOST_RAM_WINDOW, words)
         self.port.write_reg(ctrl, _CLEAR)  # also releases the CPU
 
     def reset(self) -> None:
-        """Hold the CPU (and with it the DMA engines and lanes), let the port drop what the bus
-        has in flight, reload the firmware and release the CPU."""
+        """Hold the CPU and lanes, let the DMA engines drain what they have on the bus and hold
+        them too, reload the firmware and release the CPU."""
         self.port.write_reg(HOST.offset("CTRL"), _CPU_RESET)
         self.port.hard_reset()
+        self._hold()
         if self._firmware is not None:
             self.load_firmware(self._firmware)
+
+    def _hold(self) -> None:
+        """Set CTRL.CPU_RESET and wait until every DMA engine has drained and is held, so that
+        no beat of a transfer cut short reaches the next job's; DeviceError if they do not
+        within _DRAIN_CYCLES."""
+        ctrl = HOST.offset("CTRL")
+        self.port.write_reg(ctrl, _CPU_RESET)
+        if not self._drains:
+            self.port.elapse(_DRAIN_CYCLES)
+            return
+        if self._poll(ctrl, _DRAINED, _DRAINED, _DRAIN_CYCLES) is None:
+            # A drained engine is held in reset and its DMA_BUSY counter stops; one still
+            # waiting for the bus keeps counting.
+            busy = [HOST.offset("DMA_BUSY", e) for e in range(self.info.dma_engines)]
+            before = [self.port.read_reg(r) for r in busy]
+            self.port.elapse(1000)
+            stuck = [e for e, r in enumerate(busy) if self.port.read_reg(r) != before[e]]
+            which = ", ".join(f"{e} (AXI port m_axi{e})" for e in stuck) or "(none busy now)"
+            raise DeviceError(
+                f"DMA engine(s) {which} did not finish their bursts in flight within "
+                f"{_DRAIN_CYCLES:,} cycles of CTRL.CPU_RESET (CTRL.DRAINED stays 0): the AXI "
+                "interconnect or DDR no longer answers them; reload the overlay (on a board, "
+                "power-cycle it) before the next job"
+            )
 
     # -- jobs --------------------------------------------------------------------------------
 
