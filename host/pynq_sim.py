@@ -224,6 +224,6 @@ class SimulatedPynqDevice(Device):
         self.shell.step(int(cycles))
 
     def drop_in_flight(self) -> None:
-        """The shell's hard reset: forget DDR transactions in flight (the CPU stays held: the
-        board driver holds it and reloads the firmware itself)."""
+        """The shell's hard reset: clear the faults a test injected, so the DMA engines can
+        drain (the CPU stays held: the board driver holds it and reloads the firmware itself)."""
         self.shell.hard_reset()
