@@ -212,9 +212,9 @@ class RtlDevice(ShellDeviceMethods):
 
     @guarded
     def reset(self) -> None:
-        """Hold the control CPU (and DMA engines, lanes), drop the DDR transactions in
-        flight, clear every injected fault, reload the firmware and release. Buffers stay
-        valid; jobs submitted and not yet waited for are forgotten."""
+        """Hold the control CPU and lanes, clear every injected fault, let the DMA engines
+        finish their bursts in flight and hold them, reload the firmware and release. Buffers
+        stay valid; jobs submitted and not yet waited for are forgotten."""
         self.driver.reset()
         self._jobs.forget()
 
