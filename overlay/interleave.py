@@ -68,9 +68,9 @@ class InterleavedAccumulator(Module):
 
     Attributes
     ----------
-    reserve : Signal(), in ; reserve_ctx : Signal(log2(contexts)), in
-        A term for context ``reserve_ctx`` was issued upstream; it arrives later on ``in_*``.
-        Only when ``room[reserve_ctx]``.
+    reserve : Signal(), in ; reserve_sel : Signal(contexts), in
+        A term for the context whose bit is set in ``reserve_sel`` (one-hot) was issued
+        upstream; it arrives later on ``in_*``. Only when that context's ``room``.
     room : list of Signal(), out
         Per context: a term may be reserved now (registered).
     in_valid, in_ctx, in_term, in_init, in_first, in_last, in_tag : in
@@ -91,7 +91,7 @@ class InterleavedAccumulator(Module):
         cb, db = _log2(contexts), _log2(depth)
         self.latency = add.latency
         self.reserve = Signal()
-        self.reserve_ctx = Signal(cb)
+        self.reserve_sel = Signal(contexts)
         self.room = [Signal(reset=1, name=f"room{j}") for j in range(contexts)]
         self.in_valid, self.in_first, self.in_last = Signal(), Signal(), Signal()
         self.in_ctx = Signal(cb)
@@ -137,7 +137,7 @@ class InterleavedAccumulator(Module):
         for j in range(contexts):
             put = self.in_valid & (self.in_ctx == j)
             got = take & (sel == j)
-            res = self.reserve & (self.reserve_ctx == j)
+            res = self.reserve & self.reserve_sel[j]
             count_next = Signal(db + 1, name=f"count_next{j}")
             self.comb += count_next.eq(count[j] + put - got)
             self.sync += [

@@ -182,7 +182,9 @@ class _SeqReader(Module):
 
         # # #
 
-        fifo = ResetInserter()(stream.SyncFIFO([("data", bus_bits)], depth))
+        # Buffered: the head word and its valid flag come from flip-flops, not from a LUT RAM
+        # read and a level compare, because both feed the sequencer's issue decision.
+        fifo = ResetInserter()(stream.SyncFIFO([("data", bus_bits)], depth, buffered=True))
         self.submodules.fifo = fifo
         inflight = Signal()
         hidx = Signal(hb)  # 16-bit field of the head word where the next element starts
@@ -350,8 +352,10 @@ class Lane(Module):
         # often; a reader stops asking once its FIFO is full, so none starves) --
         seg, crd, val = (_SeqReader(bus_bits, ta) for _ in range(3))
         self.submodules.seg_rd, self.submodules.crd_rd, self.submodules.val_rd = seg, crd, val
-        IDLE, SEG0, ROW, NZ, DRAIN = range(5)
-        state = Signal(3)
+        # One-hot states (IDLE is all zeros), so a state test is one flip-flop, not a compare.
+        IDLE, SEG0, ROW, NZ, DRAIN = 0, 1, 2, 4, 8
+        state = Signal(4)
+        in_seg0, in_row, in_nz, in_drain = state[0], state[1], state[2], state[3]
         running = Signal()
         self.comb += running.eq(state != IDLE)
         for rd, base in ((seg, seg_base), (crd, crd_base), (val, val_base)):
@@ -372,9 +376,13 @@ class Lane(Module):
         ]
 
         # -- row sequencer (front end) --
-        r = Signal(32)  # local row
+        # Rows left (rows - r for local row r) and two flags kept with it, so that the
+        # sequencer tests flip-flops rather than compare 32-bit counts in its busiest path.
+        left = Signal(32)
+        more, more2 = Signal(), Signal()  # left != 0, left >= 2
         cur = Signal(32)  # seg[r]
         rem = Signal(32)  # nonzeros of the row not yet fully issued
+        rem1 = Signal()  # rem == 1, kept with rem: the row-end test is one flip-flop
         c = Signal(max=max(max_k, 2))
         firstq = Signal()  # issuing the row's first nonzero
         yrow = Signal(yw)  # 32-bit word index of y[r, 0]
@@ -388,8 +396,16 @@ class Lane(Module):
         # The chain (row, column) of the next item to issue goes to accumulator context `ctx`;
         # a row's k chains take k consecutive contexts from `rowctx` (docs/overlay.md, "Lane").
         cb = _log2(self.contexts)
-        ctx, rowctx = Signal(max(cb, 1)), Signal(max(cb, 1))
+        # One-hot, so the room test is an AND-OR of flip-flops: `ctx` is the next item's
+        # context, `rowctx` the row's first, `nextrow` the next row's (rowctx + k).
+        n_ctx = self.contexts
+        ctx, rowctx, nextrow = (Signal(n_ctx, name=n) for n in ("ctx", "rowctx", "nextrow"))
+
+        def rotl(x: Signal, n: object) -> object:
+            return Cat(x[(j - n) % n_ctx] for j in range(n_ctx))
+
         kq = Signal(max=max_k + 1)  # k_eff, held for the tile
+        k1 = Signal()  # k_eff == 1
 
         # Finished sums wait in a write queue for cycles in which no y is read (only a row's
         # first item reads y), so write-backs never hold up the next row's reads.
@@ -399,47 +415,50 @@ class Lane(Module):
         chain = Signal()  # the row's last item, and the next row can start right away
         row_end = Signal()
         self.comb += [
-            rows_left.eq(r != rows),
-            last_c.eq(c == kq - 1),
-            emit.eq((state == NZ) & crd.valid & val.valid & Array(accu.room)[ctx]),
+            rows_left.eq(more),
+            emit.eq(in_nz & crd.valid & val.valid & (Cat(*accu.room) & ctx != 0)),
             crd.pop.eq(emit & last_c),
             val.pop.eq(emit & last_c),
-            row_end.eq(emit & last_c & (rem == 1)),
-            chain.eq(row_end & (r + 1 != rows) & seg.valid & (seg.data > cur)),
-            seg.pop.eq((((state == SEG0) | ((state == ROW) & rows_left)) & seg.valid) | chain),
+            row_end.eq(emit & last_c & rem1),
+            chain.eq(row_end & more2 & seg.valid & (seg.data > cur)),
+            seg.pop.eq(((in_seg0 | (in_row & rows_left)) & seg.valid) | chain),
             accu.reserve.eq(emit),
-            accu.reserve_ctx.eq(ctx),
+            accu.reserve_sel.eq(ctx),
             self.busy.eq(running),
-            self.stall.eq(
-                ((state == NZ) & ~emit)
-                | (((state == SEG0) | ((state == ROW) & rows_left)) & ~seg.valid)
-            ),
+            self.stall.eq((in_nz & ~emit) | ((in_seg0 | (in_row & rows_left)) & ~seg.valid)),
         ]
+        next_row = [left.eq(left - 1), more.eq(left != 1), more2.eq(left > 2)]
         self.sync += If(
             self.start,
             state.eq(Mux(ok, SEG0, IDLE)),
             self.done.eq(~ok),
             self.error.eq(~ok),
-            r.eq(0),
+            left.eq(rows),
+            more.eq(rows != 0),
+            more2.eq(rows > 1),
             c.eq(0),
-            ctx.eq(0),
-            rowctx.eq(0),
+            last_c.eq(k_eff == 1),
+            k1.eq(k_eff == 1),
+            ctx.eq(1),
+            rowctx.eq(1),
+            nextrow.eq(Array(C(1 << (i % n_ctx), n_ctx) for i in range(max_k + 1))[k_eff]),
             kq.eq(k_eff),
             *([is_int.eq(dtype == DTYPE_CODES["int32"])] if len(value_types) == 2 else []),
             yrow.eq(y_base[2 : 2 + yw]),
         ).Else(
             If(
-                state == SEG0,
+                in_seg0,
                 If(seg.valid, cur.eq(seg.data), state.eq(ROW)),
             )
             .Elif(
-                state == ROW,
+                in_row,
                 If(~rows_left, state.eq(DRAIN)).Elif(
                     seg.valid,
-                    If(seg.data == cur, r.eq(r + 1), yrow.eq(yrow + kq))
+                    If(seg.data == cur, *next_row, yrow.eq(yrow + kq))
                     .Elif(seg.data < cur, self.error.eq(1), state.eq(DRAIN))
                     .Else(
                         rem.eq(seg.data - cur),
+                        rem1.eq(seg.data - cur == 1),
                         cur.eq(seg.data),
                         firstq.eq(1),
                         c.eq(0),
@@ -448,33 +467,37 @@ class Lane(Module):
                 ),
             )
             .Elif(
-                state == NZ,
+                in_nz,
                 If(
                     emit,
                     If(
                         last_c,
                         c.eq(0),
+                        last_c.eq(k1),
                         ctx.eq(rowctx),
                         firstq.eq(0),
                         rem.eq(rem - 1),
+                        rem1.eq(rem == 2),
                         If(
-                            rem == 1,
-                            r.eq(r + 1),
+                            rem1,
+                            *next_row,
                             yrow.eq(yrow + kq),
-                            rowctx.eq((rowctx + kq)[:cb]),
-                            ctx.eq((rowctx + kq)[:cb]),
+                            rowctx.eq(nextrow),
+                            ctx.eq(nextrow),
+                            nextrow.eq(Array(rotl(nextrow, i) for i in range(max_k + 1))[kq]),
                             If(
                                 chain,  # as in ROW, without spending a cycle there
                                 rem.eq(seg.data - cur),
+                                rem1.eq(seg.data - cur == 1),
                                 cur.eq(seg.data),
                                 firstq.eq(1),
                             ).Else(state.eq(ROW)),
                         ),
-                    ).Else(c.eq(c + 1), ctx.eq(ctx + 1)),
+                    ).Else(c.eq(c + 1), last_c.eq(c + 2 == kq), ctx.eq(rotl(ctx, 1))),
                 ),
             )
             .Elif(
-                state == DRAIN,
+                in_drain,
                 If(pipe_empty, state.eq(IDLE), self.done.eq(1)),
             )
         )
@@ -500,8 +523,10 @@ class Lane(Module):
         # only the slice's index bits are decoded.
         self.comb += Signal(32 - xw, name="crd_high_unused").eq(crd.data[xw:])
         vA = stage(emit & ~self.start, 1, "vA")
-        firstA, lastA = stage(firstq, 1, "firstA"), stage(rem == 1, 1, "lastA")
-        cA, ctxA = stage(c, len(c), "cA"), stage(ctx, len(ctx), "ctxA")
+        firstA, lastA = stage(firstq, 1, "firstA"), stage(rem1, 1, "lastA")
+        ctx_bin = Signal(max(cb, 1))
+        self.comb += [If(ctx[j], ctx_bin.eq(j)) for j in range(n_ctx)]
+        cA, ctxA = stage(c, len(c), "cA"), stage(ctx_bin, cb, "ctxA")
         crdA, valA = stage(crd.data[:xw], xw, "crdA"), stage(val.data, 32, "valA")
         yaA = stage(yrow + c, yw, "yaA")
         # B: the item's x row times k and the slice base plus column, each one add or multiply

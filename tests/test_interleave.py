@@ -87,7 +87,7 @@ def _run(latency: int, contexts: int, depth: int, k: int, seed: int, p_ok: float
             last_ctx = issue[0] if issue else None
             pipe.append(issue)
             yield dut.reserve.eq(issue is not None)
-            yield dut.reserve_ctx.eq(issue[0] if issue else 0)
+            yield dut.reserve_sel.eq(1 << issue[0] if issue else 0)
             yield dut.in_valid.eq(arriving is not None)
             if arriving:
                 ctx, term, init, first, last, tag = arriving
