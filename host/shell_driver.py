@@ -338,9 +338,10 @@ class ShellDriver:
         them too, reload the firmware and release the CPU."""
         self.port.write_reg(HOST.offset("CTRL"), _CPU_RESET)
         self.port.hard_reset()
-        self._hold()
         if self._firmware is not None:
-            self.load_firmware(self._firmware)
+            self.load_firmware(self._firmware)  # waits for the drain first
+        else:
+            self._hold()
 
     def _hold(self) -> None:
         """Set CTRL.CPU_RESET and wait until every DMA engine has drained and is held, so that
