@@ -46,12 +46,6 @@ class _LutMemory(Memory):
         return '(* ram_style = "distributed" *)\n' + Memory.emit_verilog(memory, ns, add_data_file)
 
 
-def _log2(n: int) -> int:
-    if n < 1 or n & (n - 1):
-        raise ValueError(f"{n} is not a power of two")
-    return n.bit_length() - 1
-
-
 class InterleavedAccumulator(Module):
     """
     Parameters
@@ -88,7 +82,9 @@ class InterleavedAccumulator(Module):
         self.submodules.add = add = adder
         if contexts <= add.latency:  # (so there are at least two)
             raise ValueError(f"contexts ({contexts}) must exceed the adder latency ({add.latency})")
-        cb, db = _log2(contexts), _log2(depth)
+        if contexts & (contexts - 1) or depth < 1 or depth & (depth - 1):
+            raise ValueError(f"contexts ({contexts}) and depth ({depth}) must be powers of two")
+        cb, db = contexts.bit_length() - 1, depth.bit_length() - 1
         self.latency = add.latency
         self.reserve = Signal()
         self.reserve_sel = Signal(contexts)

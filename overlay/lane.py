@@ -607,9 +607,7 @@ class Lane(Module):
             adds.append(("int32", _IntAdd))
         self.submodules.mul = mul = _Selected(muls, is_int)
         add = _Selected(adds, is_int)
-        self.contexts = 1 << max(max_k, add.latency + 1, 2).bit_length() - 1
-        if self.contexts < max(max_k, add.latency + 1):
-            self.contexts *= 2
+        self.contexts = 1 << (max(max_k, add.latency + 1) - 1).bit_length()
         accu = InterleavedAccumulator(add, self.contexts, QUEUE_DEPTH, tag_bits)
         self.submodules.accu = accu = ResetInserter()(accu)
         self.comb += accu.reset.eq(self.start)
