@@ -394,11 +394,11 @@ class Lane(Module):
         is_int = Signal()  # int32 arithmetic, held for the tile
         mul, accu = self._arithmetic(value_types, is_int, max_k, yw)
         # The chain (row, column) of the next item to issue goes to accumulator context `ctx`;
-        # a row's k chains take k consecutive contexts from `rowctx` (docs/overlay.md, "Lane").
-        cb = _log2(self.contexts)
-        # One-hot, so the room test is an AND-OR of flip-flops: `ctx` is the next item's
-        # context, `rowctx` the row's first, `nextrow` the next row's (rowctx + k).
+        # a row's k chains take k consecutive contexts from `rowctx`, and the next row's start
+        # at `nextrow` (rowctx + k) (docs/overlay.md, "Lane"). One-hot, so that the room test
+        # is an AND-OR of flip-flops.
         n_ctx = self.contexts
+        cb = _log2(n_ctx)
         ctx, rowctx, nextrow = (Signal(n_ctx, name=n) for n in ("ctx", "rowctx", "nextrow"))
 
         def rotl(x: Signal, n: object) -> object:
@@ -524,7 +524,7 @@ class Lane(Module):
         self.comb += Signal(32 - xw, name="crd_high_unused").eq(crd.data[xw:])
         vA = stage(emit & ~self.start, 1, "vA")
         firstA, lastA = stage(firstq, 1, "firstA"), stage(rem1, 1, "lastA")
-        ctx_bin = Signal(max(cb, 1))
+        ctx_bin = Signal(cb)
         self.comb += [If(ctx[j], ctx_bin.eq(j)) for j in range(n_ctx)]
         cA, ctxA = stage(c, len(c), "cA"), stage(ctx_bin, cb, "ctxA")
         crdA, valA = stage(crd.data[:xw], xw, "crdA"), stage(val.data, 32, "valA")
