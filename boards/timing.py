@@ -206,9 +206,9 @@ def longest_path(netlist: dict, top: str) -> LogicDepth:
     return LogicDepth(levels, carry, tuple(reversed(path)), len(comb) - len(best))
 
 
-def logic_depth(files: Mapping[str, str], top: str, timeout_s: float = 3600) -> LogicDepth:
-    """Map ``top`` with yosys ``synth_xilinx -family xc7`` and measure its longest
-    register-to-register path (:func:`longest_path`)."""
+def xc7_netlist(files: Mapping[str, str], top: str, timeout_s: float = 3600) -> dict:
+    """The yosys JSON netlist of ``top`` mapped by ``synth_xilinx -family xc7`` (flattened,
+    no I/O buffers): what the LUT-level figures are measured on."""
     verilog = [n for n in files if n.endswith((".v", ".sv"))]
     _, out = run_yosys(
         files,
@@ -223,7 +223,13 @@ def logic_depth(files: Mapping[str, str], top: str, timeout_s: float = 3600) -> 
     )
     if "net.json" not in out:
         raise ToolchainError("yosys wrote no netlist (net.json)")
-    return longest_path(json.loads(out["net.json"]), top)
+    return json.loads(out["net.json"])
+
+
+def logic_depth(files: Mapping[str, str], top: str, timeout_s: float = 3600) -> LogicDepth:
+    """Map ``top`` with yosys ``synth_xilinx -family xc7`` and measure its longest
+    register-to-register path (:func:`longest_path`)."""
+    return longest_path(xc7_netlist(files, top, timeout_s), top)
 
 
 def measure(

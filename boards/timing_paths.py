@@ -14,15 +14,12 @@ default overlay's other settings); ``--kernels`` for the default overlay with it
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from dataclasses import dataclass
 
-from fiberflow.boards.estimate import run_yosys
-from fiberflow.boards.timing import _CUT_PREFIXES, _weight
-from fiberflow.errors import ToolchainError
+from fiberflow.boards.timing import _CUT_PREFIXES, _weight, xc7_netlist
 
-__all__ = ["Endpoint", "endpoints", "xc7_netlist"]
+__all__ = ["Endpoint", "endpoints"]
 
 _CLOCKS = {"C", "CLK", "CLKARDCLK", "CLKBWRCLK"}
 
@@ -37,25 +34,6 @@ class Endpoint:
 
     def summary(self) -> str:
         return f"{self.lut_levels:3d} LUT + {self.carry:2d} CARRY4  {self.start} -> {self.name}"
-
-
-def xc7_netlist(files: dict[str, str], top: str, timeout_s: float = 3600) -> dict:
-    """The yosys JSON netlist of ``top`` mapped as :func:`timing.logic_depth` maps it."""
-    verilog = [n for n in files if n.endswith((".v", ".sv"))]
-    _, out = run_yosys(
-        files,
-        [
-            f"read_verilog {' '.join(verilog)}",
-            f"synth_xilinx -family xc7 -top {top} -flatten -noiopad -noclkbuf",
-            "write_json net.json",
-        ],
-        ["net.json"],
-        timeout_s=timeout_s,
-        what=f"yosys synth_xilinx {top} (paths)",
-    )
-    if "net.json" not in out:
-        raise ToolchainError("yosys wrote no netlist (net.json)")
-    return json.loads(out["net.json"])
 
 
 def endpoints(netlist: dict, top: str, exclude: str | None = None) -> list[Endpoint]:

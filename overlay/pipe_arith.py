@@ -35,6 +35,12 @@ from fiberflow.overlay.fp32 import QNAN
 __all__ = ["PipeFpAdd", "PipeFpMul", "PipeIntMul"]
 
 
+def _operands(m: Module) -> tuple[Signal, Signal]:
+    """The unit's inputs ``a`` and ``b``, set on ``m`` and returned."""
+    m.a, m.b = Signal(32, name="a"), Signal(32, name="b")
+    return m.a, m.b
+
+
 def _reg(m: Module, name: str, value: _Value | int, bits: int | tuple[int, bool]) -> Signal:
     """A pipeline register (no reset) loaded with ``value`` every cycle."""
     r = Signal(bits, name=name, reset_less=True)
@@ -103,8 +109,7 @@ class PipeFpAdd(Module):
     latency = 4
 
     def __init__(self) -> None:
-        self.a = a = Signal(32, name="a")
-        self.b = b = Signal(32, name="b")
+        a, b = _operands(self)
         self.r = Signal(32, name="r", reset_less=True)
 
         # -- stage 1: compare and swap
@@ -236,8 +241,7 @@ class PipeFpMul(Module):
     latency = 4
 
     def __init__(self) -> None:
-        self.a = a = Signal(32, name="a")
-        self.b = b = Signal(32, name="b")
+        a, b = _operands(self)
         self.r = Signal(32, name="r", reset_less=True)
 
         # -- stage 1: operand registers
@@ -317,8 +321,7 @@ class PipeIntMul(Module):
     latency = 3
 
     def __init__(self) -> None:
-        self.a = a = Signal(32, name="a")
-        self.b = b = Signal(32, name="b")
+        a, b = _operands(self)
         a1, b1 = _reg(self, "a1", a, 32), _reg(self, "b1", b, 32)
         p2 = _reg(self, "p2", a1 * b1, 32)
         self.r = _reg(self, "r", p2, 32)

@@ -6,16 +6,9 @@ per-endpoint path listing used to find what to pipeline."""
 from __future__ import annotations
 
 import pytest
+from netlists import cell as _cell
 
 from fiberflow.boards import timing, timing_paths
-
-
-def _cell(kind: str, ins: dict[str, list], outs: dict[str, list]) -> dict:
-    return {
-        "type": kind,
-        "port_directions": {**{p: "input" for p in ins}, **{p: "output" for p in outs}},
-        "connections": {**ins, **outs},
-    }
 
 
 def netlist() -> dict:
@@ -73,9 +66,7 @@ def test_shell_without_lanes_is_within_eight_lut_levels() -> None:
     flattened design; it is held at 9."""
     from fiberflow.overlay.top import TOP, ShellConfig, verilog
 
-    ends = timing_paths.endpoints(
-        timing_paths.xc7_netlist(verilog(ShellConfig(kernels=())), TOP), TOP
-    )
+    ends = timing_paths.endpoints(timing.xc7_netlist(verilog(ShellConfig(kernels=())), TOP), TOP)
     shell = [e for e in ends if not e.name.startswith("picorv32.")]
     assert shell[0].lut_levels <= 8, "\n".join(e.summary() for e in shell[:10])
     assert ends[0].lut_levels <= 9, "\n".join(e.summary() for e in ends[:10])

@@ -7,17 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+from netlists import cell as _cell
 
 from fiberflow.boards import build, timing
 from fiberflow.cli import main
-
-
-def _cell(kind: str, ins: dict[str, list], outs: dict[str, list]) -> dict:
-    return {
-        "type": kind,
-        "port_directions": {**{p: "input" for p in ins}, **{p: "output" for p in outs}},
-        "connections": {**ins, **outs},
-    }
 
 
 def netlist() -> dict:
