@@ -4,8 +4,9 @@
 with host memory standing in for DDR: buffers get addresses in a flat 64-bit device address
 space, a job descriptor names its operands by those addresses, and the job's tile schedule
 runs in C (``cemu.c``) in the order ``docs/emulator.md`` fixes. ``submit`` checks the job and
-queues it; ``wait`` runs it under its timeout. Statistics are the analytic estimate of
-:func:`fiberflow.host.stats.estimate`.
+queues it; ``wait`` runs it under its timeout. Statistics come from the cycle model of
+:mod:`fiberflow.host.perf_model`, for the overlay the device models (by default its board's
+default build; ``ff.open("emu", board=..., **overlay_parameters)``).
 
 The arithmetic policy lives in one place, :data:`FP32_POLICY`, and is handed to the C kernels
 with every job: it must match the hardware ALU (overlay primitives).
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from fiberflow.errors import DeviceError, DeviceTimeoutError
-from fiberflow.host import args, dtypes, stats
+from fiberflow.host import args, dtypes, perf_model, stats
 from fiberflow.host import job as jobs
 from fiberflow.host.device import DEFAULT_TIMEOUT, Buffer
 from fiberflow.host.resident import ResidentMatrix, make_resident
@@ -44,11 +45,13 @@ except ImportError:  # pragma: no cover - only when the package was not built
 # depends on operand order, which the compiler may swap: only NaN-ness is defined).
 FP32_POLICY = {"subnormals": "flush", "nan": "canonical"}
 
-# PYNQ-Z2 defaults (docs/emulator.md): 4 lanes at 100 MHz; the bus brings 16 bytes per cycle
-# (two 64-bit HP ports), 1.6 GB/s, below the board's 16-bit DDR3 peak of about 2.1 GB/s.
+# The overlay modelled when no option says otherwise: the default build of the board
+# (fiberflow.boards.build.default_params over ShellConfig's defaults: 4 lanes, one DMA engine,
+# a bus as wide as the board's HP ports; PYNQ-Z2: 64 bits, 8 bytes per cycle at 100 MHz).
+DEFAULT_BOARD = "pynq-z2"
 DEFAULT_LANES = 4
-DEFAULT_CLOCK_MHZ = 100.0
-DEFAULT_BUS_BYTES_PER_CYCLE = 16
+# ShellConfig's parameters the emulator takes as options (the rtl device's names).
+OVERLAY_OPTIONS = ("dma_engines", "bus_bits", "tile_bytes", "x_bytes", "y_bytes", "max_k")
 DEFAULT_MEMORY_BYTES = 2 << 30
 BASE_ADDRESS = 0x1000_0000
 PAGE = 4096
@@ -86,6 +89,79 @@ class _Image:
 
 
 @dataclass(frozen=True)
+class ModelledOverlay:
+    """The overlay an emu device models: ``ShellConfig``'s fields that bear on tile shapes
+    and cycles, and the board's fabric clock."""
+
+    lanes: int
+    bus_bytes: int  # per DMA engine, per cycle
+    dma_engines: int
+    tile_bytes: int
+    x_bytes: int
+    y_bytes: int
+    max_k: int
+    clock_mhz: float
+
+
+# ShellConfig's defaults (overlay/top.py), repeated so the emulator needs no hardware
+# toolchain; tests/test_emu_model.py checks that they agree.
+SHELL_DEFAULTS = {
+    "dma_engines": 1,
+    "bus_bits": 64,
+    "tile_bytes": 32768,
+    "x_bytes": 32768,
+    "y_bytes": 16384,
+    "max_k": 8,
+}
+
+
+def _overlay(
+    board: Any, *, lanes: int, bus_bytes_per_cycle: int | None, given: dict[str, Any]
+) -> ModelledOverlay:
+    """The overlay of ``board``'s default build with the parameters ``given`` (None: not
+    given), checked as the shell checks them."""
+    from fiberflow import boards
+    from fiberflow.boards.build import default_params
+    from fiberflow.errors import FiberflowError
+
+    try:
+        b = boards.load(board)
+    except FiberflowError as exc:
+        raise DeviceError(f"ff.open('emu'): {exc}") from None
+    p = {**SHELL_DEFAULTS, **default_params(b)}
+    for key, value in given.items():
+        if value is not None:
+            p[key] = args.integer(value, key, DeviceError)
+    if bus_bytes_per_cycle is not None:
+        if given["bus_bits"] is not None:
+            raise DeviceError("give bus_bits (per DMA engine) or bus_bytes_per_cycle, not both")
+        # The whole bus, shared evenly by the engines (at least one byte each).
+        p["bus_bits"] = 8 * max(int(bus_bytes_per_cycle) // p["dma_engines"], 1)
+    elif p["bus_bits"] not in (64, 128):
+        raise DeviceError(f"bus_bits must be 64 or 128, not {p['bus_bits']!r}")
+    if not 1 <= lanes <= 8:
+        raise DeviceError(f"the overlay's lanes must be 1 to 8 (the firmware's limit), not {lanes}")
+    if not 1 <= p["dma_engines"] <= lanes:
+        raise DeviceError(f"dma_engines must be 1 to the number of lanes, not {p['dma_engines']}")
+    for key in ("tile_bytes", "x_bytes", "y_bytes"):
+        v = p[key]
+        if v < 256 or v & (v - 1):
+            raise DeviceError(f"{key} must be a power of two of at least 256, not {v}")
+    if p["max_k"] < 1:
+        raise DeviceError(f"max_k must be a positive integer, not {p['max_k']}")
+    return ModelledOverlay(
+        lanes=lanes,
+        bus_bytes=p["bus_bits"] // 8,
+        dma_engines=p["dma_engines"],
+        tile_bytes=p["tile_bytes"],
+        x_bytes=p["x_bytes"],
+        y_bytes=p["y_bytes"],
+        max_k=p["max_k"],
+        clock_mhz=float(b.fabric_clock_mhz),
+    )
+
+
+@dataclass(frozen=True)
 class _Pending:
     """A submitted job, run by wait()."""
 
@@ -95,8 +171,12 @@ class _Pending:
 
 
 class EmuDevice:
-    """The functional emulator device. Options: ``lanes``, ``clock_mhz``,
-    ``bus_bytes_per_cycle`` (the performance model), ``memory_bytes`` (device memory size).
+    """The functional emulator device. Options: ``board`` (a board name or file: its default
+    overlay and clock, "pynq-z2"), the overlay's parameters as ``ff.open("rtl")`` takes them
+    (``lanes``, ``dma_engines``, ``bus_bits``, ``tile_bytes``, ``x_bytes``, ``y_bytes``,
+    ``max_k``), ``clock_mhz`` (the board's fabric clock), ``bus_bytes_per_cycle`` (the whole
+    bus: sets ``bus_bits`` of each engine), ``memory_bytes`` (device memory size). They
+    choose the tile shapes (as the hardware packs) and the cycle model's overlay.
 
     Thread-safe. A re-entrant lock guards the allocator, the register file and the job
     queue; a second lock lets one job run at a time, in ``wait``, which counts the time spent
@@ -117,9 +197,16 @@ class EmuDevice:
         self,
         *,
         lanes: int = DEFAULT_LANES,
-        clock_mhz: float = DEFAULT_CLOCK_MHZ,
-        bus_bytes_per_cycle: int = DEFAULT_BUS_BYTES_PER_CYCLE,
+        clock_mhz: float | None = None,
+        bus_bytes_per_cycle: int | None = None,
         memory_bytes: int = DEFAULT_MEMORY_BYTES,
+        board: Any = DEFAULT_BOARD,
+        dma_engines: int | None = None,
+        bus_bits: int | None = None,
+        tile_bytes: int | None = None,
+        x_bytes: int | None = None,
+        y_bytes: int | None = None,
+        max_k: int | None = None,
     ) -> None:
         if lib is None:  # pragma: no cover
             raise DeviceError(
@@ -127,8 +214,23 @@ class EmuDevice:
                 "present (pip install -e .)"
             )
         for name, value in (("lanes", lanes), ("bus_bytes_per_cycle", bus_bytes_per_cycle)):
-            if not 1 <= args.integer(value, name, DeviceError) <= 65535:
+            if value is not None and not 1 <= args.integer(value, name, DeviceError) <= 65535:
                 raise DeviceError(f"{name} must be an integer from 1 to 65535, not {value!r}")
+        self.config = _overlay(
+            board,
+            lanes=int(lanes),
+            bus_bytes_per_cycle=bus_bytes_per_cycle,
+            given={
+                "dma_engines": dma_engines,
+                "bus_bits": bus_bits,
+                "tile_bytes": tile_bytes,
+                "x_bytes": x_bytes,
+                "y_bytes": y_bytes,
+                "max_k": max_k,
+            },
+        )
+        if clock_mhz is None:
+            clock_mhz = self.config.clock_mhz
         if (
             isinstance(clock_mhz, (bool, np.bool_))
             or not isinstance(clock_mhz, (int, float, np.integer, np.floating))
@@ -139,7 +241,7 @@ class EmuDevice:
             raise DeviceError(f"memory_bytes must be a positive integer, not {memory_bytes!r}")
         self.lanes = int(lanes)
         self.clock_mhz = float(clock_mhz)
-        self.bus_bytes_per_cycle = int(bus_bytes_per_cycle)
+        self.bus_bytes_per_cycle = self.config.bus_bytes * self.config.dma_engines
         self.memory_bytes = int(memory_bytes)
         self.last_stats: stats.RunStats | None = None
         self.overlay: Any = None
@@ -288,7 +390,7 @@ class EmuDevice:
                     f"the job schedules {desc.lanes} lanes; this device has {self.lanes}"
                 )
             image, _, _ = self._operands(desc)
-            result = self._plan(desc, self._image(desc.a_addr, image))
+            result = self._plan(desc, self._image(desc.a_addr, image), image)
             job_id = next(self._ids)
             tiles = np.ascontiguousarray(desc.tile_list, dtype=np.uint32)
             self._pending[job_id] = _Pending(desc, tiles, result)
@@ -367,9 +469,10 @@ class EmuDevice:
         self._images[address] = known
         return known
 
-    def _plan(self, desc: jobs.Descriptor, image: _Image) -> stats.RunStats:
-        """Check the job's schedule against the image's directory and estimate its statistics
-        (both remembered for the same schedule and shape)."""
+    def _plan(self, desc: jobs.Descriptor, image: _Image, data: np.ndarray) -> stats.RunStats:
+        """Check the job's schedule against the image's directory (``data``: the image's
+        bytes) and estimate its statistics with the cycle model (both remembered for the same
+        schedule and shape)."""
         key = (
             desc.kernel, desc.k, desc.m, desc.n, desc.flags, desc.total_bytes,
             desc.x_row_bytes, desc.y_row_bytes,
@@ -381,26 +484,53 @@ class EmuDevice:
         directory = image.directory
         lane_of = jobs.check_schedule(desc, directory)
         tl = desc.tile_list.astype(np.int64)
-        col_ext = np.minimum(
-            directory.tile_cols, desc.n - directory.col_tile[tl] * directory.tile_cols
+        ov = self.config
+        beat = ov.bus_bytes
+        col0 = directory.col_tile[tl] * directory.tile_cols
+        col_ext = np.minimum(directory.tile_cols, desc.n - col0)
+        row0 = directory.row_tile[tl] * directory.tile_rows
+        row_ext = np.minimum(directory.tile_rows, desc.m - row0)
+
+        def beats_around(start: np.ndarray, count: np.ndarray, row_bytes: int) -> np.ndarray:
+            # the whole bus beats the firmware moves around a slice (it need not be aligned)
+            lo = start * row_bytes // beat
+            hi = -(-(start + count) * row_bytes // beat)
+            return (hi - lo) * beat
+
+        offsets = perf_model.tile_offsets(data, len(directory.nvals))[tl]
+        compute = np.array(
+            [perf_model.tile_cycles(r, desc.k) for r in perf_model.row_lengths(data, offsets)],
+            dtype=np.int64,
         )
-        y_passes = 2 if desc.flags & jobs.FLAG_ACCUMULATE else 1
-        dma = (
-            desc.total_bytes
-            + directory.head_bytes
-            + int(directory.nbytes.sum())
-            + int(col_ext.sum()) * desc.x_row_bytes
-            + y_passes * desc.m * desc.y_row_bytes
+        model = perf_model.simulate(
+            perf_model.Job(
+                lane=lane_of,
+                row_tile=directory.row_tile[tl],
+                col_tile=directory.col_tile[tl],
+                tile_bytes=directory.nbytes[tl],
+                x_bytes=beats_around(col0, col_ext, desc.x_row_bytes),
+                y_bytes=beats_around(row0, row_ext, desc.y_row_bytes),
+                compute=compute,
+                y_total=desc.m * desc.y_row_bytes,
+                head_bytes=desc.total_bytes + directory.head_bytes,
+                accumulate=bool(desc.flags & jobs.FLAG_ACCUMULATE),
+            ),
+            perf_model.Overlay(lanes=self.lanes, bus_bytes=beat, dma_engines=ov.dma_engines),
         )
-        result = stats.estimate(
+        nnz = int(directory.nvals[tl].sum())
+        result = stats.RunStats(
             kernel=desc.kernel,
-            k=desc.k,
+            cycles=max(model.cycles, 1),
+            nnz=nnz,
+            work=nnz * desc.k,
             lanes=self.lanes,
-            lane_of_tile=lane_of,
-            tile_nvals=directory.nvals[tl],
-            dma_bytes=dma,
+            tiles=len(tl),
+            dma_bytes=model.dma_bytes,
             bus_bytes_per_cycle=self.bus_bytes_per_cycle,
             clock_mhz=self.clock_mhz,
+            lane_busy_cycles=model.lane_busy,
+            lane_stall_cycles=tuple(max(model.cycles - b, 0) for b in model.lane_busy),
+            estimated=True,
             device=self.name,
         )
         if len(image.plans) >= PLANS_PER_IMAGE:
@@ -458,10 +588,39 @@ class EmuDevice:
 
     def put(self, A: Any, *, tile: Any = None, dtype: Any = None) -> ResidentMatrix:
         """Pack ``A`` once and keep its image in device memory. ``tile`` is the tile shape
-        (default (8192, 65536), with shorter row tiles for short matrices so that every lane
-        gets work); ``dtype`` converts explicitly ("float32" or "int32")."""
+        (default: what the modelled overlay's hardware would pack, :meth:`pack_to_fit`);
+        ``dtype`` converts explicitly ("float32" or "int32")."""
         self._check_open()
         return make_resident(self, A, tile, dtype)
+
+    def pack_to_fit(self, t: Any) -> Any:
+        """Pack tensor ``t`` with the tiles the modelled overlay's device would choose
+        (``shell_driver.pack_to_fit`` over its buffers), so the statistics describe the job the
+        hardware would run. A matrix that no tile of those buffers holds (a row too long)
+        is packed with the emulator's own default tile instead: the emulator has no buffers."""
+        from fiberflow.host import pack as packing
+        from fiberflow.host.resident import default_tile
+        from fiberflow.host.shell_driver import pack_to_fit
+
+        ov = self.config
+        step = max(ov.bus_bytes // 4, 1)
+
+        def most(nbytes: int) -> int:  # as ShellJobs.tile_limits: one beat spare
+            return max(0, (nbytes // 4 - step) // step * step)
+
+        try:
+            return pack_to_fit(
+                t,
+                most(ov.y_bytes),
+                most(ov.x_bytes),
+                lanes=self.lanes,
+                tile_bytes=ov.tile_bytes,
+                bus_bytes=ov.bus_bytes,
+                dtypes=(np.dtype(np.float32), np.dtype(np.int32)),
+                larger="",
+            )
+        except DeviceError:
+            return packing.pack(t, default_tile(t.shape, self.lanes))
 
     def __repr__(self) -> str:
         state = ", closed" if self._closed else ""

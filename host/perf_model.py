@@ -1,0 +1,200 @@
+"""The emulator's cycle model: what the shell's firmware, DMA engine(s) and lanes do for one
+SpMV/SpMM job, replayed tile by tile from the job's schedule and A's image.
+
+Three kinds of resources are modelled, each busy with one thing at a time:
+
+* the **control CPU** (picorv32), which checks the job, sets up each lane, and for every tile
+  queues its transfers and later starts the lane (``Constants.job``, ``lane``, ``load``,
+  ``start``, ``end``);
+* each **DMA engine**, which runs its queue in order: a transfer costs ``Constants.latency``
+  plus its bytes at the port width (``bus_bytes`` per cycle). Per tile a lane's transfers are
+  its previous y block out (when the row tile changes), its x / B slice (unless it holds that
+  column tile already) and the tile; y is zeroed first (no ACCUMULATE) and each lane's last y
+  block written out at the end;
+* each **lane**, single-buffered: a tile's load waits for the lane's previous tile to finish,
+  while the other lanes compute. A tile computes in :func:`tile_cycles`.
+
+Every constant was measured on the rtl device (``ff.open("rtl")``, the default overlay) by
+``scripts/calibrate_emu.py``; docs/emulator.md gives the derivation of each and the model's
+measured error.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+import numpy as np
+
+from fiberflow.host import dma_image as di
+
+
+@dataclass(frozen=True)
+class Constants:
+    """Cycle costs of the shell (see the module docstring and docs/emulator.md)."""
+
+    # Fitted together (least squares of log(emu / rtl)) by scripts/calibrate_emu.py's fit
+    # over its 18 runs; the per-tile pair load + start agrees with 2,590-2,670 cycles measured
+    # per extra tile of the 64 x 64 diagonal cut into 8 x 64 .. 2 x 64 tiles.
+    job: int = 9_700  # doorbell to the first lane's set-up: descriptor read and checks
+    lane: int = 1_250  # CPU set-up per lane with tiles (tile-list and directory windows)
+    load: int = 380  # CPU queuing one tile's transfers
+    start: int = 1_900  # CPU reading a loaded tile's header, configuring and starting the lane
+    end: int = 750  # last transfer done to status written
+    latency: int = 40  # per DMA transfer: the DDR model's read latency (the fit gave 39)
+    # The lane's own constants, from its busy counter on tiles whose rows all hold L entries
+    # (L = 1..48, k = 1 and 8, one tile per lane): busy = 23 + items + tail.
+    tile_base: int = 23  # a lane's start and drain per tile
+    queue: int = 31  # k = 1: a row of L > 35 costs 8 (L - 31) (measured 4,943 for 64 rows of 40)
+    turn: int = 8  # cycles between two adds of one chain: k = 1 tails measured 7 L to 8 L
+    tail_k: int = 39  # k = 8: the tail measured 8 L + 39 for L = 2..40
+
+
+DEFAULT = Constants()
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """The overlay parameters the model needs (a subset of ``ShellConfig``)."""
+
+    lanes: int = 4
+    bus_bytes: int = 8
+    dma_engines: int = 1
+
+
+def row_lengths(image: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
+    """The stored entries of each row of every tile at ``offsets`` in the 2-D CSR ``image``."""
+    hd = di.tile_header_dtype(2)
+    out = []
+    for off in offsets.tolist():
+        h = image[off : off + hd.itemsize].view(hd)[0]
+        rows = int(h["levels"][0]["npos"])
+        s = off + int(h["levels"][1]["seg_offset"])
+        seg = image[s : s + 4 * (rows + 1)].view("<u4").astype(np.int64)
+        out.append(np.diff(seg))
+    return out
+
+
+def tile_offsets(image: np.ndarray, n_tiles: int) -> np.ndarray:
+    """Every tile's offset in ``image``, in directory order."""
+    h = image[: di.HEADER.itemsize].view(di.HEADER)[0]
+    start = int(h["dir_offset"])
+    entry = di.dir_entry_dtype(2)
+    return image[start : start + n_tiles * entry.itemsize].view(entry)["offset"].astype(np.int64)
+
+
+def tile_cycles(lengths: np.ndarray, k: int, c: Constants = DEFAULT) -> int:
+    """Cycles a lane spends on one tile whose rows hold ``lengths`` entries: one item (a
+    nonzero and a column of B) per cycle; an empty row one cycle, a row of one entry two per
+    item (the y port reads and writes each row's sum); a chain longer than its queue waits for
+    its adder, one add per ``turn``; and the tail the last rows' chains leave."""
+    n = np.asarray(lengths, dtype=np.int64)
+    cost = np.maximum(n * k, c.turn * (n - c.queue) if k == 1 else 0)
+    cost = np.where(n == 0, 1, np.where(n == 1, 2 * k, cost))
+    if not n.size:
+        return c.tile_base
+    end = int(cost.sum())
+    if k == 1:
+        # a chain's last add comes one turn per product after its first item was issued
+        starts = end - np.cumsum(cost[-16:][::-1])[::-1]
+        tail = max(int((starts + c.turn * n[-16:] - end).max()), 0)
+    else:
+        # measured at k = 8: the last row's adds plus the pipeline, past the last item
+        tail = c.turn * int(n[-1]) + c.tail_k
+    return c.tile_base + end + tail
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job, as the model needs it: per tile of the tile list (in order), its lane, row
+    and column tile, bytes, x slice bytes and y block bytes, and its compute cycles."""
+
+    lane: np.ndarray
+    row_tile: np.ndarray
+    col_tile: np.ndarray
+    tile_bytes: np.ndarray
+    x_bytes: np.ndarray
+    y_bytes: np.ndarray
+    compute: np.ndarray
+    y_total: int  # bytes of y / C
+    head_bytes: int  # descriptor + A's header and directory, read at the start
+    accumulate: bool
+
+
+@dataclass(frozen=True)
+class Result:
+    cycles: int
+    lane_busy: tuple[int, ...]
+    dma_bytes: int
+
+
+def _beats(nbytes: int, bus: int) -> int:
+    return -(-int(nbytes) // bus)
+
+
+def simulate(job: Job, ov: Overlay, c: Constants = DEFAULT) -> Result:
+    """Replay the job: the CPU serves events in time order (a lane's tile loaded: start it; a
+    lane done: queue its next tile's transfers), the engines run their queues in order."""
+    lanes = ov.lanes
+    eng = [0] * ov.dma_engines
+    moved = 0
+
+    def transfer(lane: int, nbytes: int, at: int) -> int:
+        nonlocal moved
+        e = lane % ov.dma_engines
+        eng[e] = max(eng[e], at) + c.latency + _beats(nbytes, ov.bus_bytes)
+        moved += _beats(nbytes, ov.bus_bytes) * ov.bus_bytes
+        return eng[e]
+
+    cpu = c.job
+    moved += job.head_bytes
+    if not job.accumulate:
+        transfer(0, job.y_total, cpu)  # y zeroed from lane 0's zero buffer
+    per_lane: list[list[int]] = [[] for _ in range(lanes)]
+    for i, lane in enumerate(job.lane.tolist()):
+        per_lane[lane].append(i)
+    nxt = [0] * lanes
+    held_x = [-1] * lanes
+    held_row = [-1] * lanes
+    busy = [0] * lanes
+    events: list[tuple[int, int, int, int]] = []  # (time, order, kind, lane)
+    order = 0
+
+    def load(lane: int, at: int) -> None:
+        nonlocal order
+        i = per_lane[lane][nxt[lane]]
+        if held_row[lane] != job.row_tile[i]:
+            if held_row[lane] >= 0:
+                transfer(lane, int(job.y_bytes[per_lane[lane][nxt[lane] - 1]]), at)
+            if job.accumulate:
+                transfer(lane, int(job.y_bytes[i]), at)
+            held_row[lane] = int(job.row_tile[i])
+        if held_x[lane] != job.col_tile[i]:
+            transfer(lane, int(job.x_bytes[i]), at)
+            held_x[lane] = int(job.col_tile[i])
+        ready = transfer(lane, int(job.tile_bytes[i]), at)
+        order += 1
+        heapq.heappush(events, (ready, order, 0, lane))
+
+    for lane in range(lanes):
+        if per_lane[lane]:
+            cpu += c.lane
+            load(lane, cpu)
+    while events:
+        t, _, kind, lane = heapq.heappop(events)
+        if kind == 0:  # tile loaded: start the lane
+            cpu = max(cpu, t) + c.start
+            i = per_lane[lane][nxt[lane]]
+            busy[lane] += int(job.compute[i])
+            nxt[lane] += 1
+            order += 1
+            heapq.heappush(events, (cpu + int(job.compute[i]), order, 1, lane))
+        else:  # lane done: its next tile, or its last y block out
+            cpu = max(cpu, t)
+            if nxt[lane] < len(per_lane[lane]):
+                cpu += c.load
+                load(lane, cpu)
+            else:
+                transfer(lane, int(job.y_bytes[per_lane[lane][-1]]), cpu)
+    cycles = max([cpu, *eng]) + c.end
+    return Result(cycles=int(cycles), lane_busy=tuple(busy), dma_bytes=int(moved))
