@@ -20,8 +20,12 @@ def open(name: str = "emu", **options: Any) -> Device:
         ``"emu"``: the functional emulator (always available). ``"rtl"`` and ``"pynq"`` run the
         same jobs cycle-accurately in Verilator or on a board.
     **options
-        Device options; for "emu": ``lanes``, ``clock_mhz``, ``bus_bytes_per_cycle``,
-        ``memory_bytes``; for "rtl" (the generated overlay in Verilator): ``lanes`` (4),
+        Device options; for "emu": ``board`` ("pynq-z2": the overlay it models is that
+        board's default build, at its clock), the overlay's parameters as for "rtl"
+        (``lanes``, ``dma_engines``, ``bus_bits``, ``tile_bytes``, ``x_bytes``, ``y_bytes``,
+        ``max_k``), ``clock_mhz``, ``bus_bytes_per_cycle`` (instead of ``bus_bits``: the whole
+        bus), ``memory_bytes``; see ``fiberflow.host.emu.EmuDevice``. For "rtl" (the
+        generated overlay in Verilator): ``lanes`` (4),
         ``dtype`` ("float32"), ``dma_engines``, ``tile_bytes``, ``x_bytes``, ``y_bytes``,
         ``max_k``, ``board`` ("pynq-z2": DDR timing and clock), ``ddr``; see
         ``fiberflow.host.rtl_device.RtlDevice``. For "pynq": ``overlay`` (a ``fiberflow build``

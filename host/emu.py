@@ -626,6 +626,6 @@ class EmuDevice:
         state = ", closed" if self._closed else ""
         return (
             f"EmuDevice(lanes={self.lanes}, clock_mhz={self.clock_mhz:g}, "
-            f"bus_bytes_per_cycle={self.bus_bytes_per_cycle}, buffers={len(self._buffers)}"
-            f"{state})"
+            f"dma_engines={self.config.dma_engines}, bus_bits={8 * self.config.bus_bytes}, "
+            f"buffers={len(self._buffers)}{state})"
         )

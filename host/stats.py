@@ -1,16 +1,10 @@
-"""``ff.RunStats``: what one kernel call cost, and the analytic performance model behind it.
+"""``ff.RunStats``: what one kernel call cost.
 
 Every device fills a :class:`RunStats` after each job (``dev.last_stats``). The rtl and pynq
 devices read the shell's counters (:meth:`fiberflow.host.shell_driver.ShellDriver.run_stats`);
-the functional emulator estimates them with :func:`estimate`, the performance model of
-``docs/architecture.md``, written down in ``docs/emulator.md``:
-
-* a lane consumes at most one nonzero per cycle (SpMM: one nonzero times one column of B per
-  cycle, so a nonzero costs ``k`` cycles);
-* each tile costs a lane a fixed ``TILE_OVERHEAD_CYCLES`` to start and drain;
-* the bus brings ``bus_bytes_per_cycle`` bytes per cycle, shared by all lanes;
-* cycles = max(slowest lane, bus time); roofline = max(work / lanes, dma_bytes / bus rate);
-  efficiency = roofline / cycles.
+the functional emulator estimates them with the cycle model of
+:mod:`fiberflow.host.perf_model` (docs/emulator.md). The derived figures (roofline,
+efficiency, lane utilisation, projected throughput) are the same for every device.
 """
 
 from __future__ import annotations
@@ -19,8 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# Cycles a lane spends per tile besides consuming nonzeros: reading the tile header and
-# directory entry, configuring its scanners, and draining its pipeline.
+# The cost of a tile to the lane schedule (job.lane_assignment) besides its nonzeros: what a
+# lane spends reading the tile header and directory entry, configuring its scanners, and
+# draining its pipeline, in the lanes' cycles.
 TILE_OVERHEAD_CYCLES = 32
 
 
@@ -67,52 +62,40 @@ class RunStats:
             else "memory"
         )
 
+    @property
+    def lane_utilisation(self) -> tuple[float, ...]:
+        """Each lane's busy cycles over the job's cycles (0 to 1)."""
+        return tuple(b / self.cycles if self.cycles else 0.0 for b in self.lane_busy_cycles)
+
+    @property
+    def mean_utilisation(self) -> float:
+        """The mean of :attr:`lane_utilisation` (0 when no lane counts were given)."""
+        u = self.lane_utilisation
+        return sum(u) / len(u) if u else 0.0
+
+    @property
+    def nnz_per_second(self) -> float:
+        """Projected throughput at ``clock_mhz``: stored nonzeros of A per second."""
+        return self.nnz / self.seconds_est if self.cycles else 0.0
+
+    @property
+    def dma_gb_per_second(self) -> float:
+        """Projected DMA throughput at ``clock_mhz``: bytes moved per second, in GB/s (1e9)."""
+        return self.dma_bytes / self.seconds_est / 1e9 if self.cycles else 0.0
+
     def summary(self) -> str:
-        """A few lines for people: cycles, time, efficiency, lane balance."""
+        """A few lines for people: cycles, time, efficiency, lane balance and utilisation,
+        projected throughput."""
         busy = np.asarray(self.lane_busy_cycles, dtype=np.int64)
         balance = float(busy.mean() / busy.max()) if busy.size and busy.max() else 1.0
         kind = "estimated" if self.estimated else "measured"
+        lanes = " ".join(f"{u:.2f}" for u in self.lane_utilisation)
         return (
             f"{self.kernel} on {self.device or 'device'}: {self.cycles:,} cycles ({kind}) = "
             f"{self.seconds_est * 1e6:,.1f} us at {self.clock_mhz:g} MHz; nnz {self.nnz:,}, "
             f"{self.tiles} tiles on {self.lanes} lanes (balance {balance:.2f}); "
             f"DMA {self.dma_bytes:,} B at {self.bus_bytes_per_cycle} B/cycle; "
-            f"efficiency {self.efficiency:.2f} ({self.bound}-bound)"
+            f"efficiency {self.efficiency:.2f} ({self.bound}-bound); "
+            f"lane utilisation {self.mean_utilisation:.2f} (lanes: {lanes}); projected "
+            f"{self.nnz_per_second / 1e6:,.1f} M nonzeros/s, DMA {self.dma_gb_per_second:.3f} GB/s"
         )
-
-
-def estimate(
-    *,
-    kernel: str,
-    k: int,
-    lanes: int,
-    lane_of_tile: np.ndarray,
-    tile_nvals: np.ndarray,
-    dma_bytes: int,
-    bus_bytes_per_cycle: int,
-    clock_mhz: float,
-    device: str,
-) -> RunStats:
-    """The analytic estimate for a job whose tile ``t`` (``tile_nvals[t]`` nonzeros) runs on
-    lane ``lane_of_tile[t]``."""
-    nv = np.asarray(tile_nvals, dtype=np.int64)
-    lane_of = np.asarray(lane_of_tile, dtype=np.int64)
-    busy = np.bincount(lane_of, weights=nv * k, minlength=lanes).astype(np.int64)
-    overhead = np.bincount(lane_of, minlength=lanes).astype(np.int64) * TILE_OVERHEAD_CYCLES
-    bus_cycles = -(-int(dma_bytes) // int(bus_bytes_per_cycle))
-    cycles = max(int((busy + overhead).max()) if lanes else 0, bus_cycles, 1)
-    return RunStats(
-        kernel=kernel,
-        cycles=cycles,
-        nnz=int(nv.sum()),
-        work=int(nv.sum()) * k,
-        lanes=lanes,
-        tiles=len(nv),
-        dma_bytes=int(dma_bytes),
-        bus_bytes_per_cycle=int(bus_bytes_per_cycle),
-        clock_mhz=float(clock_mhz),
-        lane_busy_cycles=tuple(int(b) for b in busy),
-        lane_stall_cycles=tuple(int(cycles - b) for b in busy),
-        estimated=True,
-        device=device,
-    )

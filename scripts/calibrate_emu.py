@@ -128,48 +128,61 @@ def fit(rows: list[dict]) -> None:
     print("ratios:", np.round(ratios(res.x), 3))
 
 
-def measure(cases: dict, k8: tuple[str, ...]) -> list[dict]:
-    pm.simulate = _recording  # the emu device calls it through the module
-    rtl, emu = ff.open("rtl"), ff.open("emu")
+def runs(cases: dict, k8: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    """Every run of ``cases``: (name, k, A, x or B, tile or None, ff.spmv or ff.spmm)."""
     rng = np.random.default_rng(0)
-    rows = []
     for name, make in cases.items():
         A, tile = make(), None
         if isinstance(A, tuple):
             A, tile = A
         for k in (1, 8) if name in k8 else (1,):
             x = rng.standard_normal((A.shape[1], k) if k > 1 else A.shape[1]).astype(np.float32)
-            run = ff.spmm if k > 1 else ff.spmv
-            t = time.monotonic()
-            run(A, x, device=rtl, tile=tile)
-            r = rtl.last_stats
-            wall = time.monotonic() - t
-            run(A, x, device=emu, tile=tile)
-            e = emu.last_stats
-            rows.append(
-                {
-                    "case": name,
-                    "k": k,
-                    "shape": list(A.shape),
-                    "nnz": int(A.nnz),
-                    "rtl_cycles": r.cycles,
-                    "emu_cycles": e.cycles,
-                    "rtl_tiles": r.tiles,
-                    "emu_tiles": e.tiles,
-                    "rtl_busy": list(r.lane_busy_cycles),
-                    "emu_busy": list(e.lane_busy_cycles),
-                    "rtl_dma_bytes": r.dma_bytes,
-                    "emu_dma_bytes": e.dma_bytes,
-                    "rtl_seconds": round(wall, 2),
-                }
-            )
-            row = rows[-1]
-            print(
-                f"{name:24s} k={k} nnz {A.nnz:>9,} tiles {r.tiles:>4} rtl {r.cycles:>10,} "
-                f"emu {e.cycles:>10,} ratio {e.cycles / r.cycles:5.3f} "
-                f"(rtl run {row['rtl_seconds']} s)",
-                flush=True,
-            )
+            yield name, k, A, x, tile, ff.spmm if k > 1 else ff.spmv
+
+
+def measure(cases: dict, k8: tuple[str, ...]) -> list[dict]:
+    """Run every case on rtl and emu; the table's rows."""
+    pm.simulate = _recording  # the emu device calls it through the module
+    try:
+        return _measure(cases, k8)
+    finally:
+        pm.simulate = SIMULATE
+
+
+def _measure(cases: dict, k8: tuple[str, ...]) -> list[dict]:
+    rtl, emu = ff.open("rtl"), ff.open("emu")
+    rows = []
+    for name, k, A, x, tile, run in runs(cases, k8):
+        t = time.monotonic()
+        run(A, x, device=rtl, tile=tile)
+        r = rtl.last_stats
+        wall = time.monotonic() - t
+        run(A, x, device=emu, tile=tile)
+        e = emu.last_stats
+        rows.append(
+            {
+                "case": name,
+                "k": k,
+                "shape": list(A.shape),
+                "nnz": int(A.nnz),
+                "rtl_cycles": r.cycles,
+                "emu_cycles": e.cycles,
+                "rtl_tiles": r.tiles,
+                "emu_tiles": e.tiles,
+                "rtl_busy": list(r.lane_busy_cycles),
+                "emu_busy": list(e.lane_busy_cycles),
+                "rtl_dma_bytes": r.dma_bytes,
+                "emu_dma_bytes": e.dma_bytes,
+                "rtl_seconds": round(wall, 2),
+            }
+        )
+        row = rows[-1]
+        print(
+            f"{name:24s} k={k} nnz {A.nnz:>9,} tiles {r.tiles:>4} rtl {r.cycles:>10,} "
+            f"emu {e.cycles:>10,} ratio {e.cycles / r.cycles:5.3f} "
+            f"(rtl run {row['rtl_seconds']} s)",
+            flush=True,
+        )
     return rows
 
 
