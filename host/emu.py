@@ -120,12 +120,12 @@ def _overlay(
 ) -> ModelledOverlay:
     """The overlay of ``board``'s default build with the parameters ``given`` (None: not
     given), checked as the shell checks them."""
-    from fiberflow import boards
+    from fiberflow.boards import load
     from fiberflow.boards.build import default_params
     from fiberflow.errors import FiberflowError
 
     try:
-        b = boards.load(board)
+        b = load(board)
     except FiberflowError as exc:
         raise DeviceError(f"ff.open('emu'): {exc}") from None
     p = {**SHELL_DEFAULTS, **default_params(b)}
@@ -497,25 +497,43 @@ class EmuDevice:
             hi = -(-(start + count) * row_bytes // beat)
             return (hi - lo) * beat
 
-        offsets = perf_model.tile_offsets(data, len(directory.nvals))[tl]
-        compute = np.array(
-            [perf_model.tile_cycles(r, desc.k) for r in perf_model.row_lengths(data, offsets)],
-            dtype=np.int64,
+        lengths = perf_model.row_lengths(
+            data, perf_model.tile_offsets(data, len(directory.nvals))[tl]
         )
-        model = perf_model.simulate(
-            perf_model.Job(
-                lane=lane_of,
-                row_tile=directory.row_tile[tl],
-                col_tile=directory.col_tile[tl],
-                tile_bytes=directory.nbytes[tl],
-                x_bytes=beats_around(col0, col_ext, desc.x_row_bytes),
-                y_bytes=beats_around(row0, row_ext, desc.y_row_bytes),
-                compute=compute,
-                y_total=desc.m * desc.y_row_bytes,
-                head_bytes=desc.total_bytes + directory.head_bytes,
-                accumulate=bool(desc.flags & jobs.FLAG_ACCUMULATE),
-            ),
-            perf_model.Overlay(lanes=self.lanes, bus_bytes=beat, dma_engines=ov.dma_engines),
+        overlay = perf_model.Overlay(lanes=self.lanes, bus_bytes=beat, dma_engines=ov.dma_engines)
+
+        def run(k: int) -> perf_model.Result:
+            return perf_model.simulate(
+                perf_model.Job(
+                    lane=lane_of,
+                    row_tile=directory.row_tile[tl],
+                    col_tile=directory.col_tile[tl],
+                    tile_bytes=directory.nbytes[tl],
+                    x_bytes=beats_around(col0, col_ext, 4 * k),
+                    y_bytes=beats_around(row0, row_ext, 4 * k),
+                    compute=np.array([perf_model.tile_cycles(r, k) for r in lengths], np.int64),
+                    y_total=desc.m * 4 * k,
+                    head_bytes=desc.total_bytes + directory.head_bytes,
+                    accumulate=bool(desc.flags & jobs.FLAG_ACCUMULATE),
+                ),
+                overlay,
+            )
+
+        # An SpMM whose B slices or C blocks do not fit the lanes' buffers (or k > max_k) runs
+        # on the hardware as jobs over column blocks of B, one after the other
+        # (ShellJobs._columns_that_fit): the model adds up those jobs.
+        kb = desc.k if desc.kernel == "spmv" else min(desc.k, ov.max_k)
+        while kb > 1 and (
+            beats_around(col0, col_ext, 4 * kb).max(initial=0) > ov.x_bytes
+            or beats_around(row0, row_ext, 4 * kb).max(initial=0) > ov.y_bytes
+        ):
+            kb -= 1
+        widths = [min(kb, desc.k - c0) for c0 in range(0, desc.k, kb)]
+        parts = {w: run(w) for w in set(widths)}
+        cycles = sum(parts[w].cycles for w in widths)
+        busy = tuple(sum(parts[w].lane_busy[lane] for w in widths) for lane in range(self.lanes))
+        model = perf_model.Result(
+            cycles=cycles, lane_busy=busy, dma_bytes=sum(parts[w].dma_bytes for w in widths)
         )
         nnz = int(directory.nvals[tl].sum())
         result = stats.RunStats(
