@@ -4,6 +4,7 @@
     python scripts/calibrate_emu.py --large         # also 100k-1M nonzeros (a few minutes)
     python scripts/calibrate_emu.py --record        # rewrite tests/data/emu_model_rtl.json
     python scripts/calibrate_emu.py --large --fit   # fit the CPU and DMA constants again
+    python scripts/calibrate_emu.py --overlay bus_bits=128,dma_engines=2   # another overlay
 
 Each case runs on ``ff.open("rtl")`` (the default overlay, real firmware in Verilator) and on
 ``ff.open("emu")`` (which packs with the same tiles); the table gives both cycle counts and
@@ -89,7 +90,10 @@ LARGE = {
     "power law 300k": lambda: power_law(60000, 5, 9),
     "rows of 1, 100k": lambda: fixed_rows(100000, 100000, 1, 10),
     "random 1M, 20/row": lambda: random(50000, 20, 11),
+    # B's rows fit no x buffer beside these tiles: the rtl device runs 8 jobs of one column
+    "poisson 2-D 120x120": lambda: poisson2d(120),
 }
+LARGE_SPMM = ("poisson 2-D 120x120",)
 # SpMM cases whose B slices and C blocks fit the lanes' buffers in one job (the rtl device
 # splits larger ones into several jobs over column blocks of B, which the model does not).
 SPMM = ("random 16k, 16/row", "poisson 2-D 30x30")
@@ -140,17 +144,18 @@ def runs(cases: dict, k8: tuple[str, ...]):  # type: ignore[no-untyped-def]
             yield name, k, A, x, tile, ff.spmm if k > 1 else ff.spmv
 
 
-def measure(cases: dict, k8: tuple[str, ...]) -> list[dict]:
-    """Run every case on rtl and emu; the table's rows."""
+def measure(cases: dict, k8: tuple[str, ...], overlay: dict | None = None) -> list[dict]:
+    """Run every case on rtl and emu, both opened with the overlay parameters ``overlay``;
+    the table's rows."""
     pm.simulate = _recording  # the emu device calls it through the module
     try:
-        return _measure(cases, k8)
+        return _measure(cases, k8, overlay or {})
     finally:
         pm.simulate = SIMULATE
 
 
-def _measure(cases: dict, k8: tuple[str, ...]) -> list[dict]:
-    rtl, emu = ff.open("rtl"), ff.open("emu")
+def _measure(cases: dict, k8: tuple[str, ...], overlay: dict) -> list[dict]:
+    rtl, emu = ff.open("rtl", **overlay), ff.open("emu", **overlay)
     rows = []
     for name, k, A, x, tile, run in runs(cases, k8):
         t = time.monotonic()
@@ -191,12 +196,14 @@ def main() -> int:
     p.add_argument("--large", action="store_true", help="also the 100k-1M nonzero cases")
     p.add_argument("--record", action="store_true", help=f"write the small set to {RECORD}")
     p.add_argument("--fit", action="store_true", help="fit the CPU and DMA constants")
+    p.add_argument("--overlay", default="", help="overlay parameters: key=value,...")
     a = p.parse_args()
-    rows = measure(SMALL, SPMM)
-    if a.record:
+    overlay = {k: int(v) for k, v in (kv.split("=") for kv in a.overlay.split(",") if kv)}
+    rows = measure(SMALL, SPMM, overlay)
+    if a.record and not overlay:
         RECORD.write_text(json.dumps(rows, indent=1) + "\n")
     if a.large:
-        rows += measure(LARGE, ())
+        rows += measure(LARGE, LARGE_SPMM, overlay)
     worst = max(abs(r["emu_cycles"] / r["rtl_cycles"] - 1) for r in rows)
     print(f"worst |emu / rtl - 1| = {worst:.3f} over {len(rows)} runs")
     if a.fit:
