@@ -196,14 +196,22 @@ def main() -> int:
     p.add_argument("--large", action="store_true", help="also the 100k-1M nonzero cases")
     p.add_argument("--record", action="store_true", help=f"write the small set to {RECORD}")
     p.add_argument("--fit", action="store_true", help="fit the CPU and DMA constants")
-    p.add_argument("--overlay", default="", help="overlay parameters: key=value,...")
+    p.add_argument(
+        "--overlay",
+        action="append",
+        help="overlay parameters key=value,... (repeat for several overlays; '' the default)",
+    )
     a = p.parse_args()
-    overlay = {k: int(v) for k, v in (kv.split("=") for kv in a.overlay.split(",") if kv)}
-    rows = measure(SMALL, SPMM, overlay)
-    if a.record and not overlay:
-        RECORD.write_text(json.dumps(rows, indent=1) + "\n")
-    if a.large:
-        rows += measure(LARGE, LARGE_SPMM, overlay)
+    rows = []
+    for given in a.overlay or [""]:
+        overlay = {k: int(v) for k, v in (kv.split("=") for kv in given.split(",") if kv)}
+        print(f"overlay: {overlay or 'default'}")
+        small = measure(SMALL, SPMM, overlay)
+        if a.record and not overlay:
+            RECORD.write_text(json.dumps(small, indent=1) + "\n")
+        rows += small
+        if a.large:
+            rows += measure(LARGE, LARGE_SPMM, overlay)
     worst = max(abs(r["emu_cycles"] / r["rtl_cycles"] - 1) for r in rows)
     print(f"worst |emu / rtl - 1| = {worst:.3f} over {len(rows)} runs")
     if a.fit:
