@@ -140,3 +140,17 @@ def test_rtl_live_cycles_within_15_percent() -> None:
     for row in CAL.measure(cases, ("rows of 24, 48k",)):
         ratio = row["emu_cycles"] / row["rtl_cycles"]
         assert 1 - TOLERANCE <= ratio <= 1 + TOLERANCE, row
+
+
+def test_a_tile_offset_outside_the_image_is_refused_when_the_job_runs() -> None:
+    dev = ff.open("emu")
+    A = CAL.random(300, 4, 13)
+    h = dev.put(A, tile=(64, 300))
+    image = h.buffer.array
+    image.flags.writeable = True  # read-only on the host after put; damage it anyway
+    dir_offset = int(image[32:40].view("<u8")[0])
+    image[dir_offset : dir_offset + 8] = np.array([1 << 40], "<u8").view(np.uint8)
+    h.verify = lambda: None  # type: ignore[method-assign]  # the CRC would say so first
+    with pytest.raises(DeviceError):
+        ff.spmv(h, np.ones(300, np.float32), device=dev)
+    ff.spmv(A, np.ones(300, np.float32), device=dev)  # the device still works
