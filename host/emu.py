@@ -511,7 +511,7 @@ class EmuDevice:
                     tile_bytes=directory.nbytes[tl],
                     x_bytes=beats_around(col0, col_ext, 4 * k),
                     y_bytes=beats_around(row0, row_ext, 4 * k),
-                    compute=np.array([perf_model.tile_cycles(r, k) for r in lengths], np.int64),
+                    compute=perf_model.tiles_cycles(lengths, k),
                     y_total=desc.m * 4 * k,
                     head_bytes=desc.total_bytes + directory.head_bytes,
                     accumulate=bool(desc.flags & jobs.FLAG_ACCUMULATE),

@@ -91,24 +91,39 @@ def tile_offsets(image: np.ndarray, n_tiles: int) -> np.ndarray:
 
 
 def tile_cycles(lengths: np.ndarray, k: int, c: Constants = DEFAULT) -> int:
-    """Cycles a lane spends on one tile whose rows hold ``lengths`` entries: one item (a
+    """Cycles a lane spends on one tile whose rows hold ``lengths`` entries (see
+    :func:`tiles_cycles`)."""
+    return int(tiles_cycles([np.asarray(lengths, dtype=np.int64)], k, c)[0])
+
+
+def tiles_cycles(tiles: list[np.ndarray], k: int, c: Constants = DEFAULT) -> np.ndarray:
+    """Cycles a lane spends on each tile, given the entries of each of its rows: one item (a
     nonzero and a column of B) per cycle; an empty row one cycle, a row of one entry two per
-    item (the y port reads and writes each row's sum); a chain longer than its queue waits for
-    its adder, one add per ``turn``; and the tail the last rows' chains leave."""
-    n = np.asarray(lengths, dtype=np.int64)
+    item (the y port reads and writes each row's sum); at k = 1 a chain longer than its queue
+    waits for its adder, one add per ``turn``; and the tail the last rows' chains leave."""
+    counts = np.array([len(t) for t in tiles], dtype=np.int64)
+    out = np.full(len(tiles), c.tile_base, dtype=np.int64)
+    busy = counts > 0
+    if not busy.any():
+        return out
+    n = np.concatenate(tiles).astype(np.int64)
     cost = np.maximum(n * k, c.turn * (n - c.queue) if k == 1 else 0)
     cost = np.where(n == 0, 1, np.where(n == 1, 2 * k, cost))
-    if not n.size:
-        return c.tile_base
-    end = int(cost.sum())
+    first = (np.cumsum(counts) - counts)[busy]
+    last = first + counts[busy] - 1
+    total = np.add.reduceat(cost, first)
     if k == 1:
-        # a chain's last add comes one turn per product after its first item was issued
-        starts = end - np.cumsum(cost[-16:][::-1])[::-1]
-        tail = max(int((starts + c.turn * n[-16:] - end).max()), 0)
+        # A chain's last add comes one turn per product after its first item was issued;
+        # the tail is how far the latest of them runs past the tile's last item.
+        suffix = np.cumsum(cost[::-1])[::-1]  # items from each row to the end of all tiles
+        after = np.append(suffix, 0)[last + 1]  # ... of the tiles after each tile
+        to_end = suffix - np.repeat(after, counts[busy])
+        tail = np.maximum(np.maximum.reduceat(c.turn * n - to_end, first), 0)
     else:
         # measured at k = 8: the last row's adds plus the pipeline, past the last item
-        tail = c.turn * int(n[-1]) + c.tail_k
-    return c.tile_base + end + tail
+        tail = c.turn * n[last] + c.tail_k
+    out[busy] += total + tail
+    return out
 
 
 @dataclass(frozen=True)
