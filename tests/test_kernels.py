@@ -328,10 +328,10 @@ def test_run_stats_follow_the_performance_model(device) -> None:  # type: ignore
     assert isinstance(s, ff.RunStats)
     assert s.kernel == "spmm" and s.nnz == A.nnz and s.work == 3 * A.nnz
     assert s.lanes == device.lanes == len(s.lane_busy_cycles) == len(s.lane_stall_cycles)
-    if s.estimated:  # the cycle model: work, each tile's start-up and drain, rows' tails
-        assert s.work < sum(s.lane_busy_cycles) < s.work + 256 * s.tiles
-    else:  # counted: a lane is busy for its work plus each tile's start-up and drain
-        assert s.work <= sum(s.lane_busy_cycles) < s.work + 64 * s.tiles
+    # A lane is busy for its work plus, per tile, its start-up and drain and the tail of the
+    # last rows' sequential sums (about 8 cycles per add of the longest, docs/overlay.md):
+    # counted on rtl, modelled on emu. Here 130-150 cycles per tile on average.
+    assert s.work < sum(s.lane_busy_cycles) < s.work + 256 * s.tiles
     assert all(
         b + st == s.cycles for b, st in zip(s.lane_busy_cycles, s.lane_stall_cycles, strict=True)
     )
