@@ -441,7 +441,7 @@ class Lane(Module):
             k1.eq(k_eff == 1),
             ctx.eq(1),
             rowctx.eq(1),
-            nextrow.eq(Array(C(1 << (i % n_ctx), n_ctx) for i in range(max_k + 1))[k_eff]),
+            nextrow.eq(C(1, n_ctx) << k_eff[:cb]),  # one-hot of k mod contexts
             kq.eq(k_eff),
             *([is_int.eq(dtype == DTYPE_CODES["int32"])] if len(value_types) == 2 else []),
             yrow.eq(y_base[2 : 2 + yw]),
