@@ -514,61 +514,54 @@ class Lane(Module):
             self.sync += reg.eq(sig)
             return reg
 
-        def delay(sig: Signal, n: int, name: str) -> Signal:
-            for i in range(n):
-                sig = stage(sig, len(sig), f"{name}_d{i}")
-            return sig
+        def advance(item: dict[str, Signal], tag: str) -> dict[str, Signal]:
+            """The item's fields one stage later."""
+            return {k: stage(f, len(f), f"{k}{tag}") for k, f in item.items()}
 
         # Coordinates are local to the x slice (the packer writes and checks them so), so
         # only the slice's index bits are decoded.
         self.comb += Signal(32 - xw, name="crd_high_unused").eq(crd.data[xw:])
-        vA = stage(emit & ~self.start, 1, "vA")
-        firstA, lastA = stage(firstq, 1, "firstA"), stage(rem1, 1, "lastA")
         ctx_bin = Signal(cb)
         self.comb += [If(ctx[j], ctx_bin.eq(j)) for j in range(n_ctx)]
-        cA, ctxA = stage(c, len(c), "cA"), stage(ctx_bin, cb, "ctxA")
-        crdA, valA = stage(crd.data[:xw], xw, "crdA"), stage(val.data, 32, "valA")
-        yaA = stage(yrow + c, yw, "yaA")
+        # The fields every stage carries: valid, chain's first/last item, context, value and
+        # the y word index of the chain's result.
+        item = {
+            "v": stage(emit & ~self.start, 1, "vA"),
+            "first": stage(firstq, 1, "firstA"),
+            "last": stage(rem1, 1, "lastA"),
+            "ctx": stage(ctx_bin, cb, "ctxA"),
+            "val": stage(val.data, 32, "valA"),
+            "ya": stage(yrow + c, yw, "yaA"),
+        }
+        cA, crdA = stage(c, len(c), "cA"), stage(crd.data[:xw], xw, "crdA")
         # B: the item's x row times k and the slice base plus column, each one add or multiply
-        vB, firstB, lastB, ctxB, valB, yaB = (
-            stage(s_, len(s_), n + "B")
-            for s_, n in ((vA, "v"), (firstA, "first"), (lastA, "last"), (ctxA, "ctx"),
-                          (valA, "val"), (yaA, "ya"))
-        )  # fmt: skip
+        item = advance(item, "B")
         xrowB = stage(crdA * kq if max_k > 1 else crdA, xw, "xrowB")
         xbcB = stage(x_base[2 : 2 + xw] + cA, xw, "xbcB")
         # C: the x and y addresses (y only for a chain's first item)
-        vC, firstC, lastC, ctxC, valC, yaC = (
-            stage(s_, len(s_), n + "C")
-            for s_, n in ((vB, "v"), (firstB, "first"), (lastB, "last"), (ctxB, "ctx"),
-                          (valB, "val"), (yaB, "ya"))
-        )  # fmt: skip
-        xaC = stage(xrowB + xbcB, xw, "xaC")
+        item = advance(item, "C")
+        xaC, yaC = stage(xrowB + xbcB, xw, "xaC"), item["ya"]
         readC = Signal()
-        self.comb += readC.eq(vC & firstC)
+        self.comb += readC.eq(item["v"] & item["first"])
         # D: the words arrive; E: their 32-bit fields
-        vD, firstD, lastD, ctxD, valD, yaD = (
-            stage(s_, len(s_), n + "D")
-            for s_, n in ((vC, "v"), (firstC, "first"), (lastC, "last"), (ctxC, "ctx"),
-                          (valC, "val"), (yaC, "ya"))
-        )  # fmt: skip
+        item = advance(item, "D")
         xfD = stage(xaC[:sw], max(sw, 1), "xfD")
-        vE, firstE, lastE, ctxE, valE, yaE = (
-            stage(s_, len(s_), n + "E")
-            for s_, n in ((vD, "v"), (firstD, "first"), (lastD, "last"), (ctxD, "ctx"),
-                          (valD, "val"), (yaD, "ya"))
-        )  # fmt: skip
         xvalE = stage(field(self.x_dat_r, xfD), 32, "xvalE")
-        y0E = stage(field(self.y_dat_r, yaD[:sw]), 32, "y0E")
+        y0E = stage(field(self.y_dat_r, item["ya"][:sw]), 32, "y0E")
+        item = advance(item, "E")
+        valE = item.pop("val")
         self.comb += [mul.a.eq(valE), mul.b.eq(xvalE)]
-        lm = mul.latency
+        # The fields and y's first value wait beside the multiplier.
+        item["y0"] = y0E
+        for i in range(mul.latency):
+            item = advance(item, f"M{i}")
         self.comb += [
-            accu.in_valid.eq(delay(vE, lm, "vM")),
-            accu.in_first.eq(delay(firstE, lm, "firstM")),
-            accu.in_last.eq(delay(lastE, lm, "lastM")),
-            accu.in_ctx.eq(delay(ctxE, lm, "ctxM")),
-            accu.in_tag.eq(delay(yaE, lm, "yaM")),
-            accu.in_init.eq(delay(y0E, lm, "y0M")),
+            accu.in_valid.eq(item["v"]),
+            accu.in_first.eq(item["first"]),
+            accu.in_last.eq(item["last"]),
+            accu.in_ctx.eq(item["ctx"]),
+            accu.in_tag.eq(item["ya"]),
+            accu.in_init.eq(item["y0"]),
             accu.in_term.eq(mul.r),
             # A sum can leave the adder up to latency + 1 cycles after it is let in.
             accu.out_ok.eq(wq.level <= wq_depth - accu.latency - 2),
@@ -579,8 +572,9 @@ class Lane(Module):
             wq.sink.adr.eq(accu.out_tag),
             wq.sink.dat.eq(accu.out_sum),
         ]
-        in_flight = [vA, vB, vC, vD, vE]
-        self.comb += pipe_empty.eq(~(Cat(*in_flight) != 0) & accu.idle & ~wq.source.valid)
+        # Every item is reserved in the accumulator when it is issued and counted there until
+        # the adder has it, so the accumulator's idle covers the stages in between.
+        self.comb += pipe_empty.eq(accu.idle & ~wq.source.valid)
 
         enables = Array(C(0xF << (4 * i), nb) for i in range(words))
         self.comb += [
