@@ -27,6 +27,9 @@ Measured with ``boards.timing.logic_depth`` on each unit behind registered input
 
 from __future__ import annotations
 
+from functools import reduce
+from operator import or_
+
 from migen import Cat, If, Module, Mux, Replicate, Signal
 from migen.fhdl.structure import _Value
 
@@ -54,13 +57,6 @@ def _inf(sign: _Value) -> _Value:
 
 def _zero(sign: _Value) -> _Value:
     return Cat(Replicate(0, 31), sign)
-
-
-def _any(terms: list[_Value]) -> _Value:
-    out = terms[0]
-    for t in terms[1:]:
-        out = out | t
-    return out
 
 
 def _lzc(m: Module, x: _Value, width: int) -> Signal:
@@ -132,7 +128,7 @@ class PipeFpAdd(Module):
         # my << 3 shifted right by d loses a one exactly when some my[j] sits below d - 3.
         self.comb += [
             shifted.eq(Cat(Replicate(0, 3), my) >> d1),
-            sticky.eq(_any([my[j] & (d1 > j + 3) for j in range(24)])),
+            sticky.eq(reduce(or_, [my[j] & (d1 > j + 3) for j in range(24)])),
         ]
         sub = sx ^ sy
         # x - y = x + ~y + 1: the extra low bit (1 + 1 on subtraction) is the carry-in, so the
