@@ -69,7 +69,15 @@ def run(args: argparse.Namespace) -> Report:
                          round(lane_run.cycles / work, 3), lane_run.stall])  # fmt: skip
             data[f"{bus}/{name}"] = {"work": work, "cycles": lane_run.cycles,
                                      "stall": lane_run.stall, "rate": rate}  # fmt: skip
+    _matrices(rows, data, rng)
     notes = [
+        f"Matrices: {MATRIX_N} x {MATRIX_N}, about {MATRIX_NNZ:,} nonzeros (the pack "
+        "benchmark's generators), cut into the tiles the default overlay's devices choose for "
+        "them, on a lane with the default overlay's buffers; "
+        "each row sums the whole matrix's tiles, checked bit for bit against the emulator.",
+        "Long rows are the worst case: each row's sum is sequential, one add per context "
+        "turn (8 cycles), and a row longer than its context's queue (32) holds up the rows "
+        "behind it.",
         "work = nonzeros x k (multiply-adds); rate = work / cycles, start-up and drain "
         "included (about 17 cycles per tile).",
         "Rows of one nonzero are bound by the y port (a read and a write per row); 32-bit "
@@ -86,6 +94,37 @@ def run(args: argparse.Namespace) -> Report:
         notes=notes,
         data=data,
     )
+
+
+MATRIX_N, MATRIX_NNZ = 8000, 80_000
+
+
+def _matrices(rows: list[list[object]], data: dict[str, object],
+              rng: np.random.Generator) -> None:  # fmt: skip
+    """SpMV on whole generated matrices at the devices' tile shape, tile after tile."""
+    import fiberflow as ff
+    from fiberflow.bench.pack import MAKERS
+    from fiberflow.overlay.lane_sim import LaneSim, run_matrix
+
+    sim = LaneSim(value_types=("fp32",), bus_bits=64, tile_depth=4096, x_depth=4096,
+                  y_depth=2048, max_k=8)  # fmt: skip
+    emu = ff.open("emu")
+    for name, make in progress(list(MAKERS.items()), desc="lane, matrices"):
+        A = sp.csr_matrix(make(MATRIX_N, MATRIX_NNZ, 0)).astype(np.float32)
+        x = rng.standard_normal((MATRIX_N, 1)).astype(np.float32)
+        # The tiles the default overlay's devices choose for this matrix.
+        tile = tuple(emu.pack_to_fit(ff.Tensor.from_scipy(A)).tile)
+        Y, runs = run_matrix(sim, A, x, tile, "spmv", rng, p_en=1.0)
+        want = ff.spmv(A, x[:, 0], device=emu).view(np.uint32)
+        if any(r.error for _, r in runs) or not np.array_equal(Y[:, 0], want):
+            raise BuildError(f"lane result differs from the emulator ({name})")
+        cycles = sum(r.cycles for _, r in runs)
+        stall = sum(r.stall for _, r in runs)
+        label = f"SpMV, {name} matrix, {len(runs)} tiles of {tile[0]} x {tile[1]}"
+        rows.append(["64", label, A.nnz, cycles, round(A.nnz / cycles, 3),
+                     round(cycles / A.nnz, 3), stall])  # fmt: skip
+        data[f"64/{label}"] = {"work": A.nnz, "cycles": cycles, "stall": stall,
+                               "rate": A.nnz / cycles}  # fmt: skip
 
 
 def _resources(data: dict[str, object]) -> list[str]:
