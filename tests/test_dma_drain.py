@@ -14,34 +14,22 @@ import pytest
 migen = pytest.importorskip("migen")
 
 from migen import Memory, Module, ResetInserter, Signal  # noqa: E402
-from migen.fhdl.specials import READ_FIRST  # noqa: E402
 from migen.sim import passive, run_simulation  # noqa: E402
+from test_soc import WORDS, engine  # noqa: E402
 
-from fiberflow.overlay.dma import DMAEngine  # noqa: E402
-
-WORDS = 64  # the buffer, in bus words: reads land in the low half, writes come from the high
-HALF = WORDS // 2
+HALF = WORDS // 2  # reads land in the buffer's low half, writes come from the high
 
 
 class Bench(Module):
     """An engine reset as the shell resets it: ``halt`` drains it, and it is held in reset
     from the cycle after ``drained`` until ``halt`` falls."""
 
-    def __init__(self, bus_bits: int) -> None:
-        self.submodules.dma = dma = ResetInserter()(DMAEngine(bus_bits, queue_depth=4))
+    def __init__(self, dma, buf: Memory) -> None:
+        self.submodules.dma = dma = ResetInserter()(dma)
         self.halt = Signal()
         self.held = Signal()
-        self.buf = buf = Memory(bus_bits, WORDS)
-        port = buf.get_port(write_capable=True, mode=READ_FIRST)
-        self.specials += buf, port
-        self.comb += [
-            port.adr.eq(dma.buf_adr),
-            port.we.eq(dma.buf_we),
-            port.dat_w.eq(dma.buf_dat_w),
-            dma.buf_dat_r.eq(port.dat_r),
-            dma.halt.eq(self.halt),
-            dma.reset.eq(self.held),
-        ]
+        self.buf = buf
+        self.comb += [dma.halt.eq(self.halt), dma.reset.eq(self.held)]
         self.sync += self.held.eq(self.halt & dma.drained)
 
 
@@ -179,7 +167,8 @@ def test_a_halt_at_a_random_moment_drains_every_burst(bus_bits: int, seed: int) 
     rng = random.Random(seed)
     mem = bytearray(rng.randbytes(3 * 8192))
     original = bytes(mem)
-    bench = Bench(bus_bits)
+    dma, buf, _ = engine(bus_bits, rng, mem)  # its slave model is replaced by Slave below
+    bench = Bench(dma, buf)
     dma = bench.dma
     slave = Slave(dma.axi, mem, bb, rng)
     seen = {"halts": 0, "mid_burst": 0}
