@@ -618,19 +618,14 @@ class EmuDevice:
         is packed with the emulator's own default tile instead: the emulator has no buffers."""
         from fiberflow.host import pack as packing
         from fiberflow.host.resident import default_tile
-        from fiberflow.host.shell_driver import pack_to_fit
+        from fiberflow.host.shell_driver import buffer_span, pack_to_fit
 
         ov = self.config
-        step = max(ov.bus_bytes // 4, 1)
-
-        def most(nbytes: int) -> int:  # as ShellJobs.tile_limits: one beat spare
-            return max(0, (nbytes // 4 - step) // step * step)
-
         try:
             return pack_to_fit(
                 t,
-                most(ov.y_bytes),
-                most(ov.x_bytes),
+                buffer_span(ov.y_bytes, ov.bus_bytes),  # as ShellJobs.tile_limits
+                buffer_span(ov.x_bytes, ov.bus_bytes),
                 lanes=self.lanes,
                 tile_bytes=ov.tile_bytes,
                 bus_bytes=ov.bus_bytes,

@@ -82,6 +82,7 @@ __all__ = [
     "ShellDriver",
     "ShellInfo",
     "ShellPort",
+    "buffer_span",
     "describe_error",
     "pack_to_fit",
 ]
@@ -215,6 +216,13 @@ def describe_error(code: int, info: int, address: int | None = None) -> str:
     else:
         text += f" (info {info:#x})"
     return text
+
+
+def buffer_span(nbytes: int, bus_bytes: int) -> int:
+    """The most 4-byte values a slice may span so that it fits an ``nbytes`` lane buffer
+    whatever its offset within a bus beat: whole beats, one beat spare (0 if none fit)."""
+    step = max(bus_bytes // 4, 1)
+    return max(0, (nbytes // 4 - step) // step * step)
 
 
 def pack_to_fit(

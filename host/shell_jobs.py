@@ -38,7 +38,13 @@ from fiberflow.host import args
 from fiberflow.host import job as jobs
 from fiberflow.host.device import Buffer
 from fiberflow.host.resident import make_resident
-from fiberflow.host.shell_driver import CycleMeter, ShellCounters, ShellDriver, pack_to_fit
+from fiberflow.host.shell_driver import (
+    CycleMeter,
+    ShellCounters,
+    ShellDriver,
+    buffer_span,
+    pack_to_fit,
+)
 from fiberflow.host.stats import RunStats
 
 __all__ = [
@@ -155,12 +161,7 @@ class ShellJobs:
         not start on a beat. Slices are whole beats, so they stay aligned. (0, 0) when the
         shell has no SpMV/SpMM lanes."""
         i = self.driver.info
-
-        def most(nbytes: int) -> int:
-            step = max(i.bus_bytes // 4, 1)
-            return max(0, (nbytes // 4 - step) // step * step)
-
-        return most(i.y_bytes), most(i.x_bytes)
+        return buffer_span(i.y_bytes, i.bus_bytes), buffer_span(i.x_bytes, i.bus_bytes)
 
     def pack_to_fit(self, t: Any, dtypes: tuple[np.dtype, ...], larger: str) -> Any:
         """Pack tensor ``t`` with the largest tiles the lanes' buffers hold (columns and rows
