@@ -194,17 +194,29 @@ def positions(geo: Geometry, extents: np.ndarray, ncrd: np.ndarray) -> np.ndarra
     return npos
 
 
+def check_limits(npos: np.ndarray, tile_bytes: np.ndarray) -> None:
+    """Raise TileShapeError if a tile's positions or bytes do not fit the 32-bit fields."""
+    if (npos > MAX_U32).any():
+        raise TileShapeError(
+            f"a tile would hold {int(npos.max())} positions, more than 32-bit offsets can "
+            "address; use a smaller tile"
+        )
+    if len(tile_bytes) and tile_bytes.max() > MAX_U32:
+        raise TileShapeError("a tile would exceed 4 GiB; use a smaller tile")
+
+
+def directory_span(ndim: int, n: int) -> tuple[int, int]:
+    """Where the directory of ``n`` tiles starts, and where it ends (the first tile's offset)."""
+    dir_offset = int(align(HEADER.itemsize + MODE.itemsize * ndim))
+    return dir_offset, dir_offset + n * dir_entry_dtype(ndim).itemsize
+
+
 def plan(geo: Geometry, tile_ids: np.ndarray, ncrd: np.ndarray) -> Layout:
     """Place the sections of the non-empty tiles ``tile_ids``, whose compressed levels hold
     ``ncrd[:, k]`` coordinates (entries for dense levels are ignored)."""
     n, ndim = len(tile_ids), geo.ndim
     index = geo.tile_index(tile_ids)
     npos = positions(geo, geo.extents(index), ncrd)
-    if (npos > MAX_U32).any():
-        raise TileShapeError(
-            f"a tile would hold {int(npos.max())} positions, more than 32-bit offsets can "
-            "address; use a smaller tile"
-        )
     seg = np.zeros((n, ndim), dtype=np.int64)
     crd = np.zeros((n, ndim), dtype=np.int64)
     cur = np.full(n, tile_header_dtype(ndim).itemsize, dtype=np.int64)
@@ -218,10 +230,8 @@ def plan(geo: Geometry, tile_ids: np.ndarray, ncrd: np.ndarray) -> Layout:
         parents = npos[:, k]
     vals = cur
     tile_bytes = align(cur + VALUE_BYTES * parents)
-    if n and tile_bytes.max() > MAX_U32:
-        raise TileShapeError("a tile would exceed 4 GiB; use a smaller tile")
-    dir_offset = int(align(HEADER.itemsize + MODE.itemsize * ndim))
-    first = dir_offset + n * dir_entry_dtype(ndim).itemsize
+    check_limits(npos, tile_bytes)
+    dir_offset, first = directory_span(ndim, n)
     tile_offset = first + np.concatenate(([0], np.cumsum(tile_bytes)[:-1])).astype(np.int64)
     tile_offset = tile_offset[:n]
     dense_cols = geo.dense[None, :]

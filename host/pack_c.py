@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from fiberflow.errors import CoordinateError, TileShapeError
+from fiberflow.errors import CoordinateError
 from fiberflow.host import dma_image as di
 from fiberflow.host.tensor import Tensor
 
@@ -75,8 +75,7 @@ def plan(
     vals, tile_bytes = (np.empty(n, dtype=np.int64) for _ in range(2))
     tile_off = np.empty(n + 1, dtype=np.int64)
     slot = np.empty(int(np.prod(geo.grid)), dtype=np.int64)
-    dir_offset = int(di.align(di.HEADER.itemsize + di.MODE.itemsize * ndim))
-    first = dir_offset + n * di.dir_entry_dtype(ndim).itemsize
+    dir_offset, first = di.directory_span(ndim, n)
     dense = np.ascontiguousarray(geo.dense, dtype="u1")
     total = lib.ff_plan(
         ndim,
@@ -91,13 +90,7 @@ def plan(
         *(_i64(a) for a in (index, ext, npos, seg, crd, vals, tile_off, tile_bytes, slot)),
         len(slot),
     )
-    if (npos > di.MAX_U32).any():
-        raise TileShapeError(
-            f"a tile would hold {int(npos.max())} positions, more than 32-bit offsets can "
-            "address; use a smaller tile"
-        )
-    if n and tile_bytes.max() > di.MAX_U32:
-        raise TileShapeError("a tile would exceed 4 GiB; use a smaller tile")
+    di.check_limits(npos, tile_bytes)
     lay = di.Layout(
         tile_ids=ids,
         index=index,
