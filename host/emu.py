@@ -50,8 +50,6 @@ FP32_POLICY = {"subnormals": "flush", "nan": "canonical"}
 # a bus as wide as the board's HP ports; PYNQ-Z2: 64 bits, 8 bytes per cycle at 100 MHz).
 DEFAULT_BOARD = "pynq-z2"
 DEFAULT_LANES = 4
-# ShellConfig's parameters the emulator takes as options (the rtl device's names).
-OVERLAY_OPTIONS = ("dma_engines", "bus_bits", "tile_bytes", "x_bytes", "y_bytes", "max_k")
 DEFAULT_MEMORY_BYTES = 2 << 30
 BASE_ADDRESS = 0x1000_0000
 PAGE = 4096
