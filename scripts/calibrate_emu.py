@@ -95,7 +95,8 @@ LARGE = {
 }
 LARGE_SPMM = ("poisson 2-D 120x120",)
 # SpMM cases whose B slices and C blocks fit the lanes' buffers in one job (the rtl device
-# splits larger ones into several jobs over column blocks of B, which the model does not).
+# splits larger ones into several jobs over column blocks of B, and the model adds those up:
+# LARGE_SPMM's case).
 SPMM = ("random 16k, 16/row", "poisson 2-D 30x30")
 
 
