@@ -211,12 +211,15 @@ class EmuDevice:
                 "the emulator's C kernels were not built; reinstall fiberflow with a C compiler "
                 "present (pip install -e .)"
             )
-        for name, value in (("lanes", lanes), ("bus_bytes_per_cycle", bus_bytes_per_cycle)):
-            if value is not None and not 1 <= args.integer(value, name, DeviceError) <= 65535:
-                raise DeviceError(f"{name} must be an integer from 1 to 65535, not {value!r}")
+        if bus_bytes_per_cycle is not None:
+            bus = args.integer(bus_bytes_per_cycle, "bus_bytes_per_cycle", DeviceError)
+            if not 1 <= bus <= 65535:
+                raise DeviceError(
+                    f"bus_bytes_per_cycle must be an integer from 1 to 65535, not {bus!r}"
+                )
         self.config = _overlay(
             board,
-            lanes=int(lanes),
+            lanes=args.integer(lanes, "lanes", DeviceError),  # _overlay checks its range
             bus_bytes_per_cycle=bus_bytes_per_cycle,
             given={
                 "dma_engines": dma_engines,
@@ -237,7 +240,7 @@ class EmuDevice:
             raise DeviceError(f"clock_mhz must be a positive, finite number, not {clock_mhz!r}")
         if args.integer(memory_bytes, "memory_bytes", DeviceError) <= 0:
             raise DeviceError(f"memory_bytes must be a positive integer, not {memory_bytes!r}")
-        self.lanes = int(lanes)
+        self.lanes = self.config.lanes
         self.clock_mhz = float(clock_mhz)
         self.bus_bytes_per_cycle = self.config.bus_bytes * self.config.dma_engines
         self.memory_bytes = int(memory_bytes)
