@@ -326,11 +326,12 @@ static void zero_pads(const walker *w, const band_tile *bt, int64_t s, int64_t r
     zero_to(w->image, (uint8_t *)(bt->vals + bt->n), w->tile_off[s + 1]);
 }
 
-/* Point the band's tile states at their sections, NULL segments for empty tiles, and list the
- * non-empty tile columns in w->used; return how many there are. The band loops go over that
- * list, not the whole row of tiles: with small tiles a band may have hundreds of columns and
- * only a few non-empty (a banded matrix at 256 x 256: 9 of 782), and a check of every column
- * per chunk of rows cost a tenth of the fill. */
+/* Point the band's tile states at their sections (for an empty tile: a NULL segment, no room,
+ * and the image for its other sections, a valid address for the compress loops' masked-off
+ * stores), and list the non-empty tile columns in w->used; return how many there are. The band
+ * loops go over that list, not the whole row of tiles: with small tiles a band may have
+ * hundreds of columns and only a few non-empty (a banded matrix at 256 x 256: 9 of 782), and a
+ * check of every column per chunk of rows cost a tenth of the fill. */
 static int64_t open_band(const walker *w, band_tile *tiles, int64_t rt)
 {
     int64_t gc = w->t->grid[1], n_used = 0;
@@ -338,7 +339,9 @@ static int64_t open_band(const walker *w, band_tile *tiles, int64_t rt)
         int64_t s = w->slot[rt * gc + ct];
         band_tile *bt = &tiles[ct];
         bt->seg = NULL;
-        bt->n = 0;
+        bt->crd = w->image;
+        bt->vals = (uint32_t *)w->image;
+        bt->n = bt->room = 0;
         bt->done = 0;
         if (s < 0)
             continue;
@@ -1103,8 +1106,8 @@ static int have_avx2(void)
            __builtin_cpu_supports("popcnt");
 }
 
-/* The compress loops' band: each tile's room (its entries; 0 for an empty tile, whose
- * masked-off stores need only a valid address), the loop, then the padding. */
+/* The compress loops' band: the tiles' room (as open_band set it) in an array for the loops,
+ * the loop, then the padding. */
 typedef void (*chunks_fn)(band_tile *, const int64_t *, const int64_t *, const int32_t *,
                           const uint32_t *, int64_t, const int32_t *, int, int64_t);
 
@@ -1115,14 +1118,8 @@ static void fill_band_compress(const walker *w, band_tile *tiles, int64_t rt, in
     int64_t gc = t->grid[1], room[FEW_TILES] = {0};
     int32_t lim[FEW_TILES + 1];
     tile_limits(t->tile[1], gc, lim);
-    for (int64_t ct = 0; ct < gc; ct++) {
-        int64_t s = w->slot[rt * gc + ct];
-        room[ct] = s < 0 ? 0 : w->npos[s * 2 + 1];
-        if (s < 0) {
-            tiles[ct].vals = (uint32_t *)w->image;
-            tiles[ct].crd = w->image;
-        }
-    }
+    for (int64_t ct = 0; ct < gc; ct++)
+        room[ct] = tiles[ct].room;
     loop(tiles, room, t->pos[1] + r0, t->crd[1], t->vals, rows, lim, t->coord_bytes, gc);
     for (int64_t ct = 0; ct < gc; ct++)
         if (tiles[ct].seg)
