@@ -306,8 +306,7 @@ class Shell(Module):
         # before the access (the front end gives the address a cycle early), so a read is an
         # AND-OR of the registers and a write a single enable. Other registers are
         # read-only: a write to them is ignored; other offsets read 0.
-        hsel, decode = _decoder([*host_read, hoff("CTRL"), hoff("DOORBELL")], axil.adr[2:], "hsel")
-        self.sync += decode
+        hsel = _decoder(self, [*host_read, hoff("CTRL"), hoff("DOORBELL")], axil.adr[2:], "hsel")
         host_we = Signal()
         self.comb += host_we.eq(axil.we & ~in_ram)
         self.sync += [
@@ -368,13 +367,13 @@ class Shell(Module):
                 cpu.p_addr[shift + used : rshift]
             )
         windows = [(e, r) for e, ports in enumerate(cpu_ports) for r in range(len(ports))]
-        win_sel, decode = _decoder(
+        win_sel = _decoder(
+            self,
             windows,
             Cat(cpu.p_addr[rshift:local_bits], cpu.p_addr[local_bits:28]),
             "win_sel",
             key=lambda w: w[0] << (local_bits - rshift) | w[1],
         )
-        self.sync += decode
         win_data = {}
         for e, ports in enumerate(cpu_ports):
             for r, pb in enumerate(ports):
@@ -464,10 +463,9 @@ class Shell(Module):
         strobes = [coff("DOORBELL_ACK")]
         strobes += [coff("DMA_CTRL", e) for e in range(len(dmas))]
         strobes += [coff("LANE_CTRL", n) for n in range(len(lanes))]
-        csel, decode = _decoder(
-            [*cpu_read, *cpu_writes, *ctl_writes, *strobes], cpu.p_addr[2:12], "csel"
+        csel = _decoder(
+            self, [*cpu_read, *cpu_writes, *ctl_writes, *strobes], cpu.p_addr[2:12], "csel"
         )
-        self.sync += decode
         self.comb += reg_rdata.eq(_select(csel, cpu_read))
         # Other registers are read-only: a write to them is ignored; other offsets read 0.
 
@@ -537,13 +535,14 @@ def buffer(width: int, depth: int) -> Memory:
 
 
 def _decoder(
-    keys: Iterable[Hashable], value: object, name: str,
+    m: Module, keys: Iterable[Hashable], value: object, name: str,
     key: Callable[[Any], int] = lambda k: k,
-) -> tuple[dict[Any, Signal], list[object]]:  # fmt: skip
-    """One flip-flop per key of ``keys``, and the statements that set it when ``value``
-    equals ``key(k)``, for the shell to load in the cycle before the one that uses them."""
+) -> dict[Any, Signal]:  # fmt: skip
+    """One flip-flop per key of ``keys``, set in ``m`` when ``value`` equals ``key(k)``: loaded
+    in the cycle before the one that uses it."""
     sel = {k: Signal(name=f"{name}_{i}") for i, k in enumerate(dict.fromkeys(keys))}
-    return sel, [s.eq(value == key(k)) for k, s in sel.items()]
+    m.sync += [s.eq(value == key(k)) for k, s in sel.items()]
+    return sel
 
 
 def _select(sel: Mapping[Any, Signal], values: Mapping[Any, object]) -> object:
