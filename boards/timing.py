@@ -158,51 +158,59 @@ class LogicDepth:
         )
 
 
-def longest_path(netlist: dict, top: str) -> LogicDepth:
-    """The longest combinational path of ``top`` in a yosys JSON ``netlist``, by LUT/MUXF levels
-    (then by CARRY cells), with flip-flops, RAMs and DSPs as its start and end points."""
-    cells = netlist["modules"][top]["cells"]
+def depths(cells: dict) -> tuple[dict, dict[str, tuple[int, int, str | None]]]:
+    """The combinational cells of a yosys JSON module's ``cells`` and, for each one reached in
+    topological order, ``(LUT/MUXF levels, CARRY cells, predecessor)`` of the deepest path into
+    it from a flip-flop, RAM or DSP. Cells on a combinational loop never become ready and are
+    left out. Among equally deep inputs the first by name is kept, so runs name the same path."""
     comb = {n: c for n, c in cells.items() if not c["type"].startswith(_CUT_PREFIXES)}
-    driver: dict[object, str] = {}
+    driver: dict[int, str] = {}
     for name, c in comb.items():
         for port, bits in c["connections"].items():
             if c["port_directions"].get(port) == "output":
-                for b in bits:
-                    if isinstance(b, int):
-                        driver[b] = name
-    preds: dict[str, set[str]] = {n: set() for n in comb}
+                driver.update((b, name) for b in bits if isinstance(b, int))
+    preds: dict[str, list[str]] = {}
     succs: dict[str, set[str]] = {n: set() for n in comb}
     for name, c in comb.items():
-        for port, bits in c["connections"].items():
-            if c["port_directions"].get(port) == "input":
-                for b in bits:
-                    d = driver.get(b) if isinstance(b, int) else None
-                    if d is not None and d != name:
-                        preds[name].add(d)
-                        succs[d].add(name)
-    # Kahn's order; what never becomes ready is on a combinational loop.
+        ins = {
+            driver[b]
+            for port, bits in c["connections"].items()
+            if c["port_directions"].get(port) == "input"
+            for b in bits
+            if isinstance(b, int) and b in driver and driver[b] != name
+        }
+        preds[name] = sorted(ins)
+        for d in ins:
+            succs[d].add(name)
+    # Kahn's order.
     pending = {n: len(p) for n, p in preds.items()}
     ready = [n for n, k in pending.items() if k == 0]
-    best: dict[str, tuple[int, int]] = {}
-    back: dict[str, str | None] = {}
+    best: dict[str, tuple[int, int, str | None]] = {}
     while ready:
         n = ready.pop()
         w = _weight(comb[n]["type"])
-        prev = max(preds[n], key=lambda p: best[p], default=None)
-        base = best[prev] if prev is not None else (0, 0)
-        best[n], back[n] = (base[0] + w[0], base[1] + w[1]), prev
+        prev = max(preds[n], key=lambda p: best[p][:2], default=None)
+        base = best[prev][:2] if prev is not None else (0, 0)
+        best[n] = (base[0] + w[0], base[1] + w[1], prev)
         for s in succs[n]:
             pending[s] -= 1
             if pending[s] == 0:
                 ready.append(s)
+    return comb, best
+
+
+def longest_path(netlist: dict, top: str) -> LogicDepth:
+    """The longest combinational path of ``top`` in a yosys JSON ``netlist``, by LUT/MUXF levels
+    (then by CARRY cells), with flip-flops, RAMs and DSPs as its start and end points."""
+    comb, best = depths(netlist["modules"][top]["cells"])
     if not best:
         return LogicDepth(0, 0, (), len(comb))
-    end: str | None = max(best, key=best.__getitem__)
+    end: str | None = max(best, key=lambda n: best[n][:2])
+    levels, carry, _ = best[end]
     path = []
     while end is not None:
         path.append(f"{comb[end]['type']} {end}")
-        end = back[end]
-    levels, carry = max(best.values())
+        end = best[end][2]
     return LogicDepth(levels, carry, tuple(reversed(path)), len(comb) - len(best))
 
 

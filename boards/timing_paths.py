@@ -17,7 +17,7 @@ import argparse
 import re
 from dataclasses import dataclass
 
-from fiberflow.boards.timing import _CUT_PREFIXES, _weight, xc7_netlist
+from fiberflow.boards.timing import depths, xc7_netlist
 
 __all__ = ["Endpoint", "endpoints"]
 
@@ -72,28 +72,8 @@ def endpoints(netlist: dict, top: str, exclude: str | None = None) -> list[Endpo
             if isinstance(b, int) and b in driver and driver[b] != cname
         ]
 
-    comb = {n for n, c in cells.items() if not c["type"].startswith(_CUT_PREFIXES)}
-    # (levels, carry, predecessor) per combinational cell, in topological order; cells on a
-    # combinational loop never become ready and are left out, as timing.longest_path does.
-    preds = {n: [p for p in inputs(n) if p in comb] for n in comb}
-    pending = {n: len(set(p)) for n, p in preds.items()}
-    succs: dict[str, set[str]] = {n: set() for n in comb}
-    for n, ps in preds.items():
-        for p in ps:
-            succs[p].add(n)
-    ready = [n for n, k in pending.items() if k == 0]
-    best: dict[str, tuple[int, int, str | None]] = {}
-    while ready:
-        n = ready.pop()
-        # (Sorted: among equally deep inputs the same one is named on every run.)
-        prev = max(sorted(set(preds[n])), key=lambda p: best[p][:2], default=None)
-        base = best[prev][:2] if prev is not None else (0, 0)
-        w = _weight(cells[n]["type"])
-        best[n] = (base[0] + w[0], base[1] + w[1], prev)
-        for s in succs[n]:
-            pending[s] -= 1
-            if pending[s] == 0:
-                ready.append(s)
+    # The deepest path into every combinational cell, as timing.longest_path measures it.
+    comb, best = depths(cells)
 
     def start_of(cname: str) -> str:
         starts = sorted(p for p in inputs(cname) if p not in comb)
