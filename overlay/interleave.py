@@ -2,18 +2,24 @@
 added one at a time in arrival order.
 
 A pipelined adder takes ``latency`` cycles to produce a sum, so a single running sum could use
-it once every ``latency`` cycles. The lane keeps it busy by interleaving independent sums: the
-products of each sum (a *chain*: one row of SpMV, one row and column of SpMM) are queued in one
-of ``contexts`` first-in first-out queues, and the adder serves the contexts in a fixed
-round-robin, context ``j`` in the cycles ``t = j (mod contexts)``. With ``contexts`` greater than
-the adder's latency, a context's previous sum has left the adder before its next turn, so no
-hazard check is needed, and one term enters the adder in every cycle in which the context whose
-turn it is has one queued.
+it once every ``latency + 1`` cycles (the sum must be back in its register before the next
+add reads it). The lane keeps it busy by interleaving independent sums: the products of each
+sum (a *chain*: one row of SpMV, one row and column of SpMM) are queued in one of ``contexts``
+first-in first-out queues, and in every cycle the adder takes the next term of one context
+that has a term queued and no add in flight (its previous sum is back by the time the term
+reaches the adder). Among those, priority rotates with a free-running counter, so no context
+waits more than ``contexts`` cycles once it is eligible. A lone chain thus gets an add every
+``latency + 1`` cycles; with more than ``latency`` chains queued, the adder takes a term in
+every cycle.
 
-Why a fixed round-robin rather than "any ready context": it makes the schedule a counter, with
-no search in the cycle before the adder, and it never changes which terms a sum receives or
-their order (each chain lives in one context, and its queue is first-in first-out), so the
-result is the sequential sum, bit for bit, whatever the timing.
+Why it is hazard-free without comparing contexts: a pick is remembered for the ``latency``
+cycles its add is in flight (a shift register of one-hot picks), and a remembered context is
+not eligible. Why the order cannot change: each chain lives in one context and its queue is
+first-in first-out, so whichever context is picked, a sum receives its own terms in order:
+the result is the sequential sum, bit for bit, whatever the timing.
+
+The pick is one stage ahead of the queue read (pick, read, add), so the choice among the
+contexts and the queue memory's read are in different cycles, each from flip-flops.
 
 The caller assigns chains to contexts and must not start a chain in a context before the
 previous chain there has been fully queued (in the lane, chains arrive in row order, so this
@@ -30,7 +36,10 @@ marked for LUT RAM, so it maps neither to flip-flops nor to the block RAM the bu
 
 from __future__ import annotations
 
-from migen import READ_FIRST, Array, Cat, If, Memory, Module, Mux, Signal
+from functools import reduce
+from operator import and_, or_
+
+from migen import READ_FIRST, Array, C, Cat, If, Memory, Module, Mux, Signal
 
 __all__ = ["InterleavedAccumulator"]
 
@@ -56,7 +65,7 @@ class InterleavedAccumulator(Module):
         in cycle ``t`` (registered inside; no enable).
     contexts, depth : int
         Queues and entries per queue (powers of two); ``contexts`` must exceed the adder's
-        latency.
+        latency (so that the adder can take a term in every cycle).
     tag_bits : int
         Width of the tag carried from a chain's last term to its emitted sum.
 
@@ -70,8 +79,10 @@ class InterleavedAccumulator(Module):
     in_valid, in_ctx, in_term, in_init, in_first, in_last, in_tag : in
         An arriving term (reserved earlier).
     out_ok : Signal(), in
-        The consumer can take every sum that might be emitted in the next ``latency + 2``
-        cycles; while it is low, no term enters the adder.
+        The consumer can take every sum that might be emitted in this cycle and the next
+        ``window - 1``; while it is low, no term is picked for the adder.
+    window : int
+        Cycles from a pick to its sum on ``out_*``, plus one (``latency + 3``).
     out_valid, out_sum, out_tag : out
         A chain's final sum (one cycle; no backpressure beyond ``out_ok``).
     idle : Signal(), out
@@ -85,7 +96,8 @@ class InterleavedAccumulator(Module):
         if contexts & (contexts - 1) or depth < 1 or depth & (depth - 1):
             raise ValueError(f"contexts ({contexts}) and depth ({depth}) must be powers of two")
         cb, db = contexts.bit_length() - 1, depth.bit_length() - 1
-        self.latency = add.latency
+        self.latency = lat = add.latency
+        self.window = lat + 3
         self.reserve = Signal()
         self.reserve_sel = Signal(contexts)
         self.room = [Signal(reset=1, name=f"room{j}") for j in range(contexts)]
@@ -105,7 +117,7 @@ class InterleavedAccumulator(Module):
         width = 32 + 32 + tag_bits + 2  # term, init, tag, first, last
         mem = _LutMemory(width, contexts * depth)
         # The read port registers the data (not the address), so the LUT RAM's read is in the
-        # cycle of the choice and the adder's operands come straight from a register.
+        # cycle after the pick and the adder's operands come straight from a register.
         wr, rd = mem.get_port(write_capable=True), mem.get_port(mode=READ_FIRST)
         self.specials += mem, wr, rd
         wrp = [Signal(db, name=f"wrp{j}") for j in range(contexts)]
@@ -113,14 +125,38 @@ class InterleavedAccumulator(Module):
         count = [Signal(db + 1, name=f"count{j}") for j in range(contexts)]
         held = [Signal(db + 1, name=f"held{j}") for j in range(contexts)]  # reserved, not taken
 
-        # The context whose term may be read now enters the adder in the next cycle; the read
-        # port's one-cycle latency is the gap. Flags are registered (computed from the counts
-        # after this cycle), so the choice is a mux of flip-flops, not a compare.
-        sel = Signal(cb)
-        nonempty = [Signal(name=f"nonempty{j}") for j in range(contexts)]
-        take = Signal()
+        # -- the pick: a context with a term queued and no add in flight, in rotating priority --
+        # picked[0] is the previous cycle's pick (one-hot; its queue is read now), picked[i]
+        # the one i cycles before that. A context picked in cycle t can be picked again in
+        # t + latency + 1: its term then reaches the adder in the cycle its sum is back in acc.
+        picked = [Signal(contexts, name=f"picked{i}") for i in range(max(lat - 1, 1))]
+        # ready: queued and not picked in the cycles before the previous one (registered; the
+        # previous cycle's pick is masked in the pick itself, so no flag waits on the pick).
+        ready = Signal(contexts)
+        turn = Signal(cb)  # the context with the highest priority this cycle
+        cand = Signal(contexts)
+        grant = Signal(contexts)
+        self.comb += cand.eq(ready & ~picked[0] & Mux(self.out_ok, 2**contexts - 1, 0))
+
+        def first_from(b: int) -> list:
+            """One-hot grant with priority b, b + 1, ... (mod contexts)."""
+            out = [cand[0]] * contexts
+            for i in range(contexts):
+                j = (b + i) % contexts
+                out[j] = reduce(and_, [~cand[(b + h) % contexts] for h in range(i)], cand[j])
+            return out
+
+        self.comb += grant.eq(Array(Cat(*first_from(b)) for b in range(contexts))[turn])
+        sel, sel_v = Signal(cb), Signal()  # picked[0] in binary, and whether there was a pick
+        self.sync += [
+            turn.eq(turn + 1),
+            picked[0].eq(grant),
+            sel_v.eq(grant != 0),
+            *[picked[i].eq(picked[i - 1]) for i in range(1, len(picked))],
+        ]
+        self.sync += [If(grant[j], sel.eq(j)) for j in range(contexts)]
+        cooling = picked[: lat - 1]  # picks still in flight one cycle from now
         self.comb += [
-            take.eq(Array(nonempty)[sel] & self.out_ok),
             wr.adr.eq(Cat(Array(wrp)[self.in_ctx], self.in_ctx)),
             # The write port's read side is not used (the read port has its own).
             Signal(width, name="wr_dat_r_unused").eq(wr.dat_r),
@@ -128,19 +164,19 @@ class InterleavedAccumulator(Module):
             wr.we.eq(self.in_valid),
             rd.adr.eq(Cat(Array(rdp)[sel], sel)),
         ]
-        self.sync += sel.eq(sel + 1)
         busy_parts = []
         for j in range(contexts):
             put = self.in_valid & (self.in_ctx == j)
-            got = take & (sel == j)
+            got = picked[0][j]
             res = self.reserve & self.reserve_sel[j]
             count_next = Signal(db + 1, name=f"count_next{j}")
+            in_flight = reduce(or_, [p[j] for p in cooling]) if cooling else C(0, 1)
             self.comb += count_next.eq(count[j] + put - got)
             self.sync += [
                 If(put, wrp[j].eq(wrp[j] + 1)),
                 If(got, rdp[j].eq(rdp[j] + 1)),
                 count[j].eq(count_next),
-                nonempty[j].eq(count_next != 0),
+                ready[j].eq((count_next != 0) & ~in_flight),
                 held[j].eq(held[j] + res - got),
                 # Room for one more next cycle. This cycle's take is left out (it is seen a
                 # cycle later), which keeps the take logic off this path.
@@ -150,7 +186,7 @@ class InterleavedAccumulator(Module):
 
         # -- the adder loop: operands in the cycle after the read; sums back `latency` later --
         v_i, ctx_i = Signal(), Signal(cb)
-        self.sync += [v_i.eq(take), ctx_i.eq(sel)]
+        self.sync += [v_i.eq(sel_v), ctx_i.eq(sel)]
         term, init, tag, first, last = Signal(32), Signal(32), Signal(tag_bits), Signal(), Signal()
         self.comb += Cat(term, init, tag, first, last).eq(rd.dat_r)
         acc = [Signal(32, name=f"acc{j}") for j in range(contexts)]
@@ -161,7 +197,7 @@ class InterleavedAccumulator(Module):
         # Valid, context, last and tag travel beside the adder's stages.
         v, c, lst, tg = v_i, ctx_i, last, tag
         in_adder = [v_i]
-        for _ in range(add.latency):
+        for _ in range(lat):
             v2, c2, l2, t2 = Signal(), Signal(len(c)), Signal(), Signal(tag_bits)
             self.sync += [v2.eq(v), c2.eq(c), l2.eq(lst), t2.eq(tg)]
             v, c, lst, tg = v2, c2, l2, t2
@@ -172,6 +208,6 @@ class InterleavedAccumulator(Module):
             self.out_sum.eq(add.r),
             self.out_tag.eq(tg),
         ]
-        # Idle: nothing held (held counts queued terms too), reserved, taken or in the adder.
-        # Registered, so it rises a cycle late, never early.
-        self.sync += self.idle.eq(~(Cat(*busy_parts, self.reserve, take, *in_adder) != 0))
+        # Idle: nothing held (held counts queued terms too, until their read), reserved, read
+        # or in the adder. Registered, so it rises a cycle late, never early.
+        self.sync += self.idle.eq(~(Cat(*busy_parts, self.reserve, sel_v, *in_adder) != 0))

@@ -563,8 +563,8 @@ class Lane(Module):
             accu.in_tag.eq(item["ya"]),
             accu.in_init.eq(item["y0"]),
             accu.in_term.eq(mul.r),
-            # A sum can leave the adder up to latency + 1 cycles after it is let in.
-            accu.out_ok.eq(wq.level <= wq_depth - accu.latency - 2),
+            # A sum can leave the adder up to window - 1 cycles after its term is picked.
+            accu.out_ok.eq(wq.level <= wq_depth - accu.window),
             wq.sink.valid.eq(accu.out_valid),
             # out_ok keeps room for every sum in the adder, so a push always fits: the
             # sink's ready is never needed.
