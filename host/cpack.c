@@ -1230,8 +1230,17 @@ static void reset_walk_state(walker *w, int64_t g0, int64_t g1)
     }
 }
 
+/* The counts start from zero, cleared by the part that owns them: the counts of hundreds of
+ * thousands of grid tiles, cleared up front on one thread, took a twentieth of the pack. */
+static void clear_counts(const walker *w, int64_t g0, int64_t g1)
+{
+    int nd = w->t->ndim;
+    memset(w->ncrd + g0 * nd, 0, sizeof(int64_t) * (size_t)((g1 - g0) * nd));
+}
+
 static void count_walk(part *p)
 {
+    clear_counts(&p->w, p->t0 * p->w.stride[0], p->t1 * p->w.stride[0]);
     reset_walk_state(&p->w, p->t0 * p->w.stride[0], p->t1 * p->w.stride[0]);
     walk(&p->w, 0, 0, 0, p->lo, p->hi);
 }
@@ -1312,6 +1321,7 @@ static void count_csr(part *p)
         int64_t r1 = r0 + tr < p->hi ? r0 + tr : p->hi;
         int64_t q0 = pos[r0], n = pos[r1] - q0, *ncrd = w->ncrd + rt * gc * 2 + 1;
         int ok = 1;
+        clear_counts(w, rt * gc, (rt + 1) * gc);
         if (fast) {
 #ifdef FF_AVX512
             uint32_t top = w->simd == FF_SIMD_AVX512
@@ -1566,6 +1576,15 @@ int64_t ff_plan(int ndim, const uint8_t *dense, const int64_t *size, const int64
     }
     tile_off[n] = (int64_t)at;
     return (int64_t)at;
+}
+
+int64_t ff_nonempty(const int64_t *ncrd, int64_t n_grid, int ndim, int64_t *ids)
+{
+    int64_t n = 0;
+    for (int64_t g = 0; g < n_grid; g++)
+        if (ncrd[g * ndim + ndim - 1] > 0)
+            ids[n++] = g;
+    return n;
 }
 
 int ff_count(const ff_tree *tree, int64_t *ncrd, int64_t *last, int64_t *runs, int threads,

@@ -22,12 +22,16 @@ enum { FF_OK = 0, FF_BAD_COORD = 1 };
 
 /* Pass 1. For every tile of the grid (row-major tile id t) and every compressed level k,
  * count into ncrd[t * ndim + k] the coordinates that level holds in that tile.
- * ncrd and last each have prod(grid) * ndim entries; ncrd must be zeroed. runs has grid[0]
- * entries, zeroed: for a CSR-like tree, the runs (stretches of a row in one tile) of each row
- * band the loop for many tile columns counted, for ff_fill's choice of loop. threads, simd: as
- * for ff_fill. Returns FF_OK, or FF_BAD_COORD. */
+ * ncrd and last each have prod(grid) * ndim entries, uninitialised (ff_count clears them).
+ * runs has grid[0] entries, zeroed: for a CSR-like tree, the runs (stretches of a row in one
+ * tile) of each row band the loop for many tile columns counted, for ff_fill's choice of loop.
+ * threads, simd: as for ff_fill. Returns FF_OK, or FF_BAD_COORD. */
 int ff_count(const ff_tree *tree, int64_t *ncrd, int64_t *last, int64_t *runs, int threads,
              int simd);
+
+/* The grid tiles (row-major ids, increasing) whose last level holds coordinates by ff_count's
+ * counts ncrd, into ids (n_grid entries of room); returns how many. */
+int64_t ff_nonempty(const int64_t *ncrd, int64_t n_grid, int ndim, int64_t *ids);
 
 /* Pass 2. Fill the non-empty tiles into image and return the CRC-32 of their bytes,
  * image[tile_off[0] .. tile_off[n_tiles]). slot[t] is the directory index of grid tile t (or

@@ -141,7 +141,7 @@ def pack_c(t: Tensor, geo: di.Geometry) -> tuple[np.ndarray, di.Layout, tuple[in
         },
     )
     n_grid = int(np.prod(geo.grid))
-    ncrd = np.zeros((n_grid, ndim), dtype=np.int64)
+    ncrd = np.empty((n_grid, ndim), dtype=np.int64)
     scratch = np.empty((n_grid, ndim), dtype=np.int64)
     runs = np.zeros(int(geo.grid[0]), dtype=np.int64)
     workers = threads(t.nnz)
@@ -163,8 +163,10 @@ def pack_c(t: Tensor, geo: di.Geometry) -> tuple[np.ndarray, di.Layout, tuple[in
         npos = di.positions(geo, geo.extents(geo.tile_index(all_ids)), ncrd)
         ids = np.flatnonzero(npos[:, -1] > 0).astype(np.int64)
         del npos
-    else:
-        ids = np.flatnonzero(ncrd[:, -1] > 0).astype(np.int64)
+    else:  # in C: numpy's strided compare and flatnonzero over the whole grid cost 5x more
+        found = np.empty(n_grid, dtype=np.int64)
+        ids = found[: lib.ff_nonempty(_i64(ncrd), n_grid, ndim, _i64(found))].copy()
+        del found
     lay, ext, tile_off, slot = plan(geo, ids, ncrd)
     del ncrd
 
