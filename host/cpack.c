@@ -326,18 +326,22 @@ static void zero_pads(const walker *w, const band_tile *bt, int64_t s, int64_t r
     zero_to(w->image, (uint8_t *)(bt->vals + bt->n), w->tile_off[s + 1]);
 }
 
-/* Point the band's tile states at their sections (for an empty tile: a NULL segment, no room,
- * and the image for its other sections, a valid address for the compress loops' masked-off
- * stores), and list the non-empty tile columns in w->used; return how many there are. The band
- * loops go over that list, not the whole row of tiles: with small tiles a band may have
- * hundreds of columns and only a few non-empty (a banded matrix at 256 x 256: 9 of 782), and a
- * check of every column per chunk of rows cost a tenth of the fill. */
-static int64_t open_band(const walker *w, band_tile *tiles, int64_t rt)
+/* Point the band's tile states at their sections, and list the non-empty tile columns in
+ * w->used; return how many there are. The band loops go over that list, not the whole row of
+ * tiles: with small tiles a band may have hundreds of columns and only a few non-empty (a banded
+ * matrix at 256 x 256: 9 of 782), and a check of every column per chunk of rows cost a tenth of
+ * the fill. Only the compress loops look at empty tiles (`every`): for those, a NULL segment, no
+ * room, and the image for the other sections, a valid address for masked-off stores. The other
+ * loops reach a tile only through its entries, and setting the empty ones' states cost a
+ * twentieth of a 256 x 256 pack. */
+static int64_t open_band(const walker *w, band_tile *tiles, int64_t rt, int every)
 {
     int64_t gc = w->t->grid[1], n_used = 0;
     for (int64_t ct = 0; ct < gc; ct++) {
         int64_t s = w->slot[rt * gc + ct];
         band_tile *bt = &tiles[ct];
+        if (s < 0 && !every)
+            continue;
         bt->seg = NULL;
         bt->crd = w->image;
         bt->vals = (uint32_t *)w->image;
@@ -1217,6 +1221,14 @@ static int64_t first_slot(const walker *w, int64_t g)
     return w->n_tiles;
 }
 
+/* The CRC-32 of bytes a part wrote, by carry-less multiplies as wide as the vector level allows
+ * (FIBERFLOW_SIMD caps the checksum too, so that a capped run measures what a CPU without
+ * 512-bit vectors would do). */
+static uint32_t checksum(const walker *w, uint32_t crc, const uint8_t *p, uint64_t n)
+{
+    return ff_crc32_with(w->simd == FF_SIMD_AVX512 ? 2 : 1, crc, p, n);
+}
+
 /* The walk's per-tile state: `last` of grid tiles g0 .. g1 - 1 (the counting pass) or of
  * directory entries g0 .. g1 - 1 (filling; and `cur`), set to -1 by the part that uses them.
  * The CSR loops need neither: set up front, they were a write of 16 or 32 bytes per tile
@@ -1274,7 +1286,7 @@ static void fill_walk(part *p)
         }
     }
     p->nbytes = w->tile_off[s1] - w->tile_off[s0];
-    p->crc = ff_crc32(0, w->image + w->tile_off[s0], (uint64_t)p->nbytes);
+    p->crc = checksum(w, 0, w->image + w->tile_off[s0], (uint64_t)p->nbytes);
 }
 
 /* Which CSR loops a band runs: the compress loops for few tile columns (any tile width) at a
@@ -1392,7 +1404,7 @@ static void fill_csr(part *p)
     int64_t total = 0;
     for (int64_t r0 = p->lo, rt = p->t0; r0 < p->hi; r0 += tr, rt++) {
         int64_t rows = p->hi - r0 < tr ? p->hi - r0 : tr;
-        int64_t n_used = open_band(w, tiles, rt);
+        int64_t n_used = open_band(w, tiles, rt, band != NULL);
         if (n_used == 0) /* no entries in the band (the last level is compressed) */
             continue;
         (band ? band : long_runs(w, n_used, rt, r0, rows) ? runs : fill_band_scatter)(
@@ -1401,7 +1413,7 @@ static void fill_csr(part *p)
         int64_t s0 = w->slot[rt * gc + w->used[0]], s1 = w->slot[rt * gc + w->used[n_used - 1]] + 1;
         int64_t nb = w->tile_off[s1] - w->tile_off[s0];
         write_headers(w, s0, s1);
-        crc = ff_crc32(crc, w->image + w->tile_off[s0], (uint64_t)nb);
+        crc = checksum(w, crc, w->image + w->tile_off[s0], (uint64_t)nb);
         total += nb;
     }
     free(tiles);
