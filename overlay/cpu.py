@@ -113,6 +113,13 @@ class ControlCPU(Module):
             p_ENABLE_COUNTERS=0,
             p_ENABLE_COUNTERS64=0,
             p_BARREL_SHIFTER=1,
+            # The ALU result and the branch compare each get a register of their own (one
+            # cycle more per ALU instruction and per branch): without them picorv32's paths
+            # from its decoded instruction into its state machine map to 9-10 LUT levels on
+            # xc7, over the budget of 8 at 100 MHz; with them, 8. The firmware's control
+            # overhead per tile has room for the cycles (docs/benchmarks.md, rtl shell).
+            p_TWO_CYCLE_ALU=1,
+            p_TWO_CYCLE_COMPARE=1,
             p_COMPRESSED_ISA=0,
             # The single-cycle multiplier (DSP blocks) rather than the 32-cycle shift-add one:
             # the job walker multiplies on every tile (addresses of y blocks, x slices).
