@@ -25,7 +25,7 @@ The caller assigns chains to contexts and must not start a chain in a context be
 previous chain there has been fully queued (in the lane, chains arrive in row order, so this
 holds by construction). Terms arrive from a pipeline that cannot stop, so room is reserved when
 a term is *issued* upstream (``reserve``, naming its context), not when it arrives: ``room[j]``
-says a term for context ``j`` may be issued now.
+says a term for context ``j`` may be issued in the next cycle.
 
 Each queued term carries the chain's initial value (``init``, used with ``first``: the sum is
 ``init + t0 + t1 + ...``), whether it is the chain's last term (``last``: the sum is then
@@ -37,9 +37,9 @@ marked for LUT RAM, so it maps neither to flip-flops nor to the block RAM the bu
 from __future__ import annotations
 
 from functools import reduce
-from operator import and_, or_
+from operator import or_
 
-from migen import READ_FIRST, Array, C, Cat, If, Memory, Module, Mux, Signal
+from migen import READ_FIRST, Array, Cat, If, Memory, Module, Mux, Signal
 
 __all__ = ["InterleavedAccumulator"]
 
@@ -75,7 +75,8 @@ class InterleavedAccumulator(Module):
         A term for the context whose bit is set in ``reserve_sel`` (one-hot) was issued
         upstream; it arrives later on ``in_*``. Only when that context's ``room``.
     room : list of Signal(), out
-        Per context: a term may be reserved now (registered).
+        Per context: a term may be reserved in the next cycle, whatever is reserved in this
+        one (a compare of a flip-flop count, so a caller registers its decision from it).
     in_valid, in_ctx, in_term, in_init, in_first, in_last, in_tag : in
         An arriving term (reserved earlier).
     out_ok : Signal(), in
@@ -100,7 +101,7 @@ class InterleavedAccumulator(Module):
         self.window = lat + 3
         self.reserve = Signal()
         self.reserve_sel = Signal(contexts)
-        self.room = [Signal(reset=1, name=f"room{j}") for j in range(contexts)]
+        self.room = [Signal(name=f"room{j}") for j in range(contexts)]
         self.in_valid, self.in_first, self.in_last = Signal(), Signal(), Signal()
         self.in_ctx = Signal(cb)
         self.in_term, self.in_init = Signal(32), Signal(32)
@@ -130,32 +131,41 @@ class InterleavedAccumulator(Module):
         # the one i cycles before that. A context picked in cycle t can be picked again in
         # t + latency + 1: its term then reaches the adder in the cycle its sum is back in acc.
         picked = [Signal(contexts, name=f"picked{i}") for i in range(max(lat - 1, 1))]
-        # ready: queued and not picked in the cycles before the previous one (registered; the
-        # previous cycle's pick is masked in the pick itself, so no flag waits on the pick).
+        # ready: queued and not picked in the last `latency` cycles (registered, the pick of
+        # this cycle included, so that the pick is a function of flip-flops only).
         ready = Signal(contexts)
-        turn = Signal(cb)  # the context with the highest priority this cycle
-        cand = Signal(contexts)
-        grant = Signal(contexts)
-        self.comb += cand.eq(ready & ~picked[0] & Mux(self.out_ok, 2**contexts - 1, 0))
+        # Rotating priority: the contexts at or above a position that moves up one per cycle
+        # (`upper`, a thermometer) come first, each part in index order. `beats[j]` (bit i:
+        # context i comes before context j) is registered for the next position, so the pick
+        # is one AND-OR per context: a ready context not beaten by another ready one.
+        full = 2**contexts - 1
+        upper, upper_next = Signal(contexts, reset=full), Signal(contexts)
+        self.comb += upper_next.eq(Mux(upper[-1] & ~upper[-2], full, upper << 1))
+        self.sync += upper.eq(upper_next)
 
-        def first_from(b: int) -> list:
-            """One-hot grant with priority b, b + 1, ... (mod contexts)."""
-            out = [cand[0]] * contexts
-            for i in range(contexts):
-                j = (b + i) % contexts
-                out[j] = reduce(and_, [~cand[(b + h) % contexts] for h in range(i)], cand[j])
-            return out
+        def before(i: int, j: int, u: Signal) -> object:
+            return ~(u[j] & ~u[i]) if i < j else u[i] & ~u[j]
 
-        self.comb += grant.eq(Array(Cat(*first_from(b)) for b in range(contexts))[turn])
+        grant = Signal(contexts)  # the pick if out_ok
+        picked_now = Signal(contexts)
+        for j in range(contexts):
+            others = [i for i in range(contexts) if i != j]
+            bj = Signal(contexts, reset=(1 << j) - 1, name=f"beats{j}")
+            self.sync += [bj[i].eq(before(i, j, upper_next)) for i in others]
+            self.comb += grant[j].eq(ready[j] & ~reduce(or_, [ready[i] & bj[i] for i in others]))
+        self.comb += picked_now.eq(Mux(self.out_ok, grant, 0))
         sel, sel_v = Signal(cb), Signal()  # picked[0] in binary, and whether there was a pick
         self.sync += [
-            turn.eq(turn + 1),
-            picked[0].eq(grant),
-            sel_v.eq(grant != 0),
+            picked[0].eq(picked_now),
+            sel_v.eq((ready != 0) & self.out_ok),
             *[picked[i].eq(picked[i - 1]) for i in range(1, len(picked))],
+            # one-hot to binary: bit b of the index is the OR of the grants with bit b set
+            *[
+                sel[b].eq(reduce(or_, [grant[j] for j in range(contexts) if j >> b & 1]))
+                for b in range(cb)
+            ],
         ]
-        self.sync += [If(grant[j], sel.eq(j)) for j in range(contexts)]
-        cooling = picked[: lat - 1]  # picks still in flight one cycle from now
+        cooling = picked[: lat - 1]  # earlier picks still in flight one cycle from now
         self.comb += [
             wr.adr.eq(Cat(Array(wrp)[self.in_ctx], self.in_ctx)),
             # The write port's read side is not used (the read port has its own).
@@ -170,7 +180,7 @@ class InterleavedAccumulator(Module):
             got = picked[0][j]
             res = self.reserve & self.reserve_sel[j]
             count_next = Signal(db + 1, name=f"count_next{j}")
-            in_flight = reduce(or_, [p[j] for p in cooling]) if cooling else C(0, 1)
+            in_flight = reduce(or_, [p[j] for p in cooling], picked_now[j])
             self.comb += count_next.eq(count[j] + put - got)
             self.sync += [
                 If(put, wrp[j].eq(wrp[j] + 1)),
@@ -178,10 +188,11 @@ class InterleavedAccumulator(Module):
                 count[j].eq(count_next),
                 ready[j].eq((count_next != 0) & ~in_flight),
                 held[j].eq(held[j] + res - got),
-                # Room for one more next cycle. This cycle's take is left out (it is seen a
-                # cycle later), which keeps the take logic off this path.
-                self.room[j].eq(Mux(res, held[j] < depth - 1, held[j] < depth)),
             ]
+            # Room for one more next cycle, whatever is reserved in this one (at most one), so
+            # the caller can register its decision for the next cycle without a loop through
+            # its own reservation. A term taken in this cycle is seen in the next.
+            self.comb += self.room[j].eq(held[j] < depth - 1)
             busy_parts.append(held[j] != 0)
 
         # -- the adder loop: operands in the cycle after the read; sums back `latency` later --

@@ -166,9 +166,16 @@ class _SeqReader(Module):
     (``req``/``adr``) as long as its FIFO has room for them; ``gnt`` says the port took the
     request, and the word arrives on ``dat`` one cycle later. ``valid``/``data``/``pop`` hand
     out elements; popping the last element of a word frees it.
+
+    With ``deltas`` (32-bit elements only), the reader hands out, instead of ``data``, each
+    element minus the one before it: ``delta`` (32 bits), ``d_zero`` (equal), ``d_one`` (one
+    more) and ``d_neg`` (smaller, unsigned). They are computed as a word arrives and kept in the
+    FIFO instead of the word, so a consumer decides on the difference of consecutive elements
+    from flip-flops, without a subtract or compare in its own cycle. The first element after
+    ``restart`` has no predecessor: its fields are meaningless.
     """
 
-    def __init__(self, bus_bits: int, adr_bits: int, depth: int = 4) -> None:
+    def __init__(self, bus_bits: int, adr_bits: int, depth: int = 4, deltas: bool = False) -> None:
         nb = bus_bits // 8
         nh = nb // 2  # 16-bit fields per word
         hb = _log2(nh)
@@ -179,33 +186,63 @@ class _SeqReader(Module):
         self.dat = Signal(bus_bits)
         self.valid, self.pop = Signal(), Signal()
         self.data = Signal(32)
+        self.delta = Signal(32)
+        self.d_zero, self.d_one, self.d_neg = Signal(), Signal(), Signal()
 
         # # #
 
         # Buffered: the head word and its valid flag come from flip-flops, not from a LUT RAM
         # read and a level compare, because both feed the sequencer's issue decision.
-        fifo = ResetInserter()(stream.SyncFIFO([("data", bus_bits)], depth, buffered=True))
+        nf = nb // 4  # 32-bit fields per word
+        if deltas:
+            layout = [("delta", 32 * nf), ("d_zero", nf), ("d_one", nf), ("d_neg", nf)]
+        else:
+            layout = [("data", bus_bits)]
+        fifo = ResetInserter()(stream.SyncFIFO(layout, depth, buffered=True))
         self.submodules.fifo = fifo
         inflight = Signal()
         hidx = Signal(hb)  # 16-bit field of the head word where the next element starts
-        head = fifo.source.data
-        halves = Array(head[16 * i : 16 * i + 16] for i in range(nh))
-        fulls = Array(head[32 * i : 32 * i + 32] for i in range(nh // 2))
+        src = fifo.source
         step = Mux(self.half, 1, 2)
         last_in_word = Signal()
         self.comb += [
             fifo.reset.eq(self.restart),
             self.req.eq(self.enable & ~self.restart & (fifo.level + inflight < depth)),
             fifo.sink.valid.eq(inflight),
-            fifo.sink.data.eq(self.dat),
             # Requests are counted against the FIFO's room (level + inflight), so a word that
             # arrives always fits: its sink's ready is never needed.
             Signal(name="fifo_ready_unused").eq(fifo.sink.ready),
-            self.valid.eq(fifo.source.valid),
-            self.data.eq(Mux(self.half, halves[hidx], fulls[hidx[1:]])),
+            self.valid.eq(src.valid),
             last_in_word.eq(hidx + step == nh),
-            fifo.source.ready.eq(self.pop & last_in_word),
+            src.ready.eq(self.pop & last_in_word),
         ]
+        if deltas:
+            prev = Signal(32)  # the last field of the previous word to arrive
+            fields = [self.dat[32 * i : 32 * i + 32] for i in range(nf)]
+            diffs = []
+            for f, b in zip(fields, [prev, *fields[:-1]], strict=True):
+                d = Signal(33)  # bit 32: the borrow (f < b)
+                self.comb += d.eq(f - b)
+                diffs.append(d)
+            self.sync += If(inflight, prev.eq(fields[-1]))
+            at = hidx[1:]
+            self.comb += [
+                fifo.sink.delta.eq(Cat(*(d[:32] for d in diffs))),
+                fifo.sink.d_zero.eq(Cat(*(d == 0 for d in diffs))),
+                fifo.sink.d_one.eq(Cat(*(d == 1 for d in diffs))),
+                fifo.sink.d_neg.eq(Cat(*(d[32] for d in diffs))),
+                self.delta.eq(Array(src.delta[32 * i : 32 * i + 32] for i in range(nf))[at]),
+                self.d_zero.eq(Array(src.d_zero[i] for i in range(nf))[at]),
+                self.d_one.eq(Array(src.d_one[i] for i in range(nf))[at]),
+                self.d_neg.eq(Array(src.d_neg[i] for i in range(nf))[at]),
+            ]
+        else:
+            halves = Array(src.data[16 * i : 16 * i + 16] for i in range(nh))
+            fulls = Array(src.data[32 * i : 32 * i + 32] for i in range(nh // 2))
+            self.comb += [
+                fifo.sink.data.eq(self.dat),
+                self.data.eq(Mux(self.half, halves[hidx], fulls[hidx[1:]])),
+            ]
         self.sync += [
             If(
                 self.restart,
@@ -350,7 +387,10 @@ class Lane(Module):
 
         # -- tile readers on one port, fixed priority seg > crd > val (seg is needed least
         # often; a reader stops asking once its FIFO is full, so none starves) --
-        seg, crd, val = (_SeqReader(bus_bits, ta) for _ in range(3))
+        # The segment reader hands out each row's length (seg[r + 1] - seg[r]) with flags, so
+        # the sequencer starts a row without a subtract or compare in its cycle.
+        seg = _SeqReader(bus_bits, ta, deltas=True)
+        crd, val = (_SeqReader(bus_bits, ta) for _ in range(2))
         self.submodules.seg_rd, self.submodules.crd_rd, self.submodules.val_rd = seg, crd, val
         # One-hot states (IDLE is all zeros), so a state test is one flip-flop, not a compare.
         IDLE, SEG0, ROW, NZ, DRAIN = 0, 1, 2, 4, 8
@@ -380,7 +420,6 @@ class Lane(Module):
         # sequencer tests flip-flops rather than compare 32-bit counts in its busiest path.
         left = Signal(32)
         more, more2 = Signal(), Signal()  # left != 0, left >= 2
-        cur = Signal(32)  # seg[r]
         rem = Signal(32)  # nonzeros of the row not yet fully issued
         rem1 = Signal()  # rem == 1, kept with rem: the row-end test is one flip-flop
         c = Signal(max=max(max_k, 2))
@@ -400,6 +439,12 @@ class Lane(Module):
         n_ctx = self.contexts
         cb = _log2(n_ctx)
         ctx, rowctx, nextrow = (Signal(n_ctx, name=n) for n in ("ctx", "rowctx", "nextrow"))
+        # `go`: ctx's queue has room (registered: the room of the context ctx will hold next
+        # cycle, set with it), so that the issue decision is an AND of flip-flops.
+        go = Signal()
+
+        def room(onehot: object) -> object:
+            return Cat(*accu.room) & onehot != 0
 
         def rotl(x: Signal, n: object) -> object:
             return Cat(x[(j - n) % n_ctx] for j in range(n_ctx))
@@ -412,15 +457,29 @@ class Lane(Module):
         wq_depth = 16
         wq = stream.SyncFIFO([("adr", yw), ("dat", 32)], wq_depth)
         self.submodules.wq = wq
+        # A sum can leave the adder up to window - 1 cycles after its term is picked; the
+        # flag is registered (one push more to allow for), so no compare precedes the pick.
+        wq_room = Signal()
+        self.sync += wq_room.eq(wq.level <= wq_depth - accu.window - 1)
         chain = Signal()  # the row's last item, and the next row can start right away
         row_end = Signal()
+        # The next row can start in the cycle of this row's last item: there is a next row, its
+        # segment end is here, and the row is not empty and the array does not decrease.
+        # Registered from the reader's head, so `fresh` says no segment was taken in the
+        # previous cycle (else the flag is of the element before): a row of one item, which
+        # took its segment end in the cycle before, goes through ROW instead (a cycle more,
+        # which the y port's read and write per row take anyway).
+        can_chain = Signal()
+        self.sync += can_chain.eq(more2 & seg.valid & ~seg.d_zero & ~seg.d_neg & ~seg.pop)
+        # last_c & rem1 (the row's last item), kept with them so the row end is one flip-flop.
+        lastq = Signal()
         self.comb += [
             rows_left.eq(more),
-            emit.eq(in_nz & crd.valid & val.valid & (Cat(*accu.room) & ctx != 0)),
+            emit.eq(in_nz & crd.valid & val.valid & go),
             crd.pop.eq(emit & last_c),
             val.pop.eq(emit & last_c),
-            row_end.eq(emit & last_c & rem1),
-            chain.eq(row_end & more2 & seg.valid & (seg.data > cur)),
+            row_end.eq(emit & lastq),
+            chain.eq(row_end & can_chain),
             seg.pop.eq(((in_seg0 | (in_row & rows_left)) & seg.valid) | chain),
             accu.reserve.eq(emit),
             accu.reserve_sel.eq(ctx),
@@ -428,6 +487,9 @@ class Lane(Module):
             self.stall.eq((in_nz & ~emit) | ((in_seg0 | (in_row & rows_left)) & ~seg.valid)),
         ]
         next_row = [left.eq(left - 1), more.eq(left != 1), more2.eq(left > 2)]
+        start_row = [rem.eq(seg.delta), rem1.eq(seg.d_one), lastq.eq(k1 & seg.d_one), firstq.eq(1)]
+        # ctx unchanged unless set below (with its `go`)
+        self.sync += go.eq(room(ctx))
         self.sync += If(
             self.start,
             state.eq(Mux(ok, SEG0, IDLE)),
@@ -440,6 +502,7 @@ class Lane(Module):
             last_c.eq(k_eff == 1),
             k1.eq(k_eff == 1),
             ctx.eq(1),
+            go.eq(1),  # the accumulator is reset with start
             rowctx.eq(1),
             nextrow.eq(C(1, n_ctx) << k_eff[:cb]),  # one-hot of k mod contexts
             kq.eq(k_eff),
@@ -448,22 +511,15 @@ class Lane(Module):
         ).Else(
             If(
                 in_seg0,
-                If(seg.valid, cur.eq(seg.data), state.eq(ROW)),
+                If(seg.valid, state.eq(ROW)),  # seg[0]: only the rows' lengths matter
             )
             .Elif(
                 in_row,
                 If(~rows_left, state.eq(DRAIN)).Elif(
                     seg.valid,
-                    If(seg.data == cur, *next_row, yrow.eq(yrow + kq))
-                    .Elif(seg.data < cur, self.error.eq(1), state.eq(DRAIN))
-                    .Else(
-                        rem.eq(seg.data - cur),
-                        rem1.eq(seg.data - cur == 1),
-                        cur.eq(seg.data),
-                        firstq.eq(1),
-                        c.eq(0),
-                        state.eq(NZ),
-                    ),
+                    If(seg.d_zero, *next_row, yrow.eq(yrow + kq))
+                    .Elif(seg.d_neg, self.error.eq(1), state.eq(DRAIN))
+                    .Else(*start_row, c.eq(0), state.eq(NZ)),
                 ),
             )
             .Elif(
@@ -475,25 +531,29 @@ class Lane(Module):
                         c.eq(0),
                         last_c.eq(k1),
                         ctx.eq(rowctx),
+                        go.eq(room(rowctx)),
                         firstq.eq(0),
                         rem.eq(rem - 1),
                         rem1.eq(rem == 2),
+                        lastq.eq(k1 & (rem == 2)),
                         If(
                             rem1,
                             *next_row,
                             yrow.eq(yrow + kq),
                             rowctx.eq(nextrow),
                             ctx.eq(nextrow),
+                            go.eq(room(nextrow)),
                             nextrow.eq(Array(rotl(nextrow, i) for i in range(max_k + 1))[kq]),
-                            If(
-                                chain,  # as in ROW, without spending a cycle there
-                                rem.eq(seg.data - cur),
-                                rem1.eq(seg.data - cur == 1),
-                                cur.eq(seg.data),
-                                firstq.eq(1),
-                            ).Else(state.eq(ROW)),
+                            # as in ROW, without spending a cycle there
+                            If(chain, *start_row).Else(state.eq(ROW)),
                         ),
-                    ).Else(c.eq(c + 1), last_c.eq(c + 2 == kq), ctx.eq(rotl(ctx, 1))),
+                    ).Else(
+                        c.eq(c + 1),
+                        last_c.eq(c + 2 == kq),
+                        lastq.eq((c + 2 == kq) & rem1),
+                        ctx.eq(rotl(ctx, 1)),
+                        go.eq(room(rotl(ctx, 1))),
+                    ),
                 ),
             )
             .Elif(
@@ -563,8 +623,7 @@ class Lane(Module):
             accu.in_tag.eq(item["ya"]),
             accu.in_init.eq(item["y0"]),
             accu.in_term.eq(mul.r),
-            # A sum can leave the adder up to window - 1 cycles after its term is picked.
-            accu.out_ok.eq(wq.level <= wq_depth - accu.window),
+            accu.out_ok.eq(wq_room),
             wq.sink.valid.eq(accu.out_valid),
             # out_ok keeps room for every sum in the adder, so a push always fits: the
             # sink's ready is never needed.
