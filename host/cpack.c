@@ -541,17 +541,24 @@ static int64_t row_runs(const int32_t *crd, int64_t q, int64_t end, divider dv)
     return runs;
 }
 
+/* A vector loop that tallies entries q .. end - 1 into t[tile] a run (a stretch in one tile
+ * column) at a time and returns how many runs it found: see tally_runs_avx512. */
+typedef int64_t (*runs_fn)(const int32_t *, int64_t, int64_t, divider, int64_t *);
+
 /* Count the entries of a band's `rows` rows (coordinates checked) by tile column into
  * ncrd[ct * 2], ct = 0 .. gc - 1, which hold 0, in one loop, and return the band's runs
- * (stretches of a row in one tile) for long_runs if `runs` is set, else 0: four times those of
- * every fourth row (a compare per entry cost the count of a random matrix a third more; rows,
- * unlike pairs of entries, are not thrown off by rows of equal lengths). A pass over the rows'
- * first and last entries bounds the columns the band reaches: the tallies are cleared and
- * summed over those only (a band of a banded matrix at 256 x 256 reaches 30 of 782: clearing
- * and summing all took longer than counting its entries). */
+ * (stretches of a row in one tile) for long_runs if `runs` is set, else 0. With a run tally
+ * (`by_runs`, at a vector level), those are counted exactly, as the tally goes; without, they
+ * are four times those of every fourth row (a compare per entry cost the count of a random
+ * matrix a third more; rows, unlike pairs of entries, are not thrown off by rows of equal
+ * lengths). A pass over the rows' first and last entries bounds the columns the band reaches:
+ * the tallies are cleared and summed over those only (a band of a banded matrix at 256 x 256
+ * reaches 30 of 782: clearing and summing all took longer than counting its entries). */
 static int64_t count_scatter(const int64_t *pos, int64_t rows, const int32_t *crd, divider dv,
-                             int64_t gc, int64_t *tally, int64_t *ncrd, int runs)
+                             int64_t gc, int64_t *tally, int64_t *ncrd, int runs, runs_fn by_runs)
 {
+    if (!runs)
+        by_runs = NULL;
     int64_t lo = gc, hi = -1, sampled = 0;
     int pass = runs || gc > 64; /* else the pass over the rows would cost more than it saves */
     if (!pass) {
@@ -565,7 +572,7 @@ static int64_t count_scatter(const int64_t *pos, int64_t rows, const int32_t *cr
         int64_t b = divide(dv, (uint32_t)crd[pos[r + 1] - 1]);
         lo = a < lo ? a : lo;
         hi = b > hi ? b : hi;
-        if (runs && r % 4 == 0)
+        if (runs && !by_runs && r % 4 == 0)
             sampled += a == b ? 1 : row_runs(crd, pos[r], pos[r + 1], dv);
     }
     if (hi < lo)
@@ -574,10 +581,13 @@ static int64_t count_scatter(const int64_t *pos, int64_t rows, const int32_t *cr
     int64_t *const t[4] = {tally - lo, tally + span - lo, tally + 2 * span - lo,
                            tally + 3 * span - lo};
     memset(tally, 0, sizeof(int64_t) * 4 * (size_t)span);
-    tally_entries(crd, pos[0], pos[rows], dv, t);
+    if (by_runs)
+        sampled = by_runs(crd, pos[0], pos[rows], dv, t[0]);
+    else
+        tally_entries(crd, pos[0], pos[rows], dv, t);
     for (int64_t ct = lo; ct <= hi; ct++)
         ncrd[ct * 2] = t[0][ct] + t[1][ct] + t[2][ct] + t[3][ct];
-    return runs ? 4 * sampled : 0;
+    return by_runs ? sampled : runs ? 4 * sampled : 0;
 }
 
 #ifdef FF_AVX512
@@ -1046,6 +1056,84 @@ static inline AVX2 int64_t run_len_avx2(const int32_t *crd, int64_t q, int64_t e
     }
 }
 
+/* The counting pass's run tally: entries q .. end - 1 (q < end) into t[tile], a run at a time,
+ * 16 entries per step. Each entry's tile column comes from the divider's multiply and shift on
+ * the even and odd lanes; a run starts at each lane whose column differs from the lane
+ * before's, and each start adds the finished run's length to its tile, so a banded matrix'
+ * band (5 entries a run at 256 x 256) costs a few scalar steps per 16 entries, not a load,
+ * divide and increment per entry. Runs here are the band's (two rows' stretches in one tile
+ * column that meet count once): the same for long_runs' purpose. */
+static AVX512 int64_t tally_runs_avx512(const int32_t *crd, int64_t q, int64_t end, divider dv,
+                                        int64_t *t)
+{
+    const __m512i mul = _mm512_set1_epi64((int64_t)dv.mul);
+    const __m128i shift = _mm_cvtsi32_si128(dv.shift);
+    uint32_t cur = divide(dv, (uint32_t)crd[q]), lane[16];
+    int64_t start = q, runs = 1;
+    __m512i last = _mm512_set1_epi32((int32_t)cur); /* the previous step's columns */
+    for (int64_t i = q; i < end; i += 16) {
+        __mmask16 m = first_mask(end - i);
+        __m512i c = _mm512_maskz_loadu_epi32(m, crd + i);
+        __m512i even = _mm512_srl_epi64(_mm512_mul_epu32(c, mul), shift);
+        __m512i odd = _mm512_srl_epi64(_mm512_mul_epu32(_mm512_srli_epi64(c, 32), mul), shift);
+        __m512i ct = _mm512_or_si512(even, _mm512_slli_epi64(odd, 32));
+        __mmask16 starts = _mm512_mask_cmpneq_epi32_mask(m, ct, _mm512_alignr_epi32(ct, last, 15));
+        last = ct;
+        if (!starts)
+            continue;
+        _mm512_storeu_si512(lane, ct);
+        runs += __builtin_popcount(starts);
+        do {
+            int j = __builtin_ctz(starts);
+            t[cur] += i + j - start;
+            cur = lane[j];
+            start = i + j;
+            starts &= starts - 1;
+        } while (starts);
+    }
+    t[cur] += end - start;
+    return runs;
+}
+
+/* As tally_runs_avx512, 8 entries per step. */
+static AVX2 int64_t tally_runs_avx2(const int32_t *crd, int64_t q, int64_t end, divider dv,
+                                    int64_t *t)
+{
+    const __m256i mul = _mm256_set1_epi64x((int64_t)dv.mul);
+    const __m128i shift = _mm_cvtsi32_si128(dv.shift);
+    const __m256i back = _mm256_setr_epi32(7, 0, 1, 2, 3, 4, 5, 6);
+    uint32_t cur = divide(dv, (uint32_t)crd[q]), lane[8];
+    int64_t start = q, runs = 1;
+    __m256i last = _mm256_set1_epi32((int32_t)cur);
+    for (int64_t i = q; i < end; i += 8) {
+        int64_t left = end - i;
+        unsigned m = left < 8 ? (1u << left) - 1u : 0xffu;
+        __m256i c = _mm256_maskload_epi32(crd + i, lanes_below(left));
+        __m256i even = _mm256_srl_epi64(_mm256_mul_epu32(c, mul), shift);
+        __m256i odd = _mm256_srl_epi64(_mm256_mul_epu32(_mm256_srli_epi64(c, 32), mul), shift);
+        __m256i ct = _mm256_or_si256(even, _mm256_slli_epi64(odd, 32));
+        /* each lane's predecessor: lane 0's is the previous step's lane 7 */
+        __m256i before = _mm256_blend_epi32(_mm256_permutevar8x32_epi32(ct, back),
+                                            _mm256_permutevar8x32_epi32(last, back), 0x01);
+        unsigned starts = m & ~(unsigned)_mm256_movemask_ps(
+                                   _mm256_castsi256_ps(_mm256_cmpeq_epi32(ct, before)));
+        last = ct;
+        if (!starts)
+            continue;
+        _mm256_storeu_si256((__m256i *)lane, ct);
+        runs += __builtin_popcount(starts);
+        do {
+            int j = __builtin_ctz(starts);
+            t[cur] += i + j - start;
+            cur = lane[j];
+            start = i + j;
+            starts &= starts - 1;
+        } while (starts);
+    }
+    t[cur] += end - start;
+    return runs;
+}
+
 /* Stores are full-width while the tile has room for 8 more entries (what they write past the
  * run lies in the same section and is overwritten by the tile's next runs, as in append8);
  * after that, masked, or a short copy for 16-bit coordinates (AVX2 has no 16-bit masked
@@ -1316,6 +1404,12 @@ static void count_csr(part *p)
     uint32_t size = (uint32_t)t->size[1];
     int fast = few_tiles(w), short_before = 0;
     divider dv = make_divider(t->tile[1]);
+    runs_fn by_runs = NULL;
+#ifdef FF_AVX512
+    by_runs = w->simd == FF_SIMD_AVX512 ? tally_runs_avx512
+              : w->simd == FF_SIMD_AVX2 ? tally_runs_avx2
+                                        : NULL;
+#endif
     int64_t *tally = fast ? NULL : malloc(sizeof(int64_t) * 4 * (size_t)gc);
     int64_t *count = malloc(sizeof(int64_t) * (size_t)gc);
     if ((!fast && !tally) || !count) { /* out of memory: the walk needs no scratch */
@@ -1347,7 +1441,7 @@ static void count_csr(part *p)
             /* Runs are counted in every 8th band, and in each after one whose runs were not
              * short (2 entries or more): in a random matrix' bands (about 1) they stay short. */
             w->runs[rt] = count_scatter(pos + r0, r1 - r0, crd, dv, gc, tally, ncrd,
-                                        rt % 8 == 0 || !short_before);
+                                        rt % 8 == 0 || !short_before, by_runs);
             if (w->runs[rt])
                 short_before = n < 2 * w->runs[rt];
         }

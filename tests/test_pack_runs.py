@@ -50,3 +50,34 @@ def test_runs_of_every_length_equal_numpy(monkeypatch, simd, bits):
         ref = ff.pack(t, (rows, width), coord_bits=bits, impl="numpy")
         assert np.array_equal(img.data, ref.data), (rows, simd, bits)
     assert ff.unpack(ff.pack(t, (64, width), coord_bits=bits, impl="c")) == t
+
+
+@pytest.mark.parametrize("simd", ["0", "avx2", "avx512"])
+def test_run_counts_at_the_largest_coordinates(monkeypatch, simd):
+    """The counting pass finds each entry's tile column by a multiply and shift, in vector
+    lanes at the vector levels: exact up to the largest coordinate a mode may have, with tile
+    widths that are not powers of two, and runs that cross vector steps and rows."""
+    monkeypatch.setenv("FIBERFLOW_SIMD", simd)
+    monkeypatch.setenv("FIBERFLOW_THREADS", "1")
+    cols = 2**31 - 1
+    rng = np.random.default_rng(7)
+    indptr, indices = [0], []
+    for r in range(40):
+        # a run straddling a tile boundary near the top of the range, and one at the very end
+        lo = cols - 1_000_003 * (1 + r % 3) - 20
+        indices.extend(range(lo, lo + 1 + r % 37))
+        indices.extend(range(cols - 1 - r % 5, cols))
+        indptr.append(len(indices))
+    a = sp.csr_array(
+        (
+            rng.standard_normal(len(indices)).astype(np.float32),
+            np.array(indices, np.int32),
+            np.array(indptr, np.int64),
+        ),
+        shape=(40, cols),
+    )
+    t = ff.Tensor.from_scipy(a)
+    for tile in ((40, 1_000_003), (3, 999_983), (40, 2**20)):
+        img = ff.pack(t, tile, coord_bits=32, impl="c")
+        ref = ff.pack(t, tile, coord_bits=32, impl="numpy")
+        assert np.array_equal(img.data, ref.data), (tile, simd)
