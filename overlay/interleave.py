@@ -82,6 +82,8 @@ class InterleavedAccumulator(Module):
     out_ok : Signal(), in
         The consumer can take every sum that might be emitted in this cycle and the next
         ``window - 1``; while it is low, no term is picked for the adder.
+    turn : int
+        Fewest cycles between two adds of one chain (``latency + 1``): a lone chain's rate.
     window : int
         Cycles from a pick to its sum on ``out_*``, plus one (``latency + 3``).
     out_valid, out_sum, out_tag : out
@@ -98,6 +100,7 @@ class InterleavedAccumulator(Module):
             raise ValueError(f"contexts ({contexts}) and depth ({depth}) must be powers of two")
         cb, db = contexts.bit_length() - 1, depth.bit_length() - 1
         self.latency = lat = add.latency
+        self.turn = lat + 1
         self.window = lat + 3
         self.reserve = Signal()
         self.reserve_sel = Signal(contexts)

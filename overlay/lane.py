@@ -368,6 +368,10 @@ class Lane(Module):
         is_spmm = Signal()
         k_eff = Signal(max=max_k + 1)
         ok = Signal()
+        # The checks are registered, and the lane looks at them in its first cycle after start
+        # (CHECK): the configuration's compares are then not in front of the state register.
+        ok_r = Signal()
+        self.sync += ok_r.eq(ok)
         self.comb += [
             is_spmm.eq(kernel == KERNEL_CODES["spmm"]),
             k_eff.eq(Mux(is_spmm, k[: len(k_eff)], 1)),
@@ -393,15 +397,15 @@ class Lane(Module):
         crd, val = (_SeqReader(bus_bits, ta) for _ in range(2))
         self.submodules.seg_rd, self.submodules.crd_rd, self.submodules.val_rd = seg, crd, val
         # One-hot states (IDLE is all zeros), so a state test is one flip-flop, not a compare.
-        IDLE, SEG0, ROW, NZ, DRAIN = 0, 1, 2, 4, 8
-        state = Signal(4)
-        in_seg0, in_row, in_nz, in_drain = state[0], state[1], state[2], state[3]
+        IDLE, SEG0, ROW, NZ, DRAIN, CHECK = 0, 1, 2, 4, 8, 16
+        state = Signal(5)
+        in_seg0, in_row, in_nz, in_drain, in_check = (state[i] for i in range(5))
         running = Signal()
         self.comb += running.eq(state != IDLE)
         for rd, base in ((seg, seg_base), (crd, crd_base), (val, val_base)):
             self.comb += [
                 rd.restart.eq(self.start),
-                rd.enable.eq(running),
+                rd.enable.eq(running & ~in_check),
                 rd.base.eq(base[1:tb]),
                 rd.dat.eq(self.tile_dat_r),
             ]
@@ -492,9 +496,9 @@ class Lane(Module):
         self.sync += go.eq(room(ctx))
         self.sync += If(
             self.start,
-            state.eq(Mux(ok, SEG0, IDLE)),
-            self.done.eq(~ok),
-            self.error.eq(~ok),
+            state.eq(CHECK),
+            self.done.eq(0),
+            self.error.eq(0),
             left.eq(rows),
             more.eq(rows != 0),
             more2.eq(rows > 1),
@@ -510,6 +514,10 @@ class Lane(Module):
             yrow.eq(y_base[2 : 2 + yw]),
         ).Else(
             If(
+                in_check,
+                If(ok_r, state.eq(SEG0)).Else(state.eq(IDLE), self.done.eq(1), self.error.eq(1)),
+            )
+            .Elif(
                 in_seg0,
                 If(seg.valid, state.eq(ROW)),  # seg[0]: only the rows' lengths matter
             )
@@ -615,6 +623,10 @@ class Lane(Module):
         item["y0"] = y0E
         for i in range(mul.latency):
             item = advance(item, f"M{i}")
+        # The product is registered once more, so the multiplier's last stage (normalising and
+        # rounding) does not feed the queue memory's write port in the same cycle.
+        item = advance(item, "P")
+        termP = stage(mul.r, 32, "termP")
         self.comb += [
             accu.in_valid.eq(item["v"]),
             accu.in_first.eq(item["first"]),
@@ -622,7 +634,7 @@ class Lane(Module):
             accu.in_ctx.eq(item["ctx"]),
             accu.in_tag.eq(item["ya"]),
             accu.in_init.eq(item["y0"]),
-            accu.in_term.eq(mul.r),
+            accu.in_term.eq(termP),
             accu.out_ok.eq(wq_room),
             wq.sink.valid.eq(accu.out_valid),
             # out_ok keeps room for every sum in the adder, so a push always fits: the
@@ -662,6 +674,7 @@ class Lane(Module):
         add = _Selected(adds, is_int)
         self.contexts = 1 << (max(max_k, add.latency + 1) - 1).bit_length()
         accu = InterleavedAccumulator(add, self.contexts, QUEUE_DEPTH, tag_bits)
+        self.turn = accu.turn  # cycles per add of a lone chain
         self.submodules.accu = accu = ResetInserter()(accu)
         self.comb += accu.reset.eq(self.start)
         return mul, accu

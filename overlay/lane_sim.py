@@ -120,7 +120,8 @@ class LaneSim:
     def __init__(self, **params: Any) -> None:
         lane = Lane(**params)
         self.params = lane.params
-        self.contexts = lane.contexts  # accumulator contexts: a lone row's cycles per add
+        self.contexts = lane.contexts  # accumulator contexts
+        self.turn = lane.turn  # a lone row's cycles per add
         self.bus_bits = lane.params["bus_bits"]
         self.words = self.bus_bits // 32
         text = lane.to_verilog("lane")

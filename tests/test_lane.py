@@ -223,7 +223,7 @@ def test_throughput(sim: LaneSim) -> None:
 
 def test_long_rows(sim: LaneSim, emu: ff.Device) -> None:
     """Rows far longer than an accumulator queue: the front end waits for room (the products
-    are never dropped or reordered), and a lone long row runs at one add per context turn."""
+    are never dropped or reordered), and a lone long row gets one add per accumulator turn."""
     rng = np.random.default_rng(11)
     dense = np.zeros((24, 256), np.float32)
     dense[3, :] = rng.standard_normal(256)  # one row of 256, alone in its rows' neighbourhood
@@ -237,9 +237,14 @@ def test_long_rows(sim: LaneSim, emu: ff.Device) -> None:
         got, ((_, run),) = run_ok(sim, A, X, (24, 256), kernel, rng, p_en=0.7)
         np.testing.assert_array_equal(got, _bits(ff.spmm(A, X, device=emu)).reshape(24, k))
     lone = sp.csr_matrix(dense[3:4])
-    _, ((_, run),) = run_ok(sim, lone, np.ones((256, 1), np.float32), (1, 256), "spmv", rng)
-    per_turn = sim.contexts
-    assert run.cycles <= 256 * per_turn + 64
+    for k in (1, 2):
+        X = rng.standard_normal((256, k)).astype(np.float32)
+        got, ((_, run),) = run_ok(sim, lone, X, (1, 256), "spmm", rng, p_en=1.0)
+        np.testing.assert_array_equal(got, _bits(ff.spmm(lone, X, device=emu)).reshape(1, k))
+        # One add per turn of the accumulator (latency + 1 cycles), each chain's adds back to
+        # back; a fixed round-robin over the contexts would take one per `contexts` cycles.
+        assert sim.turn < sim.contexts
+        assert run.cycles <= 256 * (sim.turn + 1) + 64, (k, run.cycles)
 
 
 def test_lane_parameters_are_checked() -> None:
