@@ -636,20 +636,24 @@ static inline AVX512 __m256i narrow16(__m512i c)
 
 /* The run loop's primitives with AVX-512: 16 entries per step with masked loads and stores, so
  * a whole run usually takes one step, with no scalar tail and no branch on its length. */
-static inline AVX512 int64_t run_len_avx512(const int32_t *crd, int64_t q, int64_t end,
-                                            int64_t bound)
+/* The tile columns of entries i .. i + 15 (those below end; the lanes past it hold 0) into
+ * lane[], by the divider's multiply and shift on the even and odd lanes, and the lanes where a
+ * run (a stretch in one tile column) starts: whose column differs from the lane before's, lane
+ * 0's from prev. Finding runs from whole vectors of columns keeps the loops free of the chain a
+ * run at a time would make (the column of the run's first entry, then a search for its end,
+ * then the next run's first entry). */
+static inline AVX512 unsigned run_starts_avx512(const int32_t *crd, int64_t i, int64_t end,
+                                                divider dv, uint32_t prev, uint32_t *lane)
 {
-    /* No early exit for a run that ends the fiber: that branch would be taken at random. A
-     * bound past int32 (possible only there) clamps to INT32_MAX, which every coordinate is
-     * below, as the bound itself. */
-    __m512i b = _mm512_set1_epi32(bound > INT32_MAX ? INT32_MAX : (int32_t)bound);
-    for (int64_t i = q;; i += 16) {
-        __mmask16 m = first_mask(end - i);
-        __m512i c = _mm512_maskz_loadu_epi32(m, crd + i);
-        int below = __builtin_popcount(_mm512_mask_cmplt_epi32_mask(m, c, b));
-        if (below < 16)
-            return i + below - q;
-    }
+    __mmask16 m = first_mask(end - i);
+    __m512i c = _mm512_maskz_loadu_epi32(m, crd + i), mul = _mm512_set1_epi64((int64_t)dv.mul);
+    __m128i shift = _mm_cvtsi32_si128(dv.shift);
+    __m512i even = _mm512_srl_epi64(_mm512_mul_epu32(c, mul), shift);
+    __m512i odd = _mm512_srl_epi64(_mm512_mul_epu32(_mm512_srli_epi64(c, 32), mul), shift);
+    __m512i ct = _mm512_or_si512(even, _mm512_slli_epi64(odd, 32));
+    _mm512_storeu_si512(lane, ct);
+    __m512i before = _mm512_alignr_epi32(ct, _mm512_set1_epi32((int32_t)prev), 15);
+    return _mm512_mask_cmpneq_epi32_mask(m, ct, before);
 }
 
 static inline AVX512 void copy_run_avx512(band_tile *bt, int cb, const int32_t *src,
@@ -668,13 +672,17 @@ static inline AVX512 void copy_run_avx512(band_tile *bt, int cb, const int32_t *
 }
 
 #define BAND_FN fill_band_runs_avx512
+#define TALLY_FN tally_runs_avx512
 #define BAND_ATTR AVX512
-#define RUN_LEN run_len_avx512
+#define LANES 16
+#define RUN_STARTS run_starts_avx512
 #define COPY_RUN copy_run_avx512
 #include "cpack_band.h"
 #undef BAND_FN
+#undef TALLY_FN
 #undef BAND_ATTR
-#undef RUN_LEN
+#undef LANES
+#undef RUN_STARTS
 #undef COPY_RUN
 
 
@@ -1043,95 +1051,25 @@ static AVX2 uint32_t count_band_chunks8(const int32_t *crd, int64_t n, const int
 
 /* The run loop's primitives with AVX2, 8 entries per step. Loads are masked at the fiber's
  * (or run's) end, which may be the array's. */
-static inline AVX2 int64_t run_len_avx2(const int32_t *crd, int64_t q, int64_t end, int64_t bound)
+/* As run_starts_avx512, for entries i .. i + 7. */
+static inline AVX2 unsigned run_starts_avx2(const int32_t *crd, int64_t i, int64_t end,
+                                            divider dv, uint32_t prev, uint32_t *lane)
 {
-    __m256i b = _mm256_set1_epi32(bound > INT32_MAX ? INT32_MAX : (int32_t)bound);
-    for (int64_t i = q;; i += 8) {
-        __m256i in = lanes_below(end - i);
-        __m256i c = _mm256_maskload_epi32(crd + i, in);
-        __m256i below = _mm256_and_si256(in, _mm256_cmpgt_epi32(b, c));
-        int n = __builtin_popcount((unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(below)));
-        if (n < 8)
-            return i + n - q;
-    }
-}
-
-/* The counting pass's run tally: entries q .. end - 1 (q < end) into t[tile], a run at a time,
- * 16 entries per step. Each entry's tile column comes from the divider's multiply and shift on
- * the even and odd lanes; a run starts at each lane whose column differs from the lane
- * before's, and each start adds the finished run's length to its tile, so a banded matrix'
- * band (5 entries a run at 256 x 256) costs a few scalar steps per 16 entries, not a load,
- * divide and increment per entry. Runs here are the band's (two rows' stretches in one tile
- * column that meet count once): the same for long_runs' purpose. */
-static AVX512 int64_t tally_runs_avx512(const int32_t *crd, int64_t q, int64_t end, divider dv,
-                                        int64_t *t)
-{
-    const __m512i mul = _mm512_set1_epi64((int64_t)dv.mul);
-    const __m128i shift = _mm_cvtsi32_si128(dv.shift);
-    uint32_t cur = divide(dv, (uint32_t)crd[q]), lane[16];
-    int64_t start = q, runs = 1;
-    __m512i last = _mm512_set1_epi32((int32_t)cur); /* the previous step's columns */
-    for (int64_t i = q; i < end; i += 16) {
-        __mmask16 m = first_mask(end - i);
-        __m512i c = _mm512_maskz_loadu_epi32(m, crd + i);
-        __m512i even = _mm512_srl_epi64(_mm512_mul_epu32(c, mul), shift);
-        __m512i odd = _mm512_srl_epi64(_mm512_mul_epu32(_mm512_srli_epi64(c, 32), mul), shift);
-        __m512i ct = _mm512_or_si512(even, _mm512_slli_epi64(odd, 32));
-        __mmask16 starts = _mm512_mask_cmpneq_epi32_mask(m, ct, _mm512_alignr_epi32(ct, last, 15));
-        last = ct;
-        if (!starts)
-            continue;
-        _mm512_storeu_si512(lane, ct);
-        runs += __builtin_popcount(starts);
-        do {
-            int j = __builtin_ctz(starts);
-            t[cur] += i + j - start;
-            cur = lane[j];
-            start = i + j;
-            starts &= starts - 1;
-        } while (starts);
-    }
-    t[cur] += end - start;
-    return runs;
-}
-
-/* As tally_runs_avx512, 8 entries per step. */
-static AVX2 int64_t tally_runs_avx2(const int32_t *crd, int64_t q, int64_t end, divider dv,
-                                    int64_t *t)
-{
-    const __m256i mul = _mm256_set1_epi64x((int64_t)dv.mul);
-    const __m128i shift = _mm_cvtsi32_si128(dv.shift);
-    const __m256i back = _mm256_setr_epi32(7, 0, 1, 2, 3, 4, 5, 6);
-    uint32_t cur = divide(dv, (uint32_t)crd[q]), lane[8];
-    int64_t start = q, runs = 1;
-    __m256i last = _mm256_set1_epi32((int32_t)cur);
-    for (int64_t i = q; i < end; i += 8) {
-        int64_t left = end - i;
-        unsigned m = left < 8 ? (1u << left) - 1u : 0xffu;
-        __m256i c = _mm256_maskload_epi32(crd + i, lanes_below(left));
-        __m256i even = _mm256_srl_epi64(_mm256_mul_epu32(c, mul), shift);
-        __m256i odd = _mm256_srl_epi64(_mm256_mul_epu32(_mm256_srli_epi64(c, 32), mul), shift);
-        __m256i ct = _mm256_or_si256(even, _mm256_slli_epi64(odd, 32));
-        /* each lane's predecessor: lane 0's is the previous step's lane 7 */
-        __m256i before = _mm256_blend_epi32(_mm256_permutevar8x32_epi32(ct, back),
-                                            _mm256_permutevar8x32_epi32(last, back), 0x01);
-        unsigned starts = m & ~(unsigned)_mm256_movemask_ps(
-                                   _mm256_castsi256_ps(_mm256_cmpeq_epi32(ct, before)));
-        last = ct;
-        if (!starts)
-            continue;
-        _mm256_storeu_si256((__m256i *)lane, ct);
-        runs += __builtin_popcount(starts);
-        do {
-            int j = __builtin_ctz(starts);
-            t[cur] += i + j - start;
-            cur = lane[j];
-            start = i + j;
-            starts &= starts - 1;
-        } while (starts);
-    }
-    t[cur] += end - start;
-    return runs;
+    int64_t left = end - i;
+    unsigned m = left < 8 ? (1u << left) - 1u : 0xffu;
+    __m256i c = _mm256_maskload_epi32(crd + i, lanes_below(left));
+    __m256i mul = _mm256_set1_epi64x((int64_t)dv.mul);
+    __m128i shift = _mm_cvtsi32_si128(dv.shift);
+    __m256i even = _mm256_srl_epi64(_mm256_mul_epu32(c, mul), shift);
+    __m256i odd = _mm256_srl_epi64(_mm256_mul_epu32(_mm256_srli_epi64(c, 32), mul), shift);
+    __m256i ct = _mm256_or_si256(even, _mm256_slli_epi64(odd, 32));
+    _mm256_storeu_si256((__m256i *)lane, ct);
+    /* each lane's predecessor: the lane below, and prev for lane 0 */
+    __m256i before = _mm256_blend_epi32(
+        _mm256_permutevar8x32_epi32(ct, _mm256_setr_epi32(0, 0, 1, 2, 3, 4, 5, 6)),
+        _mm256_set1_epi32((int32_t)prev), 0x01);
+    __m256i same = _mm256_cmpeq_epi32(ct, before);
+    return m & ~(unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(same));
 }
 
 /* Stores are full-width while the tile has room for 8 more entries (what they write past the
@@ -1175,13 +1113,17 @@ static inline AVX2 void copy_run_avx2(band_tile *bt, int cb, const int32_t *src,
 }
 
 #define BAND_FN fill_band_runs_avx2
+#define TALLY_FN tally_runs_avx2
 #define BAND_ATTR AVX2
-#define RUN_LEN run_len_avx2
+#define LANES 8
+#define RUN_STARTS run_starts_avx2
 #define COPY_RUN copy_run_avx2
 #include "cpack_band.h"
 #undef BAND_FN
+#undef TALLY_FN
 #undef BAND_ATTR
-#undef RUN_LEN
+#undef LANES
+#undef RUN_STARTS
 #undef COPY_RUN
 
 static int have_avx512(void)

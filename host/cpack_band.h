@@ -1,16 +1,42 @@
-/* One row band of a CSR-like tree (a dense level over a sorted compressed one), run by run: the
- * tiles of row tile `rt` filled in one sweep over rows r0 .. r0 + rows - 1, then their padding
- * zeroed. For bands whose rows hold long runs in few tiles (banded matrices): a run costs a
- * tile lookup, a run-length search and a copy, against the scatter's lookup per entry.
+/* The run loops of a vector level: a row band of a CSR-like tree (a dense level over a sorted
+ * compressed one) counted (TALLY_FN) and filled (BAND_FN) run by run. A row's entries for one
+ * column tile form a run (its coordinates are sorted). For bands whose rows hold long runs in
+ * few tiles (banded matrices): a run costs a tile lookup and a copy, against the scatter's
+ * lookup per entry.
  *
- * cpack.c includes this file with BAND_FN (the function's name), BAND_ATTR (its target
- * attribute), RUN_LEN and COPY_RUN (the per-run primitives) defined, for AVX-512: the
- * primitives must be compiled into the loop for it to run at memory speed. (Its portable
- * counterpart, a library copy and a search per run, was slower than the scatter.)
- *
- * A row's entries for one column tile form a run (its coordinates are sorted), appended to that
- * tile's sections. Segment entries are written as running totals: a tile's entry for a row
- * it has no entries in is filled in when the tile's next run (or the band's end) comes. */
+ * cpack.c includes this file with BAND_FN and TALLY_FN (the functions' names), BAND_ATTR (their
+ * target attribute), LANES (entries per vector), RUN_STARTS and COPY_RUN (the primitives)
+ * defined, once per vector level: the primitives must be compiled into the loops for them to
+ * run at memory speed. (A portable counterpart, a library copy and a search per run, was slower
+ * than the scatter.) RUN_STARTS gives a vector of entries' tile columns and where runs start in
+ * it; the loops then take the runs one by one from its mask. */
+
+/* The counting pass's tally: entries q .. end - 1 (q < end) into t[tile], a run at a time, and
+ * the number of runs. A banded matrix' band (5 entries a run at 256 x 256) costs a few scalar
+ * steps per vector, not a load, divide and increment per entry. The runs are the band's (two
+ * rows' stretches in one tile column that meet count once): the same for long_runs' purpose. */
+BAND_ATTR static int64_t TALLY_FN(const int32_t *crd, int64_t q, int64_t end, divider dv,
+                                  int64_t *t)
+{
+    uint32_t cur = divide(dv, (uint32_t)crd[q]), lane[LANES];
+    int64_t start = q, runs = 1;
+    for (int64_t i = q; i < end; i += LANES) {
+        unsigned starts = RUN_STARTS(crd, i, end, dv, cur, lane);
+        runs += __builtin_popcount(starts);
+        for (; starts; starts &= starts - 1) {
+            int j = __builtin_ctz(starts);
+            t[cur] += i + j - start;
+            cur = lane[j];
+            start = i + j;
+        }
+    }
+    t[cur] += end - start;
+    return runs;
+}
+
+/* The tiles of row tile `rt` filled in one sweep over rows r0 .. r0 + rows - 1, then their
+ * padding zeroed. Segment entries are written as running totals: a tile's entry for a row it
+ * has no entries in is filled in when the tile's next run (or the band's end) comes. */
 BAND_ATTR static void BAND_FN(const walker *w, band_tile *tiles, int64_t n_used, int64_t rt,
                               int64_t r0, int64_t rows)
 {
@@ -21,23 +47,36 @@ BAND_ATTR static void BAND_FN(const walker *w, band_tile *tiles, int64_t n_used,
     int64_t tc = t->tile[1], gc = t->grid[1];
     int cb = t->coord_bytes;
     divider dv = make_divider(tc);
+    uint32_t lane[LANES];
+/* Entries a .. b - 1 of the current row, a run in tile column col, appended to that tile. */
+#define APPEND_RUN(col, a, b)                                                                      \
+    do {                                                                                           \
+        band_tile *bt = &tiles[col];                                                               \
+        while (bt->done < lr)                                                                      \
+            bt->seg[++bt->done] = (uint32_t)bt->n;                                                 \
+        COPY_RUN(bt, cb, crd + (a), vals + (a), (b) - (a), (int64_t)(col) * tc);                  \
+        bt->n += (b) - (a);                                                                        \
+        bt->seg[++bt->done] = (uint32_t)bt->n;                                                     \
+    } while (0)
     for (int64_t lr = 0; lr < rows; lr++) {
         int64_t q = pos[r0 + lr], end = pos[r0 + lr + 1];
-        while (q < end) {
-            int64_t ct = divide(dv, (uint32_t)crd[q]), n = RUN_LEN(crd, q, end, (ct + 1) * tc);
-            band_tile *bt = &tiles[ct];
-            while (bt->done < lr)
-                bt->seg[++bt->done] = bt->n;
-            COPY_RUN(bt, cb, crd + q, vals + q, n, ct * tc);
-            bt->n += (uint32_t)n;
-            bt->seg[++bt->done] = bt->n;
-            q += n;
-        }
+        if (q == end)
+            continue;
+        uint32_t cur = divide(dv, (uint32_t)crd[q]); /* the column of the run being read */
+        for (int64_t i = q; i < end; i += LANES)
+            for (unsigned s = RUN_STARTS(crd, i, end, dv, cur, lane); s; s &= s - 1) {
+                int64_t next = i + __builtin_ctz(s);
+                APPEND_RUN(cur, q, next);
+                q = next;
+                cur = lane[next - i];
+            }
+        APPEND_RUN(cur, q, end);
     }
+#undef APPEND_RUN
     for (int64_t u = 0; u < n_used; u++) {
         band_tile *bt = &tiles[w->used[u]];
         while (bt->done < rows)
-            bt->seg[++bt->done] = bt->n;
+            bt->seg[++bt->done] = (uint32_t)bt->n;
         zero_pads(w, bt, w->slot[rt * gc + w->used[u]], rows, cb);
     }
 }
