@@ -20,11 +20,13 @@ Structure (``docs/overlay.md``, section "Lane")::
     tile port --arbiter--> seg reader --\\
                       \\--> crd reader ---> row sequencer -> A item -> B index -> C address
                        \\-> val reader --/                 -> D read -> E fields -> multiplier
-      -> interleaved accumulator (queues, round-robin adder) -> write queue -> y port
+      -> interleaved accumulator (queues, pick, adder) -> write queue -> y port
 
 * Three sequential element readers (``_SeqReader``) share the lane's one tile-buffer read port
   (one port, so the tile buffer stays a two-port block RAM: DMA on one side, lane on the other).
-  Each keeps a few bus words in a LiteX ``stream.SyncFIFO`` and hands out 16- or 32-bit fields.
+  Each keeps a few bus words in a LiteX ``stream.SyncFIFO`` and hands out 16- or 32-bit fields;
+  the segment reader hands out row lengths instead (``seg[r+1] - seg[r]`` and flags, computed
+  as its words arrive), so starting a row needs no subtract or compare in the sequencer.
   The SAM compressed scanner (``overlay/scanner.py``) reads seg and crd through two private
   32-bit ports with 2 set-up cycles per fiber; here the arrays are walked once, front to back,
   so a streaming reader over wide words needs a third of the port bandwidth and no per-row
@@ -33,25 +35,31 @@ Structure (``docs/overlay.md``, section "Lane")::
   B-row repeat over ``c``) flattened into one counter FSM, because every stream in it moves in
   lock step: a token-level graph of scanner, repeater, ALU and reducer would need a fork/join
   per edge for the same schedule. It gives each chain (row ``r``, column ``c``: one running
-  sum) an accumulator context: a row's ``k`` chains take consecutive contexts.
+  sum) an accumulator context: a row's ``k`` chains take consecutive contexts. Its decisions
+  are ANDs of flip-flops (the room of the next context is registered with it; whether the next
+  row can start in the cycle of this row's last item is registered from the segment reader),
+  which keeps the sequencer within 7 LUT levels.
 * The front of the back end is a fixed-latency pipeline without backpressure (every memory it
   touches is the lane's own, with block-RAM timing), with one add or multiply per stage so
   that no register-to-register path is deep: A registers the item, B forms ``crd * k`` and
   ``x_base + c``, C their sum as the x address (and reads y for a chain's first item), D
   receives the words, E selects the fields; then the pipelined multiplier.
-* The adder is pipelined too, so a running sum could use it only once per adder latency. The
-  :class:`~fiberflow.overlay.interleave.InterleavedAccumulator` queues each chain's products
-  in its context's queue and serves the contexts round-robin, one add per cycle, each chain's
-  adds in order: the sequential sum above, bit for bit. The sequencer reserves queue room as
-  it issues, and waits when a chain's queue is full. Finished sums go into a 16-entry write
+* The adder is pipelined too, so a running sum could use it only once per adder latency + 1
+  cycles. The :class:`~fiberflow.overlay.interleave.InterleavedAccumulator` queues each
+  chain's products in its context's queue and, in every cycle, gives the adder the next
+  product of a context whose previous sum is back (rotating priority), each chain's adds in
+  order: the sequential sum above, bit for bit. The sequencer reserves queue room as it
+  issues, and waits when a chain's queue is full. Finished sums go into a 16-entry write
   queue (LiteX ``stream.SyncFIFO``) that writes them to y in cycles where stage C reads no y.
 * Throughput: one item per cycle while the contexts' queues have room, for SpMV and SpMM
-  alike. The sums of one chain are sequential, so a chain of ``n`` products needs ``n``
-  context turns (``n * contexts`` cycles) after its first product: a tile's last rows leave a
-  tail of about that many cycles, and a lone long row runs at one product per ``contexts``
-  cycles (a column tile bounds a row's length in a tile to the tile's columns). Limits: the one
-  y port does a read and a write per row and column, so rows of one nonzero run at 1/2 per
-  cycle; on a 64-bit bus, 32-bit coordinates need 8 tile bytes per nonzero, all of the port.
+  alike. The sums of one chain are sequential, so a chain of ``n`` products needs ``n`` turns
+  of ``latency + 1`` cycles (:attr:`Lane.turn`, 5 with the fp32 adder) after its first
+  product: a tile's last rows leave a tail of about that many cycles, and a lone long row runs
+  at one product per turn; a row longer than its context's queue (``QUEUE_DEPTH``) holds up
+  the rows behind it. A column tile bounds a row's length in a tile to the tile's columns.
+  Limits: the one y port does a read and a write per row and column, so rows of one nonzero
+  run at 1/2 per cycle; on a 64-bit bus, 32-bit coordinates need 8 tile bytes per nonzero, all
+  of the port.
 
 Configuration words (:data:`CONFIG_WORDS`, byte offsets into the lane's buffers); they must
 stay constant while the lane is busy:
@@ -116,7 +124,7 @@ def _log2(n: int) -> int:
     return n.bit_length() - 1
 
 
-QUEUE_DEPTH = 32  # products queued per accumulator context
+QUEUE_DEPTH = 64  # products queued per accumulator context (docs/overlay.md, "Throughput")
 
 
 class _IntAdd(Module):
