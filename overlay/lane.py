@@ -476,11 +476,10 @@ class Lane(Module):
         chain = Signal()  # the row's last item, and the next row can start right away
         row_end = Signal()
         # The next row can start in the cycle of this row's last item: there is a next row, its
-        # segment end is here, and the row is not empty and the array does not decrease.
-        # Registered from the reader's head, so `fresh` says no segment was taken in the
-        # previous cycle (else the flag is of the element before): a row of one item, which
-        # took its segment end in the cycle before, goes through ROW instead (a cycle more,
-        # which the y port's read and write per row take anyway).
+        # length is here, and it is neither empty nor negative. Registered from the reader's
+        # head, and only if no segment end is taken in this cycle (the head then moves on): a
+        # row of one item, which took its segment end in the cycle before, goes through ROW
+        # instead (a cycle more, which the y port's read and write per row take anyway).
         can_chain = Signal()
         self.sync += can_chain.eq(more2 & seg.valid & ~seg.d_zero & ~seg.d_neg & ~seg.pop)
         # last_c & rem1 (the row's last item), kept with them so the row end is one flip-flop.

@@ -206,7 +206,7 @@ def test_bad_configuration_reports_error(sim: LaneSim) -> None:
 def test_throughput(sim: LaneSim) -> None:
     """SpMV at about one nonzero per cycle with 12 nonzeros per row; SpMM one multiply-add per
     cycle. A tile's last rows finish one add per accumulator turn (the sums are sequential),
-    a tail of about (row length x contexts) cycles, so the tile has enough rows to amortise it."""
+    a tail of about (row length x turn) cycles, so the tile has enough rows to amortise it."""
     rng = np.random.default_rng(6)
     rows, cols, per_row = 256, 64, 12
     dense = np.zeros((rows, cols), np.float32)

@@ -40,6 +40,7 @@ def _tile(rng: np.random.Generator, per_row: int, nnz: int, cols: int = 256) -> 
 
 
 def run(args: argparse.Namespace) -> Report:
+    from fiberflow.overlay.lane import QUEUE_DEPTH
     from fiberflow.overlay.lane_sim import LaneSim, reference, run_matrix
 
     rows: list[list[object]] = []
@@ -50,6 +51,7 @@ def run(args: argparse.Namespace) -> Report:
     for bus in args.bus:
         sim = LaneSim(value_types=("fp32",), bus_bits=bus, tile_depth=65536 // (bus // 8),
                       x_depth=1024, y_depth=1024, max_k=8)  # fmt: skip
+        turn = sim.turn
         for kernel, n, cb in progress(cases, desc=f"lane, {bus}-bit bus"):
             per_row, k = (n, 1) if kernel == "spmv" else (8, n)
             A = _tile(rng, per_row, args.nnz if kernel == "spmv" else args.nnz // k)
@@ -75,11 +77,11 @@ def run(args: argparse.Namespace) -> Report:
         "benchmark's generators), cut into the tiles the default overlay's devices choose for "
         "them, on a lane with the default overlay's buffers; "
         "each row sums the whole matrix's tiles, checked bit for bit against the emulator.",
-        "Long rows are the worst case: each row's sum is sequential, one add per context "
-        "turn (8 cycles), and a row longer than its context's queue (32) holds up the rows "
-        "behind it.",
+        f"Long rows are the worst case: each row's sum is sequential, one add per turn of "
+        f"the accumulator ({turn} cycles: the adder's latency + 1), and a row longer than its "
+        f"context's queue ({QUEUE_DEPTH}) holds up the rows behind it.",
         "work = nonzeros x k (multiply-adds); rate = work / cycles, start-up and drain "
-        "included (about 17 cycles per tile).",
+        "included (about 30 cycles per tile).",
         "Rows of one nonzero are bound by the y port (a read and a write per row); 32-bit "
         "coordinates on a 64-bit bus by the tile port (8 bytes per nonzero).",
     ]
