@@ -65,10 +65,18 @@ def timing_proxy(
     # LUT mapping with classic abc, not synth_ecp5's abc9: abc9 stops on a combinational loop.
     # Loops are reported (and ``fiberflow build --estimate`` warns about them) rather than
     # ending the run; nextpnr is told to leave them out of timing analysis.
+    #
+    # Memories marked for LUT RAM (ram_style "distributed": the lanes' accumulator queues, 256
+    # entries of 78 bits) go to the ECP5's block RAM instead. Its LUT RAM is 16 entries deep
+    # (a 7-series LUT is 64), so each queue would become 320 TRELLIS_DPR16X4 behind a 16-way
+    # read multiplexer of some 1,600 LUT4, where xc7 maps it to 104 RAM64M and one LUT level:
+    # the whole shell's place and route then ran past an hour. The queue's registered read
+    # data maps to DP16KD's own (three per queue), which the default overlay has room for.
     log, out = run_yosys(
         files,
         [
             f"read_verilog {' '.join(verilog)}",
+            "setattr -unset ram_style m:*",
             f"synth_ecp5 -top {top} -run begin:map_luts",
             "techmap -map +/lattice/latches_map.v",
             "abc -lut 4",
@@ -91,6 +99,9 @@ def timing_proxy(
         cmd = [*yowasp_cmd("nextpnr-ecp5"), f"--{DEVICE}", "--package", PACKAGE,
                "--json", "net.json",
                "--out-of-context", "--ignore-loops", "--timing-allow-fail",
+               # router2: router1 had routed a quarter of the whole shell's arcs after its
+               # first 5 minutes, slowing as it went; router2 negotiates congestion globally.
+               "--router", "router2",
                "--freq", f"{target_mhz:g}", "--seed", str(seed), "--report", "report.json",
                "--quiet"]  # fmt: skip
         proc = run_tool(cmd, d, timeout_s, f"nextpnr-ecp5 place and route {top}", "minutes")
