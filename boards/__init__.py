@@ -146,13 +146,15 @@ class Board:
         per_port = sum(p.bytes_per_cycle(self.fabric_clock_mhz) for p in self.hp[:ports])
         return min(per_port, float(self.ddr.bytes_per_cycle))
 
-    def ddr_model(self) -> dict[str, float]:
+    def ddr_model(self) -> dict[str, float | int]:
         """The board's DDR figures under the names of the rtl device's DDR model
         (``fiberflow.host.rtl.DdrModel(**board.ddr_model())``)."""
         return {
             "read_latency": self.ddr.latency_cycles,
             "port_bytes_per_cycle": self.hp[0].bytes_per_cycle(self.fabric_clock_mhz),
             "total_bytes_per_cycle": float(self.ddr.bytes_per_cycle),
+            # the Zynq-7000's HP ports are AXI3 (UG585 ch. 5): bursts of at most 16 beats
+            "max_burst_beats": 16 if self.is_zynq7000 else 256,
         }
 
 

@@ -35,6 +35,18 @@ from fiberflow.overlay.regmap import HOST
 __all__ = ["DdrModel", "RtlShell", "build_shell"]
 
 DDR_BASE = 0x1000_0000  # where the simulated DDR hands out buffers
+
+RULES = (
+    "beat size other than the bus width",
+    "WLAST not on the burst's last beat",
+    "burst longer than the port allows",
+    "burst crossing an address boundary (4 KB in AXI)",
+    "address not aligned to the bus width",
+    "valid dropped or payload changed before the handshake",
+    "write data before its burst's address",
+)
+"""The rules the DDR model checks the shell's AXI masters against, in the harness' order
+(rtl_harness.cpp, enum Rule). The boundary and the longest burst are the DdrModel's."""
 _PAGE = 4096
 _LITE_CYCLES = 1000  # one AXI4-Lite access never takes longer than this
 
@@ -46,7 +58,8 @@ void ff_config(void *h, int read_latency, int write_latency, int max_reads, int 
 void ff_reset(void *h, int cycles);
 void ff_step(void *h, uint64_t n);
 uint64_t ff_cycle(void *h);
-uint64_t ff_protocol_errors(void *h);
+void ff_rules(void *h, int max_beats, uint64_t boundary);
+void ff_rule_errors(void *h, uint64_t *out, int n);
 uint64_t ff_evals(void *h);
 void ff_map(void *h, uint64_t base, uint64_t size, void *ptr);
 void ff_unmap(void *h, uint64_t base);
@@ -101,7 +114,9 @@ class DdrModel:
     8 bytes per cycle per direction, DDR3-1066 x16 (4.3 GB/s peak) shared by all ports (about
     32 bytes per fabric cycle after refresh and turnarounds), read data 32 cycles after the
     address, write responses 16 cycles after the last beat, 8 bursts accepted per direction
-    (the HP ports' read and write acceptance).
+    (the HP ports' read and write acceptance), bursts of at most 16 beats (the HP ports are
+    AXI3) that do not cross a 4 KB boundary. The model counts every breach of the ports' rules
+    (:attr:`RtlShell.rule_breaches`).
     """
 
     read_latency: int = 32
@@ -110,6 +125,8 @@ class DdrModel:
     max_writes: int = 8
     port_bytes_per_cycle: float = 8.0
     total_bytes_per_cycle: float = 32.0
+    max_burst_beats: int = 16
+    boundary_bytes: int = 4096
     # Probability a channel holds off in a cycle (tests): every DDR channel, and the host's
     # AXI4-Lite BREADY / RREADY.
     backpressure: float = 0.0
@@ -124,6 +141,10 @@ class DdrModel:
             raise ValueError("bandwidths must be positive")
         if not 0.0 <= self.backpressure < 1.0:
             raise ValueError("backpressure is a probability in [0, 1)")
+        if not 1 <= self.max_burst_beats <= 256:
+            raise ValueError("max_burst_beats is 1 to 256 (16 for AXI3 ports)")
+        if self.boundary_bytes < 1 or self.boundary_bytes & (self.boundary_bytes - 1):
+            raise ValueError("boundary_bytes is a power of two (4096 for AXI)")
 
 
 def build_shell(config: Any = None) -> Any:
@@ -298,6 +319,7 @@ class RtlShell:
             int(ddr.backpressure * 65536),
             ddr.seed,
         )
+        self._lib.ff_rules(self._h, ddr.max_burst_beats, ddr.boundary_bytes)
 
     @property
     def cycle(self) -> int:
@@ -305,9 +327,17 @@ class RtlShell:
         return int(self._lib.ff_cycle(self._h))
 
     @property
+    def rule_breaches(self) -> dict[str, int]:
+        """Breaches of the memory ports' rules the DDR model has seen since it was created, by
+        rule (see :data:`RULES`)."""
+        out = self._ffi.new("uint64_t[]", len(RULES))
+        self._lib.ff_rule_errors(self._h, out, len(RULES))
+        return dict(zip(RULES, (int(v) for v in out), strict=True))
+
+    @property
     def protocol_errors(self) -> int:
-        """AXI protocol violations the DDR model saw (wrong WLAST, wrong size)."""
-        return int(self._lib.ff_protocol_errors(self._h))
+        """All the breaches of :attr:`rule_breaches`."""
+        return sum(self.rule_breaches.values())
 
     @property
     def stale_transfers(self) -> int:

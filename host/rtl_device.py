@@ -286,7 +286,16 @@ class RtlDevice(ShellDeviceMethods):
         ``timeout`` seconds for the whole call. A failed or timed-out job raises DeviceError /
         DeviceTimeoutError; the device is then reset and ready for the next job."""
         timeout = check_timeout(timeout)
+        before = self.shell.rule_breaches
         self.last_counters, self.last_stats = self._jobs.wait(job_id, timeout)
+        broken = {k: n - before[k] for k, n in self.shell.rule_breaches.items() if n > before[k]}
+        if broken:
+            raise DeviceError(
+                "the overlay broke the AXI rules of its memory ports during this job ("
+                + "; ".join(f"{rule}: {n}" for rule, n in broken.items())
+                + "), so its results cannot be trusted; on a board this could hang or corrupt "
+                "the memory system. Report it with the overlay's build options."
+            )
         return self.last_stats
 
     # -- resident matrices --------------------------------------------------------------------

@@ -17,6 +17,14 @@
 // master's BREADY/RREADY too) tests the DUT.
 // Once a valid is raised it is held until its handshake, as AXI requires.
 //
+// Rule check: the model also checks what the shell's masters do against the rules of the
+// board's ports, and counts each breach by rule (ff_rule_errors): a beat size other than the
+// bus width, WLAST off the burst's last beat, a burst longer than max_beats (16 on the AXI3 HP
+// ports of a Zynq-7000), a burst that crosses a `boundary`-byte boundary (4 KB in AXI), an
+// address not aligned to the bus width, a valid dropped or its payload changed before its
+// handshake, and write data offered before its burst's address was accepted. The ports carry
+// no burst type: INCR, AXI's meaning when it is left out.
+//
 // Reset check: the model watches the host's AXI4-Lite writes of the shell's reset bit
 // (ff_watch_reset) and numbers the releases (a write that clears the bit after one that set
 // it); each burst is tagged with the number current when it was accepted. When the host
@@ -42,6 +50,17 @@ struct Burst {
     uint64_t epoch;  // the host's releases of the reset before this burst was accepted
 };
 
+enum Rule { RULE_SIZE, RULE_WLAST, RULE_LENGTH, RULE_BOUNDARY, RULE_ALIGN, RULE_HOLD,
+            RULE_W_FIRST, N_RULES };
+
+// A channel's offer that has not been taken yet: what must still be offered next cycle.
+struct Offer {
+    bool on;
+    uint64_t addr;
+    int len, size, id;
+    uint8_t data[BUS_BYTES + BUS_BYTES / 8 + 1];  // W: data, strobes, last
+};
+
 struct Port {
     CData *awvalid, *awready, *awlen, *awsize, *awid;
     IData *awaddr;
@@ -56,6 +75,7 @@ struct Port {
     int r_beat, w_beat;
     double r_credit, w_credit;
     bool r_hold, b_hold;
+    Offer ar_offer, aw_offer, w_offer;
 };
 
 struct Region {
@@ -88,8 +108,10 @@ struct Sim {
     int lw_state, lr_state;  // bit 0: A pending, bit 1: W pending (writes); 1: AR, 2: wait R
     uint32_t l_addr, l_data, l_rdata;
     uint8_t l_resp;
-    // statistics
-    uint64_t protocol_errors;
+    // rule check (see the top of the file)
+    int max_beats;
+    uint64_t boundary;
+    uint64_t rule_errors[N_RULES];
     uint64_t evals;  // model evaluations: one per cycle, two in exact mode or a register access
     bool exact;  // settle combinational outputs before sampling in every cycle
 };
@@ -184,6 +206,40 @@ struct Fired {
     bool ar, aw, w, r, b;
 };
 
+// An address offer's rules, checked when it is made (and again each cycle it waits).
+static void check_burst(Sim *s, uint64_t addr, int beats, int size) {
+    if ((1 << size) != BUS_BYTES) s->rule_errors[RULE_SIZE]++;
+    if (beats > s->max_beats) s->rule_errors[RULE_LENGTH]++;
+    if (addr % BUS_BYTES) s->rule_errors[RULE_ALIGN]++;
+    if (addr % s->boundary + (uint64_t)beats * BUS_BYTES > s->boundary)
+        s->rule_errors[RULE_BOUNDARY]++;
+}
+
+// A channel offered `now` this cycle (valid and payload); `o` is what it offered last cycle if
+// that was not taken. Counts a dropped valid or a changed payload; returns whether the offer is
+// new (its rules are then checked once).
+static bool hold_check(Sim *s, Offer *o, bool valid, const Offer &now, bool taken) {
+    bool fresh = valid;
+    if (o->on) {
+        fresh = false;
+        if (!valid || o->addr != now.addr || o->len != now.len || o->size != now.size ||
+            o->id != now.id || memcmp(o->data, now.data, sizeof now.data))
+            s->rule_errors[RULE_HOLD]++;
+    }
+    *o = now;
+    o->on = valid && !taken;
+    return fresh;
+}
+
+static Offer address_offer(IData *addr, CData *len, CData *size, CData *id) {
+    Offer o = {};
+    o.addr = *addr;
+    o.len = *len;
+    o.size = *size;
+    o.id = *id;
+    return o;
+}
+
 // A data beat moved: count it towards a pending ff_hang_after.
 static void count_beat(Sim *s) {
     if (s->hang_after > 0 && --s->hang_after == 0) s->hang = true;
@@ -202,6 +258,19 @@ static void sample_ports(Sim *s, Fired *f) {
         if (f[i].b && p.bq.front().epoch < s->epoch) s->stale++;
         if (f[i].r) count_beat(s);
         if (f[i].w) count_beat(s);
+        Offer ar = address_offer(p.araddr, p.arlen, p.arsize, p.arid);
+        if (hold_check(s, &p.ar_offer, *p.arvalid, ar, f[i].ar))
+            check_burst(s, ar.addr, ar.len + 1, ar.size);
+        Offer aw = address_offer(p.awaddr, p.awlen, p.awsize, p.awid);
+        if (hold_check(s, &p.aw_offer, *p.awvalid, aw, f[i].aw))
+            check_burst(s, aw.addr, aw.len + 1, aw.size);
+        Offer w = {};
+        memcpy(w.data, p.wdata, BUS_BYTES);
+        memcpy(w.data + BUS_BYTES, p.wstrb, BUS_BYTES / 8);
+        w.data[BUS_BYTES + BUS_BYTES / 8] = *p.wlast;
+        hold_check(s, &p.w_offer, *p.wvalid, w, f[i].w);
+        // write data only for a burst whose address was taken (this cycle at the latest)
+        if (*p.wvalid && p.wq.empty() && !f[i].aw) s->rule_errors[RULE_W_FIRST]++;
         if (f[i].ar) {
             Burst b;
             b.beats = *p.arlen + 1;
@@ -210,7 +279,6 @@ static void sample_ports(Sim *s, Fired *f) {
             b.resp = burst_resp(s, b.addr, (uint64_t)b.beats * BUS_BYTES);
             b.ready_at = s->cycle + s->read_latency;
             b.epoch = s->epoch;
-            if ((1 << *p.arsize) != BUS_BYTES) s->protocol_errors++;
             p.rq.push_back(b);
         }
         if (f[i].aw) {
@@ -221,7 +289,6 @@ static void sample_ports(Sim *s, Fired *f) {
             b.resp = burst_resp(s, b.addr, (uint64_t)b.beats * BUS_BYTES);
             b.ready_at = 0;
             b.epoch = s->epoch;
-            if ((1 << *p.awsize) != BUS_BYTES) s->protocol_errors++;
             p.wq.push_back(b);
         }
         if (f[i].w) {
@@ -236,7 +303,7 @@ static void sample_ports(Sim *s, Fired *f) {
                     if (strb >> k & 1) dst[k] = src[k];
             }
             bool last = p.w_beat == b.beats - 1;
-            if ((bool)*p.wlast != last) s->protocol_errors++;
+            if ((bool)*p.wlast != last) s->rule_errors[RULE_WLAST]++;
             p.w_credit -= BUS_BYTES;
             s->total_credit -= BUS_BYTES;
             if (last) {
@@ -374,6 +441,8 @@ void *ff_new(void) {
     s->total_bpc = 32;
     s->rng = 0x9e3779b97f4a7c15ull;
     s->hang_after = -1;
+    s->max_beats = 256;
+    s->boundary = 4096;
     return s;
 }
 
@@ -408,6 +477,7 @@ void ff_abort(void *h) {
         p.bq.clear();
         p.r_beat = p.w_beat = 0;
         p.r_hold = p.b_hold = false;
+        p.ar_offer.on = p.aw_offer.on = p.w_offer.on = false;  // the reset drops them
     }
     s->lw_state = s->lr_state = 0;
 }
@@ -426,7 +496,18 @@ void ff_step(void *h, uint64_t n) {
 }
 
 uint64_t ff_cycle(void *h) { return ((Sim *)h)->cycle; }
-uint64_t ff_protocol_errors(void *h) { return ((Sim *)h)->protocol_errors; }
+// The rule check's limits: the longest burst in beats, and the boundary bursts must not cross.
+void ff_rules(void *h, int max_beats, uint64_t boundary) {
+    Sim *s = (Sim *)h;
+    s->max_beats = max_beats;
+    s->boundary = boundary;
+}
+
+// The breaches of each rule so far (n of them, in the order of enum Rule).
+void ff_rule_errors(void *h, uint64_t *out, int n) {
+    Sim *s = (Sim *)h;
+    for (int i = 0; i < n && i < N_RULES; i++) out[i] = s->rule_errors[i];
+}
 uint64_t ff_evals(void *h) { return ((Sim *)h)->evals; }
 
 void ff_map(void *h, uint64_t base, uint64_t size, void *ptr) {
