@@ -74,3 +74,24 @@ def test_bench_spmv_device_options(tmp_path, capsys) -> None:  # type: ignore[no
         cli.main([*args, "--device", "gpu"])
     assert "invalid choice: 'gpu'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+@pytest.mark.rtl
+def test_bench_spmv_on_rtl_reports_what_users_get(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """bench spmv --device rtl reports nonzeros per cycle, lane utilisation, the share of the
+    board's DDR bandwidth and the projected rate, each agreeing with the job's own counters,
+    on random and finite-difference matrices."""
+    pytest.importorskip("fiberflow.host.rtl")
+    out = tmp_path / "o"
+    args = ["bench", "spmv", "--device", "rtl", "--scale", "0.02", "--cached", "--out", str(out)]
+    assert cli.main(args) == 0
+    data = json.loads((out / "spmv-rtl.json").read_text())
+    cases = data["data"]["cases"]
+    assert {"2-D Poisson, 5/row", "3-D Poisson, 7/row"} <= set(cases)
+    for label, c in cases.items():
+        assert c["nnz_per_cycle"] == pytest.approx(c["nnz"] / c["cycles"]), label
+        assert 0 <= min(c["lane_utilisation"]) < max(c["lane_utilisation"]) <= 1, label
+        assert c["ddr_share"] == pytest.approx(c["dma_bytes"] / (c["cycles"] * 16.0)), label
+        assert c["nnz_per_second"] == pytest.approx(c["nnz_per_cycle"] * 100e6), label
+    assert cases["3-D Poisson, 7/row"]["goal_nnz_per_cycle"] == 2.0
+    assert cases["random 64k x 8k, 2/row"]["goal_nnz_per_cycle"] is None
