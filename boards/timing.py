@@ -66,12 +66,13 @@ def timing_proxy(
     # Loops are reported (and ``fiberflow build --estimate`` warns about them) rather than
     # ending the run; nextpnr is told to leave them out of timing analysis.
     #
-    # Memories marked for LUT RAM (ram_style "distributed": the lanes' accumulator queues, 256
+    # Memories marked for LUT RAM (ram_style "distributed": the lanes' accumulator queues, 512
     # entries of 78 bits) go to the ECP5's block RAM instead. Its LUT RAM is 16 entries deep
-    # (a 7-series LUT is 64), so each queue would become 320 TRELLIS_DPR16X4 behind a 16-way
-    # read multiplexer of some 1,600 LUT4, where xc7 maps it to 104 RAM64M and one LUT level:
-    # the whole shell's place and route then ran past an hour. The queue's registered read
-    # data maps to DP16KD's own (three per queue), which the default overlay has room for.
+    # (a 7-series LUT is 64), so each queue would become 640 TRELLIS_DPR16X4 behind a 32-way
+    # read multiplexer of some 2,700 LUT4, where xc7 maps it to 208 RAM64M and two LUT levels:
+    # the whole shell's place and route (then 256 entries) ran past an hour. The queue's
+    # registered read data maps to DP16KD's own (three per queue), which the default overlay
+    # has room for.
     log, out = run_yosys(
         files,
         [
