@@ -542,7 +542,7 @@ static int64_t row_runs(const int32_t *crd, int64_t q, int64_t end, divider dv)
 }
 
 /* A vector loop that tallies entries q .. end - 1 into t[tile] a run (a stretch in one tile
- * column) at a time and returns how many runs it found: see tally_runs_avx512. */
+ * column) at a time and returns how many runs it found: TALLY_FN in cpack_band.h. */
 typedef int64_t (*runs_fn)(const int32_t *, int64_t, int64_t, divider, int64_t *);
 
 /* Count the entries of a band's `rows` rows (coordinates checked) by tile column into
