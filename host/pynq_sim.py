@@ -220,8 +220,18 @@ class SimulatedPynqDevice(Device):
 
     # -- time and reset (fiberflow's board port uses these when present) -----------------------
     def elapse(self, cycles: int) -> None:
-        """Simulate ``cycles`` fabric cycles (on a board the host just waits)."""
+        """Simulate ``cycles`` fabric cycles (on a board the host just waits). A breach of the
+        memory ports' AXI rules in them (``RtlShell.rule_breaches``) raises, where a board
+        could hang or write the wrong memory."""
+        before = self.shell.protocol_errors
         self.shell.step(int(cycles))
+        if self.shell.protocol_errors > before:
+            broken = ", ".join(k for k, n in self.shell.rule_breaches.items() if n)
+            raise DeviceError(
+                f"the overlay broke the AXI rules of its memory ports ({broken}); on a board "
+                "this could hang or corrupt the memory system. Report it with the overlay's "
+                "build options."
+            )
 
     def drop_in_flight(self) -> None:
         """The shell's hard reset: clear the faults a test injected, so the DMA engines can

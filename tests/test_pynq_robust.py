@@ -138,3 +138,16 @@ def test_a_closed_device_says_so(dev) -> None:  # type: ignore[no-untyped-def]
     for call in calls:
         with pytest.raises(DeviceError, match="pynq device is closed"):
             call()
+
+
+def test_a_broken_axi_rule_fails_on_a_simulated_board(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The simulated board's DDR model checks the overlay's memory ports as the rtl device's
+    does: with its longest burst set below the engines' 16 beats, a job raises."""
+    from fiberflow.host.rtl import DdrModel
+
+    build.generate(load_board(BOARD), {"kernels": ("spmv",)}, tmp_path)
+    A = small(5)
+    x = np.ones(A.shape[1], dtype=np.float32)
+    with ff.open("pynq", overlay=str(tmp_path), emulate=True, ddr=DdrModel(max_burst_beats=8)) as d:
+        with pytest.raises(DeviceError, match="burst longer than the port allows"):
+            ff.spmv(A, x, device=d, timeout=60)
