@@ -154,9 +154,12 @@ class InterleavedAccumulator(Module):
         picked_now = Signal(contexts)
         for j in range(contexts):
             others = [i for i in range(contexts) if i != j]
-            bj = Signal(contexts, reset=(1 << j) - 1, name=f"beats{j}")
-            self.sync += [bj[i].eq(before(i, j, upper_next)) for i in others]
-            self.comb += grant[j].eq(ready[j] & ~reduce(or_, [ready[i] & bj[i] for i in others]))
+            # bit n: others[n] comes first (at the reset position, the lower contexts)
+            bj = Signal(contexts - 1, reset=(1 << j) - 1, name=f"beats{j}")
+            self.sync += [bj[n].eq(before(i, j, upper_next)) for n, i in enumerate(others)]
+            self.comb += grant[j].eq(
+                ready[j] & ~reduce(or_, [ready[i] & bj[n] for n, i in enumerate(others)])
+            )
         self.comb += picked_now.eq(Mux(self.out_ok, grant, 0))
         sel, sel_v = Signal(cb), Signal()  # picked[0] in binary, and whether there was a pick
         self.sync += [

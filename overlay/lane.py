@@ -401,8 +401,7 @@ class Lane(Module):
         # often; a reader stops asking once its FIFO is full, so none starves) --
         # The segment reader hands out each row's length (seg[r + 1] - seg[r]) with flags, so
         # the sequencer starts a row without a subtract or compare in its cycle.
-        seg = _SeqReader(bus_bits, ta, deltas=True)
-        crd, val = (_SeqReader(bus_bits, ta) for _ in range(2))
+        seg, crd, val = (_SeqReader(bus_bits, ta, deltas=i == 0) for i in range(3))
         self.submodules.seg_rd, self.submodules.crd_rd, self.submodules.val_rd = seg, crd, val
         # One-hot states (IDLE is all zeros), so a state test is one flip-flop, not a compare.
         IDLE, SEG0, ROW, NZ, DRAIN, CHECK = 0, 1, 2, 4, 8, 16
