@@ -37,6 +37,7 @@ __all__ = [
     "RULES",
     "Config",
     "Outcome",
+    "broken",
     "engine_verilog",
     "find_violation",
     "prove",
@@ -59,6 +60,10 @@ class Config:
     max_outstanding: int = 4
     queue_depth: int = 16
     local_bits: int = 24
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.max_outstanding < _Q:
+            raise ValueError(f"max_outstanding must be 2 to {_Q - 1}, not {self.max_outstanding}")
 
 
 @dataclass(frozen=True)
@@ -280,11 +285,17 @@ def broken(log: str) -> list[str]:
     return sorted({n.removeprefix("props.") for t, n, v in rows if int(t) == last and v == "0"})
 
 
-def prove(cfg: Config, max_steps: int = 20, timeout_s: int = 600) -> Outcome:
+def prove(
+    cfg: Config, max_steps: int = 20, timeout_s: int = 600, mutant: str | None = None
+) -> Outcome:
     """Prove every rule (and the invariants) by temporal induction, from the engine's reset
-    state, with inductions up to ``max_steps`` long; ``timeout_s`` for each solver call."""
+    state, with inductions up to ``max_steps`` long; ``timeout_s`` for each solver call. On
+    the broken copy ``mutant`` if given (the proof must then fail)."""
+    verilog = engine_verilog(cfg)
+    if mutant is not None:
+        verilog = _mutate(verilog, cfg, mutant)
     log = _run(
-        _instrument(engine_verilog(cfg), cfg, _ALL, invariants=True),
+        _instrument(verilog, cfg, _ALL, invariants=True),
         f"sat -tempinduct -prove-asserts -set-assumes -maxsteps {max_steps} "
         + _shown(cfg, RULES, True),
         timeout_s,

@@ -37,6 +37,12 @@ def test_every_rule_holds_by_induction(bus_bits: int) -> None:
     assert out.steps is not None and out.steps <= 6
 
 
+def test_the_proof_fails_on_a_broken_copy() -> None:
+    # The invariants are proved, not assumed: they cannot hide a broken rule.
+    out = prove(Config(), max_steps=6, timeout_s=240, mutant="len")
+    assert not out.ok and "ok_len" in broken(out.log)
+
+
 def test_each_rule_has_one_broken_copy() -> None:
     assert sorted(rule for rule, _ in MUTANTS.values()) == sorted(RULES)
 
@@ -64,7 +70,7 @@ def test_a_broken_copy_fails_its_rule_128(mutant: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("max_outstanding", [2, 3])
+@pytest.mark.parametrize("max_outstanding", [2, 3, 5, 7])
 def test_other_burst_limits_hold_by_induction(max_outstanding: int) -> None:
     out = prove(Config(max_outstanding=max_outstanding), max_steps=6, timeout_s=300)
     assert out.ok, f"not proved (step {out.steps}; false there: {broken(out.log)})"
