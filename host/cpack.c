@@ -55,6 +55,7 @@ typedef struct {
     int64_t stride[MAXD];     /* row-major strides of the tile grid */
     /* counting pass */
     int64_t *ncrd;
+    int64_t *ids, n_ids;      /* the non-empty grid tiles found (a part's from ids[its first]) */
     /* filling pass */
     uint8_t *image;
     const int64_t *slot, *ext, *seg_off, *crd_off, *vals_off, *tile_off, *npos;
@@ -546,7 +547,8 @@ static int64_t row_runs(const int32_t *crd, int64_t q, int64_t end, divider dv)
 typedef int64_t (*runs_fn)(const int32_t *, int64_t, int64_t, divider, int64_t *);
 
 /* Count the entries of a band's `rows` rows (coordinates checked) by tile column into
- * ncrd[ct * 2], ct = 0 .. gc - 1, which hold 0, in one loop, and return the band's runs
+ * ncrd[ct * 2] for the columns the band reaches (the others are left as they are), list the
+ * non-empty ones (grid tiles g0 + ct) in w->ids, and return the band's runs
  * (stretches of a row in one tile) for long_runs if `runs` is set, else 0. With a run tally
  * (`by_runs`, at a vector level), those are counted exactly, as the tally goes; without, they
  * are four times those of every fourth row (a compare per entry cost the count of a random
@@ -555,7 +557,8 @@ typedef int64_t (*runs_fn)(const int32_t *, int64_t, int64_t, divider, int64_t *
  * the tallies are cleared and summed over those only (a band of a banded matrix at 256 x 256
  * reaches 30 of 782: clearing and summing all took longer than counting its entries). */
 static int64_t count_scatter(const int64_t *pos, int64_t rows, const int32_t *crd, divider dv,
-                             int64_t gc, int64_t *tally, int64_t *ncrd, int runs, runs_fn by_runs)
+                             int64_t gc, int64_t *tally, int64_t *ncrd, int runs, runs_fn by_runs,
+                             walker *w, int64_t g0)
 {
     if (!runs)
         by_runs = NULL;
@@ -585,8 +588,11 @@ static int64_t count_scatter(const int64_t *pos, int64_t rows, const int32_t *cr
         sampled = by_runs(crd, pos[0], pos[rows], dv, t[0]);
     else
         tally_entries(crd, pos[0], pos[rows], dv, t);
-    for (int64_t ct = lo; ct <= hi; ct++)
+    for (int64_t ct = lo; ct <= hi; ct++) {
         ncrd[ct * 2] = t[0][ct] + t[1][ct] + t[2][ct] + t[3][ct];
+        if (ncrd[ct * 2])
+            w->ids[w->n_ids++] = g0 + ct;
+    }
     return by_runs ? sampled : runs ? 4 * sampled : 0;
 }
 
@@ -1272,19 +1278,21 @@ static void reset_walk_state(walker *w, int64_t g0, int64_t g1)
     }
 }
 
-/* The counts start from zero, cleared by the part that owns them: the counts of hundreds of
- * thousands of grid tiles, cleared up front on one thread, took a twentieth of the pack. */
-static void clear_counts(const walker *w, int64_t g0, int64_t g1)
-{
-    int nd = w->t->ndim;
-    memset(w->ncrd + g0 * nd, 0, sizeof(int64_t) * (size_t)((g1 - g0) * nd));
-}
-
+/* Any tree: the part's counts from zero, the walk, then its non-empty tiles listed (from its
+ * own stretch of ids, which has room for all its tiles). */
 static void count_walk(part *p)
 {
-    clear_counts(&p->w, p->t0 * p->w.stride[0], p->t1 * p->w.stride[0]);
-    reset_walk_state(&p->w, p->t0 * p->w.stride[0], p->t1 * p->w.stride[0]);
-    walk(&p->w, 0, 0, 0, p->lo, p->hi);
+    walker *w = &p->w;
+    int nd = w->t->ndim;
+    int64_t g0 = p->t0 * w->stride[0], g1 = p->t1 * w->stride[0];
+    memset(w->ncrd + g0 * nd, 0, sizeof(int64_t) * (size_t)((g1 - g0) * nd));
+    reset_walk_state(w, g0, g1);
+    walk(w, 0, 0, 0, p->lo, p->hi);
+    w->ids += g0;
+    w->n_ids = 0;
+    for (int64_t g = g0; g < g1; g++)
+        if (w->ncrd[g * nd + nd - 1] > 0)
+            w->ids[w->n_ids++] = g;
 }
 
 /* Any tree: zero the part's tiles (all but their headers), walk, turn the segment counts into
@@ -1360,6 +1368,8 @@ static void count_csr(part *p)
         count_walk(p);
         return;
     }
+    w->ids += p->t0 * gc; /* the part's own stretch of ids: room for all its tiles */
+    w->n_ids = 0;
 #ifdef FF_AVX512
     int32_t lim[FEW_TILES + 1];
     if (fast)
@@ -1369,21 +1379,23 @@ static void count_csr(part *p)
         int64_t r1 = r0 + tr < p->hi ? r0 + tr : p->hi;
         int64_t q0 = pos[r0], n = pos[r1] - q0, *ncrd = w->ncrd + rt * gc * 2 + 1;
         int ok = 1;
-        clear_counts(w, rt * gc, (rt + 1) * gc);
         if (fast) {
 #ifdef FF_AVX512
             uint32_t top = w->simd == FF_SIMD_AVX512
                                ? count_band_chunks(crd + q0, n, lim, gc, count)
                                : count_band_chunks8(crd + q0, n, lim, gc, count);
             ok = n == 0 || top < size;
-            for (int64_t ct = 0; ct < gc && ok; ct++)
+            for (int64_t ct = 0; ct < gc && ok; ct++) {
                 ncrd[ct * 2] = n ? count[ct] : 0;
+                if (ncrd[ct * 2])
+                    w->ids[w->n_ids++] = rt * gc + ct;
+            }
 #endif
         } else if ((ok = coords_in(crd + q0, n, size, w->simd))) {
             /* Runs are counted in every 8th band, and in each after one whose runs were not
              * short (2 entries or more): in a random matrix' bands (about 1) they stay short. */
             w->runs[rt] = count_scatter(pos + r0, r1 - r0, crd, dv, gc, tally, ncrd,
-                                        rt % 8 == 0 || !short_before, by_runs);
+                                        rt % 8 == 0 || !short_before, by_runs, w, rt * gc);
             if (w->runs[rt])
                 short_before = n < 2 * w->runs[rt];
         }
@@ -1525,8 +1537,10 @@ static void *take_parts(void *arg)
 }
 
 /* Run fn over the parts, on up to `threads` threads; return the parts' combined CRC and, in
- * *bad, the first failure any part reported (FF_OK if none). */
-static uint32_t run_parts(const walker *proto, part_fn fn, int threads, int *bad)
+ * *bad, the first failure any part reported (FF_OK if none). With n_ids (the counting pass),
+ * gather the non-empty tiles the parts listed, each in its own stretch of proto->ids, into
+ * one list at its start, and their number into *n_ids. */
+static uint32_t run_parts(const walker *proto, part_fn fn, int threads, int *bad, int64_t *n_ids)
 {
     const ff_tree *t = proto->t;
     part parts[FF_MAX_PARTS];
@@ -1573,6 +1587,14 @@ static uint32_t run_parts(const walker *proto, part_fn fn, int threads, int *bad
     for (int i = 0; i < n; i++) {
         crc = ff_crc32_combine(crc, parts[i].crc, (uint64_t)parts[i].nbytes);
         *bad = *bad ? *bad : parts[i].w.bad;
+    }
+    if (n_ids) { /* the counting pass: the parts' lists, in order, into one */
+        *n_ids = 0;
+        for (int i = 0; i < n; i++) {
+            const walker *w = &parts[i].w;
+            memmove(proto->ids + *n_ids, w->ids, sizeof(int64_t) * (size_t)w->n_ids);
+            *n_ids += w->n_ids;
+        }
     }
     return crc;
 }
@@ -1626,17 +1648,8 @@ int64_t ff_plan(int ndim, const uint8_t *dense, const int64_t *size, const int64
     return (int64_t)at;
 }
 
-int64_t ff_nonempty(const int64_t *ncrd, int64_t n_grid, int ndim, int64_t *ids)
-{
-    int64_t n = 0;
-    for (int64_t g = 0; g < n_grid; g++)
-        if (ncrd[g * ndim + ndim - 1] > 0)
-            ids[n++] = g;
-    return n;
-}
-
-int ff_count(const ff_tree *tree, int64_t *ncrd, int64_t *last, int64_t *runs, int threads,
-             int simd)
+int ff_count(const ff_tree *tree, int64_t *ncrd, int64_t *last, int64_t *runs, int64_t *ids,
+             int64_t *n_ids, int threads, int simd)
 {
     walker w;
     init(&w, tree);
@@ -1647,9 +1660,11 @@ int ff_count(const ff_tree *tree, int64_t *ncrd, int64_t *last, int64_t *runs, i
     w.ncrd = ncrd;
     w.last = last;
     w.runs = runs;
+    w.ids = ids;
+    *n_ids = 0;
     int bad = FF_OK;
     if (n > 0)
-        run_parts(&w, is_csr(tree) ? count_csr : count_walk, threads, &bad);
+        run_parts(&w, is_csr(tree) ? count_csr : count_walk, threads, &bad, n_ids);
     return bad;
 }
 
@@ -1683,5 +1698,5 @@ uint32_t ff_fill(const ff_tree *tree, uint8_t *image, const int64_t *slot, int64
     if (n_tiles == 0)
         return 0;
     int bad; /* the filling pass sets none */
-    return run_parts(&w, is_csr(tree) ? fill_csr : fill_walk, threads, &bad);
+    return run_parts(&w, is_csr(tree) ? fill_csr : fill_walk, threads, &bad, NULL);
 }

@@ -21,17 +21,15 @@ enum { FF_SIMD_NONE = 0, FF_SIMD_AVX2 = 1, FF_SIMD_AVX512 = 2 };
 enum { FF_OK = 0, FF_BAD_COORD = 1 };
 
 /* Pass 1. For every tile of the grid (row-major tile id t) and every compressed level k,
- * count into ncrd[t * ndim + k] the coordinates that level holds in that tile.
- * ncrd and last each have prod(grid) * ndim entries, uninitialised (ff_count clears them).
- * runs has grid[0] entries, zeroed: for a CSR-like tree, the runs (stretches of a row in one
- * tile) of each row band the loop for many tile columns counted, for ff_fill's choice of loop.
- * threads, simd: as for ff_fill. Returns FF_OK, or FF_BAD_COORD. */
-int ff_count(const ff_tree *tree, int64_t *ncrd, int64_t *last, int64_t *runs, int threads,
-             int simd);
-
-/* The grid tiles (row-major ids, increasing) whose last level holds coordinates by ff_count's
- * counts ncrd, into ids (n_grid entries of room); returns how many. */
-int64_t ff_nonempty(const int64_t *ncrd, int64_t n_grid, int ndim, int64_t *ids);
+ * count into ncrd[t * ndim + k] the coordinates that level holds in that tile, and list the
+ * tiles whose last level holds any, increasing, in ids (their number in *n_ids). ncrd, last
+ * and ids have room for every grid tile (ncrd and last ndim entries each) and need no
+ * clearing; for a CSR-like tree, only the counts of the listed tiles and of tiles near them
+ * are written. runs has grid[0] entries, zeroed: for a CSR-like tree, the runs (stretches of
+ * a row in one tile) of each row band the loop for many tile columns counted, for ff_fill's
+ * choice of loop. threads, simd: as for ff_fill. Returns FF_OK, or FF_BAD_COORD. */
+int ff_count(const ff_tree *tree, int64_t *ncrd, int64_t *last, int64_t *runs, int64_t *ids,
+             int64_t *n_ids, int threads, int simd);
 
 /* Pass 2. Fill the non-empty tiles into image and return the CRC-32 of their bytes,
  * image[tile_off[0] .. tile_off[n_tiles]). slot[t] is the directory index of grid tile t (or
@@ -41,9 +39,9 @@ int64_t ff_nonempty(const int64_t *ncrd, int64_t n_grid, int ndim, int64_t *ids)
  * where the tile starts (n_tiles + 1 entries: the last is the image's end). Every byte of the
  * tiles is written here, their headers (header_bytes each) and padding included, and their
  * directory entries (dir_entry_bytes each from dir_offset, the grid indices from
- * index[i*ndim+k]). last and cur each have n_tiles * ndim entries; runs is ff_count's. simd is the highest vector
- * level the CSR loops may use (FF_SIMD_NONE keeps to the portable ones; lower levels are for
- * tests); they use at most what the CPU has.
+ * index[i*ndim+k]). last and cur each have n_tiles * ndim entries; runs is ff_count's.
+ * simd is the highest vector level the CSR loops may use (FF_SIMD_NONE keeps to the portable
+ * ones; lower levels are for tests); they use at most what the CPU has.
  * Both passes split the work over up to `threads` threads; the result does not depend on it. */
 uint32_t ff_fill(const ff_tree *tree, uint8_t *image, const int64_t *slot, int64_t n_tiles,
                  const int64_t *ext, const int64_t *npos, const int64_t *seg_off,

@@ -143,11 +143,13 @@ def pack_c(t: Tensor, geo: di.Geometry) -> tuple[np.ndarray, di.Layout, tuple[in
     n_grid = int(np.prod(geo.grid))
     ncrd = np.empty((n_grid, ndim), dtype=np.int64)
     scratch = np.empty((n_grid, ndim), dtype=np.int64)
+    found = np.empty(n_grid, dtype=np.int64)
+    n_found = ffi.new("int64_t *")
     runs = np.zeros(int(geo.grid[0]), dtype=np.int64)
     workers = threads(t.nnz)
-    if lib.ff_count(tree, _i64(ncrd), _i64(scratch), _i64(runs), workers, simd()) == (
-        lib.FF_BAD_COORD
-    ):
+    if lib.ff_count(
+        tree, _i64(ncrd), _i64(scratch), _i64(runs), _i64(found), n_found, workers, simd()
+    ) == (lib.FF_BAD_COORD):
         raise CoordinateError(
             f"a coordinate of the {t.shape} tensor lies outside its mode (negative, or not below "
             "the mode's size); build the tensor with ff.Tensor.from_scipy / from_coo / "
@@ -156,17 +158,17 @@ def pack_c(t: Tensor, geo: di.Geometry) -> tuple[np.ndarray, di.Layout, tuple[in
     del scratch
 
     # A tile is stored if its last level has positions. For a compressed last level that is its
-    # count; only a dense one needs the positions of every grid tile worked out (which, for
-    # hundreds of thousands of tiles, costs more than the rest of this planning).
+    # count, and ff_count listed those tiles as it counted (numpy's compare and flatnonzero over
+    # a whole grid of counts, hundreds of thousands of tiles, cost a tenth of a pack); only a
+    # dense one needs the positions of every grid tile worked out.
     if geo.dense[-1]:
         all_ids = np.arange(n_grid, dtype=np.int64)
         npos = di.positions(geo, geo.extents(geo.tile_index(all_ids)), ncrd)
         ids = np.flatnonzero(npos[:, -1] > 0).astype(np.int64)
         del npos
-    else:  # in C: numpy's strided compare and flatnonzero over the whole grid cost 5x more
-        found = np.empty(n_grid, dtype=np.int64)
-        ids = found[: lib.ff_nonempty(_i64(ncrd), n_grid, ndim, _i64(found))].copy()
-        del found
+    else:
+        ids = found[: n_found[0]].copy()
+    del found
     lay, ext, tile_off, slot = plan(geo, ids, ncrd)
     del ncrd
 
