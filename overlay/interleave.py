@@ -7,8 +7,9 @@ add reads it). The lane keeps it busy by interleaving independent sums: the prod
 sum (a *chain*: one row of SpMV, one row and column of SpMM) are queued in one of ``contexts``
 first-in first-out queues, and in every cycle the adder takes the next term of one context
 that has a term queued and no add in flight (its previous sum is back by the time the term
-reaches the adder). Among those, priority rotates with a free-running counter, so no context
-waits more than ``contexts`` cycles once it is eligible. A lone chain thus gets an add every
+reaches the adder). Among those, the first at or above a position that moves up one context
+per cycle is taken, so no context waits more than ``contexts`` cycles once it is eligible
+(while ``out_ok``). A lone chain thus gets an add every
 ``latency + 1`` cycles; with more than ``latency`` chains queued, the adder takes a term in
 every cycle.
 
@@ -139,9 +140,9 @@ class InterleavedAccumulator(Module):
         # this cycle included, so that the pick is a function of flip-flops only).
         ready = Signal(contexts)
         # Rotating priority: the contexts at or above a position that moves up one per cycle
-        # (`upper`, a thermometer) come first, each part in index order. `beats[j]` (bit i:
-        # context i comes before context j) is registered for the next position, so the pick
-        # is one AND-OR per context: a ready context not beaten by another ready one.
+        # (`upper`, a thermometer) come first, each part in index order. `beats{j}` (a bit per
+        # other context: it comes before context j) is registered for the next position, so
+        # the pick is one AND-OR per context: a ready context not beaten by another ready one.
         full = 2**contexts - 1
         upper, upper_next = Signal(contexts, reset=full), Signal(contexts)
         self.comb += upper_next.eq(Mux(upper[-1] & ~upper[-2], full, upper << 1))
@@ -154,7 +155,7 @@ class InterleavedAccumulator(Module):
         picked_now = Signal(contexts)
         for j in range(contexts):
             others = [i for i in range(contexts) if i != j]
-            # bit n: others[n] comes first (at the reset position, the lower contexts)
+            # (at the reset position, the lower contexts come first)
             bj = Signal(contexts - 1, reset=(1 << j) - 1, name=f"beats{j}")
             self.sync += [bj[n].eq(before(i, j, upper_next)) for n, i in enumerate(others)]
             self.comb += grant[j].eq(
