@@ -206,7 +206,7 @@ struct Fired {
     bool ar, aw, w, r, b;
 };
 
-// An address offer's rules, checked when it is made (and again each cycle it waits).
+// An address offer's rules, checked once, in the cycle it is first offered.
 static void check_burst(Sim *s, uint64_t addr, int beats, int size) {
     if ((1 << size) != BUS_BYTES) s->rule_errors[RULE_SIZE]++;
     if (beats > s->max_beats) s->rule_errors[RULE_LENGTH]++;
