@@ -86,7 +86,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import reduce
-from operator import or_
+from operator import and_, or_
 
 import numpy as np
 from litex.soc.interconnect import stream
@@ -375,26 +375,28 @@ class Lane(Module):
         kernel, dtype, cbytes = mode[0:2], mode[8:10], mode[16:19]
         is_spmm = Signal()
         k_eff = Signal(max=max_k + 1)
-        ok = Signal()
-        # The checks are registered, and the lane looks at them in its first cycle after start
-        # (CHECK): the configuration's compares are then not in front of the state register.
+        # The checks are registered one by one, and the lane looks at them in its first cycle
+        # after start (CHECK): neither the configuration's compares nor their AND are then in
+        # front of the state register.
+        checks = [
+            reduce(or_, [kernel == KERNEL_CODES[n] for n in kernels]),
+            reduce(or_, [dtype == DTYPE_CODES[n] for n in value_types]),
+            (cbytes == 2) | (cbytes == 4),
+            Cat(mode[2:8], mode[10:16], mode[19:32]) == 0,  # reserved bits
+            Cat(seg_base[:2], val_base[:2], crd_base[0], x_base[:2], y_base[:2]) == 0,
+            ~cbytes[2] | ~crd_base[1],  # u32 coordinates are 4-byte aligned
+            # offsets inside their buffers
+            Cat(seg_base[tb:], crd_base[tb:], val_base[tb:]) == 0,
+            Cat(x_base[2 + xw :], y_base[2 + yw :]) == 0,
+            ~is_spmm | ((k != 0) & (k <= max_k)),
+        ]
+        passed = [Signal(name=f"check{i}") for i in range(len(checks))]
+        self.sync += [p.eq(c) for p, c in zip(passed, checks, strict=True)]
         ok_r = Signal()
-        self.sync += ok_r.eq(ok)
         self.comb += [
             is_spmm.eq(kernel == KERNEL_CODES["spmm"]),
             k_eff.eq(Mux(is_spmm, k[: len(k_eff)], 1)),
-            ok.eq(
-                reduce(or_, [kernel == KERNEL_CODES[n] for n in kernels])
-                & reduce(or_, [dtype == DTYPE_CODES[n] for n in value_types])
-                & ((cbytes == 2) | (cbytes == 4))
-                & (Cat(mode[2:8], mode[10:16], mode[19:32]) == 0)  # reserved bits
-                & (Cat(seg_base[:2], val_base[:2], crd_base[0], x_base[:2], y_base[:2]) == 0)
-                & (~cbytes[2] | ~crd_base[1])  # u32 coordinates are 4-byte aligned
-                # offsets inside their buffers
-                & (Cat(seg_base[tb:], crd_base[tb:], val_base[tb:]) == 0)
-                & (Cat(x_base[2 + xw :], y_base[2 + yw :]) == 0)
-                & (~is_spmm | ((k != 0) & (k <= max_k)))
-            ),
+            ok_r.eq(reduce(and_, passed)),
         ]
 
         # -- tile readers on one port, fixed priority seg > crd > val (seg is needed least
