@@ -78,7 +78,7 @@ class InterleavedAccumulator(Module):
         upstream; it arrives later on ``in_*``. Only when that context's ``room``.
     room : list of Signal(), out
         Per context: a term may be reserved in the next cycle, whatever is reserved in this
-        one (a compare of a flip-flop count, so a caller registers its decision from it).
+        one (registered, so a caller registers its decision for the next cycle from it).
     in_valid, in_ctx, in_term, in_init, in_first, in_last, in_tag : in
         An arriving term (reserved earlier).
     out_ok : Signal(), in
@@ -106,7 +106,7 @@ class InterleavedAccumulator(Module):
         self.window = lat + 3
         self.reserve = Signal()
         self.reserve_sel = Signal(contexts)
-        self.room = [Signal(name=f"room{j}") for j in range(contexts)]
+        self.room = [Signal(reset=1, name=f"room{j}") for j in range(contexts)]
         self.in_valid, self.in_first, self.in_last = Signal(), Signal(), Signal()
         self.in_ctx = Signal(cb)
         self.in_term, self.in_init = Signal(32), Signal(32)
@@ -188,19 +188,23 @@ class InterleavedAccumulator(Module):
             got = picked[0][j]
             res = self.reserve & self.reserve_sel[j]
             count_next = Signal(db + 1, name=f"count_next{j}")
+            held_next = Signal(db + 1, name=f"held_next{j}")
             in_flight = reduce(or_, [p[j] for p in cooling], picked_now[j])
-            self.comb += count_next.eq(count[j] + put - got)
+            self.comb += [
+                count_next.eq(count[j] + put - got),
+                held_next.eq(held[j] + res - got),
+            ]
             self.sync += [
                 If(put, wrp[j].eq(wrp[j] + 1)),
                 If(got, rdp[j].eq(rdp[j] + 1)),
                 count[j].eq(count_next),
                 ready[j].eq((count_next != 0) & ~in_flight),
-                held[j].eq(held[j] + res - got),
+                held[j].eq(held_next),
+                # Room for one more next cycle, whatever is reserved in this one (at most one),
+                # so the caller can register its decision for the next cycle without a loop
+                # through its own reservation: held < depth - 1, registered with held.
+                self.room[j].eq(held_next < depth - 1),
             ]
-            # Room for one more next cycle, whatever is reserved in this one (at most one), so
-            # the caller can register its decision for the next cycle without a loop through
-            # its own reservation. A term taken in this cycle is seen in the next.
-            self.comb += self.room[j].eq(held[j] < depth - 1)
             busy_parts.append(held[j] != 0)
 
         # -- the adder loop: operands in the cycle after the read; sums back `latency` later --
