@@ -99,6 +99,15 @@ class ModelledOverlay:
     y_bytes: int
     max_k: int
     clock_mhz: float
+    port_bytes_per_cycle: float  # the board's: one HP port's bandwidth, at the fabric clock
+    ddr_bytes_per_cycle: float  # ... and its DDR's, shared by every port
+
+    @property
+    def engine_bytes_per_cycle(self) -> float:
+        """What each engine's transfers move per cycle, all engines busy."""
+        return min(
+            self.bus_bytes, self.port_bytes_per_cycle, self.ddr_bytes_per_cycle / self.dma_engines
+        )
 
 
 # ShellConfig's defaults (overlay/top.py), repeated so the emulator needs no hardware
@@ -147,6 +156,8 @@ def _overlay(
             raise DeviceError(f"{key} must be a power of two of at least 256, not {v}")
     if p["max_k"] < 1:
         raise DeviceError(f"max_k must be a positive integer, not {p['max_k']}")
+    # An explicit bus_bytes_per_cycle is a what-if: its engines are not held to the board's.
+    unbound = float("inf") if bus_bytes_per_cycle is not None else None
     return ModelledOverlay(
         lanes=lanes,
         bus_bytes=p["bus_bits"] // 8,
@@ -156,6 +167,8 @@ def _overlay(
         y_bytes=p["y_bytes"],
         max_k=p["max_k"],
         clock_mhz=float(b.fabric_clock_mhz),
+        port_bytes_per_cycle=unbound or b.hp[0].bytes_per_cycle(b.fabric_clock_mhz),
+        ddr_bytes_per_cycle=unbound or float(b.ddr.bytes_per_cycle),
     )
 
 
@@ -173,8 +186,11 @@ class EmuDevice:
     overlay and clock, "pynq-z2"), the overlay's parameters as ``ff.open("rtl")`` takes them
     (``lanes``, ``dma_engines``, ``bus_bits``, ``tile_bytes``, ``x_bytes``, ``y_bytes``,
     ``max_k``), ``clock_mhz`` (the board's fabric clock), ``bus_bytes_per_cycle`` (the whole
-    bus: sets ``bus_bits`` of each engine), ``memory_bytes`` (device memory size). They
-    choose the tile shapes (as the hardware packs) and the cycle model's overlay.
+    bus: sets ``bus_bits`` of each engine, and the engines then move that many bytes per
+    cycle whatever the board's ports and DDR allow, for what-if estimates), ``memory_bytes``
+    (device memory size). They choose the tile shapes (as the hardware packs) and the cycle
+    model's overlay; the engines otherwise move at most what the board's HP ports and DDR
+    take.
 
     Thread-safe. A re-entrant lock guards the allocator, the register file and the job
     queue; a second lock lets one job run at a time, in ``wait``, which counts the time spent
@@ -501,7 +517,12 @@ class EmuDevice:
         lengths = perf_model.row_lengths(
             data, perf_model.tile_offsets(data, len(directory.nvals))[tl]
         )
-        overlay = perf_model.Overlay(lanes=self.lanes, bus_bytes=beat, dma_engines=ov.dma_engines)
+        overlay = perf_model.Overlay(
+            lanes=self.lanes,
+            bus_bytes=beat,
+            dma_engines=ov.dma_engines,
+            engine_bytes_per_cycle=ov.engine_bytes_per_cycle,
+        )
 
         def run(k: int) -> perf_model.Result:
             return perf_model.simulate(
