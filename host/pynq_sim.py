@@ -223,15 +223,9 @@ class SimulatedPynqDevice(Device):
         """Simulate ``cycles`` fabric cycles (on a board the host just waits). A breach of the
         memory ports' AXI rules in them (``RtlShell.rule_breaches``) raises, where a board
         could hang or write the wrong memory."""
-        before = self.shell.protocol_errors
+        before = self.shell.rule_breaches
         self.shell.step(int(cycles))
-        if self.shell.protocol_errors > before:
-            broken = ", ".join(k for k, n in self.shell.rule_breaches.items() if n)
-            raise DeviceError(
-                f"the overlay broke the AXI rules of its memory ports ({broken}); on a board "
-                "this could hang or corrupt the memory system. Report it with the overlay's "
-                "build options."
-            )
+        self.shell.check_rules(before)
 
     def drop_in_flight(self) -> None:
         """The shell's hard reset: clear the faults a test injected, so the DMA engines can

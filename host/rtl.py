@@ -339,6 +339,17 @@ class RtlShell:
         """All the breaches of :attr:`rule_breaches`."""
         return sum(self.rule_breaches.values())
 
+    def check_rules(self, before: dict[str, int]) -> None:
+        """Raise DeviceError if any rule broke since :attr:`rule_breaches` was ``before``."""
+        broken = {k: n - before[k] for k, n in self.rule_breaches.items() if n > before[k]}
+        if broken:
+            raise DeviceError(
+                "the overlay broke the AXI rules of its memory ports ("
+                + "; ".join(f"{rule}: {n}" for rule, n in broken.items())
+                + "), so its results cannot be trusted; on a board this could hang or corrupt "
+                "the memory system. Report it with the overlay's build options."
+            )
+
     @property
     def stale_transfers(self) -> int:
         """Breaches of the DDR model's reset check: a port with bursts still in flight when

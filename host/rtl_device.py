@@ -288,14 +288,7 @@ class RtlDevice(ShellDeviceMethods):
         timeout = check_timeout(timeout)
         before = self.shell.rule_breaches
         self.last_counters, self.last_stats = self._jobs.wait(job_id, timeout)
-        broken = {k: n - before[k] for k, n in self.shell.rule_breaches.items() if n > before[k]}
-        if broken:
-            raise DeviceError(
-                "the overlay broke the AXI rules of its memory ports during this job ("
-                + "; ".join(f"{rule}: {n}" for rule, n in broken.items())
-                + "), so its results cannot be trusted; on a board this could hang or corrupt "
-                "the memory system. Report it with the overlay's build options."
-            )
+        self.shell.check_rules(before)
         return self.last_stats
 
     # -- resident matrices --------------------------------------------------------------------
