@@ -258,17 +258,24 @@ static void sample_ports(Sim *s, Fired *f) {
         if (f[i].b && p.bq.front().epoch < s->epoch) s->stale++;
         if (f[i].r) count_beat(s);
         if (f[i].w) count_beat(s);
-        Offer ar = address_offer(p.araddr, p.arlen, p.arsize, p.arid);
-        if (hold_check(s, &p.ar_offer, *p.arvalid, ar, f[i].ar))
-            check_burst(s, ar.addr, ar.len + 1, ar.size);
-        Offer aw = address_offer(p.awaddr, p.awlen, p.awsize, p.awid);
-        if (hold_check(s, &p.aw_offer, *p.awvalid, aw, f[i].aw))
-            check_burst(s, aw.addr, aw.len + 1, aw.size);
-        Offer w = {};
-        memcpy(w.data, p.wdata, BUS_BYTES);
-        memcpy(w.data + BUS_BYTES, p.wstrb, BUS_BYTES / 8);
-        w.data[BUS_BYTES + BUS_BYTES / 8] = *p.wlast;
-        hold_check(s, &p.w_offer, *p.wvalid, w, f[i].w);
+        // (a channel neither offering nor owing an offer has nothing to check: most cycles)
+        if (*p.arvalid || p.ar_offer.on) {
+            Offer ar = address_offer(p.araddr, p.arlen, p.arsize, p.arid);
+            if (hold_check(s, &p.ar_offer, *p.arvalid, ar, f[i].ar))
+                check_burst(s, ar.addr, ar.len + 1, ar.size);
+        }
+        if (*p.awvalid || p.aw_offer.on) {
+            Offer aw = address_offer(p.awaddr, p.awlen, p.awsize, p.awid);
+            if (hold_check(s, &p.aw_offer, *p.awvalid, aw, f[i].aw))
+                check_burst(s, aw.addr, aw.len + 1, aw.size);
+        }
+        if (*p.wvalid || p.w_offer.on) {
+            Offer w = {};
+            memcpy(w.data, p.wdata, BUS_BYTES);
+            memcpy(w.data + BUS_BYTES, p.wstrb, BUS_BYTES / 8);
+            w.data[BUS_BYTES + BUS_BYTES / 8] = *p.wlast;
+            hold_check(s, &p.w_offer, *p.wvalid, w, f[i].w);
+        }
         // write data only for a burst whose address was taken (this cycle at the latest)
         if (*p.wvalid && p.wq.empty() && !f[i].aw) s->rule_errors[RULE_W_FIRST]++;
         if (f[i].ar) {
