@@ -188,7 +188,10 @@ def run(args: argparse.Namespace) -> Report:
         "engine idles only at the job's start (the descriptor's read and checks before the "
         "first long transfer, about 3,000 cycles on picorv32 at 3-6 cycles per instruction) "
         "and end (the last lane's compute, which no transfer is left to overlap but the other "
-        "lanes' last y write-outs); spread over few tiles, that is the most (2/row)",
+        "lanes' last y write-outs); spread over few tiles, that is the most (2/row). It counts "
+        "as busy the DDR latency at the start of each transfer (about 40 cycles, against "
+        f"{tile_bytes // dev.bus_bytes_per_cycle:,} cycles of DMA for a full "
+        f"{tile_bytes // 1024} KiB tile) and the zero fill of each lane's first y block",
         f"Verilator build of this overlay, uncached: {build_s:.1f} s"
         if build_s == build_s
         else "Verilator build time not measured (--cached)",
@@ -201,11 +204,6 @@ def run(args: argparse.Namespace) -> Report:
         "plus 4 B per row of each tile), x once per lane per column tile, zeroing y and writing "
         "it out; the 40k-wide matrix and the Poisson ones reload an x slice for each of their "
         "tiles",
-        "overhead/tile counts DMA busy cycles that move no data, the DDR latency at the start "
-        "of each transfer (about 40 cycles, against "
-        f"{tile_bytes // dev.bus_bytes_per_cycle:,} cycles of DMA for a full "
-        f"{tile_bytes // 1024} KiB tile) and the zero fill of each lane's first y block "
-        "(later blocks start from the zeros their predecessor's write-out left behind) as busy",
     ]
     dev.close()
     return Report(
