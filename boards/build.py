@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import shutil
 import subprocess
 from collections.abc import Callable, Mapping
@@ -105,9 +106,18 @@ def with_clock(board: Board, mhz: float) -> Board:
     return dataclasses.replace(board, fabric_clocks_mhz=(mhz, *board.fabric_clocks_mhz[1:]))
 
 
-def default_params(board: Board) -> dict[str, Any]:
-    """Board-dependent overlay defaults: the bus as wide as the board's HP ports."""
-    return {"bus_bits": 128 if board.hp[0].width >= 128 else 64}
+def default_params(board: Board, lanes: int | None = None) -> dict[str, Any]:
+    """Board-dependent overlay defaults for ``lanes`` lanes (None: the overlay's default, 4):
+    the bus as wide as the board's HP ports, and as few DMA engines (one HP port each) as reach
+    the board's DDR bandwidth, at most one per lane. On a PYNQ-Z2 two 8-byte ports reach its
+    16 B/cycle: with one engine the lanes waited for tiles, and a third or fourth engine
+    measured no faster (docs/benchmarks.md)."""
+    port = board.hp[0].bytes_per_cycle(board.fabric_clock_mhz)
+    need = math.ceil(board.ddr.bytes_per_cycle / port)
+    return {
+        "bus_bits": 128 if board.hp[0].width >= 128 else 64,
+        "dma_engines": max(1, min(need, len(board.hp), 4 if lanes is None else lanes)),
+    }
 
 
 @dataclass
@@ -195,7 +205,7 @@ def generate(
 ) -> BuildFolder:
     """Write the build folder for ``board`` and overlay ``params`` into ``out``."""
     out = Path(out)
-    merged = {**default_params(board), **params}
+    merged = {**default_params(board, params.get("lanes")), **params}
     src = generator(merged)
     defining = [t for t in src.files.values() if f"module {src.top}(" in t.replace(" (", "(")]
     if not defining:

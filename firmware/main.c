@@ -140,9 +140,12 @@ static u32 check_transfer(u32 e, u32 a, u32 b, u32 length)
     return FF_ERR_NONE;
 }
 
-/* COPY: SRC -> tile buffer of engine ARG0 -> DST, one tile-buffer-sized piece at a time. The
- * engine runs its queue in order, so piece k + 1 is read only after piece k has been written
- * out; the firmware queues one piece ahead and counts each piece when its write has finished. */
+/* COPY: SRC -> a tile buffer of engine ARG0 -> DST, one tile-buffer-sized piece at a time. The
+ * buffer is the engine's region 0, which engine 0 always has and the others only in an overlay
+ * without lanes; otherwise it is region 1, the tile buffer of the engine's first lane (idle
+ * while the firmware runs a COPY). The engine runs its queue in order, so piece k + 1 is read
+ * only after piece k has been written out; the firmware queues one piece ahead and counts each
+ * piece when its write has finished. */
 static u32 job_copy(const u32 *job)
 {
     u32 src = job[FF_JOBW_SRC], dst = job[FF_JOBW_DST], length = job[FF_JOBW_LENGTH];
@@ -150,11 +153,12 @@ static u32 job_copy(const u32 *job)
     u32 err = check_transfer(e, src, dst, length);
     if (err != FF_ERR_NONE)
         return err;
+    u32 buf = e == 0u || FF_CONFIG3 == 0u ? 0u : 1u << FF_LOCAL_REGION_SHIFT;
     u32 prev = 0; /* the previous piece's write-out */
     for (u32 done = 0; done < length;) {
         u32 n = length - done < tile_bytes ? length - done : tile_bytes;
-        if ((err = dma_push(e, src + done, 0, n, 0)) != FF_ERR_NONE ||
-            (err = dma_push(e, dst + done, 0, n, FF_DMA_CTRL_TO_DDR_MASK)) != FF_ERR_NONE)
+        if ((err = dma_push(e, src + done, buf, n, 0)) != FF_ERR_NONE ||
+            (err = dma_push(e, dst + done, buf, n, FF_DMA_CTRL_TO_DDR_MASK)) != FF_ERR_NONE)
             return err;
         if (prev) {
             if ((err = dma_wait(e, prev)) != FF_ERR_NONE)

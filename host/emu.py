@@ -135,7 +135,7 @@ def _overlay(
         b = load(board)
     except FiberflowError as exc:
         raise DeviceError(f"ff.open('emu'): {exc}") from None
-    p = {**SHELL_DEFAULTS, **default_params(b)}
+    p = {**SHELL_DEFAULTS, **default_params(b, lanes)}
     for key, value in given.items():
         if value is not None:
             p[key] = args.integer(value, key, DeviceError)

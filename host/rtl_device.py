@@ -101,6 +101,7 @@ class RtlDevice(ShellDeviceMethods):
         ddr: Any = None,
     ) -> None:
         from fiberflow import boards
+        from fiberflow.boards.build import default_params
 
         try:
             from fiberflow.host.rtl import DdrModel, RtlShell
@@ -131,21 +132,22 @@ class RtlDevice(ShellDeviceMethods):
         for key, value in given.items():
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
                 raise DeviceError(f"ff.open('rtl'): {key} must be an integer, not {value!r}")
-        try:
-            self.config = ShellConfig(
-                lanes=lanes,
-                value_type=vt,
-                kernels=("spmv", "spmm"),
-                **{k: v for k, v in given.items() if v is not None},
-            )
-        except (TypeError, ValueError) as exc:
-            raise DeviceError(f"ff.open('rtl'): {exc}") from None
         if not isinstance(board, (str, os.PathLike)):
             raise DeviceError(
                 f"board must be a board name such as 'pynq-z2' or a board file's path, "
                 f"not {board!r}"
             )
         b = boards.load(board)
+        try:
+            self.config = ShellConfig(
+                lanes=lanes,
+                value_type=vt,
+                kernels=("spmv", "spmm"),
+                # the board's default overlay (bus width, DMA engines), as a build makes it
+                **{**default_params(b, lanes), **{k: v for k, v in given.items() if v is not None}},
+            )
+        except (TypeError, ValueError) as exc:
+            raise DeviceError(f"ff.open('rtl'): {exc}") from None
         if ddr is not None and not isinstance(ddr, DdrModel):
             raise DeviceError(
                 f"ddr must be a fiberflow.host.rtl.DdrModel, not {type(ddr).__name__}"

@@ -84,8 +84,9 @@ CPU_LOCAL_BASE = 0x2000_0000  # the DMA engines' local spaces (on-chip buffers),
 CPU_LOCAL_STRIDE = 1 << 24  # one local space per DMA engine
 
 # A DMA engine's local space (DMA_LOCAL addresses): region r (bits 23..20) is one on-chip
-# buffer, the offset (bits 19..0) a byte in it. Region 0 is the engine's tile buffer (CONFIG2
-# bytes); the lanes' buffers take the next regions. Absent regions read 0 and ignore writes.
+# buffer, the offset (bits 19..0) a byte in it. Region 0 is a tile buffer (CONFIG2 bytes) on
+# engine 0, and on the others only in a shell without lanes; the lanes' buffers take the next
+# regions. Absent regions read 0 and ignore writes.
 LOCAL_REGION_SHIFT = 20
 LOCAL_REGIONS = 16
 

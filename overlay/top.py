@@ -47,14 +47,16 @@ def _pow2(x: int) -> bool:
 
 @dataclass(frozen=True)
 class ShellConfig:
-    """Overlay parameters (the defaults are the 4-lane fp32 overlay on a PYNQ-Z2)."""
+    """Overlay parameters. The defaults are a 4-lane fp32 overlay with one DMA engine; a board's
+    default overlay (``fiberflow build``, the rtl device) takes its bus width and number of
+    engines from :func:`fiberflow.boards.build.default_params` (two on a PYNQ-Z2)."""
 
     lanes: int = 4
     value_type: str = "fp32"
     # Buffer sizes: 32 KiB tiles, x slices of 8192 values and y blocks of 4096 rows keep the
     # 4-lane default at about 64% of a PYNQ-Z2's block RAM (docs/benchmarks.md); 64 KiB tiles
     # would need 93%.
-    tile_bytes: int = 32768  # each tile buffer: the engine's own, and each lane's
+    tile_bytes: int = 32768  # each tile buffer: each lane's, and the firmware's scratch
     bus_bits: int = 64
     dma_engines: int = 1
     ram_bytes: int = 16384  # the firmware (firmware/link.ld) needs 16 KiB
@@ -85,6 +87,11 @@ class ShellConfig:
         if self.kernels:
             if self.tile_bytes > 1 << regmap.LOCAL_REGION_SHIFT:
                 raise ValueError("with lanes, tile_bytes must be at most 1 MiB (one region)")
+            if self.dma_engines > self.lanes:
+                raise ValueError(
+                    f"dma_engines must be at most the number of lanes ({self.lanes}): an "
+                    "engine serves the lanes n with n % dma_engines equal to its number"
+                )
             per_engine = -(-self.lanes // self.dma_engines)
             if 1 + 3 * per_engine > regmap.LOCAL_REGIONS:
                 raise ValueError(
@@ -95,8 +102,8 @@ class ShellConfig:
 
     def lane_regions(self, lane: int) -> tuple[int, int, int, int]:
         """``(engine, tile region, x region, y region)`` of lane ``lane``'s buffers: lane n is
-        served by engine ``n % dma_engines``; after the engine's own tile buffer (region 0)
-        come its lanes' tile, x and y buffers, in lane order."""
+        served by engine ``n % dma_engines``; after region 0 (engine 0's: the firmware's
+        scratch) come its lanes' tile, x and y buffers, in lane order."""
         e = lane % self.dma_engines
         r = 1 + 3 * (lane // self.dma_engines)
         return e, r, r + 1, r + 2
@@ -196,9 +203,13 @@ class Shell(Module):
         # -- local spaces: region r of engine e is one buffer; port A for the engine, port B
         # for the CPU window, shared with the lane that owns the buffer (the lane has it from
         # its start to its done; the CPU must leave a running lane's buffers alone) --
-        self.regions: list[list[Memory]] = [
-            [buffer(cfg.bus_bits, tile_words)]
-            for _ in dmas  # region 0: the engine's tile buffer
+        # Region 0 of engine 0 is the firmware's scratch; region 0 of another engine only
+        # exists without lanes (bring-up copies go through it; with lanes they use the
+        # engine's first lane's tile buffer), which saves a tile buffer's block RAM per
+        # engine. A region with no buffer reads as 0 and drops writes.
+        self.regions: list[dict[int, Memory]] = [
+            {0: buffer(cfg.bus_bits, tile_words)} if e == 0 or not cfg.kernels else {}
+            for e in range(len(dmas))
         ]
         owners: dict[tuple[int, int], tuple[Module, str]] = {}
         if cfg.kernels:
@@ -206,10 +217,9 @@ class Shell(Module):
                 e, rt, rx, ry = cfg.lane_regions(n)
                 depths = (tile_words, cfg.x_bytes // bus_bytes, cfg.y_bytes // bus_bytes)
                 for r, kind, depth in zip((rt, rx, ry), ("tile", "x", "y"), depths, strict=True):
-                    assert len(self.regions[e]) == r
-                    self.regions[e].append(buffer(cfg.bus_bits, depth))
+                    self.regions[e][r] = buffer(cfg.bus_bits, depth)
                     owners[(e, r)] = (ln, kind)
-        cpu_ports: list[list[object]] = []
+        cpu_ports: list[dict[int, Any]] = []
         for e, d in enumerate(dmas):
             regions = self.regions[e]
             region = Signal(regmap.LOCAL_REGIONS.bit_length() - 1)
@@ -217,8 +227,8 @@ class Shell(Module):
             self.comb += region.eq(d.buf_adr[rshift - shift :])
             self.sync += region_q.eq(region)
             read_cases: dict[object, object] = {"default": d.buf_dat_r.eq(0)}
-            ports = []
-            for r, mem in enumerate(regions):
+            ports = {}
+            for r, mem in regions.items():
                 pa, pb = buffer_ports(mem)
                 self.specials += mem, pa, pb
                 self.comb += [
@@ -228,12 +238,12 @@ class Shell(Module):
                     pa.dat_w.eq(d.buf_dat_w),
                 ]
                 read_cases[r] = d.buf_dat_r.eq(pa.dat_r)
-                ports.append(pb)
+                ports[r] = pb
             self.comb += Case(region_q, read_cases)
             cpu_ports.append(ports)
             # A buffer smaller than its region repeats through it (the firmware addresses
             # within the buffer): the word bits above the largest buffer are not decoded.
-            used = max(len(pb.adr) for pb in ports)
+            used = max((len(pb.adr) for pb in ports.values()), default=0)
             if used < rshift - shift:
                 self.comb += Signal(rshift - shift - used, name="buf_alias_unused").eq(
                     d.buf_adr[used : rshift - shift]
@@ -361,12 +371,12 @@ class Shell(Module):
         lane32 = Signal(max(shift - 2, 1))
         self.comb += lane32.eq(cpu.p_addr[2:shift])
         # As on the engines' side, a buffer smaller than its region repeats through it.
-        used = max(len(pb.adr) for ports in cpu_ports for pb in ports)
+        used = max(len(pb.adr) for ports in cpu_ports for pb in ports.values())
         if used < rshift - shift:
             self.comb += Signal(rshift - shift - used, name="win_alias_unused").eq(
                 cpu.p_addr[shift + used : rshift]
             )
-        windows = [(e, r) for e, ports in enumerate(cpu_ports) for r in range(len(ports))]
+        windows = [(e, r) for e, ports in enumerate(cpu_ports) for r in ports]
         win_sel = _decoder(
             self,
             windows,
@@ -376,7 +386,7 @@ class Shell(Module):
         )
         win_data = {}
         for e, ports in enumerate(cpu_ports):
-            for r, pb in enumerate(ports):
+            for r, pb in ports.items():
                 win_we = Signal(bus_bytes)
                 words_we = [win_we[4 * i : 4 * i + 4] for i in range(bus_bytes // 4)]
                 words_r = [pb.dat_r[32 * i : 32 * i + 32] for i in range(bus_bytes // 4)]

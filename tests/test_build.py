@@ -77,7 +77,8 @@ def test_build_folder_holds_every_part_with_hashes(z2_folder: build.BuildFolder)
     assert m["board"]["part"] == "xc7z020clg400-1"
     assert m["board"]["control_base"] == 0x4000_0000
     assert m["overlay"]["params"]["bus_bits"] == 64  # the board's HP width
-    assert m["overlay"]["params"]["lanes"] == 4 and m["overlay"]["dma_masters"] == 1
+    # two HP ports reach the Z2's DDR bandwidth
+    assert m["overlay"]["params"]["lanes"] == 4 and m["overlay"]["dma_masters"] == 2
     assert m["overlay"]["control_range"] == 65536
     assert m["vivado"]["versions"] == list(vt.VIVADO_VERSIONS)
     assert m["outputs"] == {"bitstream": "overlay/fiberflow.bit", "hwh": "overlay/fiberflow.hwh"}
@@ -278,10 +279,11 @@ def test_wrapper_exposes_named_interfaces(z2_folder: build.BuildFolder) -> None:
     text = (z2_folder.path / "rtl" / "fiberflow_overlay.v").read_text()
     assert "module fiberflow_overlay (" in text
     assert "xilinx.com:signal:clock:1.0 aclk CLK" in text
-    assert "ASSOCIATED_BUSIF S_AXI_CTRL:M_AXI0, ASSOCIATED_RESET aresetn" in text
+    assert "ASSOCIATED_BUSIF S_AXI_CTRL:M_AXI0:M_AXI1, ASSOCIATED_RESET aresetn" in text
     assert "POLARITY ACTIVE_LOW" in text and ".sys_rst(~aresetn)" in text
     assert "xilinx.com:interface:aximm:1.0 S_AXI_CTRL AWADDR" in text
     assert "xilinx.com:interface:aximm:1.0 M_AXI0 RLAST" in text
+    assert "xilinx.com:interface:aximm:1.0 M_AXI1 RLAST" in text
     assert "FREQ_HZ" not in text  # Vivado propagates the PS clock's real frequency
     assert ".stall_cpu(1'd0)" in text  # debug input tied off on boards
 

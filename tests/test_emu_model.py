@@ -82,13 +82,16 @@ def test_empty_rows_cost_one_cycle_and_single_rows_two() -> None:
 def test_the_default_overlay_is_the_boards_default_build() -> None:
     dev = ff.open("emu")
     c = dev.config
-    assert (c.lanes, c.bus_bytes, c.dma_engines, c.clock_mhz) == (4, 8, 1, 100.0)
-    assert dev.bus_bytes_per_cycle == 8
+    assert (c.lanes, c.bus_bytes, c.dma_engines, c.clock_mhz) == (4, 8, 2, 100.0)
+    assert dev.bus_bytes_per_cycle == 16  # two HP ports reach the Z2's DDR bandwidth
     kv = ff.open("emu", board="kv260")
-    assert kv.config.bus_bytes == 16  # its HP ports are 128 bits wide
+    # 128-bit HP ports, and a DDR that would take more ports than there are lanes
+    assert (kv.config.bus_bytes, kv.config.dma_engines) == (16, 4)
+    assert ff.open("emu", lanes=1).config.dma_engines == 1  # at most one engine per lane
     two = ff.open("emu", dma_engines=2, bus_bits=128, tile_bytes=65536)
     assert two.bus_bytes_per_cycle == 32 and two.config.tile_bytes == 65536
-    assert ff.open("emu", bus_bytes_per_cycle=16).config.bus_bytes == 16
+    one = ff.open("emu", bus_bytes_per_cycle=16, dma_engines=1)
+    assert one.config.bus_bytes == 16
     for bad in ({"bus_bits": 96}, {"dma_engines": 0}, {"tile_bytes": 1000}, {"board": "nope"}):
         with pytest.raises(DeviceError):
             ff.open("emu", **bad)
@@ -104,9 +107,10 @@ def test_shell_defaults_match_the_overlay() -> None:
 @pytest.mark.parametrize(
     ("opts", "rtl_cycles"),
     [  # the rtl device's cycles for this job on the PYNQ-Z2 (64-bit HP ports, 16 B/cycle DDR)
-        ({}, 347_239),
-        ({"bus_bits": 128}, 345_617),  # a 128-bit engine on a 64-bit port: no faster
-        ({"bus_bits": 128, "dma_engines": 2}, 213_216),  # two ports
+        ({}, 215_126),  # the default: two 64-bit engines
+        ({"dma_engines": 1}, 347_239),
+        ({"bus_bits": 128, "dma_engines": 1}, 345_617),  # 128 bits on a 64-bit port: no faster
+        ({"bus_bits": 128, "dma_engines": 2}, 213_216),
     ],
 )
 def test_the_boards_ports_bound_the_engines(opts: dict, rtl_cycles: int) -> None:

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> Report:
     estimates = {}
     for key in progress(keys, desc="synth_xilinx"):
         board = boards.load(key)
-        params = build.default_params(board)
+        params = build.default_params(board, args.lanes)
         if args.lanes is not None:
             params["lanes"] = args.lanes
         src = build.overlay_sources(params)

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> Report:
     from fiberflow.boards import build, timing
 
     board = boards.load(args.board)
-    params = build.default_params(board)
+    params = build.default_params(board, args.lanes)
     if args.lanes is not None:
         params["lanes"] = args.lanes
     src = build.overlay_sources(params)

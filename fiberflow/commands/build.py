@@ -32,7 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--tile-bytes", type=int, help="tile buffer bytes per DMA engine")
     g.add_argument("--bus-bits", type=int, choices=(64, 128),
                    help="DMA bus width (default: the board's HP port width)")  # fmt: skip
-    g.add_argument("--dma-engines", type=int, help="DMA engines, one HP port each (default 1)")
+    g.add_argument("--dma-engines", type=int,
+                   help="DMA engines, one HP port each (default: as few as reach the board's "
+                        "DDR bandwidth, at most one per lane; 2 on a PYNQ-Z2)")  # fmt: skip
     g.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="any other overlay parameter (repeatable)")  # fmt: skip
     p.add_argument(
@@ -157,7 +159,7 @@ def _run_vivado(path: Path, vivado: str) -> None:
 def _estimate(board: boards.Board, params: dict[str, Any], out: Path) -> None:
     from fiberflow.boards import build, estimate
 
-    merged = {**build.default_params(board), **params}
+    merged = {**build.default_params(board, params.get("lanes")), **params}
     src = build.overlay_sources(merged)
     header = (
         f"fiberflow build --estimate: {board.name}, yosys synth_xilinx -family "
@@ -180,7 +182,7 @@ def _estimate(board: boards.Board, params: dict[str, Any], out: Path) -> None:
 def _timing_proxy(board: boards.Board, params: dict[str, Any], out: Path) -> None:
     from fiberflow.boards import build, timing
 
-    src = build.overlay_sources({**build.default_params(board), **params})
+    src = build.overlay_sources({**build.default_params(board, params.get("lanes")), **params})
     print(f"fiberflow build --timing-proxy: overlay {dict(src.params)}")
     print(
         f"  place and route with nextpnr-ecp5 ({timing.DEVICE}, out of context) and map with "
