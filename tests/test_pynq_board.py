@@ -162,7 +162,9 @@ def test_open_reads_the_shell_through_pynq_mmio(dev) -> None:
     assert dev.clock_mhz == pytest.approx(100.0)
     board = load_board(BOARD)
     assert dev.control_base == board.control.base
-    assert dev.bus_bytes_per_cycle == board.hp[0].width // 8
+    # the default build's two engines, one 64-bit HP port each: the board's DDR bandwidth
+    assert dev.info.dma_engines == 2
+    assert dev.bus_bytes_per_cycle == 2 * board.hp[0].width // 8 == board.bus_bytes_per_cycle(2)
     # The simulated device stays out of pynq's globals: never discovered, never active.
     with warnings.catch_warnings():  # off a board pynq warns that it found no device
         warnings.simplefilter("ignore", UserWarning)

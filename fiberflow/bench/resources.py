@@ -42,7 +42,8 @@ def run(args: argparse.Namespace) -> Report:
             [
                 board.name,
                 board.yosys_family,
-                f"{src.params['lanes']} x {src.params['value_type']}, {src.params['bus_bits']} bit",
+                f"{src.params['lanes']} x {src.params['value_type']}, "
+                f"{src.params['dma_engines']} x {src.params['bus_bits']}-bit DMA",
                 f"{u.lut:,} ({100 * est.fraction('LUT'):.1f}%)",
                 f"{u.ff:,} ({100 * est.fraction('FF'):.1f}%)",
                 f"{u.bram36:g} ({100 * est.fraction('BRAM36'):.1f}%)",
