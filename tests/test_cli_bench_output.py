@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from fiberflow import cli
 
 SMALL = ["--nnz", "20000", "--n", "2000", "--repeat", "1"]
@@ -43,3 +45,16 @@ def test_doc_is_written_only_when_asked(tmp_path, monkeypatch, capsys):
     assert "](bench/spmv-roofline.png)" in (tmp_path / "docs/benchmarks.md").read_text()
     assert json.loads((tmp_path / "docs/bench/spmv.json").read_text())["target"] == "spmv"
     assert "recorded in docs/benchmarks.md" in capsys.readouterr().out
+
+
+@pytest.mark.rtl
+def test_bench_spmm_on_the_rtl_device(tmp_path, capsys):
+    args = ["bench", "spmm", "--device", "rtl", "--scale", "0.02", "--cached"]
+    assert cli.main([*args, "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "SpMM (k = 8) on the rtl device" in out and "madds/cycle" in out
+    data = json.loads((tmp_path / "spmm-rtl.json").read_text())
+    cases = data["data"]["cases"]
+    # each matrix as put() packs it and with tiles for k, every result equal to the emulator's
+    assert len(cases) == 14 and sum(", tiles for k" in c for c in cases) == 7
+    assert all(c["work"] == 8 * c["nnz"] and c["work_per_cycle"] > 0 for c in cases.values())

@@ -8,7 +8,7 @@ import argparse
 import numpy as np
 
 import fiberflow as ff
-from fiberflow.bench import Report
+from fiberflow.bench import Report, counted
 from fiberflow.bench._roofline import check_and_time, peak_extra, roofline_plot, stats_dict
 from fiberflow.bench.pack import random_csr
 
@@ -21,9 +21,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cols", type=int, default=8, help="columns of B (default 8)")
     p.add_argument("--repeat", type=int, default=7, help="timed rounds; medians reported")
     p.add_argument("--seed", type=int, default=0)
+    # emu: the emulator against scipy. rtl, pynq: bench spmv's suite of matrices, multiplied by
+    # a B of --cols columns on a device with hardware counters, each result checked against
+    # the emulator.
+    counted.add_arguments(p)
 
 
 def run(args: argparse.Namespace) -> Report:
+    if args.device != "emu":
+        return counted.run(args, "spmm")
+    counted.check_emu_options(args)
     A = random_csr(args.n, args.nnz, args.seed)
     rng = np.random.default_rng(args.seed)
     B = rng.standard_normal((args.n, args.cols)).astype(np.float32)

@@ -9,11 +9,9 @@ import scipy.sparse as sp
 
 import fiberflow as ff
 from fiberflow import datasets
-from fiberflow.bench import Report
+from fiberflow.bench import Report, counted
 from fiberflow.bench._roofline import check_and_time, peak_extra, roofline_plot, stats_dict
 from fiberflow.bench.pack import random_csr
-from fiberflow.commands._device import add_arguments as device_options
-from fiberflow.errors import FiberflowError
 
 DESCRIPTION = "emulator SpMV on a resident 4M-nonzero float32 matrix vs scipy's A @ x; roofline"
 
@@ -26,10 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     # emu: the emulator against scipy. rtl, pynq: the same suite of matrices on a device with
     # hardware counters (efficiency, control overhead; on rtl also simulation speed and build
     # time), every result checked against the emulator.
-    device_options(p)
-    p.add_argument("--lanes", type=int, default=4, help="rtl: lanes of the overlay (default 4)")
-    p.add_argument("--scale", type=float, default=1.0, help="rtl: scale the matrices' rows")
-    p.add_argument("--cached", action="store_true", help="rtl: skip the uncached build timing")
+    counted.add_arguments(p)
 
 
 def model_points(dev: ff.Device, A: sp.csr_array) -> list[tuple[str, ff.RunStats]]:
@@ -51,11 +46,8 @@ def model_points(dev: ff.Device, A: sp.csr_array) -> list[tuple[str, ff.RunStats
 
 def run(args: argparse.Namespace) -> Report:
     if args.device != "emu":
-        from fiberflow.bench.spmv_counted import run as run_counted
-
-        return run_counted(args)
-    if args.overlay is not None or args.emulate:
-        raise FiberflowError("--overlay and --emulate are options of --device pynq")
+        return counted.run(args, "spmv")
+    counted.check_emu_options(args)
     A = random_csr(args.n, args.nnz, args.seed)
     x = np.random.default_rng(args.seed).standard_normal(args.n).astype(np.float32)
     dev = ff.open("emu")

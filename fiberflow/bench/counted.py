@@ -1,10 +1,10 @@
-"""``fiberflow bench spmv --device rtl`` (or ``--device pynq --overlay DIR [--emulate]``): SpMV
-on a device with hardware counters, the cycle-accurate one (the generated shell with its
-firmware in Verilator) or a board, reported as a user sees it: nonzeros per cycle against the
-lanes' capacity, lane utilisation, the share of the board's DDR bandwidth the job used and the
-projected nonzeros per second at the overlay's clock; with per-tile control overhead, and on
-rtl the simulation speed and Verilator build time. Every result is checked bit for bit against
-the emulator.
+"""``fiberflow bench spmv --device rtl`` and ``fiberflow bench spmm --device rtl`` (or
+``--device pynq --overlay DIR [--emulate]``): SpMV or SpMM on a device with hardware counters,
+the cycle-accurate one (the generated shell with its firmware in Verilator) or a board,
+reported as a user sees it: nonzeros (SpMM: multiply-adds) per cycle against the lanes'
+capacity, lane utilisation, the share of the board's DDR bandwidth the job used, the projected
+rate at the overlay's clock and how busy each DMA engine was; on rtl also the simulation speed
+and Verilator build time. Every result is checked bit for bit against the emulator.
 """
 
 from __future__ import annotations
@@ -20,13 +20,33 @@ import fiberflow as ff
 from fiberflow import boards
 from fiberflow.bench import Report, uncached_build_seconds
 from fiberflow.bench._roofline import roofline_plot, stats_dict
+from fiberflow.commands._device import add_arguments as device_options
 from fiberflow.commands._device import open_device
+from fiberflow.errors import FiberflowError
 from fiberflow.progress import progress
 
 
-def goal(per_row: float) -> float | None:
-    """Nonzeros per cycle the default overlay is to reach at ``per_row`` nonzeros per row
-    (none is set below 5: such rows are bound by their y traffic)."""
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of the device suite, shared by bench spmv and bench spmm (whose default
+    device, emu, runs their own emulator benchmark instead)."""
+    device_options(p)
+    p.add_argument("--lanes", type=int, default=4, help="rtl: lanes of the overlay (default 4)")
+    p.add_argument("--scale", type=float, default=1.0, help="rtl: scale the matrices' rows")
+    p.add_argument("--cached", action="store_true", help="rtl: skip the uncached build timing")
+
+
+def check_emu_options(args: argparse.Namespace) -> None:
+    """Refuse the board options with the emulator benchmark."""
+    if args.overlay is not None or args.emulate:
+        raise FiberflowError("--overlay and --emulate are options of --device pynq")
+
+
+def goal(per_row: float, k: int = 1) -> float | None:
+    """Nonzeros per cycle (SpMM: multiply-adds) the default overlay is to reach at ``per_row``
+    nonzeros per row: SpMV 2.0 at 5-9 and 2.5 at 10 or more (none below 5: such rows are bound
+    by their y traffic); SpMM 3.0 at k = 8 (none set for other k)."""
+    if k > 1:
+        return 3.0 if k == 8 else None
     return 2.5 if per_row >= 10 else 2.0 if per_row >= 5 else None
 
 
@@ -101,7 +121,22 @@ def overlay_note(dev: Any) -> str:
     )
 
 
-def run(args: argparse.Namespace) -> Report:
+def spmm_tile(dev: Any, k: int, shape: tuple[int, int]) -> tuple[int, int]:
+    """A tile shape whose rows of C and of B, k values each, fit the lanes' y and x buffers, so
+    that an SpMM runs as one job. (The device's own choice, made at put() without knowing k, is
+    SpMV's: an SpMM with k columns then runs as k / (columns that fit) jobs, each reading the
+    whole image again.)"""
+    rows, cols = dev.tile_limits()
+    # Multiples of 4: a y block then spans whole beats of a 128-bit bus for every k.
+    cut = [max(4, v // k // 4 * 4) for v in (rows, cols)]
+    return min(cut[0], shape[0]), min(cut[1], shape[1])
+
+
+def run(args: argparse.Namespace, kernel: str = "spmv") -> Report:
+    """The suite for ``kernel``: "spmv", or "spmm" with ``args.cols`` columns of B."""
+    k = args.cols if kernel == "spmm" else 1
+    name = "SpMV" if k == 1 else f"SpMM (k = {k})"
+    unit = "nnz/cycle" if k == 1 else "madds/cycle"
     rtl = args.device == "rtl"
     if rtl:
         options: dict[str, object] = {"lanes": args.lanes}
@@ -114,19 +149,34 @@ def run(args: argparse.Namespace) -> Report:
     rows, points, data = [], [], {}
     # Each case simulates millions of cycles (seconds to minutes): one bar step per case.
     ddr_bpc = ddr_bytes_per_cycle(dev)
-    for label, A in progress(cases(args.scale), desc=f"spmv on {args.device}"):
-        x = np.random.default_rng(0).standard_normal(A.shape[1]).astype(np.float32)
-        h = dev.put(A)
+    run_kernel = getattr(ff, kernel)
+    # SpMM: each matrix as put() packs it (SpMV's tiles: the job runs in column blocks of B),
+    # and packed with tiles for k (spmm_tile: one job).
+    runs = [(label, A, None) for label, A in cases(args.scale)]
+    if k > 1:
+        runs = [
+            (
+                f"{label}{', tiles for k' if fit else ''}",
+                A,
+                spmm_tile(dev, k, A.shape) if fit else None,
+            )
+            for label, A, _ in runs
+            for fit in (False, True)
+        ]
+    for label, A, tile in progress(runs, desc=f"{kernel} on {args.device}"):
+        shape = (A.shape[1],) if k == 1 else (A.shape[1], k)
+        x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        h = dev.put(A, tile=tile)
         cpu = time.process_time()
-        y = ff.spmv(h, x, device=dev, timeout=600)
+        y = run_kernel(h, x, device=dev, timeout=600)
         cpu = time.process_time() - cpu
         s, c = dev.last_stats, dev.last_counters  # type: ignore[attr-defined]
-        want = ff.spmv(A, x, device=emu)
+        want = run_kernel(A, x, device=emu)
         if not np.array_equal(y.view(np.uint32), want.view(np.uint32)):
-            raise AssertionError(f"{label}: rtl and emu results differ")
+            raise AssertionError(f"{label}: {args.device} and emu results differ")
         engines_busy = [b / s.cycles for b in c.dma_busy]
-        per_cycle = s.nnz / s.cycles
-        target = goal(round(A.nnz / A.shape[0]))  # a Poisson matrix' edge rows have fewer
+        per_cycle = s.work / s.cycles
+        target = goal(round(A.nnz / A.shape[0]), k)  # a Poisson matrix' edge rows have fewer
         met = target is not None and per_cycle >= target
         ddr_share = s.dma_bytes / (s.cycles * ddr_bpc)
         rows.append(
@@ -141,7 +191,7 @@ def run(args: argparse.Namespace) -> Report:
                 round(s.mean_utilisation, 2),
                 round(s.dma_bytes / A.nnz, 2),
                 round(ddr_share, 2),
-                round(s.nnz_per_second / 1e6, 1),
+                round(s.nnz_per_second * k / 1e6, 1),
                 " / ".join(f"{b:.2f}" for b in engines_busy),
                 round(s.cycles / cpu / 1e6, 2),
             ]
@@ -151,7 +201,7 @@ def run(args: argparse.Namespace) -> Report:
             **stats_dict(s),
             "tile": list(h.tile),
             "tiles": s.tiles,
-            "nnz_per_cycle": per_cycle,
+            "work_per_cycle": per_cycle,
             "lane_utilisation": list(s.lane_utilisation),
             "ddr_share": ddr_share,
             "nnz_per_second": s.nnz_per_second,
@@ -160,27 +210,35 @@ def run(args: argparse.Namespace) -> Report:
             "lane_stall_counter": list(c.lane_stall),
             "engines_busy": engines_busy,
             "sim_cycles_per_cpu_second": s.cycles / cpu,
-            "goal_nnz_per_cycle": target,
+            "goal_work_per_cycle": target,
             "met": met,
         }
         h.free()
     plot = roofline_plot(
-        args.out / f"spmv-{args.device}-roofline.png",
+        args.out / f"{kernel}-{args.device}-roofline.png",
         points,
-        f"SpMV on {args.device} ({dev.lanes} lanes): measured",
+        f"{name} on {args.device} ({dev.lanes} lanes): measured",
     )
     notes = [
         overlay_note(dev),
-        "cycles: the firmware's count from doorbell to status; nnz/cycle = stored nonzeros / "
-        f"cycles, against the {dev.lanes} the lanes could take; goal: the default overlay's "
-        "targets, >= 2.0 at 5-9 nonzeros per row and >= 2.5 at 10 or more",
-        "lane util: the mean over the lanes of the cycles each consumed nonzeros, over the "
-        "job's cycles",
+        "cycles: the firmware's count from doorbell to status; "
+        + (
+            "nnz/cycle = stored nonzeros / cycles, against the "
+            f"{dev.lanes} the lanes could take; goal: the default overlay's targets, >= 2.0 at "
+            "5-9 nonzeros per row and >= 2.5 at 10 or more"
+            if k == 1
+            else f"madds/cycle = stored nonzeros x {k} / cycles (a lane multiplies one nonzero "
+            f"by one column of B per cycle), against the {dev.lanes} the lanes could do; goal: "
+            ">= 3.0 at k = 8"
+        ),
+        "lane util: the mean over the lanes of the cycles each was computing, over the job's "
+        "cycles",
         f"DDR share: bytes the DMA engines moved over cycles x {ddr_bpc:g} B, the board's "
         "sustained DDR bandwidth per fabric cycle: how much of the memory system the job used "
         f"(its DMA engines move at most {dev.bus_bytes_per_cycle} B per cycle)",
-        f"M nnz/s: projected at the overlay's {dev.clock_mhz:g} MHz clock (a clock the build "
-        "must close timing at); the board's own CPU running CSR SpMV is not measured here",
+        f"M {'nnz' if k == 1 else 'madds'}/s: projected at the overlay's {dev.clock_mhz:g} MHz "
+        "clock (a clock the build must close timing at); the board's own CPU is not measured "
+        "here",
         "DMA engines busy: the share of the job's cycles each engine had a transfer under way "
         "(DDR latency included). An engine idles at the job's start (the descriptor's read and "
         "checks, about 3,000 cycles on picorv32 at 3-6 cycles per instruction) and end, and "
@@ -194,16 +252,30 @@ def run(args: argparse.Namespace) -> Report:
         if rtl or args.emulate
         else "sim Mcycles/s: cycles counted per second of host CPU time (not a simulation)",
         "every result equals the emulator's bit for bit",
+        *(
+            [
+                "each matrix twice: as put() packs it, with SpMV's tiles (the job then runs in "
+                "column blocks of B that fit the x buffer: with these 8000-wide tiles, "
+                f"{k} jobs of one column each, each reading the whole image again), and ', tiles "
+                "for k': with tiles whose "
+                f"{k}-wide rows of B and C fit the x and y buffers (one job; each tile loads its "
+                "slice of B). Rows with many nonzeros gain from the second; sparse wide matrices "
+                "load a B slice for few nonzeros and lose"
+            ]
+            if k > 1
+            else []
+        ),
         "DMA B/nnz counts everything moved: the tiles (about 6 B/nnz with 16-bit coordinates, "
-        "plus 4 B per row of each tile), x once per lane per column tile, zeroing y and writing "
-        "it out; the 40k-wide matrix and the Poisson ones reload an x slice for each of their "
-        "tiles",
+        "plus 4 B per row of each tile), x (SpMM: the rows of B) once per lane per column "
+        "tile, zeroing y (C) and writing it out; the 40k-wide matrix and the Poisson ones "
+        "reload an x slice for each of their tiles",
     ]
     dev.close()
     return Report(
-        target=f"spmv-{args.device}",
-        title=f"SpMV on the {args.device} device",
-        command=f"fiberflow bench spmv --device {args.device} --scale {args.scale:g}"
+        target=f"{kernel}-{args.device}",
+        title=f"{name} on the {args.device} device",
+        command=f"fiberflow bench {kernel} --device {args.device} --scale {args.scale:g}"
+        + (f" --cols {k}" if k > 1 else "")
         + (f" --overlay {args.overlay}" if args.overlay else "")
         + (" --emulate" if args.emulate else ""),
         columns=[
@@ -212,12 +284,12 @@ def run(args: argparse.Namespace) -> Report:
             "tile",
             "tiles",
             "cycles",
-            "nnz/cycle",
+            unit,
             "goal",
             "lane util",
             "DMA B/nnz",
             "DDR share",
-            "M nnz/s",
+            "M nnz/s" if k == 1 else "M madds/s",
             "DMA engines busy",
             "sim Mcycles/s",
         ],
