@@ -55,3 +55,12 @@ def test_bench_spmv_on_the_simulated_board(folder: Path, tmp_path, capsys) -> No
     out = capsys.readouterr().out
     assert "SpMV on the pynq device" in out and "as its shell reports it" in out
     assert (tmp_path / "o" / "spmv-pynq.json").exists()
+
+
+def test_bench_spmm_on_the_simulated_board(folder: Path, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("matplotlib")
+    argv = ["bench", "spmm", "--device", "pynq", "--overlay", str(folder), "--emulate"]
+    assert cli.main([*argv, "--scale", "0.02", "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "SpMM (k = 8) on the pynq device" in out and "tiles for k" in out
+    assert (tmp_path / "o" / "spmm-pynq.json").exists()
