@@ -3,7 +3,9 @@
  * 1. Read the descriptor's header and lane table, and A's image header and mode table, and
  *    check them (BAD_JOB with the field's byte offset, BAD_LANES, BAD_ALIGN, BAD_IMAGE,
  *    BAD_SCHEDULE; an output range over A, x or the descriptor is BAD_JOB at y_addr's, 56).
- * 2. Without ACCUMULATE, write zeros over all of y / C (rows that no tile touches must read 0).
+ * 2. Without ACCUMULATE, write zeros over all of y / C (rows that no tile touches must read 0),
+ *    unless the job is COVERED: every row tile has a tile, so every row is written whole (the
+ *    count of row tiles opened is checked at the end: BAD_SCHEDULE).
  * 3. Walk every lane's tile list at once. The DMA engine is the bottleneck, so the walker keeps
  *    its command queue filled and never waits for a transfer it does not need yet: when a
  *    lane is idle (of the idle lanes, the one with the most tiles left; at most LOOKAHEAD
@@ -101,6 +103,7 @@ static u32 e_loading[FF_MAX_DMA];    /* lanes LOADING, per engine */
 /* Per job, so the per-tile path needs no division (about 40 cycles each on picorv32) and at
  * most two multiplications. */
 static u32 grid_r, grid_c, last_rows, last_cols, y_stride, x_stride;
+static u32 row_tiles; /* row tiles opened: each lane owns whole row tiles (rule 3) */
 
 static inline u32 up(u32 v) { return (v + bus_bytes - 1u) & ~(bus_bytes - 1u); }
 static inline u32 down(u32 v) { return v & ~(bus_bytes - 1u); }
@@ -258,6 +261,7 @@ static u32 load(u32 l)
             l_clean[l] = ylen;
         }
         l_i[l] = i;
+        row_tiles++;
         l_ya[l] = ya;
         l_yoff[l] = yoff;
         l_ybytes[l] = row_bytes * rows;
@@ -348,7 +352,7 @@ static u32 check_job(const u32 *h, const u32 *lt)
         return bad(FF_ERR_BAD_JOB, 7);
     if (h[2] & 0xFFu)
         return bad(FF_ERR_BAD_JOB, 8);
-    if (flags & ~1u)
+    if (flags & ~3u || flags == 3u) /* ACCUMULATE, or COVERED: not both */
         return bad(FF_ERR_BAD_JOB, 9);
     if (lanes != n_lanes)
         return bad(FF_ERR_BAD_LANES, lanes);
@@ -450,8 +454,10 @@ u32 job_ffjb(u32 addr)
         return err;
     u32 img = dma_seq[0];
     y_bytes = 1u << field(FF_CONFIG3, FF_CONFIG3_Y_LOG2_MASK, FF_CONFIG3_Y_LOG2_SHIFT);
-    u32 acc = h[2] >> 8 & 1u; /* flags bit 0: ACCUMULATE */
-    if (!acc &&
+    /* y / C is zeroed unless the job ACCUMULATEs (flags bit 0) or its tiles cover every row
+     * tile (bit 1, COVERED: every row is then written whole; checked at the end). */
+    u32 zero = !(h[2] >> 8 & 3u);
+    if (zero &&
         (err = dma_push(0, 0, LOCAL(LANE0_Y, 0u), y_bytes, FF_DMA_CTRL_ZERO_MASK)) != FF_ERR_NONE)
         return err;
     if ((err = check_job(h, lt)) != FF_ERR_NONE)
@@ -461,7 +467,7 @@ u32 job_ffjb(u32 addr)
     /* Pieces of y's zeros keep the engine busy while the CPU sets up (2 pieces: about 4,000
      * cycles) and while it waits for the tile-list windows (1 more). */
     zy_off = 0;
-    if (!acc && (err = zero_y(2)) != FF_ERR_NONE)
+    if (zero && (err = zero_y(2)) != FF_ERR_NONE)
         return err;
     win_cap = ((tile_bytes - MISC_BYTES) / (2u * n_lanes)) & ~31u;
     grid_r = (m + tile_rows - 1u) / tile_rows;
@@ -484,7 +490,7 @@ u32 job_ffjb(u32 addr)
         l_state[l] = IDLE;
         l_prev[l] = l_xj[l] = l_i[l] = NONE;
         l_prep[l] = 0;
-        l_clean[l] = l == 0 && !acc ? y_bytes : 0;
+        l_clean[l] = l == 0 && zero ? y_bytes : 0;
         tw_a0[l] = tw_a1[l] = dw_a0[l] = dw_a1[l] = 0;
     }
     /* Every lane's first windows: the tile-list windows; once they have landed, the
@@ -498,7 +504,7 @@ u32 job_ffjb(u32 addr)
                 FF_ERR_NONE)
             return err;
     u32 tw_seq = win_seq;
-    if (!acc && (err = zero_y(1)) != FF_ERR_NONE)
+    if (zero && (err = zero_y(1)) != FF_ERR_NONE)
         return err;
     if ((err = dma_wait(0, tw_seq)) != FF_ERR_NONE)
         return err;
@@ -511,7 +517,7 @@ u32 job_ffjb(u32 addr)
                                          dir_base + DIR_ENTRY * n_tiles)) != FF_ERR_NONE)
             return err;
     }
-    if (!acc) {
+    if (zero) {
         if ((err = zero_y(NONE)) != FF_ERR_NONE)
             return err;
         l_yseq[0] = dma_seq[0];
@@ -521,6 +527,7 @@ u32 job_ffjb(u32 addr)
             return err;
     }
     u32 tiles = 0, left = n_tiles; /* tiles finished, and not yet loaded */
+    row_tiles = 0;
     for (u32 e = 0; e < n_dma; e++)
         e_loading[e] = 0;
     /* Which idle lane is loaded next: the one with the most tiles left, so that the lanes
@@ -597,6 +604,9 @@ u32 job_ffjb(u32 addr)
     }
     if ((err = dma_drain()) != FF_ERR_NONE)
         return err;
+    /* COVERED: no row of y / C was zeroed, so every row tile must have had a tile. */
+    if (flags & 2u && row_tiles != grid_r)
+        return bad(FF_ERR_BAD_SCHEDULE, row_tiles);
     FF_MAILBOX(1) = tiles;
     return FF_ERR_NONE;
 }

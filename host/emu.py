@@ -537,6 +537,7 @@ class EmuDevice:
                     y_total=desc.m * 4 * k,
                     head_bytes=desc.total_bytes + directory.head_bytes,
                     accumulate=bool(desc.flags & jobs.FLAG_ACCUMULATE),
+                    covered=bool(desc.flags & jobs.FLAG_COVERED),
                 ),
                 overlay,
             )

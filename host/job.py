@@ -31,6 +31,10 @@ KERNELS = {"spmv": 1, "spmm": 2}
 KERNEL_NAMES = {code: name for name, code in KERNELS.items()}
 OP_PLUS_TIMES = 0  # the (+, *) semiring; other semirings get other codes later
 FLAG_ACCUMULATE = 1  # y / C already holds the initial sums; otherwise the device zeroes it
+# Every row tile has a tile, so every row of y / C is written whole and needs no zeros first
+# (without ACCUMULATE; the device checks it): the host sets it when it holds.
+FLAG_COVERED = 2
+FLAGS = FLAG_ACCUMULATE | FLAG_COVERED
 
 HEADER = np.dtype(
     [
@@ -238,7 +242,7 @@ def parse(data: np.ndarray, address: int | None = None) -> Descriptor:
         raise DeviceError("not a version-1 fiberflow job descriptor (bad magic or version)")
     if int(h["kernel"]) not in KERNEL_NAMES or int(h["dtype"]) not in dtypes.BY_CODE:
         raise DeviceError("job descriptor names an unknown kernel or value type")
-    if int(h["op"]) != OP_PLUS_TIMES or int(h["flags"]) & ~FLAG_ACCUMULATE:
+    if int(h["op"]) != OP_PLUS_TIMES or int(h["flags"]) & ~FLAGS or int(h["flags"]) == FLAGS:
         raise DeviceError("job descriptor asks for an operation or flag this device lacks")
     lanes, n_tiles, total = int(h["lanes"]), int(h["n_tiles"]), int(h["total_bytes"])
     lt_off, tl_off = int(h["lane_table_offset"]), int(h["tile_list_offset"])
@@ -307,4 +311,12 @@ def check_schedule(desc: Descriptor, d: Directory) -> np.ndarray:
         per_rt[rt] = lane_of
         if (per_rt[rt] != lane_of).any():
             raise DeviceError("a row tile is split between lanes; a lane must own whole row tiles")
+    if desc.flags & FLAG_COVERED and not covers(d, desc.m):
+        raise DeviceError("the job says every row tile has a tile (COVERED), and one has none")
     return lane_of
+
+
+def covers(d: Directory, m: int) -> bool:
+    """Whether every row tile of an m-row matrix has a tile in directory ``d``."""
+    grid_r = -(-m // d.tile_rows) if d.tile_rows else 0
+    return len(np.unique(d.row_tile)) == grid_r

@@ -174,6 +174,7 @@ def _run(kernel: str, h: ResidentMatrix, x: np.ndarray, device: Any, timeout: fl
             y_addr=yb.address,
             lane_table=table,
             tile_list=tiles,
+            flags=job.FLAG_COVERED if h.covered else 0,
         )
         jb.flush()
         device.wait(device.submit(jb), timeout)

@@ -101,6 +101,8 @@ class ResidentMatrix:
         self.directory = directory
         self.crc = crc
         self._schedules: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        # Every row tile has a tile: a job needs no zeros written over y first (FLAG_COVERED).
+        self.covered = job.covers(directory, self.shape[0])
         self._finalizer = weakref.finalize(self, _release, device, buffer)
         self._finalizer.atexit = False  # at exit the devices themselves are being torn down
 
