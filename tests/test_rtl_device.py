@@ -76,22 +76,8 @@ def test_unaligned_tiles_and_accumulate(rtl, emu) -> None:  # type: ignore[no-un
 
 
 def run_accumulate(dev, h, x, y0):  # type: ignore[no-untyped-def]
-    m, n = h.shape
-    table, tiles = h.schedule(dev.lanes, 1)
-    xb, yb = dev.alloc(x.nbytes), dev.alloc(y0.nbytes)
-    jb = dev.alloc(jobs.descriptor_bytes(len(table), len(tiles)))
-    xb.write(x)
-    yb.write(y0)
-    jobs.write_descriptor(
-        jb.array, kernel="spmv", dtype=h.dtype, m=m, n=n, k=1, a_addr=h.buffer.address,
-        a_bytes=h.image_bytes, x_addr=xb.address, y_addr=yb.address, lane_table=table,
-        tile_list=tiles, flags=jobs.FLAG_ACCUMULATE,
-    )  # fmt: skip
-    dev.wait(dev.submit(jb), 120)  # 6.5M cycles at tile 3 x 5: 15-30 s on a busy machine
-    y = yb.view(np.float32, m).copy()
-    for b in (xb, yb, jb):
-        dev.free(b)
-    return y
+    # 6.5M cycles at tile 3 x 5: 15-30 s on a busy machine
+    return run_with_flags(dev, h, x, jobs.FLAG_ACCUMULATE, y0, timeout=120)
 
 
 def test_stats_come_from_the_counters(rtl) -> None:  # type: ignore[no-untyped-def]
@@ -284,7 +270,7 @@ def test_schedule_that_splits_a_row_tile_is_refused(rtl, emu) -> None:  # type: 
     recovers(rtl, emu)
 
 
-def run_with_flags(dev, h, x, flags: int, y0: np.ndarray):  # type: ignore[no-untyped-def]
+def run_with_flags(dev, h, x, flags: int, y0: np.ndarray, timeout: float = 60):  # type: ignore[no-untyped-def]
     """SpMV of resident ``h`` by a descriptor with ``flags``, y's buffer first holding y0."""
     m, n = h.shape
     table, tiles = h.schedule(dev.lanes, 1)
@@ -298,7 +284,7 @@ def run_with_flags(dev, h, x, flags: int, y0: np.ndarray):  # type: ignore[no-un
         tile_list=tiles, flags=flags,
     )  # fmt: skip
     try:
-        dev.wait(dev.submit(jb), 60)
+        dev.wait(dev.submit(jb), timeout)
         return yb.view(np.float32, m).copy()
     finally:
         for b in (xb, yb, jb):
