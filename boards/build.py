@@ -45,6 +45,7 @@ __all__ = [
     "run_vivado",
     "vivado_command",
     "with_clock",
+    "with_defaults",
 ]
 
 MANIFEST = "manifest.json"
@@ -118,6 +119,11 @@ def default_params(board: Board, lanes: int | None = None) -> dict[str, Any]:
         "bus_bits": 128 if board.hp[0].width >= 128 else 64,
         "dma_engines": max(1, min(need, len(board.hp), 4 if lanes is None else lanes)),
     }
+
+
+def with_defaults(board: Board, params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` over the board's :func:`default_params` for their lanes."""
+    return {**default_params(board, params.get("lanes")), **params}
 
 
 @dataclass
@@ -205,7 +211,7 @@ def generate(
 ) -> BuildFolder:
     """Write the build folder for ``board`` and overlay ``params`` into ``out``."""
     out = Path(out)
-    merged = {**default_params(board, params.get("lanes")), **params}
+    merged = with_defaults(board, params)
     src = generator(merged)
     defining = [t for t in src.files.values() if f"module {src.top}(" in t.replace(" (", "(")]
     if not defining:

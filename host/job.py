@@ -300,23 +300,29 @@ def check_schedule(desc: Descriptor, d: Directory) -> np.ndarray:
     if count.sum() != n or not np.array_equal(first, np.concatenate(([0], np.cumsum(count)[:-1]))):
         raise DeviceError("the lane table must cover the tile list in order, without gaps")
     lane_of = np.repeat(np.arange(desc.lanes), count)
+    row_tiles = 0  # distinct row tiles with a tile
     if n:
         same_lane = lane_of[1:] == lane_of[:-1]
         if (same_lane & (tl[1:] <= tl[:-1])).any():
             raise DeviceError("each lane's tiles must be in increasing directory order")
         # Row tiles renumbered densely: the table is as long as the directory, whatever
         # indices a corrupted directory holds.
-        _, rt = np.unique(d.row_tile[tl], return_inverse=True)
+        present, rt = np.unique(d.row_tile[tl], return_inverse=True)
+        row_tiles = len(present)
         per_rt = np.full(n, -1, dtype=np.int64)
         per_rt[rt] = lane_of
         if (per_rt[rt] != lane_of).any():
             raise DeviceError("a row tile is split between lanes; a lane must own whole row tiles")
-    if desc.flags & FLAG_COVERED and not covers(d, desc.m):
+    if desc.flags & FLAG_COVERED and row_tiles != grid_rows(d, desc.m):
         raise DeviceError("the job says every row tile has a tile (COVERED), and one has none")
     return lane_of
 
 
+def grid_rows(d: Directory, m: int) -> int:
+    """Row tiles of an m-row matrix tiled as directory ``d`` says."""
+    return -(-m // d.tile_rows) if d.tile_rows else 0
+
+
 def covers(d: Directory, m: int) -> bool:
     """Whether every row tile of an m-row matrix has a tile in directory ``d``."""
-    grid_r = -(-m // d.tile_rows) if d.tile_rows else 0
-    return len(np.unique(d.row_tile)) == grid_r
+    return len(np.unique(d.row_tile)) == grid_rows(d, m)

@@ -101,7 +101,7 @@ class RtlDevice(ShellDeviceMethods):
         ddr: Any = None,
     ) -> None:
         from fiberflow import boards
-        from fiberflow.boards.build import default_params
+        from fiberflow.boards.build import with_defaults
 
         try:
             from fiberflow.host.rtl import DdrModel, RtlShell
@@ -139,12 +139,10 @@ class RtlDevice(ShellDeviceMethods):
             )
         b = boards.load(board)
         try:
+            # the board's default overlay (bus width, DMA engines), as a build makes it
+            chosen = {"lanes": lanes, **{k: v for k, v in given.items() if v is not None}}
             self.config = ShellConfig(
-                lanes=lanes,
-                value_type=vt,
-                kernels=("spmv", "spmm"),
-                # the board's default overlay (bus width, DMA engines), as a build makes it
-                **{**default_params(b, lanes), **{k: v for k, v in given.items() if v is not None}},
+                value_type=vt, kernels=("spmv", "spmm"), **with_defaults(b, chosen)
             )
         except (TypeError, ValueError) as exc:
             raise DeviceError(f"ff.open('rtl'): {exc}") from None

@@ -29,10 +29,8 @@ def run(args: argparse.Namespace) -> Report:
     estimates = {}
     for key in progress(keys, desc="synth_xilinx"):
         board = boards.load(key)
-        params = build.default_params(board, args.lanes)
-        if args.lanes is not None:
-            params["lanes"] = args.lanes
-        src = build.overlay_sources(params)
+        lanes = {} if args.lanes is None else {"lanes": args.lanes}
+        src = build.overlay_sources(build.with_defaults(board, lanes))
         start = time.perf_counter()
         est = estimate.estimate(src.files, src.top, board)
         seconds = time.perf_counter() - start

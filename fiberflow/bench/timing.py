@@ -27,10 +27,8 @@ def run(args: argparse.Namespace) -> Report:
     from fiberflow.boards import build, timing
 
     board = boards.load(args.board)
-    params = build.default_params(board, args.lanes)
-    if args.lanes is not None:
-        params["lanes"] = args.lanes
-    src = build.overlay_sources(params)
+    lanes = {} if args.lanes is None else {"lanes": args.lanes}
+    src = build.overlay_sources(build.with_defaults(board, lanes))
     start = time.perf_counter()
     proxy, depth = timing.measure(src.files, src.top, target_mhz=board.fabric_clock_mhz)
     seconds = time.perf_counter() - start

@@ -159,7 +159,7 @@ def _run_vivado(path: Path, vivado: str) -> None:
 def _estimate(board: boards.Board, params: dict[str, Any], out: Path) -> None:
     from fiberflow.boards import build, estimate
 
-    merged = {**build.default_params(board, params.get("lanes")), **params}
+    merged = build.with_defaults(board, params)
     src = build.overlay_sources(merged)
     header = (
         f"fiberflow build --estimate: {board.name}, yosys synth_xilinx -family "
@@ -182,7 +182,7 @@ def _estimate(board: boards.Board, params: dict[str, Any], out: Path) -> None:
 def _timing_proxy(board: boards.Board, params: dict[str, Any], out: Path) -> None:
     from fiberflow.boards import build, timing
 
-    src = build.overlay_sources({**build.default_params(board, params.get("lanes")), **params})
+    src = build.overlay_sources(build.with_defaults(board, params))
     print(f"fiberflow build --timing-proxy: overlay {dict(src.params)}")
     print(
         f"  place and route with nextpnr-ecp5 ({timing.DEVICE}, out of context) and map with "
