@@ -46,8 +46,9 @@ except ImportError:  # pragma: no cover - only when the package was not built
 FP32_POLICY = {"subnormals": "flush", "nan": "canonical"}
 
 # The overlay modelled when no option says otherwise: the default build of the board
-# (fiberflow.boards.build.default_params over ShellConfig's defaults: 4 lanes, one DMA engine,
-# a bus as wide as the board's HP ports; PYNQ-Z2: 64 bits, 8 bytes per cycle at 100 MHz).
+# (fiberflow.boards.build.default_params over ShellConfig's defaults: 4 lanes, a bus as wide as
+# the board's HP ports and as few DMA engines as reach its DDR bandwidth; PYNQ-Z2: two 64-bit
+# engines, 16 bytes per cycle at 100 MHz).
 DEFAULT_BOARD = "pynq-z2"
 DEFAULT_LANES = 4
 DEFAULT_MEMORY_BYTES = 2 << 30

@@ -243,7 +243,7 @@ class Shell(Module):
             cpu_ports.append(ports)
             # A buffer smaller than its region repeats through it (the firmware addresses
             # within the buffer): the word bits above the largest buffer are not decoded.
-            used = max((len(pb.adr) for pb in ports.values()), default=0)
+            used = max(len(pb.adr) for pb in ports.values())  # (every engine has a region)
             if used < rshift - shift:
                 self.comb += Signal(rshift - shift - used, name="buf_alias_unused").eq(
                     d.buf_adr[used : rshift - shift]
