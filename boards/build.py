@@ -111,8 +111,8 @@ def default_params(board: Board, lanes: int | None = None) -> dict[str, Any]:
     """Board-dependent overlay defaults for ``lanes`` lanes (None: the overlay's default, 4):
     the bus as wide as the board's HP ports, and as few DMA engines (one HP port each) as reach
     the board's DDR bandwidth, at most one per lane. On a PYNQ-Z2 two 8-byte ports reach its
-    16 B/cycle: with one engine the lanes waited for tiles, and a third or fourth engine
-    measured no faster (docs/benchmarks.md)."""
+    16 B/cycle: one engine was the limit (busy 93-99%), two are 1.1-1.8x faster, and three or
+    four measured 0.94-1.04x of two on the rtl bench (docs/benchmarks.md)."""
     port = board.hp[0].bytes_per_cycle(board.fabric_clock_mhz)
     need = math.ceil(board.ddr.bytes_per_cycle / port)
     return {

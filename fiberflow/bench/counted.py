@@ -33,6 +33,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lanes", type=int, default=4, help="rtl: lanes of the overlay (default 4)")
     p.add_argument("--scale", type=float, default=1.0, help="rtl: scale the matrices' rows")
     p.add_argument("--cached", action="store_true", help="rtl: skip the uncached build timing")
+    p.add_argument(
+        "--dma-engines",
+        type=int,
+        default=None,
+        help="rtl: DMA engines of the overlay (default: the board's, 2 on a PYNQ-Z2)",
+    )
 
 
 def check_emu_options(args: argparse.Namespace) -> None:
@@ -139,7 +145,7 @@ def run(args: argparse.Namespace, kernel: str = "spmv") -> Report:
     unit = "nnz/cycle" if k == 1 else "madds/cycle"
     rtl = args.device == "rtl"
     if rtl:
-        options: dict[str, object] = {"lanes": args.lanes}
+        options: dict[str, object] = {"lanes": args.lanes, "dma_engines": args.dma_engines}
         build_s = float("nan") if args.cached else build_seconds(options)
         dev: Any = ff.open("rtl", **options)
     else:
@@ -276,6 +282,7 @@ def run(args: argparse.Namespace, kernel: str = "spmv") -> Report:
         target=f"{kernel}-{args.device}",
         title=f"{name} on the {args.device} device",
         command=f"fiberflow bench {kernel} --device {args.device} --scale {args.scale:g}"
+        + (f" --dma-engines {args.dma_engines}" if args.dma_engines else "")
         + (f" --cols {k}" if k > 1 else "")
         + (f" --overlay {args.overlay}" if args.overlay else "")
         + (" --emulate" if args.emulate else ""),
