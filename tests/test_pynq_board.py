@@ -162,9 +162,11 @@ def test_open_reads_the_shell_through_pynq_mmio(dev) -> None:
     assert dev.clock_mhz == pytest.approx(100.0)
     board = load_board(BOARD)
     assert dev.control_base == board.control.base
-    # the default build's two engines, one 64-bit HP port each: the board's DDR bandwidth
-    assert dev.info.dma_engines == 2
-    assert dev.bus_bytes_per_cycle == 2 * board.hp[0].width // 8 == board.bus_bytes_per_cycle(2)
+    # the default build's engines, one HP port each, as many as reach the board's DDR
+    # bandwidth: two 64-bit ports on a PYNQ-Z2, four 128-bit ports (one per lane) on a ZCU104
+    engines = {"pynq-z2": 2, "zcu104": 4}[BOARD]
+    assert dev.info.dma_engines == engines == build.default_params(board, 4)["dma_engines"]
+    assert dev.bus_bytes_per_cycle == board.bus_bytes_per_cycle(engines)
     # The simulated device stays out of pynq's globals: never discovered, never active.
     with warnings.catch_warnings():  # off a board pynq warns that it found no device
         warnings.simplefilter("ignore", UserWarning)
