@@ -44,6 +44,10 @@
 #define AVX2 __attribute__((target("avx2,bmi2,popcnt")))
 #endif
 
+#ifdef __SSE2__
+#include <emmintrin.h> /* the scatter's non-temporal stores (stream_out) */
+#endif
+
 #define MAXD 8
 #define FF_MAX_THREADS 16
 
@@ -64,12 +68,14 @@ typedef struct {
     const int64_t *index;     /* the tiles' grid indices, for their directory entries */
     int64_t dir_offset, dir_entry_bytes;
     int64_t *used;            /* the CSR loops: the current band's non-empty tile columns */
+    uint32_t *scratch;        /* the scatter: a chunk's segment entries, step + 1 per tile */
     int64_t *runs;            /* the CSR loops: runs per row band (see ff_count) */
     int simd;                 /* the vector level of the CSR loops: FF_SIMD_NONE .. AVX512 */
     int bad;                  /* counting pass: FF_OK, or FF_BAD_COORD */
 } walker;
 
 static void walk(walker *w, int k, int64_t parent, int64_t tile, int64_t lo, int64_t hi);
+static uint32_t checksum(const walker *w, uint32_t crc, const uint8_t *p, uint64_t n);
 
 /* Walk levels 0 .. ndim-2 of the current path within `tile` once per run (not per leaf):
  * note first visits of source nodes and return the tile-local position of the last level's
@@ -317,6 +323,8 @@ typedef struct {
     int64_t n;    /* entries appended so far */
     int64_t room; /* entries the tile holds in all */
     int64_t done; /* the run loops: segment entries 1 .. done are written */
+    uint32_t *out; /* the scatter: the image's segment array, while seg is a scratch chunk */
+    uint32_t crc;  /* the scatter: CRC-32 of the tile's bytes final so far */
 } band_tile;
 
 /* Zero the padding after a filled tile's sections (slot s, `rows` segment entries + 1). */
@@ -449,7 +457,7 @@ static AVX2 void running_max_avx2(uint32_t *seg, int64_t a, int64_t b)
 #endif
 
 /* The scatter of rows a .. b-1 of a band: each entry straight to its tile's cursor, its row's
- * segment entry set to the tile's count so far. No run finding: there is no chain of dependent
+ * segment entry (in the chunk's scratch: seg[1] is row a's) set to the tile's count so far. No run finding: there is no chain of dependent
  * loads, compares and divides from one run to the next, the cost of the run loops this replaces
  * when runs are short (many tile columns, a few entries per row in each). CB, the coordinate
  * width, is a constant in each instance. */
@@ -477,15 +485,46 @@ static inline __attribute__((always_inline)) void scatter_rows(band_tile *tiles,
                 ((uint16_t *)bt->crd)[k] = (uint16_t)(c - ct * tc);
             else
                 ((uint32_t *)bt->crd)[k] = c - ct * tc;
-            bt->seg[lr + 1] = (uint32_t)(k + 1);
+            bt->seg[lr - a + 1] = (uint32_t)(k + 1);
         }
     }
 }
 
+/* Bands with more segment bytes than this build them in a scratch buffer (fill_band_scatter). */
+#define SCRATCH_BYTES ((int64_t)1 << 20)
+
+/* Segment entries src[0 .. n-1] to dst by non-temporal stores, where the CPU has them: the
+ * lines go to memory without first being read from it, the read an ordinary store to a line
+ * not in cache makes. */
+static void stream_out(uint32_t *dst, const uint32_t *src, int64_t n)
+{
+#ifdef __SSE2__
+    int64_t i = 0;
+    for (; i < n && ((uintptr_t)(dst + i) & 15); i++)
+        _mm_stream_si32((int *)(dst + i), (int)src[i]);
+    for (; i + 4 <= n; i += 4)
+        _mm_stream_si128((__m128i *)(dst + i), _mm_loadu_si128((const __m128i *)(src + i)));
+    for (; i < n; i++)
+        _mm_stream_si32((int *)(dst + i), (int)src[i]);
+#else
+    memcpy(dst, src, sizeof(uint32_t) * (size_t)n);
+#endif
+}
+
 /* Any tile width, any number of tile columns, any vector level: the band a chunk of rows at a
- * time (zero the chunk's segment entries, scatter, running maximum), then the padding. */
-static void fill_band_scatter(const walker *w, band_tile *tiles, int64_t n_used, int64_t rt,
-                              int64_t r0, int64_t rows)
+ * time (clear the chunk's segment entries, scatter, running maximum), then the padding; returns
+ * the CRC-32 of the band's tiles (their headers already written).
+ *
+ * Bands whose segment arrays outgrow the caches (tall tiles, many of them across: at 8192 x
+ * 1000 and 4M nonzeros the segment arrays are 164 of the image's 184 MB) build each chunk's
+ * entries in w->scratch, which stays in the core's L2 cache: there they are cleared, scattered
+ * into, scanned and checksummed, and then streamed to the image (stream_out). In place, every
+ * segment line was read from memory before it was written, and read again by the band's
+ * checksum; that was a third of the pack. Each tile's CRC runs along as its bytes become final,
+ * and the tiles' CRCs are combined. Smaller bands stay in place and are checksummed whole: per
+ * tile, the calls cost more than they save (256 x 256 tiles: 1.5x the time). */
+static uint32_t fill_band_scatter(const walker *w, band_tile *tiles, int64_t n_used, int64_t rt,
+                                  int64_t r0, int64_t rows)
 {
     const ff_tree *t = w->t;
     int64_t gc = t->grid[1], step = chunk_rows(gc);
@@ -499,21 +538,60 @@ static void fill_band_scatter(const walker *w, band_tile *tiles, int64_t n_used,
                                      : running_max;
 #endif
     const int64_t *used = w->used;
+    int scratch = n_used * rows * 4 > SCRATCH_BYTES;
+    for (int64_t u = 0; u < n_used; u++) {
+        band_tile *bt = &tiles[used[u]];
+        bt->out = bt->seg; /* open_band set seg[0] */
+        if (scratch) {
+            uint8_t *start = w->image + w->tile_off[w->slot[rt * gc + used[u]]];
+            bt->crc = checksum(w, 0, start, (uint64_t)((uint8_t *)(bt->out + 1) - start));
+            bt->seg = w->scratch + u * (step + 1);
+            bt->seg[0] = 0; /* the running count before the chunk */
+        }
+    }
     for (int64_t a = 0; a < rows; a += step) {
         int64_t b = a + step < rows ? a + step : rows;
-        for (int64_t u = 0; u < n_used; u++)
-            memset(tiles[used[u]].seg + a + 1, 0, (size_t)(b - a) * 4);
+        for (int64_t u = 0; u < n_used; u++) { /* seg[1] is row a's entry */
+            band_tile *bt = &tiles[used[u]];
+            if (!scratch)
+                bt->seg = bt->out + a;
+            memset(bt->seg + 1, 0, (size_t)(b - a) * 4);
+        }
         if (t->coord_bytes == 2)
             scatter_rows(tiles, pos, t->crd[1], t->vals, a, b, dv, tc, 2);
         else
             scatter_rows(tiles, pos, t->crd[1], t->vals, a, b, dv, tc, 4);
-        for (int64_t u = 0; u < n_used; u++)
-            scan(tiles[used[u]].seg, a, b);
+        for (int64_t u = 0; u < n_used; u++) {
+            band_tile *bt = &tiles[used[u]];
+            scan(bt->seg, 0, b - a);
+            if (scratch) {
+                bt->crc = checksum(w, bt->crc, (const uint8_t *)(bt->seg + 1), (uint64_t)(b - a) * 4);
+                stream_out(bt->out + a + 1, bt->seg + 1, b - a);
+                bt->seg[0] = bt->seg[b - a];
+            }
+        }
     }
-    for (int64_t u = 0; u < n_used; u++)
-        zero_pads(w, &tiles[used[u]], w->slot[rt * gc + used[u]], rows, t->coord_bytes);
+#ifdef __SSE2__
+    if (scratch)
+        _mm_sfence(); /* the streamed lines before anything after the pack reads them */
+#endif
+    uint32_t crc = 0;
+    for (int64_t u = 0; u < n_used; u++) {
+        band_tile *bt = &tiles[used[u]];
+        int64_t s = w->slot[rt * gc + used[u]];
+        bt->seg = bt->out;
+        zero_pads(w, bt, s, rows, t->coord_bytes);
+        if (scratch) {
+            const uint8_t *from = (const uint8_t *)(bt->out + rows + 1);
+            bt->crc = checksum(w, bt->crc, from, (uint64_t)(w->image + w->tile_off[s + 1] - from));
+            crc = ff_crc32_combine(crc, bt->crc, (uint64_t)(w->tile_off[s + 1] - w->tile_off[s]));
+        }
+    }
+    if (scratch)
+        return crc;
+    int64_t s0 = w->slot[rt * gc + used[0]], s1 = w->slot[rt * gc + used[n_used - 1]] + 1;
+    return checksum(w, 0, w->image + w->tile_off[s0], (uint64_t)(w->tile_off[s1] - w->tile_off[s0]));
 }
-
 
 /* Entries q .. end - 1 (coordinates checked) into tallies t[0..3][tile], 4 interleaved so that
  * consecutive entries of one tile do not wait on each other's increments. */
@@ -1430,16 +1508,18 @@ static void fill_csr(part *p)
     int64_t tr = t->tile[0], gc = t->grid[1];
     band_tile *tiles = malloc(sizeof(band_tile) * (size_t)gc);
     w->used = malloc(sizeof(int64_t) * (size_t)gc);
-    if (!tiles || !w->used) { /* out of memory: the walk needs no scratch */
+    w->scratch = malloc(sizeof(uint32_t) * (size_t)(gc * (chunk_rows(gc) + 1)));
+    if (!tiles || !w->used || !w->scratch) { /* out of memory: the walk needs no scratch */
         free(tiles);
         free(w->used);
+        free(w->scratch);
         fill_walk(p);
         return;
     }
     /* The run loops only at a vector level: the portable one (a library copy per run, a
      * search for its end) is slower than the scatter even on long runs, up to 4x on a banded
      * matrix. */
-    band_fn band = NULL, runs = fill_band_scatter;
+    band_fn band = NULL, runs = NULL;
 #ifdef FF_AVX512
     if (few_tiles(w))
         band = w->simd == FF_SIMD_AVX512 ? fill_band_chunks : fill_band_chunks8;
@@ -1455,17 +1535,24 @@ static void fill_csr(part *p)
         int64_t n_used = open_band(w, tiles, rt, band != NULL);
         if (n_used == 0) /* no entries in the band (the last level is compressed) */
             continue;
-        (band ? band : long_runs(w, n_used, rt, r0, rows) ? runs : fill_band_scatter)(
-            w, tiles, n_used, rt, r0, rows);
-        /* The band's tiles are consecutive: checksum them while they are still in cache. */
+        /* The band's tiles are consecutive. */
         int64_t s0 = w->slot[rt * gc + w->used[0]], s1 = w->slot[rt * gc + w->used[n_used - 1]] + 1;
         int64_t nb = w->tile_off[s1] - w->tile_off[s0];
         write_headers(w, s0, s1);
-        crc = checksum(w, crc, w->image + w->tile_off[s0], (uint64_t)nb);
+        band_fn fn = band ? band : runs && long_runs(w, n_used, rt, r0, rows) ? runs : NULL;
+        uint32_t band_crc;
+        if (fn) { /* checksummed while the band is still in cache */
+            fn(w, tiles, n_used, rt, r0, rows);
+            band_crc = checksum(w, 0, w->image + w->tile_off[s0], (uint64_t)nb);
+        } else {
+            band_crc = fill_band_scatter(w, tiles, n_used, rt, r0, rows);
+        }
+        crc = ff_crc32_combine(crc, band_crc, (uint64_t)nb);
         total += nb;
     }
     free(tiles);
     free(w->used);
+    free(w->scratch);
     p->crc = crc;
     p->nbytes = total;
 }

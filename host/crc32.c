@@ -191,41 +191,39 @@ uint32_t ff_crc32(uint32_t crc, const uint8_t *buf, uint64_t len)
 }
 
 /* CRC-32 of A followed by B, from crc(A), crc(B) and len(B): appending len(B) zero bytes to A
- * is a linear map on the CRC register over GF(2), applied by repeated squaring of the
- * one-zero-bit operator. This lets threads checksum parts of an image at once. */
-static uint32_t gf2_apply(const uint32_t *mat, uint32_t vec)
+ * multiplies its register by x^(8 len(B)) mod P, and B's CRC is added (the inversions in and
+ * out cancel). This lets threads, and the packer's tiles, be checksummed apart. Registers are
+ * reflected: bit 31 holds the coefficient of x^0, bit 0 that of x^31. The power comes from
+ * x^(2^k) mod P by square-and-multiply: a few hundred nanoseconds, where a 32 x 32 bit matrix
+ * squared per bit of the length took tens of microseconds, too slow to combine per tile. */
+static uint32_t mulmod(uint32_t a, uint32_t b)
 {
-    uint32_t sum = 0;
-    for (int i = 0; vec; i++, vec >>= 1)
-        if (vec & 1)
-            sum ^= mat[i];
-    return sum;
+    uint32_t product = 0;
+    for (uint32_t bit = 1u << 31; bit; bit >>= 1) { /* a's coefficients from x^0 up */
+        if (a & bit) {
+            product ^= b;
+            if (!(a & (bit - 1)))
+                break;
+        }
+        b = b & 1 ? (b >> 1) ^ 0xEDB88320u : b >> 1; /* b * x, reduced */
+    }
+    return product;
 }
 
-static void gf2_square(uint32_t *out, const uint32_t *mat)
+static uint32_t x_pow2k[64]; /* x^(2^k) mod P */
+
+__attribute__((constructor)) static void init_powers(void)
 {
-    for (int i = 0; i < 32; i++)
-        out[i] = gf2_apply(mat, mat[i]);
+    x_pow2k[0] = 1u << 30; /* x^1 */
+    for (int k = 1; k < 64; k++)
+        x_pow2k[k] = mulmod(x_pow2k[k - 1], x_pow2k[k - 1]);
 }
 
 uint32_t ff_crc32_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b)
 {
-    uint32_t op[32], sq[32];
-    op[0] = 0xEDB88320u; /* the reflected CRC-32 polynomial: one zero bit */
-    for (int i = 1; i < 32; i++)
-        op[i] = 1u << (i - 1);
-    gf2_square(sq, op); /* two zero bits */
-    gf2_square(op, sq); /* four zero bits */
-    gf2_square(sq, op); /* one zero byte */
-    /* sq now appends 2^j bytes for j = 0, 1, ...: square it as len_b's bits are consumed. */
-    while (len_b) {
+    /* x^(8 len_b): bit j of len_b contributes x^(2^(j + 3)); len_b < 2^61 keeps k < 64 */
+    for (int k = 3; len_b && k < 64; len_b >>= 1, k++)
         if (len_b & 1)
-            crc_a = gf2_apply(sq, crc_a);
-        len_b >>= 1;
-        if (!len_b)
-            break;
-        gf2_square(op, sq);
-        memcpy(sq, op, sizeof sq);
-    }
+            crc_a = mulmod(x_pow2k[k], crc_a);
     return crc_a ^ crc_b;
 }

@@ -71,3 +71,13 @@ def test_combine_equals_crc_of_concatenation():
     for a, b in [(b"", b"x"), (b"abc", b""), (b"hello ", b"world" * 1000), (b"", b"")]:
         combined = pack_c.lib.ff_crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b))
         assert combined == zlib.crc32(a + b)
+
+
+def test_combine_at_many_lengths():
+    """Every bit of the length matters: lengths 0 .. 300, then random ones up to 4 MiB."""
+    rng = np.random.default_rng(3)
+    data = rng.integers(0, 256, (1 << 22) + 300, np.uint8).tobytes()
+    lengths = list(range(301)) + [int(v) for v in rng.integers(301, len(data) - 7, 40)]
+    for n in lengths:
+        a, b = data[:7], data[7 : 7 + n]
+        assert pack_c.lib.ff_crc32_combine(zlib.crc32(a), zlib.crc32(b), n) == zlib.crc32(a + b)

@@ -80,6 +80,32 @@ def test_every_shape_equals_numpy(monkeypatch, simd, threads, matrix):
     assert ff.unpack(ff.pack(t, (100, 1177), impl="c")) == t
 
 
+@pytest.mark.parametrize("simd", ["0", "avx2", "avx512"])
+@pytest.mark.parametrize("threads", ["1", "3"])
+def test_tall_tiles_built_in_scratch_equal_numpy(monkeypatch, simd, threads):
+    """Bands whose segment arrays outgrow the caches are built a chunk of rows at a time in a
+    scratch buffer, streamed to the image and checksummed per tile (the first band here: 8192
+    rows x 47 tiles, 1.5 MB of segment entries, in three chunks); the last band (1808 rows) is
+    built in place. Uniform and power-law rows, 16- and 32-bit coordinates."""
+    monkeypatch.setenv("FIBERFLOW_SIMD", simd)
+    monkeypatch.setenv("FIBERFLOW_THREADS", threads)
+    rng = np.random.default_rng(5)
+    uniform = sp.random_array((10_000, 3000), density=0.003, format="csr", dtype=np.float32, rng=rng)
+    counts = np.minimum(rng.zipf(1.6, size=10_000), 3000)
+    rows = np.repeat(np.arange(10_000), counts)
+    skewed = sp.csr_array(
+        (rng.standard_normal(len(rows)).astype(np.float32), (rows, rng.integers(0, 3000, len(rows)))),
+        shape=(10_000, 3000),
+    )
+    skewed.sum_duplicates()
+    for A in (uniform, skewed):
+        t = ff.Tensor.from_scipy(A)
+        for bits in (None, 32):
+            img = ff.pack(t, (8192, 64), coord_bits=bits, impl="c")
+            ref = ff.pack(t, (8192, 64), coord_bits=bits, impl="numpy")
+            assert np.array_equal(img.data, ref.data), bits
+
+
 def test_division_by_any_tile_width_is_exact(monkeypatch):
     """Coordinates at and next to every tile boundary, for widths whose multiply-shift constants
     differ (powers of two, their neighbours, primes, widths near the level size)."""
