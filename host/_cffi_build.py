@@ -37,9 +37,15 @@ cpack = extension(
     "cpack", ["-O3", "-std=gnu99", "-pthread"], ("crc32",), extra_link_args=["-pthread"]
 )
 
-# The emulator's kernels. -ffp-contract=off: a product is rounded before it is added, as in
-# the hardware ALU.
-cemu = extension("cemu", ["-O3", "-std=c99", "-ffp-contract=off", "-fno-fast-math"])
+# The emulator's kernels (threads take row tiles: see cemu.c) and its cycle model's per-tile
+# lane cost (cmodel.c). -ffp-contract=off: a product is rounded before it is added, as in the
+# hardware ALU.
+cemu = extension(
+    "cemu",
+    ["-O3", "-std=c99", "-pthread", "-ffp-contract=off", "-fno-fast-math"],
+    ("cmodel",),
+    extra_link_args=["-pthread"],
+)
 
 if __name__ == "__main__":
     cpack.compile(verbose=True)

@@ -38,7 +38,7 @@
  * output: no operation turns a NaN into a number, so a sum that ends as NaN is exactly the
  * sum in which some operation produced one. Elsewhere than x86 the exact kernels always run.
  */
-#define _POSIX_C_SOURCE 199309L /* clock_gettime */
+#define _POSIX_C_SOURCE 200112L /* clock_gettime, threads */
 #include <float.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -56,6 +56,12 @@
 
 #include "cemu.h"
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#define FF_THREADS 1
+#endif
+#define FF_MAX_THREADS 16
+
 enum {
     E_HEADER = -1,    /* not a 2-D "ds" image of the job's value type and shape */
     E_INDEX = -2,     /* a tile-list entry outside the directory */
@@ -64,6 +70,7 @@ enum {
     E_COORD = -5,     /* a coordinate outside its tile */
     E_OPERAND = -6,   /* m, n, k do not fit the x / y buffers, or a misaligned pointer */
     E_TIMEOUT = -7,   /* the deadline passed; y is incomplete */
+    E_MEMORY = -8,    /* no memory for the job's bookkeeping; y is untouched */
 };
 
 #define CANONICAL_NAN 0x7fc00000u
@@ -586,6 +593,132 @@ static int check_operands(const ff_emu_job *job)
     return 0;
 }
 
+/* What the workers share: the job, its kernels, and its groups (runs of tile-list entries
+ * that share a row tile: group g is entries start[g] .. start[g + 1] - 1), taken in order. */
+typedef struct {
+    const ff_emu_job *job;
+    const geometry *g;
+    tile_fn exact, plain;
+    const int64_t *start;
+    int64_t n_groups;
+    int64_t next;               /* the next group to take (atomic) */
+    int stop;                   /* a worker failed: the others stop after their group (atomic) */
+    int rc;                     /* the failure at the lowest tile-list entry, and that entry */
+    int64_t bad_tile;
+#ifdef FF_THREADS
+    pthread_mutex_t lock;       /* over rc and bad_tile */
+#endif
+} run_shared;
+
+/* One group: with `plain`, first as plain arithmetic, redone exactly if a subnormal appeared
+ * (the row tile's initial sums, kept in `saved`, are put back first). */
+static int run_group(const run_shared *sh, run_state *s, uint8_t *saved, int64_t i, int64_t j,
+                     int64_t *bad_tile)
+{
+    const ff_emu_job *job = sh->job;
+    const geometry *g = sh->g;
+    uint32_t ri = (int64_t)job->tiles[i] < g->n_dir ? row_tile_of(job, g, job->tiles[i])
+                                                    : UINT32_MAX;
+#if HAVE_MXCSR
+    if (sh->plain && saved && ri < g->grid_r) {
+        int64_t row0 = (int64_t)ri * g->tr, rows = g->tr < job->m - row0 ? g->tr : job->m - row0;
+        uint8_t *y = job->y + row0 * job->k * 4;
+        size_t bytes = (size_t)(rows * job->k * 4);
+        memcpy(saved, y, bytes);
+        _mm_setcsr(MXCSR_DEFAULT);
+        s->tiny_out = 0;
+        int rc = run_range(job, g, s, i, j, sh->plain, bad_tile);
+        if (rc == 0 && (s->tiny_out || _mm_getcsr() & MXCSR_SUBNORMAL)) {
+            memcpy(y, saved, bytes);
+            rc = run_range(job, g, s, i, j, sh->exact, bad_tile);
+        }
+        return rc;
+    }
+#else
+    (void)saved;
+    (void)ri;
+#endif
+    return run_range(job, g, s, i, j, sh->exact, bad_tile);
+}
+
+/* A worker: groups in turn until none is left or a worker has failed. */
+static void *run_groups(void *arg)
+{
+    run_shared *sh = arg;
+    const ff_emu_job *job = sh->job;
+    run_state s = {job->deadline_ns, 0, -1, 0, 0};
+#if HAVE_MXCSR
+    s.avx2 = __builtin_cpu_supports("avx2");
+    _mm_setcsr(MXCSR_DEFAULT); /* each thread has its own mode and flags */
+#endif
+    uint8_t *saved = NULL;
+    if (sh->plain) {
+        int64_t rows = sh->g->tr < job->m ? sh->g->tr : job->m;
+        saved = malloc((size_t)(rows * job->k * 4) + 1); /* none: the exact kernel only */
+    }
+    for (;;) {
+        if (__atomic_load_n(&sh->stop, __ATOMIC_RELAXED))
+            break;
+        int64_t gi = __atomic_fetch_add(&sh->next, 1, __ATOMIC_RELAXED);
+        if (gi >= sh->n_groups)
+            break;
+        int64_t bad = -1;
+        int rc = run_group(sh, &s, saved, sh->start[gi], sh->start[gi + 1], &bad);
+        if (rc) {
+#ifdef FF_THREADS
+            pthread_mutex_lock(&sh->lock);
+#endif
+            if (!sh->rc || bad < sh->bad_tile) {
+                sh->rc = rc;
+                sh->bad_tile = bad;
+            }
+#ifdef FF_THREADS
+            pthread_mutex_unlock(&sh->lock);
+#endif
+            __atomic_store_n(&sh->stop, 1, __ATOMIC_RELAXED);
+            break;
+        }
+    }
+    free(saved);
+    return NULL;
+}
+
+/* Split the tile list into groups (runs sharing a row tile); return their number, or -1 when
+ * out of memory. *shared tells whether some row tile has more than one group: those must run
+ * one after the other, in list order, so then the job runs on one thread. An entry outside
+ * the directory is a group of its own (its tile fails when opened). */
+static int64_t make_groups(const ff_emu_job *job, const geometry *g, int64_t **start,
+                           int *shared)
+{
+    *start = malloc(sizeof(int64_t) * (size_t)(job->n_tiles + 1));
+    uint8_t *seen = calloc((size_t)g->grid_r + 1, 1);
+    if (!*start || !seen) {
+        free(*start);
+        free(seen);
+        return -1;
+    }
+    int64_t n = 0;
+    *shared = 0;
+    for (int64_t i = 0; i < job->n_tiles;) {
+        int64_t j = i + 1;
+        if ((int64_t)job->tiles[i] < g->n_dir) {
+            uint32_t ri = row_tile_of(job, g, job->tiles[i]);
+            while (j < job->n_tiles && (int64_t)job->tiles[j] < g->n_dir
+                   && row_tile_of(job, g, job->tiles[j]) == ri)
+                j++;
+            if (ri < g->grid_r) {
+                *shared |= seen[ri];
+                seen[ri] = 1;
+            }
+        }
+        (*start)[n++] = i;
+        i = j;
+    }
+    (*start)[n] = job->n_tiles;
+    free(seen);
+    return n;
+}
+
 static int run_job(const ff_emu_job *job, int64_t *bad_tile)
 {
     const uint8_t *img = job->image;
@@ -616,62 +749,47 @@ static int run_job(const ff_emu_job *job, int64_t *bad_tile)
     /* exact: the kernel of the job's policy. plain: the same without flushing, where the
      * policy flushes and the flags can tell when that changed nothing (see the top). */
     int cb2 = g.cb == 2, spmv = job->k == 1;
-    tile_fn exact, plain = NULL;
+    run_shared sh = {job, &g, NULL, NULL, NULL, 0, 0, 0, 0, -1};
     if (job->dtype != 1)
-        exact = cb2 ? i2 : i4;
+        sh.exact = cb2 ? i2 : i4;
     else if (!job->canonical_nan)
-        exact = cb2 ? generic2 : generic4;
+        sh.exact = cb2 ? generic2 : generic4;
     else if (!job->ftz)
-        exact = spmv ? (cb2 ? f2_spmv : f4_spmv) : (cb2 ? f2_spmm : f4_spmm);
+        sh.exact = spmv ? (cb2 ? f2_spmv : f4_spmv) : (cb2 ? f2_spmm : f4_spmm);
     else {
-        exact = spmv ? (cb2 ? f2_spmv_ftz : f4_spmv_ftz) : (cb2 ? f2_spmm_ftz : f4_spmm_ftz);
+        sh.exact = spmv ? (cb2 ? f2_spmv_ftz : f4_spmv_ftz) : (cb2 ? f2_spmm_ftz : f4_spmm_ftz);
         if (HAVE_MXCSR)
-            plain = spmv ? (cb2 ? f2_spmv : f4_spmv) : (cb2 ? f2_spmm : f4_spmm);
+            sh.plain = spmv ? (cb2 ? f2_spmv : f4_spmv) : (cb2 ? f2_spmm : f4_spmm);
     }
-    /* The initial sums of one row tile, put back when a plain run must be redone. */
-    uint8_t *saved = NULL;
-    if (plain) {
-        int64_t rows = g.tr < job->m ? g.tr : job->m;
-        saved = malloc((size_t)(rows * job->k * 4) + 1);
-        if (!saved)
-            plain = NULL;
-    }
-
-    run_state s = {job->deadline_ns, 0, -1, 0, 0};
-#if HAVE_MXCSR
-    s.avx2 = __builtin_cpu_supports("avx2");
+    int64_t *start;
+    int shared;
+    sh.n_groups = make_groups(job, &g, &start, &shared);
+    if (sh.n_groups < 0)
+        return E_MEMORY;
+    sh.start = start;
+    /* Groups write disjoint rows of y, and each runs its tiles in list order on one thread,
+     * so the sums, and so the bits, do not depend on the thread count. */
+    int threads = job->threads < 1 ? 1 : job->threads > FF_MAX_THREADS ? FF_MAX_THREADS
+                                                                       : job->threads;
+    if (shared || threads > sh.n_groups)
+        threads = shared || sh.n_groups < 1 ? 1 : (int)sh.n_groups;
+#ifdef FF_THREADS
+    pthread_mutex_init(&sh.lock, NULL);
+    pthread_t ids[FF_MAX_THREADS];
+    int started[FF_MAX_THREADS] = {0};
+    for (int t = 1; t < threads; t++)
+        started[t] = pthread_create(&ids[t], NULL, run_groups, &sh) == 0;
+    run_groups(&sh); /* groups no thread could be started for are taken here too */
+    for (int t = 1; t < threads; t++)
+        if (started[t])
+            pthread_join(ids[t], NULL);
+    pthread_mutex_destroy(&sh.lock);
+#else
+    run_groups(&sh);
 #endif
-    for (int64_t i = 0; i < job->n_tiles && rc == 0;) {
-        /* The run of entries i .. j - 1 that share a row tile. */
-        int64_t j = i + 1;
-        uint32_t ri = UINT32_MAX;
-        if ((int64_t)job->tiles[i] < g.n_dir) {
-            ri = row_tile_of(job, &g, job->tiles[i]);
-            while (j < job->n_tiles && (int64_t)job->tiles[j] < g.n_dir
-                   && row_tile_of(job, &g, job->tiles[j]) == ri)
-                j++;
-        }
-        if (plain && ri < g.grid_r) {
-#if HAVE_MXCSR
-            int64_t row0 = (int64_t)ri * g.tr, rows = g.tr < job->m - row0 ? g.tr : job->m - row0;
-            uint8_t *y = job->y + row0 * job->k * 4;
-            size_t bytes = (size_t)(rows * job->k * 4);
-            memcpy(saved, y, bytes);
-            _mm_setcsr(MXCSR_DEFAULT);
-            s.tiny_out = 0;
-            rc = run_range(job, &g, &s, i, j, plain, bad_tile);
-            if (rc == 0 && (s.tiny_out || _mm_getcsr() & MXCSR_SUBNORMAL)) {
-                memcpy(y, saved, bytes);
-                rc = run_range(job, &g, &s, i, j, exact, bad_tile);
-            }
-#endif
-        } else {
-            rc = run_range(job, &g, &s, i, j, exact, bad_tile);
-        }
-        i = j;
-    }
-    free(saved);
-    return rc;
+    free(start);
+    *bad_tile = sh.bad_tile;
+    return sh.rc;
 }
 
 int ff_emu_run(const ff_emu_job *job, int64_t *bad_tile)

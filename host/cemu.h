@@ -17,9 +17,11 @@ typedef struct {
     int ftz;                  /* float32: 1 flushes subnormal operands and results to +-0 */
     int canonical_nan;        /* float32: 1 turns every NaN result into 0x7fc00000 */
     int64_t deadline_ns;      /* CLOCK_MONOTONIC time to give up at (0: none) */
+    int threads;              /* at most this many threads (row tiles run in parallel) */
 } ff_emu_job;
 
 /* Run every tile of the schedule. Returns 0, or a negative code naming what was malformed
  * or that the deadline passed (see ERRORS in emu.py); *bad_tile receives the position in the
- * tile list where that happened (-1 when it concerns the whole job). */
+ * tile list where that happened (-1 when it concerns the whole job; with several threads, the
+ * lowest position any thread failed at, and tiles after it may have run too). */
 int ff_emu_run(const ff_emu_job *job, int64_t *bad_tile);

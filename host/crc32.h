@@ -3,6 +3,9 @@
 /* zlib.crc32(buf[:len], crc): carry-less multiply folding where the CPU has it. */
 uint32_t ff_crc32(uint32_t crc, const uint8_t *buf, uint64_t len);
 
+/* The same on up to `threads` threads (stretches checksummed apart and combined). */
+uint32_t ff_crc32_threads(uint32_t crc, const uint8_t *buf, uint64_t len, int threads);
+
 /* The same, by at most the given way (see ff_crc32_accelerated); for tests. */
 uint32_t ff_crc32_with(int how, uint32_t crc, const uint8_t *buf, uint64_t len);
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from fiberflow.errors import DeviceError, DeviceTimeoutError
-from fiberflow.host import args, dtypes, perf_model, stats
+from fiberflow.host import args, dtypes, perf_model, stats, workers
 from fiberflow.host import job as jobs
 from fiberflow.host.device import DEFAULT_TIMEOUT, Buffer
 from fiberflow.host.resident import ResidentMatrix, make_resident
@@ -63,6 +63,7 @@ ERRORS = {
     -4: "a segment array in A's image is not a valid offset list",
     -5: "a coordinate in A's image lies outside its tile",
     -6: "the job's m, n or k do not fit its x and y buffers (or an operand is misaligned)",
+    -8: "the host ran out of memory for the job's bookkeeping",
 }
 E_TIMEOUT = -7  # cemu.c: the deadline passed
 
@@ -515,9 +516,7 @@ class EmuDevice:
             hi = -(-(start + count) * row_bytes // beat)
             return (hi - lo) * beat
 
-        lengths = perf_model.row_lengths(
-            data, perf_model.tile_offsets(data, len(directory.nvals))[tl]
-        )
+        offsets = perf_model.tile_offsets(data, len(directory.nvals))[tl]
         overlay = perf_model.Overlay(
             lanes=self.lanes,
             bus_bytes=beat,
@@ -534,7 +533,7 @@ class EmuDevice:
                     tile_bytes=directory.nbytes[tl],
                     x_bytes=beats_around(col0, col_ext, 4 * k),
                     y_bytes=beats_around(row0, row_ext, 4 * k),
-                    compute=perf_model.tiles_cycles(lengths, k),
+                    compute=perf_model.image_tiles_cycles(data, offsets, k),
                     y_total=desc.m * 4 * k,
                     head_bytes=desc.total_bytes + directory.head_bytes,
                     accumulate=bool(desc.flags & jobs.FLAG_ACCUMULATE),
@@ -609,6 +608,7 @@ class EmuDevice:
                 "ftz": FP32_POLICY["subnormals"] == "flush",
                 "canonical_nan": FP32_POLICY["nan"] == "canonical",
                 "deadline_ns": deadline_ns,
+                "threads": workers.threads(pending.stats.work),
             },
         )
         bad = ffi.new("int64_t *")

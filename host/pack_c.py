@@ -9,6 +9,7 @@ import numpy as np
 
 from fiberflow.errors import CoordinateError
 from fiberflow.host import dma_image as di
+from fiberflow.host.workers import threads
 from fiberflow.host.tensor import Tensor
 
 try:
@@ -19,25 +20,6 @@ except ImportError:  # pragma: no cover - only when the package was not built
 
 def available() -> bool:
     return lib is not None
-
-
-# Entries per thread below which a thread costs more than it saves: starting and joining one
-# takes tens of microseconds, and far longer when the other cores are busy, while a thread
-# packs about 2^18 entries in a fraction of a millisecond.
-ENTRIES_PER_THREAD = 1 << 18
-
-
-def threads(nnz: int | None = None) -> int:
-    """Threads for one packing call: ``FIBERFLOW_THREADS`` if set, else the cores this process
-    may use, at most 8, and at most one per ``ENTRIES_PER_THREAD`` of the tensor's ``nnz``."""
-    if os.environ.get("FIBERFLOW_THREADS", "").isdigit():
-        return max(1, int(os.environ["FIBERFLOW_THREADS"]))
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    by_size = 8 if nnz is None else 1 + nnz // ENTRIES_PER_THREAD
-    return max(1, min(8, cores, by_size))
 
 
 def _i64(a: np.ndarray) -> Any:

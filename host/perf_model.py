@@ -133,6 +133,24 @@ def tiles_cycles(tiles: list[np.ndarray], k: int, c: Constants = DEFAULT) -> np.
     return out
 
 
+def image_tiles_cycles(
+    image: np.ndarray, offsets: np.ndarray, k: int, c: Constants = DEFAULT
+) -> np.ndarray:
+    """:func:`tiles_cycles` of the tiles at ``offsets`` in the 2-D CSR ``image`` (as
+    :func:`row_lengths` reads them), computed in C from the segment arrays: in numpy it took
+    many times a one-off job's own run."""
+    from fiberflow.host._cemu import ffi, lib
+
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    out = np.empty(len(offsets), dtype=np.int64)
+    lib.ff_tile_cycles(
+        ffi.from_buffer("uint8_t[]", image), image.nbytes,
+        ffi.from_buffer("int64_t[]", offsets), len(offsets), k,
+        c.tile_base, c.turn, c.queue, ffi.from_buffer("int64_t[]", out),
+    )  # fmt: skip
+    return out
+
+
 @dataclass(frozen=True)
 class Job:
     """One job, as the model needs it: per tile of the tile list (in order), its lane, row

@@ -81,3 +81,13 @@ def test_combine_at_many_lengths():
     for n in lengths:
         a, b = data[:7], data[7 : 7 + n]
         assert pack_c.lib.ff_crc32_combine(zlib.crc32(a), zlib.crc32(b), n) == zlib.crc32(a + b)
+
+
+def test_threads_give_zlibs_value():
+    """Stretches on threads, combined: every split of lengths around the 64-byte alignment."""
+    rng = np.random.default_rng(4)
+    data = rng.integers(0, 256, (1 << 18) + 777, np.uint8)
+    for n in (0, 1, 65535, 65536, 65536 + 63, 200_001, len(data)):
+        for threads in (1, 2, 3, 7, 16, 40):
+            ptr = pack_c.ffi.from_buffer("uint8_t[]", data)
+            assert pack_c.lib.ff_crc32_threads(9, ptr, n, threads) == zlib.crc32(data[:n], 9)

@@ -227,6 +227,49 @@ def test_c_entry_point_refuses_a_tile_outside_the_grid() -> None:
     assert (guarded[4 * 300 :] == 0xAB).all()
 
 
+def test_row_tiles_run_in_parallel_with_the_same_bits() -> None:
+    """Threads take whole row tiles; each row tile's tiles stay in order on one thread, and
+    row tiles with a subnormal are redone exactly by the thread that ran them."""
+    from fiberflow.host._cemu import ffi, lib
+
+    rng = np.random.default_rng(11)
+    A = random_matrix(3000, 2000, 0.01, 11)
+    A.data[A.indptr[700] : A.indptr[760]] *= np.float32(1e-37)  # products underflow here
+    x = rng.standard_normal(2000).astype(np.float32)
+    h = ff.open("emu").put(A, tile=(64, 500))
+    want = reference_spmv(A, x)
+    for threads in (1, 2, 4, 16, 64):
+        y = np.zeros(3000, np.float32)
+        cjob, _alive = c_job(h, x.view(np.uint8), y.view(np.uint8), threads=threads)
+        bad = ffi.new("int64_t *")
+        assert lib.ff_emu_run(cjob, bad) == 0 and bad[0] == -1
+        assert same_bits(y, want), threads
+
+
+def test_with_threads_a_failure_names_the_first_bad_tile_in_the_list() -> None:
+    """Row tiles are taken in list order, so every row tile before a failing one has been
+    taken and finishes: the error names the first bad entry, as on one thread."""
+    from fiberflow.host._cemu import ffi, lib
+
+    A = random_matrix(3000, 2000, 0.01, 12)
+    h = ff.open("emu").put(A, tile=(64, 500))
+    _, tiles = h.schedule(4, 1)
+    image = h.buffer.array
+    image.flags.writeable = True  # read-only on the host after put; damage it anyway
+    dir_offset = int(image[32:40].view("<u8")[0])
+    for entry in (len(tiles) // 2, len(tiles) - 3):  # two tiles' first coordinate: too large
+        e = dir_offset + 32 * int(tiles[entry])
+        tile = int(image[e : e + 8].view("<u8")[0])
+        crd = tile + int(image[tile + 28 : tile + 32].view("<u4")[0])
+        image[crd : crd + 2] = np.array([600], "<u2").view(np.uint8)
+    x = np.ones(2000, np.float32)
+    for threads in (1, 2, 4, 8):
+        y = np.zeros(3000, np.float32)
+        cjob, _alive = c_job(h, x.view(np.uint8), y.view(np.uint8), threads=threads)
+        bad = ffi.new("int64_t *")
+        assert lib.ff_emu_run(cjob, bad) == -5 and bad[0] == len(tiles) // 2, threads
+
+
 def test_the_device_refuses_an_output_overlapping_the_image() -> None:
     dev = ff.open("emu")
     A = random_matrix(100, 100, 0.05, 5)

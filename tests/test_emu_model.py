@@ -69,6 +69,30 @@ def test_tile_cycles_follow_the_lane_counters(per_row: int, rows: int, k: int, b
     assert perf_model.tile_cycles(np.full(rows, per_row), k) == pytest.approx(busy, rel=0.02)
 
 
+def test_the_c_tile_cycles_equal_the_numpy_reference() -> None:
+    """perf_model.image_tiles_cycles (C, from the image's segment arrays) against
+    tiles_cycles (numpy, from row_lengths), on images with empty rows, single entries and rows
+    far past a queue, at several k; and an offset outside the image counts as no rows."""
+    rng = np.random.default_rng(21)
+    for trial in range(12):
+        m, n = int(rng.integers(1, 2000)), int(rng.integers(1, 3000))
+        counts = np.minimum(rng.zipf(1.5, size=m) * rng.integers(0, 2, size=m), n)
+        rows = np.repeat(np.arange(m), counts)
+        A = sp.csr_array(
+            (np.ones(len(rows), np.float32), (rows, rng.integers(0, n, len(rows)))), shape=(m, n)
+        )
+        A.sum_duplicates()
+        tile = (int(rng.integers(1, 600)), int(rng.integers(1, 4000)))
+        image = ff.pack(ff.Tensor.from_scipy(A), tile).data
+        offsets = perf_model.tile_offsets(image, int(image[12:16].view("<u4")[0]))
+        offsets = np.append(offsets, [-8, len(image) - 8, len(image) + 64])
+        for k in (1, 2, 3, 8):
+            want = perf_model.tiles_cycles(perf_model.row_lengths(image, offsets), k)
+            got = perf_model.image_tiles_cycles(image, offsets, k)
+            assert np.array_equal(got, want), (trial, tile, k)
+        assert (got[-3:] == perf_model.DEFAULT.tile_base).all()
+
+
 def test_empty_rows_cost_one_cycle_and_single_rows_two() -> None:
     base = perf_model.tile_cycles(np.zeros(0, np.int64), 1)
     assert perf_model.tile_cycles(np.zeros(100, np.int64), 1) == base + 100

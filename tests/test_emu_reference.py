@@ -3,6 +3,8 @@ re-computed here in plain Python one rounded operation at a time."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -79,12 +81,17 @@ POLICIES = [
 ]
 
 
+@pytest.mark.parametrize("threads", ["1", "3"])
 @pytest.mark.parametrize("policy", POLICIES, ids=lambda p: f"{p['subnormals']}-{p['nan']}")
 @given(problem=problems())
-def test_emulator_is_bit_exact_with_the_reference_order(policy, problem) -> None:  # type: ignore[no-untyped-def]
+def test_emulator_is_bit_exact_with_the_reference_order(policy, threads, problem) -> None:  # type: ignore[no-untyped-def]
+    """With 3 threads the kernel runs row tiles in parallel (each row tile's tiles in order on
+    one thread, the plain-then-exact redo per thread): the bits must not change."""
     A, x, tile = problem
     saved = dict(emu.FP32_POLICY)
     emu.FP32_POLICY.update(policy)
+    saved_threads = os.environ.get("FIBERFLOW_THREADS")
+    os.environ["FIBERFLOW_THREADS"] = threads
     try:
         dev = ff.open("emu", lanes=3)
         y = ff.spmv(A, x, device=dev, tile=tile)
@@ -92,6 +99,10 @@ def test_emulator_is_bit_exact_with_the_reference_order(policy, problem) -> None
     finally:
         emu.FP32_POLICY.clear()
         emu.FP32_POLICY.update(saved)
+        if saved_threads is None:
+            del os.environ["FIBERFLOW_THREADS"]
+        else:
+            os.environ["FIBERFLOW_THREADS"] = saved_threads
     expected = reference_spmv(A, x, policy)
     same_bits(y, expected, policy)
     if C is not None:

@@ -18,7 +18,7 @@ import fiberflow as ff
 from fiberflow.bench import Report, median_seconds
 from fiberflow.bench._roofline import peak_extra
 from fiberflow.errors import TileShapeError
-from fiberflow.host import pack_c
+from fiberflow.host import pack_c, workers
 from fiberflow.progress import bar
 
 DESCRIPTION = (
@@ -329,7 +329,7 @@ def run(args: argparse.Namespace) -> Report:
         f"{CRC_WAYS[min(2, pack_c.lib.ff_crc32_accelerated())]} at the AVX-512 level, by "
         f"{CRC_WAYS[min(1, pack_c.lib.ff_crc32_accelerated())]} at the others (a CPU without "
         "512-bit vectors has no 512-bit carry-less multiply either)",
-        f"the C path ran on {pack_c.threads(t.nnz)} threads",
+        f"the C path ran on {workers.threads(t.nnz)} threads",
         "CRC-32 of the image on one thread, GB/s: "
         + ", ".join(f"{way} {speed:.1f}" for way, speed in crc.items()),
         *skipped,
