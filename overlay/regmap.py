@@ -271,7 +271,7 @@ CTRL_BITS = (
         "(the value after power-up)",
     ),
     Field("CLEAR", 1, 1, "write 1: clear the performance counters (self-clearing)"),
-    Field("CPU_TRAP", 8, 1, "read only: the CPU stopped on an illegal instruction or access"),
+    Field("CPU_TRAP", 8, 1, "read only: the CPU stopped on an illegal instruction"),
     Field(
         "DRAINED",
         9,
