@@ -55,12 +55,7 @@
 #endif
 
 #include "cemu.h"
-
-#if defined(__unix__) || defined(__APPLE__)
-#include <pthread.h>
-#define FF_THREADS 1
-#endif
-#define FF_MAX_THREADS 16
+#include "cthreads.h"
 
 enum {
     E_HEADER = -1,    /* not a 2-D "ds" image of the job's value type and shape */
@@ -603,11 +598,9 @@ typedef struct {
     int64_t n_groups;
     int64_t next;               /* the next group to take (atomic) */
     int stop;                   /* a worker failed: the others stop after their group (atomic) */
-    int rc;                     /* the failure at the lowest tile-list entry, and that entry */
-    int64_t bad_tile;
-#ifdef FF_THREADS
-    pthread_mutex_t lock;       /* over rc and bad_tile */
-#endif
+    int workers;                /* workers started so far (atomic): each one's slot below */
+    int rc[FF_MAX_THREADS];     /* each worker's failure (0: none), and its tile-list entry */
+    int64_t bad_tile[FF_MAX_THREADS];
 } run_shared;
 
 /* One group: with `plain`, first as plain arithmetic, redone exactly if a subnormal appeared
@@ -646,6 +639,7 @@ static void *run_groups(void *arg)
 {
     run_shared *sh = arg;
     const ff_emu_job *job = sh->job;
+    int me = __atomic_fetch_add(&sh->workers, 1, __ATOMIC_RELAXED);
     run_state s = {job->deadline_ns, 0, -1, 0, 0};
 #if HAVE_MXCSR
     s.avx2 = __builtin_cpu_supports("avx2");
@@ -662,19 +656,9 @@ static void *run_groups(void *arg)
         int64_t gi = __atomic_fetch_add(&sh->next, 1, __ATOMIC_RELAXED);
         if (gi >= sh->n_groups)
             break;
-        int64_t bad = -1;
-        int rc = run_group(sh, &s, saved, sh->start[gi], sh->start[gi + 1], &bad);
-        if (rc) {
-#ifdef FF_THREADS
-            pthread_mutex_lock(&sh->lock);
-#endif
-            if (!sh->rc || bad < sh->bad_tile) {
-                sh->rc = rc;
-                sh->bad_tile = bad;
-            }
-#ifdef FF_THREADS
-            pthread_mutex_unlock(&sh->lock);
-#endif
+        sh->rc[me] = run_group(sh, &s, saved, sh->start[gi], sh->start[gi + 1],
+                               &sh->bad_tile[me]);
+        if (sh->rc[me]) {
             __atomic_store_n(&sh->stop, 1, __ATOMIC_RELAXED);
             break;
         }
@@ -749,7 +733,10 @@ static int run_job(const ff_emu_job *job, int64_t *bad_tile)
     /* exact: the kernel of the job's policy. plain: the same without flushing, where the
      * policy flushes and the flags can tell when that changed nothing (see the top). */
     int cb2 = g.cb == 2, spmv = job->k == 1;
-    run_shared sh = {job, &g, NULL, NULL, NULL, 0, 0, 0, 0, -1};
+    run_shared sh;
+    memset(&sh, 0, sizeof sh);
+    sh.job = job;
+    sh.g = &g;
     if (job->dtype != 1)
         sh.exact = cb2 ? i2 : i4;
     else if (!job->canonical_nan)
@@ -773,23 +760,17 @@ static int run_job(const ff_emu_job *job, int64_t *bad_tile)
                                                                        : job->threads;
     if (shared || threads > sh.n_groups)
         threads = shared || sh.n_groups < 1 ? 1 : (int)sh.n_groups;
-#ifdef FF_THREADS
-    pthread_mutex_init(&sh.lock, NULL);
-    pthread_t ids[FF_MAX_THREADS];
-    int started[FF_MAX_THREADS] = {0};
-    for (int t = 1; t < threads; t++)
-        started[t] = pthread_create(&ids[t], NULL, run_groups, &sh) == 0;
-    run_groups(&sh); /* groups no thread could be started for are taken here too */
-    for (int t = 1; t < threads; t++)
-        if (started[t])
-            pthread_join(ids[t], NULL);
-    pthread_mutex_destroy(&sh.lock);
-#else
-    run_groups(&sh);
-#endif
+    ff_on_threads(run_groups, &sh, threads);
     free(start);
-    *bad_tile = sh.bad_tile;
-    return sh.rc;
+    /* The failure at the lowest tile-list entry: groups are taken in list order, so every
+     * group before it was taken and ran to its end. */
+    rc = 0;
+    for (int w = 0; w < sh.workers; w++)
+        if (sh.rc[w] && (!rc || sh.bad_tile[w] < *bad_tile)) {
+            rc = sh.rc[w];
+            *bad_tile = sh.bad_tile[w];
+        }
+    return rc;
 }
 
 int ff_emu_run(const ff_emu_job *job, int64_t *bad_tile)

@@ -30,10 +30,7 @@
 #include "cpack.h"
 #include "crc32.h"
 
-#if defined(__unix__) || defined(__APPLE__)
-#include <pthread.h>
-#define FF_THREADS 1
-#endif
+#include "cthreads.h"
 
 /* The CSR loops' vector levels (FF_SIMD_AVX512, FF_SIMD_AVX2) are compiled for x86-64 with GCC
  * or Clang, each function for its own instruction set; which run is decided at run time. */
@@ -49,7 +46,6 @@
 #endif
 
 #define MAXD 8
-#define FF_MAX_THREADS 16
 
 typedef struct {
     const ff_tree *t;
@@ -1655,20 +1651,7 @@ static uint32_t run_parts(const walker *proto, part_fn fn, int threads, int *bad
         start = end;
     }
     part_queue q = {parts, n, 0};
-#ifdef FF_THREADS
-    pthread_t ids[FF_MAX_THREADS];
-    int started[FF_MAX_THREADS] = {0};
-    int helpers = threads - 1 < n - 1 ? threads - 1 : n - 1;
-    for (int i = 0; i < helpers; i++)
-        started[i] = pthread_create(&ids[i], NULL, take_parts, &q) == 0;
-    take_parts(&q); /* parts no thread could be started for are taken here too */
-    for (int i = 0; i < helpers; i++)
-        if (started[i])
-            pthread_join(ids[i], NULL);
-#else
-    (void)threads;
-    take_parts(&q);
-#endif
+    ff_on_threads(take_parts, &q, threads < n ? threads : n);
     uint32_t crc = 0;
     *bad = FF_OK;
     for (int i = 0; i < n; i++) {

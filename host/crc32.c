@@ -26,11 +26,7 @@
 #include <string.h>
 
 #include "crc32.h"
-
-#if defined(__unix__) || defined(__APPLE__)
-#include <pthread.h>
-#define FF_CRC_THREADS 16
-#endif
+#include "cthreads.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define FF_CRC_PCLMUL 1
@@ -233,55 +229,41 @@ uint32_t ff_crc32_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b)
     return crc_a ^ crc_b;
 }
 
-#ifdef FF_CRC_THREADS
+/* Stretches of one buffer, checksummed apart (ff_crc32_threads). */
 typedef struct {
-    const uint8_t *p;
-    uint64_t n;
-    uint32_t crc;
-} crc_piece;
+    const uint8_t *buf;
+    uint64_t len, step;
+    int n, next;                /* stretches, and the next to take (atomic) */
+    uint32_t crc[FF_MAX_THREADS];
+} crc_stretches;
 
-static void *crc_piece_run(void *arg)
+static uint64_t stretch_len(const crc_stretches *c, int i)
 {
-    crc_piece *c = arg;
-    c->crc = ff_crc32(0, c->p, c->n);
+    uint64_t at = c->step * (uint64_t)i;
+    return i == c->n - 1 ? c->len - at : c->step;
+}
+
+static void *crc_stretches_run(void *arg)
+{
+    crc_stretches *c = arg;
+    for (int i; (i = __atomic_fetch_add(&c->next, 1, __ATOMIC_RELAXED)) < c->n;)
+        c->crc[i] = ff_crc32(0, c->buf + c->step * (uint64_t)i, stretch_len(c, i));
     return NULL;
 }
-#endif
 
 /* zlib.crc32(buf[:len], crc) on up to `threads` threads, each over its own stretch, the
  * stretches' CRCs combined: a resident image is checked before every emulated job, and one
  * core took a fifth of an SpMV's time on it. */
 uint32_t ff_crc32_threads(uint32_t crc, const uint8_t *buf, uint64_t len, int threads)
 {
-#ifdef FF_CRC_THREADS
-    if (threads > FF_CRC_THREADS)
-        threads = FF_CRC_THREADS;
+    if (threads > FF_MAX_THREADS)
+        threads = FF_MAX_THREADS;
     if (threads < 2 || len < 1u << 16)
         return ff_crc32(crc, buf, len);
-    crc_piece piece[FF_CRC_THREADS];
-    pthread_t ids[FF_CRC_THREADS];
-    int started[FF_CRC_THREADS] = {0};
-    uint64_t step = (len / (uint64_t)threads + 63) & ~(uint64_t)63, at = 0;
-    for (int t = 0; t < threads; t++) {
-        piece[t].p = buf + at;
-        piece[t].n = at + step < len && t < threads - 1 ? step : len - at;
-        at += piece[t].n;
-        if (t > 0)
-            started[t] = pthread_create(&ids[t], NULL, crc_piece_run, &piece[t]) == 0;
-    }
-    crc_piece_run(&piece[0]);
-    for (int t = 1; t < threads; t++) {
-        if (started[t])
-            pthread_join(ids[t], NULL);
-        else
-            crc_piece_run(&piece[t]); /* no thread: here */
-    }
-    crc = ff_crc32_combine(crc, piece[0].crc, piece[0].n);
-    for (int t = 1; t < threads; t++)
-        crc = ff_crc32_combine(crc, piece[t].crc, piece[t].n);
+    /* stretches of whole 64-byte blocks, the last one taking the rest */
+    crc_stretches c = {buf, len, len / (uint64_t)threads & ~(uint64_t)63, threads, 0, {0}};
+    ff_on_threads(crc_stretches_run, &c, threads);
+    for (int i = 0; i < c.n; i++)
+        crc = ff_crc32_combine(crc, c.crc[i], stretch_len(&c, i));
     return crc;
-#else
-    (void)threads;
-    return ff_crc32(crc, buf, len);
-#endif
 }
