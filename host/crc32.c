@@ -150,15 +150,18 @@ VPCLMUL static uint32_t crc_vpclmul(uint32_t c, const uint8_t *p, size_t len)
 /* 0: tables only, 1: PCLMULQDQ, 2: VPCLMULQDQ on 512-bit registers. */
 static int level(void)
 {
-    static int known = -1; /* races are benign: every thread stores the same value */
-    if (known < 0) {
+    /* Atomic, relaxed: threads that find it unset all store the same value. */
+    static int known = -1;
+    int level = __atomic_load_n(&known, __ATOMIC_RELAXED);
+    if (level < 0) {
         __builtin_cpu_init();
         int base = __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1");
-        known = base && __builtin_cpu_supports("vpclmulqdq") && __builtin_cpu_supports("avx512f")
+        level = base && __builtin_cpu_supports("vpclmulqdq") && __builtin_cpu_supports("avx512f")
                     ? 2
                     : base;
+        __atomic_store_n(&known, level, __ATOMIC_RELAXED);
     }
-    return known;
+    return level;
 }
 #endif
 

@@ -1,6 +1,7 @@
-"""Run the C-facing tests against the C extensions built with AddressSanitizer and UBSan.
+"""Run the C-facing tests against the C extensions built with AddressSanitizer and UBSan, or
+with ThreadSanitizer.
 
-    python scripts/sanitizers.py [extra pytest arguments]
+    python scripts/sanitizers.py [--thread] [extra pytest arguments]
 
 1. Build both cffi extensions of ``host/_cffi_build.py`` (``_cpack`` with the CRC-32 code, and
    ``_cemu``) with their own flags plus ``-fsanitize=address,undefined -fno-omit-frame-pointer
@@ -18,11 +19,15 @@
    to, and no project file reads an environment variable for it. The child prints the files
    it loaded, and checks that ``pack_c`` and ``emu`` hold the sanitized modules.
 
+``--thread`` builds with ``-fsanitize=thread`` instead, preloads libtsan, and runs the same
+tests with the packer's and the emulator's worker threads forced on (``FIBERFLOW_THREADS=3``):
+any data race between them is reported.
+
 Exit status: 0 when every test passes with no sanitizer report, non-zero otherwise (a report
 aborts the child: ASan halts on its first error, and ``-fno-sanitize-recover`` makes UBSan do
 the same). Reports are written to files (``log_path``), since pytest's output capture would
 swallow them when the child aborts, and printed after the test output. Takes about a minute
-on two cores (the build about 20 s, the tests about 25 s).
+on two cores (the build about 20 s, the tests about 40 s); with ``--thread`` about two.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+THREAD_SANITIZE = ["-fsanitize=thread", "-g", "-O1"]
 SANITIZE = [
     "-fsanitize=address,undefined",
     "-fno-omit-frame-pointer",
@@ -44,6 +50,8 @@ SANITIZE = [
 ]
 TESTS = [
     "tests/test_pack.py",
+    "tests/test_pack_shapes.py",
+    "tests/test_pack_runs.py",
     "tests/test_crc32.py",
     "tests/test_unpack_fuzz.py",
     "tests/test_hostile_fuzz.py",
@@ -74,8 +82,9 @@ sys.exit(pytest.main(sys.argv[5:]))
 """
 
 
-def build(out: Path) -> list[Path]:
-    """Compile the two extensions with the sanitizer flags into ``out``; return the .so paths."""
+def build(out: Path, flags: list[str]) -> list[Path]:
+    """Compile the two extensions with the sanitizer ``flags`` into ``out``; return the .so
+    paths."""
     spec = importlib.util.spec_from_file_location("_cffi_build", ROOT / "host" / "_cffi_build.py")
     assert spec and spec.loader
     builders = importlib.util.module_from_spec(spec)
@@ -86,35 +95,48 @@ def build(out: Path) -> list[Path]:
         # The builder's own settings (cffi keeps set_source's keywords here), plus our flags;
         # its paths are relative to the repository root, and cffi compiles from tmpdir.
         kwds = ffi._assigned_source[3]
-        kwds["extra_compile_args"] = [*kwds.get("extra_compile_args", []), *SANITIZE]
-        kwds["extra_link_args"] = [*kwds.get("extra_link_args", []), *SANITIZE]
+        kwds["extra_compile_args"] = [*kwds.get("extra_compile_args", []), *flags]
+        kwds["extra_link_args"] = [*kwds.get("extra_link_args", []), *flags]
         kwds["sources"] = [str(ROOT / src) for src in kwds["sources"]]
         kwds["include_dirs"] = [str(ROOT / inc) for inc in kwds["include_dirs"]]
         built.append(Path(ffi.compile(tmpdir=str(out / name))))
     return built
 
 
-def libasan() -> str:
+def runtime(lib: str) -> str:
+    """The sanitizer runtime ``lib`` (libasan.so, libtsan.so) of the compiler that builds."""
     path = subprocess.run(
-        ["gcc", "-print-file-name=libasan.so"], capture_output=True, text=True, check=True
+        ["gcc", f"-print-file-name={lib}"], capture_output=True, text=True, check=True
     ).stdout.strip()
     if not os.path.isabs(path) or not os.path.exists(path):
-        sys.exit(f"libasan.so not found (gcc -print-file-name gave {path!r}); install gcc's ASan")
+        sys.exit(f"{lib} not found (gcc -print-file-name gave {path!r}); install gcc's sanitizers")
     return os.path.realpath(path)
 
 
 def main(extra: list[str]) -> int:
+    thread = "--thread" in extra
+    extra = [a for a in extra if a != "--thread"]
+    flags = THREAD_SANITIZE if thread else SANITIZE
     with tempfile.TemporaryDirectory(prefix="fiberflow-sanitizers-") as tmp:
-        print("building the C extensions with", " ".join(SANITIZE), flush=True)
-        paths = build(Path(tmp))
-        env = dict(
-            os.environ,
-            LD_PRELOAD=libasan(),
-            # Reports go to files: pytest's output capture would swallow them on an abort.
-            ASAN_OPTIONS=f"detect_leaks=0:abort_on_error=1:log_path={tmp}/asan",
-            UBSAN_OPTIONS=f"print_stacktrace=1:halt_on_error=1:log_path={tmp}/ubsan",
-            PYTHONFAULTHANDLER="1",
-        )
+        print("building the C extensions with", " ".join(flags), flush=True)
+        paths = build(Path(tmp), flags)
+        # Reports go to files: pytest's output capture would swallow them on an abort.
+        if thread:
+            env = dict(
+                os.environ,
+                LD_PRELOAD=runtime("libtsan.so"),
+                TSAN_OPTIONS=f"halt_on_error=1:log_path={tmp}/tsan",
+                FIBERFLOW_THREADS="3",
+                PYTHONFAULTHANDLER="1",
+            )
+        else:
+            env = dict(
+                os.environ,
+                LD_PRELOAD=runtime("libasan.so"),
+                ASAN_OPTIONS=f"detect_leaks=0:abort_on_error=1:log_path={tmp}/asan",
+                UBSAN_OPTIONS=f"print_stacktrace=1:halt_on_error=1:log_path={tmp}/ubsan",
+                PYTHONFAULTHANDLER="1",
+            )
         names = [f"fiberflow.host._{m}" for m in MODULES]
         cmd = [sys.executable, "-c", BOOT, *names, *map(str, paths)]
         cmd += ["-q", "-p", "no:cacheprovider", *TESTS, *extra]
@@ -128,7 +150,7 @@ def main(extra: list[str]) -> int:
                 print(f"sanitizers: the tests did not finish in {TIMEOUT} s", file=sys.stderr)
                 rc = -1
         sys.stdout.write(log.read_text(errors="replace"))
-        reports = sorted(Path(tmp).glob("asan.*")) + sorted(Path(tmp).glob("ubsan.*"))
+        reports = [r for kind in ("asan", "ubsan", "tsan") for r in sorted(Path(tmp).glob(f"{kind}.*"))]
         for report in reports:
             sys.stdout.write(report.read_text(errors="replace"))
         reported = bool(reports)
