@@ -9,8 +9,8 @@ import numpy as np
 
 from fiberflow.errors import CoordinateError
 from fiberflow.host import dma_image as di
-from fiberflow.host.workers import threads
 from fiberflow.host.tensor import Tensor
+from fiberflow.host.workers import threads
 
 try:
     from fiberflow.host._cpack import ffi, lib

@@ -150,7 +150,9 @@ def main(extra: list[str]) -> int:
                 print(f"sanitizers: the tests did not finish in {TIMEOUT} s", file=sys.stderr)
                 rc = -1
         sys.stdout.write(log.read_text(errors="replace"))
-        reports = [r for kind in ("asan", "ubsan", "tsan") for r in sorted(Path(tmp).glob(f"{kind}.*"))]
+        reports = [
+            r for kind in ("asan", "ubsan", "tsan") for r in sorted(Path(tmp).glob(f"{kind}.*"))
+        ]
         for report in reports:
             sys.stdout.write(report.read_text(errors="replace"))
         reported = bool(reports)

@@ -90,11 +90,16 @@ def test_tall_tiles_built_in_scratch_equal_numpy(monkeypatch, simd, threads):
     monkeypatch.setenv("FIBERFLOW_SIMD", simd)
     monkeypatch.setenv("FIBERFLOW_THREADS", threads)
     rng = np.random.default_rng(5)
-    uniform = sp.random_array((10_000, 3000), density=0.003, format="csr", dtype=np.float32, rng=rng)
+    uniform = sp.random_array(
+        (10_000, 3000), density=0.003, format="csr", dtype=np.float32, rng=rng
+    )
     counts = np.minimum(rng.zipf(1.6, size=10_000), 3000)
     rows = np.repeat(np.arange(10_000), counts)
     skewed = sp.csr_array(
-        (rng.standard_normal(len(rows)).astype(np.float32), (rows, rng.integers(0, 3000, len(rows)))),
+        (
+            rng.standard_normal(len(rows)).astype(np.float32),
+            (rows, rng.integers(0, 3000, len(rows))),
+        ),
         shape=(10_000, 3000),
     )
     skewed.sum_duplicates()

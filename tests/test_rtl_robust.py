@@ -368,11 +368,10 @@ def test_long_jobs_show_cycles_short_ones_stay_quiet(rtl, emu, capsys, monkeypat
         assert "rtl job" not in err
 
 
-def test_the_verilator_build_is_a_stage_only_when_it_builds(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_the_verilator_build_is_a_stage_only_when_it_builds(rtl, monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from fiberflow import progress
     from fiberflow.host.rtl import build_shell
     from fiberflow.overlay import verilator_build
-    from fiberflow.overlay.top import ShellConfig
 
     stages: list[str] = []
     real = progress.stage
@@ -382,7 +381,7 @@ def test_the_verilator_build_is_a_stage_only_when_it_builds(monkeypatch, tmp_pat
         return real(desc, note)
 
     monkeypatch.setattr(progress, "stage", stage)
-    cfg = ShellConfig(lanes=4, value_type="fp32+int32", kernels=("spmv", "spmm"))
+    cfg = rtl.config
     build_shell(cfg)  # built by the module's device: a cache hit
     assert stages == []
 
