@@ -20,6 +20,7 @@ so it says how far a design is from a clock period without Vivado.
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -45,6 +46,9 @@ class TimingProxy:
     warnings: tuple[str, ...] = ()
     # nextpnr's critical path of the slowest clock: one "type delay from -> to" per segment
     critical_path: tuple[str, ...] = ()
+    # False: placed only, and fmax_mhz is nextpnr's estimate after placement (routing delays
+    # estimated, not measured; usually somewhat optimistic)
+    routed: bool = True
 
     @property
     def worst_mhz(self) -> float:
@@ -53,14 +57,18 @@ class TimingProxy:
     def summary(self) -> str:
         clocks = ", ".join(f"{k} {v:.1f} MHz" for k, v in sorted(self.fmax_mhz.items()))
         note = "".join(f"; {w}" for w in self.warnings)
-        return f"{LABEL}: {clocks} (target {self.target_mhz:g} MHz){note}"
+        placed = "" if self.routed else ", after placement only (estimate)"
+        return f"{LABEL}: {clocks} (target {self.target_mhz:g} MHz{placed}){note}"
 
 
 def timing_proxy(
     files: Mapping[str, str], top: str, target_mhz: float = 100.0, seed: int = 1,
-    timeout_s: float = 3600,
+    timeout_s: float = 3600, route: bool = True,
 ) -> TimingProxy:  # fmt: skip
-    """Synthesize ``top`` for ECP5 with yosys, place and route it with nextpnr, return Fmax."""
+    """Synthesize ``top`` for ECP5 with yosys, place and route it with nextpnr, return Fmax.
+    With ``route=False``, place only and return nextpnr's Fmax estimate after placement: the
+    whole default shell places in minutes, but its routing took more than an hour with
+    YoWASP's single-threaded nextpnr on a 2-core machine."""
     verilog = [n for n in files if n.endswith((".v", ".sv"))]
     # LUT mapping with classic abc, not synth_ecp5's abc9: abc9 stops on a combinational loop.
     # Loops are reported (and ``fiberflow build --estimate`` warns about them) rather than
@@ -104,20 +112,29 @@ def timing_proxy(
                # first 5 minutes, slowing as it went; router2 negotiates congestion globally.
                "--router", "router2",
                "--freq", f"{target_mhz:g}", "--seed", str(seed), "--report", "report.json",
-               "--quiet"]  # fmt: skip
-        proc = run_tool(cmd, d, timeout_s, f"nextpnr-ecp5 place and route {top}", "minutes")
+               # Placed only, the report has no Fmax: it is read from the log's last "Max
+               # frequency" line per clock (the estimate after placement), so no --quiet.
+               *(["--quiet"] if route else ["--no-route"])]  # fmt: skip
+        what = f"nextpnr-ecp5 {'place and route' if route else 'place'} {top}"
+        proc = run_tool(cmd, d, timeout_s, what, "minutes")
         if proc.returncode != 0 or not (d / "report.json").exists():
             raise ToolchainError(
                 f"nextpnr failed (exit {proc.returncode}):\n" + (proc.stdout + proc.stderr)[-3000:]
             )
         report = json.loads((d / "report.json").read_text())
     fmax = {str(k): float(v["achieved"]) for k, v in report.get("fmax", {}).items()}
+    if not route:
+        fmax = {
+            m[1]: float(m[2])
+            for m in re.finditer(r"Max frequency for clock '([^']+)': ([0-9.]+) MHz",
+                                 proc.stdout + proc.stderr)
+        }  # fmt: skip
     if not fmax:
         raise ToolchainError("nextpnr reported no clock: is the design clocked?")
     util = {str(k): dict(v) for k, v in report.get("utilization", {}).items()}
     return TimingProxy(
         fmax, target_mhz, f"LFE5U-{DEVICE.upper()}", util, tuple(warnings),
-        _critical_path(report, min(fmax, key=fmax.__getitem__)),
+        _critical_path(report, min(fmax, key=fmax.__getitem__)), route,
     )  # fmt: skip
 
 
@@ -253,14 +270,17 @@ def logic_depth(files: Mapping[str, str], top: str, timeout_s: float = 3600) -> 
 
 
 def measure(
-    files: Mapping[str, str], top: str, target_mhz: float, timeout_s: float = 3600
-) -> tuple[TimingProxy, LogicDepth]:
-    """Both figures for ``top``: the ECP5 place-and-route proxy and the xc7 LUT levels, the two
-    tool runs side by side (each is one process)."""
+    files: Mapping[str, str], top: str, target_mhz: float, timeout_s: float = 3600,
+    route: bool = True,
+) -> tuple[TimingProxy, LogicDepth]:  # fmt: skip
+    """Both figures for ``top``: the ECP5 place-and-route proxy (``route=False``: place only)
+    and the xc7 LUT levels, the two tool runs side by side (each is one process)."""
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fiberflow-timing") as pool:
-        proxy = pool.submit(timing_proxy, files, top, target_mhz, timeout_s=timeout_s)
+        proxy = pool.submit(
+            timing_proxy, files, top, target_mhz, timeout_s=timeout_s, route=route
+        )
         depth = pool.submit(logic_depth, files, top, timeout_s=timeout_s)
         return proxy.result(), depth.result()
 
@@ -269,6 +289,7 @@ def timing_json(proxy: TimingProxy, depth: LogicDepth) -> dict:
     """The ``timing.json`` a build folder gets from ``fiberflow build --timing-proxy``."""
     return {
         "fmax_mhz": proxy.worst_mhz,
+        "routed": proxy.routed,  # false: fmax_mhz is nextpnr's estimate after placement
         "lut_levels": depth.lut_levels,
         "carry4": depth.carry,
         "critical_path": list(proxy.critical_path),

