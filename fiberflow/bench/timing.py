@@ -64,9 +64,9 @@ def run(args: argparse.Namespace) -> Report:
         f"Goal: at most {GOAL_LUT_LEVELS} LUT levels and at least {GOAL_FMAX_MHZ:g} MHz on the "
         f"ECP5: {'met' if met else 'NOT met'}"
         f"{'' if proxy.routed else ' (by the placement estimate; routed Fmax not measured)'}.",
-        f"{timing.LABEL}: {how} (DP16KD: block RAMs used by the tile, x and y buffers, the CPU RAM and the "
-        "lanes' accumulator queues, which are LUT RAM on xc7 but would be 16-deep LUT RAM "
-        "behind wide multiplexers on the ECP5).",
+        f"{timing.LABEL}: {how} (DP16KD: block RAMs used by the tile, x and y buffers, the "
+        "CPU RAM and the lanes' accumulator queues, which are LUT RAM on xc7 but would be "
+        "16-deep LUT RAM behind wide multiplexers on the ECP5).",
         "LUT levels: yosys synth_xilinx -family xc7 of the whole shell, cut at flip-flops, "
         "RAMs and DSPs; LUT/MUXF cells on the longest path, its CARRY4 cells counted apart.",
         "Two tool runs side by side on a shared 2-core machine: the time is wall-clock.",
