@@ -278,9 +278,7 @@ def measure(
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fiberflow-timing") as pool:
-        proxy = pool.submit(
-            timing_proxy, files, top, target_mhz, timeout_s=timeout_s, route=route
-        )
+        proxy = pool.submit(timing_proxy, files, top, target_mhz, timeout_s=timeout_s, route=route)
         depth = pool.submit(logic_depth, files, top, timeout_s=timeout_s)
         return proxy.result(), depth.result()
 
