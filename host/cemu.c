@@ -756,8 +756,7 @@ static int run_job(const ff_emu_job *job, int64_t *bad_tile)
     sh.start = start;
     /* Groups write disjoint rows of y, and each runs its tiles in list order on one thread,
      * so the sums, and so the bits, do not depend on the thread count. */
-    int threads = job->threads < 1 ? 1 : job->threads > FF_MAX_THREADS ? FF_MAX_THREADS
-                                                                       : job->threads;
+    int threads = job->threads < 1 ? 1 : job->threads; /* ff_on_threads caps it */
     if (shared || threads > sh.n_groups)
         threads = shared || sh.n_groups < 1 ? 1 : (int)sh.n_groups;
     ff_on_threads(run_groups, &sh, threads);

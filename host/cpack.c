@@ -509,7 +509,8 @@ static void stream_out(uint32_t *dst, const uint32_t *src, int64_t n)
 
 /* Any tile width, any number of tile columns, any vector level: the band a chunk of rows at a
  * time (clear the chunk's segment entries, scatter, running maximum), then the padding; returns
- * the CRC-32 of the band's tiles (their headers already written).
+ * `crc` (the CRC-32 of the part's bytes before the band) continued over the band's tiles, their
+ * headers already written.
  *
  * Bands whose segment arrays outgrow the caches (tall tiles, many of them across: at 8192 x
  * 1000 and 4M nonzeros the segment arrays are 164 of the image's 184 MB) build each chunk's
@@ -521,7 +522,7 @@ static void stream_out(uint32_t *dst, const uint32_t *src, int64_t n)
  * and the tiles' CRCs are combined. Smaller bands stay in place and are checksummed whole: per
  * tile, the calls cost more than they save (256 x 256 tiles: 1.5x the time). */
 static uint32_t fill_band_scatter(const walker *w, band_tile *tiles, int64_t n_used, int64_t rt,
-                                  int64_t r0, int64_t rows)
+                                  int64_t r0, int64_t rows, uint32_t crc)
 {
     const ff_tree *t = w->t;
     int64_t gc = t->grid[1], step = chunk_rows(gc);
@@ -572,7 +573,6 @@ static uint32_t fill_band_scatter(const walker *w, band_tile *tiles, int64_t n_u
     if (scratch)
         _mm_sfence(); /* the streamed lines before anything after the pack reads them */
 #endif
-    uint32_t crc = 0;
     for (int64_t u = 0; u < n_used; u++) {
         band_tile *bt = &tiles[used[u]];
         int64_t s = w->slot[rt * gc + used[u]];
@@ -587,7 +587,8 @@ static uint32_t fill_band_scatter(const walker *w, band_tile *tiles, int64_t n_u
     if (scratch)
         return crc;
     int64_t s0 = w->slot[rt * gc + used[0]], s1 = w->slot[rt * gc + used[n_used - 1]] + 1;
-    return checksum(w, 0, w->image + w->tile_off[s0], (uint64_t)(w->tile_off[s1] - w->tile_off[s0]));
+    return checksum(w, crc, w->image + w->tile_off[s0],
+                    (uint64_t)(w->tile_off[s1] - w->tile_off[s0]));
 }
 
 /* Entries q .. end - 1 (coordinates checked) into tallies t[0..3][tile], 4 interleaved so that
@@ -1537,14 +1538,12 @@ static void fill_csr(part *p)
         int64_t nb = w->tile_off[s1] - w->tile_off[s0];
         write_headers(w, s0, s1);
         band_fn fn = band ? band : runs && long_runs(w, n_used, rt, r0, rows) ? runs : NULL;
-        uint32_t band_crc;
         if (fn) { /* checksummed while the band is still in cache */
             fn(w, tiles, n_used, rt, r0, rows);
-            band_crc = checksum(w, 0, w->image + w->tile_off[s0], (uint64_t)nb);
+            crc = checksum(w, crc, w->image + w->tile_off[s0], (uint64_t)nb);
         } else {
-            band_crc = fill_band_scatter(w, tiles, n_used, rt, r0, rows);
+            crc = fill_band_scatter(w, tiles, n_used, rt, r0, rows, crc);
         }
-        crc = ff_crc32_combine(crc, band_crc, (uint64_t)nb);
         total += nb;
     }
     free(tiles);

@@ -15,9 +15,11 @@ def threads(entries: int | None = None) -> int:
     most one per ``ENTRIES_PER_THREAD`` of the ``entries`` the call handles."""
     if os.environ.get("FIBERFLOW_THREADS", "").isdigit():
         return max(1, int(os.environ["FIBERFLOW_THREADS"]))
+    by_size = 8 if entries is None else 1 + entries // ENTRIES_PER_THREAD
+    if by_size == 1:  # a small call (most of them): no need to ask the system for its cores
+        return 1
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
-    by_size = 8 if entries is None else 1 + entries // ENTRIES_PER_THREAD
     return max(1, min(8, cores, by_size))
