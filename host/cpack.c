@@ -516,11 +516,14 @@ static void stream_out(uint32_t *dst, const uint32_t *src, int64_t n)
  * 1000 and 4M nonzeros the segment arrays are 164 of the image's 184 MB) build each chunk's
  * entries in w->scratch, which stays in the core's L2 cache: there they are cleared, scattered
  * into, scanned and checksummed, and then streamed to the image (stream_out). In place, every
- * segment line was read from memory before it was written, and read again by the band's
- * checksum: the pack took 1.19x (AVX2) and 1.06x (AVX-512) the time it now takes at 8192 x
- * 1000 (paired runs, medians). Each tile's CRC runs along as its bytes become final,
- * and the tiles' CRCs are combined. Smaller bands stay in place and are checksummed whole: per
- * tile, the calls cost more than they save (256 x 256 tiles: 1.5x the time). */
+ * segment line is read from memory before it is written, and read again by the band's
+ * checksum. Each tile's CRC runs along as its bytes become final, and the tiles' CRCs are
+ * combined. Paired runs, medians, random and power-law rows: with the CRC by PCLMULQDQ or
+ * tables the scratch takes 0.83-0.91x the in-place time (8192 x 1000, 16384 x 2000, 4096 x
+ * 500, 2048 x 256); with VPCLMULQDQ (the AVX-512 level) the band's read-back is cheap and the
+ * per-tile calls and CRC combines are not: 1.00-1.08x at 8192 x 1000, 1.16-1.28x with
+ * hundreds of tiles across, so that level stays in place. So do smaller bands (256 x 256
+ * tiles: 1.5x the time). */
 static uint32_t fill_band_scatter(const walker *w, band_tile *tiles, int64_t n_used, int64_t rt,
                                   int64_t r0, int64_t rows, uint32_t crc)
 {
@@ -536,7 +539,7 @@ static uint32_t fill_band_scatter(const walker *w, band_tile *tiles, int64_t n_u
                                      : running_max;
 #endif
     const int64_t *used = w->used;
-    int scratch = n_used * rows * 4 > SCRATCH_BYTES;
+    int scratch = w->simd != FF_SIMD_AVX512 && n_used * rows * 4 > SCRATCH_BYTES;
     for (int64_t u = 0; u < n_used; u++) {
         band_tile *bt = &tiles[used[u]];
         bt->out = bt->seg; /* open_band set seg[0] */
