@@ -34,7 +34,7 @@ def extension(
 
 # The DMA-image packer: threads split the tile grid (see cpack.c); it checksums what it writes.
 cpack = extension(
-    "cpack", ["-O3", "-std=gnu99", "-pthread"], ("crc32",), extra_link_args=["-pthread"]
+    "cpack", ["-O3", "-std=gnu99", "-pthread"], ("crc32", "imagemem"), extra_link_args=["-pthread"]
 )
 
 # The emulator's kernels (threads take row tiles: see cemu.c) and its cycle model's per-tile

@@ -9,6 +9,7 @@ import numpy as np
 
 from fiberflow.errors import CoordinateError
 from fiberflow.host import dma_image as di
+from fiberflow.host import image_memory
 from fiberflow.host.tensor import Tensor
 from fiberflow.host.workers import threads
 
@@ -155,13 +156,13 @@ def pack_c(t: Tensor, geo: di.Geometry) -> tuple[np.ndarray, di.Layout, tuple[in
     del ncrd
 
     # Not zeroed: ff_fill writes every byte of the tiles, headers and padding included, and of
-    # the directory; write_tables every byte before it. The kernel clears each page on its first
-    # write, which for a new image costs about as much as copying it: the threads of ff_fill
-    # take those faults as they write, each for its own tiles and directory entries, and find
-    # each page just cleared and still in cache (faulting them all in first sent both the
-    # clearing and the filling out to memory: 0.8x the time with 256x256 tiles, 0.85x with
-    # 4096x4096).
-    data = np.empty(lay.total_bytes, dtype=np.uint8)
+    # the directory; write_tables every byte before it. A large image gets pages a freed one
+    # left (image_memory); new pages the kernel clears on their first write, which costs about
+    # as much as copying the image: the threads of ff_fill take those faults as they write,
+    # each for its own tiles and directory entries, and find each page just cleared and still
+    # in cache (faulting them all in first sent both the clearing and the filling out to
+    # memory: 0.8x the time with 256x256 tiles, 0.85x with 4096x4096).
+    data = image_memory.new(lay.total_bytes)
     first = int(lay.tile_offset[0]) if len(ids) else lay.total_bytes
     data[: lay.dir_offset] = 0
     di.write_tables(geo, lay, data, directory=False)

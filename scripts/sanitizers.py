@@ -52,6 +52,7 @@ TESTS = [
     "tests/test_pack.py",
     "tests/test_pack_shapes.py",
     "tests/test_pack_runs.py",
+    "tests/test_image_memory.py",
     "tests/test_crc32.py",
     "tests/test_unpack_fuzz.py",
     "tests/test_hostile_fuzz.py",
