@@ -409,9 +409,14 @@ class Shell(Module):
                 lane_side = [pb.adr.eq(adr)]
                 if kind == "y":
                     lane_side += [pb.dat_w.eq(ln.y_dat_w), pb.we.eq(ln.y_we)]
+                # The lane owns the port while busy (a register's decode), not from its start
+                # pulse: that pulse comes from the CPU's write through the register decode, and
+                # selecting the port with it put the CPU's bus, the decode and the buffer's
+                # address routing in one cycle (the ECP5 proxy's critical path, 18 ns). In its
+                # start cycle a lane reads and writes nothing.
                 self.comb += [
                     dat_r.eq(pb.dat_r),
-                    If(ln.busy | ln.start, *lane_side).Else(*cpu_side),
+                    If(ln.busy, *lane_side).Else(*cpu_side),
                 ]
                 if kind == "tile":
                     self.comb += ln.tile_en.eq(~self.stall_lanes)
