@@ -202,7 +202,8 @@ class Shell(Module):
 
         # -- local spaces: region r of engine e is one buffer; port A for the engine, port B
         # for the CPU window, shared with the lane that owns the buffer (the lane has it from
-        # its start to its done; the CPU must leave a running lane's buffers alone) --
+        # the cycle after its start to its done; the CPU must leave a running lane's buffers
+        # alone) --
         # Region 0 of engine 0 is the firmware's scratch; region 0 of another engine only
         # exists without lanes (bring-up copies go through it; with lanes they use the
         # engine's first lane's tile buffer), which saves a tile buffer's block RAM per
