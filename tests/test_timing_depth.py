@@ -133,6 +133,20 @@ def test_cli_timing_proxy_writes_timing_json(
     assert data["critical_path"] and all(" ns " in seg for seg in data["critical_path"])
     assert data["xc7_path"][-1].startswith("CARRY4")
 
+    # Placed only: nextpnr's estimate, no critical path, said so in timing.json.
+    assert main([*argv, "--no-route", "-o", str(tmp_path)]) == 0
+    assert "place with nextpnr-ecp5" in capsys.readouterr().out
+    data = json.loads((tmp_path / "timing.json").read_text())
+    assert data["routed"] is False and data["fmax_mhz"] > 100 and not data["critical_path"]
+
+
+def test_cli_no_route_needs_timing_proxy(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main(["build", "--board", "pynq-z2", "--no-route", "-o", str(tmp_path)]) != 0
+    assert "--no-route goes with --timing-proxy" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing generated
+
 
 @pytest.mark.rtl
 @pytest.mark.slow

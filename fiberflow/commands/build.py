@@ -56,6 +56,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "not a Xilinx timing figure) and count the LUT levels of the xc7 mapping; writes "
         "timing.json",
     )
+    p.add_argument(
+        "--no-route",
+        action="store_true",
+        help="with --timing-proxy: place only; the ECP5 Fmax is nextpnr's estimate after "
+        "placement (the whole default shell places in minutes; its routing can take over an "
+        "hour)",
+    )
     p.add_argument("--no-vivado", action="store_true",
                    help="only generate, even if vivado is on PATH")  # fmt: skip
     p.add_argument("--jobs", type=int, default=4, help="Vivado parallel jobs (default 4)")
@@ -97,8 +104,10 @@ def run(args: argparse.Namespace) -> int:
         if args.estimate:
             _estimate(board, params, out)
         if args.timing_proxy:
-            _timing_proxy(board, params, out)
+            _timing_proxy(board, params, out, route=not args.no_route)
         return 0
+    if args.no_route:
+        raise BuildError("--no-route goes with --timing-proxy (it places the ECP5 proxy only)")
 
     folder = build.generate(board, params, out, jobs=args.jobs)
     m = folder.manifest
@@ -179,16 +188,19 @@ def _estimate(board: boards.Board, params: dict[str, Any], out: Path) -> None:
     report.check_fits()
 
 
-def _timing_proxy(board: boards.Board, params: dict[str, Any], out: Path) -> None:
+def _timing_proxy(board: boards.Board, params: dict[str, Any], out: Path, route: bool) -> None:
     from fiberflow.boards import build, timing
 
     src = build.overlay_sources(build.with_defaults(board, params))
     print(f"fiberflow build --timing-proxy: overlay {dict(src.params)}")
     print(
-        f"  place and route with nextpnr-ecp5 ({timing.DEVICE}, out of context) and map with "
-        "yosys synth_xilinx -family xc7 for LUT levels, side by side; minutes ..."
+        f"  {'place and route' if route else 'place'} with nextpnr-ecp5 ({timing.DEVICE}, out "
+        "of context) and map with yosys synth_xilinx -family xc7 for LUT levels, side by "
+        "side; minutes ..."
     )
-    proxy, depth = timing.measure(src.files, src.top, target_mhz=board.fabric_clock_mhz)
+    proxy, depth = timing.measure(
+        src.files, src.top, target_mhz=board.fabric_clock_mhz, route=route
+    )
     print(f"  {proxy.summary()}")
     print(f"  {depth.summary()}")
     out.mkdir(parents=True, exist_ok=True)
