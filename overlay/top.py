@@ -336,30 +336,37 @@ class Shell(Module):
         def coff(name: str, i: int = 0) -> int:
             return cpu_map.offset(name, i) >> 2
 
-        # A peripheral access takes two cycles: in the first, what its address names is
-        # decoded into flip-flops (one per register, one per buffer: a read is then an AND-OR
-        # of the registers, a write a single enable); in the second it is done and answered.
-        # A buffer's read data is there in the second cycle too (its read is started by the
-        # address in the first).
+        # A register access takes two cycles: in the first, what its address names is decoded
+        # into flip-flops (one per register, one per buffer: a read is then an AND-OR of the
+        # registers, a write a single enable); in the second it is done and answered. A
+        # buffer access takes three: its read is started by the address in the first, its
+        # data (or its write) is there in the second, and it is answered from a register in
+        # the third. The buffers are block RAM all over the die: their slow clock-to-output,
+        # the routing back, the AND-OR over them and the CPU's own decoding of the word would
+        # otherwise share a cycle.
         is_reg = Signal()
         is_tile = Signal()
         decoded = Signal()  # second cycle of an access: the flip-flops below are its decode
+        third = Signal()  # third cycle of a buffer access
         cpu_we = Signal()
         cpu_re = Signal()
         win_access = Signal()
         reg_rdata = Signal(32)
         tile_rdata = Signal(32)
+        tile_q = Signal(32, reset_less=True)
         self.sync += [
             is_reg.eq(cpu.p_addr[28:] == (regmap.CPU_REG_BASE >> 28)),
             is_tile.eq(cpu.p_addr[28:] == (regmap.CPU_LOCAL_BASE >> 28)),
-            decoded.eq(cpu.p_valid & ~cpu.p_ready),
+            decoded.eq(cpu.p_valid & ~cpu.p_ready & ~decoded & ~third),
+            third.eq(cpu.p_valid & decoded & is_tile),
+            tile_q.eq(tile_rdata),
         ]
         self.comb += [
-            cpu.p_ready.eq(decoded),
+            cpu.p_ready.eq((decoded & ~is_tile) | third),
             cpu_we.eq(cpu.p_valid & decoded & is_reg & (cpu.p_wstrb != 0)),
             cpu_re.eq(cpu.p_valid & decoded & is_reg & (cpu.p_wstrb == 0)),
             win_access.eq(cpu.p_valid & decoded & is_tile),
-            cpu.p_rdata.eq(Mux(is_tile, tile_rdata, reg_rdata)),
+            cpu.p_rdata.eq(Mux(is_tile, tile_q, reg_rdata)),
         ]
         # The register word and the region select; the word bits between them select nothing
         # (the register block repeats through its region).
