@@ -199,7 +199,12 @@ class DMAEngine(Module):
         # strobes, and so the buffers' write enables, do not wait for a 30-bit compare.
         d_more = Signal()
         fetch_more = Signal()
-        inflight = Signal()  # a buffer read issued last cycle
+        inflight = Signal()  # a buffer read issued last cycle: its word is on buf_dat_r
+        arrived = Signal()  # one issued two cycles ago: its word is in `word`
+        # The word read goes into a register before the W data FIFO: block RAM's slow
+        # clock-to-output, the routing back from the engine's buffers (spread over the die)
+        # and the region multiplexer are a cycle of their own.
+        word = Signal(bus_bits, reset_less=True)
         w_beat = Signal(8)
         # An address was offered last cycle and not taken: it must stay offered, halt or not.
         a_offered = Signal()
@@ -266,15 +271,20 @@ class DMAEngine(Module):
             aw_fire.eq(axi.aw.valid & axi.aw.ready),
             lens.sink.valid.eq(aw_fire),
             lens.sink.len.eq(burst_len),
-            # Buffer reads run ahead of W into a small FIFO (the buffer has one cycle latency).
-            do_fetch.eq(self.active & mode & fetch_more & (data.level + inflight < 4) & ~self.halt),
-            data.sink.valid.eq(inflight),
-            data.sink.data.eq(self.buf_dat_r),
+            # Buffer reads run ahead of W into a small FIFO (a word reaches it two cycles after
+            # its read: the buffer's latency, then `word`).
+            do_fetch.eq(
+                self.active & mode & fetch_more & (data.level + inflight + arrived < 4) & ~self.halt
+            ),
+            data.sink.valid.eq(arrived),
+            data.sink.data.eq(word),
             # Write data channel: only for bursts whose address was sent. While draining, a
             # beat with no word fetched for it goes out with no strobes; once the last fetch
             # has landed (no fetch starts under halt), so that a beat's strobes never change
             # while it is offered.
-            axi.w.valid.eq(lens.source.valid & (data.source.valid | (self.halt & ~inflight))),
+            axi.w.valid.eq(
+                lens.source.valid & (data.source.valid | (self.halt & ~inflight & ~arrived))
+            ),
             axi.w.data.eq(data.source.data),
             axi.w.strb.eq(Replicate(data.source.valid, bus_bytes)),
             axi.w.last.eq(w_beat == lens.source.len),
@@ -309,6 +319,8 @@ class DMAEngine(Module):
         self.comb += fill_only.eq(cmd.zero & ~cmd.to_ddr)
         self.sync += [
             inflight.eq(do_fetch),
+            arrived.eq(inflight),
+            word.eq(self.buf_dat_r),
             a_offered.eq((axi.ar.valid & ~axi.ar.ready) | (axi.aw.valid & ~axi.aw.ready)),
             # (An address offered and not taken keeps its valid: see can_issue.)
             self.drained.eq(self.halt & (outstanding == 0) & ~axi.ar.valid & ~axi.aw.valid),
