@@ -2,8 +2,8 @@
 reused, never while any view of them lives, and every byte of a packed image is written."""
 
 import gc
-import threading
 import tracemalloc
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -108,22 +108,13 @@ def test_every_byte_is_written_over_an_earlier_image():
 
 
 def test_threads_take_and_give_back_regions():
-    errors = []
+    def work(seed: int) -> None:
+        for i in range(20):
+            a = image_memory.new((4 + (seed + i) % 5) * MB)
+            a[::4096] = seed
+            assert (a[::4096] == seed).all()
 
-    def work(seed):
-        try:
-            for i in range(20):
-                a = image_memory.new((4 + (seed + i) % 5) * MB)
-                a[::4096] = seed
-                assert (a[::4096] == seed).all()
-                del a
-        except Exception as e:  # reported below
-            errors.append(e)
-
-    ts = [threading.Thread(target=work, args=(s,)) for s in range(4)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join(timeout=60)
-    assert not errors and not any(t.is_alive() for t in ts)
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(work, range(4), timeout=60))  # re-raises a worker's failure
+    gc.collect()
     assert image_memory.kept() <= 2 * 10 * MB
