@@ -32,7 +32,8 @@ def extension(
     return builder
 
 
-# The DMA-image packer: threads split the tile grid (see cpack.c); it checksums what it writes.
+# The DMA-image packer: threads split the tile grid (see cpack.c); it checksums what it writes,
+# into memory that large images reuse (imagemem.c).
 cpack = extension(
     "cpack", ["-O3", "-std=gnu99", "-pthread"], ("crc32", "imagemem"), extra_link_args=["-pthread"]
 )
