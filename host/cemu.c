@@ -446,7 +446,10 @@ static inline __attribute__((always_inline)) AVX2 int gather_rows(
     for (; r + 8 <= t->rows; r += 8) {
         __m256i q = _mm256_loadu_si256((const __m256i *)(seg + r));
         __m256i len = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(seg + r + 1)), q);
-        uint32_t total = seg[r + 8] - seg[r], most = hmax8(len);
+        uint32_t total = seg[r + 8] - seg[r];
+        if (total == 0) /* eight empty rows (common in sparse tiles): nothing to add or store */
+            continue;
+        uint32_t most = hmax8(len);
         if ((uint64_t)most * 8 > 2 * (uint64_t)total + 16) {
             int rc = plain_rows(t, x, y, r, r + 8, s, cb);
             if (rc)

@@ -161,3 +161,22 @@ def test_subnormals_are_flushed_as_the_hardware_alu_does() -> None:
             sp.csr_array(np.array([[1e-40]], np.float32)), np.array([1e10], np.float32), device=dev
         )
         assert y[0] == 0 and np.float32(1e-40) * np.float32(1e10) > 0
+
+
+@pytest.mark.parametrize("policy", POLICIES, ids=lambda p: f"{p['subnormals']}-{p['nan']}")
+def test_rows_empty_in_later_column_tiles_keep_their_sums(policy) -> None:  # type: ignore[no-untyped-def]
+    """Rows 8-31 have entries only in the first column tile: in the three after it they are
+    whole empty groups of eight rows, which the kernel skips, keeping the sums so far."""
+    r = np.random.default_rng(5)
+    dense = r.standard_normal((96, 64)).astype(np.float32) * (r.random((96, 64)) < 0.5)
+    dense[8:32, 16:] = 0
+    A = sp.csr_array(dense)
+    x = r.standard_normal(64).astype(np.float32)
+    saved = dict(emu.FP32_POLICY)
+    emu.FP32_POLICY.update(policy)
+    try:
+        y = ff.spmv(A, x, device=ff.open("emu"), tile=(96, 16))
+    finally:
+        emu.FP32_POLICY.clear()
+        emu.FP32_POLICY.update(saved)
+    same_bits(y, reference_spmv(A, x, policy), policy)
