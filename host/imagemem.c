@@ -1,8 +1,8 @@
 /* Memory for DMA images: a few freed images' pages are kept and handed to the next pack.
  *
  * Why: the kernel clears every page of a new mapping on its first write. For a large image
- * that costs about half as much again as writing it (184 MB with 8192 x 1000 tiles: 58 ms to
- * pack into new pages, 49 ms into pages written before), and a program that packs again and
+ * that is about a sixth of the pack (184 MB with 8192 x 1000 tiles: 58 ms to pack into new
+ * pages, 49 ms into pages written before), and a program that packs again and
  * again (a matrix per layer, per solver step) pays it on every call, since an image this big
  * is mapped and unmapped by malloc each time.
  *
