@@ -35,6 +35,11 @@ __all__ = ["DEVICE", "LABEL", "LogicDepth", "TimingProxy", "logic_depth", "longe
 DEVICE = "85k"  # LFE5U-85F, the largest ECP5: the overlay with its CPU must fit
 PACKAGE = "CABGA381"  # irrelevant out of context, but nextpnr wants one named
 LABEL = "ECP5-85F nextpnr Fmax (proxy; not a Xilinx timing figure)"
+NO_ROUTE_HELP = (
+    "place only: the ECP5 Fmax is nextpnr's estimate after placement (the whole default shell "
+    "places in minutes; its routing can take over an hour)"
+)
+"""The ``--no-route`` help of ``fiberflow build --timing-proxy`` and ``fiberflow bench timing``."""
 
 
 @dataclass(frozen=True)

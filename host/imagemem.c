@@ -1,8 +1,8 @@
 /* Memory for DMA images: a few freed images' pages are kept and handed to the next pack.
  *
  * Why: the kernel clears every page of a new mapping on its first write. For a large image
- * that is about a sixth of the pack (184 MB with 8192 x 1000 tiles: 58 ms to pack into new
- * pages, 49 ms into pages written before), and a program that packs again and
+ * that is a tenth to a quarter of the pack (scripts/image_memory_speed.py: 8192 x 1000 tiles,
+ * 184 MB, 66.8 ms into new pages, 53.8 ms into kept ones), and a program that packs again and
  * again (a matrix per layer, per solver step) pays it on every call, since an image this big
  * is mapped and unmapped by malloc each time.
  *
@@ -33,6 +33,16 @@ static region kept[KEEP];  /* kept[0..n_kept), oldest first */
 static int n_kept;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* kept[i], taken out of the list (the lock held). */
+static region take(int i)
+{
+    region r = kept[i];
+    for (; i + 1 < n_kept; i++)
+        kept[i] = kept[i + 1];
+    n_kept--;
+    return r;
+}
+
 void *ff_image_alloc(int64_t nbytes, int64_t *capacity) {
     if (nbytes <= 0)
         nbytes = 1;
@@ -44,10 +54,7 @@ void *ff_image_alloc(int64_t nbytes, int64_t *capacity) {
             (best < 0 || kept[i].capacity < kept[best].capacity))
             best = i;
     if (best >= 0) {
-        region r = kept[best];
-        for (int i = best; i + 1 < n_kept; i++)
-            kept[i] = kept[i + 1];
-        n_kept--;
+        region r = take(best);
         pthread_mutex_unlock(&lock);
         *capacity = r.capacity;
         return r.p;
@@ -73,12 +80,8 @@ void ff_image_free(void *p, int64_t capacity) {
     if (madvise(p, (size_t)capacity, MADV_FREE) == 0) {
         region out = {NULL, 0};
         pthread_mutex_lock(&lock);
-        if (n_kept == KEEP) { /* the oldest makes room */
-            out = kept[0];
-            for (int i = 0; i + 1 < n_kept; i++)
-                kept[i] = kept[i + 1];
-            n_kept--;
-        }
+        if (n_kept == KEEP) /* the oldest makes room */
+            out = take(0);
         kept[n_kept++] = (region){p, capacity};
         pthread_mutex_unlock(&lock);
         if (out.p)

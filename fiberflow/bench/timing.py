@@ -10,6 +10,7 @@ import time
 
 from fiberflow import boards
 from fiberflow.bench import Report
+from fiberflow.boards import timing
 
 DESCRIPTION = "ECP5 Fmax (nextpnr) and xc7 LUT levels (yosys) of the whole shell"
 
@@ -24,13 +25,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-route",
         action="store_true",
-        help="place only: the ECP5 figure is nextpnr's Fmax estimate after placement (the "
-        "whole shell places in minutes; its routing can take over an hour)",
+        help=timing.NO_ROUTE_HELP,
     )
 
 
 def run(args: argparse.Namespace) -> Report:
-    from fiberflow.boards import build, timing
+    from fiberflow.boards import build
 
     board = boards.load(args.board)
     lanes = {} if args.lanes is None else {"lanes": args.lanes}

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from fiberflow import boards
+from fiberflow.boards import timing
 from fiberflow.errors import BuildError
 
 
@@ -59,9 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-route",
         action="store_true",
-        help="with --timing-proxy: place only; the ECP5 Fmax is nextpnr's estimate after "
-        "placement (the whole default shell places in minutes; its routing can take over an "
-        "hour)",
+        help=f"with --timing-proxy: {timing.NO_ROUTE_HELP}",
     )
     p.add_argument("--no-vivado", action="store_true",
                    help="only generate, even if vivado is on PATH")  # fmt: skip
@@ -189,7 +188,7 @@ def _estimate(board: boards.Board, params: dict[str, Any], out: Path) -> None:
 
 
 def _timing_proxy(board: boards.Board, params: dict[str, Any], out: Path, route: bool) -> None:
-    from fiberflow.boards import build, timing
+    from fiberflow.boards import build
 
     src = build.overlay_sources(build.with_defaults(board, params))
     print(f"fiberflow build --timing-proxy: overlay {dict(src.params)}")
