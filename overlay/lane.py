@@ -172,13 +172,12 @@ class _SeqReader(Module):
     ``restart`` (with ``base``, a byte address, and ``half``: 16-bit elements) empties the
     buffer and starts reading at ``base``; while ``enable`` the reader requests words
     (``req``/``adr``) as long as its FIFO has room for them; ``gnt`` says the port took the
-    request, and the word arrives on ``dat`` one cycle later. ``valid``/``data``/``pop`` hand
-    out elements; popping the last element of a word frees it.
-
-    The word goes into a register before any logic reads it: a block RAM's clock-to-output is
-    slow (5.6 ns on the ECP5, where, followed by the delta subtract and compares, it was the
-    shell's critical path: 18.6 ns routed), and the register can sit beside the RAM. Requests
-    are counted against the FIFO's room with both cycles in flight.
+    request, and the word arrives on ``dat`` two cycles later: the lane puts the buffer's
+    output into one register for its three readers before any logic reads it (a block RAM's
+    clock-to-output is slow: 5.6 ns on the ECP5, where, followed by the delta subtract and
+    compares, it was the shell's critical path, 18.6 ns routed). Requests are counted against
+    the FIFO's room with both cycles in flight. ``valid``/``data``/``pop`` hand out elements;
+    popping the last element of a word frees it.
 
     With ``deltas`` (32-bit elements only), the reader hands out, instead of ``data``, each
     element minus the one before it: ``delta`` (32 bits), ``d_zero`` (equal), ``d_one`` (one
@@ -213,9 +212,7 @@ class _SeqReader(Module):
             layout = [("data", bus_bits)]
         fifo = ResetInserter()(stream.SyncFIFO(layout, depth, buffered=True))
         self.submodules.fifo = fifo
-        inflight, arrived = Signal(), Signal()  # a word on `dat`; one in `word`
-        word = Signal(bus_bits, reset_less=True)
-        self.sync += word.eq(self.dat)
+        inflight, arrived = Signal(), Signal()  # granted one and two cycles ago: `dat` now
         hidx = Signal(hb)  # 16-bit field of the head word where the next element starts
         src = fifo.source
         step = Mux(self.half, 1, 2)
@@ -233,7 +230,7 @@ class _SeqReader(Module):
         ]
         if deltas:
             prev = Signal(32)  # the last field of the previous word to arrive
-            fields = [word[32 * i : 32 * i + 32] for i in range(nf)]
+            fields = [self.dat[32 * i : 32 * i + 32] for i in range(nf)]
             diffs = []
             for f, b in zip(fields, [prev, *fields[:-1]], strict=True):
                 d = Signal(33)  # bit 32: the borrow (f < b)
@@ -255,7 +252,7 @@ class _SeqReader(Module):
             halves = Array(src.data[16 * i : 16 * i + 16] for i in range(nh))
             fulls = Array(src.data[32 * i : 32 * i + 32] for i in range(nh // 2))
             self.comb += [
-                fifo.sink.data.eq(word),
+                fifo.sink.data.eq(self.dat),
                 self.data.eq(Mux(self.half, halves[hidx], fulls[hidx[1:]])),
             ]
         self.sync += [
@@ -413,6 +410,8 @@ class Lane(Module):
         # The segment reader hands out each row's length (seg[r + 1] - seg[r]) with flags, so
         # the sequencer starts a row without a subtract or compare in its cycle.
         seg, crd, val = (_SeqReader(bus_bits, ta, deltas=i == 0) for i in range(3))
+        tile_q = Signal(bus_bits, reset_less=True)  # the tile port's word, for all three
+        self.sync += tile_q.eq(self.tile_dat_r)
         self.submodules.seg_rd, self.submodules.crd_rd, self.submodules.val_rd = seg, crd, val
         # One-hot states (IDLE is all zeros), so a state test is one flip-flop, not a compare.
         IDLE, SEG0, ROW, NZ, DRAIN, CHECK = 0, 1, 2, 4, 8, 16
@@ -425,7 +424,7 @@ class Lane(Module):
                 rd.restart.eq(self.start),
                 rd.enable.eq(running & ~in_check),
                 rd.base.eq(base[1:tb]),
-                rd.dat.eq(self.tile_dat_r),
+                rd.dat.eq(tile_q),
             ]
         self.comb += [
             seg.half.eq(0),
