@@ -171,7 +171,6 @@ typedef struct {
     const uint32_t *seg;         /* rows + 1 offsets */
     const uint8_t *crd;          /* nvals coordinates, 2 or 4 bytes each */
     const uint8_t *vals;         /* nvals values */
-    uint64_t crd_tail;           /* bytes of the tile after its last coordinate */
 } tile_view;
 
 /* The row-tile index of directory entry d (d < n_dir). */
@@ -214,7 +213,6 @@ static int open_tile(const ff_emu_job *job, const geometry *g, int64_t i, tile_v
     t->seg = (const uint32_t *)(th + seg_off);
     t->crd = th + crd_off;
     t->vals = th + vals_off;
-    t->crd_tail = nbytes - (crd_off + (uint64_t)g->cb * nvals);
     /* From 0 to nvals without decreasing: then every row's range lies inside the tile. One
      * vectorisable pass, so the row loops need no test. */
     const uint32_t *seg = t->seg;
@@ -420,67 +418,117 @@ static inline __attribute__((always_inline)) AVX2 uint32_t hmax8(__m256i v)
     return (uint32_t)_mm_cvtsi128_si32(m);
 }
 
+/* Products a block of rows computes ahead (16 KB: stays in L1 with the block's rows). */
+#define AHEAD 4096
+
+/* p[j] = av[j] * x[crd[j]] for j < n: one gather per eight products, from values and
+ * coordinates read in order. The same rounded products the row loops would form. */
+static inline __attribute__((always_inline)) AVX2 void products(
+    float *p, const float *av, const uint8_t *crd, uint32_t n, const float *x, const int cb)
+{
+    uint32_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256i c = cb == 2
+                        ? _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(crd + 2 * j)))
+                        : _mm256_loadu_si256((const __m256i *)(crd + 4 * j));
+        __m256 b = _mm256_i32gather_ps(x, c, 4);
+        _mm256_storeu_ps(p + j, _mm256_mul_ps(_mm256_loadu_ps(av + j), b));
+    }
+    for (; j < n; j++)
+        p[j] = av[j] * x[crd_at(crd, j, cb)];
+}
+
+/* Add each of eight rows' i-th product (p[q + i]) where the row has one (i < len); the
+ * others add -0.0, which leaves every float as it is. */
+static inline __attribute__((always_inline)) AVX2 __m256 add_step(__m256 acc, const float *p,
+                                                                __m256i q, __m256i len, __m256i i)
+{
+    __m256 live = _mm256_castsi256_ps(_mm256_cmpgt_epi32(len, i));
+    return _mm256_add_ps(
+        acc, _mm256_mask_i32gather_ps(_mm256_set1_ps(-0.0f), p, _mm256_add_epi32(q, i), live, 4));
+}
+
 /* plain_rows for a whole tile, eight rows at a time, one per lane of an AVX2 vector: step i
- * adds each row's i-th product (values, coordinates and x gathered), so each row's sum is
- * still its sequential chain in column order, and no branch depends on a row's length (a
- * mispredicted loop exit per row would cost more than the row's arithmetic). Lanes whose row
- * has ended add -0.0 * 1.0 = -0.0, which leaves every float as it is. Groups whose longest
- * row is far above their mean (most lanes would idle), and the last rows % 8, go to
- * plain_rows. The caller checks
- * that the tile's nvals and width fit the gathers' signed 32-bit indices, and that the
- * 4-byte gathers of 16-bit coordinates may read 2 bytes past the last one. */
+ * adds each row's i-th product, so each row's sum is still its sequential chain in column
+ * order, and no branch depends on a row's length (a mispredicted loop exit per row would cost
+ * more than the row's arithmetic). The products of a block of up to 64 rows are formed first
+ * (`products`), so each step gathers one vector of products rather than values, coordinates
+ * and x. Groups whose longest row is far above their mean (most lanes would idle), groups with more than AHEAD
+ * entries, and the last rows % 8, go to plain_rows. The caller checks that the tile's width
+ * fits the gathers' signed 32-bit indices. */
 static inline __attribute__((always_inline)) AVX2 int gather_rows(
     const tile_view *t, const float *x, float *y, run_state *s, const int cb)
 {
     const uint32_t *seg = t->seg;
-    const int *crd = (const int *)t->crd;
     const float *av = (const float *)t->vals;
     const __m256i zero = _mm256_setzero_si256(), one = _mm256_set1_epi32(1);
-    const __m256i lo16 = _mm256_set1_epi32(0xffff);
-    const __m256 negzero = _mm256_set1_ps(-0.0f), fone = _mm256_set1_ps(1.0f);
     const __m256 qnan = _mm256_castsi256_ps(_mm256_set1_epi32((int)CANONICAL_NAN));
     const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     const __m256 fmin = _mm256_set1_ps(FLT_MIN), fzero = _mm256_setzero_ps();
+    float p[AHEAD];
     int tiny = 0;
-    int64_t r = 0;
-    for (; r + 8 <= t->rows; r += 8) {
-        __m256i q = _mm256_loadu_si256((const __m256i *)(seg + r));
-        __m256i len = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(seg + r + 1)), q);
-        uint32_t total = seg[r + 8] - seg[r];
-        if (total == 0) /* eight empty rows (common in sparse tiles): nothing to add or store */
-            continue;
-        uint32_t most = hmax8(len);
-        if ((uint64_t)most * 8 > 2 * (uint64_t)total + 16) {
-            int rc = plain_rows(t, x, y, r, r + 8, s, cb);
+    /* Steps nearly every group needs: the longest of eight rows is rarely above the mean
+     * plus twice its square root (true of Poisson-like row lengths). */
+    const uint64_t mean = t->rows ? (t->nvals + t->rows - 1) / t->rows : 0;
+    uint32_t usual = 1;
+    while (usual < 64 && (usual < mean || (usual - mean) * (usual - mean) < 4 * mean))
+        usual++;
+    const int64_t whole = t->rows & ~(int64_t)7;
+    for (int64_t r = 0; r < whole;) {
+        int64_t end = whole - r < 64 ? whole : r + 64;
+        while (end > r + 8 && seg[end] - seg[r] > AHEAD)
+            end -= 8;
+        const uint32_t base = seg[r], span = seg[end] - base;
+        if (span > AHEAD) { /* one group of long rows: their own loop */
+            int rc = plain_rows(t, x, y, r, end, s, cb);
             if (rc)
                 return rc;
+            r = end;
             continue;
         }
-        s->budget -= (int64_t)total + 8;
-        if (__builtin_expect(s->budget < 0, 0) && expired(s))
-            return E_TIMEOUT;
-        __m256 y0 = _mm256_loadu_ps(y + r), acc = y0;
-        __m256i i = zero;
-        for (uint32_t step = 0; step < most; step++) {
-            __m256i live = _mm256_cmpgt_epi32(len, i), idx = _mm256_add_epi32(q, i);
-            __m256 v = _mm256_mask_i32gather_ps(negzero, av, idx, _mm256_castsi256_ps(live), 4);
-            __m256i c = cb == 2 ? _mm256_and_si256(
-                                      _mm256_mask_i32gather_epi32(zero, crd, idx, live, 2), lo16)
-                                : _mm256_mask_i32gather_epi32(zero, crd, idx, live, 4);
-            __m256 b = _mm256_mask_i32gather_ps(fone, x, c, _mm256_castsi256_ps(live), 4);
-            acc = _mm256_add_ps(acc, _mm256_mul_ps(v, b));
-            i = _mm256_add_epi32(i, one);
+        if (span == 0) { /* empty rows (common in sparse tiles): nothing to add or store */
+            r = end;
+            continue;
         }
-        __m256 has = _mm256_castsi256_ps(_mm256_cmpgt_epi32(len, zero));
-        acc = _mm256_blendv_ps(acc, qnan, _mm256_cmp_ps(acc, acc, _CMP_UNORD_Q));
-        __m256 sub = _mm256_and_ps(
-            _mm256_cmp_ps(_mm256_and_ps(acc, magnitude), fmin, _CMP_LT_OQ),
-            _mm256_cmp_ps(acc, fzero, _CMP_NEQ_OQ));
-        tiny |= _mm256_movemask_ps(_mm256_and_ps(sub, has));
-        _mm256_storeu_ps(y + r, _mm256_blendv_ps(y0, acc, has));
+        products(p, av + base, t->crd + (size_t)cb * base, span, x, cb);
+        const __m256i from = _mm256_set1_epi32((int)base);
+        for (; r < end; r += 8) {
+            __m256i q = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(seg + r)), from);
+            __m256i len = _mm256_sub_epi32(
+                _mm256_loadu_si256((const __m256i *)(seg + r + 1)), _mm256_add_epi32(q, from));
+            uint32_t total = seg[r + 8] - seg[r];
+            if (total == 0)
+                continue;
+            uint32_t most = hmax8(len);
+            if ((uint64_t)most * 8 > 4 * (uint64_t)total + 32) {
+                int rc = plain_rows(t, x, y, r, r + 8, s, cb);
+                if (rc)
+                    return rc;
+                continue;
+            }
+            s->budget -= (int64_t)total + 8;
+            if (__builtin_expect(s->budget < 0, 0) && expired(s))
+                return E_TIMEOUT;
+            __m256 y0 = _mm256_loadu_ps(y + r), acc = y0;
+            __m256i i = zero;
+            /* `usual` steps, the same count in every group (no mispredicted loop exit), then
+             * the rare longer rows' remaining ones. */
+            uint32_t step = 0;
+            for (; step < usual; step++, i = _mm256_add_epi32(i, one))
+                acc = add_step(acc, p, q, len, i);
+            for (; step < most; step++, i = _mm256_add_epi32(i, one))
+                acc = add_step(acc, p, q, len, i);
+            __m256 has = _mm256_castsi256_ps(_mm256_cmpgt_epi32(len, zero));
+            acc = _mm256_blendv_ps(acc, qnan, _mm256_cmp_ps(acc, acc, _CMP_UNORD_Q));
+            __m256 sub = _mm256_and_ps(
+                _mm256_cmp_ps(_mm256_and_ps(acc, magnitude), fmin, _CMP_LT_OQ),
+                _mm256_cmp_ps(acc, fzero, _CMP_NEQ_OQ));
+            tiny |= _mm256_movemask_ps(_mm256_and_ps(sub, has));
+            _mm256_storeu_ps(y + r, _mm256_blendv_ps(y0, acc, has));
+        }
     }
     s->tiny_out |= tiny != 0;
-    return plain_rows(t, x, y, r, t->rows, s, cb);
+    return plain_rows(t, x, y, whole, t->rows, s, cb);
 }
 
 static AVX2 int gather_rows2(const tile_view *t, const float *x, float *y, run_state *s)
@@ -503,8 +551,7 @@ static inline __attribute__((always_inline)) int plain_spmv(
     const float *x = (const float *)job->x + t->col0;
     float *y = (float *)job->y + t->row0;
 #if HAVE_MXCSR
-    if (s->avx2 && t->nvals < 0x7fffffffu && t->cols <= 0x7fffffff
-        && (cb == 4 || t->crd_tail >= 2))
+    if (s->avx2 && t->cols <= 0x7fffffff)
         return cb == 2 ? gather_rows2(t, x, y, s) : gather_rows4(t, x, y, s);
 #endif
     return plain_rows(t, x, y, 0, t->rows, s, cb);

@@ -180,3 +180,48 @@ def test_rows_empty_in_later_column_tiles_keep_their_sums(policy) -> None:  # ty
         emu.FP32_POLICY.clear()
         emu.FP32_POLICY.update(saved)
     same_bits(y, reference_spmv(A, x, policy), policy)
+
+
+def _rows(lengths: np.ndarray, n: int, r: np.random.Generator) -> sp.csr_array:
+    """A matrix whose row i has lengths[i] entries at distinct random columns of n."""
+    cols = [np.sort(r.choice(n, size=int(k), replace=False)) for k in lengths]
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    indices = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+    data = r.standard_normal(len(indices)).astype(np.float32)
+    # Special values too: subnormal products send a row tile to the exact redo.
+    pick = r.random(len(data)) < 0.02
+    data[pick] = r.choice(np.array(SPECIAL, np.float32), int(pick.sum()))
+    return sp.csr_array((data, indices, indptr), shape=(len(lengths), n))
+
+
+LAYOUTS = {
+    # rows of about one entry per tile: fixed-step groups, some above the usual count
+    "poisson": (lambda r: r.poisson(1.0, 700), 600, (200, 120)),
+    # groups past the 4096 products computed ahead, and blocks cut short before them
+    "long rows": (lambda r: np.where(r.random(96) < 0.6, 900, r.poisson(3, 96)), 1000, (96, 1000)),
+    # one long row among empty ones: groups sent to the scalar rows
+    "skewed": (lambda r: np.where(np.arange(400) % 16 == 3, 60, 0), 300, (160, 300)),
+    # tiles wider than 65536 columns: 32-bit coordinates
+    "wide": (lambda r: r.poisson(2.0, 90), 70_000, (40, 70_000)),
+}
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@pytest.mark.parametrize("policy", POLICIES, ids=lambda p: f"{p['subnormals']}-{p['nan']}")
+def test_row_groups_of_every_kind_are_bit_exact(layout, policy) -> None:  # type: ignore[no-untyped-def]
+    """The vector kernel's paths (eight rows per vector in blocks, fixed steps then extra
+    ones, groups past the block's products, skewed groups, 16- and 32-bit coordinates) on
+    tiles tall enough to take them, against the reference order."""
+    r = np.random.default_rng(sorted(LAYOUTS).index(layout))
+    lengths_of, n, tile = LAYOUTS[layout]
+    A = _rows(lengths_of(r), n, r)
+    x = r.standard_normal(n).astype(np.float32)
+    x[r.random(n) < 0.01] = np.float32(3e-39)
+    saved = dict(emu.FP32_POLICY)
+    emu.FP32_POLICY.update(policy)
+    try:
+        y = ff.spmv(A, x, device=ff.open("emu"), tile=tile)
+    finally:
+        emu.FP32_POLICY.clear()
+        emu.FP32_POLICY.update(saved)
+    same_bits(y, reference_spmv(A, x, policy), policy)
