@@ -388,6 +388,19 @@ static inline uint32_t divide(divider v, uint32_t c)
     return (uint32_t)(((uint64_t)c * v.mul) >> v.shift);
 }
 
+/* The column of the entry before i in its fiber, which starts at `first`: that of entry i itself
+ * for the first (no run starts there). The AVX-512 run loops' vectors compare their first lane
+ * with it: read from the coordinates, not from the loop's running state, so that one vector's
+ * run starts need not wait for the last one's to be taken (a chain through a store, a reload
+ * and a broadcast for every vector). */
+static inline uint32_t before(divider dv, const int32_t *crd, int64_t i, int64_t first)
+{
+    return divide(dv, (uint32_t)crd[i - (i > first)]);
+}
+
+/* How far ahead of a tile's cursor (in entries) the run loops ask for its sections' lines. */
+#define RUN_AHEAD 32
+
 /* Rows a scatter chunk spans: few enough that the chunk's segment entries of all the band's
  * tiles (gc * rows * 4 bytes, here at most 512 KiB) stay in the core's L2 cache between the
  * zeroing, the scatter and the scan, as many as that allows (each chunk costs a call per tile),
@@ -742,8 +755,10 @@ static inline AVX512 unsigned run_starts_avx512(const int32_t *crd, int64_t i, i
 }
 
 static inline AVX512 void copy_run_avx512(band_tile *bt, int cb, const int32_t *src,
-                                          const uint32_t *vals, int64_t n, int64_t base)
+                                          const uint32_t *vals, int64_t n, int64_t base,
+                                          int64_t readable)
 {
+    (void)readable; /* masked loads: nothing is read past the run */
     __m512i b = _mm512_set1_epi32((int32_t)base);
     for (int64_t j = 0; j < n; j += 16) {
         __mmask16 m = first_mask(n - j);
@@ -760,13 +775,16 @@ static inline AVX512 void copy_run_avx512(band_tile *bt, int cb, const int32_t *
 #define TALLY_FN tally_runs_avx512
 #define BAND_ATTR AVX512
 #define LANES 16
-#define RUN_STARTS run_starts_avx512
+#define STEP_VECS 1
+#define RUN_STARTS(crd, i, end, first, total, dv, prev, lane)                                      \
+    ((void)(prev), run_starts_avx512(crd, i, end, dv, before(dv, crd, i, first), lane))
 #define COPY_RUN copy_run_avx512
 #include "cpack_band.h"
 #undef BAND_FN
 #undef TALLY_FN
 #undef BAND_ATTR
 #undef LANES
+#undef STEP_VECS
 #undef RUN_STARTS
 #undef COPY_RUN
 
@@ -1134,38 +1152,78 @@ static AVX2 uint32_t count_band_chunks8(const int32_t *crd, int64_t n, const int
     return top;
 }
 
-/* The run loop's primitives with AVX2, 8 entries per step. Loads are masked at the fiber's
- * (or run's) end, which may be the array's. */
-/* As run_starts_avx512, for entries i .. i + 7. */
+/* The run loop's primitives with AVX2, 8 entries per step. Loads are whole vectors while they
+ * lie in the arrays, else masked at the fiber's (or run's) end. */
+/* As run_starts_avx512, for entries i .. i + 7 of a fiber that starts at `first`, entries
+ * below `total` lying in the arrays, prev the column of entry i - 1 (if i > first). While
+ * whole vectors lie in the arrays, which is nearly always, the loads are plain ones, not masked
+ * at the fiber's end (the lanes past it are masked off in the result). A power-of-two tile
+ * width (the usual tiles) is a shift, not the divider's multiplies, cheap enough to take each
+ * lane's predecessor's column from the coordinates one entry back; other widths take lane 0's
+ * from prev (a scalar divide per vector instead, as AVX-512 has it, took 1.06-1.09x the time
+ * at 408 x 8000 in paired runs on a loaded machine). */
 static inline AVX2 unsigned run_starts_avx2(const int32_t *crd, int64_t i, int64_t end,
-                                            divider dv, uint32_t prev, uint32_t *lane)
+                                            int64_t first, int64_t total, divider dv,
+                                            uint32_t prev, uint32_t *lane)
 {
     int64_t left = end - i;
     unsigned m = left < 8 ? (1u << left) - 1u : 0xffu;
-    __m256i c = _mm256_maskload_epi32(crd + i, lanes_below(left));
-    __m256i mul = _mm256_set1_epi64x((int64_t)dv.mul);
-    __m128i shift = _mm_cvtsi32_si128(dv.shift);
-    __m256i even = _mm256_srl_epi64(_mm256_mul_epu32(c, mul), shift);
-    __m256i odd = _mm256_srl_epi64(_mm256_mul_epu32(_mm256_srli_epi64(c, 32), mul), shift);
-    __m256i ct = _mm256_or_si256(even, _mm256_slli_epi64(odd, 32));
+    m &= i == first ? ~1u : ~0u; /* no run starts at the fiber's first entry */
+    int whole = i > 0 && i + 8 <= total;
+    __m256i c = whole ? _mm256_loadu_si256((const __m256i *)(crd + i))
+                      : _mm256_maskload_epi32(crd + i, lanes_below(left));
+    __m256i up = _mm256_setr_epi32(0, 0, 1, 2, 3, 4, 5, 6); /* each lane from the one below */
+    int32_t back = crd[i - (i > 0)];                       /* lane 0's predecessor */
+    __m256i ct, pt;
+    if (dv.mul == (uint64_t)1 << 31) { /* make_divider's multiplier for exactly those widths */
+        __m128i l = _mm_cvtsi32_si128(dv.shift - 31);
+        __m256i p = whole ? _mm256_loadu_si256((const __m256i *)(crd + i - 1))
+                          : _mm256_blend_epi32(_mm256_permutevar8x32_epi32(c, up),
+                                               _mm256_set1_epi32(back), 0x01);
+        ct = _mm256_srl_epi32(c, l);
+        pt = _mm256_srl_epi32(p, l);
+    } else {
+        __m256i mul = _mm256_set1_epi64x((int64_t)dv.mul);
+        __m128i shift = _mm_cvtsi32_si128(dv.shift);
+        __m256i even = _mm256_srl_epi64(_mm256_mul_epu32(c, mul), shift);
+        __m256i odd = _mm256_srl_epi64(_mm256_mul_epu32(_mm256_srli_epi64(c, 32), mul), shift);
+        ct = _mm256_or_si256(even, _mm256_slli_epi64(odd, 32));
+        pt = _mm256_blend_epi32(_mm256_permutevar8x32_epi32(ct, up),
+                                _mm256_set1_epi32((int32_t)prev), 0x01);
+    }
     _mm256_storeu_si256((__m256i *)lane, ct);
-    /* each lane's predecessor: the lane below, and prev for lane 0 */
-    __m256i before = _mm256_blend_epi32(
-        _mm256_permutevar8x32_epi32(ct, _mm256_setr_epi32(0, 0, 1, 2, 3, 4, 5, 6)),
-        _mm256_set1_epi32((int32_t)prev), 0x01);
-    __m256i same = _mm256_cmpeq_epi32(ct, before);
+    __m256i same = _mm256_cmpeq_epi32(ct, pt);
     return m & ~(unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(same));
 }
 
 /* Stores are full-width while the tile has room for 8 more entries (what they write past the
  * run lies in the same section and is overwritten by the tile's next runs, as in append8);
  * after that, masked, or a short copy for 16-bit coordinates (AVX2 has no 16-bit masked
- * store). */
+ * store). `readable` entries from src (and vals) lie inside the arrays. A banded matrix' runs
+ * are short (3 to 9 entries at 256 x 256 tiles), so the first 8 entries, where whole vectors
+ * may be read and written (nearly always), take plain loads and stores: no mask to build, no
+ * masked loads, no branch on the run's length. */
 static inline AVX2 void copy_run_avx2(band_tile *bt, int cb, const int32_t *src,
-                                      const uint32_t *vals, int64_t n, int64_t base)
+                                      const uint32_t *vals, int64_t n, int64_t base,
+                                      int64_t readable)
 {
     __m256i b = _mm256_set1_epi32((int32_t)base);
-    for (int64_t j = 0; j < n; j += 8) {
+    int64_t j = 0;
+    if (readable >= 8 && bt->n + 8 <= bt->room) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)vals);
+        __m256i c = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)src), b);
+        if (cb == 2) {
+            __m256i low = _mm256_and_si256(c, _mm256_set1_epi32(0xffff));
+            __m128i c16 =
+                _mm_packus_epi32(_mm256_castsi256_si128(low), _mm256_extracti128_si256(low, 1));
+            _mm_storeu_si128((__m128i *)((uint16_t *)bt->crd + bt->n), c16);
+        } else {
+            _mm256_storeu_si256((__m256i *)((uint32_t *)bt->crd + bt->n), c);
+        }
+        _mm256_storeu_si256((__m256i *)(bt->vals + bt->n), v);
+        j = 8;
+    }
+    for (; j < n; j += 8) {
         int64_t at = bt->n + j;
         __m256i in = lanes_below(n - j);
         __m256i v = _mm256_maskload_epi32((const int *)(vals + j), in);
@@ -1201,6 +1259,7 @@ static inline AVX2 void copy_run_avx2(band_tile *bt, int cb, const int32_t *src,
 #define TALLY_FN tally_runs_avx2
 #define BAND_ATTR AVX2
 #define LANES 8
+#define STEP_VECS 4
 #define RUN_STARTS run_starts_avx2
 #define COPY_RUN copy_run_avx2
 #include "cpack_band.h"
@@ -1208,6 +1267,7 @@ static inline AVX2 void copy_run_avx2(band_tile *bt, int cb, const int32_t *src,
 #undef TALLY_FN
 #undef BAND_ATTR
 #undef LANES
+#undef STEP_VECS
 #undef RUN_STARTS
 #undef COPY_RUN
 

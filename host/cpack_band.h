@@ -5,11 +5,17 @@
  * lookup per entry.
  *
  * cpack.c includes this file with BAND_FN and TALLY_FN (the functions' names), BAND_ATTR (their
- * target attribute), LANES (entries per vector), RUN_STARTS and COPY_RUN (the primitives)
- * defined, once per vector level: the primitives must be compiled into the loops for them to
- * run at memory speed. (A portable counterpart, a library copy and a search per run, was slower
- * than the scatter.) RUN_STARTS gives a vector of entries' tile columns and where runs start in
- * it; the loops then take the runs one by one from its mask. */
+ * target attribute), LANES (entries per vector), STEP_VECS (vectors whose run starts the fill
+ * finds before taking the runs), RUN_STARTS and COPY_RUN (the primitives) defined, once per
+ * vector level: the primitives must be compiled into the loops for them to run at memory
+ * speed. (A portable counterpart, a library copy and a search per run, was slower than the
+ * scatter.) RUN_STARTS(crd, i, end, first, total, dv, prev, lane) gives a vector of the tile
+ * columns of entries i .. of a fiber first .. end - 1 (in lane[]) and where runs start in it
+ * (a mask), reading no entry at or past `total`; prev is the column of entry i - 1 (when i >
+ * first), from the vector before's lanes, not from the runs taken since (which would chain
+ * each vector to the last one's runs). The loops then take the runs one by one from the
+ * mask. COPY_RUN(bt, cb, src, vals, n, base, readable) appends n entries to a tile, `readable`
+ * being how many entries from src lie in the arrays. */
 
 /* The counting pass's tally: entries q .. end - 1 (q < end) into t[tile], a run at a time, and
  * the number of runs. A banded matrix' band (5 entries a run at 256 x 256) costs a few scalar
@@ -18,10 +24,11 @@
 BAND_ATTR static int64_t TALLY_FN(const int32_t *crd, int64_t q, int64_t end, divider dv,
                                   int64_t *t)
 {
-    uint32_t cur = divide(dv, (uint32_t)crd[q]), lane[LANES];
+    uint32_t cur = divide(dv, (uint32_t)crd[q]), prev = cur, lane[LANES];
     int64_t start = q, runs = 1;
     for (int64_t i = q; i < end; i += LANES) {
-        unsigned starts = RUN_STARTS(crd, i, end, dv, cur, lane);
+        unsigned starts = RUN_STARTS(crd, i, end, q, end, dv, prev, lane);
+        prev = lane[LANES - 1];
         runs += __builtin_popcount(starts);
         for (; starts; starts &= starts - 1) {
             int j = __builtin_ctz(starts);
@@ -46,15 +53,22 @@ BAND_ATTR static void BAND_FN(const walker *w, band_tile *tiles, int64_t n_used,
     const uint32_t *vals = t->vals;
     int64_t tc = t->tile[1], gc = t->grid[1];
     int cb = t->coord_bytes;
+    int64_t total = pos[t->size[0]]; /* entries in crd and vals */
     divider dv = make_divider(tc);
-    uint32_t lane[LANES];
-/* Entries a .. b - 1 of the current row, a run in tile column col, appended to that tile. */
+    uint32_t lane[STEP_VECS * LANES];
+/* Entries a .. b - 1 of the current row, a run in tile column col, appended to that tile. The
+ * band's tiles' sections are written a few entries at a time, by turns: too many streams for
+ * the hardware prefetchers (a band of a banded matrix at 256 x 256 fills 9 tiles, 27 streams
+ * with the segment arrays), so each run asks for the lines RUN_AHEAD entries on (past a
+ * section's end, of the image's next bytes: harmless), as the scatter does. */
 #define APPEND_RUN(col, a, b)                                                                      \
     do {                                                                                           \
         band_tile *bt = &tiles[col];                                                               \
         while (bt->done < lr)                                                                      \
             bt->seg[++bt->done] = (uint32_t)bt->n;                                                 \
-        COPY_RUN(bt, cb, crd + (a), vals + (a), (b) - (a), (int64_t)(col) * tc);                  \
+        __builtin_prefetch(bt->vals + bt->n + RUN_AHEAD, 1, 3);                                    \
+        __builtin_prefetch(bt->crd + cb * (bt->n + RUN_AHEAD), 1, 3);                              \
+        COPY_RUN(bt, cb, crd + (a), vals + (a), (b) - (a), (int64_t)(col) * tc, total - (a));     \
         bt->n += (b) - (a);                                                                        \
         bt->seg[++bt->done] = (uint32_t)bt->n;                                                     \
     } while (0)
@@ -63,13 +77,24 @@ BAND_ATTR static void BAND_FN(const walker *w, band_tile *tiles, int64_t n_used,
         if (q == end)
             continue;
         uint32_t cur = divide(dv, (uint32_t)crd[q]); /* the column of the run being read */
-        for (int64_t i = q; i < end; i += LANES)
-            for (unsigned s = RUN_STARTS(crd, i, end, dv, cur, lane); s; s &= s - 1) {
-                int64_t next = i + __builtin_ctz(s);
+        int64_t first = q;
+        uint32_t prev = cur;
+        for (int64_t i = q; i < end; i += STEP_VECS * LANES) {
+            /* The run starts of up to STEP_VECS vectors, then the runs: with short runs (a few
+             * to a vector) the loop over them is then left once a row, not once a vector. */
+            uint64_t s = RUN_STARTS(crd, i, end, first, total, dv, prev, lane);
+            for (int k = 1; k < STEP_VECS && i + k * LANES < end; k++)
+                s |= (uint64_t)RUN_STARTS(crd, i + k * LANES, end, first, total, dv,
+                                          lane[k * LANES - 1], lane + k * LANES)
+                     << (k * LANES);
+            prev = lane[STEP_VECS * LANES - 1];
+            for (; s; s &= s - 1) {
+                int64_t next = i + __builtin_ctzll(s);
                 APPEND_RUN(cur, q, next);
                 q = next;
                 cur = lane[next - i];
             }
+        }
         APPEND_RUN(cur, q, end);
     }
 #undef APPEND_RUN

@@ -39,11 +39,11 @@ def runs_matrix(rows: int, cols: int, width: int, seed: int) -> sp.csr_array:
 
 @pytest.mark.parametrize("simd", ["0", "avx2", "avx512"])
 @pytest.mark.parametrize("bits", [16, 32])
-def test_runs_of_every_length_equal_numpy(monkeypatch, simd, bits):
+@pytest.mark.parametrize("width", [96, 64])  # the tile column by a multiply, or by a shift
+def test_runs_of_every_length_equal_numpy(monkeypatch, simd, bits, width):
     monkeypatch.setenv("FIBERFLOW_SIMD", simd)
     monkeypatch.setenv("FIBERFLOW_THREADS", "1")
-    width = 96
-    t = ff.Tensor.from_scipy(runs_matrix(300, 96 * 12, width, seed=bits))
+    t = ff.Tensor.from_scipy(runs_matrix(300, width * 12, width, seed=bits))
     # 12 tile columns: past the compress loops' few, so bands take the run loops (long runs)
     for rows in (1, 7, 64, 300):
         img = ff.pack(t, (rows, width), coord_bits=bits, impl="c")
@@ -80,4 +80,20 @@ def test_run_counts_at_the_largest_coordinates(monkeypatch, simd):
     for tile in ((40, 1_000_003), (3, 999_983), (40, 2**20)):
         img = ff.pack(t, tile, coord_bits=32, impl="c")
         ref = ff.pack(t, tile, coord_bits=32, impl="numpy")
+        assert np.array_equal(img.data, ref.data), (tile, simd)
+
+
+@pytest.mark.parametrize("simd", ["0", "avx2", "avx512"])
+def test_banded_equal_numpy(monkeypatch, simd):
+    """A 3-D stencil's diagonals (the benchmark's banded matrix, smaller): rows of a few short
+    runs, several to a vector, at power-of-two and other tile widths, the last band ending at
+    the arrays' end."""
+    from fiberflow.bench.pack import banded_csr
+
+    monkeypatch.setenv("FIBERFLOW_SIMD", simd)
+    monkeypatch.setenv("FIBERFLOW_THREADS", "1")
+    t = ff.Tensor.from_scipy(banded_csr(8000, 160_000, seed=0))
+    for tile in ((256, 256), (64, 128), (500, 1000), (100, 96), (8000, 700)):
+        img = ff.pack(t, tile, impl="c")
+        ref = ff.pack(t, tile, impl="numpy")
         assert np.array_equal(img.data, ref.data), (tile, simd)
