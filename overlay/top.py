@@ -493,12 +493,16 @@ class Shell(Module):
         # Other registers are read-only: a write to them is ignored; other offsets read 0.
 
         for n, ln in enumerate(lanes):
-            self.comb += [
-                *[ln.cfg[w].eq(lane_cfg[n][w]) for w in range(nw)],
-                ln.start.eq(
-                    cpu_we & csel[coff("LANE_CTRL", n)] & _bits(lane_ctrl, "START", cpu.p_wdata)
-                ),
-            ]
+            self.comb += [ln.cfg[w].eq(lane_cfg[n][w]) for w in range(nw)]
+            # The start pulse comes from a flip-flop, a cycle after the CPU's write: it
+            # restarts the lane's tile readers, whose requests select the tile buffer's
+            # address, so from the write's decode it would put the CPU's bus, the decode and
+            # the buffer's address routing in one cycle (the 1-lane shell's routed ECP5
+            # critical path, 16.8 ns). The lane is busy from the cycle after its start, and a
+            # CPU access after the write is decoded no earlier than that.
+            self.sync += ln.start.eq(
+                cpu_we & csel[coff("LANE_CTRL", n)] & _bits(lane_ctrl, "START", cpu.p_wdata)
+            )
         for e, d in enumerate(dmas):
             ctrl_we = cpu_we & csel[coff("DMA_CTRL", e)]
             self.comb += [
