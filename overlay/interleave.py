@@ -19,8 +19,9 @@ not eligible. Why the order cannot change: each chain lives in one context and i
 first-in first-out, so whichever context is picked, a sum receives its own terms in order:
 the result is the sequential sum, bit for bit, whatever the timing.
 
-The pick is one stage ahead of the queue read (pick, read, add), so the choice among the
-contexts and the queue memory's read are in different cycles, each from flip-flops.
+The pick is one stage ahead of the queue read (pick, read, register, add), so the choice
+among the contexts, the queue memory's read and the adder's first stage are in different
+cycles, each from flip-flops.
 
 The caller assigns chains to contexts and must not start a chain in a context before the
 previous chain there has been fully queued (in the lane, chains arrive in row order, so this
@@ -87,7 +88,7 @@ class InterleavedAccumulator(Module):
     turn : int
         Fewest cycles between two adds of one chain (``latency + 1``): a lone chain's rate.
     window : int
-        Cycles from a pick to its sum on ``out_*``, plus one (``latency + 3``).
+        Cycles from a pick to its sum on ``out_*``, plus one (``latency + 4``).
     out_valid, out_sum, out_tag : out
         A chain's final sum (one cycle; no backpressure beyond ``out_ok``).
     idle : Signal(), out
@@ -103,7 +104,7 @@ class InterleavedAccumulator(Module):
         cb, db = contexts.bit_length() - 1, depth.bit_length() - 1
         self.latency = lat = add.latency
         self.turn = lat + 1
-        self.window = lat + 3
+        self.window = lat + 4
         self.reserve = Signal()
         self.reserve_sel = Signal(contexts)
         self.room = [Signal(reset=1, name=f"room{j}") for j in range(contexts)]
@@ -207,11 +208,17 @@ class InterleavedAccumulator(Module):
             ]
             busy_parts.append(held[j] != 0)
 
-        # -- the adder loop: operands in the cycle after the read; sums back `latency` later --
-        v_i, ctx_i = Signal(), Signal(cb)
-        self.sync += [v_i.eq(sel_v), ctx_i.eq(sel)]
+        # -- the adder loop: the read word is registered once more, and the adder takes it in
+        # the cycle after; sums are back `latency` later. That register keeps the memory's
+        # read out of the adder's first stage where the queues are block RAM (its slow
+        # clock-to-output: the 1-lane shell's routed ECP5 critical path). Every pick is
+        # delayed alike, so a context is still picked again no sooner than its sum is back. --
+        v_r, ctx_r = Signal(), Signal(cb)  # the read cycle
+        v_i, ctx_i = Signal(), Signal(cb)  # the operands' cycle
+        word = Signal(width, reset_less=True)
+        self.sync += [v_r.eq(sel_v), ctx_r.eq(sel), v_i.eq(v_r), ctx_i.eq(ctx_r), word.eq(rd.dat_r)]
         term, init, tag, first, last = Signal(32), Signal(32), Signal(tag_bits), Signal(), Signal()
-        self.comb += Cat(term, init, tag, first, last).eq(rd.dat_r)
+        self.comb += Cat(term, init, tag, first, last).eq(word)
         acc = [Signal(32, name=f"acc{j}") for j in range(contexts)]
         self.comb += [
             add.a.eq(Mux(first, init, Array(acc)[ctx_i])),
@@ -219,7 +226,7 @@ class InterleavedAccumulator(Module):
         ]
         # Valid, context, last and tag travel beside the adder's stages.
         v, c, lst, tg = v_i, ctx_i, last, tag
-        in_adder = [v_i]
+        in_adder = [v_r, v_i]
         for _ in range(lat):
             v2, c2, l2, t2 = Signal(), Signal(len(c)), Signal(), Signal(tag_bits)
             self.sync += [v2.eq(v), c2.eq(c), l2.eq(lst), t2.eq(tg)]
