@@ -124,8 +124,8 @@ INVARIANTS = (
     "lens_level == 0 ? w_beat == 0 : w_beat <= lens_source_payload_len",
     "props_awn == 0 || props_wbeat <= 15",
     # the W data FIFO never overflows, and holds what its pointers say
-    "data_level + inflight <= 4",
-    "data_produce == (data_consume + data_level) % 4",
+    "data_level + issued + inflight + arrived <= 8",
+    "data_produce == (data_consume + data_level) % 8",
     # an address offered and not taken last cycle: the engine knows
     "a_offered == (props_ar_stuck || props_aw_stuck)",
     # the burst register belongs to the current address and count

@@ -98,7 +98,8 @@ class DMAEngine(Module):
     overflow : Signal(), out
         A ``go`` found the queue full (the command was lost); held until reset.
     buf_adr, buf_dat_w, buf_we, buf_dat_r
-        The local space port, in bus words (synchronous read, one cycle).
+        The local space port, in bus words (synchronous read, one cycle), driven from
+        registers.
     rd_beat, wr_beat, fill_beat : Signal(), out
         A data beat was read / written / a zero word filled this cycle (for the counters).
     """
@@ -137,7 +138,7 @@ class DMAEngine(Module):
         self.resp = Signal(2)
         self.overflow = Signal()
         self.buf_adr = Signal(local_bits - shift)
-        self.buf_dat_w = Signal(bus_bits)
+        self.buf_dat_w = Signal(bus_bits, reset_less=True)
         self.buf_we = Signal()
         self.buf_dat_r = Signal(bus_bits)
         self.rd_beat = Signal()
@@ -199,8 +200,9 @@ class DMAEngine(Module):
         # strobes, and so the buffers' write enables, do not wait for a 30-bit compare.
         d_more = Signal()
         fetch_more = Signal()
-        inflight = Signal()  # a buffer read issued last cycle: its word is on buf_dat_r
-        arrived = Signal()  # one issued two cycles ago: its word is in `word`
+        issued = Signal()  # a buffer read decided last cycle: its address is on buf_adr
+        inflight = Signal()  # one decided two cycles ago: its word is on buf_dat_r
+        arrived = Signal()  # one decided three cycles ago: its word is in `word`
         # The word read goes into a register before the W data FIFO: block RAM's slow
         # clock-to-output, the routing back from the engine's buffers (spread over the die)
         # and the region multiplexer are a cycle of their own.
@@ -229,7 +231,9 @@ class DMAEngine(Module):
         a_more = Signal()  # a_left is not 0
 
         lens = stream.SyncFIFO([("len", 8)], max_outstanding, buffered=False)
-        data = stream.SyncFIFO([("data", bus_bits)], 4, buffered=False)
+        # Room for the reads in flight (a word reaches it three cycles after the read is
+        # decided) and a few more, so that W can take a word in every cycle.
+        data = stream.SyncFIFO([("data", bus_bits)], 8, buffered=False)
         self.submodules += lens, data
 
         ar_fire = Signal()
@@ -271,10 +275,14 @@ class DMAEngine(Module):
             aw_fire.eq(axi.aw.valid & axi.aw.ready),
             lens.sink.valid.eq(aw_fire),
             lens.sink.len.eq(burst_len),
-            # Buffer reads run ahead of W into a small FIFO (a word reaches it two cycles after
-            # its read: the buffer's latency, then `word`).
+            # Buffer reads run ahead of W into a small FIFO (a word reaches it three cycles
+            # after its read is decided: the port's register, the buffer's latency, `word`).
             do_fetch.eq(
-                self.active & mode & fetch_more & (data.level + inflight + arrived < 4) & ~self.halt
+                self.active
+                & mode
+                & fetch_more
+                & (data.level + issued + inflight + arrived < 8)
+                & ~self.halt
             ),
             data.sink.valid.eq(arrived),
             data.sink.data.eq(word),
@@ -283,7 +291,8 @@ class DMAEngine(Module):
             # has landed (no fetch starts under halt), so that a beat's strobes never change
             # while it is offered.
             axi.w.valid.eq(
-                lens.source.valid & (data.source.valid | (self.halt & ~inflight & ~arrived))
+                lens.source.valid
+                & (data.source.valid | (self.halt & ~issued & ~inflight & ~arrived))
             ),
             axi.w.data.eq(data.source.data),
             axi.w.strb.eq(Replicate(data.source.valid, bus_bytes)),
@@ -294,12 +303,7 @@ class DMAEngine(Module):
             # Write response channel.
             axi.b.ready.eq((self.active & mode) | self.halt),
             b_fire.eq(axi.b.valid & axi.b.ready),
-            # Buffer port: R data, a zero fill, or (write-out with zero) clearing the word
-            # being read.
-            self.buf_adr.eq(Mux(mode, fetch, local)),
             self.fill_beat.eq(self.active & filling & ~mode & d_more),
-            self.buf_we.eq((r_fire & ~self.halt) | self.fill_beat | (do_fetch & filling)),
-            self.buf_dat_w.eq(Mux(filling, 0, axi.r.data)),
             self.rd_beat.eq(r_fire),
             self.wr_beat.eq(w_fire),
         ]
@@ -318,7 +322,16 @@ class DMAEngine(Module):
         fill_only = Signal()
         self.comb += fill_only.eq(cmd.zero & ~cmd.to_ddr)
         self.sync += [
-            inflight.eq(do_fetch),
+            # Buffer port, from flip-flops: R data, a zero fill, or (write-out with zero)
+            # clearing the word being read, a cycle after the engine decides it. The port's
+            # address, data and enables reach every block RAM of the engine's buffers, spread
+            # over the die, and that routing then has a cycle to itself. A transfer completes
+            # no sooner than the cycle after its last word's write.
+            self.buf_adr.eq(Mux(mode, fetch, local)),
+            self.buf_we.eq((r_fire & ~self.halt) | self.fill_beat | (do_fetch & filling)),
+            self.buf_dat_w.eq(Mux(filling, 0, axi.r.data)),
+            issued.eq(do_fetch),
+            inflight.eq(issued),
             arrived.eq(inflight),
             word.eq(self.buf_dat_r),
             a_offered.eq((axi.ar.valid & ~axi.ar.ready) | (axi.aw.valid & ~axi.aw.ready)),
