@@ -340,10 +340,10 @@ class Shell(Module):
         # into flip-flops (one per register, one per buffer: a read is then an AND-OR of the
         # registers, a write a single enable); in the second it is done and answered. A
         # buffer access takes three: its read is started by the address in the first, its
-        # data (or its write) is there in the second, and it is answered from a register in
-        # the third. The buffers are block RAM all over the die: their slow clock-to-output,
-        # the routing back, the AND-OR over them and the CPU's own decoding of the word would
-        # otherwise share a cycle.
+        # data is there in the second, and it is answered from a register in the third, in
+        # which a write lands. The buffers are block RAM all over the die: their slow
+        # clock-to-output, the routing back, the AND-OR over them and the CPU's own decoding
+        # of the word would otherwise share a cycle.
         is_reg = Signal()
         is_tile = Signal()
         decoded = Signal()  # second cycle of an access: the flip-flops below are its decode
@@ -395,8 +395,12 @@ class Shell(Module):
         win_data = {}
         for e, ports in enumerate(cpu_ports):
             for r, pb in ports.items():
-                win_we = Signal(bus_bytes)
-                words_we = [win_we[4 * i : 4 * i + 4] for i in range(bus_bytes // 4)]
+                # The write enables come from a register, a cycle after the access's decode:
+                # the write lands in its third cycle, the address and data still held, and no
+                # decoding shares a cycle with the routing to the block RAMs.
+                win_we, win_we_d = Signal(bus_bytes), Signal(bus_bytes)
+                self.sync += win_we.eq(win_we_d)
+                words_we = [win_we_d[4 * i : 4 * i + 4] for i in range(bus_bytes // 4)]
                 words_r = [pb.dat_r[32 * i : 32 * i + 32] for i in range(bus_bytes // 4)]
                 cpu_side = [
                     pb.adr.eq(cpu.p_addr[shift : shift + len(pb.adr)]),
