@@ -453,9 +453,9 @@ static inline __attribute__((always_inline)) AVX2 __m256 add_step(__m256 acc, co
  * order, and no branch depends on a row's length (a mispredicted loop exit per row would cost
  * more than the row's arithmetic). The products of a block of up to 64 rows are formed first
  * (`products`), so each step gathers one vector of products rather than values, coordinates
- * and x. Groups whose longest row is far above their mean (most lanes would idle), groups with more than AHEAD
- * entries, and the last rows % 8, go to plain_rows. The caller checks that the tile's width
- * fits the gathers' signed 32-bit indices. */
+ * and x. Groups whose longest row is far above their mean (most lanes would idle), groups
+ * with more than AHEAD entries, and the last rows % 8, go to plain_rows. The caller checks
+ * that the tile's width fits the gathers' signed 32-bit indices. */
 static inline __attribute__((always_inline)) AVX2 int gather_rows(
     const tile_view *t, const float *x, float *y, run_state *s, const int cb)
 {
