@@ -195,10 +195,14 @@ def _rows(lengths: np.ndarray, n: int, r: np.random.Generator) -> sp.csr_array:
 
 
 LAYOUTS = {
-    # rows of about one entry per tile: fixed-step groups, some above the usual count
+    # rows of about one entry per tile: fixed-step groups
     "poisson": (lambda r: r.poisson(1.0, 700), 600, (200, 120)),
+    # three per tile: some groups above the usual count, which take their own
+    "poisson 3": (lambda r: r.poisson(3.0, 700), 600, (200, 600)),
     # groups past the 4096 products computed ahead, and blocks cut short before them
     "long rows": (lambda r: np.where(r.random(96) < 0.6, 900, r.poisson(3, 96)), 1000, (96, 1000)),
+    # a few long rows raise the tile's mean: the groups of short rows take their own count
+    "inflated mean": (lambda r: np.where(np.arange(600) % 40 == 0, 300, 1), 400, (200, 400)),
     # one long row among empty ones: groups sent to the scalar rows
     "skewed": (lambda r: np.where(np.arange(400) % 16 == 3, 60, 0), 300, (160, 300)),
     # tiles wider than 65536 columns: 32-bit coordinates
