@@ -1,0 +1,103 @@
+"""Two builds of the emulator's kernels (``_cemu`` modules) against each other, paired: the
+same resident SpMV alternates between them in one process, and each matrix reports the
+median of the per-round time ratios (new / old), so the machine's drift cancels out.
+
+    python scripts/emu_kernel_ab.py OLD.so NEW.so [--rounds N] [--matrices ...]
+
+Build the old module from an earlier commit, e.g.::
+
+    git worktree add /tmp/old <commit> && (cd /tmp/old && python setup.py -q build_ext --inplace)
+    python scripts/emu_kernel_ab.py /tmp/old/host/_cemu.abi3.so host/_cemu.abi3.so
+
+Only the kernel is timed: the image's CRC-32 check before each job is turned off. Both
+builds must give the same bits (checked on the first round).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+import fiberflow as ff
+from fiberflow.bench.pack import banded_csr, power_law_csr, random_csr
+from fiberflow.host import emu
+
+
+def few_long_rows() -> sp.csr_array:
+    """Rows of one entry, and every 340th of 8,000: a few long rows inflate each tile's mean."""
+    r = np.random.default_rng(0)
+    m, n = 200_000, 8190
+    lens = np.where(np.arange(m) % 340 == 0, 8000, 1)
+    cols = [np.sort(r.choice(n, k, replace=False)) for k in lens]
+    indptr = np.concatenate([[0], np.cumsum(lens)])
+    data = np.ones(int(indptr[-1]), np.float32)
+    return sp.csr_array((data, np.concatenate(cols), indptr), shape=(m, n))
+
+
+MATRICES: dict[str, Callable[[], Any]] = {
+    "random": lambda: random_csr(200_000, 4_000_000, 0),
+    "banded": lambda: banded_csr(200_000, 4_000_000, 0),
+    "power-law": lambda: power_law_csr(200_000, 4_000_000, 0),
+    "200/row": lambda: random_csr(20_000, 4_000_000, 0),
+    "few long rows": few_long_rows,
+}
+
+
+def load(path: str, tag: str) -> Any:
+    """The module at ``path``, loaded from a copy under a name of its own: the dynamic loader
+    handed a second file named like one already loaded (``_cemu.abi3.so``) the first one's
+    functions, so both "builds" measured the same code."""
+    copy = Path(tempfile.mkdtemp(prefix="ff-ab-")) / f"_cemu_{tag}.so"
+    shutil.copyfile(path, copy)
+    spec = importlib.util.spec_from_file_location("fiberflow.host._cemu", copy)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("old")
+    ap.add_argument("new")
+    ap.add_argument("--rounds", type=int, default=30)
+    ap.add_argument("--matrices", nargs="*", default=list(MATRICES), choices=list(MATRICES))
+    args = ap.parse_args()
+    builds = [load(args.old, "old"), load(args.new, "new")]
+    print("| matrix | old ms | new ms | new / old (median of paired rounds) |")
+    print("|---|---|---|---|")
+    for name in args.matrices:
+        A = MATRICES[name]()
+        x = np.random.default_rng(0).standard_normal(A.shape[1]).astype(np.float32)
+        dev = ff.open("emu")
+        dev.recheck_images = False  # the kernel alone
+        h = dev.put(A)
+        times: list[list[float]] = [[], []]
+        first: list[np.ndarray] = []
+        for rnd in range(args.rounds):
+            for k in (0, 1) if rnd % 2 else (1, 0):
+                emu.ffi, emu.lib = builds[k].ffi, builds[k].lib
+                start = time.perf_counter()
+                y = ff.spmv(h, x, device=dev)
+                times[k].append(time.perf_counter() - start)
+                if rnd == 0:
+                    first.append(y)
+        if not np.array_equal(first[0].view(np.uint32), first[1].view(np.uint32)):
+            raise SystemExit(f"{name}: the two builds give different bits")
+        old, new = (np.array(t) for t in times)
+        print(f"| {name} | {np.median(old) * 1e3:.2f} | {np.median(new) * 1e3:.2f} | "
+              f"{np.median(new / old):.3f} |", flush=True)  # fmt: skip
+        dev.close()
+
+
+if __name__ == "__main__":
+    main()
