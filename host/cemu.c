@@ -365,10 +365,11 @@ static inline __attribute__((always_inline)) int run_tile(
 /* Plain IEEE SpMV (no flushing; canonical NaN) of rows r .. end - 1 of a tile, two rows at a
  * time. Each row's sum is still one sequential chain in column order, but two chains advance
  * together, so one addition's latency hides behind the other's. Rows without entries are
- * left as they are. Notes in s->tiny_out whether a final sum it stored is subnormal. */
+ * left as they are. Notes in s->tiny_out whether a final sum it stored is subnormal. With
+ * `ahead`, the products of entries `from` on were formed already: ahead[q - from]. */
 static inline __attribute__((always_inline)) int plain_rows(
     const tile_view *t, const float *x, float *y, int64_t r, int64_t end, run_state *s,
-    const int cb)
+    const int cb, const float *ahead, uint32_t from)
 {
     const uint32_t *seg = t->seg;
     const uint8_t *crd = t->crd;
@@ -382,14 +383,16 @@ static inline __attribute__((always_inline)) int plain_rows(
         if (__builtin_expect(s->budget < 0, 0) && expired(s))
             return E_TIMEOUT;
         float a0 = y[r], a1 = two ? y[r + 1] : 0.0f;
+#define PRODUCT(q) (ahead ? ahead[(q) - from] : av[q] * x[crd_at(crd, q, cb)])
         for (uint32_t i = 0; i < both; i++) {
-            a0 = a0 + av[q0 + i] * x[crd_at(crd, q0 + i, cb)];
-            a1 = a1 + av[q1 + i] * x[crd_at(crd, q1 + i, cb)];
+            a0 = a0 + PRODUCT(q0 + i);
+            a1 = a1 + PRODUCT(q1 + i);
         }
         for (uint32_t i = both; i < n0; i++)
-            a0 = a0 + av[q0 + i] * x[crd_at(crd, q0 + i, cb)];
+            a0 = a0 + PRODUCT(q0 + i);
         for (uint32_t i = both; i < n1; i++)
-            a1 = a1 + av[q1 + i] * x[crd_at(crd, q1 + i, cb)];
+            a1 = a1 + PRODUCT(q1 + i);
+#undef PRODUCT
         if (n0) {
             a0 = canon(a0, 1);
             tiny_out |= subnormal(a0);
@@ -480,7 +483,7 @@ static inline __attribute__((always_inline)) AVX2 int gather_rows(
             end -= 8;
         const uint32_t base = seg[r], span = seg[end] - base;
         if (span > AHEAD) { /* one group of long rows: their own loop */
-            int rc = plain_rows(t, x, y, r, end, s, cb);
+            int rc = plain_rows(t, x, y, r, end, s, cb, NULL, 0);
             if (rc)
                 return rc;
             r = end;
@@ -501,7 +504,7 @@ static inline __attribute__((always_inline)) AVX2 int gather_rows(
                 continue;
             uint32_t most = hmax8(len);
             if ((uint64_t)most * 8 > 4 * (uint64_t)total + 32) {
-                int rc = plain_rows(t, x, y, r, r + 8, s, cb);
+                int rc = plain_rows(t, x, y, r, r + 8, s, cb, p, base);
                 if (rc)
                     return rc;
                 continue;
@@ -528,7 +531,7 @@ static inline __attribute__((always_inline)) AVX2 int gather_rows(
         }
     }
     s->tiny_out |= tiny != 0;
-    return plain_rows(t, x, y, whole, t->rows, s, cb);
+    return plain_rows(t, x, y, whole, t->rows, s, cb, NULL, 0);
 }
 
 static AVX2 int gather_rows2(const tile_view *t, const float *x, float *y, run_state *s)
@@ -554,7 +557,7 @@ static inline __attribute__((always_inline)) int plain_spmv(
     if (s->avx2 && t->cols <= 0x7fffffff)
         return cb == 2 ? gather_rows2(t, x, y, s) : gather_rows4(t, x, y, s);
 #endif
-    return plain_rows(t, x, y, 0, t->rows, s, cb);
+    return plain_rows(t, x, y, 0, t->rows, s, cb, NULL, 0);
 }
 
 typedef int (*tile_fn)(const ff_emu_job *, const tile_view *, run_state *);
