@@ -16,16 +16,13 @@ builds must give the same bits (checked on the first round).
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from ab_load import load  # scripts/ab_load.py
 
 import fiberflow as ff
 from fiberflow.bench.pack import banded_csr, power_law_csr, random_csr
@@ -52,19 +49,6 @@ MATRICES: dict[str, Callable[[], Any]] = {
 }
 
 
-def load(path: str, tag: str) -> Any:
-    """The module at ``path``, loaded from a copy under a name of its own: the dynamic loader
-    handed a second file named like one already loaded (``_cemu.abi3.so``) the first one's
-    functions, so both "builds" measured the same code."""
-    copy = Path(tempfile.mkdtemp(prefix="ff-ab-")) / f"_cemu_{tag}.so"
-    shutil.copyfile(path, copy)
-    spec = importlib.util.spec_from_file_location("fiberflow.host._cemu", copy)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("old")
@@ -72,7 +56,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--matrices", nargs="*", default=list(MATRICES), choices=list(MATRICES))
     args = ap.parse_args()
-    builds = [load(args.old, "old"), load(args.new, "new")]
+    builds = [load(args.old, "fiberflow.host._cemu", "old"),
+              load(args.new, "fiberflow.host._cemu", "new")]  # fmt: skip
     print("| matrix | old ms | new ms | new / old (median of paired rounds) |")
     print("|---|---|---|---|")
     for name in args.matrices:

@@ -87,13 +87,16 @@ def test_run_counts_at_the_largest_coordinates(monkeypatch, simd):
 def test_banded_equal_numpy(monkeypatch, simd):
     """A 3-D stencil's diagonals (the benchmark's banded matrix, smaller): rows of a few short
     runs, several to a vector, at power-of-two and other tile widths, the last band ending at
-    the arrays' end."""
+    the arrays' end; and at wide tiles (two and four tile columns), where most bands lie in one
+    tile column and are filled as a band of that one tile, and a few cross into the next."""
     from fiberflow.bench.pack import banded_csr
 
     monkeypatch.setenv("FIBERFLOW_SIMD", simd)
     monkeypatch.setenv("FIBERFLOW_THREADS", "1")
     t = ff.Tensor.from_scipy(banded_csr(8000, 160_000, seed=0))
-    for tile in ((256, 256), (64, 128), (500, 1000), (100, 96), (8000, 700)):
-        img = ff.pack(t, tile, impl="c")
-        ref = ff.pack(t, tile, impl="numpy")
-        assert np.array_equal(img.data, ref.data), (tile, simd)
+    for tile in ((256, 256), (64, 128), (500, 1000), (100, 96), (8000, 700), (512, 4000),
+                 (1024, 2048)):  # fmt: skip
+        for bits in (16, 32):
+            img = ff.pack(t, tile, coord_bits=bits, impl="c")
+            ref = ff.pack(t, tile, coord_bits=bits, impl="numpy")
+            assert np.array_equal(img.data, ref.data), (tile, bits, simd)
