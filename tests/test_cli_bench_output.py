@@ -4,6 +4,7 @@ folder named for the run), a Markdown document only with ``--doc``."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,14 @@ def test_bench_spmm_on_the_rtl_device(tmp_path, capsys):
     # each matrix as put() packs it and with tiles for k, every result equal to the emulator's
     assert len(cases) == 14 and sum(", tiles for k" in c for c in cases) == 7
     assert all(c["work"] == 8 * c["nnz"] and c["work_per_cycle"] > 0 for c in cases.values())
+
+
+def test_without_matplotlib_the_numbers_are_kept(tmp_path, monkeypatch, capsys):
+    """A plain install has no matplotlib: the bench still writes its data and says why there is
+    no plot, rather than failing after the measurement."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises ImportError
+    assert cli.main(["bench", "spmv", *SMALL, "--out", "results"]) == 0
+    assert files_under(tmp_path) == {"results/spmv.json"}
+    out = capsys.readouterr().out
+    assert "no roofline plot: it needs matplotlib" in out and "data: results/spmv.json" in out

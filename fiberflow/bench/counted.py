@@ -19,7 +19,7 @@ import scipy.sparse as sp
 import fiberflow as ff
 from fiberflow import boards
 from fiberflow.bench import Report, uncached_build_seconds
-from fiberflow.bench._roofline import roofline_plot, stats_dict
+from fiberflow.bench._roofline import NO_PLOT, roofline_plot, stats_dict
 from fiberflow.commands._device import add_arguments as device_options
 from fiberflow.commands._device import open_device
 from fiberflow.errors import FiberflowError
@@ -220,7 +220,7 @@ def run(args: argparse.Namespace, kernel: str = "spmv") -> Report:
             "met": met,
         }
         h.free()
-    plot = roofline_plot(
+    plots = roofline_plot(
         args.out / f"{kernel}-{args.device}-roofline.png",
         points,
         f"{name} on {args.device} ({dev.lanes} lanes): measured",
@@ -302,7 +302,7 @@ def run(args: argparse.Namespace, kernel: str = "spmv") -> Report:
             "sim Mcycles/s",
         ],
         rows=rows,
-        notes=notes,
+        notes=notes if plots else [*notes, NO_PLOT],
         data={"build_seconds": build_s, "cases": data},
-        plots=[plot],
+        plots=plots,
     )

@@ -9,7 +9,7 @@ import numpy as np
 
 import fiberflow as ff
 from fiberflow.bench import Report, counted
-from fiberflow.bench._roofline import check_and_time, peak_extra, roofline_plot, stats_dict
+from fiberflow.bench._roofline import NO_PLOT, check_and_time, peak_extra, roofline_plot, stats_dict
 from fiberflow.bench.pack import random_csr
 
 DESCRIPTION = "emulator SpMM (dense B with k columns) on a resident float32 matrix vs scipy"
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> Report:
     for k in (1, 2, 4, 8, 16, 32):
         ff.spmm(h, np.ones((args.n, k), np.float32), device=dev)
         points.append((f"k = {k}", dev.last_stats))
-    plot = roofline_plot(
+    plots = roofline_plot(
         args.out / "spmm-roofline.png", points, f"SpMM on emu, nnz {A.nnz:,}: model estimate"
     )
     notes = [
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> Report:
         f"--repeat {args.repeat}",
         columns=["path", "median ms", "M nnz*k/s", "vs scipy"],
         rows=rows,
-        notes=notes,
+        notes=notes if plots else [*notes, NO_PLOT],
         data={
             "seconds": secs,
             "ratio_resident_vs_scipy": ratio,
@@ -80,5 +80,5 @@ def run(args: argparse.Namespace) -> Report:
             "peak_extra_call": call_peak,
             "model": {label: stats_dict(s) for label, s in points},
         },
-        plots=[plot],
+        plots=plots,
     )

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 import fiberflow as ff
 from fiberflow import datasets
 from fiberflow.bench import Report, counted
-from fiberflow.bench._roofline import check_and_time, peak_extra, roofline_plot, stats_dict
+from fiberflow.bench._roofline import NO_PLOT, check_and_time, peak_extra, roofline_plot, stats_dict
 from fiberflow.bench.pack import random_csr
 
 DESCRIPTION = "emulator SpMV on a resident 4M-nonzero float32 matrix vs scipy's A @ x; roofline"
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> Report:
     rows = [[name, s * 1e3, A.nnz / s / 1e6, base / s] for name, s in secs.items()]
     ratio = base / secs["emu ff.spmv, resident A"]
     points = model_points(dev, A)
-    plot = roofline_plot(args.out / "spmv-roofline.png", points, "SpMV on emu: model estimate")
+    plots = roofline_plot(args.out / "spmv-roofline.png", points, "SpMV on emu: model estimate")
     notes = [
         f"matrix {args.n:,} x {args.n:,}, nnz {A.nnz:,}, float32; {verdict}",
         f"emu resident / scipy throughput = {ratio:.2f} (target >= 0.5), medians of "
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> Report:
         command=f"fiberflow bench spmv --nnz {args.nnz} --n {args.n} --repeat {args.repeat}",
         columns=["path", "median ms", "M nnz/s", "vs scipy"],
         rows=rows,
-        notes=notes,
+        notes=notes if plots else [*notes, NO_PLOT],
         data={
             "seconds": secs,
             "ratio_resident_vs_scipy": ratio,
@@ -95,5 +95,5 @@ def run(args: argparse.Namespace) -> Report:
             "peak_extra_call": call_peak,
             "model": {label: stats_dict(s) for label, s in points},
         },
-        plots=[plot],
+        plots=plots,
     )
