@@ -52,14 +52,15 @@ _Q = 8  # the checker's queue depth, above any max_outstanding checked
 @dataclass(frozen=True)
 class Config:
     """An engine configuration to check; the defaults are the shell's (``overlay/top.py``:
-    a 16-command queue, 24-bit local space, 4 bursts in flight). ``max_outstanding`` from 2
-    to 7 (the checker's queues hold 8 bursts; at 1 the engine's queue of lengths is a
-    register, not the memory the invariants name)."""
+    a 16-command queue, 24-bit local space, 4 bursts in flight, buffer reads of two cycles).
+    ``max_outstanding`` from 2 to 7 (the checker's queues hold 8 bursts; at 1 the engine's
+    queue of lengths is a register, not the memory the invariants name)."""
 
     bus_bits: int = 64
     max_outstanding: int = 4
     queue_depth: int = 16
     local_bits: int = 24
+    read_latency: int = 2
 
     def __post_init__(self) -> None:
         if not 2 <= self.max_outstanding < _Q:
@@ -124,7 +125,7 @@ INVARIANTS = (
     "lens_level == 0 ? w_beat == 0 : w_beat <= lens_source_payload_len",
     "props_awn == 0 || props_wbeat <= 15",
     # the W data FIFO never overflows, and holds what its pointers say
-    "data_level + issued + inflight + arrived <= 8",
+    "data_level + issued + {landing}inflight + arrived <= 8",
     "data_produce == (data_consume + data_level) % 8",
     # an address offered and not taken last cycle: the engine knows
     "a_offered == (props_ar_stuck || props_aw_stuck)",
@@ -148,6 +149,7 @@ def _render(text: str, cfg: Config) -> str:
         maxout=const(cfg.max_outstanding),
         depth=cfg.max_outstanding,
         bytes=cfg.bus_bits // 8,
+        landing="".join(f"landing{i} + " for i in range(cfg.read_latency - 1)),
     )
 
 
@@ -162,7 +164,9 @@ def engine_verilog(cfg: Config) -> str:
 
     with scope():
         top = Module()
-        d = DMAEngine(cfg.bus_bits, cfg.local_bits, cfg.max_outstanding, cfg.queue_depth)
+        d = DMAEngine(
+            cfg.bus_bits, cfg.local_bits, cfg.max_outstanding, cfg.queue_depth, cfg.read_latency
+        )
         top.submodules.dma = d
         pads = axi_pads(d.axi, "m_axi", full=True)
         top.comb += d.axi.connect_to_pads(pads, mode="master")

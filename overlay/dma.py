@@ -32,6 +32,10 @@ buffer, so the burst logic is written out.
 
 from __future__ import annotations
 
+from functools import reduce
+from itertools import pairwise
+from operator import add, or_
+
 from litex.soc.interconnect import stream
 from litex.soc.interconnect.axi import AXIInterface
 from migen import Cat, If, Module, Mux, Replicate, Signal
@@ -98,8 +102,10 @@ class DMAEngine(Module):
     overflow : Signal(), out
         A ``go`` found the queue full (the command was lost); held until reset.
     buf_adr, buf_dat_w, buf_we, buf_dat_r
-        The local space port, in bus words (synchronous read, one cycle), driven from
-        registers.
+        The local space port, in bus words, driven from registers. A read's word is on
+        ``buf_dat_r`` ``read_latency`` cycles after its address is on ``buf_adr``: 1 for a
+        block RAM read straight into the engine, 2 where the shell registers each buffer's
+        word before its region multiplexer (overlay/top.py).
     rd_beat, wr_beat, fill_beat : Signal(), out
         A data beat was read / written / a zero word filled this cycle (for the counters).
     """
@@ -110,11 +116,14 @@ class DMAEngine(Module):
         local_bits: int = 24,
         max_outstanding: int = 4,
         queue_depth: int = 16,
+        read_latency: int = 1,
     ) -> None:
         if bus_bits not in (64, 128):
             raise ValueError(f"bus_bits must be 64 or 128, not {bus_bits!r}")
         if queue_depth < 2 or queue_depth & (queue_depth - 1):
             raise ValueError(f"queue_depth must be a power of two >= 2, not {queue_depth!r}")
+        if read_latency not in (1, 2):
+            raise ValueError(f"read_latency must be 1 or 2, not {read_latency!r}")
         bus_bytes = bus_bits // 8
         shift = bus_bytes.bit_length() - 1
         max_burst = 16
@@ -201,8 +210,11 @@ class DMAEngine(Module):
         d_more = Signal()
         fetch_more = Signal()
         issued = Signal()  # a buffer read decided last cycle: its address is on buf_adr
-        inflight = Signal()  # one decided two cycles ago: its word is on buf_dat_r
-        arrived = Signal()  # one decided three cycles ago: its word is in `word`
+        # reads between their address and their word (read_latency - 1 of them)
+        landing = [Signal(name=f"landing{i}") for i in range(read_latency - 1)]
+        inflight = Signal()  # one whose word is on buf_dat_r
+        arrived = Signal()  # one whose word is in `word`
+        fetching = [issued, *landing, inflight, arrived]  # each read in flight, in order
         # The word read goes into a register before the W data FIFO: block RAM's slow
         # clock-to-output, the routing back from the engine's buffers (spread over the die)
         # and the region multiplexer are a cycle of their own.
@@ -231,8 +243,8 @@ class DMAEngine(Module):
         a_more = Signal()  # a_left is not 0
 
         lens = stream.SyncFIFO([("len", 8)], max_outstanding, buffered=False)
-        # Room for the reads in flight (a word reaches it three cycles after the read is
-        # decided) and a few more, so that W can take a word in every cycle.
+        # Room for the reads in flight (a word reaches it read_latency + 2 cycles after the
+        # read is decided) and a few more, so that W can take a word in every cycle.
         data = stream.SyncFIFO([("data", bus_bits)], 8, buffered=False)
         self.submodules += lens, data
 
@@ -275,13 +287,14 @@ class DMAEngine(Module):
             aw_fire.eq(axi.aw.valid & axi.aw.ready),
             lens.sink.valid.eq(aw_fire),
             lens.sink.len.eq(burst_len),
-            # Buffer reads run ahead of W into a small FIFO (a word reaches it three cycles
-            # after its read is decided: the port's register, the buffer's latency, `word`).
+            # Buffer reads run ahead of W into a small FIFO (a word reaches it read_latency + 2
+            # cycles after its read is decided: the port's register, the buffer's latency,
+            # `word`).
             do_fetch.eq(
                 self.active
                 & mode
                 & fetch_more
-                & (data.level + issued + inflight + arrived < 8)
+                & (data.level + reduce(add, fetching) < 8)
                 & ~self.halt
             ),
             data.sink.valid.eq(arrived),
@@ -291,8 +304,7 @@ class DMAEngine(Module):
             # has landed (no fetch starts under halt), so that a beat's strobes never change
             # while it is offered.
             axi.w.valid.eq(
-                lens.source.valid
-                & (data.source.valid | (self.halt & ~issued & ~inflight & ~arrived))
+                lens.source.valid & (data.source.valid | (self.halt & ~reduce(or_, fetching)))
             ),
             axi.w.data.eq(data.source.data),
             axi.w.strb.eq(Replicate(data.source.valid, bus_bytes)),
@@ -331,8 +343,7 @@ class DMAEngine(Module):
             self.buf_we.eq((r_fire & ~self.halt) | self.fill_beat | (do_fetch & filling)),
             self.buf_dat_w.eq(Mux(filling, 0, axi.r.data)),
             issued.eq(do_fetch),
-            inflight.eq(issued),
-            arrived.eq(inflight),
+            *[later.eq(earlier) for earlier, later in pairwise(fetching)],
             word.eq(self.buf_dat_r),
             a_offered.eq((axi.ar.valid & ~axi.ar.ready) | (axi.aw.valid & ~axi.aw.ready)),
             # (An address offered and not taken keeps its valid: see can_issue.)

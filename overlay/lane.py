@@ -419,6 +419,11 @@ class Lane(Module):
         in_seg0, in_row, in_nz, in_drain, in_check = (state[i] for i in range(5))
         running = Signal()
         self.comb += running.eq(state != IDLE)
+        # `running` kept in a flip-flop of its own for the busy output: the shell selects each
+        # of the lane's buffer ports with it, and from the OR of the state bits that select
+        # and the buffers' address routing, spread over the die, shared a cycle (the four-lane
+        # shell's slowest paths into block RAM addresses on the placed ECP5 proxy).
+        busy = Signal()
         for rd, base in ((seg, seg_base), (crd, crd_base), (val, val_base)):
             self.comb += [
                 rd.restart.eq(self.start),
@@ -503,7 +508,7 @@ class Lane(Module):
             seg.pop.eq(((in_seg0 | (in_row & rows_left)) & seg.valid) | chain),
             accu.reserve.eq(emit),
             accu.reserve_sel.eq(ctx),
-            self.busy.eq(running),
+            self.busy.eq(busy),
             self.stall.eq((in_nz & ~emit) | ((in_seg0 | (in_row & rows_left)) & ~seg.valid)),
         ]
         next_row = [left.eq(left - 1), more.eq(left != 1), more2.eq(left > 2)]
@@ -513,6 +518,7 @@ class Lane(Module):
         self.sync += If(
             self.start,
             state.eq(CHECK),
+            busy.eq(1),
             self.done.eq(0),
             self.error.eq(0),
             left.eq(rows),
@@ -531,7 +537,9 @@ class Lane(Module):
         ).Else(
             If(
                 in_check,
-                If(ok_r, state.eq(SEG0)).Else(state.eq(IDLE), self.done.eq(1), self.error.eq(1)),
+                If(ok_r, state.eq(SEG0)).Else(
+                    state.eq(IDLE), busy.eq(0), self.done.eq(1), self.error.eq(1)
+                ),
             )
             .Elif(
                 in_seg0,
@@ -582,7 +590,7 @@ class Lane(Module):
             )
             .Elif(
                 in_drain,
-                If(pipe_empty, state.eq(IDLE), self.done.eq(1)),
+                If(pipe_empty, state.eq(IDLE), busy.eq(0), self.done.eq(1)),
             )
         )
 

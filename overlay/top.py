@@ -150,7 +150,11 @@ class Shell(Module):
         self.submodules.cpu = cpu = ControlCPU(cfg.ram_bytes)
         self.submodules.axil = axil = AXILiteSlave(16)
         dmas = [
-            ResetInserter()(DMAEngine(cfg.bus_bits, local_bits, queue_depth=regmap.DMA_QUEUE_DEPTH))
+            ResetInserter()(
+                DMAEngine(
+                    cfg.bus_bits, local_bits, queue_depth=regmap.DMA_QUEUE_DEPTH, read_latency=2
+                )
+            )
             for _ in range(cfg.dma_engines)
         ]
         lanes = [ResetInserter()(_lane(cfg)) for _ in range(cfg.lanes)]
@@ -224,9 +228,14 @@ class Shell(Module):
         for e, d in enumerate(dmas):
             regions = self.regions[e]
             region = Signal(regmap.LOCAL_REGIONS.bit_length() - 1)
-            region_q = Signal.like(region)
+            # The engine's reads take two cycles (read_latency=2): each buffer's word goes
+            # into a register of its own first, so that block RAM clock-to-output and the
+            # routing from buffers spread over the die to the engine's region multiplexer do
+            # not share a cycle (with four lanes, the engines' slowest paths on the placed
+            # ECP5 proxy). The multiplexer follows the region two cycles on.
+            region_q, region_qq = Signal.like(region), Signal.like(region)
             self.comb += region.eq(d.buf_adr[rshift - shift :])
-            self.sync += region_q.eq(region)
+            self.sync += [region_q.eq(region), region_qq.eq(region_q)]
             read_cases: dict[object, object] = {"default": d.buf_dat_r.eq(0)}
             ports = {}
             for r, mem in regions.items():
@@ -238,9 +247,11 @@ class Shell(Module):
                     pa.we.eq(d.buf_we & (region == r)),
                     pa.dat_w.eq(d.buf_dat_w),
                 ]
-                read_cases[r] = d.buf_dat_r.eq(pa.dat_r)
+                word = Signal(cfg.bus_bits, reset_less=True, name=f"dma_word_{e}_{r}")
+                self.sync += word.eq(pa.dat_r)
+                read_cases[r] = d.buf_dat_r.eq(word)
                 ports[r] = pb
-            self.comb += Case(region_q, read_cases)
+            self.comb += Case(region_qq, read_cases)
             cpu_ports.append(ports)
             # A buffer smaller than its region repeats through it (the firmware addresses
             # within the buffer): the word bits above the largest buffer are not decoded.
@@ -339,30 +350,33 @@ class Shell(Module):
         # A register access takes two cycles: in the first, what its address names is decoded
         # into flip-flops (one per register, one per buffer: a read is then an AND-OR of the
         # registers, a write a single enable); in the second it is done and answered. A
-        # buffer access takes three: its read is started by the address in the first, its
-        # data is there in the second, and it is answered from a register in the third, in
-        # which a write lands. The buffers are block RAM all over the die: their slow
-        # clock-to-output, the routing back, the AND-OR over them and the CPU's own decoding
-        # of the word would otherwise share a cycle.
+        # buffer access takes four: its read is started by the address in the first, its
+        # data is there in the second and goes into a register of its buffer's own (0 unless
+        # the access selects that buffer), the buffers' registers are ORed into one in the
+        # third (a write lands then), and it is answered from that in the fourth. The
+        # buffers are block RAM all over the die: their slow clock-to-output, the routing
+        # from every buffer to one place, the OR over them and the CPU's own decoding of the
+        # word would otherwise share cycles (with four lanes, the OR straight from the buffers
+        # was the slowest path of the placed ECP5 proxy, by the delays its placement implies).
         is_reg = Signal()
         is_tile = Signal()
         decoded = Signal()  # second cycle of an access: the flip-flops below are its decode
         third = Signal()  # third cycle of a buffer access
+        fourth = Signal()  # its fourth
         cpu_we = Signal()
         cpu_re = Signal()
         win_access = Signal()
         reg_rdata = Signal(32)
-        tile_rdata = Signal(32)
         tile_q = Signal(32, reset_less=True)
         self.sync += [
             is_reg.eq(cpu.p_addr[28:] == (regmap.CPU_REG_BASE >> 28)),
             is_tile.eq(cpu.p_addr[28:] == (regmap.CPU_LOCAL_BASE >> 28)),
-            decoded.eq(cpu.p_valid & ~cpu.p_ready & ~decoded & ~third),
+            decoded.eq(cpu.p_valid & ~cpu.p_ready & ~decoded & ~third & ~fourth),
             third.eq(cpu.p_valid & decoded & is_tile),
-            tile_q.eq(tile_rdata),
+            fourth.eq(cpu.p_valid & third),
         ]
         self.comb += [
-            cpu.p_ready.eq((decoded & ~is_tile) | third),
+            cpu.p_ready.eq((decoded & ~is_tile) | fourth),
             cpu_we.eq(cpu.p_valid & decoded & is_reg & (cpu.p_wstrb != 0)),
             cpu_re.eq(cpu.p_valid & decoded & is_reg & (cpu.p_wstrb == 0)),
             win_access.eq(cpu.p_valid & decoded & is_tile),
@@ -392,7 +406,7 @@ class Shell(Module):
             "win_sel",
             key=lambda w: w[0] << (local_bits - rshift) | w[1],
         )
-        win_data = {}
+        win_data = []
         for e, ports in enumerate(cpu_ports):
             for r, pb in ports.items():
                 # The write enables come from a register, a cycle after the access's decode:
@@ -412,7 +426,9 @@ class Shell(Module):
                 self.comb += If(
                     win_access & win_sel[(e, r)], Array(words_we)[lane32].eq(cpu.p_wstrb)
                 )
-                win_data[(e, r)] = Array(words_r)[lane32]
+                word_q = Signal(32, reset_less=True, name=f"win_word_{e}_{r}")
+                self.sync += word_q.eq(Mux(win_sel[(e, r)], Array(words_r)[lane32], 0))
+                win_data.append(word_q)
                 if (e, r) not in owners:
                     self.comb += cpu_side
                     continue
@@ -432,7 +448,7 @@ class Shell(Module):
                 ]
                 if kind == "tile":
                     self.comb += ln.tile_en.eq(~self.stall_lanes)
-        self.comb += tile_rdata.eq(_select(win_sel, win_data))
+        self.sync += tile_q.eq(reduce(or_, win_data))
 
         dma_ddr = [Signal(32) for _ in dmas]
         dma_local = [Signal(32) for _ in dmas]
