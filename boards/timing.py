@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fiberflow.boards.estimate import run_tool, run_yosys, yowasp_cmd
+from fiberflow.boards.placed_paths import slowest_paths
 from fiberflow.errors import ToolchainError
 
 __all__ = ["DEVICE", "LABEL", "LogicDepth", "TimingProxy", "logic_depth", "longest_path",
@@ -49,7 +50,9 @@ class TimingProxy:
     device: str
     utilization: dict[str, dict[str, int]]
     warnings: tuple[str, ...] = ()
-    # nextpnr's critical path of the slowest clock: one "type delay from -> to" per segment
+    # nextpnr's critical path of the slowest clock: one "type delay from -> to" per segment;
+    # placed only, the slowest path estimated from the placement (boards/placed_paths.py):
+    # one "arrival ns, cell type (x, y) cell.port" per step
     critical_path: tuple[str, ...] = ()
     # False: placed only, and fmax_mhz is nextpnr's estimate after placement (routing delays
     # estimated, not measured; usually somewhat optimistic)
@@ -118,8 +121,9 @@ def timing_proxy(
                "--router", "router2",
                "--freq", f"{target_mhz:g}", "--seed", str(seed), "--report", "report.json",
                # Placed only, the report has no Fmax: it is read from the log's last "Max
-               # frequency" line per clock (the estimate after placement), so no --quiet.
-               *(["--quiet"] if route else ["--no-route"])]  # fmt: skip
+               # frequency" line per clock (the estimate after placement), so no --quiet;
+               # nor paths: they are estimated from the placed netlist.
+               *(["--quiet"] if route else ["--no-route", "--write", "placed.json"])]  # fmt: skip
         what = f"nextpnr-ecp5 {'place and route' if route else 'place'} {top}"
         proc = run_tool(cmd, d, timeout_s, what, "minutes")
         if proc.returncode != 0 or not (d / "report.json").exists():
@@ -127,6 +131,7 @@ def timing_proxy(
                 f"nextpnr failed (exit {proc.returncode}):\n" + (proc.stdout + proc.stderr)[-3000:]
             )
         report = json.loads((d / "report.json").read_text())
+        placed = None if route else json.loads((d / "placed.json").read_text())
     fmax = {str(k): float(v["achieved"]) for k, v in report.get("fmax", {}).items()}
     if not route:
         fmax = {
@@ -137,10 +142,13 @@ def timing_proxy(
     if not fmax:
         raise ToolchainError("nextpnr reported no clock: is the design clocked?")
     util = {str(k): dict(v) for k, v in report.get("utilization", {}).items()}
+    if placed is None:
+        path = _critical_path(report, min(fmax, key=fmax.__getitem__))
+    else:
+        path = next((p.steps for p in slowest_paths(placed, top=1)), ())
     return TimingProxy(
-        fmax, target_mhz, f"LFE5U-{DEVICE.upper()}", util, tuple(warnings),
-        _critical_path(report, min(fmax, key=fmax.__getitem__)), route,
-    )  # fmt: skip
+        fmax, target_mhz, f"LFE5U-{DEVICE.upper()}", util, tuple(warnings), path, route
+    )
 
 
 def _critical_path(report: dict, clock: str) -> tuple[str, ...]:

@@ -70,7 +70,14 @@ def run(args: argparse.Namespace) -> Report:
         "LUT levels: yosys synth_xilinx -family xc7 of the whole shell, cut at flip-flops, "
         "RAMs and DSPs; LUT/MUXF cells on the longest path, its CARRY4 cells counted apart.",
         "Two tool runs side by side on a shared 2-core machine: the time is wall-clock.",
-        _ends("ECP5 critical path (nextpnr)", proxy.critical_path, " -> "),
+        _ends("ECP5 critical path (nextpnr)", proxy.critical_path, " -> ")
+        if proxy.routed
+        else _ends(
+            "ECP5 slowest path, estimated from the placement (boards/placed_paths.py: nextpnr "
+            "names none before routing)",
+            proxy.critical_path,
+            " -> ",
+        ),
         f"xc7 longest path: {len(depth.path)} cells, from {depth.path[0]} to {depth.path[-1]}"
         if depth.path
         else "",
