@@ -38,7 +38,8 @@ _LUT_RAM_OUTS = {f"WADO{i}" for i in range(4)} | {f"WDO{i}" for i in range(4)}
 class PlacedPath:
     ns: float  # estimated delay, clock-to-output to setup
     end: str  # "cell.port" the path ends at
-    steps: tuple[str, ...]  # "arrival ns, cell type (x, y) cell.port" from start to end
+    # "arrival ns, cell type (x, y) cell.port" from its start to its end (with the setup time)
+    steps: tuple[str, ...]
 
     @property
     def mhz(self) -> float:
@@ -174,7 +175,9 @@ def slowest_paths(placed: dict, top: int = 10) -> list[PlacedPath]:
         if register in seen:
             continue
         seen.add(register)
-        out.append(PlacedPath(t, f"{name}.{port}", tuple(_steps(bit, cells, driver, arrive))))
+        end = f"{t:6.2f} ns {cells[name]['type']} {_loc(cells[name])} {name}.{port}"
+        steps = (*_steps(bit, cells, driver, arrive), end)
+        out.append(PlacedPath(t, f"{name}.{port}", steps))
         if len(out) == top:
             break
     return out

@@ -72,12 +72,7 @@ def run(args: argparse.Namespace) -> Report:
         "Two tool runs side by side on a shared 2-core machine: the time is wall-clock.",
         _ends("ECP5 critical path (nextpnr)", proxy.critical_path, " -> ")
         if proxy.routed
-        else _ends(
-            "ECP5 slowest path, estimated from the placement (boards/placed_paths.py: nextpnr "
-            "names none before routing)",
-            proxy.critical_path,
-            " -> ",
-        ),
+        else _placed_ends(proxy.critical_path),
         f"xc7 longest path: {len(depth.path)} cells, from {depth.path[0]} to {depth.path[-1]}"
         if depth.path
         else "",
@@ -108,3 +103,17 @@ def _ends(what: str, segments: tuple[str, ...], arrow: str) -> str:
         return f"{what}: none reported."
     first, last = segments[0].split(arrow)[0].split()[-1], segments[-1].split(arrow)[-1]
     return f"{what}: {len(segments)} segments, from {first} to {last}"
+
+
+def _placed_ends(steps: tuple[str, ...]) -> str:
+    what = (
+        "ECP5 slowest path, estimated from the placement (boards/placed_paths.py: nextpnr names "
+        "none before routing)"
+    )
+    if not steps:
+        return f"{what}: none found."
+    ns = float(steps[-1].split()[0])
+    return (
+        f"{what}: {ns:.1f} ns ({1000 / ns:.1f} MHz), {len(steps)} steps, from "
+        f"{steps[0].split()[-1]} to {steps[-1].split()[-1]}"
+    )
