@@ -417,17 +417,16 @@ class Lane(Module):
         IDLE, SEG0, ROW, NZ, DRAIN, CHECK = 0, 1, 2, 4, 8, 16
         state = Signal(5)
         in_seg0, in_row, in_nz, in_drain, in_check = (state[i] for i in range(5))
-        running = Signal()
-        self.comb += running.eq(state != IDLE)
-        # `running` kept in a flip-flop of its own for the busy output: the shell selects each
-        # of the lane's buffer ports with it, and from the OR of the state bits that select
-        # and the buffers' address routing, spread over the die, shared a cycle (the four-lane
-        # shell's slowest paths into block RAM addresses on the placed ECP5 proxy).
+        # state != IDLE, kept in a flip-flop of its own (set with the start, cleared with
+        # every move to IDLE): the shell selects each of the lane's buffer ports with it, and
+        # from the OR of the state bits that select and the buffers' address routing, spread
+        # over the die, shared a cycle (the four-lane shell's slowest paths into block RAM
+        # addresses on the placed ECP5 proxy).
         busy = Signal()
         for rd, base in ((seg, seg_base), (crd, crd_base), (val, val_base)):
             self.comb += [
                 rd.restart.eq(self.start),
-                rd.enable.eq(running & ~in_check),
+                rd.enable.eq(busy & ~in_check),
                 rd.base.eq(base[1:tb]),
                 rd.dat.eq(tile_q),
             ]
