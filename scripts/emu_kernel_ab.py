@@ -16,13 +16,12 @@ builds must give the same bits (checked on the first round).
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from ab_load import load  # scripts/ab_load.py
+from ab import load, paired  # scripts/ab.py
 
 import fiberflow as ff
 from fiberflow.bench.pack import banded_csr, power_law_csr, random_csr
@@ -66,21 +65,15 @@ def main() -> None:
         dev = ff.open("emu")
         dev.recheck_images = False  # the kernel alone
         h = dev.put(A)
-        times: list[list[float]] = [[], []]
-        first: list[np.ndarray] = []
-        for rnd in range(args.rounds):
-            for k in (0, 1) if rnd % 2 else (1, 0):
-                emu.ffi, emu.lib = builds[k].ffi, builds[k].lib
-                start = time.perf_counter()
-                y = ff.spmv(h, x, device=dev)
-                times[k].append(time.perf_counter() - start)
-                if rnd == 0:
-                    first.append(y)
+
+        def run(build: Any, h: Any = h, x: np.ndarray = x, dev: Any = dev) -> np.ndarray:
+            emu.ffi, emu.lib = build.ffi, build.lib
+            return ff.spmv(h, x, device=dev)
+
+        cells, first = paired(run, builds, args.rounds)
         if not np.array_equal(first[0].view(np.uint32), first[1].view(np.uint32)):
             raise SystemExit(f"{name}: the two builds give different bits")
-        old, new = (np.array(t) for t in times)
-        print(f"| {name} | {np.median(old) * 1e3:.2f} | {np.median(new) * 1e3:.2f} | "
-              f"{np.median(new / old):.3f} |", flush=True)  # fmt: skip
+        print(f"| {name} | {cells} |", flush=True)
         dev.close()
 
 

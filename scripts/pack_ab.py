@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
+from typing import Any
 
 import numpy as np
-from ab_load import load  # scripts/ab_load.py
+from ab import load, paired  # scripts/ab.py
 
 import fiberflow as ff
 from fiberflow.bench.pack import MAKERS, SHAPES, parse_shape
@@ -47,23 +47,15 @@ def main() -> None:
     for name in args.matrices:
         t = ff.Tensor.from_scipy(MAKERS[name](200_000, 4_000_000, 0))
         for tile, bits in args.shapes:
-            times: list[list[float]] = [[], []]
-            first = []
-            for rnd in range(args.rounds):
-                for k in (0, 1) if rnd % 2 else (1, 0):
-                    pack_c.ffi, pack_c.lib = builds[k].ffi, builds[k].lib
-                    start = time.perf_counter()
-                    img = ff.pack(t, tile, coord_bits=bits, impl="c")
-                    times[k].append(time.perf_counter() - start)
-                    if rnd == 0:
-                        first.append(img.data)
-                    del img
+
+            def run(build: Any, t: ff.Tensor = t, tile: Any = tile, bits: Any = bits) -> Any:
+                pack_c.ffi, pack_c.lib = build.ffi, build.lib
+                return ff.pack(t, tile, coord_bits=bits, impl="c").data
+
+            cells, first = paired(run, builds, args.rounds)
             if not np.array_equal(first[0], first[1]):
                 raise SystemExit(f"{name} {tile}: the two builds give different bytes")
-            old, new = (np.array(x) for x in times)
-            ms = f"{np.median(old) * 1e3:.2f} | {np.median(new) * 1e3:.2f}"
-            print(f"| {name} | {tile[0]} x {tile[1]} | {ms} | {np.median(new / old):.3f} |",
-                  flush=True)  # fmt: skip
+            print(f"| {name} | {tile[0]} x {tile[1]} | {cells} |", flush=True)
 
 
 if __name__ == "__main__":
