@@ -3,6 +3,7 @@ pack alternates between them in one process, and each matrix and tile shape repo
 of the per-round time ratios (new / old), so the machine's drift cancels out.
 
     python scripts/pack_ab.py OLD.so NEW.so [--rounds N] [--simd avx2] [--shapes 2048x65536 ...]
+        [--matrices banded ...] [--n 200000] [--nnz 4000000]
 
 Build the old module from an earlier commit, e.g.::
 
@@ -34,6 +35,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=21)
     ap.add_argument("--simd", default="", help="FIBERFLOW_SIMD for both builds (avx2, avx512)")
     ap.add_argument("--matrices", nargs="*", default=list(MAKERS), choices=list(MAKERS))
+    ap.add_argument("--n", type=int, default=200_000, help="rows and columns of each matrix")
+    ap.add_argument("--nnz", type=int, default=4_000_000, help="about this many nonzeros")
     ap.add_argument("--shapes", nargs="*", type=parse_shape,
                     default=[parse_shape("2048x65536"), *map(parse_shape, SHAPES)])  # fmt: skip
     args = ap.parse_args()
@@ -45,7 +48,7 @@ def main() -> None:
     print("| matrix | tile | old ms | new ms | new / old (median of paired rounds) |")
     print("|---|---|---|---|---|")
     for name in args.matrices:
-        t = ff.Tensor.from_scipy(MAKERS[name](200_000, 4_000_000, 0))
+        t = ff.Tensor.from_scipy(MAKERS[name](args.n, args.nnz, 0))
         for tile, bits in args.shapes:
 
             def run(build: Any, t: ff.Tensor = t, tile: Any = tile, bits: Any = bits) -> Any:
