@@ -126,12 +126,16 @@ def timing_proxy(
                *(["--quiet"] if route else ["--no-route", "--write", "placed.json"])]  # fmt: skip
         what = f"nextpnr-ecp5 {'place and route' if route else 'place'} {top}"
         proc = run_tool(cmd, d, timeout_s, what, "minutes")
-        if proc.returncode != 0 or not (d / "report.json").exists():
+        outputs = ["report.json"] if route else ["report.json", "placed.json"]
+        if proc.returncode != 0 or not all((d / f).exists() for f in outputs):
             raise ToolchainError(
                 f"nextpnr failed (exit {proc.returncode}):\n" + (proc.stdout + proc.stderr)[-3000:]
             )
         report = json.loads((d / "report.json").read_text())
-        placed = None if route else json.loads((d / "placed.json").read_text())
+        estimated: tuple[str, ...] = ()
+        if not route:  # nextpnr names no path before routing: estimate it from the placement
+            placed = json.loads((d / "placed.json").read_text())
+            estimated = next((p.steps for p in slowest_paths(placed, top=1)), ())
     fmax = {str(k): float(v["achieved"]) for k, v in report.get("fmax", {}).items()}
     if not route:
         fmax = {
@@ -142,10 +146,7 @@ def timing_proxy(
     if not fmax:
         raise ToolchainError("nextpnr reported no clock: is the design clocked?")
     util = {str(k): dict(v) for k, v in report.get("utilization", {}).items()}
-    if placed is None:
-        path = _critical_path(report, min(fmax, key=fmax.__getitem__))
-    else:
-        path = next((p.steps for p in slowest_paths(placed, top=1)), ())
+    path = _critical_path(report, min(fmax, key=fmax.__getitem__)) if route else estimated
     return TimingProxy(
         fmax, target_mhz, f"LFE5U-{DEVICE.upper()}", util, tuple(warnings), path, route
     )
