@@ -86,6 +86,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import reduce
+from itertools import pairwise
 from operator import and_, or_
 
 import numpy as np
@@ -171,13 +172,12 @@ class _SeqReader(Module):
 
     ``restart`` (with ``base``, a byte address, and ``half``: 16-bit elements) empties the
     buffer and starts reading at ``base``; while ``enable`` the reader requests words
-    (``req``/``adr``) as long as its FIFO has room for them; ``gnt`` says the port took the
-    request, and the word arrives on ``dat`` two cycles later: the lane puts the buffer's
-    output into one register for its three readers before any logic reads it (a block RAM's
-    clock-to-output is slow: 5.6 ns on the ECP5, where, followed by the delta subtract and
-    compares, it was the shell's critical path, 18.6 ns routed). Requests are counted against
-    the FIFO's room with both cycles in flight. ``valid``/``data``/``pop`` hand out elements;
-    popping the last element of a word frees it.
+    (``req``/``adr``) as long as its FIFO has room for them; ``gnt`` says the lane took the
+    request, and the word arrives on ``dat`` ``latency`` cycles later. The lane's are three:
+    the granted address goes into a register before it is routed to the block RAM, and the
+    buffer's output into one before any logic reads it (see :class:`Lane`). Requests are
+    counted against the FIFO's room with every cycle in flight. ``valid``/``data``/``pop``
+    hand out elements; popping the last element of a word frees it.
 
     With ``deltas`` (32-bit elements only), the reader hands out, instead of ``data``, each
     element minus the one before it: ``delta`` (32 bits), ``d_zero`` (equal), ``d_one`` (one
@@ -187,7 +187,9 @@ class _SeqReader(Module):
     ``restart`` has no predecessor: its fields are meaningless.
     """
 
-    def __init__(self, bus_bits: int, adr_bits: int, depth: int = 4, deltas: bool = False) -> None:
+    def __init__(
+        self, bus_bits: int, adr_bits: int, latency: int, depth: int = 4, deltas: bool = False
+    ) -> None:
         nb = bus_bits // 8
         nh = nb // 2  # 16-bit fields per word
         hb = _log2(nh)
@@ -212,16 +214,18 @@ class _SeqReader(Module):
             layout = [("data", bus_bits)]
         fifo = ResetInserter()(stream.SyncFIFO(layout, depth, buffered=True))
         self.submodules.fifo = fifo
-        inflight, arrived = Signal(), Signal()  # granted one and two cycles ago: `dat` now
+        # granted 1, 2, ... latency cycles ago; the last one's word is on `dat` now
+        inflight = [Signal(name=f"inflight{i}") for i in range(latency)]
+        arrived = inflight[-1]
         hidx = Signal(hb)  # 16-bit field of the head word where the next element starts
         src = fifo.source
         step = Mux(self.half, 1, 2)
         last_in_word = Signal()
         self.comb += [
             fifo.reset.eq(self.restart),
-            self.req.eq(self.enable & ~self.restart & (fifo.level + inflight + arrived < depth)),
+            self.req.eq(self.enable & ~self.restart & (fifo.level + sum(inflight) < depth)),
             fifo.sink.valid.eq(arrived),
-            # Requests are counted against the FIFO's room (level + inflight), so a word that
+            # Requests are counted against the FIFO's room (level + in flight), so a word that
             # arrives always fits: its sink's ready is never needed.
             Signal(name="fifo_ready_unused").eq(fifo.sink.ready),
             self.valid.eq(src.valid),
@@ -258,13 +262,12 @@ class _SeqReader(Module):
         self.sync += [
             If(
                 self.restart,
-                inflight.eq(0),
-                arrived.eq(0),
+                *[f.eq(0) for f in inflight],
                 self.adr.eq(self.base[hb : hb + adr_bits]),
                 hidx.eq(self.base[:hb]),
             ).Else(
-                inflight.eq(self.gnt),
-                arrived.eq(inflight),
+                inflight[0].eq(self.gnt),
+                *[b.eq(a) for a, b in pairwise(inflight)],
                 If(self.gnt, self.adr.eq(self.adr + 1)),
                 If(self.pop, hidx.eq(Mux(last_in_word, 0, hidx + step))),
             )
@@ -308,11 +311,12 @@ class Lane(Module):
         Busy but blocked: waiting for tile-buffer words (the port is shared or not granted)
         or for the y port (a write-back collides with the read of a row's first value).
     tile_adr : Signal(tile_depth bits), out
-        Tile-buffer read address (bus words).
+        Tile-buffer read address (bus words), from a register.
     tile_dat_r : Signal(bus_bits), in
         ``tile[tile_adr]`` of the previous cycle (block-RAM read timing).
     tile_en : Signal(), in
-        The tile port is the lane's in this cycle (tie to 1 if it is not shared).
+        The tile port is the lane's in the next cycle: a request made now is granted, and its
+        address is on ``tile_adr`` then (tie to 1 if the port is not shared).
     x_adr : Signal(x_depth bits), out ; x_dat_r : Signal(bus_bits), in
         x / B-slice buffer read port, block-RAM timing.
     y_adr : Signal(y_depth bits), out ; y_dat_r : Signal(bus_bits), in
@@ -409,7 +413,7 @@ class Lane(Module):
         # often; a reader stops asking once its FIFO is full, so none starves) --
         # The segment reader hands out each row's length (seg[r + 1] - seg[r]) with flags, so
         # the sequencer starts a row without a subtract or compare in its cycle.
-        seg, crd, val = (_SeqReader(bus_bits, ta, deltas=i == 0) for i in range(3))
+        seg, crd, val = (_SeqReader(bus_bits, ta, 3, depth=5, deltas=i == 0) for i in range(3))
         tile_q = Signal(bus_bits, reset_less=True)  # the tile port's word, for all three
         self.sync += tile_q.eq(self.tile_dat_r)
         self.submodules.seg_rd, self.submodules.crd_rd, self.submodules.val_rd = seg, crd, val
@@ -437,8 +441,12 @@ class Lane(Module):
             seg.gnt.eq(self.tile_en & seg.req),
             crd.gnt.eq(self.tile_en & crd.req & ~seg.req),
             val.gnt.eq(self.tile_en & val.req & ~seg.req & ~crd.req),
-            self.tile_adr.eq(Mux(seg.req, seg.adr, Mux(crd.req, crd.adr, val.adr))),
         ]
+        # The granted address goes to the port from a register: the readers' requests, their
+        # priority and address multiplexer, the shell's port select and the routing to a block
+        # RAM that may sit across the die did not fit one cycle (the four-lane shell's slowest
+        # path on the placed ECP5 proxy, 18 ns). It costs a cycle per tile, not throughput.
+        self.sync += self.tile_adr.eq(Mux(seg.req, seg.adr, Mux(crd.req, crd.adr, val.adr)))
 
         # -- row sequencer (front end) --
         # Rows left (rows - r for local row r) and two flags kept with it, so that the

@@ -4,7 +4,7 @@
 y: block-RAM read timing, byte-enable writes) from numpy arrays, pulses ``start``, runs the
 cycle loop in C until ``done`` (or a cycle timeout) and leaves the y buffer in the array. The
 tile port's grant (``tile_en``) is random with probability ``p_en``, so the readers see random
-gaps; when the grant is withheld, the harness returns garbage on the port.
+gaps; when a grant is withheld, the port's read in the next cycle returns garbage.
 
 :func:`tile_operands` cuts one tile out of an ``ff.pack`` image and gives the configuration
 words for it; :func:`reference` computes what the lane must leave in y, one numpy float32
@@ -68,12 +68,12 @@ extern "C" int run(const uint32_t *cfg, int n_cfg, const uint32_t *tile, int64_t
   t.cfg_seg_base = c[0]; t.cfg_crd_base = c[1]; t.cfg_val_base = c[2];
   t.cfg_rows = c[3]; t.cfg_mode = c[4]; t.cfg_k = c[5]; t.cfg_x_base = c[6];
   t.cfg_y_base = c[7];
-  status = 1; int64_t cyc, busy = 0, stall = 0;
+  status = 1; int64_t cyc, busy = 0, stall = 0; int en_q = 0;
   /* a few idle cycles between tiles: the readers may still be prefetching */
   int gap = n ? 1 + (int)(rnd16() % 8) : 0;
   for (cyc = -gap; cyc < max_cycles; cyc++) {
     t.start = cyc == 0;
-    int en = rnd16() < p_en;
+    int en = rnd16() < p_en;  /* grants this cycle's request: the port reads it next cycle */
     t.tile_en = en;
     t.eval();
     busy += t.busy; stall += t.busy & t.stall;
@@ -91,7 +91,8 @@ extern "C" int run(const uint32_t *cfg, int n_cfg, const uint32_t *tile, int64_t
       }
     }
     t.sys_clk = 1; t.eval(); t.sys_clk = 0;
-    put(t.tile_dat_r, en ? tile + ta * W : junk);
+    put(t.tile_dat_r, en_q ? tile + ta * W : junk);
+    en_q = en;
     put(t.x_dat_r, x + xa * W);
     put(t.y_dat_r, yold);  /* read-first; the lane never reads and writes in one cycle */
     t.eval();
