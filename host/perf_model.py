@@ -52,9 +52,9 @@ class Constants:
     # to 100, k = 1, 2, 3, 4 and 8, one tile): cycles = 31 + items + tail, within 3% for rows
     # of 2 to 64 entries; rows longer than a queue 2-10% under, rows of one entry at k >= 2 a
     # few cycles (up to 17%) over.
-    # (35 since the tile readers' address register and the multiplier's fifth stage, 4 cycles
-    # more per tile in the lane bench; the rest of the fit was not redone)
-    tile_base: int = 35  # a lane's start, configuration checks and drain per tile
+    # (34 since the tile readers' address register: 3 cycles more per tile in the lane bench;
+    # the rest of the fit was not redone)
+    tile_base: int = 34  # a lane's start, configuration checks and drain per tile
     queue: int = 63  # a chain's products the lane issues ahead of its adds (its context's queue)
     turn: int = 5  # cycles between two adds of one chain (the adder's latency + 1)
 

@@ -22,7 +22,7 @@ mapper trades their depth for area), so the figure to check is the user's whole 
 
 Measured with ``boards.timing.logic_depth`` on each unit behind registered inputs
 (``tests/test_pipe_arith.py``, marked slow): ``PipeFpAdd`` (latency 4) 7 LUT levels,
-``PipeFpMul`` (latency 5) 5 and two DSP48E1, ``PipeIntMul`` (latency 3) none and three DSP48E1.
+``PipeFpMul`` (latency 4) 6 and two DSP48E1, ``PipeIntMul`` (latency 3) none and three DSP48E1.
 """
 
 from __future__ import annotations
@@ -214,7 +214,7 @@ class PipeFpAdd(Module):
 
 
 class PipeFpMul(Module):
-    """``r = a * b`` in fp32, bit-identical to ``fp32.fp_mul``; latency 5.
+    """``r = a * b`` in fp32, bit-identical to ``fp32.fp_mul``; latency 4.
 
     The 24x24 significand product is written the way DSP inference wants it (operand
     registers, ``*``, a register, a register), so yosys ``synth_xilinx`` and Vivado put the
@@ -228,16 +228,13 @@ class PipeFpMul(Module):
     3. The P register. Beside it, for each of ``E``, ``E + 1``, ``E + 2`` (the exponent for
        a product below 2 or at least 2, before and after a rounding carry), its low 8 bits and
        the overflow test, and the zero and below-zero tests that decide flushing.
-    4. Normalise: pick the 23 fraction bits, the round, sticky and lowest bits by the
-       product's top bit (two versions of each, side by side, so the pick is one mux), and
-       the round-up bit; of the exponent candidates and their tests, the two for this top.
-    5. Round: the 24-bit increment (one carry chain), and the result chosen by the
-       precomputed tests. ``r`` is this stage's register. (Normalising and rounding shared
-       one stage until the placed ECP5 proxy put it on the four-lane shell's slowest paths:
-       the sticky OR and the carry chain in series, with the routing between them.)
+    4. Normalise and round in one stage: pick the 23 fraction bits, the round, sticky and
+       lowest bits by the product's top bit (two versions of each, side by side, so the pick
+       is one mux), the round-up bit, the 24-bit increment (one carry chain), and the
+       result chosen by the precomputed tests. ``r`` is this stage's register.
     """
 
-    latency = 5
+    latency = 4
 
     def __init__(self) -> None:
         a, b = _operands(self)
@@ -284,39 +281,28 @@ class PipeFpMul(Module):
             _reg(self, "spec_r3", spec_r2, 32),
         )
 
-        # -- stage 4: normalise; the round-up bit; the exponent candidates and tests by top
+        # -- stage 4: normalise, round, result
         top = p3[47]  # product in [2, 4): exponent one higher, fraction one bit further up
-        frac4 = _reg(self, "frac4", Mux(top, p3[24:47], p3[23:46]), 23)
+        frac = Mux(top, p3[24:47], p3[23:46])
         guard = Mux(top, p3[23], p3[22])
         lsb = Mux(top, p3[24], p3[23])
         sticky = Mux(top, p3[0:23] != 0, p3[0:22] != 0)
-        up4 = _reg(self, "up4", guard & (sticky | lsb), 1)
-        top_ones4 = _reg(
-            self, "top_ones4", Mux(top, p3[24:48] == 0xFFFFFF, p3[23:47] == 0xFFFFFF), 1
-        )
-        # The exponent is E + top + carry: of stage 3's E, E + 1, E + 2, the two for this top.
-        exp4 = [_reg(self, f"exp4_{c}", Mux(top, exp3[1 + c], exp3[c]), 8) for c in range(2)]
-        over4 = [_reg(self, f"over4_{c}", Mux(top, over3[1 + c], over3[c]), 1) for c in range(2)]
-        e0_zero4 = _reg(self, "e0_zero4", Mux(top, zero3[1], zero3[0]), 1)
-        e0_low4 = _reg(self, "e0_low4", Mux(top, low3[1], low3[0]), 1)
-        sr4, spec4, spec_r4 = (
-            _reg(self, "sr4", sr3, 1),
-            _reg(self, "spec4", spec3, 1),
-            _reg(self, "spec_r4", spec_r3, 32),
-        )
-
-        # -- stage 5: round (one carry chain), result
+        top_ones = Mux(top, p3[24:48] == 0xFFFFFF, p3[23:47] == 0xFFFFFF)
+        up = guard & (sticky | lsb)
         mr = Signal(24, name="mr")  # as in fp_mul: bit 23 is the carry into the hidden one
-        self.comb += mr.eq(frac4 + up4)
-        exp, over = Mux(mr[23], exp4[1], exp4[0]), Mux(mr[23], over4[1], over4[0])
+        self.comb += mr.eq(frac + up)
+        # The exponent is E + top + carry: the candidates E, E + 1, E + 2 of stage 3.
+        exp = Mux(top, Mux(mr[23], exp3[2], exp3[1]), Mux(mr[23], exp3[1], exp3[0]))
+        over = Mux(top, Mux(mr[23], over3[2], over3[1]), Mux(mr[23], over3[1], over3[0]))
+        e0_zero, e0_low = Mux(top, zero3[1], zero3[0]), Mux(top, low3[1], low3[0])
         self.sync += (
-            If(spec4, self.r.eq(spec_r4))
+            If(spec3, self.r.eq(spec_r3))
             # Gradual underflow would round values in [2^-127, 2^-126) up to the smallest
             # normal exactly when the top 24 product bits are all ones; the rest is flushed.
-            .Elif(e0_zero4 & top_ones4, self.r.eq(Cat(Replicate(0, 23), 1, Replicate(0, 7), sr4)))
-            .Elif(e0_low4, self.r.eq(_zero(sr4)))
-            .Elif(over, self.r.eq(_inf(sr4)))
-            .Else(self.r.eq(Cat(mr[0:23], exp, sr4)))
+            .Elif(e0_zero & top_ones, self.r.eq(Cat(Replicate(0, 23), 1, Replicate(0, 7), sr3)))
+            .Elif(e0_low, self.r.eq(_zero(sr3)))
+            .Elif(over, self.r.eq(_inf(sr3)))
+            .Else(self.r.eq(Cat(mr[0:23], exp, sr3)))
         )
 
 
