@@ -433,6 +433,7 @@ static u32 check_image(u32 s)
 u32 job_ffjb(u32 addr)
 {
     u32 h[HEAD_WORDS], lt[2u * MAX_LANES], err;
+    FF_PHASE(PH_HEADER);
     job_addr = addr;
     if (n_lanes > MAX_LANES || tile_bytes < MISC_BYTES + n_lanes * 2u * 32u)
         return bad(FF_ERR_BAD_LANES, n_lanes);
@@ -460,10 +461,13 @@ u32 job_ffjb(u32 addr)
     if (zero &&
         (err = dma_push(0, 0, LOCAL(LANE0_Y, 0u), y_bytes, FF_DMA_CTRL_ZERO_MASK)) != FF_ERR_NONE)
         return err;
+    FF_PHASE(PH_CHECK_JOB);
     if ((err = check_job(h, lt)) != FF_ERR_NONE)
         return err;
+    FF_PHASE(PH_CHECK_IMAGE);
     if ((err = check_image(img)) != FF_ERR_NONE)
         return err;
+    FF_PHASE(PH_SETUP);
     /* Pieces of y's zeros keep the engine busy while the CPU sets up (2 pieces: about 4,000
      * cycles) and while it waits for the tile-list windows (1 more). */
     zy_off = 0;
@@ -506,6 +510,7 @@ u32 job_ffjb(u32 addr)
     u32 tw_seq = win_seq;
     if (zero && (err = zero_y(1)) != FF_ERR_NONE)
         return err;
+    FF_PHASE(PH_WINDOWS);
     if ((err = dma_wait(0, tw_seq)) != FF_ERR_NONE)
         return err;
     for (u32 l = 0; l < n_lanes; l++) {
@@ -517,6 +522,7 @@ u32 job_ffjb(u32 addr)
                                          dir_base + DIR_ENTRY * n_tiles)) != FF_ERR_NONE)
             return err;
     }
+    FF_PHASE(PH_ZEROS);
     if (zero) {
         if ((err = zero_y(NONE)) != FF_ERR_NONE)
             return err;
@@ -540,6 +546,7 @@ u32 job_ffjb(u32 addr)
         u32 active = 0, best = NONE, most = 0;
         for (u32 q = 0, l = rr; q < n_lanes; q++, l = l + 1u == n_lanes ? 0u : l + 1u) {
             u32 e = l_e[l];
+            FF_PHASE(PH_WALK);
             if (l_state[l] == LOADING) {
                 active = 1;
                 if (!dma_finished(e, l_seq[l])) {
@@ -548,6 +555,7 @@ u32 job_ffjb(u32 addr)
                     if (!dma_finished(e, l_seq[l]))
                         continue;
                 }
+                FF_PHASE(PH_START_LANE);
                 if ((err = start_lane(l)) != FF_ERR_NONE)
                     return err;
                 continue;
@@ -559,8 +567,11 @@ u32 job_ffjb(u32 addr)
                     if (FF_CYCLES_LO - l_t0[l] > timeout)
                         return bad(FF_ERR_LANE_TIMEOUT, FF_LANE_DONE);
                     /* Read the lane's next tile's entries while it computes. */
-                    if (!l_prep[l] && l_pos[l] < l_end[l] && (err = prepare(l)) != FF_ERR_NONE)
-                        return err;
+                    if (!l_prep[l] && l_pos[l] < l_end[l]) {
+                        FF_PHASE(PH_PREPARE);
+                        if ((err = prepare(l)) != FF_ERR_NONE)
+                            return err;
+                    }
                     continue;
                 }
                 if (st & FF_LANE_STATUS_ERROR_MASK)
@@ -571,8 +582,11 @@ u32 job_ffjb(u32 addr)
             }
             if (l_pos[l] < l_end[l]) {
                 active = 1;
-                if (!l_prep[l] && (err = prepare(l)) != FF_ERR_NONE)
-                    return err;
+                if (!l_prep[l]) {
+                    FF_PHASE(PH_PREPARE);
+                    if ((err = prepare(l)) != FF_ERR_NONE)
+                        return err;
+                }
                 if (e_loading[e] < LOOKAHEAD && l_end[l] - l_pos[l] > most) {
                     best = l;
                     most = l_end[l] - l_pos[l];
@@ -580,6 +594,7 @@ u32 job_ffjb(u32 addr)
             } else if (l_i[l] != NONE && !left) {
                 /* The lane's last y block: written out once every tile is queued, so that
                  * these write-outs keep the engine busy while the last lanes compute. */
+                FF_PHASE(PH_FLUSH);
                 if ((err = flush_y(l)) != FF_ERR_NONE)
                     return err;
                 l_i[l] = NONE;
@@ -593,6 +608,7 @@ u32 job_ffjb(u32 addr)
                 (err = dma_check(e)) != FF_ERR_NONE)
                 return err;
             if (dma_seq[e] - dma_done[e] <= FF_DMA_QUEUE_DEPTH - TILE_XFERS) {
+                FF_PHASE(PH_LOAD);
                 if ((err = load(best)) != FF_ERR_NONE)
                     return err;
                 left--;
@@ -602,6 +618,7 @@ u32 job_ffjb(u32 addr)
         if (!active)
             break;
     }
+    FF_PHASE(PH_END);
     if ((err = dma_drain()) != FF_ERR_NONE)
         return err;
     /* COVERED: no row of y / C was zeroed, so every row tile must have had a tile. */

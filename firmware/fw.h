@@ -56,4 +56,29 @@ u32 dma_drain(void);
 /* The SpMV/SpMM job of docs/jobs.md (magic FFJB) at DDR address addr (ffjb.c). */
 u32 job_ffjb(u32 addr);
 
+/* Where a job's time goes (scripts/firmware_phases.py): built with -DFF_PHASES, the firmware
+ * writes the phase it enters into MAILBOX[3], which the script samples while the job runs.
+ * The shipped image has no marks: a mark costs a store, about 6 cycles. */
+enum {
+    PH_IDLE,        /* waiting for the doorbell */
+    PH_START,       /* the descriptor's first words read, the job type looked up */
+    PH_HEADER,      /* FFJB: its header and lane table read */
+    PH_CHECK_JOB,   /* the header checked */
+    PH_CHECK_IMAGE, /* A's image header waited for and checked */
+    PH_SETUP,       /* y's first zeros queued, the lanes' state, their tile-list windows */
+    PH_WINDOWS,     /* the tile-list windows waited for, the directory windows queued */
+    PH_ZEROS,       /* the rest of y's zeros queued and (several engines) waited for */
+    PH_WALK,        /* the walk's own work: polling the engines and lanes, choosing */
+    PH_PREPARE,     /* a lane's next tile-list and directory entries read and checked */
+    PH_LOAD,        /* a lane's transfers queued (y block, x slice, tile) */
+    PH_START_LANE,  /* a landed tile's header checked, the lane configured and started */
+    PH_FLUSH,       /* a lane's last y block queued for write-out */
+    PH_END,         /* every transfer waited for, the last checks */
+};
+#ifdef FF_PHASES
+#define FF_PHASE(p) (FF_MAILBOX(3) = (p))
+#else
+#define FF_PHASE(p) ((void)0)
+#endif
+
 #endif

@@ -306,6 +306,7 @@ int main(void)
         if (!(bell & FF_DOORBELL_PENDING_MASK))
             continue;
         FF_DOORBELL_ACK = 1;
+        FF_PHASE(PH_START);
         u32 seq = field(bell, FF_DOORBELL_SEQ_MASK, FF_DOORBELL_SEQ_SHIFT) << FF_STATUS_SEQ_SHIFT;
         FF_STATUS = seq | FF_STATE_BUSY;
         u32 t0 = FF_CYCLES_LO;
@@ -318,5 +319,6 @@ int main(void)
             FF_STATUS = seq | FF_STATE_DONE;
         else
             FF_STATUS = seq | (err << FF_STATUS_ERROR_SHIFT) | FF_STATE_ERROR;
+        FF_PHASE(PH_IDLE);
     }
 }

@@ -80,10 +80,12 @@ def _run(cmd: list[str], cwd: Path) -> None:
         )
 
 
-def build(src: Path | None = None, out: Path | None = None) -> bytes:
+def build(src: Path | None = None, out: Path | None = None, defines: tuple[str, ...] = ()) -> bytes:
     """Compile and link the firmware; return the raw image (load it at CPU address 0).
 
     ``src`` defaults to :func:`source_dir`; with ``out`` the ELF and image are kept there.
+    ``defines`` are preprocessor macros (``"FF_PHASES"``: the profiling build of
+    ``scripts/firmware_phases.py``); the shipped image has none.
     """
     src = _sources(Path(src)) if src is not None else source_dir()
     zig = _zig()
@@ -98,6 +100,7 @@ def build(src: Path | None = None, out: Path | None = None) -> bytes:
                 "cc",
                 *ARCH_FLAGS,
                 *CFLAGS,
+                *(f"-D{d}" for d in defines),
                 "-T",
                 LINKER_SCRIPT,
                 "-Wl,--build-id=none",

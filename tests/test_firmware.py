@@ -57,3 +57,32 @@ def test_image_is_rv32im_without_compressed_instructions(tmp_path) -> None:
 def test_build_without_sources_says_what_to_do(tmp_path) -> None:
     with pytest.raises(firmware.ToolchainError, match=r"no firmware sources at .*source checkout"):
         firmware.build(src=tmp_path)
+
+
+@needs_compiler
+@pytest.mark.rtl
+def test_phase_profile_accounts_for_the_job() -> None:
+    """scripts/firmware_phases.py on a small SpMV: every phase of fw.h's enum is named, the
+    walk's per-tile phases are entered once per tile, and the sampled cycles add up to the job
+    (the shipped image has no marks: test_shipped_image_matches_the_sources)."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "firmware_phases.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--n", "1500", "--per-row", "3"],
+        capture_output=True, text=True, timeout=600, check=True,
+    ).stdout  # fmt: skip
+    head = re.search(r"(\d+) tiles: ([\d,]+) cycles with the phase marks, ([\d,]+) with", out)
+    assert head, out
+    tiles, marked, shipped = (int(g.replace(",", "")) for g in head.groups())
+    assert shipped < marked < 1.1 * shipped
+    rows = {m[1]: (int(m[2].replace(",", "")), int(m[3]))
+            for m in re.finditer(r"^(\w+) +([\d,]+) +[\d.]+% +(\d+)", out, flags=re.M)}  # fmt: skip
+    for phase in ("prepare", "load", "start_lane"):
+        assert rows[phase][1] == tiles, out
+    # The samples run from the doorbell to the status (the job's own count starts when the
+    # firmware sees the doorbell): within a few samples of the job's cycles.
+    assert abs(sum(c for c, _ in rows.values()) - marked) < 300, out
