@@ -247,9 +247,11 @@ def run(args: argparse.Namespace, kernel: str = "spmv") -> Report:
         "here",
         "DMA engines busy: the share of the job's cycles each engine had a transfer under way "
         "(DDR latency included). An engine idles at the job's start (the descriptor's read and "
-        "checks, about 3,000 cycles on picorv32 at 3-6 cycles per instruction) and end, and "
-        "while the lanes it serves compute the tiles it has loaded: a lane's tile buffer is "
-        "loaded again only once the lane is done with it",
+        "checks and the lanes' set-up, about 9,500 cycles of the control CPU's work) and end, "
+        "while the CPU works out the next transfers (about 2,500 cycles per tile on picorv32: "
+        "docs/firmware.md, scripts/firmware_phases.py), and while the lanes it serves compute "
+        "the tiles it has loaded: a lane's tile buffer is loaded again only once the lane is "
+        "done with it",
         f"Verilator build of this overlay, uncached: {build_s:.1f} s"
         if build_s == build_s
         else "Verilator build time not measured (--cached)",
