@@ -5,10 +5,12 @@
     python scripts/firmware_phases.py --matrix random --n 32000 --cols 8000 --per-row 12
 
 The firmware is built with ``-DFF_PHASES`` (``firmware/fw.h``: it then writes the phase it
-enters into MAILBOX[3]) and loaded into ``ff.open("rtl")``. The job runs twice (the first pays
-for the firmware's start); during the second, the host reads MAILBOX[3] every ``--every``
-cycles, and each sample's cycles are counted to the phase it shows. A mark costs about 6
-cycles, so the job runs a few hundred cycles longer than with the shipped image (printed).
+enters into MAILBOX[3]) and loaded into ``ff.open("rtl")``. The job runs three times: with
+the shipped firmware (its cycles, for comparison), with the profiling build (whose first job
+pays for its start), then with the profiling build again, while the host reads MAILBOX[3]
+every ``--every`` cycles; each sample's cycles are counted to the phase it shows. A mark costs
+about 6 cycles, so the job's cycles differ from the shipped image's by a few hundred (usually
+more, sometimes fewer: the walk then polls at other moments).
 Needs a source checkout and the hw extra.
 """
 
