@@ -175,8 +175,7 @@ def slowest_paths(placed: dict, top: int = 10) -> list[PlacedPath]:
         if register in seen:
             continue
         seen.add(register)
-        end = f"{t:6.2f} ns {cells[name]['type']} {_loc(cells[name])} {name}.{port}"
-        steps = (*_steps(bit, cells, driver, arrive), end)
+        steps = (*_steps(bit, cells, driver, arrive), _step(t, cells, name, port))
         out.append(PlacedPath(t, f"{name}.{port}", steps))
         if len(out) == top:
             break
@@ -194,8 +193,13 @@ def _steps(
     while bit is not None:
         name, port = driver[bit]
         t, bit = arrive(bit)
-        chain.append(f"{t:6.2f} ns {cells[name]['type']} {_loc(cells[name])} {name}.{port}")
+        chain.append(_step(t, cells, name, port))
     yield from reversed(chain)
+
+
+def _step(t: float, cells: dict, name: str, port: str) -> str:
+    """One step of a path: "arrival ns, cell type (x, y) cell.port"."""
+    return f"{t:6.2f} ns {cells[name]['type']} {_loc(cells[name])} {name}.{port}"
 
 
 def main() -> None:

@@ -187,9 +187,7 @@ class _SeqReader(Module):
     ``restart`` has no predecessor: its fields are meaningless.
     """
 
-    def __init__(
-        self, bus_bits: int, adr_bits: int, latency: int, depth: int, deltas: bool = False
-    ) -> None:
+    def __init__(self, bus_bits: int, adr_bits: int, latency: int, deltas: bool = False) -> None:
         nb = bus_bits // 8
         nh = nb // 2  # 16-bit fields per word
         hb = _log2(nh)
@@ -212,6 +210,9 @@ class _SeqReader(Module):
             layout = [("delta", 32 * nf), ("d_zero", nf), ("d_one", nf), ("d_neg", nf)]
         else:
             layout = [("data", bus_bits)]
+        # Room for the words in flight and two more, so a reader alone keeps up with a word per
+        # cycle (with one fewer, SpMV at 8 per row fell from 0.97 to 0.91 per cycle).
+        depth = latency + 2
         fifo = ResetInserter()(stream.SyncFIFO(layout, depth, buffered=True))
         self.submodules.fifo = fifo
         # granted 1, 2, ... latency cycles ago; the last one's word is on `dat` now
@@ -413,12 +414,9 @@ class Lane(Module):
         # often; a reader stops asking once its FIFO is full, so none starves) --
         # The segment reader hands out each row's length (seg[r + 1] - seg[r]) with flags, so
         # the sequencer starts a row without a subtract or compare in its cycle.
-        # A word arrives three cycles after its grant (the address register below, the block
-        # RAM, tile_q); five words of FIFO cover that and the pop, so a reader keeps up with a
-        # word per cycle (with four, SpMV at 8 per row fell from 0.97 to 0.91 per cycle).
-        seg, crd, val = (
-            _SeqReader(bus_bits, ta, latency=3, depth=5, deltas=i == 0) for i in range(3)
-        )
+        # A word arrives three cycles after its grant: the address register below, the block
+        # RAM, tile_q.
+        seg, crd, val = (_SeqReader(bus_bits, ta, latency=3, deltas=i == 0) for i in range(3))
         tile_q = Signal(bus_bits, reset_less=True)  # the tile port's word, for all three
         self.sync += tile_q.eq(self.tile_dat_r)
         self.submodules.seg_rd, self.submodules.crd_rd, self.submodules.val_rd = seg, crd, val
