@@ -187,6 +187,7 @@ static u32 zero_y(u32 pieces)
  * queued before it). */
 static u32 prepare(u32 l)
 {
+    FF_PHASE(PH_PREPARE);
     u32 p = l_pos[l], err;
     u32 slot = l_slot[l];
     u32 ta = tl_base + 4u * p;
@@ -231,6 +232,7 @@ static u32 prepare(u32 l)
  * it; the tile. The engine runs them in this order, so each finds its buffer free. */
 static u32 load(u32 l)
 {
+    FF_PHASE(PH_LOAD);
     u32 p = l_pos[l], err, i = n_i[l], j = n_j[l], zero_from = 0, zero_to = 0;
     u32 e = l_e[l], rt = l_r[l];
     if (i != l_i[l]) {
@@ -303,6 +305,7 @@ static u32 load(u32 l)
  * the lane's configuration and start it. */
 static u32 start_lane(u32 l)
 {
+    FF_PHASE(PH_START_LANE);
     u32 p = l_pos[l];
     volatile u32 *th = cpu_local(l_e[l], l_r[l]);
     u32 t_nvals = th[0], vals = th[1], npos0 = th[2], npos1 = th[5], seg = th[6], crd = th[7];
@@ -555,7 +558,6 @@ u32 job_ffjb(u32 addr)
                     if (!dma_finished(e, l_seq[l]))
                         continue;
                 }
-                FF_PHASE(PH_START_LANE);
                 if ((err = start_lane(l)) != FF_ERR_NONE)
                     return err;
                 continue;
@@ -567,11 +569,8 @@ u32 job_ffjb(u32 addr)
                     if (FF_CYCLES_LO - l_t0[l] > timeout)
                         return bad(FF_ERR_LANE_TIMEOUT, FF_LANE_DONE);
                     /* Read the lane's next tile's entries while it computes. */
-                    if (!l_prep[l] && l_pos[l] < l_end[l]) {
-                        FF_PHASE(PH_PREPARE);
-                        if ((err = prepare(l)) != FF_ERR_NONE)
-                            return err;
-                    }
+                    if (!l_prep[l] && l_pos[l] < l_end[l] && (err = prepare(l)) != FF_ERR_NONE)
+                        return err;
                     continue;
                 }
                 if (st & FF_LANE_STATUS_ERROR_MASK)
@@ -582,11 +581,8 @@ u32 job_ffjb(u32 addr)
             }
             if (l_pos[l] < l_end[l]) {
                 active = 1;
-                if (!l_prep[l]) {
-                    FF_PHASE(PH_PREPARE);
-                    if ((err = prepare(l)) != FF_ERR_NONE)
-                        return err;
-                }
+                if (!l_prep[l] && (err = prepare(l)) != FF_ERR_NONE)
+                    return err;
                 if (e_loading[e] < LOOKAHEAD && l_end[l] - l_pos[l] > most) {
                     best = l;
                     most = l_end[l] - l_pos[l];
@@ -608,7 +604,6 @@ u32 job_ffjb(u32 addr)
                 (err = dma_check(e)) != FF_ERR_NONE)
                 return err;
             if (dma_seq[e] - dma_done[e] <= FF_DMA_QUEUE_DEPTH - TILE_XFERS) {
-                FF_PHASE(PH_LOAD);
                 if ((err = load(best)) != FF_ERR_NONE)
                     return err;
                 left--;

@@ -26,6 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 import fiberflow as ff
+from fiberflow.bench.counted import poisson, random_rows
 from fiberflow.host.shell_driver import HOST
 from fiberflow.overlay import firmware
 
@@ -37,18 +38,11 @@ def phases() -> list[tuple[str, str]]:
 
 
 def matrix(kind: str, n: int, cols: int, per_row: int, seed: int) -> sp.csr_array:
+    """The rtl bench's generators (fiberflow/bench/counted.py): seed 1 and ``--n 32000 --cols
+    8000 --per-row 12`` is its 12-per-row matrix, ``poisson3d --n 48`` its 3-D Poisson one."""
     if kind == "random":
-        return sp.random_array(
-            (n, cols), density=min(per_row / cols, 1.0), format="csr", dtype=np.float32, rng=seed
-        )
-    t = sp.diags_array([-1.0, 2.0, -1.0], offsets=[-1, 0, 1], shape=(n, n))
-    eye = sp.eye_array(n)
-    if kind == "poisson2d":
-        a = sp.kron(eye, t) + sp.kron(t, eye)
-    else:
-        a = sp.kron(sp.kron(eye, eye), t) + sp.kron(sp.kron(eye, t), eye)
-        a = a + sp.kron(sp.kron(t, eye), eye)
-    return sp.csr_array(a, dtype=np.float32)
+        return random_rows(n, cols, per_row, seed)
+    return poisson(n, 2 if kind == "poisson2d" else 3)
 
 
 def sample_phases(port: Any, every: int, trace: list[tuple[int, int]]) -> None:

@@ -56,28 +56,34 @@ def goal(per_row: float, k: int = 1) -> float | None:
     return 2.5 if per_row >= 10 else 2.0 if per_row >= 5 else None
 
 
+def random_rows(m: int, n: int, per_row: int, seed: int) -> sp.csr_array:
+    """An m x n float32 matrix with ``per_row`` random columns in every row (fewer where two
+    coincide)."""
+    r = np.random.default_rng(seed)
+    rows = np.repeat(np.arange(m), per_row)
+    cols = r.integers(0, n, m * per_row)
+    vals = r.standard_normal(m * per_row).astype(np.float32)
+    A = sp.csr_array((vals, (rows, cols)), shape=(m, n))
+    A.sum_duplicates()
+    return A
+
+
+def poisson(side: int, dims: int) -> sp.csr_array:
+    """The finite-difference matrix of a ``dims``-D Poisson problem on a grid of ``side`` points
+    a dimension, float32 (5 nonzeros a row in 2-D, 7 in 3-D)."""
+    line = sp.diags_array([-1.0, 2.0, -1.0], offsets=[-1, 0, 1], shape=(side, side))
+    eye = sp.eye_array(side)
+    A = line
+    for _ in range(dims - 1):
+        A = sp.kron(A, eye) + sp.kron(sp.eye_array(A.shape[0]), line)
+    return sp.csr_array(A, dtype=np.float32)
+
+
 def cases(scale: float) -> list[tuple[str, sp.csr_array]]:
     """(label, matrix): random ones whose x fits one column tile (n = 8000) unless said
     otherwise, and the finite-difference matrices of 2-D and 3-D Poisson problems (5 and 7
     nonzeros per row, banded: their x spans many column tiles)."""
-
-    def rnd(m: int, n: int, per_row: int, seed: int) -> sp.csr_array:
-        r = np.random.default_rng(seed)
-        rows = np.repeat(np.arange(m), per_row)
-        cols = r.integers(0, n, m * per_row)
-        vals = r.standard_normal(m * per_row).astype(np.float32)
-        A = sp.csr_array((vals, (rows, cols)), shape=(m, n))
-        A.sum_duplicates()
-        return A
-
-    def poisson(side: int, dims: int) -> sp.csr_array:
-        line = sp.diags_array([-1.0, 2.0, -1.0], offsets=[-1, 0, 1], shape=(side, side))
-        eye = sp.eye_array(side)
-        A = line
-        for _ in range(dims - 1):
-            A = sp.kron(A, eye) + sp.kron(sp.eye_array(A.shape[0]), line)
-        return sp.csr_array(A, dtype=np.float32)
-
+    rnd = random_rows
     s = scale
     return [
         ("random 32k x 8k, 12/row", rnd(int(32000 * s), 8000, 12, 1)),
@@ -248,7 +254,7 @@ def run(args: argparse.Namespace, kernel: str = "spmv") -> Report:
         "DMA engines busy: the share of the job's cycles each engine had a transfer under way "
         "(DDR latency included). An engine idles at the job's start (the descriptor's read and "
         "checks and the lanes' set-up, about 9,500 cycles of the control CPU's work) and end, "
-        "while the CPU works out the next transfers (about 2,500 cycles per tile on picorv32: "
+        "while the CPU works out the next transfers (about 2,300 cycles per tile on picorv32: "
         "docs/firmware.md, scripts/firmware_phases.py), and while the lanes it serves compute "
         "the tiles it has loaded: a lane's tile buffer is loaded again only once the lane is "
         "done with it",
