@@ -42,16 +42,13 @@
 #define IMAGE_MAGIC 0x49444646u /* "FFDI" */
 #define HEAD_WORDS 24u          /* the FFJB header: 96 bytes */
 #define DIR_ENTRY 32u           /* a 2-D image's directory entry */
+#define TILE_HEAD 32u           /* a 2-D tile's header; its segment array follows */
 #define TILE_XFERS 4u           /* transfers a tile queues at most: y out, y in, x, tile */
 #define LOOKAHEAD 2u            /* tiles queued per engine, ahead of the lanes */
 
 #define LOCAL(region, offset) (((region) << FF_LOCAL_REGION_SHIFT) | (offset))
 #define LANE0_Y 3u /* lane 0's y buffer: engine 0's region 1 + 2 (ShellConfig.lane_regions) */
 
-/* A lane's state in the walk. */
-#define IDLE 0u
-#define LOADING 1u /* its tile's transfers are queued; l_seq: the tile's */
-#define RUNNING 2u
 
 static inline volatile u32 *cpu_local(u32 e, u32 region)
 {
@@ -71,10 +68,16 @@ static u32 tl_base;
 #define NOINIT __attribute__((section(".noinit")))
 static u32 l_pos[MAX_LANES] NOINIT;
 static u32 l_end[MAX_LANES] NOINIT;
-static u32 l_state[MAX_LANES] NOINIT;
-static u32 l_seq[MAX_LANES] NOINIT;  /* LOADING: the tile transfer's number */
+/* The walk's lanes, as bit masks (bit l: lane l), so that a round of the walk tests every
+ * lane at once: a tile queued (the lane armed for it) and not yet seen started (LANE_ARMED
+ * clear); a tile started and not yet counted finished (a lane has at most one of each: a
+ * tile has finished once the lane's next one has started, as its transfers wait for the lane,
+ * AFTER_LANE, or once the lane is idle); tiles left to queue; the next one prepared; a y
+ * block open; a tile ever queued in this job. */
+static u32 q_mask, r_mask, todo_mask, prep_mask, open_mask, used_mask;
+static u32 l_seq[MAX_LANES] NOINIT;  /* the last queued tile's transfer number */
 static u32 l_yseq[MAX_LANES] NOINIT; /* the last transfer that touches the y buffer */
-static u32 l_t0[MAX_LANES] NOINIT;
+static u32 l_t0[MAX_LANES] NOINIT;   /* when its last tile was seen started */
 static u32 l_prev[MAX_LANES] NOINIT;
 static u32 l_xj[MAX_LANES] NOINIT;
 static u32 l_i[MAX_LANES] NOINIT;
@@ -87,19 +90,20 @@ static u32 tw_a1[MAX_LANES] NOINIT;
 static u32 dw_a0[MAX_LANES] NOINIT;
 static u32 dw_a1[MAX_LANES] NOINIT;
 static u32 l_rows[MAX_LANES] NOINIT; /* rows of the open y block */
-static u32 l_xoff[MAX_LANES] NOINIT; /* x_base of the loaded slice */
-static u32 l_prep[MAX_LANES] NOINIT; /* the next tile is prepared: */
+/* The lane's next tile, prepared: */
 static u32 n_off[MAX_LANES] NOINIT;  /* its directory entry */
 static u32 n_bytes[MAX_LANES] NOINIT;
 static u32 n_nvals[MAX_LANES] NOINIT;
 static u32 n_i[MAX_LANES] NOINIT;
 static u32 n_j[MAX_LANES] NOINIT;
+static u32 n_crd[MAX_LANES] NOINIT;  /* its coordinates' and values' offsets in the tile */
+static u32 n_vals[MAX_LANES] NOINIT;
 static u32 l_e[MAX_LANES] NOINIT;    /* the lane's DMA engine */
 static u32 l_r[MAX_LANES] NOINIT;    /* its tile buffer's region; x: +1, y: +2 */
 static u32 l_slot[MAX_LANES] NOINIT; /* its windows' scratch offset */
 static u32 win_cap;                  /* bytes of each window */
 static u32 win_seq;                  /* the last window refill (engine 0) */
-static u32 e_loading[FF_MAX_DMA];    /* lanes LOADING, per engine */
+static u32 e_loading[FF_MAX_DMA];    /* tiles queued and not yet started, per engine */
 /* Per job, so the per-tile path needs no division (about 40 cycles each on picorv32) and at
  * most two multiplications. */
 static u32 grid_r, grid_c, last_rows, last_cols, y_stride, x_stride;
@@ -130,8 +134,9 @@ static u32 refill(u32 *a0, u32 *a1, u32 off, u32 addr, u32 end)
 }
 
 /* Queue the write-out of a y block: DDR [ya, ya + nbytes) from lane buffer (e, region) at byte
- * yoff (the block's offset within its first beat), leaving zeros behind. */
-static u32 store_y(u32 e, u32 region, u32 yoff, u32 ya, u32 nbytes)
+ * yoff (the block's offset within its first beat), leaving zeros behind; ctrl: more DMA_CTRL
+ * bits (AFTER_LANE). */
+static u32 store_y(u32 e, u32 region, u32 yoff, u32 ya, u32 nbytes, u32 ctrl)
 {
     volatile u32 *yb = cpu_local(e, region + 2u);
     volatile u32 *misc = cpu_local(0, 0);
@@ -157,14 +162,32 @@ static u32 store_y(u32 e, u32 region, u32 yoff, u32 ya, u32 nbytes)
         }
     }
     return dma_push(e, a0, LOCAL(region + 2u, 0u), a1 - a0,
-                    FF_DMA_CTRL_TO_DDR_MASK | FF_DMA_CTRL_ZERO_MASK);
+                    FF_DMA_CTRL_TO_DDR_MASK | FF_DMA_CTRL_ZERO_MASK | ctrl);
 }
 
-/* Queue lane l's open y block's write-out. */
+/* Wait until lane l has finished every tile it was given (none is queued and not started). */
+static u32 lane_wait(u32 l)
+{
+    u32 t0 = FF_CYCLES_LO;
+    while (((FF_LANE_STATUS(l) & (FF_LANE_STATUS_DONE_MASK | FF_LANE_STATUS_ARMED_MASK)) !=
+            FF_LANE_STATUS_DONE_MASK))
+        if (FF_CYCLES_LO - t0 > timeout)
+            return bad(FF_ERR_LANE_TIMEOUT, FF_LANE_DONE);
+    return FF_ERR_NONE;
+}
+
+/* Queue lane l's open y block's write-out, to run once the lane is done (AFTER_LANE). A block
+ * that shares beats with another is completed from DDR by the CPU (store_y), through the
+ * buffer's port that the lane holds while it runs: the CPU waits for the lane first. */
 static u32 flush_y(u32 l)
 {
-    u32 err = store_y(l_e[l], l_r[l], l_yoff[l], l_ya[l], l_ybytes[l]);
-    l_yseq[l] = dma_seq[l_e[l]];
+    u32 e = l_e[l], err;
+    if (((l_yoff[l] | (l_ya[l] + l_ybytes[l])) & (bus_bytes - 1u)) &&
+        (err = lane_wait(l)) != FF_ERR_NONE)
+        return err;
+    err = store_y(e, l_r[l], l_yoff[l], l_ya[l], l_ybytes[l],
+                  FF_DMA_CTRL_AFTER_LANE_MASK | l << FF_DMA_CTRL_LANE_SHIFT);
+    l_yseq[l] = dma_seq[e];
     return err;
 }
 
@@ -176,7 +199,7 @@ static u32 zero_y(u32 pieces)
     u32 total = m * row_bytes, err;
     for (; zy_off < total && pieces; zy_off += y_bytes, pieces--) {
         u32 nb = total - zy_off < y_bytes ? total - zy_off : y_bytes;
-        if ((err = store_y(0, LANE0_Y - 2u, 0, y_addr + zy_off, nb)) != FF_ERR_NONE)
+        if ((err = store_y(0, LANE0_Y - 2u, 0, y_addr + zy_off, nb, 0)) != FF_ERR_NONE)
             return err;
     }
     return FF_ERR_NONE;
@@ -218,23 +241,36 @@ static u32 prepare(u32 l)
         return bad(FF_ERR_BAD_SCHEDULE, p);
     if (nbytes > tile_bytes)
         return bad(FF_ERR_TOO_BIG, p);
+    /* The tile's sections, where docs/dma-image.md puts them for its rows and nvals (the lane
+     * is configured from them before its header has landed): it must end where they do. */
+    u32 nvals = de[3], rows = i == grid_r - 1u ? last_rows : tile_rows;
+    u32 crd = (TILE_HEAD + 4u * (rows + 1u) + 15u) & ~15u;
+    u32 vals = (crd + coord_bytes * nvals + 15u) & ~15u;
+    if (nvals > nbytes / 4u || ((vals + 4u * nvals + 15u) & ~15u) != nbytes)
+        return bad(FF_ERR_BAD_IMAGE, p);
     n_off[l] = off;
     n_bytes[l] = nbytes;
-    n_nvals[l] = de[3];
+    n_nvals[l] = nvals;
+    n_crd[l] = crd;
+    n_vals[l] = vals;
     n_i[l] = i;
     n_j[l] = j;
-    l_prep[l] = 1;
+    prep_mask |= 1u << l;
     return FF_ERR_NONE;
 }
 
-/* Queue the transfers of idle lane l's prepared tile: when the row tile changes, the previous
- * y block out and the new one in (ACCUMULATE) or cleared; the x slice unless the lane holds
- * it; the tile. The engine runs them in this order, so each finds its buffer free. */
+/* Queue the transfers of lane l's prepared tile, each to run once the lane is done with the
+ * tile it may be computing (AFTER_LANE): when the row tile changes, the previous y block out
+ * and the new one in (ACCUMULATE) or cleared; the x slice unless the lane holds it; the tile.
+ * The engine runs them in this order, so each finds its buffer free. Then write the lane's
+ * configuration (latched at its start: a running lane keeps its own) and arm it: the lane
+ * starts itself once the tile has landed. The lane has no tile queued and not started. */
 static u32 load(u32 l)
 {
     FF_PHASE(PH_LOAD);
     u32 p = l_pos[l], err, i = n_i[l], j = n_j[l], zero_from = 0, zero_to = 0;
     u32 e = l_e[l], rt = l_r[l];
+    u32 after = FF_DMA_CTRL_AFTER_LANE_MASK | l << FF_DMA_CTRL_LANE_SHIFT;
     if (i != l_i[l]) {
         u32 rows = i == grid_r - 1u ? last_rows : tile_rows;
         u32 ya = y_addr + y_stride * i, yoff = ya & (bus_bytes - 1u);
@@ -244,19 +280,21 @@ static u32 load(u32 l)
         if (l_i[l] != NONE && (err = flush_y(l)) != FF_ERR_NONE)
             return err;
         if (flags & 1u) {
-            if ((err = dma_push(e, ya - yoff, LOCAL(rt + 2u, 0u), ylen, 0)) != FF_ERR_NONE)
+            if ((err = dma_push(e, ya - yoff, LOCAL(rt + 2u, 0u), ylen, after)) != FF_ERR_NONE)
                 return err;
             l_yseq[l] = dma_seq[e];
         } else if (ylen > clean) {
-            /* By the CPU below when no transfer touches the buffer and the tile's transfer
-             * outlasts it (about 2 cycles per byte against 1/8 cycle per tile byte, with room
-             * for the rest of the firmware's work); else by DMA. */
-            if (dma_finished(e, l_yseq[l]) && 2u * (ylen - clean) + 1536u < n_bytes[l] / 8u) {
+            /* By the CPU below when the lane has never run in this job (the CPU cannot reach
+             * a running lane's buffers), no transfer touches the buffer and the tile's
+             * transfer outlasts it (about 2 cycles per byte against 1/8 cycle per tile byte,
+             * with room for the rest of the firmware's work); else by DMA. */
+            if (!(used_mask >> l & 1u) && dma_finished(e, l_yseq[l]) &&
+                2u * (ylen - clean) + 1536u < n_bytes[l] / 8u) {
                 zero_from = clean / 4u;
                 zero_to = ylen / 4u;
             } else {
                 if ((err = dma_push(e, 0, LOCAL(rt + 2u, clean), ylen - clean,
-                                    FF_DMA_CTRL_ZERO_MASK)) != FF_ERR_NONE)
+                                    FF_DMA_CTRL_ZERO_MASK | after)) != FF_ERR_NONE)
                     return err;
                 l_yseq[l] = dma_seq[e];
             }
@@ -268,6 +306,8 @@ static u32 load(u32 l)
         l_yoff[l] = yoff;
         l_ybytes[l] = row_bytes * rows;
         l_rows[l] = rows;
+        FF_LANE_CFG3(l) = rows;
+        FF_LANE_CFG7(l) = yoff;
     }
     u32 xa = x_addr + x_stride * j, xoff = xa & (bus_bytes - 1u);
     if (l_xj[l] != j) {
@@ -275,15 +315,15 @@ static u32 load(u32 l)
         u32 xlen = up(xoff + row_bytes * cols);
         if (xlen > x_bytes)
             return bad(FF_ERR_TOO_BIG, p);
-        if ((err = dma_push(e, xa - xoff, LOCAL(rt + 1u, 0u), xlen, 0)) != FF_ERR_NONE)
+        if ((err = dma_push(e, xa - xoff, LOCAL(rt + 1u, 0u), xlen, after)) != FF_ERR_NONE)
             return err;
         l_xj[l] = j;
+        FF_LANE_CFG6(l) = xoff;
     }
-    l_xoff[l] = xoff;
-    if ((err = dma_push(e, a_addr + n_off[l], LOCAL(rt, 0u), n_bytes[l], 0)) != FF_ERR_NONE)
+    if ((err = dma_push(e, a_addr + n_off[l], LOCAL(rt, 0u), n_bytes[l], after)) !=
+        FF_ERR_NONE)
         return err;
     l_seq[l] = dma_seq[e];
-    l_state[l] = LOADING;
     e_loading[e]++;
     if (zero_to) {
         volatile u32 *yb = cpu_local(e, rt + 2u);
@@ -297,34 +337,20 @@ static u32 load(u32 l)
         for (; w < zero_to; w++)
             yb[w] = 0;
     }
-    return FF_ERR_NONE;
-}
-
-/* Lane l's tile has landed in its tile buffer: read the tile header (docs/dma-image.md: nvals,
- * vals_offset, level 0 (npos, -, -), level 1 (npos, seg_offset, crd_offset)), check it, write
- * the lane's configuration and start it. */
-static u32 start_lane(u32 l)
-{
-    FF_PHASE(PH_START_LANE);
-    u32 p = l_pos[l];
-    volatile u32 *th = cpu_local(l_e[l], l_r[l]);
-    u32 t_nvals = th[0], vals = th[1], npos0 = th[2], npos1 = th[5], seg = th[6], crd = th[7];
-    if (t_nvals != n_nvals[l] || npos1 != t_nvals || npos0 != l_rows[l])
-        return bad(FF_ERR_BAD_IMAGE, p);
-    FF_LANE_CFG0(l) = seg;
-    FF_LANE_CFG1(l) = crd;
-    FF_LANE_CFG2(l) = vals;
-    FF_LANE_CFG3(l) = npos0;
-    FF_LANE_CFG4(l) = kernel | dtype << 8 | coord_bytes << 16;
-    FF_LANE_CFG5(l) = k;
-    FF_LANE_CFG6(l) = l_xoff[l];
-    FF_LANE_CFG7(l) = l_yoff[l];
-    FF_LANE_CTRL(l) = FF_LANE_CTRL_START_MASK;
-    l_t0[l] = FF_CYCLES_LO;
-    l_state[l] = RUNNING;
-    e_loading[l_e[l]]--;
-    l_prep[l] = 0;
-    l_pos[l] = p + 1u;
+    /* Armed last: the CPU's zeros above go through the buffer's port that the lane takes
+     * when it starts. */
+    /* (The words the job fixes, 0, 4 and 5, were written at its start, and the row and x
+     * slice words when they changed.) */
+    FF_LANE_CFG1(l) = n_crd[l];
+    FF_LANE_CFG2(l) = n_vals[l];
+    FF_LANE_CTRL(l) = FF_LANE_CTRL_ARM_MASK | l_seq[l] << FF_LANE_CTRL_SEQ_SHIFT;
+    u32 bit = 1u << l;
+    q_mask |= bit;
+    used_mask |= bit;
+    open_mask |= bit;
+    prep_mask &= ~bit;
+    if (++l_pos[l] == l_end[l])
+        todo_mask &= ~bit;
     return FF_ERR_NONE;
 }
 
@@ -483,6 +509,7 @@ u32 job_ffjb(u32 addr)
     last_cols = n - (grid_c - 1u) * tile_cols;
     y_stride = row_bytes * tile_rows;
     x_stride = row_bytes * tile_cols;
+    q_mask = r_mask = todo_mask = prep_mask = open_mask = used_mask = 0;
     for (u32 l = 0, e = 0, r = 1; l < n_lanes; l++) {
         l_e[l] = e; /* l % n_dma, and its region 1 + 3 * (l / n_dma) */
         l_r[l] = r;
@@ -494,9 +521,13 @@ u32 job_ffjb(u32 addr)
         l_slot[l] = MISC_BYTES + l * 2u * win_cap;
         l_pos[l] = lt[2u * l];
         l_end[l] = lt[2u * l] + lt[2u * l + 1u];
-        l_state[l] = IDLE;
+        FF_LANE_CTRL(l) = FF_LANE_CTRL_CLEAR_MASK; /* FAILED cleared, disarmed */
+        FF_LANE_CFG0(l) = TILE_HEAD;
+        FF_LANE_CFG4(l) = kernel | dtype << 8 | coord_bytes << 16;
+        FF_LANE_CFG5(l) = k;
         l_prev[l] = l_xj[l] = l_i[l] = NONE;
-        l_prep[l] = 0;
+        if (l_pos[l] != l_end[l])
+            todo_mask |= 1u << l;
         l_clean[l] = l == 0 && zero ? y_bytes : 0;
         tw_a0[l] = tw_a1[l] = dw_a0[l] = dw_a1[l] = 0;
     }
@@ -535,87 +566,109 @@ u32 job_ffjb(u32 addr)
         if (n_dma > 1u && (err = dma_drain()) != FF_ERR_NONE)
             return err;
     }
-    u32 tiles = 0, left = n_tiles; /* tiles finished, and not yet loaded */
+    /* Tiles finished, counted in TILE_DONE, and not yet queued. */
+    u32 tiles = 0, done_tiles = 0, left = n_tiles;
     row_tiles = 0;
     for (u32 e = 0; e < n_dma; e++)
         e_loading[e] = 0;
-    /* Which idle lane is loaded next: the one with the most tiles left, so that the lanes
-     * finish together (loaded in the order they became idle, a lane with one tile more than
-     * the others ran it alone at the end, loading and computing in turn); each engine has
-     * LOOKAHEAD tiles queued at most, so there is a choice to make, and enough queued to
-     * keep it busy while the CPU works. Ties go to the lane after the one loaded last. */
-    u32 rr = 0;
+    u32 busy = 1;
     for (;;) {
-        u32 active = 0, best = NONE, most = 0;
-        for (u32 q = 0, l = rr; q < n_lanes; q++, l = l + 1u == n_lanes ? 0u : l + 1u) {
-            u32 e = l_e[l];
-            FF_PHASE(PH_WALK);
-            if (l_state[l] == LOADING) {
-                active = 1;
-                if (!dma_finished(e, l_seq[l])) {
-                    if ((err = dma_check(e)) != FF_ERR_NONE)
-                        return err;
-                    if (!dma_finished(e, l_seq[l]))
-                        continue;
-                }
-                if ((err = start_lane(l)) != FF_ERR_NONE)
-                    return err;
-                continue;
-            }
-            if (l_state[l] == RUNNING) {
-                active = 1;
-                u32 st = FF_LANE_STATUS(l);
-                if (!(st & FF_LANE_STATUS_DONE_MASK)) {
-                    if (FF_CYCLES_LO - l_t0[l] > timeout)
-                        return bad(FF_ERR_LANE_TIMEOUT, FF_LANE_DONE);
-                    /* Read the lane's next tile's entries while it computes. */
-                    if (!l_prep[l] && l_pos[l] < l_end[l] && (err = prepare(l)) != FF_ERR_NONE)
-                        return err;
-                    continue;
-                }
-                if (st & FF_LANE_STATUS_ERROR_MASK)
-                    return bad(FF_ERR_LANE_ERROR, 1u << l);
-                l_state[l] = IDLE;
-                FF_TILE_DONE = 1;
-                tiles++;
-            }
-            if (l_pos[l] < l_end[l]) {
-                active = 1;
-                if (!l_prep[l] && (err = prepare(l)) != FF_ERR_NONE)
-                    return err;
-                if (e_loading[e] < LOOKAHEAD && l_end[l] - l_pos[l] > most) {
-                    best = l;
-                    most = l_end[l] - l_pos[l];
-                }
-            } else if (l_i[l] != NONE && !left) {
-                /* The lane's last y block: written out once every tile is queued, so that
-                 * these write-outs keep the engine busy while the last lanes compute. */
-                FF_PHASE(PH_FLUSH);
-                if ((err = flush_y(l)) != FF_ERR_NONE)
-                    return err;
-                l_i[l] = NONE;
+        /* One read of each summary serves every lane: starts pending, lanes done with no
+         * start pending (idle), lanes whose tile ended with an error. */
+        u32 now = FF_CYCLES_LO, armed = FF_LANE_ARMED, idle = FF_LANE_DONE;
+        u32 failed = FF_LANE_FAILED, was_busy = busy;
+        FF_PHASE(busy ? PH_WALK : PH_POLL);
+        busy = 0;
+        if (failed)
+            return bad(FF_ERR_LANE_ERROR, failed);
+        for (u32 e = 0; e < n_dma; e++)
+            if (dma_seq[e] != dma_done[e] && (err = dma_poll(e, now)) != FF_ERR_NONE)
+                return err;
+        /* Queued tiles that have started: the lane's tile before, if any, has finished. */
+        u32 started = q_mask & ~armed;
+        for (u32 l = 0, m = started; m; l++, m >>= 1) {
+            if (m & 1u) {
+                tiles += r_mask >> l & 1u;
+                l_t0[l] = now;
+                e_loading[l_e[l]]--;
             }
         }
-        if (best != NONE) {
-            /* Only when the queue has room for the whole tile: never wait for room here,
-             * other lanes may need starting. */
+        q_mask &= ~started;
+        r_mask |= started;
+        idle &= ~started; /* read before their starts were seen */
+        for (u32 m = r_mask & idle; m; m &= m - 1u)
+            tiles++;
+        r_mask &= ~idle;
+        /* The lane watchdog, from a tile's start: looked at once the CPU has time to spare
+         * (a lane that never finishes leaves it so, soon enough). */
+        if (!was_busy)
+            for (u32 l = 0, m = r_mask; m; l++, m >>= 1)
+                if (m & 1u && now - l_t0[l] > timeout)
+                    return bad(FF_ERR_LANE_TIMEOUT, FF_LANE_DONE);
+        while (done_tiles < tiles) {
+            FF_TILE_DONE = 1;
+            done_tiles++;
+        }
+        /* A lane's next tile is read and queued while it computes (its transfers wait for
+         * it), once its last one has started: the lane has one set of configuration words to
+         * arm. Every lane that can take one gets it in this round, idle lanes first (with the
+         * most tiles left first, so that the lanes finish together), then the running ones,
+         * the one that started its tile longest ago first: it is likely to finish first, and
+         * an engine runs its transfers in order. The lane's tile after that is read at once,
+         * so that the next round can queue it. */
+        for (u32 can = todo_mask & ~q_mask; can;) {
+            u32 best = NONE, most = 0;
+            for (u32 l = 0, m = can; m; l++, m >>= 1) {
+                if (!(m & 1u))
+                    continue;
+                u32 score =
+                    r_mask >> l & 1u ? now - l_t0[l] : 0x80000000u | (l_end[l] - l_pos[l]);
+                if (best == NONE || score > most) {
+                    best = l;
+                    most = score;
+                }
+            }
+            can &= ~(1u << best);
+            /* Only when the engine has room for the whole tile, and fewer than LOOKAHEAD
+             * tiles waiting to start: never wait for room here, other lanes may need
+             * attention. */
             u32 e = l_e[best];
+            if (e_loading[e] >= LOOKAHEAD)
+                continue;
             if (dma_seq[e] - dma_done[e] > FF_DMA_QUEUE_DEPTH - TILE_XFERS &&
                 (err = dma_check(e)) != FF_ERR_NONE)
                 return err;
-            if (dma_seq[e] - dma_done[e] <= FF_DMA_QUEUE_DEPTH - TILE_XFERS) {
-                if ((err = load(best)) != FF_ERR_NONE)
-                    return err;
-                left--;
-                rr = best + 1u == n_lanes ? 0u : best + 1u;
+            if (dma_seq[e] - dma_done[e] > FF_DMA_QUEUE_DEPTH - TILE_XFERS)
+                continue;
+            if ((!(prep_mask >> best & 1u) && (err = prepare(best)) != FF_ERR_NONE) ||
+                (err = load(best)) != FF_ERR_NONE ||
+                (todo_mask >> best & 1u && (err = prepare(best)) != FF_ERR_NONE))
+                return err;
+            busy = 1;
+            left--;
+        }
+        /* Each lane's last y block: written out once every tile is queued (so that these
+         * write-outs keep the engine busy while the last lanes compute), and the lane's last
+         * tile has started. */
+        if (!left) {
+            for (u32 l = 0, m = open_mask & ~q_mask; m; l++, m >>= 1) {
+                if (m & 1u) {
+                    FF_PHASE(PH_FLUSH);
+                    if ((err = flush_y(l)) != FF_ERR_NONE)
+                        return err;
+                    open_mask &= ~(1u << l);
+                    busy = 1;
+                }
             }
         }
-        if (!active)
+        if (!(q_mask | r_mask | todo_mask | open_mask))
             break;
     }
     FF_PHASE(PH_END);
     if ((err = dma_drain()) != FF_ERR_NONE)
         return err;
+    if (FF_LANE_FAILED)
+        return bad(FF_ERR_LANE_ERROR, FF_LANE_FAILED);
     /* COVERED: no row of y / C was zeroed, so every row tile must have had a tile. */
     if (flags & 2u && row_tiles != grid_r)
         return bad(FF_ERR_BAD_SCHEDULE, row_tiles);

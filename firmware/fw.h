@@ -40,6 +40,9 @@ static inline u32 dma_finished(u32 e, u32 s) { return (int)(dma_done[e] - s) >= 
  * DDR address. */
 u32 dma_check(u32 e);
 
+/* dma_check with the time already read (FF_CYCLES_LO). */
+u32 dma_poll(u32 e, u32 now);
+
 /* Queue one transfer on engine e (waiting for room); ctrl: DMA_CTRL bits besides GO (TO_DDR,
  * ZERO). Its number is dma_seq[e] afterwards. */
 u32 dma_push(u32 e, u32 ddr, u32 local, u32 length, u32 ctrl);
@@ -69,9 +72,9 @@ enum {
     PH_WINDOWS,     /* the tile-list windows waited for, the directory windows queued */
     PH_ZEROS,       /* the rest of y's zeros queued and (several engines) waited for */
     PH_WALK,        /* the walk's own work: polling the engines and lanes, choosing */
+    PH_POLL,        /* the walk after a round that found nothing to do: waiting */
     PH_PREPARE,     /* a lane's next tile-list and directory entries read and checked */
-    PH_LOAD,        /* a lane's transfers queued (y block, x slice, tile) */
-    PH_START_LANE,  /* a landed tile's header checked, the lane configured and started */
+    PH_LOAD,        /* a lane's transfers queued (y block, x slice, tile), the lane armed */
     PH_FLUSH,       /* a lane's last y block queued for write-out */
     PH_END,         /* every transfer waited for, the last checks */
 };

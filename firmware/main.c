@@ -24,9 +24,11 @@ static u32 dma_t0[FF_MAX_DMA]; /* when engine e last finished a transfer, or got
  * host is told which transfer failed. */
 static u32 dma_ddr[FF_MAX_DMA][FF_DMA_QUEUE_DEPTH];
 
-u32 dma_check(u32 e)
+u32 dma_check(u32 e) { return dma_poll(e, FF_CYCLES_LO); }
+
+u32 dma_poll(u32 e, u32 now)
 {
-    u32 st = FF_DMA_STATUS(e), now = FF_CYCLES_LO;
+    u32 st = FF_DMA_STATUS(e);
     if (st & FF_DMA_STATUS_ERROR_MASK) {
         /* Let the failed transfer finish its bursts (the engine drops the rest of its queue):
          * the bus is then idle, and DONE_SEQ is the failed transfer's number. */
@@ -37,7 +39,9 @@ u32 dma_check(u32 e)
         return st & FF_DMA_STATUS_TO_DDR_MASK ? FF_ERR_DMA_WRITE : FF_ERR_DMA_READ;
     }
     u32 done = done_seq(e, st);
-    if (done != dma_done[e]) {
+    /* A transfer that waits for its lane (AFTER_LANE) is not charged: the lane's own
+     * watchdog is. */
+    if (done != dma_done[e] || st & FF_DMA_STATUS_WAITING_MASK) {
         dma_done[e] = done;
         dma_t0[e] = now;
     } else if (done != dma_seq[e] && now - dma_t0[e] > timeout) {
@@ -236,7 +240,8 @@ static u32 job_lane_run(const u32 *job)
     FF_LANE_CTRL(n) = FF_LANE_CTRL_START_MASK;
     u32 start = FF_CYCLES_LO;
     u32 st;
-    while (!((st = FF_LANE_STATUS(n)) & FF_LANE_STATUS_DONE_MASK)) {
+    while (((st = FF_LANE_STATUS(n)) & (FF_LANE_STATUS_DONE_MASK | FF_LANE_STATUS_ARMED_MASK)) !=
+           FF_LANE_STATUS_DONE_MASK) {
         if (FF_CYCLES_LO - start > timeout) {
             info = FF_LANE_DONE; /* as the register map says for LANE_TIMEOUT */
             return FF_ERR_LANE_TIMEOUT;
@@ -311,8 +316,14 @@ int main(void)
         FF_STATUS = seq | FF_STATE_BUSY;
         u32 t0 = FF_CYCLES_LO;
         u32 err = run_job();
-        if (err != FF_ERR_NONE && err != FF_ERR_DMA_TIMEOUT)
-            quiesce();
+        if (err != FF_ERR_NONE) {
+            /* Disarm the lanes (LANE_CTRL.ARM): a later transfer could carry the number an
+             * armed lane waits for. */
+            for (u32 l = 0; l < n_lanes; l++)
+                FF_LANE_CTRL(l) = 0;
+            if (err != FF_ERR_DMA_TIMEOUT)
+                quiesce();
+        }
         FF_MAILBOX(0) = FF_CYCLES_LO - t0; /* the job's own cycles, for the host's statistics */
         FF_ERROR_INFO = info;
         if (err == FF_ERR_NONE)

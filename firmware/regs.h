@@ -2,7 +2,7 @@
 #ifndef FF_REGS_H
 #define FF_REGS_H
 
-#define FF_MAP_VERSION 0x00020001u
+#define FF_MAP_VERSION 0x00020002u
 #define FF_ID_MAGIC 0x46464c57u
 #define FF_JOB_MAGIC 0x304a4646u
 #define FF_MAX_LANES 16
@@ -48,10 +48,12 @@
 #define FF_LANE_CFG5(i) FF_REG(0x10000414u + (i) * 64u) /* rw: lane n: configuration word 5 (meaning: the lane's documentation) */
 #define FF_LANE_CFG6(i) FF_REG(0x10000418u + (i) * 64u) /* rw: lane n: configuration word 6 (meaning: the lane's documentation) */
 #define FF_LANE_CFG7(i) FF_REG(0x1000041cu + (i) * 64u) /* rw: lane n: configuration word 7 (meaning: the lane's documentation) */
-#define FF_LANE_CTRL(i) FF_REG(0x10000420u + (i) * 64u) /* wo: lane n: start */
+#define FF_LANE_CTRL(i) FF_REG(0x10000420u + (i) * 64u) /* wo: lane n: start, now or once a transfer has finished (every write sets ARM and SEQ); the lane runs with the LANE_CFG words as they were at its start */
 #define FF_LANE_STATUS(i) FF_REG(0x10000424u + (i) * 64u) /* ro: lane n: state */
-#define FF_LANE_DONE FF_REG(0x10000800u) /* ro: bit n: lane n DONE */
+#define FF_LANE_DONE FF_REG(0x10000800u) /* ro: bit n: lane n DONE, no start pending */
 #define FF_LANE_ERROR FF_REG(0x10000804u) /* ro: bit n: lane n ERROR */
+#define FF_LANE_ARMED FF_REG(0x10000808u) /* ro: bit n: lane n ARMED (a start is pending) */
+#define FF_LANE_FAILED FF_REG(0x1000080cu) /* ro: bit n: lane n FAILED */
 
 #define FF_CONFIG0_LANES_SHIFT 0
 #define FF_CONFIG0_LANES_MASK 0x000000ffu
@@ -87,6 +89,10 @@
 #define FF_DMA_CTRL_ZERO_MASK 0x00000004u
 #define FF_DMA_CTRL_ABORT_SHIFT 3
 #define FF_DMA_CTRL_ABORT_MASK 0x00000008u
+#define FF_DMA_CTRL_AFTER_LANE_SHIFT 4
+#define FF_DMA_CTRL_AFTER_LANE_MASK 0x00000010u
+#define FF_DMA_CTRL_LANE_SHIFT 8
+#define FF_DMA_CTRL_LANE_MASK 0x00000f00u
 #define FF_DMA_STATUS_BUSY_SHIFT 0
 #define FF_DMA_STATUS_BUSY_MASK 0x00000001u
 #define FF_DMA_STATUS_FULL_SHIFT 1
@@ -99,16 +105,30 @@
 #define FF_DMA_STATUS_RESP_MASK 0x00000030u
 #define FF_DMA_STATUS_OVERFLOW_SHIFT 6
 #define FF_DMA_STATUS_OVERFLOW_MASK 0x00000040u
+#define FF_DMA_STATUS_WAITING_SHIFT 7
+#define FF_DMA_STATUS_WAITING_MASK 0x00000080u
 #define FF_DMA_STATUS_DONE_SEQ_SHIFT 16
 #define FF_DMA_STATUS_DONE_SEQ_MASK 0xffff0000u
 #define FF_LANE_CTRL_START_SHIFT 0
 #define FF_LANE_CTRL_START_MASK 0x00000001u
+#define FF_LANE_CTRL_ARM_SHIFT 1
+#define FF_LANE_CTRL_ARM_MASK 0x00000002u
+#define FF_LANE_CTRL_CLEAR_SHIFT 2
+#define FF_LANE_CTRL_CLEAR_MASK 0x00000004u
+#define FF_LANE_CTRL_SEQ_SHIFT 16
+#define FF_LANE_CTRL_SEQ_MASK 0xffff0000u
 #define FF_LANE_STATUS_BUSY_SHIFT 0
 #define FF_LANE_STATUS_BUSY_MASK 0x00000001u
 #define FF_LANE_STATUS_DONE_SHIFT 1
 #define FF_LANE_STATUS_DONE_MASK 0x00000002u
 #define FF_LANE_STATUS_ERROR_SHIFT 2
 #define FF_LANE_STATUS_ERROR_MASK 0x00000004u
+#define FF_LANE_STATUS_ARMED_SHIFT 3
+#define FF_LANE_STATUS_ARMED_MASK 0x00000008u
+#define FF_LANE_STATUS_FAILED_SHIFT 4
+#define FF_LANE_STATUS_FAILED_MASK 0x00000010u
+#define FF_LANE_STATUS_RUNS_SHIFT 16
+#define FF_LANE_STATUS_RUNS_MASK 0xffff0000u
 #define FF_CTRL_CPU_RESET_SHIFT 0
 #define FF_CTRL_CPU_RESET_MASK 0x00000001u
 #define FF_CTRL_CLEAR_SHIFT 1

@@ -38,7 +38,7 @@ from operator import add, or_
 
 from litex.soc.interconnect import stream
 from litex.soc.interconnect.axi import AXIInterface
-from migen import Cat, If, Module, Mux, Replicate, Signal
+from migen import Array, Cat, If, Module, Mux, Replicate, Signal
 
 __all__ = ["DMAEngine"]
 
@@ -59,6 +59,9 @@ class DMAEngine(Module):
         AXI bursts in flight at once.
     queue_depth : int
         Commands the queue holds (besides the one running), a power of two.
+    lanes : int
+        Lanes whose idle flags the engine sees (``lane_idle``), for commands that wait for
+        one; 0: no such commands.
 
     Attributes
     ----------
@@ -72,6 +75,15 @@ class DMAEngine(Module):
         With ``to_ddr = 0``: fill the local range with zeros, one word per cycle, no DDR
         access. With ``to_ddr = 1``: write the range out and leave zeros behind (each word is
         cleared in the cycle it is read, so the buffer port must be read-first).
+    after_lane, lane : Signal(), Signal(max=lanes), in
+        With ``after_lane``, the command waits at the head of the queue until ``lane_idle``
+        of lane ``lane`` is set, then runs (the commands behind it wait with it): a buffer a
+        lane computes from is loaded, or its results written out, once the lane is done,
+        without the CPU in between.
+    lane_idle : Signal(lanes), in
+        Bit n: lane n is idle (not running, no start pending).
+    waiting : Signal(), out
+        Registered: no transfer runs, and the head of the queue waits for its lane.
     go : Signal(), in
         Pushes the command onto the queue. Ignored after an error; while the queue is full it
         is refused and sets ``overflow``.
@@ -117,6 +129,7 @@ class DMAEngine(Module):
         max_outstanding: int = 4,
         queue_depth: int = 16,
         read_latency: int = 1,
+        lanes: int = 0,
     ) -> None:
         if bus_bits not in (64, 128):
             raise ValueError(f"bus_bits must be 64 or 128, not {bus_bits!r}")
@@ -134,7 +147,11 @@ class DMAEngine(Module):
         self.length = Signal(32)
         self.to_ddr = Signal()
         self.zero = Signal()
+        self.after_lane = Signal()
+        self.lane = Signal(max=max(lanes, 2))
+        self.lane_idle = Signal(max(lanes, 1))
         self.go = Signal()
+        self.waiting = Signal()
         self.abort = Signal()
         self.halt = Signal()
         self.drained = Signal(reset=1)
@@ -165,6 +182,7 @@ class DMAEngine(Module):
                 ("beats", 32 - shift),
                 ("to_ddr", 1),
                 ("zero", 1),
+                *([("after", 1), ("lane", len(self.lane))] if lanes else []),
             ],
             queue_depth,
             buffered=False,
@@ -173,6 +191,25 @@ class DMAEngine(Module):
         dropping = Signal()  # an abort empties the queue
         start = Signal()
         cmd = queue.source
+        # The head may start: it waits for no lane, or its lane is idle. Registered from the
+        # head, and 0 in the cycle after the head changed (taken or dropped) or was empty, so
+        # it always describes the command at the head; and the lane multiplexer is not in
+        # front of everything `start` loads.
+        head_ok = Signal()
+        if lanes:
+            idle = Array(self.lane_idle[n] for n in range(lanes))[cmd.lane]
+            self.comb += [queue.sink.after.eq(self.after_lane), queue.sink.lane.eq(self.lane)]
+            self.sync += [
+                head_ok.eq(cmd.valid & ~cmd.ready & (~cmd.after | idle)),
+                self.waiting.eq(cmd.valid & ~self.active & cmd.after & ~idle),
+            ]
+        else:
+            self.comb += [
+                head_ok.eq(1),
+                Signal(len(self.lane) + len(self.lane_idle) + 1, name="lane_inputs_unused").eq(
+                    Cat(self.after_lane, self.lane, self.lane_idle)
+                ),
+            ]
         # Addresses and lengths are multiples of the bus width (the firmware aligns them), and
         # local addresses lie in the local space: the bits outside are not decoded.
         outside = Cat(self.ddr_addr[:shift], self.length[:shift], self.local_addr[:shift],
@@ -186,7 +223,7 @@ class DMAEngine(Module):
             queue.sink.to_ddr.eq(self.to_ddr),
             queue.sink.zero.eq(self.zero),
             self.full.eq(~queue.sink.ready),
-            start.eq(cmd.valid & ~self.active & ~self.error & ~dropping),
+            start.eq(cmd.valid & ~self.active & ~self.error & ~dropping & head_ok),
             cmd.ready.eq(start | ((self.error | dropping) & cmd.valid)),
             self.busy.eq(self.active | cmd.valid),
         ]

@@ -62,7 +62,7 @@ __all__ = [
 ]
 
 # Bumped on any incompatible change; the host checks it before driving a shell.
-VERSION = 0x0002_0001  # major 2 (DMA command queues), minor 1 (CTRL.DRAINED)
+VERSION = 0x0002_0002  # major 2 (DMA command queues), minor 1 (CTRL.DRAINED), 2 (LANE_CTRL.ARM)
 ID_MAGIC = 0x4646_4C57  # "FFLW"
 
 MAX_LANES = 16
@@ -291,6 +291,14 @@ DMA_CTRL_BITS = (
         "write the range out and leave zeros behind",
     ),
     Field("ABORT", 3, 1, "write 1 to drop the queued transfers (the running one completes)"),
+    Field(
+        "AFTER_LANE",
+        4,
+        1,
+        "the transfer waits at the head of the queue (and the ones behind it with it) until "
+        "lane LANE is idle: not running, no start pending",
+    ),
+    Field("LANE", 8, 4, "with AFTER_LANE: the lane"),
 )
 DMA_STATUS_BITS = (
     Field("BUSY", 0, 1, "a transfer is running or queued"),
@@ -305,6 +313,7 @@ DMA_STATUS_BITS = (
     Field("TO_DDR", 3, 1, "the failed transfer's direction"),
     Field("RESP", 4, 2, "the failed transfer's first error response: 2 SLVERR, 3 DECERR"),
     Field("OVERFLOW", 6, 1, "a GO found the queue full: that transfer was lost"),
+    Field("WAITING", 7, 1, "no transfer runs: the next one waits for its lane (AFTER_LANE)"),
     Field(
         "DONE_SEQ",
         16,
@@ -420,8 +429,21 @@ CPU = Block(
             "LANE_CTRL",
             LANE_BASE + 0x20,
             "wo",
-            "lane n: start",
-            (Field("START", 0, 1, "write 1 to start the lane (restarts a running lane)"),),
+            "lane n: start, now or once a transfer has finished (every write sets ARM and "
+            "SEQ); the lane runs with the LANE_CFG words as they were at its start",
+            (
+                Field("START", 0, 1, "write 1 to start the lane (restarts a running lane)"),
+                Field(
+                    "ARM",
+                    1,
+                    1,
+                    "1: start the lane once its DMA engine (n % engines) has finished transfer "
+                    "SEQ (DMA_STATUS.DONE_SEQ - SEQ, 16-bit, not negative) and the lane is "
+                    "idle; 0: disarm",
+                ),
+                Field("CLEAR", 2, 1, "write 1 to clear RUNS and FAILED"),
+                Field("SEQ", 16, 16, "with ARM: the transfer's number"),
+            ),
             MAX_LANES,
             LANE_STRIDE,
         ),
@@ -434,12 +456,17 @@ CPU = Block(
                 Field("BUSY", 0, 1, "running"),
                 Field("DONE", 1, 1, "finished since START"),
                 Field("ERROR", 2, 1, "with DONE: the lane refused its configuration or data"),
+                Field("ARMED", 3, 1, "a start is pending (DONE, ERROR: the previous run's)"),
+                Field("FAILED", 4, 1, "a run since CLEAR ended with ERROR"),
+                Field("RUNS", 16, 16, "runs finished since CLEAR, modulo 2**16"),
             ),
             MAX_LANES,
             LANE_STRIDE,
         ),
-        Register("LANE_DONE", 0x800, "ro", "bit n: lane n DONE"),
+        Register("LANE_DONE", 0x800, "ro", "bit n: lane n DONE, no start pending"),
         Register("LANE_ERROR", 0x804, "ro", "bit n: lane n ERROR"),
+        Register("LANE_ARMED", 0x808, "ro", "bit n: lane n ARMED (a start is pending)"),
+        Register("LANE_FAILED", 0x80C, "ro", "bit n: lane n FAILED"),
     ),
 )
 

@@ -152,7 +152,11 @@ class Shell(Module):
         dmas = [
             ResetInserter()(
                 DMAEngine(
-                    cfg.bus_bits, local_bits, queue_depth=regmap.DMA_QUEUE_DEPTH, read_latency=2
+                    cfg.bus_bits,
+                    local_bits,
+                    queue_depth=regmap.DMA_QUEUE_DEPTH,
+                    read_latency=2,
+                    lanes=cfg.lanes,
                 )
             )
             for _ in range(cfg.dma_engines)
@@ -456,11 +460,17 @@ class Shell(Module):
         nw = regmap.LANE_CFG_WORDS
         lane_cfg = [[Signal(32) for _ in range(nw)] for _ in lanes]
         lane_ctrl, dma_ctrl = cpu_map.reg("LANE_CTRL"), cpu_map.reg("DMA_CTRL")
+        lane_pending = [Signal(name=f"lane{n}_pending") for n in range(len(lanes))]
+        lane_failed = [Signal(name=f"lane{n}_failed") for n in range(len(lanes))]
+        lane_runs = [Signal(16, name=f"lane{n}_runs") for n in range(len(lanes))]
+        lane_idle = [Signal(name=f"lane{n}_idle") for n in range(len(lanes))]
 
         cpu_read = {coff(name): v for name, v in shared_read.items()}
         cpu_read[coff("CYCLES_HI")] = cpu_hi
-        cpu_read[coff("LANE_DONE")] = Cat(*[ln.done for ln in lanes])
+        cpu_read[coff("LANE_DONE")] = Cat(*[ln.done & ~p for ln, p in zip(lanes, lane_pending)])
         cpu_read[coff("LANE_ERROR")] = Cat(*[ln.error for ln in lanes])
+        cpu_read[coff("LANE_ARMED")] = Cat(*lane_pending)
+        cpu_read[coff("LANE_FAILED")] = Cat(*lane_failed)
         for i, m in enumerate(mailbox):
             cpu_read[coff("MAILBOX", i)] = m
         for e, d in enumerate(dmas):
@@ -475,13 +485,20 @@ class Shell(Module):
                 TO_DDR=d.err_to_ddr,
                 RESP=d.resp,
                 OVERFLOW=d.overflow,
+                WAITING=d.waiting,
                 DONE_SEQ=d.completed,
             )
         for n, ln in enumerate(lanes):
             for w in range(nw):
                 cpu_read[coff(f"LANE_CFG{w}", n)] = lane_cfg[n][w]
             cpu_read[coff("LANE_STATUS", n)] = _pack(
-                cpu_map.reg("LANE_STATUS"), BUSY=ln.busy, DONE=ln.done, ERROR=ln.error
+                cpu_map.reg("LANE_STATUS"),
+                BUSY=ln.busy,
+                DONE=ln.done,
+                ERROR=ln.error,
+                ARMED=lane_pending[n],
+                FAILED=lane_failed[n],
+                RUNS=lane_runs[n],
             )
 
         w = cpu.p_wdata
@@ -513,16 +530,54 @@ class Shell(Module):
         # Other registers are read-only: a write to them is ignored; other offsets read 0.
 
         for n, ln in enumerate(lanes):
-            self.comb += [ln.cfg[w].eq(lane_cfg[n][w]) for w in range(nw)]
-            # The start pulse comes from a flip-flop, a cycle after the CPU's write: it
-            # restarts the lane's tile readers, whose requests select the tile buffer's
-            # address, so from the write's decode it would put the CPU's bus, the decode and
-            # the buffer's address routing in one cycle (the 1-lane shell's routed ECP5
-            # critical path, 16.8 ns). The lane is busy from the cycle after its start, and a
-            # CPU access after the write is decoded no earlier than that.
-            self.sync += ln.start.eq(
-                cpu_we & csel[coff("LANE_CTRL", n)] & _bits(lane_ctrl, "START", cpu.p_wdata)
-            )
+            # A lane starts from the CPU's START or from its arming (LANE_CTRL.ARM): once its
+            # engine has finished the armed transfer (its tile) and the lane is idle, so that
+            # its start waits neither for the CPU to notice the transfer nor for its writes
+            # (docs/firmware.md, the walk). A start is decided (`go`), then the configuration
+            # words are latched for the lane and the start pulse given, a cycle later: the CPU
+            # may write the next tile's words while the lane runs, and the latch's enable and
+            # the start come from flip-flops, not from the CPU's write decode (whose routing to
+            # the tile buffer's address was the 1-lane shell's routed ECP5 critical path). The
+            # arming compare is registered too (`reached`, a cycle behind the engine's count):
+            # the count, a 16-bit subtract and the lane share no cycle.
+            wr = cpu_we & csel[coff("LANE_CTRL", n)]
+            armed, reached, go = (Signal(name=f"lane{n}_{s}") for s in ("armed", "reached", "go"))
+            seq = Signal(16, name=f"lane{n}_arm_seq")
+            since = Signal(16, name=f"lane{n}_since")  # transfers finished since the armed one
+            fire = Signal(name=f"lane{n}_fire")
+            running = Signal(name=f"lane{n}_running")  # started, its end not yet counted
+            cfg_q = [Signal(32, name=f"lane{n}_cfg{w}_q") for w in range(nw)]
+            self.comb += [
+                *[ln.cfg[w].eq(cfg_q[w]) for w in range(nw)],
+                since.eq(dmas[n % len(dmas)].completed - seq),
+                Signal(15, name=f"lane{n}_since_low_unused").eq(since[:15]),  # its sign tells
+                lane_idle[n].eq(~running & ~go & ~ln.start),
+                fire.eq(armed & reached & lane_idle[n]),
+                lane_pending[n].eq(armed | go | ln.start),
+            ]
+            self.sync += [
+                go.eq(Mux(wr, _bits(lane_ctrl, "START", cpu.p_wdata), fire)),
+                ln.start.eq(go),
+                If(go, *[q.eq(c) for q, c in zip(cfg_q, lane_cfg[n], strict=True)]),
+                reached.eq(armed & ~since[15] & ~wr & ~fire),
+                If(cpu_reset, armed.eq(0), seq.eq(0), running.eq(0)).Else(
+                    If(
+                        wr,
+                        armed.eq(_bits(lane_ctrl, "ARM", cpu.p_wdata)),
+                        seq.eq(_bits(lane_ctrl, "SEQ", cpu.p_wdata)),
+                    ).Elif(fire, armed.eq(0)),
+                    # A run ends when the lane is done after its start pulse (in the pulse's
+                    # cycle, DONE is still the last run's).
+                    If(go, running.eq(1)).Elif(running & ln.done & ~ln.start, running.eq(0)),
+                ),
+                If(cpu_reset | (wr & _bits(lane_ctrl, "CLEAR", cpu.p_wdata)),
+                   lane_runs[n].eq(0), lane_failed[n].eq(0))
+                .Elif(
+                    running & ln.done & ~ln.start,
+                    lane_runs[n].eq(lane_runs[n] + 1),
+                    If(ln.error, lane_failed[n].eq(1)),
+                ),
+            ]  # fmt: skip
         for e, d in enumerate(dmas):
             ctrl_we = cpu_we & csel[coff("DMA_CTRL", e)]
             self.comb += [
@@ -533,6 +588,9 @@ class Shell(Module):
                 d.abort.eq(ctrl_we & _bits(dma_ctrl, "ABORT", cpu.p_wdata)),
                 d.to_ddr.eq(_bits(dma_ctrl, "TO_DDR", cpu.p_wdata)),
                 d.zero.eq(_bits(dma_ctrl, "ZERO", cpu.p_wdata)),
+                d.after_lane.eq(_bits(dma_ctrl, "AFTER_LANE", cpu.p_wdata)),
+                d.lane.eq(_bits(dma_ctrl, "LANE", cpu.p_wdata)[: len(d.lane)]),
+                d.lane_idle.eq(Cat(*lane_idle)),
             ]
 
         self.sync += [

@@ -162,19 +162,21 @@ def test_malformed_descriptor(rtl, emu, offset: int, value: int, match: str) -> 
 
 
 def test_malformed_tile_while_transfers_are_queued(rtl, emu) -> None:  # type: ignore[no-untyped-def]
-    """A tile header found wrong deep in the walk, with other lanes' transfers queued: the
-    firmware drops the queue (the running transfer completes), reports BAD_IMAGE, and the
-    next call succeeds. (The job is submitted by hand: ff.spmv would find the image's CRC
-    wrong on the host and never ring the doorbell.)"""
+    """A tile found wrong deep in the walk, with other lanes' transfers queued (its directory
+    entry's nvals does not fit its size: the firmware configures the lane from the entry, so
+    it checks that the tile's sections end where the entry says): the firmware drops the
+    queue (the running transfer completes), reports BAD_IMAGE, and the next call succeeds.
+    (The job is submitted by hand: ff.spmv would find the image's CRC wrong on the host and
+    never ring the doorbell.)"""
     h = rtl.put(A_F, tile=(16, A_F.shape[1]))
     data = h.buffer.array
     data.flags.writeable = True  # a resident image is read-only on the host; damage it anyway
     dir_offset = int(data[: di.HEADER.itemsize].view(di.HEADER)[0]["dir_offset"])
     n = len(jobs.Directory.from_bytes(data).nvals)
     assert n >= 8
-    entry = dir_offset + 32 * (n - 1)  # the last tile's directory entry: its offset first
-    last = int(data[entry : entry + 8].view("<u8")[0])
-    data[last : last + 4] = np.frombuffer((1 << 30).to_bytes(4, "little"), np.uint8)  # nvals
+    entry = dir_offset + 32 * (n - 1)  # the last tile's directory entry: nvals at 12
+    nvals = int(data[entry + 12 : entry + 16].view("<u4")[0])
+    data[entry + 12 : entry + 16] = np.frombuffer((nvals + 8).to_bytes(4, "little"), np.uint8)
     table, tiles = h.schedule(rtl.lanes, 1)
     xb, yb = rtl.alloc(X_F.nbytes), rtl.alloc(4 * A_F.shape[0])
     jb = rtl.alloc(jobs.descriptor_bytes(len(table), len(tiles)))

@@ -46,11 +46,11 @@ def small(seed: int, m: int = 150, n: int = 120) -> sp.csr_array:
     return sp.csr_array(sp.random_array((m, n), density=0.05, rng=r, dtype=np.float32))
 
 
-# A job of a few hundred thousand cycles (~0.3-1 s of simulation): long enough to interrupt
-# and to time out, short enough for a test.
+# An SpMM of LONG_A with LONG_B runs as 4 jobs (k = 8 each), about a million cycles (seconds of
+# simulation): long enough to interrupt and to time out at 1 s, short enough for a test.
 LONG_A = sp.csr_array(sp.random_array((4000, 4000), density=0.004, rng=5, dtype=np.float32))
 LONG_X = np.random.default_rng(6).standard_normal(4000).astype(np.float32)
-LONG_B = np.random.default_rng(7).standard_normal((4000, 16)).astype(np.float32)
+LONG_B = np.random.default_rng(7).standard_normal((4000, 32)).astype(np.float32)
 
 
 def check_ready(rtl, emu) -> None:  # type: ignore[no-untyped-def]
