@@ -467,7 +467,9 @@ class Shell(Module):
 
         cpu_read = {coff(name): v for name, v in shared_read.items()}
         cpu_read[coff("CYCLES_HI")] = cpu_hi
-        cpu_read[coff("LANE_DONE")] = Cat(*[ln.done & ~p for ln, p in zip(lanes, lane_pending)])
+        cpu_read[coff("LANE_DONE")] = Cat(
+            *[ln.done & ~p for ln, p in zip(lanes, lane_pending, strict=True)]
+        )
         cpu_read[coff("LANE_ERROR")] = Cat(*[ln.error for ln in lanes])
         cpu_read[coff("LANE_ARMED")] = Cat(*lane_pending)
         cpu_read[coff("LANE_FAILED")] = Cat(*lane_failed)
