@@ -3,16 +3,17 @@ SpMV/SpMM job, replayed tile by tile from the job's schedule and A's image.
 
 Three kinds of resources are modelled, each busy with one thing at a time:
 
-* the **control CPU** (picorv32), which checks the job, sets up each lane, and for every tile
-  queues its transfers and later starts the lane (``Constants.job``, ``lane``, ``load``,
-  ``start``, ``end``);
+* the **control CPU** (picorv32), which checks the job, sets up each lane, and queues each
+  lane's next tile once the lane has started its current one (``Constants.job``, ``lane``,
+  ``load``, ``flush``, ``end``);
 * each **DMA engine**, which runs its queue in order: a transfer costs ``Constants.latency``
   plus its bytes at the port width (``bus_bytes`` per cycle). Per tile a lane's transfers are
   its previous y block out (when the row tile changes), its x / B slice (unless it holds that
-  column tile already) and the tile; y is zeroed first (no ACCUMULATE) and each lane's last y
-  block written out at the end;
-* each **lane**, single-buffered: a tile's load waits for the lane's previous tile to finish,
-  while the other lanes compute. A tile computes in :func:`tile_cycles`.
+  column tile already) and the tile, each waiting for the lane to finish its current tile
+  (the lane's buffers are single: AFTER_LANE); y is zeroed first (no ACCUMULATE) and each
+  lane's last y block written out at the end;
+* each **lane**, which starts a tile the moment it has landed (LANE_CTRL.ARM), while the other
+  lanes compute. A tile computes in :func:`tile_cycles`.
 
 Every constant was measured on the rtl device (``ff.open("rtl")``, the default overlay) by
 ``scripts/calibrate_emu.py``; docs/emulator.md gives the derivation of each and the model's
@@ -34,20 +35,22 @@ from fiberflow.host import dma_image as di
 class Constants:
     """Cycle costs of the shell (see the module docstring and docs/emulator.md)."""
 
-    # Fitted together (least squares of log(emu / rtl), scripts/calibrate_emu.py --fit) over
-    # the 14 runs of its small set on the default overlay, with the control CPU's two-cycle
-    # ALU and compare; latency is the DDR model's read latency (the fit, free, gave 25, taking
-    # the rest into the CPU's terms). Worst emu / rtl over those runs: 0.95-1.12.
-    job: int = 11_000  # doorbell to the first lane's set-up: descriptor read and checks
-    lane: int = 1_430  # CPU set-up per lane with tiles (tile-list and directory windows)
-    load: int = 365  # CPU queuing one tile's transfers
-    start: int = 2_400  # CPU reading a loaded tile's header, configuring and starting the lane
-    end: int = 800  # last transfer done to status written
+    # lane, load and flush fitted together (least squares of log(emu / rtl),
+    # scripts/calibrate_emu.py --fit) over the 14 runs of its small set on the default
+    # overlay, with the control CPU's two-cycle ALU and compare; job and end are the
+    # firmware's phases before and after the walk (scripts/firmware_phases.py), latency the
+    # DDR model's read latency. Worst emu / rtl: 0.93-1.11 over those runs and the 7 larger
+    # ones of --large (to 1M nonzeros).
+    job: int = 9_900  # doorbell to the walk: descriptor read and checks, the lanes' set-up
+    lane: int = 3_460  # CPU per lane with tiles: its windows, its first tile read and queued
+    load: int = 2_380  # CPU per tile: its lane's start seen, the tile read, queued and armed
+    flush: int = 1_170  # CPU, more, when the tile's row tile is not its lane's last one's
+    end: int = 500  # last transfer done to status written
     # Of `job`: the CPU's wait for y's first zeros (lane 0's zero buffer, the first pieces of
     # y), which a job that writes no zeros first (COVERED or ACCUMULATE) skips; measured as
     # the difference between the two on the small set (790-800 cycles).
     zero_setup: int = 800
-    latency: int = 40  # per DMA transfer: the DDR model's read latency (the fit gave 39)
+    latency: int = 40  # per DMA transfer: the DDR model's read latency
     # The lane's own constants, from its cycles on tiles whose rows all hold L entries (L = 1
     # to 100, k = 1, 2, 3, 4 and 8, one tile): cycles = 31 + items + tail, within 3% for rows
     # of 2 to 64 entries; rows longer than a queue 2-10% under, rows of one entry at k >= 2 a
@@ -185,8 +188,9 @@ def _beats(nbytes: int, bus: int) -> int:
 
 
 def simulate(job: Job, ov: Overlay, c: Constants = DEFAULT) -> Result:
-    """Replay the job: the CPU serves events in time order (a lane's tile loaded: start it; a
-    lane done: queue its next tile's transfers), the engines run their queues in order."""
+    """Replay the job: a lane starts its tile when the tile has landed; once it has, the CPU
+    queues the lane's next tile (``Constants.load``, when the CPU is free), whose transfers
+    wait for the lane to finish (AFTER_LANE); the engines run their queues in order."""
     lanes = ov.lanes
     eng = [0] * ov.dma_engines
     moved = 0
@@ -212,44 +216,55 @@ def simulate(job: Job, ov: Overlay, c: Constants = DEFAULT) -> Result:
     held_x = [-1] * lanes
     held_row = [-1] * lanes
     busy = [0] * lanes
-    events: list[tuple[int, int, int, int]] = []  # (time, order, kind, lane)
+    free = [0] * lanes  # when the lane is done with its current tile
+    left = len(job.lane)
+    last_started: list[int] = []  # lanes whose last tile has started: their y block out
+    events: list[tuple[int, int, int]] = []  # (tile landed: the lane starts, order, lane)
     order = 0
 
     def load(lane: int, at: int) -> None:
-        nonlocal order
+        """Queue the lane's next tile at ``at``; its transfers wait for the lane."""
+        nonlocal order, left
         i = per_lane[lane][nxt[lane]]
+        after = max(at, free[lane])
         if held_row[lane] != job.row_tile[i]:
             if held_row[lane] >= 0:
-                transfer(lane, int(job.y_bytes[per_lane[lane][nxt[lane] - 1]]), at)
+                transfer(lane, int(job.y_bytes[per_lane[lane][nxt[lane] - 1]]), after)
             if job.accumulate:
-                transfer(lane, int(job.y_bytes[i]), at)
+                transfer(lane, int(job.y_bytes[i]), after)
             held_row[lane] = int(job.row_tile[i])
         if held_x[lane] != job.col_tile[i]:
-            transfer(lane, int(job.x_bytes[i]), at)
+            transfer(lane, int(job.x_bytes[i]), after)
             held_x[lane] = int(job.col_tile[i])
-        ready = transfer(lane, int(job.tile_bytes[i]), at)
+        ready = transfer(lane, int(job.tile_bytes[i]), after)
         order += 1
-        heapq.heappush(events, (ready, order, 0, lane))
+        left -= 1
+        heapq.heappush(events, (ready, order, lane))
+
+    def flush(lane: int, at: int) -> None:
+        transfer(lane, int(job.y_bytes[per_lane[lane][-1]]), max(at, free[lane]))
 
     for lane in range(lanes):
         if per_lane[lane]:
             cpu += c.lane
             load(lane, cpu)
     while events:
-        t, _, kind, lane = heapq.heappop(events)
-        if kind == 0:  # tile loaded: start the lane
-            cpu = max(cpu, t) + c.start
-            i = per_lane[lane][nxt[lane]]
-            busy[lane] += int(job.compute[i])
-            nxt[lane] += 1
-            order += 1
-            heapq.heappush(events, (cpu + int(job.compute[i]), order, 1, lane))
-        else:  # lane done: its next tile, or its last y block out
-            cpu = max(cpu, t)
-            if nxt[lane] < len(per_lane[lane]):
-                cpu += c.load
-                load(lane, cpu)
-            else:
-                transfer(lane, int(job.y_bytes[per_lane[lane][-1]]), cpu)
-    cycles = max([cpu, *eng]) + c.end
+        t, _, lane = heapq.heappop(events)
+        i = per_lane[lane][nxt[lane]]
+        busy[lane] += int(job.compute[i])
+        free[lane] = t + int(job.compute[i])
+        nxt[lane] += 1
+        cpu = max(cpu, t)
+        if nxt[lane] < len(per_lane[lane]):
+            cpu += c.load
+            if held_row[lane] != job.row_tile[per_lane[lane][nxt[lane]]]:
+                cpu += c.flush
+            load(lane, cpu)
+        else:
+            last_started.append(lane)
+        if not left:  # every tile queued: the last y blocks out, as their lanes finish
+            for done in last_started:
+                flush(done, cpu)
+            last_started.clear()
+    cycles = max([cpu, *free, *eng]) + c.end
     return Result(cycles=int(cycles), lane_busy=tuple(busy), dma_bytes=int(moved))

@@ -115,9 +115,9 @@ class AxiSlaveModel:
 WORDS = 64  # local buffer of the testbench, in bus words
 
 
-def engine(bus_bits: int, rng: random.Random, mem: bytearray, depth: int = 4):
+def engine(bus_bits: int, rng: random.Random, mem: bytearray, depth: int = 4, lanes: int = 0):
     """A DMA engine on a read-first buffer of WORDS bus words, and its AXI slave model."""
-    dma = DMAEngine(bus_bits, queue_depth=depth)
+    dma = DMAEngine(bus_bits, queue_depth=depth, lanes=lanes)
     buf = Memory(bus_bits, WORDS)
     port = buf.get_port(write_capable=True, mode=READ_FIRST)
     dma.specials += buf, port
@@ -225,6 +225,68 @@ def test_dma_queue_matches_the_model(bus_bits: int, seed: int) -> None:
     assert mem == model.mem
     assert not slave.reads and not slave.writes
     assert seen["full"] and seen["max_level"] == 5  # the queue did fill up
+
+
+@pytest.mark.parametrize("seed", [6, 7])
+def test_dma_after_lane_waits_for_its_lane(seed: int) -> None:
+    """Commands that wait for a lane (AFTER_LANE), among others, while three lanes go busy and
+    idle at random: every command still runs in order with the reference's result, none
+    starts unless its lane was idle in the cycle before, and WAITING says when the engine
+    holds one back."""
+    bb = 8
+    rng = random.Random(seed)
+    mem = bytearray(rng.randbytes(3 * 4096))
+    dma, buf, slave = engine(64, rng, mem, lanes=3)
+    model = QueueModel(bytearray(mem), bb)
+    commands = [(*random_command(rng, bb, len(mem)), rng.choice([-1, 0, 1, 2])) for _ in range(40)]
+    log = {"idle": [], "starts": [], "waiting": 0}
+
+    def lanes():
+        idle = 0b111
+        for _ in range(40_000):
+            if rng.random() < 0.01:
+                idle ^= 1 << rng.randrange(3)
+            yield dma.lane_idle.eq(idle)
+            log["idle"].append(idle)
+            yield
+
+    def watch():
+        was_active, done = 0, 0
+        for cycle in range(40_000):
+            active, completed = (yield dma.active), (yield dma.completed)
+            # A start: the engine turned active, or a zero-length command finished at once.
+            if (active and not was_active) or (completed != done and not was_active):
+                log["starts"].append(cycle)
+            log["waiting"] += yield dma.waiting
+            was_active, done = active, completed
+            yield
+
+    def master():
+        for *cmd, lane in commands:
+            for _ in range(rng.choice([0, 0, 5, 60])):
+                yield
+            while (yield dma.full):
+                yield
+            yield dma.after_lane.eq(lane >= 0)
+            yield dma.lane.eq(max(lane, 0))
+            yield from push(dma, *cmd)
+            model.run(*cmd)
+        yield dma.after_lane.eq(0)
+        for _ in range(30_000):
+            if (yield dma.completed) == len(commands):
+                break
+            yield
+        assert (yield dma.completed) == len(commands), "the queue never drained"
+        for w in range(WORDS):
+            assert (yield buf[w]) == model.buf[w], f"buffer word {w}"
+
+    run_simulation(dma, [master(), passive(lanes)(), passive(watch)(), passive(slave.gen)()])
+    assert mem == model.mem
+    assert len(log["starts"]) == len(commands)
+    for (*_, lane), start in zip(commands, log["starts"], strict=True):
+        # (the start is seen a cycle after it was decided, from the lanes of the cycle before)
+        assert lane < 0 or log["idle"][start - 2] >> lane & 1, (lane, start)
+    assert log["waiting"] > 0
 
 
 def test_dma_error_stops_the_engine_and_names_the_transfer() -> None:
