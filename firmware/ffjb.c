@@ -181,14 +181,19 @@ static u32 lane_wait(u32 l)
  * buffer's port that the lane holds while it runs: the CPU waits for the lane first. */
 static u32 flush_y(u32 l)
 {
-    u32 e = l_e[l], err;
-    if (((l_yoff[l] | (l_ya[l] + l_ybytes[l])) & (bus_bytes - 1u)) &&
-        (err = lane_wait(l)) != FF_ERR_NONE)
-        return err;
-    err = store_y(e, l_r[l], l_yoff[l], l_ya[l], l_ybytes[l],
-                  FF_DMA_CTRL_AFTER_LANE_MASK | l << FF_DMA_CTRL_LANE_SHIFT);
+    u32 e = l_e[l], yoff = l_yoff[l], ya = l_ya[l], end = ya + l_ybytes[l], err;
+    u32 ctrl = FF_DMA_CTRL_AFTER_LANE_MASK | l << FF_DMA_CTRL_LANE_SHIFT;
+    if ((yoff | end) & (bus_bytes - 1u)) {
+        if ((err = lane_wait(l)) != FF_ERR_NONE ||
+            (err = store_y(e, l_r[l], yoff, ya, l_ybytes[l], ctrl)) != FF_ERR_NONE)
+            return err;
+    } else if ((err = dma_push(e, ya, LOCAL(l_r[l] + 2u, 0u), end - ya,
+                               FF_DMA_CTRL_TO_DDR_MASK | FF_DMA_CTRL_ZERO_MASK | ctrl)) !=
+               FF_ERR_NONE) {
+        return err; /* (whole beats: store_y's transfer, without its calls) */
+    }
     l_yseq[l] = dma_seq[e];
-    return err;
+    return FF_ERR_NONE;
 }
 
 /* Queue the zeros for y / C (no ACCUMULATE), at most `pieces` more pieces of a y buffer's size
@@ -217,7 +222,7 @@ static u32 prepare(u32 l)
     if ((ta < tw_a0[l] || ta + 4u > tw_a1[l]) &&
         (err = refill(&tw_a0[l], &tw_a1[l], slot, ta, job_end)) != FF_ERR_NONE)
         return err;
-    if ((err = dma_wait(0, win_seq)) != FF_ERR_NONE)
+    if (!dma_finished(0, win_seq) && (err = dma_wait(0, win_seq)) != FF_ERR_NONE)
         return err;
     u32 d = cpu_local(0, 0)[(slot + ta - tw_a0[l]) / 4u];
     if (d >= n_tiles)
@@ -581,9 +586,13 @@ u32 job_ffjb(u32 addr)
         busy = 0;
         if (failed)
             return bad(FF_ERR_LANE_ERROR, failed);
-        for (u32 e = 0; e < n_dma; e++)
-            if (dma_seq[e] != dma_done[e] && (err = dma_poll(e, now)) != FF_ERR_NONE)
-                return err;
+        /* The engines' errors and watchdog, in rounds after one with nothing to do (an
+         * engine that fails or hangs starts no lane, which soon leaves the CPU so; the queues'
+         * room is checked where a tile is queued). */
+        if (!was_busy)
+            for (u32 e = 0; e < n_dma; e++)
+                if (dma_seq[e] != dma_done[e] && (err = dma_poll(e, now)) != FF_ERR_NONE)
+                    return err;
         /* Queued tiles that have started: the lane's tile before, if any, has finished. */
         u32 started = q_mask & ~armed;
         for (u32 l = 0, m = started; m; l++, m >>= 1) {

@@ -43,9 +43,35 @@ u32 dma_check(u32 e);
 /* dma_check with the time already read (FF_CYCLES_LO). */
 u32 dma_poll(u32 e, u32 now);
 
+extern u32 dma_t0[FF_MAX_DMA]; /* when engine e last finished a transfer, or got one idle */
+/* The DDR address of each unfinished transfer (at most FF_DMA_QUEUE_DEPTH), by its number: the
+ * host is told which transfer failed. */
+extern u32 dma_ddr[FF_MAX_DMA][FF_DMA_QUEUE_DEPTH];
+
+/* Write transfer (ddr, local, length, ctrl) into engine e's queue, which has room. */
+static inline void dma_go(u32 e, u32 ddr, u32 local, u32 length, u32 ctrl)
+{
+    if (dma_done[e] == dma_seq[e])
+        dma_t0[e] = FF_CYCLES_LO; /* an idle engine: the watchdog starts now */
+    FF_DMA_DDR(e) = ddr;
+    FF_DMA_LOCAL(e) = local;
+    FF_DMA_LENGTH(e) = length;
+    FF_DMA_CTRL(e) = FF_DMA_CTRL_GO_MASK | ctrl;
+    dma_ddr[e][++dma_seq[e] % FF_DMA_QUEUE_DEPTH] = ddr;
+}
+
+u32 dma_push_full(u32 e, u32 ddr, u32 local, u32 length, u32 ctrl);
+
 /* Queue one transfer on engine e (waiting for room); ctrl: DMA_CTRL bits besides GO (TO_DDR,
- * ZERO). Its number is dma_seq[e] afterwards. */
-u32 dma_push(u32 e, u32 ddr, u32 local, u32 length, u32 ctrl);
+ * ZERO, AFTER_LANE). Its number is dma_seq[e] afterwards. Inline: a call costs picorv32 about
+ * 100 cycles, and the walker queues two or three transfers per tile. */
+static inline u32 dma_push(u32 e, u32 ddr, u32 local, u32 length, u32 ctrl)
+{
+    if (dma_seq[e] - dma_done[e] >= FF_DMA_QUEUE_DEPTH)
+        return dma_push_full(e, ddr, local, length, ctrl);
+    dma_go(e, ddr, local, length, ctrl);
+    return FF_ERR_NONE;
+}
 
 /* Wait until transfer s of engine e has finished. */
 u32 dma_wait(u32 e, u32 s);

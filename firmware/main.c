@@ -19,10 +19,8 @@ u32 timeout;
 u32 info; /* ERROR_INFO of the current job */
 u32 dma_seq[FF_MAX_DMA];
 u32 dma_done[FF_MAX_DMA];
-static u32 dma_t0[FF_MAX_DMA]; /* when engine e last finished a transfer, or got one while idle */
-/* The DDR address of each unfinished transfer (at most FF_DMA_QUEUE_DEPTH), by its number: the
- * host is told which transfer failed. */
-static u32 dma_ddr[FF_MAX_DMA][FF_DMA_QUEUE_DEPTH];
+u32 dma_t0[FF_MAX_DMA];
+u32 dma_ddr[FF_MAX_DMA][FF_DMA_QUEUE_DEPTH];
 
 u32 dma_check(u32 e) { return dma_poll(e, FF_CYCLES_LO); }
 
@@ -51,35 +49,14 @@ u32 dma_poll(u32 e, u32 now)
     return FF_ERR_NONE;
 }
 
-/* Write transfer (ddr, local, length, ctrl) into engine e's queue, which has room. */
-static inline void dma_go(u32 e, u32 ddr, u32 local, u32 length, u32 ctrl)
-{
-    if (dma_done[e] == dma_seq[e])
-        dma_t0[e] = FF_CYCLES_LO; /* an idle engine: the watchdog starts now */
-    FF_DMA_DDR(e) = ddr;
-    FF_DMA_LOCAL(e) = local;
-    FF_DMA_LENGTH(e) = length;
-    FF_DMA_CTRL(e) = FF_DMA_CTRL_GO_MASK | ctrl;
-    dma_ddr[e][++dma_seq[e] % FF_DMA_QUEUE_DEPTH] = ddr;
-}
-
-/* dma_push with a full queue: wait for room first. Kept out of dma_push, which then calls
- * nothing on its common path and saves no registers (about 100 cycles on picorv32). */
-static __attribute__((noinline)) u32 dma_push_full(u32 e, u32 ddr, u32 local, u32 length,
-                                                   u32 ctrl)
+/* dma_push with a full queue: wait for room first (fw.h's dma_push, inlined where it is
+ * used, calls this only then). */
+u32 dma_push_full(u32 e, u32 ddr, u32 local, u32 length, u32 ctrl)
 {
     u32 err;
     while (dma_seq[e] - dma_done[e] >= FF_DMA_QUEUE_DEPTH)
         if ((err = dma_check(e)) != FF_ERR_NONE)
             return err;
-    dma_go(e, ddr, local, length, ctrl);
-    return FF_ERR_NONE;
-}
-
-u32 dma_push(u32 e, u32 ddr, u32 local, u32 length, u32 ctrl)
-{
-    if (dma_seq[e] - dma_done[e] >= FF_DMA_QUEUE_DEPTH)
-        return dma_push_full(e, ddr, local, length, ctrl);
     dma_go(e, ddr, local, length, ctrl);
     return FF_ERR_NONE;
 }
