@@ -246,11 +246,14 @@ class PynqDevice(ShellDeviceMethods):
 
         self._driver = ShellDriver(_Port(self))  # checks the ID register
         version = self.read_reg(HOST.offset("VERSION"))
-        if version >> 16 != regmap.VERSION >> 16:
+        # The firmware this fiberflow loads needs its own minor version's registers (2.2: the
+        # lanes' arming, which its walker relies on); a later minor only adds.
+        if version >> 16 != regmap.VERSION >> 16 or version & 0xFFFF < regmap.VERSION & 0xFFFF:
+            major, minor = regmap.VERSION >> 16, regmap.VERSION & 0xFFFF
             raise DeviceError(
                 f"the overlay's register map is version {version >> 16}.{version & 0xFFFF}; "
-                f"this fiberflow speaks {regmap.VERSION >> 16}.x: rebuild the overlay with "
-                "this fiberflow version, or install the one that built it"
+                f"this fiberflow needs {major}.{minor} or a later {major}.x: rebuild the "
+                "overlay with this fiberflow version, or install the one that built it"
             )
         self.info = self._driver.info
         self._jobs = ShellJobs(self, self._driver)

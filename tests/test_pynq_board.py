@@ -155,6 +155,25 @@ def test_divisors_match_what_vivado_would_pick() -> None:
 # -- the device: registers, jobs, errors ------------------------------------------------------
 
 
+@pytest.mark.parametrize("older", [1, 0x10000])
+def test_an_overlay_older_than_the_firmware_needs_is_refused(
+    board_folder, monkeypatch, older
+) -> None:  # type: ignore[no-untyped-def]
+    """The shipped firmware relies on the register map's minor version (2.2: the lanes'
+    arming): an overlay that reports an earlier minor, or another major, is refused at open."""
+    from fiberflow.host.pynq_device import PynqDevice
+
+    read = PynqDevice.read_reg
+
+    def read_reg(self, offset: int) -> int:  # type: ignore[no-untyped-def]
+        value = read(self, offset)
+        return value - older if offset == HOST.offset("VERSION") else value
+
+    monkeypatch.setattr(PynqDevice, "read_reg", read_reg)
+    with pytest.raises(DeviceError, match=r"register map is version .*rebuild the overlay"):
+        ff.open("pynq", overlay=board_folder, emulate=True)
+
+
 def test_open_reads_the_shell_through_pynq_mmio(dev) -> None:
     assert dev.read_reg(HOST.offset("ID")) == regmap.ID_MAGIC
     assert dev.read_reg(HOST.offset("VERSION")) == regmap.VERSION
