@@ -6,21 +6,23 @@
  * 2. Without ACCUMULATE, write zeros over all of y / C (rows that no tile touches must read 0),
  *    unless the job is COVERED: every row tile has a tile, so every row is written whole (the
  *    count of row tiles opened is checked at the end: BAD_SCHEDULE).
- * 3. Walk every lane's tile list at once. The DMA engine is the bottleneck, so the walker keeps
- *    its command queue filled and never waits for a transfer it does not need yet: when a
- *    lane is idle (of the idle lanes, the one with the most tiles left; at most LOOKAHEAD
- *    tiles queued per engine), it queues the transfers of the lane's next tile (the previous
- *    row tile's y block out when the row tile changes, the new block loaded with ACCUMULATE,
- *    the x / B slice unless the lane holds it, the tile itself) and goes on; when the tile's
- *    transfer has finished it reads the tile header, writes the 8 configuration words and
- *    starts the lane. A lane's next tile-list and directory entries are read while it
- *    computes. A lane's last y block is written out once every tile is queued; the job ends
- *    when every transfer has finished.
+ * 3. Walk every lane's tile list at once, in rounds. The lanes start themselves (LANE_CTRL.ARM:
+ *    a lane starts once its tile's transfer has finished) and their transfers wait for them
+ *    (DMA_CTRL.AFTER_LANE), so the CPU is in no tile's chain of events and only has to keep
+ *    ahead: once a lane's last queued tile has started, the walker queues the transfers of its
+ *    next one (the previous row tile's y block out when the row tile changes, the new block
+ *    loaded with ACCUMULATE, the x / B slice unless the lane holds it, the tile itself), writes
+ *    the lane's configuration words (latched at its start) and arms it, then reads and checks
+ *    the tile after (its tile-list and directory entries). Idle lanes first, then the one that
+ *    started its tile longest ago; at most LOOKAHEAD tiles queued and not started per engine.
+ *    A lane's last y block is written out once every tile is queued; the job ends when every
+ *    transfer has finished.
  *
  * y blocks are written out with DMA_CTRL.ZERO, which leaves zeros behind: the next row tile's
  * block (no ACCUMULATE) then starts from zeros without a zero fill, which would hold the
  * engine without moving a byte. Only a lane's first block (or a larger one) is cleared, by the
- * CPU while the transfers run when that is sure to be quick enough, else by a DMA zero fill.
+ * CPU while the transfers run when that is sure to be quick enough and the lane has not run
+ * yet (a running lane holds its buffers' port), else by a DMA zero fill.
  *
  * Scratch: tile buffer 0 of engine 0 (region 0), which no lane uses: the first MISC_BYTES hold
  * the descriptor and image headers while they are read, and single beats for the
@@ -32,7 +34,8 @@
  * them is moved and the lane's x_base / y_base point inside it. A y block is written out
  * whole beats at a time, so the words of a partial first or last beat that belong to the
  * neighbouring rows are first copied in from DDR, after every queued transfer has finished
- * (the firmware is the only writer of y, so this read-modify-write is atomic).
+ * (the firmware is the only writer of y, so this read-modify-write is atomic) and the lane
+ * is done.
  */
 #include "fw.h"
 
@@ -48,7 +51,6 @@
 
 #define LOCAL(region, offset) (((region) << FF_LOCAL_REGION_SHIFT) | (offset))
 #define LANE0_Y 3u /* lane 0's y buffer: engine 0's region 1 + 2 (ShellConfig.lane_regions) */
-
 
 static inline volatile u32 *cpu_local(u32 e, u32 region)
 {
