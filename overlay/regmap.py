@@ -441,7 +441,7 @@ CPU = Block(
                     "SEQ (DMA_STATUS.DONE_SEQ - SEQ, 16-bit, not negative) and the lane is "
                     "idle; 0: disarm",
                 ),
-                Field("CLEAR", 2, 1, "write 1 to clear RUNS and FAILED"),
+                Field("CLEAR", 2, 1, "write 1 to clear FAILED"),
                 Field("SEQ", 16, 16, "with ARM: the transfer's number"),
             ),
             MAX_LANES,
@@ -458,7 +458,6 @@ CPU = Block(
                 Field("ERROR", 2, 1, "with DONE: the lane refused its configuration or data"),
                 Field("ARMED", 3, 1, "a start is pending (DONE, ERROR: the previous run's)"),
                 Field("FAILED", 4, 1, "a run since CLEAR ended with ERROR"),
-                Field("RUNS", 16, 16, "runs finished since CLEAR, modulo 2**16"),
             ),
             MAX_LANES,
             LANE_STRIDE,

@@ -462,7 +462,6 @@ class Shell(Module):
         lane_ctrl, dma_ctrl = cpu_map.reg("LANE_CTRL"), cpu_map.reg("DMA_CTRL")
         lane_pending = [Signal(name=f"lane{n}_pending") for n in range(len(lanes))]
         lane_failed = [Signal(name=f"lane{n}_failed") for n in range(len(lanes))]
-        lane_runs = [Signal(16, name=f"lane{n}_runs") for n in range(len(lanes))]
         lane_idle = [Signal(name=f"lane{n}_idle") for n in range(len(lanes))]
 
         cpu_read = {coff(name): v for name, v in shared_read.items()}
@@ -500,7 +499,6 @@ class Shell(Module):
                 ERROR=ln.error,
                 ARMED=lane_pending[n],
                 FAILED=lane_failed[n],
-                RUNS=lane_runs[n],
             )
 
         w = cpu.p_wdata
@@ -572,13 +570,8 @@ class Shell(Module):
                     # cycle, DONE is still the last run's).
                     If(go, running.eq(1)).Elif(running & ln.done & ~ln.start, running.eq(0)),
                 ),
-                If(cpu_reset | (wr & _bits(lane_ctrl, "CLEAR", cpu.p_wdata)),
-                   lane_runs[n].eq(0), lane_failed[n].eq(0))
-                .Elif(
-                    running & ln.done & ~ln.start,
-                    lane_runs[n].eq(lane_runs[n] + 1),
-                    If(ln.error, lane_failed[n].eq(1)),
-                ),
+                If(cpu_reset | (wr & _bits(lane_ctrl, "CLEAR", cpu.p_wdata)), lane_failed[n].eq(0))
+                .Elif(running & ln.done & ~ln.start & ln.error, lane_failed[n].eq(1)),
             ]  # fmt: skip
         for e, d in enumerate(dmas):
             ctrl_we = cpu_we & csel[coff("DMA_CTRL", e)]
