@@ -181,7 +181,7 @@ static u32 lane_wait(u32 l)
 /* Queue lane l's open y block's write-out, to run once the lane is done (AFTER_LANE). A block
  * that shares beats with another is completed from DDR by the CPU (store_y), through the
  * buffer's port that the lane holds while it runs: the CPU waits for the lane first. */
-static u32 flush_y(u32 l)
+static inline __attribute__((always_inline)) u32 flush_y(u32 l)
 {
     u32 e = l_e[l], yoff = l_yoff[l], ya = l_ya[l], end = ya + l_ybytes[l], err;
     u32 ctrl = FF_DMA_CTRL_AFTER_LANE_MASK | l << FF_DMA_CTRL_LANE_SHIFT;
@@ -215,7 +215,7 @@ static u32 zero_y(u32 pieces)
 /* Lane l's next tile: its tile-list entry read, its directory entry read and checked. Needs no
  * DMA unless a window has to be refilled (then waits for it, and with it for everything
  * queued before it). */
-static u32 prepare(u32 l)
+static inline __attribute__((always_inline)) u32 prepare(u32 l)
 {
     FF_PHASE(PH_PREPARE);
     u32 p = l_pos[l], err;
@@ -272,7 +272,7 @@ static u32 prepare(u32 l)
  * The engine runs them in this order, so each finds its buffer free. Then write the lane's
  * configuration (latched at its start: a running lane keeps its own) and arm it: the lane
  * starts itself once the tile has landed. The lane has no tile queued and not started. */
-static u32 load(u32 l)
+static inline __attribute__((always_inline)) u32 load(u32 l)
 {
     FF_PHASE(PH_LOAD);
     u32 p = l_pos[l], err, i = n_i[l], j = n_j[l], zero_from = 0, zero_to = 0;
