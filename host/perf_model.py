@@ -39,12 +39,12 @@ class Constants:
     # scripts/calibrate_emu.py --fit) over the 14 runs of its small set on the default
     # overlay, with the control CPU's two-cycle ALU and compare; job and end are the
     # firmware's phases before and after the walk (scripts/firmware_phases.py), latency the
-    # DDR model's read latency. Worst emu / rtl: 0.93-1.11 over those runs and the 7 larger
+    # DDR model's read latency. Worst emu / rtl: 0.88-1.10 over those runs and the 7 larger
     # ones of --large (to 1M nonzeros).
     job: int = 9_900  # doorbell to the walk: descriptor read and checks, the lanes' set-up
-    lane: int = 2_940  # CPU per lane with tiles: its windows, its first tile read and queued
-    load: int = 1_900  # CPU per tile: its lane's start seen, the tile read, queued and armed
-    flush: int = 1_250  # CPU, more, when the tile's row tile is not its lane's last one's
+    lane: int = 2_860  # CPU per lane with tiles: its windows, its first tile read and queued
+    load: int = 1_710  # CPU per tile: its lane's start seen, the tile read, queued and armed
+    flush: int = 960  # CPU, more, when the tile's row tile is not its lane's last one's
     end: int = 500  # last transfer done to status written
     # Of `job`: the CPU's wait for y's first zeros (lane 0's zero buffer, the first pieces of
     # y), which a job that writes no zeros first (COVERED or ACCUMULATE) skips; measured as
