@@ -545,7 +545,7 @@ class Shell(Module):
             seq = Signal(16, name=f"lane{n}_arm_seq")
             since = Signal(16, name=f"lane{n}_since")  # transfers finished since the armed one
             fire = Signal(name=f"lane{n}_fire")
-            running = Signal(name=f"lane{n}_running")  # started, its end not yet counted
+            running = Signal(name=f"lane{n}_running")  # started, its end not yet seen
             cfg_q = [Signal(32, name=f"lane{n}_cfg{w}_q") for w in range(nw)]
             self.comb += [
                 *[ln.cfg[w].eq(cfg_q[w]) for w in range(nw)],
