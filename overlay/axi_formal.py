@@ -52,7 +52,8 @@ _Q = 8  # the checker's queue depth, above any max_outstanding checked
 @dataclass(frozen=True)
 class Config:
     """An engine configuration to check; the defaults are the shell's (``overlay/top.py``:
-    a 16-command queue, 24-bit local space, 4 bursts in flight, buffer reads of two cycles).
+    a 16-command queue, 24-bit local space, 4 bursts in flight, buffer reads of two cycles,
+    commands that may wait for one of 4 lanes, whose idle flags are free inputs here).
     ``max_outstanding`` from 2 to 7 (the checker's queues hold 8 bursts; at 1 the engine's
     queue of lengths is a register, not the memory the invariants name)."""
 
@@ -61,6 +62,7 @@ class Config:
     queue_depth: int = 16
     local_bits: int = 24
     read_latency: int = 2
+    lanes: int = 4
 
     def __post_init__(self) -> None:
         if not 2 <= self.max_outstanding < _Q:
@@ -165,7 +167,12 @@ def engine_verilog(cfg: Config) -> str:
     with scope():
         top = Module()
         d = DMAEngine(
-            cfg.bus_bits, cfg.local_bits, cfg.max_outstanding, cfg.queue_depth, cfg.read_latency
+            cfg.bus_bits,
+            cfg.local_bits,
+            cfg.max_outstanding,
+            cfg.queue_depth,
+            cfg.read_latency,
+            lanes=cfg.lanes,
         )
         top.submodules.dma = d
         pads = axi_pads(d.axi, "m_axi", full=True)
@@ -173,6 +180,7 @@ def engine_verilog(cfg: Config) -> str:
         ios = set(pad_signals(pads))
         ios |= {d.ddr_addr, d.local_addr, d.length, d.to_ddr, d.zero, d.go, d.abort, d.halt}
         ios |= {d.drained, d.busy, d.buf_adr, d.buf_dat_w, d.buf_we, d.buf_dat_r}
+        ios |= {d.after_lane, d.lane, d.lane_idle}
         return str(convert(top, ios=ios, name="dma"))
 
 
