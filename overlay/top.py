@@ -32,6 +32,7 @@ from fiberflow.overlay.axilite import AXILiteSlave
 from fiberflow.overlay.cpu import ControlCPU, picorv32_verilog
 from fiberflow.overlay.dma import DMAEngine
 from fiberflow.overlay.lane_placeholder import PlaceholderLane
+from fiberflow.overlay.lane_start import LaneStart
 
 __all__ = ["TOP", "VALUE_TYPES", "Shell", "ShellConfig", "buffer", "buffer_ports", "verilog"]
 
@@ -530,49 +531,27 @@ class Shell(Module):
         # Other registers are read-only: a write to them is ignored; other offsets read 0.
 
         for n, ln in enumerate(lanes):
-            # A lane starts from the CPU's START or from its arming (LANE_CTRL.ARM): once its
-            # engine has finished the armed transfer (its tile) and the lane is idle, so that
-            # its start waits neither for the CPU to notice the transfer nor for its writes
-            # (docs/firmware.md, the walk). A start is decided (`go`), then the configuration
-            # words are latched for the lane and the start pulse given, a cycle later: the CPU
-            # may write the next tile's words while the lane runs, and the latch's enable and
-            # the start come from flip-flops, not from the CPU's write decode (whose routing to
-            # the tile buffer's address was the 1-lane shell's routed ECP5 critical path). The
-            # arming compare is registered too (`reached`, a cycle behind the engine's count):
-            # the count, a 16-bit subtract and the lane share no cycle.
-            wr = cpu_we & csel[coff("LANE_CTRL", n)]
-            armed, reached, go = (Signal(name=f"lane{n}_{s}") for s in ("armed", "reached", "go"))
-            seq = Signal(16, name=f"lane{n}_arm_seq")
-            since = Signal(16, name=f"lane{n}_since")  # transfers finished since the armed one
-            fire = Signal(name=f"lane{n}_fire")
-            running = Signal(name=f"lane{n}_running")  # started, its end not yet seen
-            cfg_q = [Signal(32, name=f"lane{n}_cfg{w}_q") for w in range(nw)]
+            # The lane's start, from the CPU or armed, and its latched configuration
+            # (overlay/lane_start.py).
+            st = LaneStart(nw)
+            setattr(self.submodules, f"lane_start{n}", st)
             self.comb += [
-                *[ln.cfg[w].eq(cfg_q[w]) for w in range(nw)],
-                since.eq(dmas[n % len(dmas)].completed - seq),
-                Signal(15, name=f"lane{n}_since_low_unused").eq(since[:15]),  # its sign tells
-                lane_idle[n].eq(~running & ~go & ~ln.start),
-                fire.eq(armed & reached & lane_idle[n]),
-                lane_pending[n].eq(armed | go | ln.start),
+                st.reset.eq(cpu_reset),
+                st.wr.eq(cpu_we & csel[coff("LANE_CTRL", n)]),
+                st.w_start.eq(_bits(lane_ctrl, "START", cpu.p_wdata)),
+                st.w_arm.eq(_bits(lane_ctrl, "ARM", cpu.p_wdata)),
+                st.w_clear.eq(_bits(lane_ctrl, "CLEAR", cpu.p_wdata)),
+                st.w_seq.eq(_bits(lane_ctrl, "SEQ", cpu.p_wdata)),
+                st.completed.eq(dmas[n % len(dmas)].completed),
+                *[c.eq(w) for c, w in zip(st.cfg_in, lane_cfg[n], strict=True)],
+                st.done.eq(ln.done),
+                st.error.eq(ln.error),
+                ln.start.eq(st.start),
+                *[ln.cfg[w].eq(st.cfg[w]) for w in range(nw)],
+                lane_pending[n].eq(st.pending),
+                lane_idle[n].eq(st.idle),
+                lane_failed[n].eq(st.failed),
             ]
-            self.sync += [
-                go.eq(Mux(wr, _bits(lane_ctrl, "START", cpu.p_wdata), fire)),
-                ln.start.eq(go),
-                If(go, *[q.eq(c) for q, c in zip(cfg_q, lane_cfg[n], strict=True)]),
-                reached.eq(armed & ~since[15] & ~wr & ~fire),
-                If(cpu_reset, armed.eq(0), seq.eq(0), running.eq(0)).Else(
-                    If(
-                        wr,
-                        armed.eq(_bits(lane_ctrl, "ARM", cpu.p_wdata)),
-                        seq.eq(_bits(lane_ctrl, "SEQ", cpu.p_wdata)),
-                    ).Elif(fire, armed.eq(0)),
-                    # A run ends when the lane is done after its start pulse (in the pulse's
-                    # cycle, DONE is still the last run's).
-                    If(go, running.eq(1)).Elif(running & ln.done & ~ln.start, running.eq(0)),
-                ),
-                If(cpu_reset | (wr & _bits(lane_ctrl, "CLEAR", cpu.p_wdata)), lane_failed[n].eq(0))
-                .Elif(running & ln.done & ~ln.start & ln.error, lane_failed[n].eq(1)),
-            ]  # fmt: skip
         for e, d in enumerate(dmas):
             ctrl_we = cpu_we & csel[coff("DMA_CTRL", e)]
             self.comb += [
