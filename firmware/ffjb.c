@@ -75,9 +75,8 @@ static u32 l_end[MAX_LANES] NOINIT;
  * clear); a tile started and not yet counted finished (a lane has at most one of each: a
  * tile has finished once the lane's next one has started, as its transfers wait for the lane,
  * AFTER_LANE, or once the lane is idle); tiles left to queue; the next one prepared; a y
- * block open; a tile ever queued in this job. */
-static u32 q_mask, r_mask, todo_mask, prep_mask, open_mask, used_mask;
-static u32 l_seq[MAX_LANES] NOINIT;  /* the last queued tile's transfer number */
+ * block open (not yet written out at the job's end). */
+static u32 q_mask, r_mask, todo_mask, prep_mask, open_mask;
 static u32 l_yseq[MAX_LANES] NOINIT; /* the last transfer that touches the y buffer */
 static u32 l_t0[MAX_LANES] NOINIT;   /* when its last tile was seen started */
 static u32 l_prev[MAX_LANES] NOINIT;
@@ -91,11 +90,9 @@ static u32 tw_a0[MAX_LANES] NOINIT;
 static u32 tw_a1[MAX_LANES] NOINIT;
 static u32 dw_a0[MAX_LANES] NOINIT;
 static u32 dw_a1[MAX_LANES] NOINIT;
-static u32 l_rows[MAX_LANES] NOINIT; /* rows of the open y block */
 /* The lane's next tile, prepared: */
 static u32 n_off[MAX_LANES] NOINIT;  /* its directory entry */
 static u32 n_bytes[MAX_LANES] NOINIT;
-static u32 n_nvals[MAX_LANES] NOINIT;
 static u32 n_i[MAX_LANES] NOINIT;
 static u32 n_j[MAX_LANES] NOINIT;
 static u32 n_crd[MAX_LANES] NOINIT;  /* its coordinates' and values' offsets in the tile */
@@ -167,26 +164,16 @@ static u32 store_y(u32 e, u32 region, u32 yoff, u32 ya, u32 nbytes, u32 ctrl)
                     FF_DMA_CTRL_TO_DDR_MASK | FF_DMA_CTRL_ZERO_MASK | ctrl);
 }
 
-/* Wait until lane l has finished every tile it was given (none is queued and not started). */
-static u32 lane_wait(u32 l)
-{
-    u32 t0 = FF_CYCLES_LO;
-    while (((FF_LANE_STATUS(l) & (FF_LANE_STATUS_DONE_MASK | FF_LANE_STATUS_ARMED_MASK)) !=
-            FF_LANE_STATUS_DONE_MASK))
-        if (FF_CYCLES_LO - t0 > timeout)
-            return bad(FF_ERR_LANE_TIMEOUT, FF_LANE_DONE);
-    return FF_ERR_NONE;
-}
-
 /* Queue lane l's open y block's write-out, to run once the lane is done (AFTER_LANE). A block
  * that shares beats with another is completed from DDR by the CPU (store_y), through the
  * buffer's port that the lane holds while it runs: the CPU waits for the lane first. */
 static inline __attribute__((always_inline)) u32 flush_y(u32 l)
 {
-    u32 e = l_e[l], yoff = l_yoff[l], ya = l_ya[l], end = ya + l_ybytes[l], err;
+    u32 e = l_e[l], yoff = l_yoff[l], ya = l_ya[l], end = ya + l_ybytes[l], err, st;
     u32 ctrl = FF_DMA_CTRL_AFTER_LANE_MASK | l << FF_DMA_CTRL_LANE_SHIFT;
     if ((yoff | end) & (bus_bytes - 1u)) {
-        if ((err = lane_wait(l)) != FF_ERR_NONE ||
+        /* (The lane has no tile queued and not started, so done means done with them all.) */
+        if ((err = lane_wait(l, &st)) != FF_ERR_NONE ||
             (err = store_y(e, l_r[l], yoff, ya, l_ybytes[l], ctrl)) != FF_ERR_NONE)
             return err;
     } else if ((err = dma_push(e, ya, LOCAL(l_r[l] + 2u, 0u), end - ya,
@@ -257,7 +244,6 @@ static inline __attribute__((always_inline)) u32 prepare(u32 l)
         return bad(FF_ERR_BAD_IMAGE, p);
     n_off[l] = off;
     n_bytes[l] = nbytes;
-    n_nvals[l] = nvals;
     n_crd[l] = crd;
     n_vals[l] = vals;
     n_i[l] = i;
@@ -291,11 +277,11 @@ static inline __attribute__((always_inline)) u32 load(u32 l)
                 return err;
             l_yseq[l] = dma_seq[e];
         } else if (ylen > clean) {
-            /* By the CPU below when the lane has never run in this job (the CPU cannot reach
-             * a running lane's buffers), no transfer touches the buffer and the tile's
-             * transfer outlasts it (about 2 cycles per byte against 1/8 cycle per tile byte,
-             * with room for the rest of the firmware's work); else by DMA. */
-            if (!(used_mask >> l & 1u) && dma_finished(e, l_yseq[l]) &&
+            /* By the CPU below when the lane has never run in this job (its first y block: the
+             * CPU cannot reach a running lane's buffers), no transfer touches the buffer and
+             * the tile's transfer outlasts it (about 2 cycles per byte against 1/8 cycle per
+             * tile byte, with room for the rest of the firmware's work); else by DMA. */
+            if (l_i[l] == NONE && dma_finished(e, l_yseq[l]) &&
                 2u * (ylen - clean) + 1536u < n_bytes[l] / 8u) {
                 zero_from = clean / 4u;
                 zero_to = ylen / 4u;
@@ -312,7 +298,6 @@ static inline __attribute__((always_inline)) u32 load(u32 l)
         l_ya[l] = ya;
         l_yoff[l] = yoff;
         l_ybytes[l] = row_bytes * rows;
-        l_rows[l] = rows;
         FF_LANE_CFG3(l) = rows;
         FF_LANE_CFG7(l) = yoff;
     }
@@ -330,7 +315,6 @@ static inline __attribute__((always_inline)) u32 load(u32 l)
     if ((err = dma_push(e, a_addr + n_off[l], LOCAL(rt, 0u), n_bytes[l], after)) !=
         FF_ERR_NONE)
         return err;
-    l_seq[l] = dma_seq[e];
     e_loading[e]++;
     if (zero_to) {
         volatile u32 *yb = cpu_local(e, rt + 2u);
@@ -350,10 +334,9 @@ static inline __attribute__((always_inline)) u32 load(u32 l)
      * slice words when they changed.) */
     FF_LANE_CFG1(l) = n_crd[l];
     FF_LANE_CFG2(l) = n_vals[l];
-    FF_LANE_CTRL(l) = FF_LANE_CTRL_ARM_MASK | l_seq[l] << FF_LANE_CTRL_SEQ_SHIFT;
+    FF_LANE_CTRL(l) = FF_LANE_CTRL_ARM_MASK | dma_seq[e] << FF_LANE_CTRL_SEQ_SHIFT;
     u32 bit = 1u << l;
     q_mask |= bit;
-    used_mask |= bit;
     open_mask |= bit;
     prep_mask &= ~bit;
     if (++l_pos[l] == l_end[l])
@@ -516,7 +499,7 @@ u32 job_ffjb(u32 addr)
     last_cols = n - (grid_c - 1u) * tile_cols;
     y_stride = row_bytes * tile_rows;
     x_stride = row_bytes * tile_cols;
-    q_mask = r_mask = todo_mask = prep_mask = open_mask = used_mask = 0;
+    q_mask = r_mask = todo_mask = prep_mask = open_mask = 0;
     for (u32 l = 0, e = 0, r = 1; l < n_lanes; l++) {
         l_e[l] = e; /* l % n_dma, and its region 1 + 3 * (l / n_dma) */
         l_r[l] = r;
@@ -573,8 +556,8 @@ u32 job_ffjb(u32 addr)
         if (n_dma > 1u && (err = dma_drain()) != FF_ERR_NONE)
             return err;
     }
-    /* Tiles finished, counted in TILE_DONE, and not yet queued. */
-    u32 tiles = 0, done_tiles = 0, left = n_tiles;
+    /* Tiles finished (each also counted in TILE_DONE), and not yet queued. */
+    u32 tiles = 0, left = n_tiles;
     row_tiles = 0;
     for (u32 e = 0; e < n_dma; e++)
         e_loading[e] = 0;
@@ -599,7 +582,10 @@ u32 job_ffjb(u32 addr)
         u32 started = q_mask & ~armed;
         for (u32 l = 0, m = started; m; l++, m >>= 1) {
             if (m & 1u) {
-                tiles += r_mask >> l & 1u;
+                if (r_mask >> l & 1u) {
+                    tiles++;
+                    FF_TILE_DONE = 1;
+                }
                 l_t0[l] = now;
                 e_loading[l_e[l]]--;
             }
@@ -607,8 +593,10 @@ u32 job_ffjb(u32 addr)
         q_mask &= ~started;
         r_mask |= started;
         idle &= ~started; /* read before their starts were seen */
-        for (u32 m = r_mask & idle; m; m &= m - 1u)
+        for (u32 m = r_mask & idle; m; m &= m - 1u) {
             tiles++;
+            FF_TILE_DONE = 1;
+        }
         r_mask &= ~idle;
         /* The lane watchdog, from a tile's start: looked at once the CPU has time to spare
          * (a lane that never finishes leaves it so, soon enough). */
@@ -616,10 +604,6 @@ u32 job_ffjb(u32 addr)
             for (u32 l = 0, m = r_mask; m; l++, m >>= 1)
                 if (m & 1u && now - l_t0[l] > timeout)
                     return bad(FF_ERR_LANE_TIMEOUT, FF_LANE_DONE);
-        while (done_tiles < tiles) {
-            FF_TILE_DONE = 1;
-            done_tiles++;
-        }
         /* A lane's next tile is read and queued while it computes (its transfers wait for
          * it), once its last one has started: the lane has one set of configuration words to
          * arm. Every lane that can take one gets it in this round, idle lanes first (with the

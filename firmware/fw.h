@@ -73,6 +73,10 @@ static inline u32 dma_push(u32 e, u32 ddr, u32 local, u32 length, u32 ctrl)
     return FF_ERR_NONE;
 }
 
+/* Wait until lane n is done with no start pending (LANE_TIMEOUT after the watchdog's cycles);
+ * *status is its last LANE_STATUS. */
+u32 lane_wait(u32 n, u32 *status);
+
 /* Wait until transfer s of engine e has finished. */
 u32 dma_wait(u32 e, u32 s);
 

@@ -61,6 +61,20 @@ u32 dma_push_full(u32 e, u32 ddr, u32 local, u32 length, u32 ctrl)
     return FF_ERR_NONE;
 }
 
+u32 lane_wait(u32 n, u32 *status)
+{
+    u32 t0 = FF_CYCLES_LO, st;
+    while (((st = FF_LANE_STATUS(n)) & (FF_LANE_STATUS_DONE_MASK | FF_LANE_STATUS_ARMED_MASK)) !=
+           FF_LANE_STATUS_DONE_MASK) {
+        if (FF_CYCLES_LO - t0 > timeout) {
+            info = FF_LANE_DONE; /* as the register map says for LANE_TIMEOUT */
+            return FF_ERR_LANE_TIMEOUT;
+        }
+    }
+    *status = st;
+    return FF_ERR_NONE;
+}
+
 u32 dma_wait(u32 e, u32 s)
 {
     u32 err;
@@ -215,15 +229,9 @@ static u32 job_lane_run(const u32 *job)
     for (u32 w = 0; w < FF_LANE_CFG_WORDS; w++)
         FF_REG(seat + 4u * w) = buf[w];
     FF_LANE_CTRL(n) = FF_LANE_CTRL_START_MASK;
-    u32 start = FF_CYCLES_LO;
     u32 st;
-    while (((st = FF_LANE_STATUS(n)) & (FF_LANE_STATUS_DONE_MASK | FF_LANE_STATUS_ARMED_MASK)) !=
-           FF_LANE_STATUS_DONE_MASK) {
-        if (FF_CYCLES_LO - start > timeout) {
-            info = FF_LANE_DONE; /* as the register map says for LANE_TIMEOUT */
-            return FF_ERR_LANE_TIMEOUT;
-        }
-    }
+    if ((err = lane_wait(n, &st)) != FF_ERR_NONE)
+        return err;
     if (st & FF_LANE_STATUS_ERROR_MASK) {
         info = 1u << n;
         return FF_ERR_LANE_ERROR;
