@@ -231,7 +231,8 @@ class PipeFpMul(Module):
     4. Normalise and round in one stage: pick the 23 fraction bits, the round, sticky and
        lowest bits by the product's top bit (two versions of each, side by side, so the pick
        is one mux), the round-up bit, the 24-bit increment (one carry chain), and the
-       result chosen by the precomputed tests. ``r`` is this stage's register.
+       result chosen by the precomputed tests (the overflow test's carry found beside the
+       chain). ``r`` is this stage's register.
     """
 
     latency = 4
@@ -291,9 +292,15 @@ class PipeFpMul(Module):
         up = guard & (sticky | lsb)
         mr = Signal(24, name="mr")  # as in fp_mul: bit 23 is the carry into the hidden one
         self.comb += mr.eq(frac + up)
-        # The exponent is E + top + carry: the candidates E, E + 1, E + 2 of stage 3.
+        # The exponent is E + top + carry: the candidates E, E + 1, E + 2 of stage 3. The
+        # overflow test, which picks the result, takes the carry from beside the increment's
+        # carry chain (rounding up a fraction of all ones), not from its end; the exponent,
+        # a data field like the fraction, may wait for the chain.
+        carry = Signal(name="carry")
+        frac_ones = Mux(top, p3[24:47] == 0x7FFFFF, p3[23:46] == 0x7FFFFF)
+        self.comb += carry.eq(up & frac_ones)
         exp = Mux(top, Mux(mr[23], exp3[2], exp3[1]), Mux(mr[23], exp3[1], exp3[0]))
-        over = Mux(top, Mux(mr[23], over3[2], over3[1]), Mux(mr[23], over3[1], over3[0]))
+        over = Mux(top, Mux(carry, over3[2], over3[1]), Mux(carry, over3[1], over3[0]))
         e0_zero, e0_low = Mux(top, zero3[1], zero3[0]), Mux(top, low3[1], low3[0])
         self.sync += (
             If(spec3, self.r.eq(spec_r3))
