@@ -1845,3 +1845,29 @@ uint32_t ff_fill(const ff_tree *tree, uint8_t *image, const int64_t *slot, int64
     int bad; /* the filling pass sets none */
     return run_parts(&w, is_csr(tree) ? fill_csr : fill_walk, threads, &bad, NULL);
 }
+
+void ff_coord_extents(uint8_t *image, int64_t n_tiles, const int64_t *crd_off,
+                      const int64_t *ncrd, int coord_bytes, int64_t dir_offset,
+                      int64_t dir_entry_bytes)
+{
+    for (int64_t i = 0; i < n_tiles; i++) {
+        const uint8_t *c = image + crd_off[i];
+        uint32_t lo = UINT32_MAX, hi = 0;
+        if (coord_bytes == 2) {
+            const uint16_t *c16 = (const uint16_t *)c;
+            for (int64_t q = 0; q < ncrd[i]; q++) {
+                lo = c16[q] < lo ? c16[q] : lo;
+                hi = c16[q] > hi ? c16[q] : hi;
+            }
+        } else {
+            const uint32_t *c32 = (const uint32_t *)c;
+            for (int64_t q = 0; q < ncrd[i]; q++) {
+                lo = c32[q] < lo ? c32[q] : lo;
+                hi = c32[q] > hi ? c32[q] : hi;
+            }
+        }
+        uint32_t *d = (uint32_t *)(image + dir_offset + i * dir_entry_bytes);
+        d[6] = lo;
+        d[7] = hi + 1;
+    }
+}

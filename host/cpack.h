@@ -67,3 +67,11 @@ int64_t ff_plan(int ndim, const uint8_t *dense, const int64_t *size, const int64
 
 /* The highest vector level ff_fill's loops can use on this CPU (an FF_SIMD_ value). */
 int ff_pack_simd(void);
+
+/* Pass 3, for a 2-D tree whose level 1 is compressed: write into each directory entry i's
+ * words 6 and 7 (bytes 24..31) the lowest local coordinate of the tile's level-1 array and one
+ * past its highest. crd_off[i] is that array's absolute offset, ncrd[i] its coordinates (at
+ * least one: the tile is stored). The lane's x window (docs/dma-image.md). */
+void ff_coord_extents(uint8_t *image, int64_t n_tiles, const int64_t *crd_off,
+                      const int64_t *ncrd, int coord_bytes, int64_t dir_offset,
+                      int64_t dir_entry_bytes);

@@ -77,6 +77,20 @@ def dir_entry_dtype(ndim: int) -> np.dtype:
     )
 
 
+def records_extents(geo: Geometry) -> bool:
+    """Whether the directory records each tile's level-1 coordinate range (words 6 and 7: a
+    2-D image whose level 1 is compressed; the lanes load only that window of x)."""
+    return geo.ndim == 2 and not geo.dense[1]
+
+
+def extents_of(data: np.ndarray, dir_offset: int, n_tiles: int) -> np.ndarray:
+    """The ``(n_tiles, 2)`` view of a 2-D image's directory words 6 and 7: each tile's lowest
+    level-1 coordinate and one past its highest (``(0, 0)``: not recorded, the whole extent)."""
+    entry = dir_entry_dtype(2).itemsize
+    words = data[dir_offset : dir_offset + n_tiles * entry].view("<u4").reshape(n_tiles, entry // 4)
+    return words[:, 6:8]
+
+
 def tile_header_dtype(ndim: int) -> np.dtype:
     level = np.dtype([("npos", "<u4"), ("seg_offset", "<u4"), ("crd_offset", "<u4")])
     return np.dtype(

@@ -73,6 +73,10 @@ class Directory:
     col_tile: np.ndarray  # (n,) column-tile index
     nvals: np.ndarray  # (n,) stored values per tile
     nbytes: np.ndarray  # (n,) bytes per tile
+    # (n,) the columns of its x slice each tile reads, [x_lo, x_hi), local to the slice;
+    # (0, 0) where the image does not record them (docs/dma-image.md): the whole slice
+    x_lo: np.ndarray
+    x_hi: np.ndarray
     head_bytes: int  # header + mode table + directory: what the firmware reads first
     tile_rows: int
     tile_cols: int
@@ -104,11 +108,20 @@ class Directory:
         index = entries["index"].astype(np.int64).reshape(n, 2)
         if (index >= modes["grid"].astype(np.int64)).any():
             raise DeviceError("A's image directory names a tile outside its tile grid")
+        extents = di.extents_of(data, dir_offset, n).astype(np.int64)
+        col_ext = np.minimum(
+            int(modes["tile"][1]), int(modes["size"][1]) - index[:, 1] * int(modes["tile"][1])
+        )
+        recorded = extents[:, 1] > 0
+        if (recorded & ((extents[:, 0] >= extents[:, 1]) | (extents[:, 1] > col_ext))).any():
+            raise DeviceError("A's image directory gives a tile a column window outside it")
         return cls(
             row_tile=index[:, 0],
             col_tile=index[:, 1],
             nvals=entries["nvals"].astype(np.int64),
             nbytes=entries["nbytes"].astype(np.int64),
+            x_lo=extents[:, 0],
+            x_hi=extents[:, 1],
             head_bytes=dir_offset + n * entry.itemsize,
             tile_rows=int(modes["tile"][0]),
             tile_cols=int(modes["tile"][1]),

@@ -58,4 +58,7 @@ def pack_numpy(t: Tensor, geo: di.Geometry) -> tuple[np.ndarray, di.Layout]:
             data[lay.crd_offset[i, k] : lay.crd_offset[i, k] + len(crd)] = crd
         raw = vals.view(np.uint8)
         data[lay.vals_offset[i] : lay.vals_offset[i] + len(raw)] = raw
+    if di.records_extents(geo) and built:
+        crd = [levels[1].crd for levels, _ in built]
+        di.extents_of(data, lay.dir_offset, len(ids))[:] = [(c.min(), c.max() + 1) for c in crd]
     return data, lay
