@@ -48,6 +48,9 @@
 #define TILE_HEAD 32u           /* a 2-D tile's header; its segment array follows */
 #define TILE_XFERS 4u           /* transfers a tile queues at most: y out, y in, x, tile */
 #define LOOKAHEAD 2u            /* tiles queued per engine, ahead of the lanes */
+/* An x window starts on a multiple of this many columns: the first columns of a random
+ * matrix's tiles differ by a few, and all count as the slice's start (host/emu.py: the same) */
+#define X_GRAIN 256u
 
 #define LOCAL(region, offset) (((region) << FF_LOCAL_REGION_SHIFT) | (offset))
 #define LANE0_Y 3u /* lane 0's y buffer: engine 0's region 1 + 2 (ShellConfig.lane_regions) */
@@ -80,7 +83,10 @@ static u32 q_mask, r_mask, todo_mask, prep_mask, open_mask;
 static u32 l_yseq[MAX_LANES] NOINIT; /* the last transfer that touches the y buffer */
 static u32 l_t0[MAX_LANES] NOINIT;   /* when its last tile was seen started */
 static u32 l_prev[MAX_LANES] NOINIT;
-static u32 l_xj[MAX_LANES] NOINIT;
+static u32 l_xj[MAX_LANES] NOINIT;  /* the x slice the lane holds: its column tile, */
+static u32 l_xlo[MAX_LANES] NOINIT; /* its columns [l_xlo, l_xhi) */
+static u32 l_xhi[MAX_LANES] NOINIT;
+static u32 l_xend[MAX_LANES] NOINIT; /* where its last tile's columns end, in x */
 static u32 l_i[MAX_LANES] NOINIT;
 static u32 l_ya[MAX_LANES] NOINIT;
 static u32 l_yoff[MAX_LANES] NOINIT;
@@ -97,6 +103,8 @@ static u32 n_i[MAX_LANES] NOINIT;
 static u32 n_j[MAX_LANES] NOINIT;
 static u32 n_crd[MAX_LANES] NOINIT;  /* its coordinates' and values' offsets in the tile */
 static u32 n_vals[MAX_LANES] NOINIT;
+static u32 n_xlo[MAX_LANES] NOINIT;  /* the columns of its slice it reads: [n_xlo, n_xhi) */
+static u32 n_xhi[MAX_LANES] NOINIT;
 static u32 l_e[MAX_LANES] NOINIT;    /* the lane's DMA engine */
 static u32 l_r[MAX_LANES] NOINIT;    /* its tile buffer's region; x: +1, y: +2 */
 static u32 l_slot[MAX_LANES] NOINIT; /* its windows' scratch offset */
@@ -242,6 +250,21 @@ static inline __attribute__((always_inline)) u32 prepare(u32 l)
     u32 vals = (crd + coord_bytes * nvals + 15u) & ~15u;
     if (nvals > nbytes / 4u || ((vals + 4u * nvals + 15u) & ~15u) != nbytes)
         return bad(FF_ERR_BAD_IMAGE, p);
+    /* The columns the tile reads, when x is in several slices (with one, x is loaded once
+     * per lane, whole): directory words 6 and 7, the first rounded down to X_GRAIN columns
+     * (both 0 in images that do not record them: the whole slice). */
+    if (grid_c > 1u) {
+        u32 cols = j == grid_c - 1u ? last_cols : tile_cols, xlo = 0, xhi = cols;
+        if (de[7]) {
+            xlo = de[6];
+            xhi = de[7];
+            if (xlo >= xhi || xhi > cols)
+                return bad(FF_ERR_BAD_IMAGE, p);
+            xlo &= ~(X_GRAIN - 1u);
+        }
+        n_xlo[l] = xlo;
+        n_xhi[l] = xhi;
+    }
     n_off[l] = off;
     n_bytes[l] = nbytes;
     n_crd[l] = crd;
@@ -301,16 +324,40 @@ static inline __attribute__((always_inline)) u32 load(u32 l)
         FF_LANE_CFG3(l) = rows;
         FF_LANE_CFG7(l) = yoff;
     }
-    u32 xa = x_addr + x_stride * j, xoff = xa & (bus_bytes - 1u);
-    if (l_xj[l] != j) {
+    /* The x window: the slice from the tile's first column, to its last if the tile's
+     * columns start past the end of the lane's previous tile's, else to the slice's end.
+     * Overlapping windows (a band wider than it moves from one of the lane's tiles to the
+     * next: its tiles move right as their rows go down) mean that the lane's next tiles in
+     * the slice read what lies right of this one: loaded now, it costs no more transfers
+     * than whole slices (each about 350 cycles of the CPU). Windows apart mean the next tile
+     * needs a transfer anyway, and only its own window. */
+    u32 xlo = 0, xhi = NONE, fresh = l_xj[l] != j; /* xhi NONE: to the slice's end */
+    if (grid_c > 1u) {
+        u32 x0 = tile_cols * j, apart;
+        xlo = n_xlo[l];
+        xhi = n_xhi[l];
+        apart = l_xend[l] != NONE && x0 + xlo >= l_xend[l];
+        l_xend[l] = x0 + xhi;
+        fresh |= xlo < l_xlo[l] || xhi > l_xhi[l];
+        if (!apart)
+            xhi = NONE;
+    }
+    if (fresh) {
         u32 cols = j == grid_c - 1u ? last_cols : tile_cols;
-        u32 xlen = up(xoff + row_bytes * cols);
+        if (xhi > cols)
+            xhi = cols;
+        /* Column xlo lands at byte xoff of the buffer; the lane adds its columns to x_base
+         * modulo the buffer's size, so x_base is xoff less xlo's row offset, wrapped. */
+        u32 xa = x_addr + x_stride * j + row_bytes * xlo, xoff = xa & (bus_bytes - 1u);
+        u32 xlen = up(xoff + row_bytes * (xhi - xlo));
         if (xlen > x_bytes)
             return bad(FF_ERR_TOO_BIG, p);
         if ((err = dma_push(e, xa - xoff, LOCAL(rt + 1u, 0u), xlen, after)) != FF_ERR_NONE)
             return err;
         l_xj[l] = j;
-        FF_LANE_CFG6(l) = xoff;
+        l_xlo[l] = xlo;
+        l_xhi[l] = xhi;
+        FF_LANE_CFG6(l) = (xoff - row_bytes * xlo) & (x_bytes - 1u);
     }
     if ((err = dma_push(e, a_addr + n_off[l], LOCAL(rt, 0u), n_bytes[l], after)) !=
         FF_ERR_NONE)
@@ -515,7 +562,7 @@ u32 job_ffjb(u32 addr)
         FF_LANE_CFG0(l) = TILE_HEAD;
         FF_LANE_CFG4(l) = kernel | dtype << 8 | coord_bytes << 16;
         FF_LANE_CFG5(l) = k;
-        l_prev[l] = l_xj[l] = l_i[l] = NONE;
+        l_prev[l] = l_xj[l] = l_xend[l] = l_i[l] = NONE;
         if (l_pos[l] != l_end[l])
             todo_mask |= 1u << l;
         l_clean[l] = l == 0 && zero ? y_bytes : 0;

@@ -71,6 +71,7 @@ E_TIMEOUT = -7  # cemu.c: the deadline passed
 # remembered by their other bytes, these change with every call.
 XY_ADDR = slice(jobs.HEADER.fields["x_addr"][1], jobs.HEADER.fields["y_addr"][1] + 8)
 DESCRIPTORS_KEPT = 64
+X_GRAIN = 256  # columns: an x window starts on a multiple of this (firmware/ffjb.c)
 
 # Schedules remembered per resident image (their checked lanes and statistics); a small
 # bound, since a matrix is normally run with one or two schedules.
@@ -507,6 +508,12 @@ class EmuDevice:
         beat = ov.bus_bytes
         col0 = directory.col_tile[tl] * directory.tile_cols
         col_ext = np.minimum(directory.tile_cols, desc.n - col0)
+        # The columns of x each tile reads, as the firmware sees them (ffjb.c, prepare): when
+        # x is in several slices and the image records them, from the first (rounded down to
+        # X_GRAIN) to the last; else the whole slice.
+        recorded = (directory.x_hi[tl] > 0) & (desc.n > directory.tile_cols)
+        x_lo = col0 + np.where(recorded, directory.x_lo[tl] // X_GRAIN * X_GRAIN, 0)
+        x_hi = col0 + np.where(recorded, directory.x_hi[tl], col_ext)
         row0 = directory.row_tile[tl] * directory.tile_rows
         row_ext = np.minimum(directory.tile_rows, desc.m - row0)
 
@@ -531,7 +538,10 @@ class EmuDevice:
                     row_tile=directory.row_tile[tl],
                     col_tile=directory.col_tile[tl],
                     tile_bytes=directory.nbytes[tl],
-                    x_bytes=beats_around(col0, col_ext, 4 * k),
+                    x_lo=x_lo,
+                    x_hi=x_hi,
+                    x_end=col0 + col_ext,
+                    x_row_bytes=4 * k,
                     y_bytes=beats_around(row0, row_ext, 4 * k),
                     compute=perf_model.image_tiles_cycles(data, offsets, k),
                     y_total=desc.m * 4 * k,

@@ -159,13 +159,18 @@ def image_tiles_cycles(
 @dataclass(frozen=True)
 class Job:
     """One job, as the model needs it: per tile of the tile list (in order), its lane, row
-    and column tile, bytes, x slice bytes and y block bytes, and its compute cycles."""
+    and column tile, bytes, the columns of x it reads (``[x_lo, x_hi)``, x_lo rounded down as
+    the firmware rounds it) and where its x slice ends (columns of x, not of the slice), y
+    block bytes, and its compute cycles."""
 
     lane: np.ndarray
     row_tile: np.ndarray
     col_tile: np.ndarray
     tile_bytes: np.ndarray
-    x_bytes: np.ndarray
+    x_lo: np.ndarray
+    x_hi: np.ndarray
+    x_end: np.ndarray
+    x_row_bytes: int  # bytes of x per column (4k)
     y_bytes: np.ndarray
     compute: np.ndarray
     y_total: int  # bytes of y / C
@@ -213,7 +218,8 @@ def simulate(job: Job, ov: Overlay, c: Constants = DEFAULT) -> Result:
     for i, lane in enumerate(job.lane.tolist()):
         per_lane[lane].append(i)
     nxt = [0] * lanes
-    held_x = [-1] * lanes
+    held_x = [(-1, 0, 0)] * lanes  # (column tile, columns) of the x each lane holds
+    x_end = [-1] * lanes  # where the columns of each lane's last tile end
     held_row = [-1] * lanes
     busy = [0] * lanes
     free = [0] * lanes  # when the lane is done with its current tile
@@ -233,9 +239,17 @@ def simulate(job: Job, ov: Overlay, c: Constants = DEFAULT) -> Result:
             if job.accumulate:
                 transfer(lane, int(job.y_bytes[i]), after)
             held_row[lane] = int(job.row_tile[i])
-        if held_x[lane] != job.col_tile[i]:
-            transfer(lane, int(job.x_bytes[i]), after)
-            held_x[lane] = int(job.col_tile[i])
+        # The x window (firmware/ffjb.c, load): to the tile's last column if its columns
+        # start past the end of the lane's previous tile's, else to the slice's end.
+        lo, hi = int(job.x_lo[i]), int(job.x_hi[i])
+        apart = x_end[lane] >= 0 and lo >= x_end[lane]
+        x_end[lane] = hi
+        held = held_x[lane]
+        if held[0] != job.col_tile[i] or lo < held[1] or hi > held[2]:
+            top = hi if apart else int(job.x_end[i])
+            rb, bus = job.x_row_bytes, ov.bus_bytes
+            transfer(lane, (-(-top * rb // bus) - lo * rb // bus) * bus, after)
+            held_x[lane] = (int(job.col_tile[i]), lo, top)
         ready = transfer(lane, int(job.tile_bytes[i]), after)
         order += 1
         left -= 1

@@ -74,7 +74,9 @@ word   name        meaning
 4      mode        bits 0-1 kernel (1 SpMV, 2 SpMM), bits 8-9 dtype (1 fp32, 2 int32),
                    bits 16-18 coordinate bytes (2 or 4): the job and image codes
 5      k           columns of B and C for SpMM (1 .. max_k); ignored for SpMV (k = 1)
-6      x_base      byte offset of x[0] (or B's row 0) of the tile's slice in the x buffer
+6      x_base      byte offset of x[0] (or B's row 0) of the tile's slice in the x buffer,
+                   modulo the buffer's size (x addresses wrap: a window of the slice
+                   loaded at the buffer's start puts x[0] "before" it)
 7      y_base      byte offset of y[0] (or C's row 0) of the tile's rows in the y buffer
 =====  ==========  ===============================================================
 

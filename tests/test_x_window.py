@@ -9,6 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 import fiberflow as ff
+from fiberflow.bench.counted import poisson
 from fiberflow.host import dma_image as di
 from fiberflow.host import job as jobs
 
@@ -74,3 +75,67 @@ def test_the_directory_refuses_a_window_outside_its_tile(window: tuple[int, int]
     di.extents_of(data, int(h["dir_offset"]), int(h["n_tiles"]))[0] = window
     with pytest.raises(ff.DeviceError, match="column window outside"):
         jobs.Directory.from_bytes(data)
+
+
+# -- on the rtl device ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rtl():  # type: ignore[no-untyped-def]
+    pytest.importorskip("fiberflow.host.rtl")
+    dev = ff.open("rtl")
+    yield dev
+    dev.close()
+
+
+@pytest.mark.rtl
+def test_windows_cut_the_x_bytes_and_keep_the_bits(rtl, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A banded matrix whose x spans three slices: with windows the job moves fewer bytes,
+    the same y bit for bit as without them and as the emulator, and the emulator's byte count
+    follows the firmware's either way."""
+    A = poisson(90, 2)  # 8,100 columns: three slices of 3,000
+    x = np.random.default_rng(2).standard_normal(A.shape[1]).astype(np.float32)
+    emu = ff.open("emu")
+    tile = (400, 3000)
+    y = ff.spmv(A, x, device=rtl, tile=tile)
+    with_windows = rtl.last_stats
+    assert np.array_equal(y.view(np.uint32), ff.spmv(A, x, device=emu, tile=tile).view(np.uint32))
+    assert abs(emu.last_stats.dma_bytes / with_windows.dma_bytes - 1) < 0.02
+    with monkeypatch.context() as m:
+        m.setattr(di, "records_extents", lambda geo: False)
+        y_whole = ff.spmv(A, x, device=rtl, tile=tile)
+        whole = rtl.last_stats
+        ff.spmv(A, x, device=emu, tile=tile)
+        assert abs(emu.last_stats.dma_bytes / whole.dma_bytes - 1) < 0.02
+    assert np.array_equal(y.view(np.uint32), y_whole.view(np.uint32))
+    # A tile of 400 rows reads about 400 + 2 * 90 columns of its slice's 3,000.
+    assert with_windows.dma_bytes < 0.95 * whole.dma_bytes
+
+
+@pytest.mark.rtl
+def test_the_firmware_refuses_a_window_past_its_slice(rtl) -> None:  # type: ignore[no-untyped-def]
+    """Past the host's checks (the job is submitted by hand, on an image damaged after its
+    put), a window the slice cannot hold ends the job with BAD_IMAGE, and the next job runs."""
+    A = poisson(90, 2)
+    x = np.random.default_rng(2).standard_normal(A.shape[1]).astype(np.float32)
+    h = rtl.put(A, tile=(400, 3000))
+    data = h.buffer.array
+    data.flags.writeable = True  # a resident image is read-only on the host; damage it anyway
+    dir_offset = int(data[: di.HEADER.itemsize].view(di.HEADER)[0]["dir_offset"])
+    di.extents_of(data, dir_offset, 4)[3] = (0, 3001)
+    table, tiles = h.schedule(rtl.lanes, 1)
+    xb, yb = rtl.alloc(x.nbytes), rtl.alloc(4 * A.shape[0])
+    jb = rtl.alloc(jobs.descriptor_bytes(len(table), len(tiles)))
+    xb.write(x)
+    jobs.write_descriptor(
+        jb.array, kernel="spmv", dtype=h.dtype, m=A.shape[0], n=A.shape[1], k=1,
+        a_addr=h.buffer.address, a_bytes=h.image_bytes, x_addr=xb.address, y_addr=yb.address,
+        lane_table=table, tile_list=tiles,
+    )  # fmt: skip
+    with pytest.raises(ff.DeviceError, match="BAD_IMAGE"):
+        rtl.wait(rtl.submit(jb), 20)
+    for b in (xb, yb, jb):
+        rtl.free(b)
+    h.free()
+    y = ff.spmv(A, x, device=rtl)
+    assert np.array_equal(y.view(np.uint32), ff.spmv(A, x, device=ff.open("emu")).view(np.uint32))
