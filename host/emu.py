@@ -548,6 +548,7 @@ class EmuDevice:
                     head_bytes=desc.total_bytes + directory.head_bytes,
                     accumulate=bool(desc.flags & jobs.FLAG_ACCUMULATE),
                     covered=bool(desc.flags & jobs.FLAG_COVERED),
+                    sliced=desc.n > directory.tile_cols,
                 ),
                 overlay,
             )

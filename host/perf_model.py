@@ -5,7 +5,7 @@ Three kinds of resources are modelled, each busy with one thing at a time:
 
 * the **control CPU** (picorv32), which checks the job, sets up each lane, and queues each
   lane's next tile once the lane has started its current one (``Constants.job``, ``lane``,
-  ``load``, ``flush``, ``end``);
+  ``load``, ``flush``, ``slices``, ``end``);
 * each **DMA engine**, which runs its queue in order: a transfer costs ``Constants.latency``
   plus its bytes at the port width (``bus_bytes`` per cycle). Per tile a lane's transfers are
   its previous y block out (when the row tile changes), its x / B slice (unless it holds that
@@ -45,6 +45,10 @@ class Constants:
     lane: int = 2_860  # CPU per lane with tiles: its windows, its first tile read and queued
     load: int = 1_710  # CPU per tile: its lane's start seen, the tile read, queued and armed
     flush: int = 960  # CPU, more, when the tile's row tile is not its lane's last one's
+    # CPU, more, per tile when x is in several slices: the tile's x window read and checked,
+    # and the window worked out (scripts/firmware_phases.py: prepare and load on 3-D Poisson,
+    # x in 14 slices, against a matrix whose x is one slice)
+    slices: int = 380
     end: int = 500  # last transfer done to status written
     # Of `job`: the CPU's wait for y's first zeros (lane 0's zero buffer, the first pieces of
     # y), which a job that writes no zeros first (COVERED or ACCUMULATE) skips; measured as
@@ -177,6 +181,7 @@ class Job:
     head_bytes: int  # descriptor + A's header and directory, read at the start
     accumulate: bool
     covered: bool = False  # every row tile has a tile: y / C is not zeroed first
+    sliced: bool = False  # x is in several column slices
 
 
 @dataclass(frozen=True)
@@ -270,7 +275,7 @@ def simulate(job: Job, ov: Overlay, c: Constants = DEFAULT) -> Result:
         nxt[lane] += 1
         cpu = max(cpu, t)
         if nxt[lane] < len(per_lane[lane]):
-            cpu += c.load
+            cpu += c.load + (c.slices if job.sliced else 0)
             if held_row[lane] != job.row_tile[per_lane[lane][nxt[lane]]]:
                 cpu += c.flush
             load(lane, cpu)
