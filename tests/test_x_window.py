@@ -113,6 +113,19 @@ def test_windows_cut_the_x_bytes_and_keep_the_bits(rtl, monkeypatch) -> None:  #
 
 
 @pytest.mark.rtl
+@pytest.mark.parametrize("k", [3, 8])
+def test_spmm_windows_keep_the_bits(rtl, k: int) -> None:  # type: ignore[no-untyped-def]
+    """SpMM loads windows of B's rows (4k bytes a row, so a window's first row is not on a
+    bus beat): the same C bit for bit as the emulator's."""
+    A = poisson(40, 2)  # 1,600 columns in slices of 500
+    B = np.random.default_rng(3).standard_normal((A.shape[1], k)).astype(np.float32)
+    tile = (100, 500)
+    C = ff.spmm(A, B, device=rtl, tile=tile)
+    want = ff.spmm(A, B, device=ff.open("emu"), tile=tile)
+    assert np.array_equal(C.view(np.uint32), want.view(np.uint32))
+
+
+@pytest.mark.rtl
 def test_the_firmware_refuses_a_window_past_its_slice(rtl) -> None:  # type: ignore[no-untyped-def]
     """Past the host's checks (the job is submitted by hand, on an image damaged after its
     put), a window the slice cannot hold ends the job with BAD_IMAGE, and the next job runs."""
