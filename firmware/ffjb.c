@@ -25,10 +25,11 @@
  * yet (a running lane holds its buffers' port), else by a DMA zero fill.
  *
  * Scratch: tile buffer 0 of engine 0 (region 0), which no lane uses: the first MISC_BYTES hold
- * the descriptor and image headers while they are read, and single beats for the
- * read-modify-write of y blocks that do not start or end on a bus beat; after that, each lane
- * has a window of its tile-list entries and one of directory entries, refilled by DMA when the
- * lane walks past it.
+ * the descriptor's header and lane table (from 0) and A's image header (IMAGE_HEAD) while the
+ * job is checked, then single beats for the read-modify-write of y blocks that do not start
+ * or end on a bus beat; after that, each lane has a window of its tile-list entries and one of
+ * directory entries, refilled by DMA when the lane walks past it (one window of each for all
+ * lanes when the whole tile list and directory fit: nothing is then refilled).
  *
  * y blocks and x slices need not be bus-aligned (any tile shape): the aligned range around
  * them is moved and the lane's x_base / y_base point inside it. A y block is written out
@@ -42,6 +43,8 @@
 #define NONE 0xFFFFFFFFu
 #define MAX_LANES 8u /* the walker's per-lane arrays are sized for 8 */
 #define MISC_BYTES 256u
+#define IMAGE_HEAD (MISC_BYTES - 96u) /* scratch offset of A's image header: after the
+                                       * descriptor's header and a lane table of 8 lanes */
 #define IMAGE_MAGIC 0x49444646u /* "FFDI" */
 #define HEAD_WORDS 24u          /* the FFJB header: 96 bytes */
 #define DIR_ENTRY 32u           /* a 2-D image's directory entry */
@@ -391,7 +394,7 @@ static inline __attribute__((always_inline)) u32 load(u32 l)
     return FF_ERR_NONE;
 }
 
-static u32 check_job(const u32 *h, const u32 *lt)
+static u32 check_job(const volatile u32 *h, const u32 *lt)
 {
     u32 version = h[1] & 0xFFFFu, lanes = h[2] >> 16;
     kernel = (h[1] >> 16) & 0xFFu;
@@ -479,7 +482,7 @@ static u32 check_image(u32 s)
     u32 err = dma_wait(0, s);
     if (err != FF_ERR_NONE)
         return err;
-    volatile u32 *g = cpu_local(0, 0);
+    volatile u32 *g = cpu_local(0, 0) + IMAGE_HEAD / 4u;
     u32 h1 = g[1], h2 = g[2];
     coord_bytes = h2 & 0xFFu;
     tile_rows = g[17];
@@ -498,7 +501,7 @@ static u32 check_image(u32 s)
 
 u32 job_ffjb(u32 addr)
 {
-    u32 h[HEAD_WORDS], lt[2u * MAX_LANES], err;
+    u32 lt[2u * MAX_LANES], err;
     FF_PHASE(PH_HEADER);
     job_addr = addr;
     if (n_lanes > MAX_LANES || tile_bytes < MISC_BYTES + n_lanes * 2u * 32u)
@@ -506,18 +509,19 @@ u32 job_ffjb(u32 addr)
     u32 head = up(96u + 8u * n_lanes);
     if ((err = dma(0, addr, LOCAL(0u, 0u), head, 0)) != FF_ERR_NONE)
         return err;
-    volatile u32 *g = cpu_local(0, 0);
-    for (u32 w = 0; w < HEAD_WORDS; w++)
-        h[w] = g[w];
+    /* The header is read where it landed (check_job is its only reader, before anything
+     * else is written there); the lane table is copied, for the lanes' set-up after y's
+     * first zeros, whose read-modify-write beats land there. */
+    const volatile u32 *h = cpu_local(0, 0);
     u32 lanes = h[2] >> 16;
     for (u32 w = 0; w < 2u * n_lanes; w++)
-        lt[w] = g[HEAD_WORDS + w];
+        lt[w] = h[HEAD_WORDS + w];
     if (lanes != n_lanes)
         return bad(FF_ERR_BAD_LANES, lanes);
     /* The engine works while the CPU checks: A's image header is read (its address is checked
      * below) and, unless the job accumulates, lane 0's y buffer is filled with zeros for
      * zero_y (neither does harm if the job is refused). */
-    if ((err = dma_push(0, h[8], LOCAL(0u, 0u), 96u, 0)) != FF_ERR_NONE)
+    if ((err = dma_push(0, h[8], LOCAL(0u, IMAGE_HEAD), 96u, 0)) != FF_ERR_NONE)
         return err;
     u32 img = dma_seq[0];
     y_bytes = 1u << field(FF_CONFIG3, FF_CONFIG3_Y_LOG2_MASK, FF_CONFIG3_Y_LOG2_SHIFT);
@@ -547,6 +551,11 @@ u32 job_ffjb(u32 addr)
     y_stride = row_bytes * tile_rows;
     x_stride = row_bytes * tile_cols;
     q_mask = r_mask = todo_mask = prep_mask = open_mask = 0;
+    /* When the whole tile list and the whole directory each fit one window, the lanes share
+     * one of each: two transfers at the start instead of two per lane, and no refills. */
+    u32 dir_end = dir_base + DIR_ENTRY * n_tiles;
+    u32 shared = n_tiles && job_end - down(tl_base) <= win_cap &&
+                 dir_end - down(dir_base) <= win_cap;
     for (u32 l = 0, e = 0, r = 1; l < n_lanes; l++) {
         l_e[l] = e; /* l % n_dma, and its region 1 + 3 * (l / n_dma) */
         l_r[l] = r;
@@ -555,7 +564,7 @@ u32 job_ffjb(u32 addr)
             r += 3u;
         }
         l_yseq[l] = dma_seq[l_e[l]]; /* nothing queued touches a y buffer */
-        l_slot[l] = MISC_BYTES + l * 2u * win_cap;
+        l_slot[l] = shared ? MISC_BYTES : MISC_BYTES + l * 2u * win_cap;
         l_pos[l] = lt[2u * l];
         l_end[l] = lt[2u * l] + lt[2u * l + 1u];
         FF_LANE_CTRL(l) = FF_LANE_CTRL_CLEAR_MASK; /* FAILED cleared, disarmed */
@@ -573,8 +582,21 @@ u32 job_ffjb(u32 addr)
      * lanes' first tiles queue up behind. (Refilled one lane at a time by prepare(), each
      * window would wait for the transfers queued for the lanes before it, and the engine
      * would then idle while the CPU prepared the lane.) */
+    if (shared) {
+        /* (The directory window's start is known: queued at once, not after the tile list.) */
+        if ((err = refill(&tw_a0[0], &tw_a1[0], MISC_BYTES, tl_base, job_end)) != FF_ERR_NONE ||
+            (err = refill(&dw_a0[0], &dw_a1[0], MISC_BYTES + win_cap, dir_base, dir_end)) !=
+                FF_ERR_NONE)
+            return err;
+        for (u32 l = 1; l < n_lanes; l++) {
+            tw_a0[l] = tw_a0[0];
+            tw_a1[l] = tw_a1[0];
+            dw_a0[l] = dw_a0[0];
+            dw_a1[l] = dw_a1[0];
+        }
+    }
     for (u32 l = 0; l < n_lanes; l++)
-        if (l_pos[l] < l_end[l] &&
+        if (!shared && l_pos[l] < l_end[l] &&
             (err = refill(&tw_a0[l], &tw_a1[l], l_slot[l], tl_base + 4u * l_pos[l], job_end)) !=
                 FF_ERR_NONE)
             return err;
@@ -582,15 +604,14 @@ u32 job_ffjb(u32 addr)
     if (zero && (err = zero_y(1)) != FF_ERR_NONE)
         return err;
     FF_PHASE(PH_WINDOWS);
-    if ((err = dma_wait(0, tw_seq)) != FF_ERR_NONE)
+    if (!shared && (err = dma_wait(0, tw_seq)) != FF_ERR_NONE)
         return err;
     for (u32 l = 0; l < n_lanes; l++) {
-        if (l_pos[l] == l_end[l])
+        if (shared || l_pos[l] == l_end[l])
             continue;
         u32 d = cpu_local(0, 0)[(l_slot[l] + tl_base + 4u * l_pos[l] - tw_a0[l]) / 4u];
         if (d < n_tiles && (err = refill(&dw_a0[l], &dw_a1[l], l_slot[l] + win_cap,
-                                         dir_base + DIR_ENTRY * d,
-                                         dir_base + DIR_ENTRY * n_tiles)) != FF_ERR_NONE)
+                                         dir_base + DIR_ENTRY * d, dir_end)) != FF_ERR_NONE)
             return err;
     }
     FF_PHASE(PH_ZEROS);

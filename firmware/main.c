@@ -251,13 +251,13 @@ static u32 run_job(void)
     u32 err = dma(0, addr, 0, JOB_BYTES, 0);
     if (err != FF_ERR_NONE)
         return err;
+    const volatile u32 *buf = (const volatile u32 *)FF_CPU_LOCAL_BASE;
+    if (buf[FF_JOBW_MAGIC] == FFJB_MAGIC)
+        return job_ffjb(addr);
     /* Copy the descriptor out of tile buffer 0: the job reuses that buffer. */
     u32 job[JOB_BYTES / 4u];
-    const volatile u32 *buf = (const volatile u32 *)FF_CPU_LOCAL_BASE;
     for (u32 i = 0; i < JOB_BYTES / 4u; i++)
         job[i] = buf[i];
-    if (job[FF_JOBW_MAGIC] == FFJB_MAGIC)
-        return job_ffjb(addr);
     if (job[FF_JOBW_MAGIC] != FF_JOB_MAGIC) {
         info = job[FF_JOBW_MAGIC];
         return FF_ERR_BAD_MAGIC;
