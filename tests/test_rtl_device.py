@@ -10,12 +10,12 @@ import pytest
 import scipy.sparse as sp
 
 import fiberflow as ff
-from fiberflow.host import dma_image as di
 from fiberflow.host import job as jobs
 
 pytestmark = pytest.mark.rtl
 pytest.importorskip("fiberflow.host.rtl")
 
+import by_hand  # noqa: E402
 from test_kernels import CASES  # noqa: E402
 
 
@@ -143,20 +143,13 @@ def test_firmware_that_does_not_answer(rtl, emu) -> None:  # type: ignore[no-unt
 )
 def test_malformed_descriptor(rtl, emu, offset: int, value: int, match: str) -> None:  # type: ignore[no-untyped-def]
     h = rtl.put(A_F)
-    table, tiles = h.schedule(rtl.lanes, 1)
-    xb, yb = rtl.alloc(X_F.nbytes), rtl.alloc(4 * A_F.shape[0])
-    jb = rtl.alloc(jobs.descriptor_bytes(len(table), len(tiles)))
-    jobs.write_descriptor(
-        jb.array, kernel="spmv", dtype=h.dtype, m=A_F.shape[0], n=A_F.shape[1], k=1,
-        a_addr=h.buffer.address, a_bytes=h.image_bytes, x_addr=xb.address, y_addr=yb.address,
-        lane_table=table, tile_list=tiles,
-    )  # fmt: skip
     width = 4 if offset in (0, 64) else 2 if offset in (4, 10) else 1
-    jb.array[offset : offset + width] = np.frombuffer(value.to_bytes(width, "little"), np.uint8)
+
+    def damage(desc: np.ndarray) -> None:
+        desc[offset : offset + width] = np.frombuffer(value.to_bytes(width, "little"), np.uint8)
+
     with pytest.raises(ff.DeviceError, match=match):
-        rtl.wait(rtl.submit(jb), 20)
-    for b in (xb, yb, jb):
-        rtl.free(b)
+        by_hand.run_spmv(rtl, h, X_F, A_F.shape[0], damage)
     h.free()
     recovers(rtl, emu)
 
@@ -169,27 +162,14 @@ def test_malformed_tile_while_transfers_are_queued(rtl, emu) -> None:  # type: i
     (The job is submitted by hand: ff.spmv would find the image's CRC wrong on the host and
     never ring the doorbell.)"""
     h = rtl.put(A_F, tile=(16, A_F.shape[1]))
-    data = h.buffer.array
-    data.flags.writeable = True  # a resident image is read-only on the host; damage it anyway
-    dir_offset = int(data[: di.HEADER.itemsize].view(di.HEADER)[0]["dir_offset"])
+    data, dir_offset = by_hand.writable_image(h)
     n = len(jobs.Directory.from_bytes(data).nvals)
     assert n >= 8
     entry = dir_offset + 32 * (n - 1)  # the last tile's directory entry: nvals at 12
     nvals = int(data[entry + 12 : entry + 16].view("<u4")[0])
     data[entry + 12 : entry + 16] = np.frombuffer((nvals + 8).to_bytes(4, "little"), np.uint8)
-    table, tiles = h.schedule(rtl.lanes, 1)
-    xb, yb = rtl.alloc(X_F.nbytes), rtl.alloc(4 * A_F.shape[0])
-    jb = rtl.alloc(jobs.descriptor_bytes(len(table), len(tiles)))
-    xb.write(X_F)
-    jobs.write_descriptor(
-        jb.array, kernel="spmv", dtype=h.dtype, m=A_F.shape[0], n=A_F.shape[1], k=1,
-        a_addr=h.buffer.address, a_bytes=h.image_bytes, x_addr=xb.address, y_addr=yb.address,
-        lane_table=table, tile_list=tiles,
-    )  # fmt: skip
     with pytest.raises(ff.DeviceError, match="BAD_IMAGE"):
-        rtl.wait(rtl.submit(jb), 20)
-    for b in (xb, yb, jb):
-        rtl.free(b)
+        by_hand.run_spmv(rtl, h, X_F, A_F.shape[0])
     h.free()
     recovers(rtl, emu)
 

@@ -4,6 +4,7 @@ several slices (docs/dma-image.md, docs/firmware.md)."""
 
 from __future__ import annotations
 
+import by_hand
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -132,23 +133,10 @@ def test_the_firmware_refuses_a_window_past_its_slice(rtl) -> None:  # type: ign
     A = poisson(90, 2)
     x = np.random.default_rng(2).standard_normal(A.shape[1]).astype(np.float32)
     h = rtl.put(A, tile=(400, 3000))
-    data = h.buffer.array
-    data.flags.writeable = True  # a resident image is read-only on the host; damage it anyway
-    dir_offset = int(data[: di.HEADER.itemsize].view(di.HEADER)[0]["dir_offset"])
+    data, dir_offset = by_hand.writable_image(h)
     di.extents_of(data, dir_offset, 4)[3] = (0, 3001)
-    table, tiles = h.schedule(rtl.lanes, 1)
-    xb, yb = rtl.alloc(x.nbytes), rtl.alloc(4 * A.shape[0])
-    jb = rtl.alloc(jobs.descriptor_bytes(len(table), len(tiles)))
-    xb.write(x)
-    jobs.write_descriptor(
-        jb.array, kernel="spmv", dtype=h.dtype, m=A.shape[0], n=A.shape[1], k=1,
-        a_addr=h.buffer.address, a_bytes=h.image_bytes, x_addr=xb.address, y_addr=yb.address,
-        lane_table=table, tile_list=tiles,
-    )  # fmt: skip
     with pytest.raises(ff.DeviceError, match="BAD_IMAGE"):
-        rtl.wait(rtl.submit(jb), 20)
-    for b in (xb, yb, jb):
-        rtl.free(b)
+        by_hand.run_spmv(rtl, h, x, A.shape[0])
     h.free()
     y = ff.spmv(A, x, device=rtl)
     assert np.array_equal(y.view(np.uint32), ff.spmv(A, x, device=ff.open("emu")).view(np.uint32))
