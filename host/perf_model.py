@@ -37,14 +37,14 @@ class Constants:
 
     # lane, load and flush fitted together (least squares of log(emu / rtl),
     # scripts/calibrate_emu.py --fit) over the 14 runs of its small set on the default
-    # overlay, with the control CPU's two-cycle ALU and compare; job and end are the
-    # firmware's phases before and after the walk (scripts/firmware_phases.py), latency the
-    # DDR model's read latency. Worst emu / rtl: 0.88-1.10 over those runs and the 7 larger
-    # ones of --large (to 1M nonzeros).
-    job: int = 9_900  # doorbell to the walk: descriptor read and checks, the lanes' set-up
-    lane: int = 2_860  # CPU per lane with tiles: its windows, its first tile read and queued
-    load: int = 1_710  # CPU per tile: its lane's start seen, the tile read, queued and armed
-    flush: int = 960  # CPU, more, when the tile's row tile is not its lane's last one's
+    # overlay, with the control CPU's two-cycle ALU and compare; job, slices and end are the
+    # firmware's phases (scripts/firmware_phases.py), latency the DDR model's read latency.
+    # Worst emu / rtl: 0.87-1.11 over those runs and the 7 larger ones of --large (to 1M
+    # nonzeros).
+    job: int = 6_900  # doorbell to the walk: descriptor read and checks, the lanes' set-up
+    lane: int = 2_915  # CPU per lane with tiles: its windows, its first tile read and queued
+    load: int = 1_884  # CPU per tile: its lane's start seen, the tile read, queued and armed
+    flush: int = 809  # CPU, more, when the tile's row tile is not its lane's last one's
     # CPU, more, per tile when x is in several slices: the tile's x window read and checked,
     # and the window worked out (scripts/firmware_phases.py: prepare and load on 3-D Poisson,
     # x in 14 slices, against a matrix whose x is one slice)
