@@ -39,12 +39,12 @@ class Constants:
     # scripts/calibrate_emu.py --fit) over the 14 runs of its small set on the default
     # overlay, with the control CPU's two-cycle ALU and compare; job, slices and end are the
     # firmware's phases (scripts/firmware_phases.py), latency the DDR model's read latency.
-    # Worst emu / rtl: 0.87-1.11 over those runs and the 7 larger ones of --large (to 1M
+    # Worst emu / rtl: 0.95-1.13 over those runs and the 7 larger ones of --large (to 1M
     # nonzeros).
     job: int = 6_900  # doorbell to the walk: descriptor read and checks, the lanes' set-up
-    lane: int = 2_915  # CPU per lane with tiles: its windows, its first tile read and queued
-    load: int = 1_884  # CPU per tile: its lane's start seen, the tile read, queued and armed
-    flush: int = 809  # CPU, more, when the tile's row tile is not its lane's last one's
+    lane: int = 2_823  # CPU per lane with tiles: its windows, its first tile read and queued
+    load: int = 1_886  # CPU per tile: its lane's start seen, the tile read, queued and armed
+    flush: int = 722  # CPU, more, when the tile's row tile is not its lane's last one's
     # CPU, more, per tile when x is in several slices: the tile's x window read and checked,
     # and the window worked out (scripts/firmware_phases.py: prepare and load on 3-D Poisson,
     # x in 14 slices, against a matrix whose x is one slice)
@@ -226,6 +226,10 @@ def simulate(job: Job, ov: Overlay, c: Constants = DEFAULT) -> Result:
     held_x = [(-1, 0, 0)] * lanes  # (column tile, columns) of the x each lane holds
     x_end = [-1] * lanes  # where the columns of each lane's last tile end
     held_row = [-1] * lanes
+    # bytes at the start of each lane's y buffer known to be zero: lane 0's whole buffer when
+    # the job zeroes y from it first (firmware/ffjb.c, l_clean)
+    zeroes_y = not (job.accumulate or job.covered)
+    clean = [1 << 62 if lane == 0 and zeroes_y else 0 for lane in range(lanes)]
     busy = [0] * lanes
     free = [0] * lanes  # when the lane is done with its current tile
     left = len(job.lane)
@@ -233,16 +237,34 @@ def simulate(job: Job, ov: Overlay, c: Constants = DEFAULT) -> Result:
     events: list[tuple[int, int, int]] = []  # (tile landed: the lane starts, order, lane)
     order = 0
 
-    def load(lane: int, at: int) -> None:
-        """Queue the lane's next tile at ``at``; its transfers wait for the lane."""
+    def zero_fill(lane: int, nbytes: int, at: int) -> None:
+        """A DMA zero fill of a lane's y buffer: engine time, no DDR bytes."""
+        e = lane % ov.dma_engines
+        eng[e] = max(eng[e], at) + c.latency + math.ceil(nbytes / ov.engine_bytes_per_cycle)
+
+    def load(lane: int, at: int) -> int:
+        """Queue the lane's next tile at ``at``; its transfers wait for the lane. Returns
+        the CPU's cycles for the y zeros it writes itself."""
         nonlocal order, left
         i = per_lane[lane][nxt[lane]]
         after = max(at, free[lane])
+        cpu_zeros = 0
         if held_row[lane] != job.row_tile[i]:
-            if held_row[lane] >= 0:
+            first = held_row[lane] < 0
+            if not first:
                 transfer(lane, int(job.y_bytes[per_lane[lane][nxt[lane] - 1]]), after)
+            ylen = int(job.y_bytes[i])
             if job.accumulate:
-                transfer(lane, int(job.y_bytes[i]), after)
+                transfer(lane, ylen, after)
+            elif ylen > clean[lane]:
+                # firmware/ffjb.c, load: a lane's first block by the CPU when the tile's
+                # transfer outlasts it (about 2 cycles per byte), else a DMA zero fill; the
+                # write-outs leave zeros behind for the blocks after.
+                if first and 2 * (ylen - clean[lane]) + 1536 < int(job.tile_bytes[i]) // 8:
+                    cpu_zeros = 2 * (ylen - clean[lane])
+                else:
+                    zero_fill(lane, ylen - clean[lane], after)
+                clean[lane] = ylen
             held_row[lane] = int(job.row_tile[i])
         # The x window (firmware/ffjb.c, load): to the tile's last column if its columns
         # start past the end of the lane's previous tile's, else to the slice's end.
@@ -259,6 +281,7 @@ def simulate(job: Job, ov: Overlay, c: Constants = DEFAULT) -> Result:
         order += 1
         left -= 1
         heapq.heappush(events, (ready, order, lane))
+        return cpu_zeros
 
     def flush(lane: int, at: int) -> None:
         transfer(lane, int(job.y_bytes[per_lane[lane][-1]]), max(at, free[lane]))
@@ -266,7 +289,7 @@ def simulate(job: Job, ov: Overlay, c: Constants = DEFAULT) -> Result:
     for lane in range(lanes):
         if per_lane[lane]:
             cpu += c.lane
-            load(lane, cpu)
+            cpu += load(lane, cpu)
     while events:
         t, _, lane = heapq.heappop(events)
         i = per_lane[lane][nxt[lane]]
@@ -278,7 +301,7 @@ def simulate(job: Job, ov: Overlay, c: Constants = DEFAULT) -> Result:
             cpu += c.load + (c.slices if job.sliced else 0)
             if held_row[lane] != job.row_tile[per_lane[lane][nxt[lane]]]:
                 cpu += c.flush
-            load(lane, cpu)
+            cpu += load(lane, cpu)
         else:
             last_started.append(lane)
         if not left:  # every tile queued: the last y blocks out, as their lanes finish

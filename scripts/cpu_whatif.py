@@ -5,7 +5,7 @@ constants scaled down.
 
     python scripts/cpu_whatif.py            # nonzeros per cycle: as built, / 4, none
 
-A model, not a measurement: on these matrices it is 0.97-1.13x the rtl device's cycles.
+A model, not a measurement: on these matrices it is 0.96-1.10x the rtl device's cycles.
 """
 
 from __future__ import annotations
