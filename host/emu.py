@@ -511,7 +511,8 @@ class EmuDevice:
         # The columns of x each tile reads, as the firmware sees them (ffjb.c, prepare): when
         # x is in several slices and the image records them, from the first (rounded down to
         # X_GRAIN) to the last; else the whole slice.
-        recorded = (directory.x_hi[tl] > 0) & (desc.n > directory.tile_cols)
+        sliced = desc.n > directory.tile_cols
+        recorded = (directory.x_hi[tl] > 0) & sliced
         x_lo = col0 + np.where(recorded, directory.x_lo[tl] // X_GRAIN * X_GRAIN, 0)
         x_hi = col0 + np.where(recorded, directory.x_hi[tl], col_ext)
         row0 = directory.row_tile[tl] * directory.tile_rows
@@ -548,7 +549,7 @@ class EmuDevice:
                     head_bytes=desc.total_bytes + directory.head_bytes,
                     accumulate=bool(desc.flags & jobs.FLAG_ACCUMULATE),
                     covered=bool(desc.flags & jobs.FLAG_COVERED),
-                    sliced=desc.n > directory.tile_cols,
+                    sliced=sliced,
                 ),
                 overlay,
             )

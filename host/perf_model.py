@@ -224,7 +224,7 @@ def simulate(job: Job, ov: Overlay, c: Constants = DEFAULT) -> Result:
         per_lane[lane].append(i)
     nxt = [0] * lanes
     held_x = [(-1, 0, 0)] * lanes  # (column tile, columns) of the x each lane holds
-    x_end = [-1] * lanes  # where the columns of each lane's last tile end
+    prev_end = [-1] * lanes  # where the columns of each lane's last tile end
     held_row = [-1] * lanes
     # bytes at the start of each lane's y buffer known to be zero: lane 0's whole buffer when
     # the job zeroes y from it first (firmware/ffjb.c, l_clean)
@@ -269,8 +269,8 @@ def simulate(job: Job, ov: Overlay, c: Constants = DEFAULT) -> Result:
         # The x window (firmware/ffjb.c, load): to the tile's last column if its columns
         # start past the end of the lane's previous tile's, else to the slice's end.
         lo, hi = int(job.x_lo[i]), int(job.x_hi[i])
-        apart = x_end[lane] >= 0 and lo >= x_end[lane]
-        x_end[lane] = hi
+        apart = prev_end[lane] >= 0 and lo >= prev_end[lane]
+        prev_end[lane] = hi
         held = held_x[lane]
         if held[0] != job.col_tile[i] or lo < held[1] or hi > held[2]:
             top = hi if apart else int(job.x_end[i])

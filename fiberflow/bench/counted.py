@@ -253,8 +253,8 @@ def run(args: argparse.Namespace, kernel: str = "spmv") -> Report:
         "here",
         "DMA engines busy: the share of the job's cycles each engine had a transfer under way "
         "(DDR latency included). An engine idles at the job's start (the descriptor's read and "
-        "checks and the lanes' set-up, about 9,500 cycles of the control CPU's work) and end, "
-        "while the CPU has not yet queued a lane's next tile (about 2,300 cycles of its work "
+        "checks and the lanes' set-up, about 6,500-9,000 cycles of the control CPU's work) and "
+        "end, while the CPU has not yet queued a lane's next tile (about 2,300 cycles of its work "
         "per tile on picorv32, the limit here: docs/firmware.md, scripts/firmware_phases.py), "
         "and while a transfer waits for its lane to finish the tile it computes (a lane's "
         "buffers are loaded again only once it is done with them)",
