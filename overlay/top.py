@@ -461,18 +461,20 @@ class Shell(Module):
         nw = regmap.LANE_CFG_WORDS
         lane_cfg = [[Signal(32) for _ in range(nw)] for _ in lanes]
         lane_ctrl, dma_ctrl = cpu_map.reg("LANE_CTRL"), cpu_map.reg("DMA_CTRL")
-        lane_pending = [Signal(name=f"lane{n}_pending") for n in range(len(lanes))]
-        lane_failed = [Signal(name=f"lane{n}_failed") for n in range(len(lanes))]
-        lane_idle = [Signal(name=f"lane{n}_idle") for n in range(len(lanes))]
+        # Each lane's start, from the CPU or armed, and its latched configuration
+        # (overlay/lane_start.py); wired below, read by the status registers and the engines.
+        starts = [LaneStart(nw) for _ in lanes]
+        for n, st in enumerate(starts):
+            setattr(self.submodules, f"lane_start{n}", st)
 
         cpu_read = {coff(name): v for name, v in shared_read.items()}
         cpu_read[coff("CYCLES_HI")] = cpu_hi
         cpu_read[coff("LANE_DONE")] = Cat(
-            *[ln.done & ~p for ln, p in zip(lanes, lane_pending, strict=True)]
+            *[ln.done & ~st.pending for ln, st in zip(lanes, starts, strict=True)]
         )
         cpu_read[coff("LANE_ERROR")] = Cat(*[ln.error for ln in lanes])
-        cpu_read[coff("LANE_ARMED")] = Cat(*lane_pending)
-        cpu_read[coff("LANE_FAILED")] = Cat(*lane_failed)
+        cpu_read[coff("LANE_ARMED")] = Cat(*[st.pending for st in starts])
+        cpu_read[coff("LANE_FAILED")] = Cat(*[st.failed for st in starts])
         for i, m in enumerate(mailbox):
             cpu_read[coff("MAILBOX", i)] = m
         for e, d in enumerate(dmas):
@@ -498,8 +500,8 @@ class Shell(Module):
                 BUSY=ln.busy,
                 DONE=ln.done,
                 ERROR=ln.error,
-                ARMED=lane_pending[n],
-                FAILED=lane_failed[n],
+                ARMED=starts[n].pending,
+                FAILED=starts[n].failed,
             )
 
         w = cpu.p_wdata
@@ -530,11 +532,7 @@ class Shell(Module):
         self.comb += reg_rdata.eq(_select(csel, cpu_read))
         # Other registers are read-only: a write to them is ignored; other offsets read 0.
 
-        for n, ln in enumerate(lanes):
-            # The lane's start, from the CPU or armed, and its latched configuration
-            # (overlay/lane_start.py).
-            st = LaneStart(nw)
-            setattr(self.submodules, f"lane_start{n}", st)
+        for n, (ln, st) in enumerate(zip(lanes, starts, strict=True)):
             self.comb += [
                 st.reset.eq(cpu_reset),
                 st.wr.eq(cpu_we & csel[coff("LANE_CTRL", n)]),
@@ -548,9 +546,6 @@ class Shell(Module):
                 st.error.eq(ln.error),
                 ln.start.eq(st.start),
                 *[ln.cfg[w].eq(st.cfg[w]) for w in range(nw)],
-                lane_pending[n].eq(st.pending),
-                lane_idle[n].eq(st.idle),
-                lane_failed[n].eq(st.failed),
             ]
         for e, d in enumerate(dmas):
             ctrl_we = cpu_we & csel[coff("DMA_CTRL", e)]
@@ -564,7 +559,7 @@ class Shell(Module):
                 d.zero.eq(_bits(dma_ctrl, "ZERO", cpu.p_wdata)),
                 d.after_lane.eq(_bits(dma_ctrl, "AFTER_LANE", cpu.p_wdata)),
                 d.lane.eq(_bits(dma_ctrl, "LANE", cpu.p_wdata)[: len(d.lane)]),
-                d.lane_idle.eq(Cat(*lane_idle)),
+                d.lane_idle.eq(Cat(*[st.idle for st in starts])),
             ]
 
         self.sync += [
