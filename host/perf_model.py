@@ -46,8 +46,8 @@ class Constants:
     load: int = 1_886  # CPU per tile: its lane's start seen, the tile read, queued and armed
     flush: int = 722  # CPU, more, when the tile's row tile is not its lane's last one's
     # CPU, more, per tile when x is in several slices: the tile's x window read and checked,
-    # and the window worked out (scripts/firmware_phases.py: prepare and load on 3-D Poisson,
-    # x in 14 slices, against a matrix whose x is one slice)
+    # and the window worked out (scripts/firmware_phases.py: prepare and load on the rtl
+    # bench's 3-D and 2-D Poisson matrices, 351 and 459 more than on one whose x is one slice)
     slices: int = 380
     end: int = 500  # last transfer done to status written
     # Of `job`: the CPU's wait for y's first zeros (lane 0's zero buffer, the first pieces of
