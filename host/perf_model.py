@@ -197,10 +197,19 @@ def _beats(nbytes: int, bus: int) -> int:
     return -(-int(nbytes) // bus)
 
 
-def simulate(job: Job, ov: Overlay, c: Constants = DEFAULT) -> Result:
+def simulate(
+    job: Job, ov: Overlay, c: Constants = DEFAULT, *, shared_x: bool = False,
+    double_buffered: bool = False,
+) -> Result:  # fmt: skip
     """Replay the job: a lane starts its tile when the tile has landed; once it has, the CPU
     queues the lane's next tile (``Constants.load``, when the CPU is free), whose transfers
-    wait for the lane to finish (AFTER_LANE); the engines run their queues in order."""
+    wait for the lane to finish (AFTER_LANE); the engines run their queues in order.
+
+    Two designs the overlay does not have, for what-ifs (scripts/model_whatif.py):
+    ``shared_x``, one x for all lanes, so that a job whose x is one slice loads it once (the
+    lanes' first tiles wait for it); ``double_buffered``, two tile buffers per lane, so that
+    a lane's next tile is queued when its tile starts and lands while it computes (x and y,
+    still one buffer each, keep waiting for the lane)."""
     lanes = ov.lanes
     eng = [0] * ov.dma_engines
     moved = 0
@@ -237,25 +246,31 @@ def simulate(job: Job, ov: Overlay, c: Constants = DEFAULT) -> Result:
     events: list[tuple[int, int, int]] = []  # (tile landed: the lane starts, order, lane)
     order = 0
 
-    def zero_fill(lane: int, nbytes: int, at: int) -> None:
+    def zero_fill(lane: int, nbytes: int, at: int) -> int:
         """A DMA zero fill of a lane's y buffer: engine time, no DDR bytes."""
         e = lane % ov.dma_engines
         eng[e] = max(eng[e], at) + c.latency + math.ceil(nbytes / ov.engine_bytes_per_cycle)
+        return eng[e]
+
+    x_landed = 0  # shared_x: when the one x has landed (0: not loaded yet)
 
     def load(lane: int, at: int) -> int:
         """Queue the lane's next tile at ``at``; its transfers wait for the lane. Returns
         the CPU's cycles for the y zeros it writes itself."""
-        nonlocal order, left
+        nonlocal order, left, x_landed
         i = per_lane[lane][nxt[lane]]
         after = max(at, free[lane])
         cpu_zeros = 0
+        waits = [0]  # when what the tile needs besides itself (y, x) has landed
+        if double_buffered:  # into the lane's other buffer, ahead of what waits for the lane
+            waits.append(transfer(lane, int(job.tile_bytes[i]), at))
         if held_row[lane] != job.row_tile[i]:
             first = held_row[lane] < 0
-            if not first:
-                transfer(lane, int(job.y_bytes[per_lane[lane][nxt[lane] - 1]]), after)
+            if not first:  # the block before out: the lane's one y buffer is then free
+                waits.append(transfer(lane, int(job.y_bytes[per_lane[lane][nxt[lane] - 1]]), after))
             ylen = int(job.y_bytes[i])
             if job.accumulate:
-                transfer(lane, ylen, after)
+                waits.append(transfer(lane, ylen, after))
             elif ylen > clean[lane]:
                 # firmware/ffjb.c, load: a lane's first block by the CPU when the tile's
                 # transfer outlasts it (about 2 cycles per byte), else a DMA zero fill; the
@@ -263,7 +278,7 @@ def simulate(job: Job, ov: Overlay, c: Constants = DEFAULT) -> Result:
                 if first and 2 * (ylen - clean[lane]) + 1536 < int(job.tile_bytes[i]) // 8:
                     cpu_zeros = 2 * (ylen - clean[lane])
                 else:
-                    zero_fill(lane, ylen - clean[lane], after)
+                    waits.append(zero_fill(lane, ylen - clean[lane], after))
                 clean[lane] = ylen
             held_row[lane] = int(job.row_tile[i])
         # The x window (firmware/ffjb.c, load): to the tile's last column if its columns
@@ -272,15 +287,20 @@ def simulate(job: Job, ov: Overlay, c: Constants = DEFAULT) -> Result:
         apart = prev_end[lane] >= 0 and lo >= prev_end[lane]
         prev_end[lane] = hi
         held = held_x[lane]
-        if held[0] != job.col_tile[i] or lo < held[1] or hi > held[2]:
+        if shared_x and not job.sliced and x_landed:
+            waits.append(x_landed)
+        elif held[0] != job.col_tile[i] or lo < held[1] or hi > held[2]:
             top = hi if apart else int(job.x_end[i])
             rb, bus = job.x_row_bytes, ov.bus_bytes
-            transfer(lane, (-(-top * rb // bus) - lo * rb // bus) * bus, after)
+            waits.append(transfer(lane, (-(-top * rb // bus) - lo * rb // bus) * bus, after))
             held_x[lane] = (int(job.col_tile[i]), lo, top)
-        ready = transfer(lane, int(job.tile_bytes[i]), after)
+            if shared_x and not job.sliced:
+                x_landed = waits[-1]
+        if not double_buffered:  # (on the lane's engine after its y and x: it lands last)
+            waits.append(transfer(lane, int(job.tile_bytes[i]), after))
         order += 1
         left -= 1
-        heapq.heappush(events, (ready, order, lane))
+        heapq.heappush(events, (max(waits), order, lane))
         return cpu_zeros
 
     def flush(lane: int, at: int) -> None:
@@ -292,6 +312,9 @@ def simulate(job: Job, ov: Overlay, c: Constants = DEFAULT) -> Result:
             cpu += load(lane, cpu)
     while events:
         t, _, lane = heapq.heappop(events)
+        if free[lane] > t:  # double_buffered: landed while the lane computes; starts after
+            heapq.heappush(events, (free[lane], order, lane))
+            continue
         i = per_lane[lane][nxt[lane]]
         busy[lane] += int(job.compute[i])
         free[lane] = t + int(job.compute[i])

@@ -4,6 +4,7 @@ and a slow test that runs rtl live."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import pathlib
@@ -190,3 +191,37 @@ def test_a_tile_offset_outside_the_image_is_refused_when_the_job_runs() -> None:
     with pytest.raises(DeviceError):
         ff.spmv(h, np.ones(300, np.float32), device=dev)
     ff.spmv(A, np.ones(300, np.float32), device=dev)  # the device still works
+
+
+def _job(lanes: int, per_lane: int, tile_bytes: int, compute: int) -> perf_model.Job:
+    """A job of ``per_lane`` tiles a lane, each its own row tile, x one slice of 8,192
+    columns (32 KiB) that every tile reads whole."""
+    n = lanes * per_lane
+    full = np.full(n, 1)
+    return perf_model.Job(
+        lane=np.arange(n) % lanes, row_tile=np.arange(n), col_tile=0 * full,
+        tile_bytes=tile_bytes * full, x_lo=0 * full, x_hi=8192 * full, x_end=8192 * full,
+        x_row_bytes=4, y_bytes=1600 * full, compute=compute * full, y_total=1600 * n,
+        head_bytes=256, accumulate=False, covered=True,
+    )  # fmt: skip
+
+
+def test_what_if_designs_move_what_they_model() -> None:
+    """simulate's what-ifs (scripts/model_whatif.py): one shared x is loaded once instead of
+    once a lane; two tile buffers let a lane's next tile land while it computes, which pays
+    only when the CPU is not the limit."""
+    ov = perf_model.Overlay(lanes=4, dma_engines=2)
+    job = _job(4, 6, 16384, 6000)
+    built = perf_model.simulate(job, ov)
+    shared = perf_model.simulate(job, ov, shared_x=True)
+    assert built.dma_bytes - shared.dma_bytes == 3 * 32768
+    assert 0.99 * built.cycles < shared.cycles <= built.cycles  # the CPU is the limit
+    idle_cpu = dataclasses.replace(perf_model.DEFAULT, lane=0, load=0, flush=0)
+    alone = perf_model.simulate(job, ov, idle_cpu)
+    assert perf_model.simulate(job, ov, idle_cpu, shared_x=True).cycles < alone.cycles
+    both = perf_model.simulate(job, ov, idle_cpu, double_buffered=True)
+    assert both.dma_bytes == alone.dma_bytes and both.lane_busy == alone.lane_busy
+    # each lane's 6 tiles: their transfers (2,048 cycles each on an engine two lanes share)
+    # no longer wait for the lane's 6,000 cycles of compute; y, one buffer, still does
+    assert 6 * 6000 < both.cycles < 0.9 * alone.cycles
+    assert perf_model.simulate(job, ov, double_buffered=True).cycles > 0.95 * built.cycles

@@ -1,0 +1,73 @@
+"""What the rtl bench's SpMV would gain from designs the overlay does not have: the emulator's
+cycle model (host/perf_model.py) on the bench's seven matrices, with the tiles the rtl device
+chose (docs/bench/spmv-rtl.json), as built and
+
+- with the control CPU's per-lane and per-tile work cut to a quarter or to nothing (as if a
+  hardware sequencer did it);
+- with one x shared by the lanes (loaded once when x is one slice) instead of a copy each;
+- with two tile buffers per lane (a lane's next tile lands while it computes);
+- with the CPU's work cut to a quarter and two tile buffers.
+
+    python scripts/model_whatif.py          # nonzeros per cycle, a markdown table
+
+A model, not a measurement: on these matrices it is 0.96-1.10x the rtl device's cycles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+
+import numpy as np
+
+import fiberflow as ff
+from fiberflow.bench.counted import cases
+from fiberflow.host import perf_model as pm
+
+RECORD = pathlib.Path(__file__).resolve().parent.parent / "docs" / "bench" / "spmv-rtl.json"
+
+# column heading -> (factor on the CPU's per-lane and per-tile constants, simulate's options)
+DESIGNS: dict[str, tuple[float, dict[str, bool]]] = {
+    "as built": (1.0, {}),
+    "per-tile CPU / 4": (0.25, {}),
+    "per-tile CPU 0": (0.0, {}),
+    "shared x": (1.0, {"shared_x": True}),
+    "2 tile buffers": (1.0, {"double_buffered": True}),
+    "CPU / 4, 2 tile buffers": (0.25, {"double_buffered": True}),
+    "CPU / 4, 2 tile buffers, shared x": (0.25, {"double_buffered": True, "shared_x": True}),
+}
+
+
+def scaled(c: pm.Constants, factor: float) -> pm.Constants:
+    """``c`` with the CPU's per-lane and per-tile work scaled by ``factor``."""
+    return dataclasses.replace(
+        c, **{k: int(getattr(c, k) * factor) for k in ("lane", "load", "flush", "slices")}
+    )
+
+
+def main() -> None:
+    tiles = {row[0]: row[2] for row in json.loads(RECORD.read_text())["rows"]}
+    simulate = pm.simulate
+    mats = cases(1)
+    results: dict[str, list[str]] = {name: [] for name, _ in mats}
+    for factor, options in DESIGNS.values():
+        c = scaled(pm.DEFAULT, factor)
+        # the emulator calls the model through the module
+        pm.simulate = lambda job, ov, c=c, o=options: simulate(job, ov, c, **o)
+        try:
+            for name, A in mats:
+                tile = tuple(int(v) for v in tiles[name].split(" x "))
+                emu = ff.open("emu")
+                ff.spmv(A, np.ones(A.shape[1], np.float32), device=emu, tile=tile)
+                results[name].append(f"{A.nnz / emu.last_stats.cycles:.2f}")
+        finally:
+            pm.simulate = simulate
+    print(f"| matrix | {' | '.join(DESIGNS)} |")
+    print(f"|---|{'---|' * len(DESIGNS)}")
+    for name, row in results.items():
+        print(f"| {name} | {' | '.join(row)} |")
+
+
+if __name__ == "__main__":
+    main()
