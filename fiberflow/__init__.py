@@ -16,6 +16,7 @@ from fiberflow.errors import (
     TileShapeError,
     ToolchainError,
 )
+from fiberflow.host.compiler.kernel import Kernel, compile, run
 from fiberflow.host.device import Buffer, Device
 from fiberflow.host.devices import open
 from fiberflow.host.dma_image import DmaImage
@@ -38,6 +39,7 @@ __all__ = [
     "Format",
     "FormatError",
     "ImageError",
+    "Kernel",
     "ResidentMatrix",
     "RunStats",
     "ShapeError",
@@ -45,8 +47,10 @@ __all__ = [
     "TileShapeError",
     "ToolchainError",
     "__version__",
+    "compile",
     "open",
     "pack",
+    "run",
     "spmm",
     "spmv",
     "unpack",

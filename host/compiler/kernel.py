@@ -1,0 +1,270 @@
+"""``ff.compile`` and ``ff.run``: an expression in index notation, compiled to a SAM graph and
+run on a device, with operands by name.
+
+General graphs run on the emulator only: the overlay's lanes implement SpMV and SpMM
+(``ff.spmv``, ``ff.spmm``), not the primitives one by one.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from fiberflow.errors import DeviceError, DTypeError, FormatError, ShapeError
+from fiberflow.host import dtypes
+from fiberflow.host.compiler import execute
+from fiberflow.host.compiler import expr as ex
+from fiberflow.host.compiler import lower as lw
+from fiberflow.host.compiler.semiring import Semiring
+from fiberflow.host.compiler.semiring import semiring as _semiring
+from fiberflow.host.formats import DENSE, Format
+from fiberflow.host.tensor import Tensor
+
+
+class Kernel:
+    """A compiled expression. ``k.graph`` is its SAM graph (``k.graph.to_dot()``),
+    ``k.order`` its loop order, ``k.formats`` every operand's format and the result's.
+
+    Call it with the operands by name and a device: ``X = k(B=A1, C=A2, device=dev)``.
+    A kernel holds no state between calls and may be called from several threads.
+    """
+
+    def __init__(self, program: lw.Program, semiring: Semiring) -> None:
+        self.program = program
+        self.semiring = semiring
+        self.graph = program.graph
+        self.order = "".join(program.order) if all(len(v) == 1 for v in program.order) else \
+            ",".join(program.order)  # fmt: skip
+        self.formats = {name: str(f) for name, f in program.formats.items()}
+        self.expression = program.assignment.text
+        lhs = program.assignment.lhs
+        self.operands = tuple(dict.fromkeys(a.name for a in program.accesses))
+        self.result = lhs.name
+
+    def __repr__(self) -> str:
+        return (
+            f"<fiberflow kernel {self.expression!r}: formats {self.formats}, order "
+            f"{self.order}, semiring {self.semiring.name}, {len(self.graph.nodes)} nodes>"
+        )
+
+    def __call__(self, *, device: Any = None, dtype: Any = None, trace: bool = False,
+                 **operands: Any) -> Any:  # fmt: skip
+        """Run on ``device`` (the emulator). ``dtype`` converts every operand explicitly
+        (float64 input needs it). With ``trace=True``, returns ``(result, streams)``:
+        every stream's tokens by name (``"n3.crd"``)."""
+        _check_device(device)
+        prog = self.program
+        missing = [n for n in self.operands if n not in operands]
+        extra = [n for n in operands if n not in self.operands]
+        if missing or extra:
+            raise ShapeError(
+                f"{self.expression!r} takes operands {', '.join(self.operands)}"
+                + (f"; missing {', '.join(missing)}" if missing else "")
+                + (f"; {', '.join(extra)} not in the expression" if extra else "")
+            )
+        ranks = {a.name: len(a.indices) for a in prog.accesses}
+        converted = {n: _operand(n, operands[n], ranks[n], prog.formats[n], dtype)
+                     for n in self.operands}  # fmt: skip
+        kinds = {v.dtype for v in converted.values()}
+        if len(kinds) > 1:
+            raise DTypeError(
+                f"the operands mix {' and '.join(sorted(str(k) for k in kinds))}; pass "
+                "dtype='float32' or dtype='int32' to convert them all"
+            )
+        vtype = kinds.pop() if kinds else np.dtype(np.float32)
+        add, mul, identity = self.semiring.ops(vtype)
+        uses_sub = any(n.kind == "alu" and n.params["op"] == "sub" for n in self.graph.nodes)
+        sub = self.semiring.sub(vtype) if uses_sub else None
+        sizes = _sizes(prog, converted)
+        out = execute.run(
+            self.graph, {n: c.operand for n, c in converted.items()},
+            execute.Ops(add, mul, sub, identity), sizes, prog.out_levels, prog.out_values,
+            trace=trace,
+        )  # fmt: skip
+        result = _assemble(prog, out, sizes, vtype, identity,
+                           any(c.pydata for c in converted.values()))  # fmt: skip
+        return (result, out.trace) if trace else result
+
+
+class _Converted:
+    def __init__(self, operand: execute.Operand, dtype: np.dtype, shape: tuple[int, ...],
+                 pydata: bool = False) -> None:  # fmt: skip
+        self.operand, self.dtype, self.shape, self.pydata = operand, dtype, shape, pydata
+
+
+def _check_device(device: Any) -> None:
+    if device is None:
+        raise DeviceError(
+            "a compiled kernel needs device=: open one with dev = ff.open('emu'); fiberflow "
+            "keeps no default device"
+        )
+    if getattr(device, "name", None) != "emu":
+        raise DeviceError(
+            f"general SAM graphs run on the emulator only (ff.open('emu')), not on the "
+            f"{getattr(device, 'name', type(device).__name__)!r} device: the overlay's lanes run "
+            "SpMV and SpMM, through ff.spmv and ff.spmm"
+        )
+    if getattr(device, "closed", False):
+        raise DeviceError("the device is closed; open another with ff.open('emu')")
+
+
+def _operand(name: str, x: Any, rank: int, fmt: Format, dtype: Any) -> _Converted:
+    what = f"operand {name}"
+    if rank == 0:
+        arr = np.asarray(x)
+        if arr.size != 1 or sp.issparse(x):
+            raise ShapeError(
+                f"{what} is a scalar in the expression; pass a number, not {arr.shape}"
+            )
+        vals = dtypes.coerce(arr.reshape(1), dtype, f"{what}'s value")
+        return _Converted(execute.Operand((), _words(vals)), vals.dtype, ())
+    pydata = type(x).__module__.split(".")[0] == "sparse" and hasattr(x, "coords")
+    try:
+        if isinstance(x, Tensor):
+            t = x
+            if t.fmt != fmt or (dtype is not None and t.dtype != dtypes.check_supported(dtype)):
+                coords, vals = t.to_coo()
+                t = Tensor.from_coo(coords, vals, t.shape, fmt, dtype)
+        elif sp.issparse(x) and x.ndim == 2:
+            t = Tensor.from_scipy(x, fmt, dtype)
+        elif sp.issparse(x) or pydata:
+            t = Tensor.from_coo(np.asarray(x.coords), np.asarray(x.data), x.shape, fmt, dtype)
+        else:
+            arr = np.asarray(x)
+            if arr.dtype == object:
+                raise ShapeError(f"{what} is a {type(x).__name__}, not an array or a tensor")
+            t = Tensor.from_numpy(arr, fmt, dtype)
+    except (ShapeError, FormatError, DTypeError) as e:
+        raise type(e)(f"{what}: {e}") from None
+    if t.ndim != rank:
+        raise ShapeError(
+            f"{what} has {t.ndim} dimension(s) but the expression gives it {rank} indices"
+        )
+    levels = tuple(
+        (DENSE, lv.size) if lv.kind == DENSE else (lv.kind, lv.pos, lv.crd) for lv in t.levels
+    )
+    return _Converted(execute.Operand(levels, _words(t.values)), t.dtype, t.shape, pydata)
+
+
+def _words(values: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(values).view(np.uint32)
+
+
+def _sizes(prog: lw.Program, converted: dict[str, _Converted]) -> dict[str, int]:
+    """Each index's dimension; a ShapeError with a caret where two operands disagree."""
+    sizes: dict[str, tuple[int, ex.Access, int]] = {}
+    for acc in prog.accesses:
+        shape = converted[acc.name].shape
+        for k, v in enumerate(acc.indices):
+            if v in sizes and sizes[v][0] != shape[k]:
+                n, other, m = sizes[v]
+                raise ex.error(
+                    prog.assignment.text, *acc.spans[k],
+                    f"index {v} is {shape[k]} here ({acc.name}'s mode {k}) but {n} in "
+                    f"{other.name} (its mode {m})", ShapeError,
+                )  # fmt: skip
+            sizes.setdefault(v, (shape[k], acc, k))
+    return {v: s[0] for v, s in sizes.items()}
+
+
+def _assemble(prog: lw.Program, out: execute.Written, sizes: dict[str, int], vtype: np.dtype,
+              identity: int, pydata: bool) -> Any:  # fmt: skip
+    """The result in its format: numpy for a dense format (positions nothing was written to
+    hold the semiring's identity), scipy csr_array for a sparse matrix, ff.Tensor otherwise
+    (pydata sparse.COO when an operand was one)."""
+    lhs = prog.assignment.lhs
+    fmt = prog.formats[lhs.name]
+    values = out.words.view(vtype)
+    if not lhs.indices:
+        return values[0] if len(values) else np.array(identity, np.uint32).view(vtype)[()]
+    # storage-order coordinates of every written value, from the levels' (seg, crd)
+    coords = [np.asarray(out.levels[0][1], np.int64)]
+    for seg, crd in out.levels[1:]:
+        seg = np.asarray(seg, np.int64)
+        if len(seg) - 1 != len(coords[-1]):  # pragma: no cover - aligned by construction
+            raise AssertionError("a result level's fibers do not match its parent level")
+        parent = np.repeat(np.arange(len(seg) - 1), np.diff(seg))
+        coords = [c[parent] for c in coords] + [np.asarray(crd, np.int64)]
+    if len(values) != len(coords[-1]):  # pragma: no cover
+        raise AssertionError("the result's values do not match its coordinates")
+    shape = tuple(sizes[v] for v in lhs.indices)
+    logical = np.empty((len(shape), len(values)), np.int64)
+    logical[list(fmt.order)] = np.array(coords) if coords else logical
+    if all(kind == DENSE for kind in fmt.levels):
+        dense = np.full(shape, identity, np.uint32).view(vtype)
+        dense[tuple(logical)] = values
+        return dense
+    if len(shape) == 2:
+        A = sp.coo_array((values, (logical[0], logical[1])), shape=shape).tocsr()
+        A.sort_indices()
+        return A
+    t = Tensor.from_coo(logical, values, shape, fmt)
+    if pydata:
+        import sparse  # an operand was one, so the package is there
+
+        return sparse.COO(logical, values, shape=shape)
+    return t
+
+
+def compile(
+    expression: str, formats: dict[str, str] | None = None, *, order: str | None = None,
+    semiring: str = "plus_times",
+) -> Kernel:  # fmt: skip
+    """Compile ``expression`` (index notation, e.g. ``"X(i,j) = B(i,k) * C(k,j)"``).
+
+    ``formats`` gives operands' and the result's formats in TACO's letters (``"ds"`` CSR,
+    ``"ds:1,0"`` CSC, ``"d"``, ``"sss"``...); the defaults are dense vectors, CSR matrices and
+    CSF tensors. ``order`` is the loop order (``"ikj"``); by default the first of: the result's
+    indices then the summed ones, Gustavson's (the summed ones before the result's last), or
+    any order the formats allow. ``semiring`` is a GraphBLAS name (``plus_times``,
+    ``min_plus``, ``max_plus``, ``max_times``, ``min_times``, ``lor_land``).
+    """
+    return _compiled(expression, _freeze(formats), order, _semiring(semiring).name)
+
+
+def _freeze(formats: dict[str, str] | None) -> tuple[tuple[str, str], ...]:
+    if formats is None:
+        return ()
+    if not isinstance(formats, dict):
+        raise FormatError(f"formats must be a dict of operand name -> format, not {formats!r}")
+    return tuple(sorted((str(k), str(v)) for k, v in formats.items()))
+
+
+_cache_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled_cached(expression: str, formats: tuple, order: str | None, semiring: str) -> Kernel:
+    return Kernel(lw.lower(expression, dict(formats), order), _semiring(semiring))
+
+
+def _compiled(expression: str, formats: tuple, order: str | None, semiring: str) -> Kernel:
+    with _cache_lock:
+        return _compiled_cached(expression, formats, order, semiring)
+
+
+def run(expression: str, *, device: Any = None, formats: dict[str, str] | None = None,
+        order: str | None = None, semiring: str = "plus_times", dtype: Any = None,
+        trace: bool = False, **operands: Any) -> Any:  # fmt: skip
+    """Compile ``expression`` (cached) and run it: ``ff.run("x(i) = b(i) - C(i,j) * d(j)",
+    b=b, C=A, d=x, device=dev)``. Operands' formats default to what they are: scipy
+    matrices CSR, numpy arrays dense, ff.Tensor its own."""
+    given = dict(formats or {})
+    for name, x in operands.items():
+        if name not in given:
+            if isinstance(x, Tensor):
+                given[name] = x.format
+            elif isinstance(x, np.ndarray) and x.ndim >= 1:
+                given[name] = "d" * x.ndim
+    try:
+        k = compile(expression, given, order=order, semiring=semiring)
+    except FormatError:
+        if formats is None and given:  # the operands' own formats may not suit any order
+            k = compile(expression, None, order=order, semiring=semiring)
+        else:
+            raise
+    return k(device=device, dtype=dtype, trace=trace, **operands)
