@@ -16,7 +16,7 @@ from fiberflow.host.compiler.graph import Graph, Stream
 from fiberflow.host.formats import COMPRESSED
 from fiberflow.overlay import alu, array, crddrop, join, reduce, repeat, scanner, spacc, writer
 from fiberflow.overlay.alu import Op
-from fiberflow.overlay.stream import DONE, Empty, Token, Val
+from fiberflow.overlay.stream import DONE, Empty, Stop, Token, Val
 
 
 @dataclass(frozen=True)
@@ -40,16 +40,19 @@ class Ops:
 
 @dataclass(frozen=True)
 class Written:
-    """What the writers wrote: per result level its (seg, crd), and the values."""
+    """What reached the writers: per result level its coordinate stream, and the values;
+    and the streams asked for by ``keep``."""
 
-    levels: tuple[tuple[np.ndarray, np.ndarray], ...]
-    words: np.ndarray
+    levels: tuple[list[Token], ...]
+    values: list[Token]
+    kept: tuple[list[Token], ...]
     tokens: int  # tokens that crossed all streams
     trace: dict[str, list[Token]] | None
 
 
 def run(graph: Graph, operands: dict[str, Operand], ops: Ops, sizes: dict[str, int],
-        out_levels: tuple[int, ...], out_values: int, trace: bool = False) -> Written:  # fmt: skip
+        out_levels: tuple[int, ...], out_values: int, keep: tuple[Stream, ...] = (),
+        trace: bool = False) -> Written:  # fmt: skip
     """Run ``graph``; ``sizes`` gives each index's dimension (for the sparse accumulator)."""
     streams: dict[Stream, list[Token]] = {}
     written: dict[int, object] = {}
@@ -89,7 +92,8 @@ def run(graph: Graph, operands: dict[str, Operand], ops: Ops, sizes: dict[str, i
             assert op is not None
             out = {"val": alu.model(ins["a"], ins["b"], op)}
         elif n.kind == "reduce":
-            out = {"val": reduce.model(ins["val"], ops.add, ops.identity)}
+            vals = reduce.model(ins["val"], ops.add, ops.identity)
+            out = {"val": closing(ins["crd"], vals) if "crd" in ins else vals}
         elif n.kind == "spacc":
             c, v = spacc.model(ins["crd"], ins["val"], ops.add, size=max(1, sizes[p["index"]]))
             out = {"crd": c, "val": v}
@@ -97,22 +101,86 @@ def run(graph: Graph, operands: dict[str, Operand], ops: Ops, sizes: dict[str, i
             o, i = crddrop.model(ins["outer"], ins["inner"])
             out = {"outer": o, "inner": i}
         elif n.kind == "write_compressed":
-            written[n.id] = writer.model_compressed(ins["crd"])
+            writer.model_compressed(ins["crd"])  # (the hardware's view: see levels())
+            written[n.id] = ins["crd"]
             out = {}
         elif n.kind == "array_write":
-            toks = ins["val"]
-            written[n.id] = array.model_write(toks, sum(isinstance(t, Val) for t in toks))
+            array.model_write(ins["val"], sum(isinstance(t, Val) for t in ins["val"]))
+            written[n.id] = ins["val"]
             out = {}
         else:  # pragma: no cover - Graph.add accepts only the kinds above
             raise ValueError(n.kind)
         for port, toks in out.items():
             streams[Stream(n.id, port)] = toks
-    levels = tuple(written[k] for k in out_levels)  # type: ignore[misc]
-    words = written[out_values]
-    assert isinstance(words, np.ndarray)
     return Written(
-        levels,  # type: ignore[arg-type]
-        words,
+        tuple(written[k] for k in out_levels),  # type: ignore[misc]
+        written[out_values],  # type: ignore[arg-type]
+        tuple(streams[k] for k in keep),
         sum(len(t) for t in streams.values()),
         {repr(s): t for s, t in streams.items()} if trace else None,
     )
+
+
+def closing(crd: list[Token], vals: list[Token]) -> list[Token]:
+    """``vals`` (a reducer's output) without the values it sent at stops that close no fiber.
+
+    The reducer sends a value at every stop, and a stream cannot say whether a stop after a
+    stop closes an empty fiber or none (an empty outer fiber's stop, passed down): the
+    coordinates of the level the values belong to, ``crd``, can. A value facing one of
+    their stops is such a one.
+    """
+    out: list[Token] = []
+    q = 0
+    for t in crd:
+        if isinstance(t, Stop) and isinstance(vals[q], Val):
+            q += 1
+        v = vals[q]
+        if isinstance(t, Val) != isinstance(v, Val) or isinstance(t, Stop) != isinstance(v, Stop):
+            raise AssertionError(f"a reducer's output has {v!r} where {t!r} stands")
+        out.append(v)
+        q += 1
+    return out
+
+
+def levels(streams: tuple[list[Token], ...]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each result level's (seg, crd), from the coordinate streams that reached its writers.
+
+    A level writer alone cannot tell "no fiber" from "one empty fiber" where a stop follows
+    a stop: a scanner given no references and one given a reference to an empty fiber both
+    send only the higher stop. The level above tells: where it has coordinates ``c1 .. cn``
+    then a stop ``Sm``, the level below has their ``n`` fibers, the first ``n - 1`` ended by
+    ``S0`` and the last by ``S(m+1)``; where it has a bare ``Sm``, the level below has a bare
+    ``S(m+1)``.
+    """
+    out: list[tuple[np.ndarray, np.ndarray]] = []
+    above: list[Token] | None = None
+    for toks in streams:
+        if above is None:  # the first level: the root's one fiber
+            fibers = [[t.value for t in toks if isinstance(t, Val)]]
+        else:
+            fibers = []
+            pos, run = 0, 0
+            for t in above:
+                if isinstance(t, Val):
+                    run += 1
+                    continue
+                if not isinstance(t, Stop):
+                    break
+                for f in range(max(run, 1)):
+                    fiber = []
+                    while isinstance(toks[pos], Val):
+                        fiber.append(toks[pos].value)  # type: ignore[union-attr]
+                        pos += 1
+                    end = toks[pos]
+                    pos += 1
+                    want = 0 if f < run - 1 else t.level + 1
+                    if not isinstance(end, Stop) or end.level != want or (run == 0 and fiber):
+                        raise AssertionError(f"level {len(out)}: {end!r} where S{want} belongs")
+                    if run:
+                        fibers.append(fiber)
+                run = 0
+        seg = np.zeros(len(fibers) + 1, np.int64)
+        np.cumsum([len(f) for f in fibers], out=seg[1:])
+        out.append((seg, np.array([c for f in fibers for c in f], np.int64)))
+        above = toks
+    return out

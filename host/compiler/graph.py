@@ -127,7 +127,7 @@ class Graph:
                 t = self.type_of(s)
                 lines.append(
                     f'  n{s.node} -> n{n.id} [label="{t.value}", color={colours[t]}, '
-                    f'fontcolor={colours[t]}, tooltip="{s.port} -> {port}"];'
+                    f'fontcolor={colours[t]}, tooltip="{s.port} to {port}"];'
                 )
         lines.append("}")
         return "\n".join(lines) + "\n"

@@ -83,7 +83,7 @@ class Kernel:
         out = execute.run(
             self.graph, {n: c.operand for n, c in converted.items()},
             execute.Ops(add, mul, sub, identity), sizes, prog.out_levels, prog.out_values,
-            trace=trace,
+            keep=prog.summed, trace=trace,
         )  # fmt: skip
         result = _assemble(prog, out, sizes, vtype, identity,
                            any(c.pydata for c in converted.values()))  # fmt: skip
@@ -178,17 +178,24 @@ def _assemble(prog: lw.Program, out: execute.Written, sizes: dict[str, int], vty
     (pydata sparse.COO when an operand was one)."""
     lhs = prog.assignment.lhs
     fmt = prog.formats[lhs.name]
-    values = out.words.view(vtype)
     if not lhs.indices:
-        return values[0] if len(values) else np.array(identity, np.uint32).view(vtype)[()]
+        words = [t.value for t in out.values if isinstance(t, execute.Val)][:1] or [identity]
+        return np.array(words, np.uint32).view(vtype)[0]
     # storage-order coordinates of every written value, from the levels' (seg, crd)
-    coords = [np.asarray(out.levels[0][1], np.int64)]
-    for seg, crd in out.levels[1:]:
-        seg = np.asarray(seg, np.int64)
-        if len(seg) - 1 != len(coords[-1]):  # pragma: no cover - aligned by construction
-            raise AssertionError("a result level's fibers do not match its parent level")
+    levels = execute.levels((*out.levels, *out.kept))
+    values = np.array([t.value for t in out.values if isinstance(t, execute.Val)], np.uint32)
+    values = values.view(vtype)
+    coords = [levels[0][1]]
+    for seg, crd in levels[1 : len(out.levels)]:
         parent = np.repeat(np.arange(len(seg) - 1), np.diff(seg))
-        coords = [c[parent] for c in coords] + [np.asarray(crd, np.int64)]
+        coords = [c[parent] for c in coords] + [crd]
+    if out.kept and fmt.levels[-1] != DENSE:
+        # a sparse last level stores only the coordinates that had something to sum
+        has = np.ones(len(levels[-1][1]), bool)
+        for seg, _ in reversed(levels[len(out.levels) :]):
+            below = np.concatenate([[0], np.cumsum(has)])
+            has = below[seg[1:]] > below[seg[:-1]]  # a parent with a child that has some
+        coords, values = [c[has] for c in coords], values[has]
     if len(values) != len(coords[-1]):  # pragma: no cover
         raise AssertionError("the result's values do not match its coordinates")
     shape = tuple(sizes[v] for v in lhs.indices)

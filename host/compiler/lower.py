@@ -6,8 +6,9 @@ product are intersected and those of a sum are united, and the operands without 
 have their references repeated over it. Values are read at the end of each operand's
 references and combined with the semiring's ALU operations in the expression's tree; an index
 that is summed is reduced, where its sum is, by a reducer (when it is the innermost index
-left) or a sparse accumulator (Gustavson's order: one result index after it). A compressed
-result level drops the coordinates whose fibers came out empty.
+left) or a sparse accumulator (Gustavson's order: one result index after it). The graph ends
+at the result's writers; the host builds the result from what reached them
+(:func:`.execute.levels`, :func:`.execute.align`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ class Program:
     accesses: tuple[ex.Access, ...]  # the right side's, by position
     out_levels: tuple[int, ...]  # write_compressed node per result level, in storage order
     out_values: int  # the array_write node
+    # the coordinates of the indices reducers sum last (outermost first): which of the
+    # result's last-level coordinates had anything to sum
+    summed: tuple[Stream, ...] = ()
 
 
 def _tree(node: ex.Node, counter: list[int]) -> _Tree:
@@ -264,7 +268,10 @@ class _Lowering:
         for v in sorted(t.reductions, key=hist.index, reverse=True):
             tail = hist[hist.index(v) + 1 :]
             if not tail:
-                n = g.add("reduce", {"val": val}, label=f"sum over {v}", op="add", index=v)
+                ins = {"val": val}
+                if len(hist) > 1:  # the coordinates its sums belong to (execute.closing)
+                    ins["crd"] = self.out_crd[hist[-2]]
+                n = g.add("reduce", ins, label=f"sum over {v}", op="add", index=v)
                 val = Stream(n.id, "val")
                 if t is self.root:
                     self.reduced_last.append(v)
@@ -273,6 +280,7 @@ class _Lowering:
                 n = g.add("spacc", {"crd": self.out_crd[f], "val": val},
                           label=f"sum over {v} into {f}", op="add", index=f)  # fmt: skip
                 val, self.out_crd[f] = Stream(n.id, "val"), Stream(n.id, "crd")
+                self.reduced_last.clear()  # it keeps only coordinates that had something
             else:
                 raise self._err(
                     self._span_of(v),
@@ -289,23 +297,6 @@ class _Lowering:
         fmt = self.formats[lhs.name]
         levels = [lhs.indices[m] for m in fmt.order]
         crd = {v: self.out_crd[v] for v in levels}
-        if levels and fmt.levels[-1] == COMPRESSED and self.reduced_last:
-            # The reducer gives every fiber of the last level a value, an empty one the
-            # identity: drop those where a sparse result wants nothing stored.
-            inner = self.crd_of[self.reduced_last[0]]  # the innermost sum's coordinates
-            for u in self.reduced_last[1:]:
-                inner = Stream(g.add("crddrop", {"outer": self.crd_of[u], "inner": inner},
-                                     label=u).id, "outer")  # fmt: skip
-            last = levels[-1]
-            n = g.add("crddrop", {"outer": crd[last], "inner": inner}, label=last)
-            crd[last] = Stream(n.id, "outer")
-            n = g.add("crddrop", {"outer": val, "inner": inner}, label=f"{last} values")
-            val = Stream(n.id, "outer")
-        for k in range(len(levels) - 1, 0, -1):
-            if fmt.levels[k - 1] == COMPRESSED:
-                n = g.add("crddrop", {"outer": crd[levels[k - 1]], "inner": crd[levels[k]]},
-                          label=levels[k - 1])  # fmt: skip
-                crd[levels[k - 1]], crd[levels[k]] = Stream(n.id, "outer"), Stream(n.id, "inner")
         outs = tuple(
             g.add(
                 "write_compressed", {"crd": crd[v]}, label=f"{lhs.name} level {k} ({v})", level=k
@@ -313,7 +304,8 @@ class _Lowering:
             for k, v in enumerate(levels)
         )
         w = g.add("array_write", {"val": val}, label=f"{lhs.name} values")
-        return Program(self.a, self.formats, order, g, self.accs, outs, w.id)
+        summed = tuple(self.crd_of[v] for v in reversed(self.reduced_last))
+        return Program(self.a, self.formats, order, g, self.accs, outs, w.id, summed)
 
 
 def default_format(ndim: int) -> str:

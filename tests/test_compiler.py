@@ -1,0 +1,292 @@
+"""ff.compile / ff.run: expressions in index notation, lowered to SAM graphs of the overlay's
+primitives and run token by token on their reference models (emu), against numpy's einsum."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+import fiberflow as ff
+from fiberflow.host.compiler.graph import PRIMITIVES
+from fiberflow.host.compiler.semiring import SEMIRINGS
+from fiberflow.overlay import registry
+
+
+@pytest.fixture(scope="module")
+def dev():  # type: ignore[no-untyped-def]
+    d = ff.open("emu")
+    yield d
+    d.close()
+
+
+def _int(shape: tuple[int, ...], density: float, rng: np.random.Generator) -> np.ndarray:
+    a = rng.integers(-9, 10, size=shape).astype(np.int32)
+    return np.where(rng.random(shape) < density, a, 0).astype(np.int32)
+
+
+def _dense(x: object) -> np.ndarray:
+    if isinstance(x, ff.Tensor):
+        return x.to_numpy()
+    if sp.issparse(x):
+        return x.toarray()
+    return np.asarray(x)
+
+
+# SAM's evaluation set: expression, formats, operand shapes by index
+SAM = [
+    ("y(i) = A(i,j) * x(j)", {}),
+    ("y(i) = A(i,j) * x(j)", {"x": "s", "y": "s"}),  # SpMSpV
+    ("X(i,j) = B(i,k) * C(k,j)", {"B": "ds", "C": "ds", "X": "ds"}),  # Gustavson
+    ("X(i,j) = B(i,k) * C(k,j)", {"B": "ds", "C": "ds:1,0", "X": "ds"}),  # inner product
+    ("X(i,j) = S(i,j) * U(i,k) * V(k,j)", {"U": "dd", "V": "dd:1,0"}),  # SDDMM
+    ("X(i,j) = A(i,j) + B(i,j)", {}),
+    ("X(i,j) = A(i,j) * B(i,j)", {}),
+    ("X(i,j,k) = A(i,j,k) + B(i,j,k)", {}),
+    ("X(i,j,k) = A(i,j,k) * B(i,j,k)", {}),
+    ("X(i,j) = A(i,j) + B(i,j) + C(i,j)", {}),
+    ("a = B(i,j,k) * C(i,j,k)", {}),
+    ("X(i,j) = B(i,j,k) * c(k)", {}),  # TTV
+    ("X(i,j,k) = B(i,j,l) * C(k,l)", {}),  # TTM
+    ("X(i,j) = B(i,k,l) * C(j,k) * D(j,l)", {}),  # MTTKRP
+    ("x(i) = b(i) - C(i,j) * d(j)", {}),  # residual
+    ("x(i) = a * C(j,i) * d(j) + b * f(i)", {"C": "ds:1,0"}),  # MatTransMul
+    ("x(i) = b(i) + C(i,j)", {}),  # j summed over C alone: b plus C's row sums
+]
+
+
+def _operands(expression: str, sizes: dict[str, int], density: float, seed: int) -> dict:
+    from fiberflow.host.compiler import expr as ex
+
+    rng = np.random.default_rng(seed)
+    out: dict[str, np.ndarray] = {}
+    for acc in ex.accesses(ex.parse(expression).rhs):
+        shape = tuple(sizes[v] for v in acc.indices)
+        out.setdefault(
+            acc.name, _int(shape, density, rng) if shape else np.int32(rng.integers(-3, 4))
+        )
+    return out
+
+
+def _reference(expression: str, operands: dict) -> np.ndarray:
+    """numpy's einsum of the expression, term by term, wrapped to int32."""
+    from fiberflow.host.compiler import expr as ex
+
+    a = ex.parse(expression)
+
+    def ev(node: object, idx: str) -> np.ndarray:
+        if isinstance(node, ex.Access):
+            return np.asarray(operands[node.name], np.int64), "".join(node.indices)
+        if isinstance(node, ex.Product):
+            parts = [ev(f, idx) for f in node.factors]
+            spec = ",".join(p[1] for p in parts)
+            keep = "".join(sorted(set("".join(p[1] for p in parts))))
+            return np.einsum(f"{spec}->{keep}", *[p[0] for p in parts]), keep
+        parts = [ev(t, idx) for t in node.terms]
+        # each term summed over its own indices not in the result's, then added
+        out = 0
+        for sign, (val, ix) in zip(node.signs, parts, strict=True):
+            keep = "".join(c for c in ix if c in idx)
+            out = out + sign * np.einsum(f"{ix}->{keep}", val)
+            last = keep
+        return out, last
+
+    val, ix = ev(a.rhs, "".join(a.lhs.indices))
+    return np.einsum(f"{ix}->{''.join(a.lhs.indices)}", val).astype(np.int64).astype(np.int32)
+
+
+@pytest.mark.parametrize("expression, formats", SAM, ids=[e for e, _ in SAM])
+def test_sam_expressions_match_einsum(expression: str, formats: dict, dev) -> None:  # type: ignore[no-untyped-def]
+    sizes = {"i": 5, "j": 4, "k": 3, "l": 2}
+    for seed in range(3):
+        ops = _operands(expression, sizes, 0.5, seed)
+        got = ff.run(expression, formats=formats, device=dev, **ops)
+        want = _reference(expression, ops)
+        np.testing.assert_array_equal(_dense(got), want)
+
+
+def test_the_graph_is_made_of_the_overlays_primitives() -> None:
+    k = ff.compile("X(i,j) = B(i,k) * C(k,j)", {"B": "ds", "C": "ds", "X": "ds"})
+    assert k.order == "ikj"  # Gustavson by default for CSR operands
+    # every node but the operands' roots is a block ``fiberflow lint`` builds
+    built = {type(factory()) for factory in registry.PRIMITIVES.values()}
+    assert all(PRIMITIVES[n.kind] in built for n in k.graph.nodes if n.kind != "root")
+    counts = k.graph.count()
+    assert counts["spacc"] == 1 and counts["intersect"] == 1
+    assert counts["scan_compressed"] == 2 and counts["scan_dense"] == 2
+    dot = k.graph.to_dot()
+    assert dot.startswith("digraph sam {") and dot.count("->") == sum(
+        len(n.inputs) for n in k.graph.nodes
+    )
+    assert "spacc\\nsum over k into j" in dot
+
+
+def test_an_inner_product_order_drops_empty_intersections(dev) -> None:  # type: ignore[no-untyped-def]
+    """With k innermost, rows and columns whose k fibers do not meet store nothing, not an
+    explicit zero."""
+    B = sp.csr_array(np.array([[1, 0], [0, 0], [0, 2]], np.int32))
+    C = sp.csr_array(np.array([[0, 3, 0], [0, 0, 4]], np.int32))
+    k = ff.compile("X(i,j) = B(i,k) * C(k,j)", {"C": "ds:1,0"}, order="ijk")
+    assert k.order == "ijk" and k.graph.count()["reduce"] == 1
+    X = k(B=B, C=C, device=dev)
+    assert X.nnz == 2 and (X.toarray() == (B @ C).toarray()).all()
+
+
+def test_cancellation_keeps_explicit_zeros(dev) -> None:  # type: ignore[no-untyped-def]
+    A = sp.random_array((6, 6), density=0.5, format="csr", dtype=np.float32, rng=1)
+    X = ff.run("X(i,j) = A(i,j) + B(i,j)", A=A, B=-A, device=dev)
+    assert X.nnz == A.nnz and not X.data.any()
+
+
+def test_float32_sums_are_sequential_and_match_the_fast_path(dev) -> None:  # type: ignore[no-untyped-def]
+    """The token-level SpMV and SpMM are bit-identical to ff.spmv / ff.spmm on emu (sums in
+    increasing column order)."""
+    rng = np.random.default_rng(7)
+    A = sp.random_array((40, 30), density=0.3, format="csr", dtype=np.float32, rng=rng)
+    x = rng.standard_normal(30).astype(np.float32)
+    y = ff.run("y(i) = A(i,j) * x(j)", A=A, x=x, device=dev)
+    assert y.dtype == np.float32
+    np.testing.assert_array_equal(y.view(np.uint32), ff.spmv(A, x, device=dev).view(np.uint32))
+    B = rng.standard_normal((30, 3)).astype(np.float32)
+    C = ff.run("C(i,n) = A(i,j) * B(j,n)", A=A, B=B, formats={"B": "dd", "C": "dd"}, device=dev)
+    np.testing.assert_array_equal(C.view(np.uint32), ff.spmm(A, B, device=dev).view(np.uint32))
+
+
+def _semiring_reference(A: sp.csr_array, x: np.ndarray, name: str) -> np.ndarray:
+    add = {"plus_times": np.add, "min_plus": np.minimum, "max_plus": np.maximum,
+           "max_times": np.maximum, "min_times": np.minimum,
+           "lor_land": np.maximum}[name]  # fmt: skip
+    mul = {"plus_times": np.multiply, "min_plus": np.add, "max_plus": np.add,
+           "max_times": np.multiply, "min_times": np.multiply,
+           "lor_land": np.minimum}[name]  # fmt: skip
+    ident = {"plus_times": 0, "lor_land": 0, "min_plus": np.inf, "min_times": np.inf,
+             "max_plus": -np.inf, "max_times": -np.inf}[name]  # fmt: skip
+    out = []
+    for i in range(A.shape[0]):
+        acc = x.dtype.type(ident) if x.dtype == np.float32 else None
+        if acc is None:
+            info = np.iinfo(np.int32)
+            acc = np.int32({np.inf: info.max, -np.inf: info.min}.get(ident, 0))
+        for p in range(A.indptr[i], A.indptr[i + 1]):
+            acc = add(acc, mul(A.data[p], x[A.indices[p]]))
+        out.append(acc)
+    return np.array(out, dtype=x.dtype)
+
+
+@pytest.mark.parametrize("name", list(SEMIRINGS))
+@pytest.mark.parametrize("dtype", [np.float32, np.int32])
+def test_semirings_against_plain_python(name: str, dtype: type, dev) -> None:  # type: ignore[no-untyped-def]
+    if name == "lor_land" and dtype == np.float32:
+        with pytest.raises(ff.DTypeError, match="int32"):
+            ff.run("y(i) = A(i,j) * x(j)", A=sp.eye_array(3, dtype=np.float32, format="csr"),
+                   x=np.ones(3, np.float32), semiring=name, device=dev)  # fmt: skip
+        return
+    rng = np.random.default_rng(3)
+    M = (rng.random((12, 9)) < 0.3) * rng.integers(1, 5, (12, 9))
+    M[4] = 0  # an empty row: the identity
+    if name == "lor_land":
+        M = (M != 0).astype(np.int64)
+    A = sp.csr_array(M.astype(dtype))
+    x = (rng.integers(0, 2, 9) if name == "lor_land" else rng.integers(1, 6, 9)).astype(dtype)
+    y = ff.run("y(i) = A(i,j) * x(j)", A=A, x=x, semiring=name, device=dev)
+    want = _semiring_reference(A, x, name)
+    np.testing.assert_array_equal(y.view(np.uint32), want.view(np.uint32))
+
+
+def test_errors_point_at_the_offending_index(dev) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(
+        ff.FormatError, match=r"(?s)expected a tensor.*\n\s+X\(i\) = A\(i,j\) \*\s*\n\s+\^"
+    ):
+        ff.compile("X(i) = A(i,j) *")
+    with pytest.raises(ff.ShapeError, match=r"(?s)index q of the result.*\^"):
+        ff.compile("X(i,q) = A(i,j) * x(j)")
+    with pytest.raises(ff.ShapeError, match=r"(?s)same indices.*\n\s+\^"):
+        ff.compile("X(i,j) = b(i) + C(i,j)")  # no broadcasting
+    with pytest.raises(ff.FormatError, match=r"(?s)stored as 'ds'.*\^"):
+        ff.compile("X(i,j) = B(i,k) * C(k,j)", order="ijk")
+    with pytest.raises(ff.FormatError, match="each index once"):
+        ff.compile("X(i,j) = B(i,k) * C(k,j)", order="ij")
+    with pytest.raises(ff.FormatError, match="Gustavson"):
+        ff.compile("X(i,j) = B(i,k) * C(k,j)", {"B": "ds:1,0"}, order="kij")
+    with pytest.raises(ff.FormatError, match="unknown semiring"):
+        ff.compile("y(i) = A(i,j) * x(j)", semiring="plus_plus")
+    with pytest.raises(ff.FormatError, match="has no meaning"):
+        one = np.ones(2, np.int32)
+        C = sp.eye_array(2, dtype=np.int32)
+        ff.run("x(i) = b(i) - C(i,j) * d(j)", b=one, C=C, d=one, semiring="min_plus", device=dev)
+    k = ff.compile("y(i) = A(i,j) * x(j)")
+    with pytest.raises(ff.ShapeError, match=r"(?s)index j is 4 here.*\^"):
+        k(A=sp.eye_array(3, dtype=np.float32, format="csr"), x=np.ones(4, np.float32), device=dev)
+    with pytest.raises(ff.DTypeError, match="dtype="):
+        k(A=sp.eye_array(3, format="csr"), x=np.ones(3), device=dev)  # float64
+    with pytest.raises(ff.ShapeError, match="missing x"):
+        k(A=sp.eye_array(3, dtype=np.float32, format="csr"), device=dev)
+    with pytest.raises(ff.DeviceError, match="needs device="):
+        k(A=sp.eye_array(3, dtype=np.float32, format="csr"), x=np.ones(3, np.float32))
+
+    class Board:
+        name = "pynq"
+
+    with pytest.raises(ff.DeviceError, match="emulator only"):
+        k(
+            A=sp.eye_array(3, dtype=np.float32, format="csr"),
+            x=np.ones(3, np.float32),
+            device=Board(),
+        )
+    # float64 converted when asked, the device still works after every error above
+    y = k(A=sp.eye_array(3, format="csr"), x=np.arange(3.0), dtype="float32", device=dev)
+    np.testing.assert_array_equal(y, np.arange(3, dtype=np.float32))
+
+
+def test_trace_returns_every_stream(dev) -> None:  # type: ignore[no-untyped-def]
+    A = sp.csr_array(np.array([[1, 0, 2], [0, 0, 0]], np.int32))
+    y, streams = ff.run("y(i) = A(i,j) * x(j)", A=A, x=np.array([1, 2, 3], np.int32),
+                        trace=True, device=dev)  # fmt: skip
+    assert list(y) == [7, 0]
+    assert [repr(t) for t in streams["n0.ref"]] == ["0", "D"]
+    crd = [s for name, s in streams.items() if name.endswith(".crd")]
+    assert any([repr(t) for t in s] == ["0", "2", "S0", "S1", "D"] for s in crd)
+
+
+EXPRESSIONS = [e for e, _ in SAM]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    expression=st.sampled_from(EXPRESSIONS),
+    sizes=st.fixed_dictionaries({v: st.integers(1, 5) for v in "ijkl"}),
+    density=st.sampled_from([0.0, 0.2, 0.6, 1.0]),
+    kinds=st.lists(st.sampled_from("ds"), min_size=12, max_size=12),
+    flips=st.lists(st.booleans(), min_size=6, max_size=6),
+    seed=st.integers(0, 2**16),
+)
+def test_random_formats_shapes_and_densities(  # type: ignore[no-untyped-def]
+    expression, sizes, density, kinds, flips, seed
+) -> None:
+    """Any formats (dense or compressed levels, matrices in either mode order): either the
+    compiler finds a loop order and the result equals einsum's, or it says why not."""
+    from fiberflow.host.compiler import expr as ex
+
+    a = ex.parse(expression)
+    names = list(dict.fromkeys(acc.name for acc in (*ex.accesses(a.rhs), a.lhs)))
+    ranks = {acc.name: len(acc.indices) for acc in (*ex.accesses(a.rhs), a.lhs)}
+    formats = {}
+    for n, name in enumerate(names):
+        r = ranks[name]
+        if r == 0:
+            continue
+        f = "".join(kinds[2 * n + m] for m in range(r))
+        if r == 2 and flips[n % len(flips)]:
+            f += ":1,0"
+        formats[name] = f
+    try:
+        k = ff.compile(expression, formats)
+    except ff.FormatError:
+        assume(False)
+        return
+    ops = _operands(expression, sizes, density, seed)
+    with ff.open("emu") as d:
+        got = k(device=d, **ops)
+    np.testing.assert_array_equal(_dense(got), _reference(expression, ops))
