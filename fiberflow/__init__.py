@@ -17,6 +17,7 @@ from fiberflow.errors import (
     ToolchainError,
 )
 from fiberflow.host.compiler.kernel import Kernel, compile, run
+from fiberflow.host.compiler.named import add, multiply, sddmm, spgemm, spmspv
 from fiberflow.host.device import Buffer, Device
 from fiberflow.host.devices import open
 from fiberflow.host.dma_image import DmaImage
@@ -47,11 +48,16 @@ __all__ = [
     "TileShapeError",
     "ToolchainError",
     "__version__",
+    "add",
     "compile",
+    "multiply",
     "open",
     "pack",
     "run",
+    "sddmm",
+    "spgemm",
     "spmm",
+    "spmspv",
     "spmv",
     "unpack",
 ]

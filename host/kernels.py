@@ -18,6 +18,7 @@ import numpy as np
 
 from fiberflow.errors import DeviceError, DTypeError, ShapeError
 from fiberflow.host import args, dtypes, job
+from fiberflow.host.compiler.kernel import compile
 from fiberflow.host.device import DEFAULT_TIMEOUT, Device
 from fiberflow.host.resident import ResidentMatrix, check_handle, make_resident
 
@@ -30,6 +31,7 @@ def spmv(
     dtype: Any = None,
     tile: Any = None,
     timeout: float = DEFAULT_TIMEOUT,
+    semiring: str = "plus_times",
 ) -> np.ndarray:
     """``y = A @ x`` on a device.
 
@@ -48,12 +50,19 @@ def spmv(
         short matrices so that every lane gets work); ignored for a resident A.
     timeout : float
         Seconds to wait for the device.
+    semiring : str
+        A GraphBLAS name: ``plus_times`` (the overlay's), or ``min_plus``, ``max_plus``,
+        ``max_times``, ``min_times``, ``lor_land``, which run on the emulator only, through
+        the compiler (an empty row gives the semiring's identity, e.g. +inf for min_plus).
 
     Returns
     -------
     numpy.ndarray, shape (A.shape[0],), A's value type. float32 sums are sequential in
     increasing column order (docs/emulator.md); int32 wraps around on overflow.
     """
+    if semiring != "plus_times":
+        return _other_semiring("y(i) = A(i,j) * x(j)", {"x": "d", "y": "d"}, A, x, device,
+                               dtype, semiring)  # fmt: skip
     return _launch("spmv", A, x, device, dtype, tile, timeout)
 
 
@@ -65,13 +74,30 @@ def spmm(
     dtype: Any = None,
     tile: Any = None,
     timeout: float = DEFAULT_TIMEOUT,
+    semiring: str = "plus_times",
 ) -> np.ndarray:
     """``C = A @ B`` for a dense ``B`` of shape (A.shape[1], k), on a device.
 
     Parameters and results as :func:`spmv`; C has shape (A.shape[0], k). Each column of C is
     bit-identical to ``spmv(A, B[:, j])``.
     """
+    if semiring != "plus_times":
+        return _other_semiring("C(i,n) = A(i,j) * B(j,n)", {"B": "dd", "C": "dd"}, A, B,
+                               device, dtype, semiring)  # fmt: skip
     return _launch("spmm", A, B, device, dtype, tile, timeout)
+
+
+def _other_semiring(expression: str, formats: dict[str, str], A: Any, dense: Any, device: Any,
+                    dtype: Any, semiring: str) -> np.ndarray:  # fmt: skip
+    """A semiring the overlay's lanes do not have: the compiled graph, on the emulator."""
+    if isinstance(A, ResidentMatrix):
+        raise DeviceError(
+            f"semiring {semiring!r} runs on the emulator from the matrix itself, not from a "
+            "resident handle: pass the scipy matrix"
+        )
+    k = compile(expression, formats, semiring=semiring)
+    name = "x" if "x" in formats else "B"
+    return k(A=A, **{name: dense}, device=device, dtype=dtype)  # type: ignore[no-any-return]
 
 
 def _launch(

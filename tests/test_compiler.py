@@ -290,3 +290,33 @@ def test_random_formats_shapes_and_densities(  # type: ignore[no-untyped-def]
     with ff.open("emu") as d:
         got = k(device=d, **ops)
     np.testing.assert_array_equal(_dense(got), _reference(expression, ops))
+
+
+def test_named_kernels_and_spmv_semirings(dev) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(5)
+    A = sp.random_array((30, 20), density=0.2, format="csr", dtype=np.float32, rng=rng)
+    B = sp.random_array((20, 25), density=0.2, format="csr", dtype=np.float32, rng=rng)
+    X = ff.spgemm(A, B, device=dev)
+    assert isinstance(X, sp.csr_array) and X.has_sorted_indices
+    np.testing.assert_allclose(X.toarray(), (A @ B).toarray(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(ff.add(A, A, device=dev).toarray(), (2 * A).toarray())
+    np.testing.assert_array_equal(ff.multiply(A, A, device=dev).toarray(), A.multiply(A).toarray())
+    U = rng.standard_normal((30, 4)).astype(np.float32)
+    V = rng.standard_normal((4, 20)).astype(np.float32)
+    S = ff.sddmm(A, U, V, device=dev)
+    np.testing.assert_allclose(S.toarray(), A.multiply(U @ V).toarray(), rtol=1e-5, atol=1e-5)
+    x = np.zeros(20, np.float32)
+    x[[3, 7]] = 1
+    y = ff.spmspv(A, x, device=dev)
+    assert isinstance(y, ff.Tensor) and y.nnz == np.count_nonzero(A[:, [3, 7]].sum(axis=1))
+    np.testing.assert_array_equal(y.to_numpy(), A @ x)
+    # the overlay's semiring on the fast path, any other through the compiler (emu)
+    M = sp.csr_array(np.array([[1, 0, 2], [0, 0, 0], [0, 3, 0]], np.float32))
+    v = np.array([1, 2, 3], np.float32)
+    np.testing.assert_array_equal(ff.spmv(M, v, device=dev, semiring="min_plus"), [2, np.inf, 5])
+    C = ff.spmm(M, np.ones((3, 2), np.float32), device=dev, semiring="max_times")
+    np.testing.assert_array_equal(C, [[2, 2], [-np.inf, -np.inf], [3, 3]])
+    with pytest.raises(ff.DeviceError, match="resident"):
+        ff.spmv(dev.put(M), v, device=dev, semiring="min_plus")
+    with pytest.raises(ff.ShapeError, match="2-D"):
+        ff.spgemm(v, M, device=dev)
