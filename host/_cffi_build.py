@@ -38,13 +38,13 @@ cpack = extension(
     "cpack", ["-O3", "-std=gnu99", "-pthread"], ("crc32", "imagemem"), extra_link_args=["-pthread"]
 )
 
-# The emulator's kernels (threads take row tiles: see cemu.c) and its cycle model's per-tile
-# lane cost (cmodel.c). -ffp-contract=off: a product is rounded before it is added, as in the
+# The emulator's kernels (threads take row tiles: see cemu.c), its cycle model's per-tile
+# lane cost (cmodel.c) and the compiler's fast paths (cgraph.c). -ffp-contract=off: a product is rounded before it is added, as in the
 # hardware ALU.
 cemu = extension(
     "cemu",
     ["-O3", "-std=c99", "-pthread", "-ffp-contract=off", "-fno-fast-math"],
-    ("cmodel",),
+    ("cmodel", "cgraph"),
     extra_link_args=["-pthread"],
 )
 

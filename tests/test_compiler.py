@@ -3,6 +3,8 @@ primitives and run token by token on their reference models (emu), against numpy
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -320,3 +322,54 @@ def test_named_kernels_and_spmv_semirings(dev) -> None:  # type: ignore[no-untyp
         ff.spmv(dev.put(M), v, device=dev, semiring="min_plus")
     with pytest.raises(ff.ShapeError, match="2-D"):
         ff.spgemm(v, M, device=dev)
+
+
+def _awkward(shape: tuple[int, int], density: float, dtype: type, rng: np.random.Generator):  # type: ignore[no-untyped-def]
+    """A random CSR matrix whose float32 values include zeros of both signs, subnormals,
+    infinities and NaNs (payloads too)."""
+    A = sp.random_array(shape, density=density, format="csr", dtype=np.float32, rng=rng)
+    if dtype == np.int32:
+        A.data = rng.integers(-(2**31), 2**31, A.nnz).astype(np.int32)
+        return A
+    special = np.array([0.0, -0.0, np.inf, -np.inf, 1e-40, -3e-39, np.nan], np.float32)
+    bits = special.view(np.uint32).copy()
+    bits[-1] = 0x7FA00001  # a signalling NaN with a payload
+    pick = rng.random(A.nnz) < 0.2
+    A.data = np.where(pick, bits[rng.integers(0, len(bits), A.nnz)].view(np.float32),
+                      (A.data - 0.5) * 4).astype(np.float32)  # fmt: skip
+    return A
+
+
+@pytest.mark.parametrize("name", list(SEMIRINGS))
+@pytest.mark.parametrize("dtype", [np.float32, np.int32])
+def test_fast_paths_are_bit_exact_with_the_token_level_run(name: str, dtype: type, dev) -> None:  # type: ignore[no-untyped-def]
+    if name == "lor_land" and dtype == np.float32:
+        return
+    rng = np.random.default_rng(zlib.crc32(f"{name} {dtype.__name__}".encode()))
+    for m, k, n, density in ((7, 5, 6, 0.5), (12, 9, 11, 0.15), (1, 1, 1, 1.0), (4, 3, 5, 0.0)):
+        A = _awkward((m, k), density, dtype, rng)
+        B = _awkward((k, n), density, dtype, rng)
+        C = _awkward((m, k), density, dtype, rng)
+        U = _awkward((m, 3), 1.0, dtype, rng).toarray()
+        V = _awkward((3, k), 1.0, dtype, rng).toarray()
+        if name == "lor_land":
+            A, B, C = (abs(M.sign()).astype(np.int32) for M in (A, B, C))
+            U, V = (np.abs(np.sign(M)).astype(np.int32) for M in (U, V))
+        cases = [
+            ("X(i,j) = A(i,k) * B(k,j)", {"B": "ds", "X": "ds"}, "ikj", {"A": A, "B": B}),
+            ("X(i,j) = A(i,j) + B(i,j)", {}, None, {"A": A, "B": C}),
+            ("X(i,j) = A(i,j) * B(i,j)", {}, None, {"A": A, "B": C}),
+            ("X(i,j) = S(i,j) * U(i,k) * V(k,j)", {"U": "dd", "V": "dd:1,0"}, "ijk",
+             {"S": A, "U": U, "V": V}),
+        ]  # fmt: skip
+        for expression, formats, order, ops in cases:
+            kern = ff.compile(expression, formats, order=order, semiring=name)
+            assert kern.fast is not None, expression
+            fast = kern(device=dev, engine="fast", **ops)
+            token = kern(device=dev, engine="token", **ops)
+            assert fast.shape == token.shape
+            np.testing.assert_array_equal(fast.indptr, token.indptr)
+            np.testing.assert_array_equal(fast.indices, token.indices)
+            np.testing.assert_array_equal(fast.data.view(np.uint32), token.data.view(np.uint32))
+    with pytest.raises(ff.FormatError, match="no fast path"):
+        ff.compile("y(i) = A(i,j) * x(j)")(A=A, x=np.ones(k, dtype), device=dev, engine="fast")

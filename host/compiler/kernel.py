@@ -16,7 +16,7 @@ import scipy.sparse as sp
 
 from fiberflow.errors import DeviceError, DTypeError, FormatError, ShapeError
 from fiberflow.host import dtypes
-from fiberflow.host.compiler import execute
+from fiberflow.host.compiler import execute, fast
 from fiberflow.host.compiler import expr as ex
 from fiberflow.host.compiler import lower as lw
 from fiberflow.host.compiler.semiring import Semiring
@@ -44,6 +44,7 @@ class Kernel:
         lhs = program.assignment.lhs
         self.operands = tuple(dict.fromkeys(a.name for a in program.accesses))
         self.result = lhs.name
+        self.fast = fast.path(program)
 
     def __repr__(self) -> str:
         return (
@@ -52,10 +53,13 @@ class Kernel:
         )
 
     def __call__(self, *, device: Any = None, dtype: Any = None, trace: bool = False,
-                 **operands: Any) -> Any:  # fmt: skip
+                 engine: str = "auto", **operands: Any) -> Any:  # fmt: skip
         """Run on ``device`` (the emulator). ``dtype`` converts every operand explicitly
         (float64 input needs it). With ``trace=True``, returns ``(result, streams)``:
-        every stream's tokens by name (``"n3.crd"``)."""
+        every stream's tokens by name (``"n3.crd"``). ``engine``: ``"token"`` runs the graph
+        token by token on the primitives' models, ``"fast"`` the kernel's fast path (SpGEMM,
+        element-wise add and multiply, SDDMM: the same bits), ``"auto"`` the fast path when
+        there is one and no trace is asked for."""
         _check_device(device)
         prog = self.program
         missing = [n for n in self.operands if n not in operands]
@@ -80,14 +84,28 @@ class Kernel:
         uses_sub = any(n.kind == "alu" and n.params["op"] == "sub" for n in self.graph.nodes)
         sub = self.semiring.sub(vtype) if uses_sub else None
         sizes = _sizes(prog, converted)
-        out = execute.run(
-            self.graph, {n: c.operand for n, c in converted.items()},
-            execute.Ops(add, mul, sub, identity), sizes, prog.out_levels, prog.out_values,
-            keep=prog.summed, trace=trace,
-        )  # fmt: skip
-        result = _assemble(prog, out, sizes, vtype, identity,
-                           any(c.pydata for c in converted.values()))  # fmt: skip
-        return (result, out.trace) if trace else result
+        alu = execute.Ops(add, mul, sub, identity)
+        ops = {n: c.operand for n, c in converted.items()}
+        if engine not in ("auto", "token", "fast"):
+            raise ValueError(f"engine must be 'auto', 'token' or 'fast', not {engine!r}")
+        fast_path = self.fast if engine != "token" and not trace else None
+        if engine == "fast" and fast_path is None:
+            raise FormatError(
+                f"{self.expression!r} has no fast path"
+                + (" with trace=True" if trace and self.fast else "")
+                + ": run it with engine='token'"
+            )
+        streams = None
+        if fast_path is not None:
+            levels, words = fast_path(ops, alu, sizes)
+        else:
+            out = execute.run(self.graph, ops, alu, sizes, prog.out_levels, prog.out_values,
+                              keep=prog.summed, trace=trace)  # fmt: skip
+            levels, words = _written(prog, out)
+            streams = out.trace
+        pydata = any(c.pydata for c in converted.values())
+        result = _assemble(prog, levels, words, sizes, vtype, identity, pydata)
+        return (result, streams) if trace else result
 
 
 class _Converted:
@@ -171,31 +189,46 @@ def _sizes(prog: lw.Program, converted: dict[str, _Converted]) -> dict[str, int]
     return {v: s[0] for v, s in sizes.items()}
 
 
-def _assemble(prog: lw.Program, out: execute.Written, sizes: dict[str, int], vtype: np.dtype,
-              identity: int, pydata: bool) -> Any:  # fmt: skip
+def _written(prog: lw.Program, out: execute.Written) -> tuple[list, np.ndarray]:
+    """The result's levels (seg, crd) and value words from what reached its writers."""
+    if not prog.assignment.lhs.indices:
+        return [], np.array(
+            [t.value for t in out.values if isinstance(t, execute.Val)][:1], np.uint32
+        )
+    levels = execute.levels((*out.levels, *out.kept))
+    words = np.array([t.value for t in out.values if isinstance(t, execute.Val)], np.uint32)
+    result, summed = levels[: len(out.levels)], levels[len(out.levels) :]
+    if summed and prog.formats[prog.assignment.lhs.name].levels[-1] != DENSE:
+        # a sparse last level stores only the coordinates that had something to sum
+        has = np.ones(len(summed[-1][1]), bool)
+        for seg, _ in reversed(summed):
+            below = np.concatenate([[0], np.cumsum(has)])
+            has = below[seg[1:]] > below[seg[:-1]]  # a parent with a child that has some
+        seg, crd = result[-1]
+        kept = np.concatenate([[0], np.cumsum(has)])
+        result[-1] = (kept[seg], crd[has])
+        words = words[has]
+    return result, words
+
+
+def _assemble(prog: lw.Program, levels: list, words: np.ndarray, sizes: dict[str, int],
+              vtype: np.dtype, identity: int, pydata: bool) -> Any:  # fmt: skip
     """The result in its format: numpy for a dense format (positions nothing was written to
     hold the semiring's identity), scipy csr_array for a sparse matrix, ff.Tensor otherwise
     (pydata sparse.COO when an operand was one)."""
     lhs = prog.assignment.lhs
     fmt = prog.formats[lhs.name]
+    values = words.view(vtype)
     if not lhs.indices:
-        words = [t.value for t in out.values if isinstance(t, execute.Val)][:1] or [identity]
-        return np.array(words, np.uint32).view(vtype)[0]
-    # storage-order coordinates of every written value, from the levels' (seg, crd)
-    levels = execute.levels((*out.levels, *out.kept))
-    values = np.array([t.value for t in out.values if isinstance(t, execute.Val)], np.uint32)
-    values = values.view(vtype)
+        return values[0] if len(values) else np.array(identity, np.uint32).view(vtype)[()]
+    if fmt.levels == (DENSE, "s") and fmt.order == (0, 1):  # CSR as it stands
+        seg, crd = levels[1]
+        shape = (sizes[lhs.indices[0]], sizes[lhs.indices[1]])
+        return sp.csr_array((values, crd.astype(np.int32), seg), shape=shape)
     coords = [levels[0][1]]
-    for seg, crd in levels[1 : len(out.levels)]:
+    for seg, crd in levels[1:]:
         parent = np.repeat(np.arange(len(seg) - 1), np.diff(seg))
         coords = [c[parent] for c in coords] + [crd]
-    if out.kept and fmt.levels[-1] != DENSE:
-        # a sparse last level stores only the coordinates that had something to sum
-        has = np.ones(len(levels[-1][1]), bool)
-        for seg, _ in reversed(levels[len(out.levels) :]):
-            below = np.concatenate([[0], np.cumsum(has)])
-            has = below[seg[1:]] > below[seg[:-1]]  # a parent with a child that has some
-        coords, values = [c[has] for c in coords], values[has]
     if len(values) != len(coords[-1]):  # pragma: no cover
         raise AssertionError("the result's values do not match its coordinates")
     shape = tuple(sizes[v] for v in lhs.indices)
