@@ -42,7 +42,7 @@ static inline uint32_t key(uint32_t b)
     return (z >> 31) ? ~z : (z | 0x80000000u);
 }
 
-uint32_t ff_alu(int op, uint32_t a, uint32_t b)
+static inline uint32_t alu(int op, uint32_t a, uint32_t b)
 {
     switch (op) {
     case 0: return a + b;                                    /* ADD (wraps) */
@@ -56,6 +56,31 @@ uint32_t ff_alu(int op, uint32_t a, uint32_t b)
     case 11: return (is_nan(a) || is_nan(b)) ? QNAN : (key(a) <= key(b) ? daz(a) : daz(b));
     case 12: return (is_nan(a) || is_nan(b)) ? QNAN : (key(a) > key(b) ? daz(a) : daz(b));
     default: return 0;
+    }
+}
+
+uint32_t ff_alu(int op, uint32_t a, uint32_t b) { return alu(op, a, b); }
+
+/* Sorts a row's few columns (insertion sort: rows hold tens of entries, where it beats
+ * qsort's calls through a pointer; qsort past 64). */
+static int cmp_i32(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+static void sort_row(int32_t *c, int64_t n)
+{
+    if (n > 64) {
+        qsort(c, (size_t)n, sizeof(int32_t), cmp_i32);
+        return;
+    }
+    for (int64_t i = 1; i < n; i++) {
+        int32_t v = c[i];
+        int64_t j = i;
+        for (; j > 0 && c[j - 1] > v; j--)
+            c[j] = c[j - 1];
+        c[j] = v;
     }
 }
 
@@ -82,15 +107,23 @@ int64_t ff_spgemm_rows(int64_t m, int64_t n, const int64_t *arp, const int32_t *
     return crp[m];
 }
 
-static int cmp_i32(const void *a, const void *b)
+/* The value of one product or sum: the ALU's operation, or (plain) the processor's float
+ * arithmetic, which gives the same bits wherever no subnormal appears (see run_plain). */
+static inline __attribute__((always_inline)) uint32_t op2(int plain, int op, uint32_t a, uint32_t b)
 {
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    return (x > y) - (x < y);
+    if (!plain)
+        return alu(op, a, b);
+    float x, y, r;
+    memcpy(&x, &a, 4);
+    memcpy(&y, &b, 4);
+    r = op == 8 ? x + y : x * y;
+    return bits(r);
 }
 
-void ff_spgemm(int64_t m, int64_t n, const int64_t *arp, const int32_t *aci, const uint32_t *av,
-               const int64_t *brp, const int32_t *bci, const uint32_t *bv, int add, int mul,
-               const int64_t *crp, int32_t *cci, uint32_t *cv, int64_t *work, uint32_t *acc)
+static inline __attribute__((always_inline)) void spgemm(
+    int plain, int64_t m, int64_t n, const int64_t *arp, const int32_t *aci, const uint32_t *av,
+    const int64_t *brp, const int32_t *bci, const uint32_t *bv, int add, int mul,
+    const int64_t *crp, int32_t *cci, uint32_t *cv, int64_t *work, uint32_t *acc)
 {
     for (int64_t j = 0; j < n; j++)
         work[j] = -1;
@@ -101,58 +134,141 @@ void ff_spgemm(int64_t m, int64_t n, const int64_t *arp, const int32_t *aci, con
             uint32_t a = av[p];
             for (int64_t q = brp[k]; q < brp[k + 1]; q++) {
                 int32_t j = bci[q];
-                uint32_t v = ff_alu(mul, a, bv[q]);
+                uint32_t v = op2(plain, mul, a, bv[q]);
                 if (work[j] != i) {  /* first arrival: kept as it is */
                     work[j] = i;
                     acc[j] = v;
                     cci[at++] = j;
                 } else {
-                    acc[j] = ff_alu(add, acc[j], v);
+                    acc[j] = op2(plain, add, acc[j], v);
                 }
             }
         }
-        qsort(cci + crp[i], (size_t)(at - crp[i]), sizeof(int32_t), cmp_i32);
+        sort_row(cci + crp[i], at - crp[i]);
         for (int64_t q = crp[i]; q < at; q++)
             cv[q] = acc[cci[q]];
     }
 }
 
-int64_t ff_ewise_rows(int64_t m, const int64_t *arp, const int32_t *aci, const int64_t *brp,
-                      const int32_t *bci, int both, int64_t *crp)
+/* Plain float arithmetic for fp32's plus_times, checked: with the x86 exception flags
+ * cleared, a subnormal operand raises DE and an inexact subnormal result UE; an exact
+ * subnormal result is an operand later (DE) or a stored value (tested). If none of these
+ * happened the ALU's flushing changed nothing, and only NaNs need making canonical;
+ * otherwise (and off x86) the caller runs the ALU's operations. Returns 1 if the plain run
+ * stands. */
+static int plain_ok(uint32_t *out, int64_t n, unsigned int flags)
 {
-    crp[0] = 0;
-    for (int64_t i = 0; i < m; i++) {
-        int64_t p = arp[i], q = brp[i], count = 0;
-        while (p < arp[i + 1] || q < brp[i + 1]) {
-            int64_t ja = p < arp[i + 1] ? aci[p] : INT64_MAX, jb = q < brp[i + 1] ? bci[q] : INT64_MAX;
-            int equal = ja == jb;
-            if (equal || !both)
-                count++;
-            p += ja <= jb;
-            q += jb <= ja;
-        }
-        crp[i + 1] = crp[i] + count;
+    if (flags)
+        return 0;
+    for (int64_t q = 0; q < n; q++) {
+        uint32_t b = out[q];
+        if (!(b & 0x7F800000u) && (b & 0x7FFFFFu))
+            return 0;
+        if (is_nan(b))
+            out[q] = QNAN;
     }
-    return crp[m];
+    return 1;
 }
 
-void ff_ewise(int64_t m, const int64_t *arp, const int32_t *aci, const uint32_t *av,
-              const int64_t *brp, const int32_t *bci, const uint32_t *bv, int both, int op,
-              uint32_t ident, const int64_t *crp, int32_t *cci, uint32_t *cv)
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#define PLAIN_BEGIN unsigned int saved_csr_ = _mm_getcsr(); _mm_setcsr(0x1f80u)
+#define PLAIN_FLAGS (_mm_getcsr() & 0x12u)
+#define PLAIN_END _mm_setcsr(saved_csr_)
+#define HAVE_PLAIN 1
+#else
+#define PLAIN_BEGIN
+#define PLAIN_FLAGS 1u
+#define PLAIN_END
+#define HAVE_PLAIN 0
+#endif
+
+void ff_spgemm(int64_t m, int64_t n, const int64_t *arp, const int32_t *aci, const uint32_t *av,
+               const int64_t *brp, const int32_t *bci, const uint32_t *bv, int add, int mul,
+               const int64_t *crp, int32_t *cci, uint32_t *cv, int64_t *work, uint32_t *acc)
+{
+    if (HAVE_PLAIN && add == 8 && mul == 10) {
+        PLAIN_BEGIN;
+        spgemm(1, m, n, arp, aci, av, brp, bci, bv, add, mul, crp, cci, cv, work, acc);
+        unsigned int flags = PLAIN_FLAGS;
+        PLAIN_END;
+        if (plain_ok(cv, crp[m], flags))
+            return;
+    }
+    spgemm(0, m, n, arp, aci, av, brp, bci, bv, add, mul, crp, cci, cv, work, acc);
+}
+
+static inline __attribute__((always_inline)) int64_t ewise(
+    int plain, int64_t m, const int64_t *arp, const int32_t *aci, const uint32_t *av,
+    const int64_t *brp, const int32_t *bci, const uint32_t *bv, int both, int op,
+    uint32_t ident, int64_t *crp, int32_t *cci, uint32_t *cv)
+{
+    int64_t at = 0;
+    crp[0] = 0;
+    for (int64_t i = 0; i < m; i++) {
+        int64_t p = arp[i], q = brp[i], pe = arp[i + 1], qe = brp[i + 1];
+        while (p < pe && q < qe) {
+            int32_t ja = aci[p], jb = bci[q];
+            if (ja == jb) {
+                cci[at] = ja;
+                cv[at++] = op2(plain, op, av[p++], bv[q++]);
+            } else if (ja < jb) {
+                if (!both) {
+                    cci[at] = ja;
+                    cv[at++] = op2(plain, op, av[p], ident);
+                }
+                p++;
+            } else {
+                if (!both) {
+                    cci[at] = jb;
+                    cv[at++] = op2(plain, op, ident, bv[q]);
+                }
+                q++;
+            }
+        }
+        if (!both) {
+            for (; p < pe; p++) {
+                cci[at] = aci[p];
+                cv[at++] = op2(plain, op, av[p], ident);
+            }
+            for (; q < qe; q++) {
+                cci[at] = bci[q];
+                cv[at++] = op2(plain, op, ident, bv[q]);
+            }
+        }
+        crp[i + 1] = at;
+    }
+    return at;
+}
+
+int64_t ff_ewise(int64_t m, const int64_t *arp, const int32_t *aci, const uint32_t *av,
+                 const int64_t *brp, const int32_t *bci, const uint32_t *bv, int both, int op,
+                 uint32_t ident, int64_t *crp, int32_t *cci, uint32_t *cv)
+{
+    if (HAVE_PLAIN && (op == 8 || op == 10)) {
+        PLAIN_BEGIN;
+        int64_t nnz = ewise(1, m, arp, aci, av, brp, bci, bv, both, op, ident, crp, cci, cv);
+        unsigned int flags = PLAIN_FLAGS;
+        PLAIN_END;
+        if (plain_ok(cv, nnz, flags))
+            return nnz;
+    }
+    return ewise(0, m, arp, aci, av, brp, bci, bv, both, op, ident, crp, cci, cv);
+}
+
+static inline __attribute__((always_inline)) void sddmm(
+    int plain, int64_t m, const int64_t *srp, const int32_t *sci, const uint32_t *sv,
+    const uint32_t *u, const uint32_t *vt, int64_t r, int add, int mul, uint32_t ident,
+    uint32_t *out)
 {
     for (int64_t i = 0; i < m; i++) {
-        int64_t p = arp[i], q = brp[i], at = crp[i];
-        while (p < arp[i + 1] || q < brp[i + 1]) {
-            int64_t ja = p < arp[i + 1] ? aci[p] : INT64_MAX, jb = q < brp[i + 1] ? bci[q] : INT64_MAX;
-            if (ja == jb) {
-                cci[at] = (int32_t)ja;
-                cv[at++] = ff_alu(op, av[p], bv[q]);
-            } else if (!both) {
-                cci[at] = (int32_t)(ja < jb ? ja : jb);
-                cv[at++] = ja < jb ? ff_alu(op, av[p], ident) : ff_alu(op, ident, bv[q]);
-            }
-            p += ja <= jb;
-            q += jb <= ja;
+        const uint32_t *ui = u + i * r;
+        for (int64_t p = srp[i]; p < srp[i + 1]; p++) {
+            const uint32_t *vj = vt + (int64_t)sci[p] * r;
+            uint32_t s = sv[p], acc = ident;
+            for (int64_t k = 0; k < r; k++)
+                acc = op2(plain, add, acc, op2(plain, mul, op2(plain, mul, s, ui[k]), vj[k]));
+            out[p] = acc;
         }
     }
 }
@@ -161,14 +277,13 @@ void ff_sddmm(int64_t m, const int64_t *srp, const int32_t *sci, const uint32_t 
               const uint32_t *u, const uint32_t *vt, int64_t r, int add, int mul,
               uint32_t ident, uint32_t *out)
 {
-    for (int64_t i = 0; i < m; i++) {
-        const uint32_t *ui = u + i * r;
-        for (int64_t p = srp[i]; p < srp[i + 1]; p++) {
-            const uint32_t *vj = vt + (int64_t)sci[p] * r;
-            uint32_t s = sv[p], acc = ident;
-            for (int64_t k = 0; k < r; k++)
-                acc = ff_alu(add, acc, ff_alu(mul, ff_alu(mul, s, ui[k]), vj[k]));
-            out[p] = acc;
-        }
+    if (HAVE_PLAIN && add == 8 && mul == 10) {
+        PLAIN_BEGIN;
+        sddmm(1, m, srp, sci, sv, u, vt, r, add, mul, ident, out);
+        unsigned int flags = PLAIN_FLAGS;
+        PLAIN_END;
+        if (plain_ok(out, srp[m], flags))
+            return;
     }
+    sddmm(0, m, srp, sci, sv, u, vt, r, add, mul, ident, out);
 }

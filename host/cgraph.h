@@ -20,15 +20,12 @@ void ff_spgemm(int64_t m, int64_t n, const int64_t *arp, const int32_t *aci, con
                const int64_t *brp, const int32_t *bci, const uint32_t *bv, int add, int mul,
                const int64_t *crp, int32_t *cci, uint32_t *cv, int64_t *work, uint32_t *acc);
 
-/* Element-wise, per row: the union (both = 0) or the intersection (both = 1) of A's and B's
- * columns, counted into crp (m + 1). Returns nnz(C). */
-int64_t ff_ewise_rows(int64_t m, const int64_t *arp, const int32_t *aci, const int64_t *brp,
-                      const int32_t *bci, int both, int64_t *crp);
-
-/* Element-wise values: op(a, b), a missing side (union) read as ident. */
-void ff_ewise(int64_t m, const int64_t *arp, const int32_t *aci, const uint32_t *av,
-              const int64_t *brp, const int32_t *bci, const uint32_t *bv, int both, int op,
-              uint32_t ident, const int64_t *crp, int32_t *cci, uint32_t *cv);
+/* Element-wise, per row: op(a, b) over the union (both = 0; a missing side read as ident)
+ * or the intersection (both = 1) of A's and B's columns. crp: m + 1; cci, cv: room for
+ * nnz(A) + nnz(B) (union) or the smaller of the two (intersection). Returns nnz(C). */
+int64_t ff_ewise(int64_t m, const int64_t *arp, const int32_t *aci, const uint32_t *av,
+                 const int64_t *brp, const int32_t *bci, const uint32_t *bv, int both, int op,
+                 uint32_t ident, int64_t *crp, int32_t *cci, uint32_t *cv);
 
 /* SDDMM: for each entry s of S at (i, j), acc = ident, then for k = 0 .. r-1:
  * acc = add(acc, mul(mul(s, u[i*r + k]), vt[j*r + k])) (vt: V transposed, n x r). */

@@ -3,6 +3,7 @@ primitives and run token by token on their reference models (emu), against numpy
 
 from __future__ import annotations
 
+import itertools
 import zlib
 
 import numpy as np
@@ -324,9 +325,13 @@ def test_named_kernels_and_spmv_semirings(dev) -> None:  # type: ignore[no-untyp
         ff.spgemm(v, M, device=dev)
 
 
-def _awkward(shape: tuple[int, int], density: float, dtype: type, rng: np.random.Generator):  # type: ignore[no-untyped-def]
-    """A random CSR matrix whose float32 values include zeros of both signs, subnormals,
-    infinities and NaNs (payloads too)."""
+def _awkward(  # type: ignore[no-untyped-def]
+    shape: tuple[int, int], density: float, dtype: type, rng: np.random.Generator,
+    subnormals: bool = True,
+):  # fmt: skip
+    """A random CSR matrix whose float32 values include zeros of both signs, infinities, NaNs
+    (payloads too) and, with ``subnormals``, subnormals (which send the fast paths' plain
+    float arithmetic back to the ALU's operations)."""
     A = sp.random_array(shape, density=density, format="csr", dtype=np.float32, rng=rng)
     if dtype == np.int32:
         A.data = rng.integers(-(2**31), 2**31, A.nnz).astype(np.int32)
@@ -334,6 +339,8 @@ def _awkward(shape: tuple[int, int], density: float, dtype: type, rng: np.random
     special = np.array([0.0, -0.0, np.inf, -np.inf, 1e-40, -3e-39, np.nan], np.float32)
     bits = special.view(np.uint32).copy()
     bits[-1] = 0x7FA00001  # a signalling NaN with a payload
+    if not subnormals:
+        bits = np.delete(bits, [4, 5])
     pick = rng.random(A.nnz) < 0.2
     A.data = np.where(pick, bits[rng.integers(0, len(bits), A.nnz)].view(np.float32),
                       (A.data - 0.5) * 4).astype(np.float32)  # fmt: skip
@@ -346,12 +353,13 @@ def test_fast_paths_are_bit_exact_with_the_token_level_run(name: str, dtype: typ
     if name == "lor_land" and dtype == np.float32:
         return
     rng = np.random.default_rng(zlib.crc32(f"{name} {dtype.__name__}".encode()))
-    for m, k, n, density in ((7, 5, 6, 0.5), (12, 9, 11, 0.15), (1, 1, 1, 1.0), (4, 3, 5, 0.0)):
-        A = _awkward((m, k), density, dtype, rng)
-        B = _awkward((k, n), density, dtype, rng)
-        C = _awkward((m, k), density, dtype, rng)
-        U = _awkward((m, 3), 1.0, dtype, rng).toarray()
-        V = _awkward((3, k), 1.0, dtype, rng).toarray()
+    shapes = ((7, 5, 6, 0.5), (12, 9, 11, 0.15), (1, 1, 1, 1.0), (4, 3, 5, 0.0), (30, 20, 25, 0.3))
+    for (m, k, n, density), sub in itertools.product(shapes, (True, False)):
+        A = _awkward((m, k), density, dtype, rng, sub)
+        B = _awkward((k, n), density, dtype, rng, sub)
+        C = _awkward((m, k), density, dtype, rng, sub)
+        U = _awkward((m, 3), 1.0, dtype, rng, sub).toarray()
+        V = _awkward((3, k), 1.0, dtype, rng, sub).toarray()
         if name == "lor_land":
             A, B, C = (abs(M.sign()).astype(np.int32) for M in (A, B, C))
             U, V = (np.abs(np.sign(M)).astype(np.int32) for M in (U, V))

@@ -83,15 +83,17 @@ def _ewise(both: int) -> Callable[[list[str], dict[str, Operand], Ops, list[int]
     def run(names: list[str], ops: dict[str, Operand], alu: Ops, sizes: list[int]) -> Result:
         m, arp, aci, av = _csr(ops[names[0]])
         _, brp, bci, bv = _csr(ops[names[1]])
-        crp = np.empty(m + 1, np.int64)
-        args = (_p("int64_t", arp), _p("int32_t", aci))
-        bargs = (_p("int64_t", brp), _p("int32_t", bci))
-        nnz = lib.ff_ewise_rows(m, *args, *bargs, both, _p("int64_t", crp))
-        cci, cv = np.empty(nnz, np.int32), np.empty(nnz, np.uint32)
-        lib.ff_ewise(m, *args, _p("uint32_t", av), *bargs, _p("uint32_t", bv), both,
-                     alu.mul if both else alu.add, alu.identity, _p("int64_t", crp),
-                     _p("int32_t", cci), _p("uint32_t", cv))  # fmt: skip
-        return [(np.array([0, m]), np.arange(m)), (crp, cci)], cv
+        room = min(len(aci), len(bci)) if both else len(aci) + len(bci)
+        crp, cci, cv = (
+            np.empty(m + 1, np.int64),
+            np.empty(room, np.int32),
+            np.empty(room, np.uint32),
+        )
+        nnz = lib.ff_ewise(m, _p("int64_t", arp), _p("int32_t", aci), _p("uint32_t", av),
+                           _p("int64_t", brp), _p("int32_t", bci), _p("uint32_t", bv), both,
+                           alu.mul if both else alu.add, alu.identity, _p("int64_t", crp),
+                           _p("int32_t", cci), _p("uint32_t", cv))  # fmt: skip
+        return [(np.array([0, m]), np.arange(m)), (crp, cci[:nnz])], cv[:nnz]
 
     return run
 
