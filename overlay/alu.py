@@ -132,14 +132,15 @@ def op_words(op: Op, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def model(a: list[Token], b: list[Token], op: Op) -> list[Token]:
+    """Token by token: a value (or empty, read as 0) of ``a`` with ``b``'s partner (0 unless
+    a value) gives ``op``'s result; any other token of ``a`` passes. The arithmetic runs as
+    one :func:`op_words` over all the stream's values."""
     if len(a) != len(b):
         raise ValueError(f"ALU streams differ in length: {len(a)} vs {len(b)}")
-    out: list[Token] = []
-    for x, y in zip(a, b, strict=True):
-        if isinstance(x, (Val, Empty)):
-            xv = x.value if isinstance(x, Val) else 0
-            yv = y.value if isinstance(y, Val) else 0
-            out.append(Val(int(op_words(op, np.array([xv]), np.array([yv]))[0])))
-        else:
-            out.append(x)
+    at = [k for k, x in enumerate(a) if isinstance(x, (Val, Empty))]
+    xs = np.array([a[k].value if isinstance(a[k], Val) else 0 for k in at], np.uint32)
+    ys = np.array([b[k].value if isinstance(b[k], Val) else 0 for k in at], np.uint32)
+    out = list(a)
+    for k, r in zip(at, op_words(op, xs, ys).tolist(), strict=True):
+        out[k] = Val(int(r))
     return out

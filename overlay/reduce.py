@@ -91,19 +91,34 @@ class Reducer(Primitive):
 
 
 def model(tokens: list[Token], op: Op, init: int, level: int = 0) -> list[Token]:
-    out: list[Token] = []
-    acc = init
+    """Values (an empty read as 0) fold into ``acc = op(acc, v)`` from ``init``; a stop of
+    ``level`` or higher emits ``acc`` (then, if higher, the stop ``level + 1`` lower) and
+    starts again; done passes. The folds of all groups run together, one :func:`op_words`
+    per position in a group."""
+    out: list[Token | None] = []
+    groups: list[list[int]] = []  # per emitted sum: its values
+    slots: list[int] = []  # where in ``out`` each sum goes
+    current: list[int] = []
     for t in tokens:
         if isinstance(t, (Val, Empty)):
-            v = t.value if isinstance(t, Val) else 0
-            acc = int(op_words(op, np.array([acc]), np.array([v]))[0])
+            current.append(t.value if isinstance(t, Val) else 0)
         elif isinstance(t, Stop):
             if t.level >= level:
-                out.append(Val(acc))
-                acc = init
+                slots.append(len(out))
+                out.append(None)
+                groups.append(current)
+                current = []
                 if t.level > level:
                     out.append(Stop(t.level - level - 1))
         elif isinstance(t, Done):
             out.append(DONE)
-            acc = init
-    return out
+            current = []
+    acc = np.full(len(groups), init, np.uint32)
+    lengths = np.array([len(g) for g in groups], np.int64)
+    for step in range(int(lengths.max()) if len(groups) else 0):
+        live = np.flatnonzero(lengths > step)
+        vals = np.array([groups[g][step] for g in live.tolist()], np.uint32)
+        acc[live] = op_words(op, acc[live], vals)
+    for slot, value in zip(slots, acc.tolist(), strict=True):
+        out[slot] = Val(int(value))
+    return out  # type: ignore[return-value]

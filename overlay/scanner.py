@@ -152,31 +152,34 @@ class DenseScanner(_Scanner):
 
 
 def scan_model(
-    refs: list[Token], fiber: Callable[[int], Sequence[tuple[int, int]]]
+    refs: list[Token], fiber: Callable[[int], tuple[list[Token], list[Token]]]
 ) -> tuple[list[Token], list[Token]]:
-    """Shared by both scanners: ``fiber(r)`` lists the (coordinate, reference) pairs of ``r``."""
+    """Shared by both scanners: ``fiber(r)`` gives the coordinates and references of fiber
+    ``r``. A reference (or empty) opens a fiber, ended by ``S0`` when another follows or by
+    the next stop raised by one; a stop with no fiber open is raised by one alone."""
     crd: list[Token] = []
     ref: list[Token] = []
-
-    def emit(c: Token, r: Token) -> None:
-        crd.append(c)
-        ref.append(r)
-
     pending = False
     for tok in refs:
         if isinstance(tok, (Val, Empty)):
             if pending:
-                emit(Stop(0), Stop(0))
-            for c, p in fiber(tok.value) if isinstance(tok, Val) else ():
-                emit(Val(c), Val(p))
+                crd.append(Stop(0))
+                ref.append(Stop(0))
+            if isinstance(tok, Val):
+                cs, ps = fiber(tok.value)
+                crd += cs
+                ref += ps
             pending = True
         elif isinstance(tok, Stop):
-            emit(Stop(tok.level + 1), Stop(tok.level + 1))
+            crd.append(Stop(tok.level + 1))
+            ref.append(Stop(tok.level + 1))
             pending = False
         elif isinstance(tok, Done):
             if pending:
-                emit(Stop(0), Stop(0))
-            emit(DONE, DONE)
+                crd.append(Stop(0))
+                ref.append(Stop(0))
+            crd.append(DONE)
+            ref.append(DONE)
             pending = False
     return crd, ref
 
@@ -184,8 +187,18 @@ def scan_model(
 def model_compressed(
     refs: list[Token], seg: Sequence[int], crd: Sequence[int]
 ) -> tuple[list[Token], list[Token]]:
-    return scan_model(refs, lambda r: [(int(crd[p]), p) for p in range(seg[r], seg[r + 1])])
+    words: dict[int, Val] = {}  # one token per coordinate value (tokens are immutable)
+
+    def fiber(r: int) -> tuple[list[Token], list[Token]]:
+        lo, hi = int(seg[r]), int(seg[r + 1])
+        cs = [words.get(c) or words.setdefault(c, Val(c)) for c in map(int, crd[lo:hi])]
+        return cs, [Val(p) for p in range(lo, hi)]  # type: ignore[misc]
+
+    return scan_model(refs, fiber)
 
 
 def model_dense(refs: list[Token], dim: int) -> tuple[list[Token], list[Token]]:
-    return scan_model(refs, lambda r: [(c, (r * dim + c) & 0xFFFFFFFF) for c in range(dim)])
+    coords: list[Token] = [Val(c) for c in range(dim)]
+    return scan_model(
+        refs, lambda r: (coords, [Val((r * dim + c) & 0xFFFFFFFF) for c in range(dim)])
+    )

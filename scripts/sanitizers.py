@@ -8,10 +8,10 @@ with ThreadSanitizer.
    -fno-sanitize-recover=undefined -g`` into a temporary folder. The installed ``host/*.so``
    are not touched.
 2. Run the tests that drive the C code (packer, CRC, unpack fuzz, hostile-input fuzz and
-   tests, emulator jobs and reference) with pytest in a child process whose
-   ``LD_PRELOAD`` is libasan (``gcc -print-file-name=libasan.so``: the ASan runtime must be
-   loaded before anything else) and ``ASAN_OPTIONS=detect_leaks=0`` (CPython leaks by design at
-   exit).
+   tests, emulator jobs and reference, the compiler's fast paths) with pytest in a child
+   process whose ``LD_PRELOAD`` is libasan (``gcc -print-file-name=libasan.so``: the ASan
+   runtime must be loaded before anything else) and ``ASAN_OPTIONS=detect_leaks=0`` (CPython
+   leaks by design at exit).
 3. How the child finds the sanitized modules: before pytest starts, it loads each sanitized
    ``.so`` under its real name (``fiberflow.host._cpack``, ``fiberflow.host._cemu``) and puts it
    in ``sys.modules``, before anything imports fiberflow. ``from fiberflow.host._cpack import
@@ -62,6 +62,7 @@ TESTS = [
     "tests/test_emu_reference.py",
     "tests/test_emu_device.py",
     "tests/test_emu_threads.py",
+    "tests/test_compiler.py",
 ]
 MODULES = ("cpack", "cemu")
 TIMEOUT = 1200  # seconds for the whole test run (a hang fails it)
