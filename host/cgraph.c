@@ -287,3 +287,32 @@ void ff_sddmm(int64_t m, const int64_t *srp, const int32_t *sci, const uint32_t 
     }
     sddmm(0, m, srp, sci, sv, u, vt, r, add, mul, ident, out);
 }
+
+int64_t ff_spmspv(int64_t m, int64_t n, const int64_t *arp, const int32_t *aci,
+                  const uint32_t *av, int64_t nx, const int64_t *xc, const uint32_t *xv,
+                  int add, int mul, uint32_t ident, int64_t *yi, uint32_t *yv, uint32_t *xw,
+                  uint8_t *has)
+{
+    memset(has, 0, (size_t)n);
+    for (int64_t q = 0; q < nx; q++) {
+        has[xc[q]] = 1;
+        xw[xc[q]] = xv[q];
+    }
+    int64_t out = 0;
+    for (int64_t i = 0; i < m; i++) {
+        uint32_t acc = ident;
+        int any = 0;
+        for (int64_t p = arp[i]; p < arp[i + 1]; p++) {
+            int32_t j = aci[p];
+            if (has[j]) {
+                acc = alu(add, acc, alu(mul, av[p], xw[j]));
+                any = 1;
+            }
+        }
+        if (any) {
+            yi[out] = i;
+            yv[out++] = acc;
+        }
+    }
+    return out;
+}

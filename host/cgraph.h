@@ -32,3 +32,12 @@ int64_t ff_ewise(int64_t m, const int64_t *arp, const int32_t *aci, const uint32
 void ff_sddmm(int64_t m, const int64_t *srp, const int32_t *sci, const uint32_t *sv,
               const uint32_t *u, const uint32_t *vt, int64_t r, int add, int mul,
               uint32_t ident, uint32_t *out);
+
+/* SpMSpV: y = A @ x with x sparse (nx coordinates xc, values xv, sorted), row by row: acc =
+ * ident, then acc = add(acc, mul(a_ij, x_j)) for the row's columns j that x has, in increasing
+ * j. Rows where x has none of the columns are left out. work: n uint32 and n uint8. Writes the
+ * rows kept to yi and their sums to yv (room for m); returns how many. */
+int64_t ff_spmspv(int64_t m, int64_t n, const int64_t *arp, const int32_t *aci,
+                  const uint32_t *av, int64_t nx, const int64_t *xc, const uint32_t *xv,
+                  int add, int mul, uint32_t ident, int64_t *yi, uint32_t *yv, uint32_t *xw,
+                  uint8_t *has);

@@ -29,7 +29,7 @@ import numpy as np
 
 from fiberflow.progress import progress
 
-TARGETS = ["pack", "spmv", "spmm", "primitives", "resources", "shell", "lane", "timing"]
+TARGETS = ["pack", "spmv", "spmm", "kernels", "primitives", "resources", "shell", "lane", "timing"]
 
 
 @dataclass

@@ -2,8 +2,8 @@
 same order as the token-level run, so the same bits, at the speed of plain loops.
 
 A compiled program has one when its expression, formats and loop order are those of SpGEMM in
-Gustavson's order, element-wise add or multiply of CSR matrices, or SDDMM, whatever the
-operands are called (:func:`signature`).
+Gustavson's order, element-wise add or multiply of CSR matrices, SDDMM or SpMSpV, whatever
+the operands are called (:func:`signature`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import numpy as np
 from fiberflow.host.compiler import expr as ex
 from fiberflow.host.compiler.execute import Operand, Ops
 from fiberflow.host.compiler.lower import Program
-from fiberflow.host.formats import DENSE
 
 try:
     from fiberflow.host._cemu import ffi, lib
@@ -110,11 +109,26 @@ def _sddmm(names: list[str], ops: dict[str, Operand], alu: Ops, sizes: list[int]
     return [(np.array([0, m]), np.arange(m)), (srp, sci)], out
 
 
+def _spmspv(names: list[str], ops: dict[str, Operand], alu: Ops, sizes: list[int]) -> Result:
+    m, arp, aci, av = _csr(ops[names[0]])
+    ((_, _, xcrd),) = ops[names[1]].levels
+    n = sizes[1]
+    xc = np.ascontiguousarray(xcrd, np.int64)
+    yi, yv = np.empty(m, np.int64), np.empty(m, np.uint32)
+    xw, has = np.empty(max(n, 1), np.uint32), np.empty(max(n, 1), np.uint8)
+    kept = lib.ff_spmspv(m, n, _p("int64_t", arp), _p("int32_t", aci), _p("uint32_t", av),
+                         len(xc), _p("int64_t", xc), _p("uint32_t", ops[names[1]].words),
+                         alu.add, alu.mul, alu.identity, _p("int64_t", yi), _p("uint32_t", yv),
+                         _p("uint32_t", xw), _p("uint8_t", has))  # fmt: skip
+    return [(np.array([0, kept]), yi[:kept])], yv[:kept]
+
+
 PATHS: dict[str, Callable[[list[str], dict[str, Operand], Ops, list[int]], Result]] = {
     "X(i,j)=A(i,k)*B(k,j) A:ds B:ds X:ds order ikj": _spgemm,
     "X(i,j)=A(i,j)+B(i,j) A:ds B:ds X:ds order ij": _ewise(0),
     "X(i,j)=A(i,j)*B(i,j) A:ds B:ds X:ds order ij": _ewise(1),
     "X(i,j)=A(i,j)*B(i,k)*C(k,j) A:ds B:dd C:dd:1,0 X:ds order ijk": _sddmm,
+    "X(i)=A(i,j)*B(j) A:ds B:s X:s order ij": _spmspv,
 }
 
 
@@ -125,7 +139,6 @@ def path(prog: Program) -> Callable[[dict[str, Operand], Ops, dict[str, int]], R
         return None
     names = list(dict.fromkeys(a.name for a in prog.accesses))
     order = list(dict.fromkeys(v for a in (prog.assignment.lhs, *prog.accesses) for v in a.indices))
-    assert all(prog.formats[n].levels[0] == DENSE for n in names)
 
     def run(ops: dict[str, Operand], alu: Ops, sizes: dict[str, int]) -> Result:
         return fn(names, ops, alu, [sizes[v] for v in order])

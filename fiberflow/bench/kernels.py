@@ -1,0 +1,126 @@
+"""``fiberflow bench kernels``: the compiler's named kernels on the emulator against scipy and
+numpy, one run, medians; and the token-level executor's speed."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+import fiberflow as ff
+from fiberflow.bench import Report, median_seconds
+from fiberflow.bench.counted import poisson, random_rows
+
+DESCRIPTION = (
+    "SpGEMM, element-wise add and multiply, SDDMM and SpMSpV on the emulator against scipy "
+    "(medians), and the token-level executor's tokens per second"
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--scale", type=float, default=1.0, help="matrix size factor (1: the goals' sizes)"
+    )
+    p.add_argument("--repeat", type=int, default=5, help="timed runs per case (default 5)")
+
+
+def _same(got: Any, want: Any) -> float:
+    """The largest difference, relative to the largest magnitude (fp32 sums in another order
+    differ in their last bits)."""
+    g = got.toarray() if sp.issparse(got) else np.asarray(got)
+    w = want.toarray() if sp.issparse(want) else np.asarray(want)
+    return float(np.abs(g - w).max() / max(np.abs(w).max(), 1e-30)) if w.size else 0.0
+
+
+def run(args: argparse.Namespace) -> Report:
+    s = args.scale
+    dev = ff.open("emu")
+    rng = np.random.default_rng(0)
+    fe = poisson(max(8, int(320 * s**0.5)), 2)  # 2-D Poisson: 510,720 nonzeros at scale 1
+    n = max(100, int(100_000 * s))
+    B = random_rows(n, n, 10, 11)  # about 1M nonzeros each at scale 1
+    C = random_rows(n, n, 10, 12)
+    m = max(100, int(10_000 * s**0.5))
+    S = random_rows(m, m, 50, 13)  # 0.5M nonzeros at scale 1
+    U = rng.standard_normal((m, 16)).astype(np.float32)
+    V = rng.standard_normal((16, m)).astype(np.float32)
+    x = np.zeros(fe.shape[1], np.float32)
+    x[rng.choice(fe.shape[1], max(1, fe.shape[1] // 100), replace=False)] = 1
+    xs = sp.coo_array(x)
+    cases = [
+        ("SpGEMM A @ A, 2-D Poisson", fe.nnz, lambda: fe @ fe,
+         lambda: ff.spgemm(fe, fe, device=dev), 0.5),
+        ("add, two random matrices", B.nnz + C.nnz, lambda: B + C,
+         lambda: ff.add(B, C, device=dev), 0.5),
+        ("multiply, two random matrices", B.nnz + C.nnz, lambda: B.multiply(C),
+         lambda: ff.multiply(B, C, device=dev), 0.5),
+        ("SDDMM rank 16, S .* (U @ V)", S.nnz, lambda: S.multiply(U @ V),
+         lambda: ff.sddmm(S, U, V, device=dev), 3.0),
+        ("SpMSpV, 2-D Poisson, x 1% dense", fe.nnz, lambda: fe @ xs.toarray(),
+         lambda: ff.spmspv(fe, x, device=dev).to_numpy(), None),
+    ]  # fmt: skip
+    rows: list[list[Any]] = []
+    data: dict[str, Any] = {}
+    for name, nnz, ref, ours, goal in cases:
+        t_ref = median_seconds(ref, args.repeat, desc=f"{name}: scipy")
+        t_ours = median_seconds(ours, args.repeat, desc=f"{name}: fiberflow")
+        diff = _same(ours(), ref())
+        speed = t_ref / t_ours
+        verdict = (
+            "-" if goal is None else f">= {goal:g}x " + ("met" if speed >= goal else "NOT met")
+        )
+        rows.append([name, f"{nnz:,}", f"{t_ref * 1e3:.1f}", f"{t_ours * 1e3:.1f}",
+                     f"{speed:.2f}x", verdict, f"{diff:.1e}"])  # fmt: skip
+        data[name] = {"nnz": nnz, "scipy_s": t_ref, "fiberflow_s": t_ours, "goal": goal,
+                      "max_rel_diff": diff}  # fmt: skip
+    # the token-level executor, on graphs of three shapes
+    small = random_rows(300, 300, 15, 14)
+    tok_cases = [
+        ("SpMV, 300 x 300, 15/row", "y(i) = A(i,j) * x(j)", None,
+         {"A": small, "x": rng.standard_normal(300).astype(np.float32)}),
+        ("SpGEMM, 200 x 200, 6/row", "X(i,j) = A(i,k) * B(k,j)", {"B": "ds", "X": "ds"},
+         {"A": random_rows(200, 200, 6, 15), "B": random_rows(200, 200, 6, 16)}),
+        ("add, 300 x 300, 30/row", "X(i,j) = A(i,j) + B(i,j)", None,
+         {"A": random_rows(300, 300, 30, 17), "B": random_rows(300, 300, 30, 18)}),
+    ]  # fmt: skip
+    for name, expression, formats, ops in tok_cases:
+        k = ff.compile(expression, formats)
+        _, streams = k(device=dev, trace=True, **ops)
+        tokens = sum(len(t) for t in streams.values())
+        t = median_seconds(lambda k=k, ops=ops: k(device=dev, engine="token", **ops),
+                           args.repeat, desc=f"token-level {name}")  # fmt: skip
+        rate = tokens / t / 1e6
+        rows.append([f"token-level: {name}", f"{tokens:,} tokens", "-", f"{t * 1e3:.1f}",
+                     f"{rate:.2f} M tokens/s", ">= 1 M tokens/s " + ("met" if rate >= 1 else
+                     "NOT met"), "0 (bit-exact)"])  # fmt: skip
+        data[f"token-level: {name}"] = {"tokens": tokens, "seconds": t}
+    dev.close()
+    return Report(
+        target="kernels",
+        title="Compiled kernels on the emulator",
+        command=f"python -m fiberflow bench kernels --scale {s:g} --repeat {args.repeat}",
+        columns=[
+            "kernel",
+            "nonzeros",
+            "scipy ms",
+            "fiberflow ms",
+            "speed vs scipy",
+            "goal",
+            "max rel. diff",
+        ],
+        rows=rows,
+        notes=[
+            "fiberflow's time is the whole call: operands checked and converted, the kernel's "
+            "C fast path (bit-exact with its graph's token-level run: tests/test_compiler.py), "
+            "the scipy result built",
+            "max rel. diff: against scipy / numpy, whose float32 sums run in another order",
+            "token-level: the graph run token by token on the primitives' Python models; "
+            "tokens counted over every stream",
+            "one process on a 2-core machine that may be running other work: "
+            f"{time.strftime('%Y-%m-%d')}",
+        ],
+        data=data,
+    )
