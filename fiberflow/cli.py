@@ -15,7 +15,7 @@ from fiberflow._version import __version__
 from fiberflow.errors import FiberflowError
 
 # Subcommands, in the order ``fiberflow --help`` lists them.
-COMMANDS = ["demo", "run", "bench", "build", "boards", "lint"]
+COMMANDS = ["demo", "run", "graph", "bench", "build", "boards", "lint"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -386,3 +386,36 @@ def test_fast_paths_are_bit_exact_with_the_token_level_run(name: str, dtype: typ
             np.testing.assert_array_equal(fast.data.view(np.uint32), token.data.view(np.uint32))
     with pytest.raises(ff.FormatError, match="no fast path"):
         ff.compile("y(i) = A(i,j) * x(j)")(A=A, x=np.ones(k, dtype), device=dev, engine="fast")
+
+
+def test_graph_command_writes_dot(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from fiberflow.cli import main
+
+    out = tmp_path / "g.dot"
+    args = ["graph", "X(i,j) = B(i,k) * C(k,j)", "--formats", "B=ds", "C=ds", "-o", str(out)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "order ikj" in printed and "spacc x1" in printed
+    assert (
+        out.read_text()
+        == ff.compile("X(i,j) = B(i,k) * C(k,j)", {"B": "ds", "C": "ds"}).graph.to_dot()
+    )
+    assert main(["graph", "X(i,j) = B(k,i) * C(k,j)"]) == 1
+    assert "^" in capsys.readouterr().err
+    assert main(["graph", "y(i) = A(i,j) * x(j)", "--formats", "A"]) == 1
+    assert "NAME=FORMAT" in capsys.readouterr().err
+    assert main(["graph", "y(i) = A(i,j) * x(j)", "-o", str(tmp_path / "g.txt")]) == 1
+
+
+def test_python_numbers_take_the_tensors_type(dev) -> None:  # type: ignore[no-untyped-def]
+    x = np.arange(3, dtype=np.float32)
+    np.testing.assert_array_equal(ff.run("y(i) = a * x(i)", a=2.0, x=x, device=dev), 2 * x)
+    i = np.arange(3, dtype=np.int32)
+    y = ff.run("y(i) = a * x(i)", a=3, x=i, device=dev)
+    assert y.dtype == np.int32 and list(y) == [0, 3, 6]
+    with pytest.raises(ff.DTypeError, match="truncate"):
+        ff.run("y(i) = a * x(i)", a=2.5, x=i, device=dev)
+    with pytest.raises(ff.DTypeError, match="dtype="):  # a numpy float64 is not converted
+        ff.run("y(i) = a * x(i)", a=np.float64(2.5), x=x, device=dev)
+    with pytest.raises(ff.DeviceError, match="engine"):
+        ff.run("y(i) = a * x(i)", a=2.0, x=x, device=dev, engine="turbo")

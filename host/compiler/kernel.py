@@ -71,8 +71,14 @@ class Kernel:
                 + (f"; {', '.join(extra)} not in the expression" if extra else "")
             )
         ranks = {a.name: len(a.indices) for a in prog.accesses}
+        # Python numbers as scalars take the tensors' type (float32 unless they are int32)
+        plain = {n for n in self.operands if ranks[n] == 0 and _python_number(operands[n])}
         converted = {n: _operand(n, operands[n], ranks[n], prog.formats[n], dtype)
-                     for n in self.operands}  # fmt: skip
+                     for n in self.operands if n not in plain}  # fmt: skip
+        kinds = {v.dtype for v in converted.values()}
+        own = dtype if dtype is not None else (kinds.copy().pop() if len(kinds) == 1 else "float32")
+        for n in plain:
+            converted[n] = _operand(n, operands[n], 0, prog.formats[n], own)
         kinds = {v.dtype for v in converted.values()}
         if len(kinds) > 1:
             raise DTypeError(
@@ -87,7 +93,7 @@ class Kernel:
         alu = execute.Ops(add, mul, sub, identity)
         ops = {n: c.operand for n, c in converted.items()}
         if engine not in ("auto", "token", "fast"):
-            raise ValueError(f"engine must be 'auto', 'token' or 'fast', not {engine!r}")
+            raise DeviceError(f"engine must be 'auto', 'token' or 'fast', not {engine!r}")
         fast_path = self.fast if engine != "token" and not trace else None
         if engine == "fast" and fast_path is None:
             raise FormatError(
@@ -128,6 +134,11 @@ def _check_device(device: Any) -> None:
         )
     if getattr(device, "closed", False):
         raise DeviceError("the device is closed; open another with ff.open('emu')")
+
+
+def _python_number(x: Any) -> bool:
+    """A Python int or float (weak, as numpy treats them), not a numpy scalar or a bool."""
+    return type(x) in (int, float)
 
 
 def _operand(name: str, x: Any, rank: int, fmt: Format, dtype: Any) -> _Converted:
@@ -289,10 +300,11 @@ def _compiled(expression: str, formats: tuple, order: str | None, semiring: str)
 
 def run(expression: str, *, device: Any = None, formats: dict[str, str] | None = None,
         order: str | None = None, semiring: str = "plus_times", dtype: Any = None,
-        trace: bool = False, **operands: Any) -> Any:  # fmt: skip
+        trace: bool = False, engine: str = "auto", **operands: Any) -> Any:  # fmt: skip
     """Compile ``expression`` (cached) and run it: ``ff.run("x(i) = b(i) - C(i,j) * d(j)",
     b=b, C=A, d=x, device=dev)``. Operands' formats default to what they are: scipy
-    matrices CSR, numpy arrays dense, ff.Tensor its own."""
+    matrices CSR, numpy arrays dense, ff.Tensor its own. (So operands cannot be called
+    device, formats, order, semiring, dtype, trace or engine.)"""
     given = dict(formats or {})
     for name, x in operands.items():
         if name not in given:
@@ -307,4 +319,4 @@ def run(expression: str, *, device: Any = None, formats: dict[str, str] | None =
             k = compile(expression, None, order=order, semiring=semiring)
         else:
             raise
-    return k(device=device, dtype=dtype, trace=trace, **operands)
+    return k(device=device, dtype=dtype, trace=trace, engine=engine, **operands)
