@@ -91,7 +91,7 @@ def _reference(expression: str, operands: dict) -> np.ndarray:
         # each term summed over its own indices not in the result's, then added
         out = 0
         for sign, (val, ix) in zip(node.signs, parts, strict=True):
-            keep = "".join(c for c in ix if c in idx)
+            keep = "".join(c for c in idx if c in ix)  # in the result's order
             out = out + sign * np.einsum(f"{ix}->{keep}", val)
             last = keep
         return out, last
@@ -419,3 +419,116 @@ def test_python_numbers_take_the_tensors_type(dev) -> None:  # type: ignore[no-u
         ff.run("y(i) = a * x(i)", a=np.float64(2.5), x=x, device=dev)
     with pytest.raises(ff.DeviceError, match="engine"):
         ff.run("y(i) = a * x(i)", a=2.0, x=x, device=dev, engine="turbo")
+
+
+@pytest.mark.parametrize("name", ["poisson2d_32", "powerlaw_2000"])
+@pytest.mark.parametrize("dtype", [np.float32, np.int32])
+def test_real_matrices(name: str, dtype: type, dev) -> None:  # type: ignore[no-untyped-def]
+    """The bundled matrices (a 2-D Laplacian, a power-law graph) through every named kernel,
+    against scipy: int32 exactly, float32 within its rounding."""
+    from fiberflow import datasets
+
+    A = datasets.load(name)
+    A = sp.csr_array((np.round(A.data * 3 + 1).astype(dtype), A.indices, A.indptr), A.shape)
+    B = sp.csr_array(A.T)
+    B.sort_indices()
+    exact = dtype == np.int32
+
+    def same(got: object, want: object) -> None:
+        g = got.toarray() if sp.issparse(got) else np.asarray(got)
+        w = want.toarray() if sp.issparse(want) else np.asarray(want)
+        if exact:
+            np.testing.assert_array_equal(g, w.astype(np.int64).astype(np.int32))
+        else:
+            np.testing.assert_allclose(g, w, rtol=2e-6, atol=1e-5 * max(1.0, np.abs(w).max()))
+
+    same(ff.spgemm(A, B, device=dev), A.astype(np.int64) @ B.astype(np.int64) if exact else A @ B)
+    same(ff.add(A, B, device=dev), A + B)
+    same(ff.multiply(A, B, device=dev), A.multiply(B))
+    rng = np.random.default_rng(1)
+    U = rng.integers(-3, 4, (A.shape[0], 8)).astype(dtype)
+    V = rng.integers(-3, 4, (8, A.shape[1])).astype(dtype)
+    same(ff.sddmm(A, U, V, device=dev), A.multiply(U.astype(np.int64) @ V.astype(np.int64)))
+    x = np.zeros(A.shape[1], dtype)
+    x[:: max(1, A.shape[1] // 50)] = 2
+    same(ff.spmspv(A, x, device=dev).to_numpy(), A @ x)
+
+
+def test_spgemm_semirings_against_plain_python(dev) -> None:  # type: ignore[no-untyped-def]
+    """min_plus SpGEMM is the distance product: X[i,j] = min over k of A[i,k] + B[k,j]."""
+    rng = np.random.default_rng(2)
+    M = (rng.random((9, 7)) < 0.35) * rng.integers(1, 9, (9, 7))
+    N = (rng.random((7, 8)) < 0.35) * rng.integers(1, 9, (7, 8))
+    A, B = sp.csr_array(M.astype(np.float32)), sp.csr_array(N.astype(np.float32))
+    X = ff.spgemm(A, B, device=dev, semiring="min_plus").tocoo()
+    got = {(int(i), int(j)): v for i, j, v in zip(X.row, X.col, X.data, strict=True)}
+    want = {}
+    for i in range(9):
+        for j in range(8):
+            ks = [k for k in range(7) if M[i, k] and N[k, j]]
+            if ks:  # stored only where a path exists
+                want[(i, j)] = min(M[i, k] + N[k, j] for k in ks)
+    assert got == want
+
+
+def test_nd_inputs_and_outputs(dev) -> None:  # type: ignore[no-untyped-def]
+    """scipy's N-D coo_array in, ff.Tensor out for sparse results of rank other than 2."""
+    rng = np.random.default_rng(3)
+    dense = ((rng.random((4, 3, 5)) < 0.4) * rng.integers(-5, 6, (4, 3, 5))).astype(np.int32)
+    T = sp.coo_array(dense)
+    assert T.ndim == 3
+    X = ff.run("X(i,j,k) = A(i,j,k) * B(i,j,k)", A=T, B=ff.Tensor.from_numpy(dense, "sss"),
+               device=dev)  # fmt: skip
+    assert isinstance(X, ff.Tensor) and X.format == "sss"
+    np.testing.assert_array_equal(X.to_numpy(), dense * dense)
+    c = np.arange(5, dtype=np.int32)
+    Y = ff.run("X(i,j) = B(i,j,k) * c(k)", B=T, c=c, formats={"X": "dd"}, device=dev)
+    np.testing.assert_array_equal(Y, np.einsum("ijk,k->ij", dense, c))
+
+
+@st.composite
+def expressions(draw: st.DrawFn) -> str:
+    """A random sum of products of tensors (and scalars) over the indices i, j, k, l."""
+    names = iter("ABCDEFGH")
+    terms = []
+    for _ in range(draw(st.integers(1, 2))):
+        factors = []
+        for _ in range(draw(st.integers(1, 3))):
+            idx = draw(st.lists(st.sampled_from("ijkl"), max_size=3, unique=True))
+            name = next(names)
+            factors.append(f"{name}({','.join(idx)})" if idx else name.lower())
+        terms.append(" * ".join(factors))
+    used = sorted(set("".join(terms)) & set("ijkl"))
+    lhs = draw(st.lists(st.sampled_from(used or ["i"]), max_size=3, unique=True)) if used else []
+    sign = draw(st.sampled_from([" + ", " - "]))
+    return f"X({','.join(lhs)}) = " + sign.join(terms) if lhs else "x = " + sign.join(terms)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    expression=expressions(),
+    sizes=st.fixed_dictionaries({v: st.integers(1, 4) for v in "ijkl"}),
+    density=st.sampled_from([0.0, 0.3, 1.0]),
+    seed=st.integers(0, 2**16),
+    float32=st.booleans(),
+)
+def test_random_expressions(expression, sizes, density, seed, float32) -> None:  # type: ignore[no-untyped-def]
+    """Random expressions: either the compiler finds a graph and its result equals einsum's
+    (int32 exactly, float32 within its rounding), or it refuses with a FiberflowError."""
+    try:
+        k = ff.compile(expression)
+    except (ff.FormatError, ff.ShapeError):
+        assume(False)
+        return
+    ops = _operands(expression, sizes, density, seed)
+    want = _reference(expression, ops)
+    if float32:
+        ops = {
+            n: np.float32(v) if np.ndim(v) == 0 else v.astype(np.float32) for n, v in ops.items()
+        }
+    with ff.open("emu") as d:
+        got = _dense(k(device=d, **ops))
+    if float32:
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+    else:
+        np.testing.assert_array_equal(got, want)

@@ -232,9 +232,11 @@ def _assemble(prog: lw.Program, levels: list, words: np.ndarray, sizes: dict[str
     values = words.view(vtype)
     if not lhs.indices:
         return values[0] if len(values) else np.array(identity, np.uint32).view(vtype)[()]
-    if fmt.levels == (DENSE, "s") and fmt.order == (0, 1):  # CSR as it stands
+    shape = tuple(sizes[v] for v in lhs.indices)
+    if fmt.levels == (DENSE, "s") and fmt.order == (0, 1) and len(levels[1][0]) == shape[0] + 1:
+        # CSR as it stands: every row was a fiber of the iteration (not so when the rows
+        # came from an operand's compressed level)
         seg, crd = levels[1]
-        shape = (sizes[lhs.indices[0]], sizes[lhs.indices[1]])
         return sp.csr_array((values, crd.astype(np.int32), seg), shape=shape)
     coords = [levels[0][1]]
     for seg, crd in levels[1:]:
@@ -242,7 +244,6 @@ def _assemble(prog: lw.Program, levels: list, words: np.ndarray, sizes: dict[str
         coords = [c[parent] for c in coords] + [crd]
     if len(values) != len(coords[-1]):  # pragma: no cover
         raise AssertionError("the result's values do not match its coordinates")
-    shape = tuple(sizes[v] for v in lhs.indices)
     logical = np.empty((len(shape), len(values)), np.int64)
     logical[list(fmt.order)] = np.array(coords) if coords else logical
     if all(kind == DENSE for kind in fmt.levels):
