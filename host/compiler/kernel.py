@@ -237,7 +237,9 @@ def _assemble(prog: lw.Program, levels: list, words: np.ndarray, sizes: dict[str
         # CSR as it stands: every row was a fiber of the iteration (not so when the rows
         # came from an operand's compressed level)
         seg, crd = levels[1]
-        return sp.csr_array((values, crd.astype(np.int32), seg), shape=shape)
+        index = np.int32 if len(crd) < 2**31 else np.int64  # one index type, as scipy wants
+        seg, crd = seg.astype(index, copy=False), crd.astype(index, copy=False)
+        return sp.csr_array((values, crd, seg), shape=shape, copy=False)
     coords = [levels[0][1]]
     for seg, crd in levels[1:]:
         parent = np.repeat(np.arange(len(seg) - 1), np.diff(seg))
