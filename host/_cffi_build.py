@@ -39,8 +39,8 @@ cpack = extension(
 )
 
 # The emulator's kernels (threads take row tiles: see cemu.c), its cycle model's per-tile
-# lane cost (cmodel.c) and the compiler's fast paths (cgraph.c). -ffp-contract=off: a product is rounded before it is added, as in the
-# hardware ALU.
+# lane cost (cmodel.c) and the compiler's fast paths (cgraph.c). -ffp-contract=off: a product
+# is rounded before it is added, as in the hardware ALU.
 cemu = extension(
     "cemu",
     ["-O3", "-std=c99", "-pthread", "-ffp-contract=off", "-fno-fast-math"],

@@ -97,7 +97,7 @@ def _other_semiring(expression: str, formats: dict[str, str], A: Any, dense: Any
         )
     k = compile(expression, formats, semiring=semiring)
     name = "x" if "x" in formats else "B"
-    return k(A=A, **{name: dense}, device=device, dtype=dtype)  # type: ignore[no-any-return]
+    return k(A=A, **{name: dense}, device=device, dtype=dtype)
 
 
 def _launch(

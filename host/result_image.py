@@ -93,7 +93,7 @@ def decode(region: bytes | bytearray | memoryview | np.ndarray, shape: tuple[int
            order: tuple[int, ...] | None = None) -> Tensor:  # fmt: skip
     """The tensor of shape ``shape`` (mode order ``order``, default 0, 1, ...) in a region a
     device wrote, as an ``ff.Tensor`` with every level compressed. Checks everything first."""
-    buf = np.frombuffer(memoryview(region).cast("B"), np.uint8)
+    buf = np.frombuffer(memoryview(region).cast("B"), np.uint8)  # type: ignore[arg-type]
     if len(buf) < HEADER:
         raise ImageError(f"a result region has a {HEADER}-byte header; this one is {len(buf)}")
     head = buf[:HEADER].view("<u4")

@@ -169,7 +169,7 @@ def levels(streams: tuple[list[Token], ...]) -> list[tuple[np.ndarray, np.ndarra
                 for f in range(max(run, 1)):
                     fiber = []
                     while isinstance(toks[pos], Val):
-                        fiber.append(toks[pos].value)  # type: ignore[union-attr]
+                        fiber.append(toks[pos].value)
                         pos += 1
                     end = toks[pos]
                     pos += 1

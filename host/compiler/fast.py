@@ -56,7 +56,7 @@ def _csr(op: Operand) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
     return rows, np.ascontiguousarray(pos, np.int64), np.ascontiguousarray(crd, np.int32), op.words
 
 
-def _p(kind: str, a: np.ndarray):  # type: ignore[no-untyped-def]
+def _p(kind: str, a: np.ndarray):
     return ffi.from_buffer(f"{kind}[]", a)
 
 
