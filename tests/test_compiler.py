@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import fiberflow as ff
-from fiberflow.host.compiler.graph import PRIMITIVES
+from fiberflow.host.compiler.graph import BLOCKS
 from fiberflow.host.compiler.semiring import SEMIRINGS
 from fiberflow.overlay import registry
 
@@ -114,8 +114,8 @@ def test_the_graph_is_made_of_the_overlays_primitives() -> None:
     k = ff.compile("X(i,j) = B(i,k) * C(k,j)", {"B": "ds", "C": "ds", "X": "ds"})
     assert k.order == "ikj"  # Gustavson by default for CSR operands
     # every node but the operands' roots is a block ``fiberflow lint`` builds
-    built = {type(factory()) for factory in registry.PRIMITIVES.values()}
-    assert all(PRIMITIVES[n.kind] in built for n in k.graph.nodes if n.kind != "root")
+    assert all(BLOCKS[n.kind] in registry.PRIMITIVES for n in k.graph.nodes if n.kind != "root")
+    assert {b for b in BLOCKS.values() if b} <= set(registry.PRIMITIVES)
     counts = k.graph.count()
     assert counts["spacc"] == 1 and counts["intersect"] == 1
     assert counts["scan_compressed"] == 2 and counts["scan_dense"] == 2

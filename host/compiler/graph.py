@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from fiberflow.overlay import alu, array, crddrop, join, reduce, repeat, scanner, spacc, writer
-
 
 class StreamType(Enum):
     CRD = "crd"  # coordinates
@@ -22,24 +20,6 @@ class StreamType(Enum):
     VAL = "val"  # values (fp32 or int32 bit patterns)
     SIG = "sig"  # a repeater's signal
 
-
-# node kind -> the overlay block it is (None: not hardware)
-PRIMITIVES: dict[str, type | None] = {
-    "root": None,
-    "scan_dense": scanner.DenseScanner,
-    "scan_compressed": scanner.CompressedScanner,
-    "repeat_sig": repeat.RepeatSigGen,
-    "repeater": repeat.Repeater,
-    "intersect": join.Intersecter,
-    "union": join.Unioner,
-    "alu": alu.Alu,
-    "reduce": reduce.Reducer,
-    "spacc": spacc.SparseAccumulator,
-    "crddrop": crddrop.CoordDropper,
-    "array_read": array.ArrayReader,
-    "write_compressed": writer.CompressedWriter,
-    "array_write": array.ArrayWriter,
-}
 
 # node kind -> its outputs
 OUTPUTS: dict[str, dict[str, StreamType]] = {
@@ -57,6 +37,12 @@ OUTPUTS: dict[str, dict[str, StreamType]] = {
     "array_read": {"val": StreamType.VAL},
     "write_compressed": {},
     "array_write": {},
+}
+
+# node kind -> its block's name in overlay/registry.py, what ``fiberflow lint`` builds (None:
+# not hardware)
+BLOCKS: dict[str, str | None] = {
+    kind: None if kind == "root" else "spacc64" if kind == "spacc" else kind for kind in OUTPUTS
 }
 
 
@@ -92,7 +78,7 @@ class Graph:
 
     def add(self, kind: str, inputs: dict[str, Stream] | None = None, label: str = "",
             **params: Any) -> Node:  # fmt: skip
-        if kind not in PRIMITIVES:
+        if kind not in OUTPUTS:
             raise ValueError(f"no primitive {kind!r}")
         inputs = inputs or {}
         for s in inputs.values():

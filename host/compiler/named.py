@@ -40,21 +40,20 @@ def spgemm(A: Any, B: Any, *, device: Any = None, dtype: Any = None,
 def add(A: Any, B: Any, *, device: Any = None, dtype: Any = None,
         semiring: str = "plus_times") -> sp.csr_array:  # fmt: skip
     """``A + B`` entry by entry (the semiring's addition) over the union of their entries."""
-    _matrix(A, "A")
-    _matrix(B, "B")
-    return compile("X(i,j) = A(i,j) + B(i,j)", semiring=semiring)(
-        A=A, B=B, device=device, dtype=dtype
-    )
+    return _elementwise("X(i,j) = A(i,j) + B(i,j)", A, B, device, dtype, semiring)
 
 
 def multiply(A: Any, B: Any, *, device: Any = None, dtype: Any = None,
              semiring: str = "plus_times") -> sp.csr_array:  # fmt: skip
     """``A * B`` entry by entry (the semiring's multiplication) over the entries both have."""
+    return _elementwise("X(i,j) = A(i,j) * B(i,j)", A, B, device, dtype, semiring)
+
+
+def _elementwise(expression: str, A: Any, B: Any, device: Any, dtype: Any,
+                 semiring: str) -> sp.csr_array:  # fmt: skip
     _matrix(A, "A")
     _matrix(B, "B")
-    return compile("X(i,j) = A(i,j) * B(i,j)", semiring=semiring)(
-        A=A, B=B, device=device, dtype=dtype
-    )
+    return compile(expression, semiring=semiring)(A=A, B=B, device=device, dtype=dtype)
 
 
 def sddmm(S: Any, U: Any, V: Any, *, device: Any = None, dtype: Any = None,
