@@ -238,6 +238,10 @@ def test_errors_point_at_the_offending_index(dev) -> None:  # type: ignore[no-un
             x=np.ones(3, np.float32),
             device=Board(),
         )
+    closed = ff.open("emu")
+    closed.close()
+    with pytest.raises(ff.DeviceError, match="closed"):
+        k(A=sp.eye_array(3, dtype=np.float32), x=np.ones(3, np.float32), device=closed)
     # float64 converted when asked, the device still works after every error above
     y = k(A=sp.eye_array(3, format="csr"), x=np.arange(3.0), dtype="float32", device=dev)
     np.testing.assert_array_equal(y, np.arange(3, dtype=np.float32))

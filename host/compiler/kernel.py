@@ -58,8 +58,8 @@ class Kernel:
         (float64 input needs it). With ``trace=True``, returns ``(result, streams)``:
         every stream's tokens by name (``"n3.crd"``). ``engine``: ``"token"`` runs the graph
         token by token on the primitives' models, ``"fast"`` the kernel's fast path (SpGEMM,
-        element-wise add and multiply, SDDMM: the same bits), ``"auto"`` the fast path when
-        there is one and no trace is asked for."""
+        element-wise add and multiply, SDDMM, SpMSpV: the same bits), ``"auto"`` the fast
+        path when there is one and no trace is asked for."""
         _check_device(device)
         prog = self.program
         missing = [n for n in self.operands if n not in operands]
