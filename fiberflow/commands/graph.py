@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import fiberflow as ff
-from fiberflow.errors import FormatError, ToolchainError
+from fiberflow.errors import FormatError
+from fiberflow.host.compiler.draw import draw
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,15 +16,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="compile an expression and write its SAM graph",
         description="Compile a tensor expression in index notation (docs/compiler.md) and "
         "print its loop order and the primitives its graph uses; with -o, write the graph: "
-        ".dot always, .svg or .png through Graphviz's dot when it is installed beside this "
-        "Python.",
+        "Graphviz's dot text (.dot), or a picture (.svg, .png, .pdf: needs matplotlib).",
     )
     p.add_argument("expression", help='e.g. "X(i,j) = B(i,k) * C(k,j)"')
     p.add_argument("--formats", nargs="*", default=[], metavar="NAME=FORMAT",
                    help="operand and result formats, e.g. B=ds C=ds:1,0")  # fmt: skip
     p.add_argument("--order", help="loop order, e.g. ikj (default: the compiler's choice)")
     p.add_argument("--semiring", default="plus_times", help="a GraphBLAS semiring name")
-    p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write FILE (.dot/.svg/.png)")
+    p.add_argument(
+        "-o", "--output", type=Path, metavar="FILE", help="write FILE (.dot .svg .png .pdf)"
+    )
     p.set_defaults(func=run)
 
 
@@ -46,17 +45,9 @@ def run(args: argparse.Namespace) -> int:
     suffix = args.output.suffix.lower()
     if suffix == ".dot":
         args.output.write_text(dot)
-    elif suffix in (".svg", ".png"):
-        tool = shutil.which("dot", path=str(Path(sys.executable).parent))
-        if tool is None:
-            raise ToolchainError(
-                f"writing {suffix} needs Graphviz's dot beside this Python "
-                f"({Path(sys.executable).parent}); write a .dot file and run "
-                f"dot -T{suffix[1:]} FILE.dot -o {args.output}"
-            )
-        subprocess.run([tool, f"-T{suffix[1:]}", "-o", str(args.output)], input=dot,
-                       text=True, check=True, timeout=120)  # fmt: skip
+    elif suffix in (".svg", ".png", ".pdf"):
+        draw(k.graph, args.output)
     else:
-        raise FormatError(f"-o writes .dot, .svg or .png, not {args.output.name!r}")
+        raise FormatError(f"-o writes .dot, .svg, .png or .pdf, not {args.output.name!r}")
     print(f"wrote {args.output}")
     return 0
