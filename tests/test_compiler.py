@@ -540,3 +540,17 @@ def test_random_expressions(expression, sizes, density, seed, float32) -> None: 
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
     else:
         np.testing.assert_array_equal(got, want)
+
+
+def test_pydata_sparse_in_and_out(dev) -> None:  # type: ignore[no-untyped-def]
+    """pydata sparse.COO operands; an N-D sparse result comes back as a sparse.COO."""
+    sparse = pytest.importorskip("sparse")
+    rng = np.random.default_rng(4)
+    d = ((rng.random((4, 3, 5)) < 0.4) * rng.integers(-5, 6, (4, 3, 5))).astype(np.int32)
+    A = sparse.COO.from_numpy(d)
+    X = ff.run("X(i,j,k) = A(i,j,k) + B(i,j,k)", A=A, B=A, device=dev)
+    assert isinstance(X, sparse.COO)
+    np.testing.assert_array_equal(X.todense(), 2 * d)
+    Y = ff.run("X(i,j) = A(i,j) * B(i,j)", A=A[:, :, 0], B=A[:, :, 0], device=dev)
+    assert isinstance(Y, sp.csr_array)
+    np.testing.assert_array_equal(Y.toarray(), d[:, :, 0] ** 2)
