@@ -23,6 +23,7 @@ from fiberflow.host.devices import open
 from fiberflow.host.dma_image import DmaImage
 from fiberflow.host.formats import Format
 from fiberflow.host.kernels import spmm, spmv
+from fiberflow.host.linop import aslinearoperator
 from fiberflow.host.pack import pack, unpack
 from fiberflow.host.resident import ResidentMatrix
 from fiberflow.host.stats import RunStats
@@ -49,6 +50,7 @@ __all__ = [
     "ToolchainError",
     "__version__",
     "add",
+    "aslinearoperator",
     "compile",
     "multiply",
     "open",

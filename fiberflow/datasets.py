@@ -102,3 +102,38 @@ def read_matrix_market(path: Path, dtype: str | None = None) -> MatrixFile:
             else f"converted {kind} values to float32 (all exact)"
         )
     return MatrixFile(path, field, exact, matrix, dtype, conversions)
+
+
+def fem_poisson(side: int = 40, seed: int = 0) -> tuple[sp.csr_array, np.ndarray]:
+    """A 2-D finite-element problem: ``-laplace(u) = 1`` on the unit square, ``u = 0`` on its
+    edge, with linear (P1) triangles on a Delaunay mesh of a ``side`` x ``side`` grid of points
+    whose interior points are moved at random by up to a third of the spacing. Returns the
+    stiffness matrix of the interior nodes (symmetric positive definite, float64, about 7
+    nonzeros a row) and the load vector."""
+    from scipy.spatial import Delaunay
+
+    if side < 3:
+        raise FiberflowError(f"the mesh needs at least 3 points a side, not {side}")
+    rng = np.random.default_rng(seed)
+    g = np.linspace(0.0, 1.0, side)
+    pts = np.array([(x, y) for y in g for x in g])
+    edge = (pts == 0.0).any(axis=1) | (pts == 1.0).any(axis=1)
+    h = 1.0 / (side - 1)
+    pts[~edge] += rng.uniform(-h / 3, h / 3, size=(int((~edge).sum()), 2))
+    tri = Delaunay(pts).simplices
+    # per triangle: the gradients of its three hat functions, and its area
+    p = pts[tri]  # (t, 3, 2)
+    B = np.stack([p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]], axis=2)  # columns: the two edges
+    area = np.abs(np.linalg.det(B)) / 2
+    ref = np.array([[-1.0, 1.0, 0.0], [-1.0, 0.0, 1.0]])
+    grads = np.linalg.solve(np.transpose(B, (0, 2, 1)), np.broadcast_to(ref, (len(tri), 2, 3)))
+    local = area[:, None, None] * np.einsum("tki,tkj->tij", grads, grads)
+    rows = np.repeat(tri, 3, axis=1).ravel()
+    cols = np.tile(tri, (1, 3)).ravel()
+    K = sp.csr_array((local.ravel(), (rows, cols)), shape=(len(pts),) * 2)
+    K.sum_duplicates()
+    load = np.bincount(tri.ravel(), weights=np.repeat(area / 3, 3), minlength=len(pts))
+    inner = np.flatnonzero(~edge)
+    A = sp.csr_array(K[inner][:, inner])
+    A.eliminate_zeros()
+    return A, load[inner]

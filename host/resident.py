@@ -9,6 +9,7 @@ paths are the same code.
 
 from __future__ import annotations
 
+import threading
 import weakref
 from typing import Any
 
@@ -105,6 +106,9 @@ class ResidentMatrix:
         self.covered = job.covers(directory, self.shape[0])
         self._finalizer = weakref.finalize(self, _release, device, buffer)
         self._finalizer.atexit = False  # at exit the devices themselves are being torn down
+        self._transpose: ResidentMatrix | None = None
+        self._made_by: ResidentMatrix | None = None  # the handle whose .T this is
+        self._transpose_lock = threading.Lock()
 
     @property
     def image_bytes(self) -> int:
@@ -122,8 +126,43 @@ class ResidentMatrix:
         return self._schedules[key]
 
     def free(self) -> None:
-        """Release the device memory; the handle can no longer be used."""
+        """Release the device memory (and the transposed copy's, if :attr:`T` made one); the
+        handle can no longer be used."""
         self._finalizer()
+        t = self._transpose
+        if t is not None and t._made_by is self:
+            t._finalizer()
+
+    def __matmul__(self, x: Any) -> np.ndarray:
+        """``h @ x`` (a vector: ``ff.spmv``) or ``h @ B`` (a matrix: ``ff.spmm``) on the
+        handle's device."""
+        from fiberflow.host.kernels import spmm, spmv  # (kernels builds on this module)
+
+        if sp.issparse(x) or isinstance(x, (Tensor, ResidentMatrix)):
+            raise ShapeError(
+                "h @ B takes a dense vector or matrix; for a sparse B use ff.spgemm(A, B)"
+            )
+        arr = np.asarray(x)
+        if arr.ndim == 1:
+            return spmv(self, arr, device=self.device)
+        if arr.ndim == 2:
+            return spmm(self, arr, device=self.device)
+        raise ShapeError(f"h @ x takes a 1-D vector or a 2-D matrix, not shape {arr.shape}")
+
+    @property
+    def T(self) -> ResidentMatrix:
+        """The transpose, resident on the same device: a copy made the first time it is asked
+        for (from the image in device memory) and kept until this handle is freed."""
+        check_handle(self, self.device)
+        with self._transpose_lock:
+            t = self._transpose
+            if t is None or t.freed:
+                self.verify()
+                A = packing.unpack(self.buffer.array.tobytes()).to_scipy()
+                t = make_resident(self.device, sp.csr_array(A.T))
+                t._transpose, t._made_by = self, self
+                self._transpose = t
+            return t
 
     def verify(self) -> None:
         """Check the image in device memory against :attr:`crc`; raise ImageError when a

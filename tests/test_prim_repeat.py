@@ -38,7 +38,11 @@ def pair(rng, depth):
     refs = fiber_tree_tokens(tree) if depth else parse("0 D")
     refs = [Val(int(rng.integers(2**32))) if isinstance(t, Val) else t for t in refs]
     lens = [int(x) for x in rng.choice([0, 1, 2, 5, 30], size=len(refs))]
-    crd, _ = scanner.scan_model(refs, lambda r: [(c, c) for c in range(lens[r % len(lens)])])
+    def fiber(r: int) -> tuple[list, list]:
+        cs = [Val(c) for c in range(lens[r % len(lens)])]
+        return cs, cs
+
+    crd, _ = scanner.scan_model(refs, fiber)
     return refs, repeat.model_sig(crd)
 
 
