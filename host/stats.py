@@ -9,6 +9,7 @@ efficiency, lane utilisation, projected throughput) are the same for every devic
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -82,6 +83,23 @@ class RunStats:
     def dma_gb_per_second(self) -> float:
         """Projected DMA throughput at ``clock_mhz``: bytes moved per second, in GB/s (1e9)."""
         return self.dma_bytes / self.seconds_est / 1e9 if self.cycles else 0.0
+
+    def _repr_html_(self) -> str:
+        """A compact table for Jupyter."""
+        kind = "estimated" if self.estimated else "measured"
+        rows = [
+            ("cycles", f"{self.cycles:,} ({kind})"),
+            ("time", f"{self.seconds_est * 1e6:,.1f} us at {self.clock_mhz:g} MHz"),
+            ("nonzeros", f"{self.nnz:,} in {self.tiles} tiles"),
+            ("per cycle", f"{self.nnz / max(self.cycles, 1):.2f} nonzeros"),
+            ("lanes", f"{self.lanes}, utilisation {self.mean_utilisation:.2f}"),
+            ("DMA", f"{self.dma_bytes:,} B, {self.dma_gb_per_second:.3f} GB/s"),
+            ("efficiency", f"{self.efficiency:.2f} ({self.bound}-bound)"),
+        ]
+        body = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>"
+                       f"{html.escape(v)}</td></tr>" for k, v in rows)  # fmt: skip
+        title = html.escape(f"{self.kernel} on {self.device or 'device'}")
+        return f"<table><caption style='text-align:left'>{title}</caption>{body}</table>"
 
     def summary(self) -> str:
         """A few lines for people: cycles, time, efficiency, lane balance and utilisation,
