@@ -1,7 +1,8 @@
 # The package layout and the cffi extensions (the C fast path of the DMA-image packer, the
 # emulator's kernels) are declared here; everything else is in pyproject.toml.
 #
-# host/, overlay/ and boards/ are top-level folders installed as subpackages of fiberflow.
+# host/, overlay/, boards/ and notebooks/ are top-level folders installed as subpackages of
+# fiberflow.
 # setuptools' own discovery (``packages.find``) names packages after their folders ("host",
 # not "fiberflow.host"), so the packages are found here, folder by folder, under the names
 # they are installed as: a new subpackage (a folder with an __init__.py) is never left out.
@@ -14,6 +15,9 @@ PACKAGE_DIR = {
     "fiberflow.host": "host",
     "fiberflow.overlay": "overlay",
     "fiberflow.boards": "boards",
+    # the notebooks, as a package so that PYNQ's ``pynq get-notebooks`` finds them through
+    # the ``pynq.notebooks`` entry point (pyproject.toml)
+    "fiberflow.notebooks": "notebooks",
 }
 
 

@@ -56,7 +56,7 @@ def test_operator_products_and_types(dev) -> None:  # type: ignore[no-untyped-de
     A = sp.random_array((30, 20), density=0.2, format="csr", dtype=np.float32, rng=2)
     op = ff.aslinearoperator(A, device=dev)
     assert op.shape == (30, 20) and op.dtype == np.float32
-    x64 = np.linspace(-1, 1, 20)  # float64: rounded to float32 (docs/linear-operators.md)
+    x64 = np.linspace(-1, 1, 20)  # float64: rounded to float32 (docs/workflows.md)
     np.testing.assert_array_equal(op.matvec(x64), ff.spmv(A, x64.astype(np.float32), device=dev))
     X = np.ones((20, 4))
     np.testing.assert_allclose(op.matmat(X), A @ X, rtol=1e-6)
