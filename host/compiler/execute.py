@@ -14,7 +14,7 @@ import numpy as np
 
 from fiberflow.host.compiler.graph import Graph, Stream
 from fiberflow.host.formats import COMPRESSED
-from fiberflow.overlay import alu, array, crddrop, join, reduce, repeat, scanner, spacc, writer
+from fiberflow.overlay import alu, array, crddrop, join, reduce, repeat, scanner, spacc
 from fiberflow.overlay.alu import Op
 from fiberflow.overlay.stream import DONE, Empty, Stop, Token, Val
 
@@ -100,13 +100,10 @@ def run(graph: Graph, operands: dict[str, Operand], ops: Ops, sizes: dict[str, i
         elif n.kind == "crddrop":
             o, i = crddrop.model(ins["outer"], ins["inner"])
             out = {"outer": o, "inner": i}
-        elif n.kind == "write_compressed":
-            writer.model_compressed(ins["crd"])  # (the hardware's view: see levels())
-            written[n.id] = ins["crd"]
-            out = {}
-        elif n.kind == "array_write":
-            array.model_write(ins["val"], sum(isinstance(t, Val) for t in ins["val"]))
-            written[n.id] = ins["val"]
+        elif n.kind in ("write_compressed", "array_write"):
+            # What reaches a writer is kept as it is: the host builds the result from it with
+            # the level above (levels()), which a writer alone cannot see.
+            written[n.id] = ins["crd" if n.kind == "write_compressed" else "val"]
             out = {}
         else:  # pragma: no cover - Graph.add accepts only the kinds above
             raise ValueError(n.kind)
