@@ -10,32 +10,15 @@ cycle. int32 ops wrap modulo 2**32 (min/max are signed); fp32 ops follow the pol
 
 from __future__ import annotations
 
-from enum import IntEnum
 from typing import Any
 
 import numpy as np
 from migen import Case, If, Mux, Signal
 
 from fiberflow.overlay import fp32
+from fiberflow.overlay.ops import ALL_OPS, FOLD_OPS, Op  # noqa: F401 (re-exported)
 from fiberflow.overlay.primitive import Primitive
 from fiberflow.overlay.stream import Empty, Kind, Token, Val
-
-
-class Op(IntEnum):
-    ADD = 0
-    SUB = 1
-    MUL = 2
-    MIN = 3
-    MAX = 4
-    FADD = 8
-    FSUB = 9
-    FMUL = 10
-    FMIN = 11
-    FMAX = 12
-
-
-ALL_OPS = tuple(Op)
-FOLD_OPS = (Op.ADD, Op.MIN, Op.MAX, Op.FADD, Op.FMIN, Op.FMAX)  # no multiplier: reducers
 
 
 def alu_comb(m: Any, op: Signal, a: Signal, b: Signal, ops: tuple[Op, ...] = ALL_OPS) -> Signal:

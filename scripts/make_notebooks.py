@@ -33,6 +33,7 @@ QUICKSTART = [
     code("""
         import numpy as np
         import scipy.sparse as sp
+
         import fiberflow as ff
 
         dev = ff.open("emu")  # the functional emulator: bit-exact with the hardware
@@ -44,8 +45,7 @@ QUICKSTART = [
         `dev.last_stats` says what the job cost: cycles (estimated on the emulator, counted
         on hardware), nonzeros per cycle, lane utilisation, DMA bytes."""),
     code("""
-        A = sp.random_array((2000, 2000), density=0.005, format="csr", dtype=np.float32,
-                            rng=0)
+        A = sp.random_array((2000, 2000), density=0.005, format="csr", dtype=np.float32, rng=0)
         x = np.ones(2000, np.float32)
         y = ff.spmv(A, x, device=dev)
         print(np.abs(y - A @ x).max())
@@ -89,6 +89,7 @@ SOLVER = [
         import numpy as np
         import scipy.sparse as sp
         import scipy.sparse.linalg as sla
+
         import fiberflow as ff
         from fiberflow import datasets
 
@@ -115,6 +116,7 @@ SOLVER = [
         def step(who):
             def count(_):
                 steps[who] += 1
+
             return count
 
 
@@ -125,8 +127,10 @@ SOLVER = [
         exact = sla.spsolve(A.tocsc(), b)
         print("max error", np.abs(x - exact).max() / exact.max())
         per = np.mean(cycles)
-        print(f"{per:,.0f} cycles per product, {A.nnz / per:.2f} nonzeros per cycle, "
-              f"{sum(cycles) / 100e6 * 1e3:.1f} ms on the device at 100 MHz")
+        print(
+            f"{per:,.0f} cycles per product, {A.nnz / per:.2f} nonzeros per cycle, "
+            f"{sum(cycles) / 100e6 * 1e3:.1f} ms on the device at 100 MHz"
+        )
         dev.last_stats"""),
 ]
 
@@ -143,6 +147,7 @@ GRAPHS = [
         import numpy as np
         import scipy.sparse as sp
         from scipy.sparse import csgraph
+
         import fiberflow as ff
 
         dev = ff.open("emu")"""),
@@ -184,7 +189,7 @@ GRAPHS = [
             d = better
         want = csgraph.dijkstra(W.astype(np.float64), indices=source)
         np.testing.assert_allclose(d, want, rtol=1e-5)
-        sorted(zip(d, names))[-3:]"""),
+        sorted(zip(d, names, strict=True))[-3:]"""),
     md("## PageRank"),
     code("""
         M = nx.to_scipy_sparse_array(G, nodelist=names, weight="weight", dtype=np.float64)

@@ -554,3 +554,27 @@ def test_pydata_sparse_in_and_out(dev) -> None:  # type: ignore[no-untyped-def]
     Y = ff.run("X(i,j) = A(i,j) * B(i,j)", A=A[:, :, 0], B=A[:, :, 0], device=dev)
     assert isinstance(Y, sp.csr_array)
     np.testing.assert_array_equal(Y.toarray(), d[:, :, 0] ** 2)
+
+
+def test_fast_paths_need_no_migen() -> None:
+    """A plain install (no hw extra, so no Migen) imports fiberflow and runs the named
+    kernels' fast paths; the token-level engine says which extra it needs."""
+    code = """
+import sys
+sys.modules["migen"] = None
+import numpy as np, scipy.sparse as sp
+import fiberflow as ff
+d = ff.open("emu")
+A = sp.random_array((20, 20), density=0.2, format="csr", dtype=np.float32, rng=1)
+assert abs(ff.spgemm(A, A, device=d) - A @ A).max() == 0
+try:
+    ff.run("y(i) = A(i,j) * x(j)", A=A, x=np.ones(20, np.float32), device=d)
+except ff.ToolchainError as e:
+    print("ToolchainError", e)
+"""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "ToolchainError" in run.stdout and "fiberflow[hw]" in run.stdout

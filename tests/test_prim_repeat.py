@@ -38,6 +38,7 @@ def pair(rng, depth):
     refs = fiber_tree_tokens(tree) if depth else parse("0 D")
     refs = [Val(int(rng.integers(2**32))) if isinstance(t, Val) else t for t in refs]
     lens = [int(x) for x in rng.choice([0, 1, 2, 5, 30], size=len(refs))]
+
     def fiber(r: int) -> tuple[list, list]:
         cs = [Val(c) for c in range(lens[r % len(lens)])]
         return cs, cs

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fiberflow.errors import ToolchainError
 from fiberflow.host.compiler.graph import Graph, Stream
 from fiberflow.host.formats import COMPRESSED
-from fiberflow.overlay import alu, array, crddrop, join, reduce, repeat, scanner, spacc
-from fiberflow.overlay.alu import Op
+from fiberflow.overlay.ops import Op
 from fiberflow.overlay.stream import DONE, Empty, Stop, Token, Val
 
 
@@ -54,6 +54,14 @@ def run(graph: Graph, operands: dict[str, Operand], ops: Ops, sizes: dict[str, i
         out_levels: tuple[int, ...], out_values: int, keep: tuple[Stream, ...] = (),
         trace: bool = False) -> Written:  # fmt: skip
     """Run ``graph``; ``sizes`` gives each index's dimension (for the sparse accumulator)."""
+    try:  # the models live beside their Migen code
+        from fiberflow.overlay import alu, array, crddrop, join, reduce, repeat, scanner, spacc
+    except ImportError as e:
+        raise ToolchainError(
+            f"the token-level engine runs the primitives' reference models, which need "
+            f"Migen ({e}): pip install 'fiberflow[hw]'; the named kernels' fast paths "
+            "(engine='fast') do not"
+        ) from None
     streams: dict[Stream, list[Token]] = {}
     written: dict[int, object] = {}
     alu_op = {"add": ops.add, "mul": ops.mul, "sub": ops.sub}
