@@ -141,7 +141,10 @@ def main(extra: list[str]) -> int:
             )
         names = [f"fiberflow.host._{m}" for m in MODULES]
         cmd = [sys.executable, "-c", BOOT, *names, *map(str, paths)]
-        cmd += ["-q", "-p", "no:cacheprovider", *TESTS, *extra]
+        # matplotlib's C++ font code throws exceptions, which the preloaded ASan runtime
+        # cannot intercept (a CHECK failure inside the runtime, not a finding in ours)
+        skip = ["--deselect", "tests/test_compiler.py::test_graph_command_draws_svg"]
+        cmd += ["-q", "-p", "no:cacheprovider", *TESTS, *skip, *extra]
         log = Path(tmp) / "tests.log"
         with open(log, "w") as out:
             try:

@@ -409,6 +409,11 @@ def test_graph_command_writes_dot(tmp_path, capsys) -> None:  # type: ignore[no-
     assert main(["graph", "y(i) = A(i,j) * x(j)", "--formats", "A"]) == 1
     assert "NAME=FORMAT" in capsys.readouterr().err
     assert main(["graph", "y(i) = A(i,j) * x(j)", "-o", str(tmp_path / "g.txt")]) == 1
+
+
+def test_graph_command_draws_svg(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from fiberflow.cli import main
+
     pytest.importorskip("matplotlib")
     assert main(["graph", "x(i) = b(i) - C(i,j) * d(j)", "-o", str(tmp_path / "g.svg")]) == 0
     svg = (tmp_path / "g.svg").read_text()
