@@ -164,8 +164,8 @@ def _operand(name: str, x: Any, rank: int, fmt: Format, dtype: Any) -> _Converte
             t = Tensor.from_coo(np.asarray(x.coords), np.asarray(x.data), x.shape, fmt, dtype)
         else:
             arr = np.asarray(x)
-            if arr.dtype == object:
-                raise ShapeError(f"{what} is a {type(x).__name__}, not an array or a tensor")
+            if arr.dtype.kind in "OSUV":
+                raise ShapeError(f"a {type(x).__name__} is not an array or a tensor")
             t = Tensor.from_numpy(arr, fmt, dtype)
     except (ShapeError, FormatError, DTypeError) as e:
         raise type(e)(f"{what}: {e}") from None
