@@ -583,3 +583,14 @@ except ff.ToolchainError as e:
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert "ToolchainError" in run.stdout and "fiberflow[hw]" in run.stdout
+
+
+def test_many_operands_and_indices(dev) -> None:  # type: ignore[no-untyped-def]
+    """Nine operands and nine indices compile (no fast path matches) and run."""
+    names = "ABCDEFGHJ"
+    idx = "abcdefghm"
+    expr = "x = " + " * ".join(f"{n}({v})" for n, v in zip(names, idx, strict=True))
+    k = ff.compile(expr)
+    assert k.fast is None
+    ops = {n: np.full(2, 2, np.int32) for n in names}
+    assert int(k(device=dev, **ops)) == 2**9 * 2**9  # each index summed over 2 entries of 2

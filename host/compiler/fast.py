@@ -33,9 +33,10 @@ def signature(prog: Program) -> str:
     idx: dict[str, str] = {}
     for acc in (a.lhs, *prog.accesses):
         if acc.name not in names:
-            names[acc.name] = "ABCDEFGH"[len(names) - 1]
+            k = len(names) - 1
+            names[acc.name] = "ABCDEFGH"[k] if k < 8 else f"T{k}"
         for v in acc.indices:
-            idx.setdefault(v, "ijklmnop"[len(idx)])
+            idx.setdefault(v, "ijklmnop"[len(idx)] if len(idx) < 8 else f"v{len(idx)}")
 
     def text(node: ex.Node) -> str:
         if isinstance(node, ex.Access):
