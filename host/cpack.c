@@ -67,6 +67,7 @@ typedef struct {
     uint32_t *scratch;        /* the scatter: a chunk's segment entries, step + 1 per tile */
     int64_t *runs;            /* the CSR loops: runs per row band (see ff_count) */
     int simd;                 /* the vector level of the CSR loops: FF_SIMD_NONE .. AVX512 */
+    int extents;              /* filling pass: record each tile's level-1 range (ff_fill) */
     int bad;                  /* counting pass: FF_OK, or FF_BAD_COORD */
 } walker;
 
@@ -1574,6 +1575,38 @@ static int long_runs(const walker *w, int64_t n_used, int64_t rt, int64_t r0, in
     return w->runs[rt] > 0 && n >= 4 * w->runs[rt] && n >= rows * n_used;
 }
 
+/* A 2-D tree whose level 1 is compressed: directory entry words 6 and 7 (bytes 24..31) of
+ * tiles s0 .. s1 - 1 get the lowest level-1 coordinate of the tile and one past its highest,
+ * the lane's x window (docs/dma-image.md). Called right after a band is filled, while its
+ * coordinates are still in cache, on the filling thread. */
+static void record_extents(const walker *w, int64_t s0, int64_t s1)
+{
+    for (int64_t s = s0; s < s1; s++) {
+        const uint8_t *c = w->image + w->crd_off[s * 2 + 1];
+        int64_t n = w->npos[s * 2 + 1];
+        uint32_t lo = UINT32_MAX, hi = 0;
+        if (w->t->coord_bytes == 2) { /* (in 16 bits: the loop vectorises) */
+            const uint16_t *c16 = (const uint16_t *)c;
+            uint16_t lo16 = UINT16_MAX, hi16 = 0;
+            for (int64_t q = 0; q < n; q++) {
+                lo16 = c16[q] < lo16 ? c16[q] : lo16;
+                hi16 = c16[q] > hi16 ? c16[q] : hi16;
+            }
+            lo = lo16;
+            hi = hi16;
+        } else {
+            const uint32_t *c32 = (const uint32_t *)c;
+            for (int64_t q = 0; q < n; q++) {
+                lo = c32[q] < lo ? c32[q] : lo;
+                hi = c32[q] > hi ? c32[q] : hi;
+            }
+        }
+        uint32_t *d = (uint32_t *)(w->image + w->dir_offset + s * w->dir_entry_bytes);
+        d[6] = lo;
+        d[7] = hi + 1;
+    }
+}
+
 static void fill_csr(part *p)
 {
     walker *w = &p->w;
@@ -1619,6 +1652,8 @@ static void fill_csr(part *p)
         } else {
             crc = fill_band_scatter(w, tiles, n_used, rt, r0, rows, crc);
         }
+        if (w->extents)
+            record_extents(w, s0, s1);
         total += nb;
     }
     free(tiles);
@@ -1818,7 +1853,7 @@ uint32_t ff_fill(const ff_tree *tree, uint8_t *image, const int64_t *slot, int64
                  const int64_t *crd_off, const int64_t *vals_off, const int64_t *tile_off,
                  int64_t header_bytes, const int64_t *index, int64_t dir_offset,
                  int64_t dir_entry_bytes, int64_t *last, int64_t *cur, const int64_t *runs,
-                 int threads, int simd)
+                 int threads, int simd, int extents)
 {
     walker w;
     init(&w, tree);
@@ -1840,34 +1875,12 @@ uint32_t ff_fill(const ff_tree *tree, uint8_t *image, const int64_t *slot, int64
     w.cur = cur;
     w.runs = (int64_t *)runs; /* read only, in the filling pass */
     w.simd = simd_level(simd);
+    w.extents = extents;
     if (n_tiles == 0)
         return 0;
     int bad; /* the filling pass sets none */
-    return run_parts(&w, is_csr(tree) ? fill_csr : fill_walk, threads, &bad, NULL);
-}
-
-void ff_coord_extents(uint8_t *image, int64_t n_tiles, const int64_t *crd_off,
-                      const int64_t *ncrd, int coord_bytes, int64_t dir_offset,
-                      int64_t dir_entry_bytes)
-{
-    for (int64_t i = 0; i < n_tiles; i++) {
-        const uint8_t *c = image + crd_off[i];
-        uint32_t lo = UINT32_MAX, hi = 0;
-        if (coord_bytes == 2) {
-            const uint16_t *c16 = (const uint16_t *)c;
-            for (int64_t q = 0; q < ncrd[i]; q++) {
-                lo = c16[q] < lo ? c16[q] : lo;
-                hi = c16[q] > hi ? c16[q] : hi;
-            }
-        } else {
-            const uint32_t *c32 = (const uint32_t *)c;
-            for (int64_t q = 0; q < ncrd[i]; q++) {
-                lo = c32[q] < lo ? c32[q] : lo;
-                hi = c32[q] > hi ? c32[q] : hi;
-            }
-        }
-        uint32_t *d = (uint32_t *)(image + dir_offset + i * dir_entry_bytes);
-        d[6] = lo;
-        d[7] = hi + 1;
-    }
+    uint32_t crc = run_parts(&w, is_csr(tree) ? fill_csr : fill_walk, threads, &bad, NULL);
+    if (extents && !is_csr(tree)) /* (CSR: recorded band by band, in fill_csr) */
+        record_extents(&w, 0, n_tiles);
+    return crc;
 }

@@ -39,7 +39,9 @@ int ff_count(const ff_tree *tree, int64_t *ncrd, int64_t *last, int64_t *runs, i
  * where the tile starts (n_tiles + 1 entries: the last is the image's end). Every byte of the
  * tiles is written here, their headers (header_bytes each) and padding included, and their
  * directory entries (dir_entry_bytes each from dir_offset, the grid indices from
- * index[i*ndim+k]). last and cur each have n_tiles * ndim entries; runs is ff_count's.
+ * index[i*ndim+k]; with extents, for a 2-D tree whose level 1 is compressed, words 6 and 7:
+ * the tile's lowest level-1 coordinate and one past its highest, the lane's x window). last
+ * and cur each have n_tiles * ndim entries; runs is ff_count's.
  * simd is the highest vector level the CSR loops may use (FF_SIMD_NONE keeps to the portable
  * ones; lower levels are for tests); they use at most what the CPU has.
  * Both passes split the work over up to `threads` threads; the result does not depend on it. */
@@ -48,7 +50,7 @@ uint32_t ff_fill(const ff_tree *tree, uint8_t *image, const int64_t *slot, int64
                  const int64_t *crd_off, const int64_t *vals_off, const int64_t *tile_off,
                  int64_t header_bytes, const int64_t *index, int64_t dir_offset,
                  int64_t dir_entry_bytes, int64_t *last, int64_t *cur, const int64_t *runs,
-                 int threads, int simd);
+                 int threads, int simd, int extents);
 
 /* dma_image.plan for the C path: place the sections of the n non-empty tiles ids[i] (row-major
  * grid tile ids, increasing) of a tensor of level sizes `size` cut into tiles `tile`, `grid`
@@ -67,11 +69,3 @@ int64_t ff_plan(int ndim, const uint8_t *dense, const int64_t *size, const int64
 
 /* The highest vector level ff_fill's loops can use on this CPU (an FF_SIMD_ value). */
 int ff_pack_simd(void);
-
-/* Pass 3, for a 2-D tree whose level 1 is compressed: write into each directory entry i's
- * words 6 and 7 (bytes 24..31) the lowest local coordinate of the tile's level-1 array and one
- * past its highest. crd_off[i] is that array's absolute offset, ncrd[i] its coordinates (at
- * least one: the tile is stored). The lane's x window (docs/dma-image.md). */
-void ff_coord_extents(uint8_t *image, int64_t n_tiles, const int64_t *crd_off,
-                      const int64_t *ncrd, int coord_bytes, int64_t dir_offset,
-                      int64_t dir_entry_bytes);

@@ -89,7 +89,8 @@ def unpack(image: di.DmaImage | bytes | bytearray | memoryview | np.ndarray) -> 
         if unrecorded.any():
             again = again.copy()
             di.extents_of(again, at, n)[unrecorded] = 0
-            again[40:44] = arr[40:44]
+            sums = slice(di.CHECKSUM_OFFSET, di.CHECKSUM_OFFSET + 4)
+            again[sums] = arr[sums]
     if not np.array_equal(again, arr):
         raise di.image_error(
             "the image is not laid out exactly as ff.pack lays it out (non-zero padding or "

@@ -188,12 +188,6 @@ def pack_c(t: Tensor, geo: di.Geometry) -> tuple[np.ndarray, di.Layout, tuple[in
         _i64(runs),
         workers,
         simd(),
+        int(di.records_extents(geo)),
     )
-    if di.records_extents(geo) and n:
-        lib.ff_coord_extents(
-            ffi.from_buffer("uint8_t[]", data), n,
-            _i64(np.ascontiguousarray(lay.crd_offset[:, 1], dtype=np.int64)),
-            _i64(np.ascontiguousarray(lay.npos[:, 1], dtype=np.int64)),
-            geo.coord_bytes, lay.dir_offset, di.dir_entry_dtype(ndim).itemsize,
-        )  # fmt: skip
     return data, lay, (first, int(crc))
