@@ -51,9 +51,6 @@
 #define TILE_HEAD 32u           /* a 2-D tile's header; its segment array follows */
 #define TILE_XFERS 4u           /* transfers a tile queues at most: y out, y in, x, tile */
 #define LOOKAHEAD 2u            /* tiles queued per engine, ahead of the lanes */
-/* An x window starts on a multiple of this many columns: the first columns of a random
- * matrix's tiles differ by a few, and all count as the slice's start (host/emu.py: the same) */
-#define X_GRAIN 256u
 
 #define LOCAL(region, offset) (((region) << FF_LOCAL_REGION_SHIFT) | (offset))
 #define LANE0_Y 3u /* lane 0's y buffer: engine 0's region 1 + 2 (ShellConfig.lane_regions) */
@@ -254,7 +251,7 @@ static inline __attribute__((always_inline)) u32 prepare(u32 l)
     if (nvals > nbytes / 4u || ((vals + 4u * nvals + 15u) & ~15u) != nbytes)
         return bad(FF_ERR_BAD_IMAGE, p);
     /* The columns the tile reads, when x is in several slices (with one, x is loaded once
-     * per lane, whole): directory words 6 and 7, the first rounded down to X_GRAIN columns
+     * per lane, whole): directory words 6 and 7, the first rounded down to FF_X_GRAIN columns
      * (both 0 in images that do not record them: the whole slice). */
     if (grid_c > 1u) {
         u32 cols = j == grid_c - 1u ? last_cols : tile_cols, xlo = 0, xhi = cols;
@@ -263,7 +260,7 @@ static inline __attribute__((always_inline)) u32 prepare(u32 l)
             xhi = de[7];
             if (xlo >= xhi || xhi > cols)
                 return bad(FF_ERR_BAD_IMAGE, p);
-            xlo &= ~(X_GRAIN - 1u);
+            xlo &= ~(FF_X_GRAIN - 1u);
         }
         n_xlo[l] = xlo;
         n_xhi[l] = xhi;

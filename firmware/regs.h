@@ -16,6 +16,7 @@
 #define FF_CPU_LOCAL_STRIDE 0x01000000u
 #define FF_LOCAL_REGION_SHIFT 20
 #define FF_DMA_QUEUE_DEPTH 16
+#define FF_X_GRAIN 256u
 
 #define FF_REG(addr) (*(volatile unsigned int *)(addr))
 

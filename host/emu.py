@@ -30,6 +30,7 @@ from fiberflow.host import args, dtypes, perf_model, stats, workers
 from fiberflow.host import job as jobs
 from fiberflow.host.device import DEFAULT_TIMEOUT, Buffer
 from fiberflow.host.resident import ResidentMatrix, make_resident
+from fiberflow.overlay import regmap
 
 try:
     from fiberflow.host._cemu import ffi, lib
@@ -71,7 +72,6 @@ E_TIMEOUT = -7  # cemu.c: the deadline passed
 # remembered by their other bytes, these change with every call.
 XY_ADDR = slice(jobs.HEADER.fields["x_addr"][1], jobs.HEADER.fields["y_addr"][1] + 8)
 DESCRIPTORS_KEPT = 64
-X_GRAIN = 256  # columns: an x window starts on a multiple of this (firmware/ffjb.c)
 
 # Schedules remembered per resident image (their checked lanes and statistics); a small
 # bound, since a matrix is normally run with one or two schedules.
@@ -510,10 +510,11 @@ class EmuDevice:
         col_ext = np.minimum(directory.tile_cols, desc.n - col0)
         # The columns of x each tile reads, as the firmware sees them (ffjb.c, prepare): when
         # x is in several slices and the image records them, from the first (rounded down to
-        # X_GRAIN) to the last; else the whole slice.
+        # regmap.X_GRAIN) to the last; else the whole slice.
         sliced = desc.n > directory.tile_cols
         recorded = (directory.x_hi[tl] > 0) & sliced
-        x_lo = col0 + np.where(recorded, directory.x_lo[tl] // X_GRAIN * X_GRAIN, 0)
+        grain = regmap.X_GRAIN
+        x_lo = col0 + np.where(recorded, directory.x_lo[tl] // grain * grain, 0)
         x_hi = col0 + np.where(recorded, directory.x_hi[tl], col_ext)
         row0 = directory.row_tile[tl] * directory.tile_rows
         row_ext = np.minimum(directory.tile_rows, desc.m - row0)

@@ -77,6 +77,11 @@ LANE_CFG_WORDS = 8
 # one; the firmware keeps count, DMA_STATUS.DONE_SEQ says how many have finished).
 DMA_QUEUE_DEPTH = 16
 
+# An x window (a tile's columns of its x slice, docs/dma-image.md) starts on a multiple of this
+# many columns: the first columns of a random matrix's tiles differ by a few, and all count as
+# the slice's start. The firmware rounds down to it and the emulator's cycle model with it.
+X_GRAIN = 256
+
 # The control CPU's address space.
 CPU_RAM_BASE = 0x0000_0000  # program and data RAM (the host loads it through HOST_RAM_WINDOW)
 CPU_REG_BASE = 0x1000_0000  # the CPU register block below
@@ -503,6 +508,7 @@ def c_header() -> str:
     d(f"#define FF_CPU_LOCAL_STRIDE 0x{CPU_LOCAL_STRIDE:08x}u")
     d(f"#define FF_LOCAL_REGION_SHIFT {LOCAL_REGION_SHIFT}")
     d(f"#define FF_DMA_QUEUE_DEPTH {DMA_QUEUE_DEPTH}")
+    d(f"#define FF_X_GRAIN {X_GRAIN}u")
     d("")
     d("#define FF_REG(addr) (*(volatile unsigned int *)(addr))")
     d("")
