@@ -594,3 +594,26 @@ def test_many_operands_and_indices(dev) -> None:  # type: ignore[no-untyped-def]
     assert k.fast is None
     ops = {n: np.full(2, 2, np.int32) for n in names}
     assert int(k(device=dev, **ops)) == 2**9 * 2**9  # each index summed over 2 entries of 2
+
+
+def test_the_c_alu_is_the_reference_models() -> None:
+    """host/cgraph.c's ALU, on which every fast path rests, against overlay/alu.py's op_words
+    for every operation: random words and the awkward fp32 ones (signed zeros, subnormals,
+    infinities, NaNs with payloads, the extremes)."""
+    lib = pytest.importorskip("fiberflow.host._cemu").lib
+    alu = pytest.importorskip("fiberflow.overlay.alu")
+    special = np.array([0, 0x80000000, 1, 0x807FFFFF, 0x00800000, 0x7F7FFFFF, 0xFF7FFFFF,
+                        0x7F800000, 0xFF800000, 0x7FC00000, 0x7FA00001, 0xFFC00001,
+                        0x3F800000, 0xBF800000, 0x7FFFFFFF, 0x80000001], np.uint32)  # fmt: skip
+    rng = np.random.default_rng(9)
+    words = np.concatenate(
+        [special, rng.integers(0, 2**32, 300, dtype=np.uint64).astype(np.uint32)]
+    )
+    a, b = (g.ravel() for g in np.meshgrid(words[:60], words[:60]))
+    a = np.concatenate([a, words])
+    b = np.concatenate([b, words[::-1]])
+    for op in alu.ALL_OPS:
+        want = alu.op_words(op, a, b)
+        got = np.array([lib.ff_alu(int(op), int(x), int(y)) for x, y in zip(a, b, strict=True)],
+                       np.uint32)  # fmt: skip
+        np.testing.assert_array_equal(got, want, err_msg=op.name)

@@ -25,9 +25,9 @@ except ImportError:  # pragma: no cover - the package's C extension was not buil
 Result = tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]
 
 
-def signature(prog: Program) -> str:
-    """The program with its operands renamed A, B, C... and its indices i, j, k... in order
-    of appearance: ``"X(i,j)=A(i,k)*B(k,j) A:ds B:ds X:ds order ikj"``."""
+def _canonical(prog: Program) -> tuple[dict[str, str], dict[str, str]]:
+    """Canonical names, in order of appearance (the result first): operands X, A, B, C...,
+    indices i, j, k..."""
     a = prog.assignment
     names: dict[str, str] = {a.lhs.name: "X"}
     idx: dict[str, str] = {}
@@ -37,6 +37,14 @@ def signature(prog: Program) -> str:
             names[acc.name] = "ABCDEFGH"[k] if k < 8 else f"T{k}"
         for v in acc.indices:
             idx.setdefault(v, "ijklmnop"[len(idx)] if len(idx) < 8 else f"v{len(idx)}")
+    return names, idx
+
+
+def signature(prog: Program) -> str:
+    """The program with its operands and indices renamed (:func:`_canonical`):
+    ``"X(i,j)=A(i,k)*B(k,j) A:ds B:ds X:ds order ikj"``."""
+    a = prog.assignment
+    names, idx = _canonical(prog)
 
     def text(node: ex.Node) -> str:
         if isinstance(node, ex.Access):
@@ -138,10 +146,10 @@ def path(prog: Program) -> Callable[[dict[str, Operand], Ops, dict[str, int]], R
     fn = PATHS.get(signature(prog)) if lib is not None else None
     if fn is None:
         return None
-    names = list(dict.fromkeys(a.name for a in prog.accesses))
-    order = list(dict.fromkeys(v for a in (prog.assignment.lhs, *prog.accesses) for v in a.indices))
+    canonical, idx = _canonical(prog)
+    names = list(canonical)[1:]  # the operands, A, B, ... (the result is X)
 
     def run(ops: dict[str, Operand], alu: Ops, sizes: dict[str, int]) -> Result:
-        return fn(names, ops, alu, [sizes[v] for v in order])
+        return fn(names, ops, alu, [sizes[v] for v in idx])
 
     return run

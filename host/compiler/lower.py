@@ -345,11 +345,11 @@ def lower(
     if free and reds:
         candidates.append(tuple(free[:-1] + reds + free[-1:]))  # Gustavson
     if len(everything) <= MAX_SEARCH:
-        candidates += list(itertools.permutations(everything))
+        candidates += itertools.permutations(everything)
     first: Exception | None = None
-    for seq in candidates:
+    for seq in dict.fromkeys(candidates):  # (a build starts afresh: one lowering serves all)
         try:
-            return _Lowering(a, parsed).build(tuple(seq))
+            return low.build(seq)
         except FormatError as e:
             first = first or e
     assert first is not None
