@@ -61,19 +61,34 @@ static inline uint32_t alu(int op, uint32_t a, uint32_t b)
 
 uint32_t ff_alu(int op, uint32_t a, uint32_t b) { return alu(op, a, b); }
 
-/* Sorts a row's few columns (insertion sort: rows hold tens of entries, where it beats
- * qsort's calls through a pointer; qsort past 64). */
-static int cmp_i32(const void *a, const void *b)
-{
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    return (x > y) - (x < y);
-}
-
+/* Sorts a row's columns: insertion sort for the few of a mesh's rows, an inline quicksort
+ * (median of three, the smaller side first, no calls through a pointer) above 16, as the rows
+ * of a random or power-law product hold hundreds. */
 static void sort_row(int32_t *c, int64_t n)
 {
-    if (n > 64) {
-        qsort(c, (size_t)n, sizeof(int32_t), cmp_i32);
-        return;
+    while (n > 16) {
+        int32_t a = c[0], b = c[n / 2], z = c[n - 1];
+        int32_t pivot = a < b ? (b < z ? b : (a < z ? z : a)) : (a < z ? a : (b < z ? z : b));
+        int64_t i = 0, j = n - 1;
+        while (i <= j) {
+            while (c[i] < pivot)
+                i++;
+            while (c[j] > pivot)
+                j--;
+            if (i <= j) {
+                int32_t t = c[i];
+                c[i++] = c[j];
+                c[j--] = t;
+            }
+        }
+        if (j + 1 < n - i) { /* recurse on the smaller side, loop on the larger */
+            sort_row(c, j + 1);
+            c += i;
+            n -= i;
+        } else {
+            sort_row(c + i, n - i);
+            n = j + 1;
+        }
     }
     for (int64_t i = 1; i < n; i++) {
         int32_t v = c[i];
@@ -144,7 +159,16 @@ static inline __attribute__((always_inline)) void spgemm(
                 }
             }
         }
-        sort_row(cci + crp[i], at - crp[i]);
+        int64_t count = at - crp[i];
+        if (count > 16 && n <= count * (64 - __builtin_clzll((uint64_t)count))) {
+            /* a row that fills a good part of n (a power-law graph's hubs): reading its
+             * columns off the marks, in order, costs less than sorting them */
+            for (int64_t j = 0, q = crp[i]; q < at; j++)
+                if (work[j] == i)
+                    cci[q++] = (int32_t)j;
+        } else {
+            sort_row(cci + crp[i], count);
+        }
         for (int64_t q = crp[i]; q < at; q++)
             cv[q] = acc[cci[q]];
     }
@@ -263,7 +287,25 @@ static inline __attribute__((always_inline)) void sddmm(
 {
     for (int64_t i = 0; i < m; i++) {
         const uint32_t *ui = u + i * r;
-        for (int64_t p = srp[i]; p < srp[i + 1]; p++) {
+        int64_t p = srp[i];
+        /* Four entries at a time, each its own chain of adds in k order (the same bits): the
+         * chains overlap, where one waits for its add's latency at every k. */
+        for (; p + 4 <= srp[i + 1]; p += 4) {
+            const uint32_t *v0 = vt + (int64_t)sci[p] * r, *v1 = vt + (int64_t)sci[p + 1] * r;
+            const uint32_t *v2 = vt + (int64_t)sci[p + 2] * r, *v3 = vt + (int64_t)sci[p + 3] * r;
+            uint32_t a0 = ident, a1 = ident, a2 = ident, a3 = ident;
+            for (int64_t k = 0; k < r; k++) {
+                a0 = op2(plain, add, a0, op2(plain, mul, op2(plain, mul, sv[p], ui[k]), v0[k]));
+                a1 = op2(plain, add, a1, op2(plain, mul, op2(plain, mul, sv[p + 1], ui[k]), v1[k]));
+                a2 = op2(plain, add, a2, op2(plain, mul, op2(plain, mul, sv[p + 2], ui[k]), v2[k]));
+                a3 = op2(plain, add, a3, op2(plain, mul, op2(plain, mul, sv[p + 3], ui[k]), v3[k]));
+            }
+            out[p] = a0;
+            out[p + 1] = a1;
+            out[p + 2] = a2;
+            out[p + 3] = a3;
+        }
+        for (; p < srp[i + 1]; p++) {
             const uint32_t *vj = vt + (int64_t)sci[p] * r;
             uint32_t s = sv[p], acc = ident;
             for (int64_t k = 0; k < r; k++)
