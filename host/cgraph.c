@@ -358,3 +358,18 @@ int64_t ff_spmspv(int64_t m, int64_t n, const int64_t *arp, const int32_t *aci,
     }
     return out;
 }
+
+void ff_spmm_dense(int64_t m, const int64_t *arp, const int32_t *aci, const uint32_t *av,
+                   const uint32_t *b, int64_t k, int add, int mul, uint32_t ident,
+                   int keep_first, uint32_t *out)
+{
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t c = 0; c < k; c++) {
+            uint32_t acc = ident;
+            for (int64_t p = arp[i]; p < arp[i + 1]; p++) {
+                uint32_t v = alu(mul, av[p], b[(int64_t)aci[p] * k + c]);
+                acc = keep_first && p == arp[i] ? v : alu(add, acc, v);
+            }
+            out[i * k + c] = acc;
+        }
+}

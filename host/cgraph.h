@@ -41,3 +41,12 @@ int64_t ff_spmspv(int64_t m, int64_t n, const int64_t *arp, const int32_t *aci,
                   const uint32_t *av, int64_t nx, const int64_t *xc, const uint32_t *xv,
                   int add, int mul, uint32_t ident, int64_t *yi, uint32_t *yv, uint32_t *xw,
                   uint8_t *has);
+
+/* SpMV and SpMM with a dense x / B in any semiring: for each row i and column c of B (k
+ * columns, row-major, n x k), acc = ident, then acc = add(acc, mul(a_ij, b_jc)) over the row's
+ * entries in increasing j (the reducer's order); with keep_first, the first product as it is
+ * and the later ones added to it (the sparse accumulator's, Gustavson's order), an empty row
+ * ident. out is m x k, row-major. */
+void ff_spmm_dense(int64_t m, const int64_t *arp, const int32_t *aci, const uint32_t *av,
+                   const uint32_t *b, int64_t k, int add, int mul, uint32_t ident,
+                   int keep_first, uint32_t *out);

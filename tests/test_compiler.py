@@ -376,6 +376,10 @@ def test_fast_paths_are_bit_exact_with_the_token_level_run(name: str, dtype: typ
         ]  # fmt: skip
         x = B.toarray()[:, 0] if n else np.zeros(k, dtype)  # sparse: its zeros are dropped
         cases.append(("y(i) = A(i,j) * x(j)", {"x": "s", "y": "s"}, None, {"A": A, "x": x}))
+        # ff.spmv / ff.spmm with a semiring: dense x and B, dense results (Gustavson for SpMM)
+        cases.append(("y(i) = A(i,j) * x(j)", {"x": "d", "y": "d"}, None, {"A": A, "x": x}))
+        cases.append(("C(i,n) = A(i,j) * B(j,n)", {"B": "dd", "C": "dd"}, None,
+                      {"A": A, "B": B.toarray()}))  # fmt: skip
         for expression, formats, order, ops in cases:
             kern = ff.compile(expression, formats, order=order, semiring=name)
             assert kern.fast is not None, expression
@@ -384,12 +388,18 @@ def test_fast_paths_are_bit_exact_with_the_token_level_run(name: str, dtype: typ
             if isinstance(fast, ff.Tensor):
                 assert fast == token
                 continue
+            if isinstance(fast, np.ndarray):
+                np.testing.assert_array_equal(fast.view(np.uint32), token.view(np.uint32))
+                continue
             assert fast.shape == token.shape
             np.testing.assert_array_equal(fast.indptr, token.indptr)
             np.testing.assert_array_equal(fast.indices, token.indices)
             np.testing.assert_array_equal(fast.data.view(np.uint32), token.data.view(np.uint32))
-    with pytest.raises(ff.FormatError, match="no fast path"):
-        ff.compile("y(i) = A(i,j) * x(j)")(A=A, x=np.ones(k, dtype), device=dev, engine="fast")
+    with pytest.raises(ff.FormatError, match="no fast path"):  # (a residual has none)
+        one = np.ones(A.shape[0], dtype)
+        ff.compile("x(i) = b(i) - C(i,j) * d(j)")(
+            b=one, C=A, d=np.ones(k, dtype), device=dev, engine="fast"
+        )
 
 
 def test_graph_command_writes_dot(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -572,8 +582,10 @@ import fiberflow as ff
 d = ff.open("emu")
 A = sp.random_array((20, 20), density=0.2, format="csr", dtype=np.float32, rng=1)
 assert abs(ff.spgemm(A, A, device=d) - A @ A).max() == 0
+y = ff.spmv(A, np.ones(20, np.float32), device=d, semiring="min_plus")  # a fast path too
 try:
-    ff.run("y(i) = A(i,j) * x(j)", A=A, x=np.ones(20, np.float32), device=d)
+    one = np.ones(20, np.float32)
+    ff.run("x(i) = b(i) - C(i,j) * d(j)", b=one, C=A, d=one, device=d)
 except ff.ToolchainError as e:
     print("ToolchainError", e)
 """
@@ -617,3 +629,20 @@ def test_the_c_alu_is_the_reference_models() -> None:
         got = np.array([lib.ff_alu(int(op), int(x), int(y)) for x, y in zip(a, b, strict=True)],
                        np.uint32)  # fmt: skip
         np.testing.assert_array_equal(got, want, err_msg=op.name)
+
+
+def test_the_token_level_run_refuses_what_would_not_fit(dev, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A level scanned under every reference of an outer index (x under every row of C) is
+    counted before the scan: past the budget, a DeviceError that says why, not a process the
+    kernel kills for its memory."""
+    from fiberflow.host.compiler import execute
+
+    C = sp.random_array((60, 50), density=0.1, format="csr", dtype=np.float32, rng=3)
+    b, d = np.ones(60, np.float32), np.ones(50, np.float32)
+    want = ff.run("x(i) = b(i) - C(i,j) * d(j)", b=b, C=C, d=d, device=dev)
+    monkeypatch.setattr(execute, "MAX_TOKENS", 2000)  # 60 rows x 50 of d: 3,000 coordinates
+    with pytest.raises(ff.DeviceError, match=r"(?s)d's level 0 is scanned under each of 60"):
+        ff.run("x(i) = b(i) - C(i,j) * d(j)", b=b, C=C, d=d, device=dev)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(ff.run("x(i) = b(i) - C(i,j) * d(j)", b=b, C=C, d=d,
+                                         device=dev), want)  # fmt: skip

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fiberflow.errors import ToolchainError
+from fiberflow.errors import DeviceError, ToolchainError
 from fiberflow.host.compiler.graph import Graph, Stream
 from fiberflow.host.formats import COMPRESSED
 from fiberflow.overlay.ops import Op
@@ -63,6 +63,7 @@ def run(graph: Graph, operands: dict[str, Operand], ops: Ops, sizes: dict[str, i
             "(engine='fast') do not"
         ) from None
     streams: dict[Stream, list[Token]] = {}
+    held = 0  # tokens in all streams so far
     written: dict[int, object] = {}
     alu_op = {"add": ops.add, "mul": ops.mul, "sub": ops.sub}
     for n in graph.nodes:
@@ -73,6 +74,13 @@ def run(graph: Graph, operands: dict[str, Operand], ops: Ops, sizes: dict[str, i
             out = {"ref": [Val(0), DONE]}
         elif n.kind in ("scan_dense", "scan_compressed"):
             level = operands[p["tensor"]].levels[p["level"]]
+            at = np.array([t.value for t in ins["ref"] if isinstance(t, Val)], np.int64)
+            if level[0] == COMPRESSED:  # (the coordinates of every referenced fiber)
+                seg = np.asarray(level[1], np.int64)
+                scanned = int((seg[at + 1] - seg[at]).sum())
+            else:  # (a dense level: every coordinate under every reference)
+                scanned = len(at) * level[1]
+            _budget(held + 2 * scanned, p["tensor"], p["level"], len(at), scanned)
             if level[0] == COMPRESSED:
                 c, r = scanner.model_compressed(ins["ref"], level[1], level[2])
             else:
@@ -117,6 +125,7 @@ def run(graph: Graph, operands: dict[str, Operand], ops: Ops, sizes: dict[str, i
             raise ValueError(n.kind)
         for port, toks in out.items():
             streams[Stream(n.id, port)] = toks
+            held += len(toks)
     return Written(
         tuple(written[k] for k in out_levels),  # type: ignore[misc]
         written[out_values],  # type: ignore[arg-type]
@@ -124,6 +133,23 @@ def run(graph: Graph, operands: dict[str, Operand], ops: Ops, sizes: dict[str, i
         sum(len(t) for t in streams.values()),
         {repr(s): t for s, t in streams.items()} if trace else None,
     )
+
+
+# Tokens the token-level run may hold at once (about 60 bytes each: some 1.5 GB). What can
+# exceed it is a level scanned under many references (SAM co-iterates x with every row of A,
+# whole when x is dense): refused before the scan, with what to do instead.
+MAX_TOKENS = 25_000_000
+
+
+def _budget(total: int, tensor: str, level: int, refs: int, scanned: int) -> None:
+    if total > MAX_TOKENS:
+        raise DeviceError(
+            f"the token-level run would hold about {total:,} tokens, more than its "
+            f"{MAX_TOKENS:,}: {tensor}'s level {level} is scanned under each of {refs:,} "
+            f"references, {scanned:,} coordinates in all (an operand without the outer "
+            f"indices is read again for each of their coordinates). Give {tensor} fewer "
+            "stored entries, or run a kernel that has a fast path (docs/compiler.md)"
+        )
 
 
 def closing(crd: list[Token], vals: list[Token]) -> list[Token]:

@@ -2,8 +2,8 @@
 same order as the token-level run, so the same bits, at the speed of plain loops.
 
 A compiled program has one when its expression, formats and loop order are those of SpGEMM in
-Gustavson's order, element-wise add or multiply of CSR matrices, SDDMM or SpMSpV, whatever
-the operands are called (:func:`signature`).
+Gustavson's order, element-wise add or multiply of CSR matrices, SDDMM, SpMSpV, or SpMV /
+SpMM with a dense x / B, whatever the operands are called (:func:`signature`).
 """
 
 from __future__ import annotations
@@ -132,12 +132,37 @@ def _spmspv(names: list[str], ops: dict[str, Operand], alu: Ops, sizes: list[int
     return [(np.array([0, kept]), yi[:kept])], yv[:kept]
 
 
+def _spmm_dense(
+    keep_first: int,
+) -> Callable[[list[str], dict[str, Operand], Ops, list[int]], Result]:
+    """SpMV (reducer: ``keep_first`` 0) and SpMM in Gustavson's order (sparse accumulator:
+    1) with a dense x / B and a dense result: the semirings of ``ff.spmv`` / ``ff.spmm`` that
+    the overlay lacks."""
+
+    def run(names: list[str], ops: dict[str, Operand], alu: Ops, sizes: list[int]) -> Result:
+        m, arp, aci, av = _csr(ops[names[0]])
+        b = np.ascontiguousarray(ops[names[1]].words)
+        k = sizes[1] if len(sizes) == 3 else 1  # (sizes: i, [the result's columns,] j)
+        out = np.empty(m * k, np.uint32)
+        lib.ff_spmm_dense(m, _p("int64_t", arp), _p("int32_t", aci), _p("uint32_t", av),
+                          _p("uint32_t", b), k, alu.add, alu.mul, alu.identity, keep_first,
+                          _p("uint32_t", out))  # fmt: skip
+        rows = (np.array([0, m]), np.arange(m))  # the dense result: every row and column
+        if len(sizes) == 2:
+            return [rows], out
+        return [rows, (np.arange(m + 1) * k, np.tile(np.arange(k), m))], out
+
+    return run
+
+
 PATHS: dict[str, Callable[[list[str], dict[str, Operand], Ops, list[int]], Result]] = {
     "X(i,j)=A(i,k)*B(k,j) A:ds B:ds X:ds order ikj": _spgemm,
     "X(i,j)=A(i,j)+B(i,j) A:ds B:ds X:ds order ij": _ewise(0),
     "X(i,j)=A(i,j)*B(i,j) A:ds B:ds X:ds order ij": _ewise(1),
     "X(i,j)=A(i,j)*B(i,k)*C(k,j) A:ds B:dd C:dd:1,0 X:ds order ijk": _sddmm,
     "X(i)=A(i,j)*B(j) A:ds B:s X:s order ij": _spmspv,
+    "X(i)=A(i,j)*B(j) A:ds B:d X:d order ij": _spmm_dense(0),
+    "X(i,j)=A(i,k)*B(k,j) A:ds B:dd X:dd order ikj": _spmm_dense(1),
 }
 
 
