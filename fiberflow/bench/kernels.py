@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> Report:
     V = rng.standard_normal((16, m)).astype(np.float32)
     x = np.zeros(fe.shape[1], np.float32)
     x[rng.choice(fe.shape[1], max(1, fe.shape[1] // 100), replace=False)] = 1
+    xd = rng.standard_normal(fe.shape[1]).astype(np.float32)
     # the goals' shapes first, then what else users bring: a 3-D mesh, random and power-law
     # graphs, banded pairs, other ranks and densities
     fe3 = poisson(max(4, int(48 * s ** (1 / 3))), 3)
@@ -107,6 +108,9 @@ def run(args: argparse.Namespace) -> Report:
          lambda: ff.sddmm(S, Ur[64], Vr[64], device=dev), None),
         ("SDDMM rank 16, denser S (200/row)", S2.nnz, lambda: S2.multiply(U2 @ V2),
          lambda: ff.sddmm(S2, U2, V2, device=dev), None),
+        ("SpMV min_plus, 2-D Poisson (numpy: minimum.reduceat)", fe.nnz,
+         lambda: np.minimum.reduceat(fe.data + xd[fe.indices], fe.indptr[:-1]),
+         lambda: ff.spmv(fe, xd, device=dev, semiring="min_plus"), None),
     ]  # fmt: skip
     rows: list[list[Any]] = []
     data: dict[str, Any] = {}
@@ -131,6 +135,9 @@ def run(args: argparse.Namespace) -> Report:
          {"A": random_rows(200, 200, 6, 15), "B": random_rows(200, 200, 6, 16)}),
         ("add, 300 x 300, 30/row", "X(i,j) = A(i,j) + B(i,j)", None,
          {"A": random_rows(300, 300, 30, 17), "B": random_rows(300, 300, 30, 18)}),
+        ("residual, 1000 x 1000, 15/row", "x(i) = b(i) - C(i,j) * d(j)", None,
+         {"b": rng.standard_normal(1000).astype(np.float32), "C": random_rows(1000, 1000, 15, 19),
+          "d": rng.standard_normal(1000).astype(np.float32)}),
     ]  # fmt: skip
     for name, expression, formats, ops in tok_cases:
         k = ff.compile(expression, formats)
