@@ -21,8 +21,7 @@ def windows(img: di.DmaImage) -> np.ndarray:
 
 
 def reseal(data: np.ndarray) -> np.ndarray:
-    data[40:44] = 0
-    data[40:44] = np.frombuffer(di.checksum(data).to_bytes(4, "little"), np.uint8)
+    di.seal(data)
     return data
 
 
@@ -45,6 +44,17 @@ def test_packers_record_each_tiles_column_window(impl: str, shape, tile, density
         for i, j, lo, hi in zip(d.row_tile, d.col_tile, d.x_lo, d.x_hi, strict=True)
     }
     assert got == want
+
+
+@pytest.mark.parametrize("impl", ["c", "numpy"])
+@pytest.mark.parametrize(("fmt", "coord_bits"), [("ss", 16), ("ds", 32), ("ss", 32)])
+def test_windows_in_every_2d_layout(impl: str, fmt: str, coord_bits: int) -> None:
+    """DCSR (the C packer's general walk) and 32-bit coordinates: the same windows as CSR's."""
+    A = sp.random_array((300, 900), density=0.02, format="csr", rng=4, dtype=np.float32)
+    tile = (64, 200)
+    got = windows(ff.pack(ff.Tensor.from_scipy(A, fmt), tile, coord_bits=coord_bits, impl=impl))
+    want = windows(ff.pack(ff.Tensor.from_scipy(A, "ds"), tile, impl="numpy"))
+    np.testing.assert_array_equal(got, want)
 
 
 def test_only_2d_images_with_a_compressed_level_1_record_windows() -> None:
