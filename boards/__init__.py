@@ -35,7 +35,10 @@ __all__ = [
     "YOSYS_FAMILIES",
     "Board",
     "ControlPort",
+    "Cpu",
     "Ddr",
+    "Energy",
+    "Figure",
     "HpPort",
     "Resources",
     "all_boards",
@@ -101,6 +104,45 @@ class Resources:
     dsp: int
 
 
+# How sure a figure of the energy model is (docs/energy.md): read off this board by a named
+# measurement, a vendor's document, worked out from published figures by a stated calculation,
+# or chosen with no source found.
+CONFIDENCE = ("measured", "published", "estimate", "assumption")
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One constant of the energy or CPU model, with where it comes from."""
+
+    value: float
+    source: str
+    confidence: str  # one of CONFIDENCE
+
+
+@dataclass(frozen=True)
+class Energy:
+    """What a run on the board costs in energy (``RunStats.energy_j``, docs/energy.md)."""
+
+    board_power_w: Figure  # the whole board, idle, with the PS running Linux
+    overlay_power_w: Figure  # the overlay's fabric while loaded (clocks, control CPU, leakage)
+    lane_op_pj: Figure  # one multiply-add in a lane, its buffer reads included
+    ddr_pj_per_byte: Figure  # one byte moved between DDR and the fabric
+
+
+@dataclass(frozen=True)
+class Cpu:
+    """The board's own processor running scipy's CSR SpMV/SpMM on one core: the model
+    ``fiberflow bench energy`` compares the overlay against (docs/energy.md)."""
+
+    name: str  # e.g. "Cortex-A9"
+    cores: int
+    clock_mhz: Figure
+    cycles_per_nnz: Figure  # SpMV's inner loop, per stored nonzero
+    cycles_per_extra_column: Figure  # SpMM: each column of B past the first, per nonzero
+    stream_gb_s: Figure  # what one core streams from DDR
+    active_power_w: Figure  # the board's power above idle with one core at work
+
+
 @dataclass(frozen=True)
 class Board:
     key: str  # the file stem, e.g. "pynq-z2"
@@ -117,6 +159,8 @@ class Board:
     resources: Resources
     pynq_images: tuple[str, ...]
     path: Path
+    energy: Energy
+    cpu: Cpu
 
     @property
     def fabric_clock_mhz(self) -> float:
@@ -250,6 +294,19 @@ class _Reader:
         value = self.get(field, dict, f"a [{self.prefix}{field}] table")
         return _Reader(self.where, value, f"{self.prefix}{field}.")
 
+    def figure(self, field: str, what: str, low: float, high: float) -> Figure:
+        """A constant with its source: ``{ value = ..., source = "...", confidence = "..." }``."""
+        t = self.table(field)
+        value = t.get("value", (int, float), what)
+        if not low <= value <= high:
+            raise t.fail("value", f"is {value}; expected {what}, from {low:g} to {high:g}")
+        source = t.text("source", "where the figure comes from")
+        confidence = t.text("confidence", f"one of {', '.join(CONFIDENCE)}")
+        if confidence not in CONFIDENCE:
+            expected = ", ".join(CONFIDENCE)
+            raise t.fail("confidence", f"is {confidence!r}; expected one of {expected}")
+        return Figure(float(value), source, confidence)
+
     def tables(self, field: str) -> list[_Reader]:
         what = f"one or more [[{self.prefix}{field}]] tables"
         value = self.get(field, list, what)
@@ -336,6 +393,26 @@ def _parse(key: str, text: str, path: Path) -> Board:
     if not images or not all(isinstance(v, str) and _VERSION.fullmatch(v) for v in images):
         raise p.fail("images", f"is {images!r}; expected a list of versions such as ['3.1']")
 
+    e = r.table("energy")
+    energy = Energy(
+        board_power_w=e.figure("board_power_w", "the board's idle power in W", 0.1, 500),
+        overlay_power_w=e.figure("overlay_power_w", "the loaded overlay's power in W", 0, 100),
+        lane_op_pj=e.figure("lane_op_pj", "the energy of a lane's multiply-add in pJ", 0, 1e4),
+        ddr_pj_per_byte=e.figure("ddr_pj_per_byte", "the energy of a DDR byte in pJ", 0, 1e4),
+    )
+    c = r.table("cpu")
+    cpu = Cpu(
+        name=c.text("name", "the processor's name, e.g. 'Cortex-A9'"),
+        cores=c.positive("cores", "the number of cores"),
+        clock_mhz=c.figure("clock_mhz", "the processor's clock in MHz", 1, 10_000),
+        cycles_per_nnz=c.figure("cycles_per_nnz", "cycles per nonzero", 0.1, 1000),
+        cycles_per_extra_column=c.figure(
+            "cycles_per_extra_column", "cycles per nonzero and extra column", 0.1, 1000
+        ),
+        stream_gb_s=c.figure("stream_gb_s", "one core's DDR bandwidth in GB/s", 0.01, 1000),
+        active_power_w=c.figure("active_power_w", "the power above idle in W", 0, 500),
+    )
+
     return Board(
         key=key,
         name=r.text("name", "the board's display name"),
@@ -351,4 +428,6 @@ def _parse(key: str, text: str, path: Path) -> Board:
         resources=resources_,
         pynq_images=tuple(images),
         path=path,
+        energy=energy,
+        cpu=cpu,
     )

@@ -33,6 +33,7 @@ from fiberflow._version import __version__
 from fiberflow.boards import Board, hwh
 from fiberflow.boards import vivado_tcl as vt
 from fiberflow.errors import BuildError, ToolchainError
+from fiberflow.host import energy
 from fiberflow.overlay import regmap  # plain Python: no hw extra needed
 
 __all__ = [
@@ -257,6 +258,7 @@ def generate(
                 for p in board.hp[: len(masters)]
             ],
             "pynq_images": list(board.pynq_images),
+            "energy": energy.manifest_entry(board),
         },
         "overlay": {
             "top": src.top,

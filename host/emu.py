@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from fiberflow.errors import DeviceError, DeviceTimeoutError
-from fiberflow.host import args, dtypes, perf_model, stats, workers
+from fiberflow.host import args, dtypes, energy, perf_model, stats, workers
 from fiberflow.host import job as jobs
 from fiberflow.host.device import DEFAULT_TIMEOUT, Buffer
 from fiberflow.host.resident import ResidentMatrix, make_resident
@@ -127,9 +127,9 @@ SHELL_DEFAULTS = {
 
 def _overlay(
     board: Any, *, lanes: int, bus_bytes_per_cycle: int | None, given: dict[str, Any]
-) -> ModelledOverlay:
+) -> tuple[ModelledOverlay, Any]:
     """The overlay of ``board``'s default build with the parameters ``given`` (None: not
-    given), checked as the shell checks them."""
+    given), checked as the shell checks them; and the board."""
     from fiberflow.boards import load
     from fiberflow.boards.build import default_params
     from fiberflow.errors import FiberflowError
@@ -161,7 +161,7 @@ def _overlay(
         raise DeviceError(f"max_k must be a positive integer, not {p['max_k']}")
     # An explicit bus_bytes_per_cycle is a what-if: its engines are not held to the board's.
     unbound = float("inf") if bus_bytes_per_cycle is not None else None
-    return ModelledOverlay(
+    overlay = ModelledOverlay(
         lanes=lanes,
         bus_bytes=p["bus_bits"] // 8,
         dma_engines=p["dma_engines"],
@@ -173,6 +173,7 @@ def _overlay(
         port_bytes_per_cycle=unbound or b.hp[0].bytes_per_cycle(b.fabric_clock_mhz),
         ddr_bytes_per_cycle=unbound or float(b.ddr.bytes_per_cycle),
     )
+    return overlay, b
 
 
 @dataclass(frozen=True)
@@ -191,9 +192,10 @@ class EmuDevice:
     ``max_k``), ``clock_mhz`` (the board's fabric clock), ``bus_bytes_per_cycle`` (the whole
     bus: sets ``bus_bits`` of each engine, and the engines then move that many bytes per
     cycle whatever the board's ports and DDR allow, for what-if estimates), ``memory_bytes``
-    (device memory size). They choose the tile shapes (as the hardware packs) and the cycle
-    model's overlay; the engines otherwise move at most what the board's HP ports and DDR
-    take.
+    (device memory size), ``board_power_w`` (the board's measured power in watts, in place of
+    the board file's figure in every run's ``energy_j``). They choose the tile shapes (as the
+    hardware packs) and the cycle model's overlay; the engines otherwise move at most what the
+    board's HP ports and DDR take.
 
     Thread-safe. A re-entrant lock guards the allocator, the register file and the job
     queue; a second lock lets one job run at a time, in ``wait``, which counts the time spent
@@ -224,6 +226,7 @@ class EmuDevice:
         x_bytes: int | None = None,
         y_bytes: int | None = None,
         max_k: int | None = None,
+        board_power_w: float | None = None,
     ) -> None:
         if lib is None:  # pragma: no cover
             raise DeviceError(
@@ -236,7 +239,7 @@ class EmuDevice:
                 raise DeviceError(
                     f"bus_bytes_per_cycle must be an integer from 1 to 65535, not {bus!r}"
                 )
-        self.config = _overlay(
+        self.config, b = _overlay(
             board,
             lanes=args.integer(lanes, "lanes", DeviceError),  # _overlay checks its range
             bus_bytes_per_cycle=bus_bytes_per_cycle,
@@ -263,6 +266,7 @@ class EmuDevice:
         self.clock_mhz = float(clock_mhz)
         self.bus_bytes_per_cycle = self.config.bus_bytes * self.config.dma_engines
         self.memory_bytes = int(memory_bytes)
+        self.energy = energy.model(b, board_power_w)
         self.last_stats: stats.RunStats | None = None
         self.overlay: Any = None
         self.firmware: Any = None
@@ -586,6 +590,7 @@ class EmuDevice:
             lane_stall_cycles=tuple(max(model.cycles - b, 0) for b in model.lane_busy),
             estimated=True,
             device=self.name,
+            energy=self.energy,
         )
         if len(image.plans) >= PLANS_PER_IMAGE:
             image.plans.clear()

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from fiberflow.errors import DeviceError, ToolchainError
+from fiberflow.host import energy
 from fiberflow.host.device import DEFAULT_TIMEOUT, Buffer
 from fiberflow.host.shell_jobs import ShellDeviceMethods, ShellJobs, check_timeout, guarded
 from fiberflow.host.stats import RunStats
@@ -165,6 +166,9 @@ class PynqDevice(ShellDeviceMethods):
         The pynq device to use (default: the board's own, the first pynq finds).
     ddr : DdrModel, optional
         Emulation only: the simulated DDR's timing.
+    board_power_w : float, optional
+        The board's measured power in watts (a USB or PMBus reading), in place of the board
+        file's estimate in every run's ``energy_j`` (docs/energy.md).
 
     Thread-safe: every method holds the device's lock (an ``RLock``), so threads sharing the
     device take turns and each job has the shell to itself (its doorbell rings at ``wait``).
@@ -192,12 +196,14 @@ class PynqDevice(ShellDeviceMethods):
         firmware: Any = None,
         pynq_device: Any = None,
         ddr: Any = None,
+        board_power_w: float | None = None,
     ) -> None:
         pynq = import_pynq()
         self._lock = threading.RLock()
         self.folder = Path(overlay)
         self.manifest = _read_manifest(self.folder)
         board, ov = self.manifest["board"], self.manifest["overlay"]
+        self.energy = energy.from_manifest(board, board_power_w)
         self.last_stats: RunStats | None = None
         self._buffers: dict[int, PynqBuffer] = {}
         self._closed = False

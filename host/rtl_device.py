@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from fiberflow.errors import DeviceError, ToolchainError
-from fiberflow.host import stats
+from fiberflow.host import energy, stats
 from fiberflow.host.device import DEFAULT_TIMEOUT, Buffer
 from fiberflow.host.shell_jobs import ShellDeviceMethods, ShellJobs, check_timeout, guarded
 
@@ -77,7 +77,8 @@ class RtlDevice(ShellDeviceMethods):
     ``dma_engines``, ``bus_bits``, ``tile_bytes``, ``x_bytes``, ``y_bytes``, ``max_k``,
     ``ram_bytes`` (default: the overlay's own, :class:`fiberflow.overlay.top.ShellConfig`, the
     same overlay ``fiberflow build`` makes), ``board`` ("pynq-z2": the DDR model and clock),
-    ``ddr`` (a :class:`fiberflow.host.rtl.DdrModel`, overriding the board's).
+    ``ddr`` (a :class:`fiberflow.host.rtl.DdrModel`, overriding the board's),
+    ``board_power_w`` (the board's measured power in watts, for ``RunStats.energy_j``).
 
     Thread-safe: every method holds the device's lock, so threads sharing the device take
     turns (see the module docstring). A closed device refuses every call with a DeviceError.
@@ -99,6 +100,7 @@ class RtlDevice(ShellDeviceMethods):
         ram_bytes: int | None = None,
         board: str = "pynq-z2",
         ddr: Any = None,
+        board_power_w: float | None = None,
     ) -> None:
         from fiberflow import boards
         from fiberflow.boards.build import with_defaults
@@ -154,6 +156,7 @@ class RtlDevice(ShellDeviceMethods):
         self.dtypes = tuple(np.dtype(n) for n in vt.replace("fp32", "float32").split("+"))
         self.lanes = int(lanes)
         self.clock_mhz = float(b.fabric_clock_mhz)
+        self.energy = energy.model(b, board_power_w)
         self.bus_bytes_per_cycle = self.config.bus_bytes * self.config.dma_engines
         self.last_stats: stats.RunStats | None = None
         try:

@@ -72,6 +72,7 @@ import numpy as np
 
 from fiberflow.errors import DeviceError, DeviceTimeoutError
 from fiberflow.host.device import Buffer
+from fiberflow.host.energy import EnergyModel
 from fiberflow.host.stats import RunStats
 from fiberflow.overlay import regmap
 from fiberflow.overlay.regmap import HOST
@@ -546,6 +547,7 @@ class ShellDriver:
         bus_bytes_per_cycle: int,
         clock_mhz: float,
         device: str,
+        energy: EnergyModel | None = None,
     ) -> RunStats:
         """A job's :class:`RunStats` from the hardware counters: cycles from the firmware's
         job count (``MAILBOX[0]``), DMA bytes, lane busy and stall cycles as counted."""
@@ -565,4 +567,5 @@ class ShellDriver:
             lane_stall_cycles=tuple(max(c.job_cycles - b, 0) for b in c.lane_busy),
             estimated=False,
             device=device,
+            energy=energy,
         )

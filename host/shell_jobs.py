@@ -278,6 +278,7 @@ class ShellJobs:
             bus_bytes_per_cycle=dev.bus_bytes_per_cycle,
             clock_mhz=dev.clock_mhz,
             device=dev.name,
+            energy=dev.energy,
         )
         if not counters.job_cycles:  # firmware without a per-job count (bring-up jobs)
             stats = dataclasses.replace(stats, cycles=max(counters.cycles, 1))

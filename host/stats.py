@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fiberflow.host.energy import EnergyModel
+
 # The cost of a tile to the lane schedule (job.lane_assignment) besides its nonzeros: what a
 # lane spends reading the tile header and directory entry, configuring its scanners, and
 # draining its pipeline, in the lanes' cycles.
@@ -38,6 +40,8 @@ class RunStats:
     lane_stall_cycles: tuple[int, ...] = field(default=())  # cycles each lane was not busy
     estimated: bool = True
     device: str = ""
+    # The board's energy figures (fiberflow.host.energy): every device gives its own.
+    energy: EnergyModel | None = None
 
     @property
     def seconds_est(self) -> float:
@@ -84,6 +88,37 @@ class RunStats:
         """Projected DMA throughput at ``clock_mhz``: bytes moved per second, in GB/s (1e9)."""
         return self.dma_bytes / self.seconds_est / 1e9 if self.cycles else 0.0
 
+    @property
+    def energy_breakdown(self) -> dict[str, float]:
+        """Estimated joules of the run by where they go: ``board`` and ``overlay`` (their
+        power over the run's time at ``clock_mhz``), ``lanes`` (the multiply-adds), ``ddr``
+        (the bytes moved); docs/energy.md gives each figure's source. Empty when the stats
+        carry no energy model."""
+        if self.energy is None:
+            return {}
+        return self.energy.breakdown(self.seconds_est, self.work, self.dma_bytes)
+
+    @property
+    def energy_j(self) -> float:
+        """Estimated joules of the run: the sum of :attr:`energy_breakdown` (NaN when the
+        stats carry no energy model)."""
+        parts = self.energy_breakdown
+        return sum(parts.values()) if parts else float("nan")
+
+    @property
+    def nj_per_nnz(self) -> float:
+        """:attr:`energy_j` per stored nonzero, in nanojoules."""
+        return self.energy_j / self.nnz * 1e9 if self.nnz else float("nan")
+
+    def _energy_text(self) -> str:
+        if self.energy is None:
+            return "energy not modelled"
+        parts = ", ".join(f"{k} {v * 1e6:,.1f}" for k, v in self.energy_breakdown.items())
+        return (
+            f"energy {self.energy_j * 1e6:,.1f} uJ ({parts}; {self.nj_per_nnz:.2f} nJ/nonzero, "
+            f"estimated for {self.energy.board})"
+        )
+
     def _repr_html_(self) -> str:
         """A compact table for Jupyter."""
         kind = "estimated" if self.estimated else "measured"
@@ -95,6 +130,7 @@ class RunStats:
             ("lanes", f"{self.lanes}, utilisation {self.mean_utilisation:.2f}"),
             ("DMA", f"{self.dma_bytes:,} B, {self.dma_gb_per_second:.3f} GB/s"),
             ("efficiency", f"{self.efficiency:.2f} ({self.bound}-bound)"),
+            ("energy", self._energy_text()),
         ]
         body = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>"
                        f"{html.escape(v)}</td></tr>" for k, v in rows)  # fmt: skip
@@ -115,5 +151,6 @@ class RunStats:
             f"DMA {self.dma_bytes:,} B at {self.bus_bytes_per_cycle} B/cycle; "
             f"efficiency {self.efficiency:.2f} ({self.bound}-bound); "
             f"lane utilisation {self.mean_utilisation:.2f} (lanes: {lanes}); projected "
-            f"{self.nnz_per_second / 1e6:,.1f} M nonzeros/s, DMA {self.dma_gb_per_second:.3f} GB/s"
+            f"{self.nnz_per_second / 1e6:,.1f} M nonzeros/s, "
+            f"DMA {self.dma_gb_per_second:.3f} GB/s; {self._energy_text()}"
         )

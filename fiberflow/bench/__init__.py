@@ -29,7 +29,18 @@ import numpy as np
 
 from fiberflow.progress import progress
 
-TARGETS = ["pack", "spmv", "spmm", "kernels", "primitives", "resources", "shell", "lane", "timing"]
+TARGETS = [
+    "pack",
+    "spmv",
+    "spmm",
+    "kernels",
+    "energy",
+    "primitives",
+    "resources",
+    "shell",
+    "lane",
+    "timing",
+]
 
 
 @dataclass
