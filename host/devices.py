@@ -31,7 +31,9 @@ def open(name: str = "emu", **options: Any) -> Device:
         ``fiberflow.host.rtl_device.RtlDevice``. For "pynq": ``overlay`` (a ``fiberflow build``
         folder, required),
         ``emulate`` (run on a simulated board), ``download``, ``firmware``, ``pynq_device``,
-        ``ddr`` (emulation).
+        ``ddr`` (emulation). Every device also takes ``board_power_w``: the board's measured
+        power in watts, in place of the board file's figure in each run's ``energy_j``
+        (docs/energy.md).
     """
     if name == "emu":
         from fiberflow.host.emu import EmuDevice

@@ -183,3 +183,22 @@ def test_the_rtl_device_reports_energy_from_its_counters() -> None:
     assert s.energy_breakdown["ddr"] == pytest.approx(ddr)
     with pytest.raises(DeviceError, match="board_power_w"):
         ff.open("rtl", board_power_w=0)
+
+
+def test_the_readme_table_is_the_recorded_comparison() -> None:
+    import json
+
+    root = Path(__file__).parent.parent
+    readme = (root / "README.md").read_text()
+    recorded = {
+        "energy.json": json.loads((root / "docs/bench/energy.json").read_text()),
+        "energy-rtl.json": json.loads((root / "docs/bench/energy-rtl.json").read_text()),
+    }
+    for source, data in recorded.items():
+        for board, s in data["data"]["summary"].items():
+            if board == "PYNQ-Z2" and source == "energy.json":
+                continue  # the README's Z2 row is the rtl device's
+            lo, hi = s["speedup"]
+            elo, ehi = s["energy_ratio"]
+            row = f"| {board} | {lo:.2f}-{hi:.2f}x | {elo:.2f}-{ehi:.2f}x |"
+            assert row in readme, row

@@ -399,6 +399,12 @@ def test_spmv_bit_exact_with_the_emulator(kernel_dev) -> None:
     stats = kernel_dev.last_stats
     assert not stats.estimated and stats.nnz == A.nnz and stats.kernel == "spmv"
     assert stats.cycles > stats.nnz / kernel_dev.lanes
+    # energy from the figures the build folder's manifest records for its board
+    assert stats.energy.board == kernel_dev.manifest["board"]["name"]
+    assert stats.energy_breakdown["board"] == pytest.approx(
+        stats.energy.board_power_w * stats.seconds_est
+    )
+    assert stats.energy_j > stats.energy_breakdown["board"] > 0
     # the same again, packed per call (to fit, as no tile= is given)
     y2 = ff.spmv(A, x, device=kernel_dev)
     np.testing.assert_array_equal(y2.view(np.uint32), want.view(np.uint32))
