@@ -1,10 +1,12 @@
 """Matrices for fiberflow's devices: the bundled ones (for the demo, tests and examples,
 stored in Matrix Market format) and a user's Matrix Market file, converted to a device's value
-type with every conversion said out loud.
+type with every conversion said out loud; a finite-element problem; and a small text task
+for the pruned-network example.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -137,3 +139,47 @@ def fem_poisson(side: int = 40, seed: int = 0) -> tuple[sp.csr_array, np.ndarray
     A = sp.csr_array(K[inner][:, inner])
     A.eliminate_zeros()
     return A, load[inner]
+
+
+@dataclass(frozen=True)
+class Paragraphs:
+    """A small retrieval task on real text: prose paragraphs of Python's own reference
+    documentation (the help topics the interpreter ships in ``pydoc_data``), each labelled
+    with its topic ("assert", "for", "import", ...). A sentence encoder does well when each
+    paragraph's nearest other paragraph comes from the same topic: :meth:`accuracy`."""
+
+    texts: list[str]
+    labels: np.ndarray  # the topic's index in ``topics``, one a text
+    topics: list[str]
+
+    def accuracy(self, embeddings: np.ndarray) -> float:
+        """The share of paragraphs whose most similar other paragraph (cosine similarity of
+        the rows of ``embeddings``, one a text) has the same topic."""
+        E = np.asarray(embeddings, dtype=np.float64)
+        E = E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
+        sim = E @ E.T
+        np.fill_diagonal(sim, -np.inf)
+        return float((self.labels[sim.argmax(axis=1)] == self.labels).mean())
+
+
+def doc_paragraphs(per_topic: int = 8, min_per_topic: int = 4) -> Paragraphs:
+    """The first ``per_topic`` prose paragraphs (20 words or more, not code or grammar) of
+    every help topic that has at least ``min_per_topic``. The text comes from the running
+    interpreter's standard library, so it differs a little between Python versions."""
+    from pydoc_data.topics import topics
+
+    texts, labels, names = [], [], []
+    for name in sorted(topics):
+        prose = [
+            " ".join(p.split())
+            for p in re.split(r"\n\s*\n", topics[name])
+            if p.strip()
+            and not p.startswith((" ", "\t"))
+            and len(p.split()) >= 20
+            and not set(p.strip().splitlines()[0]) <= set("*=-~^ ")
+        ][:per_topic]
+        if len(prose) >= min_per_topic:
+            labels += [len(names)] * len(prose)
+            names.append(name)
+            texts += prose
+    return Paragraphs(texts=texts, labels=np.array(labels), topics=names)
