@@ -8,7 +8,7 @@ from typing import Any
 from fiberflow.errors import DeviceError
 from fiberflow.host.device import Device
 
-NAMES = ("emu", "rtl", "pynq")
+NAMES = ("emu", "rtl", "pynq", "dask")
 
 
 def open(name: str = "emu", **options: Any) -> Device:
@@ -52,6 +52,10 @@ def open(name: str = "emu", **options: Any) -> Device:
         from fiberflow.host.rtl_device import RtlDevice
 
         return RtlDevice(**_checked(name, RtlDevice, options))
+    if name == "dask":
+        from fiberflow.host.dask_device import DaskDevice
+
+        return DaskDevice(**_checked(name, DaskDevice, options))
     raise DeviceError(f"no device named {name!r}; choose one of {', '.join(NAMES)}")
 
 

@@ -108,6 +108,8 @@ def _launch(
             f"ff.{kernel} needs device=: open one with dev = ff.open('emu') and pass "
             f"ff.{kernel}(A, ..., device=dev); fiberflow keeps no default device"
         )
+    if getattr(device, "sharded", False):  # the dask device runs the call on its workers
+        return device.run(kernel, A, dense, dtype=dtype, tile=tile, timeout=timeout)
     if not all(hasattr(device, a) for a in ("alloc", "submit", "wait", "lanes")):
         # (isinstance against the runtime-checkable Protocol costs more than a small SpMV)
         raise DeviceError(f"device= must be a device from ff.open(), not {type(device).__name__}")
