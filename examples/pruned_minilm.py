@@ -88,13 +88,14 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{len(task.texts)} paragraphs of {len(task.topics)} topics (chance "
           f"{1 / len(task.topics):.3f}); linear layers on {args.device}")  # fmt: skip
     print("sparsity | accuracy | cos to dense | weights vs dense | us/token | mJ/token | "
-          "madds/cycle")  # fmt: skip
+          "madds/cycle | device == host")  # fmt: skip
     for r in rows:
         line = (f"{r['sparsity']:.2f} | {r['accuracy']:.3f} | {r['cosine_to_dense']:.3f} | "
                 f"{r['weight_bytes'] / r['dense_bytes']:.3f}")  # fmt: skip
         if "cycles" in r:
+            same = "yes" if r["device_matches_host"] == 0 else f"{r['device_matches_host']:.2g}"
             line += (f" | {r['us_per_token']:,.0f} | {r['mj_per_token']:.2f} | "
-                     f"{r['madds_per_cycle']:.2f}")  # fmt: skip
+                     f"{r['madds_per_cycle']:.2f} | {same}")  # fmt: skip
         print(line)
 
 

@@ -16,9 +16,11 @@ def open(name: str = "emu", **options: Any) -> Device:
 
     Parameters
     ----------
-    name : {"emu", "rtl", "pynq"}
+    name : {"emu", "rtl", "pynq", "dask"}
         ``"emu"``: the functional emulator (always available). ``"rtl"`` and ``"pynq"`` run the
-        same jobs cycle-accurately in Verilator or on a board.
+        same jobs cycle-accurately in Verilator or on a board. ``"dask"``: a matrix in row
+        blocks over the workers of a Dask cluster, one device of another kind each
+        (``client=``, ``device=``; docs/distributed.md).
     **options
         Device options; for "emu": ``board`` ("pynq-z2": the overlay it models is that
         board's default build, at its clock), the overlay's parameters as for "rtl"

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 
 import fiberflow as ff
 from fiberflow import boards
-from fiberflow.bench import Report, uncached_build_seconds
+from fiberflow.bench import Report, sharded, uncached_build_seconds
 from fiberflow.bench._roofline import NO_PLOT, roofline_plot, stats_dict
 from fiberflow.commands._device import add_arguments as device_options
 from fiberflow.commands._device import open_device
@@ -29,7 +29,8 @@ from fiberflow.progress import progress
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of the device suite, shared by bench spmv and bench spmm (whose default
     device, emu, runs their own emulator benchmark instead)."""
-    device_options(p)
+    device_options(p, more=("dask",))
+    sharded.add_arguments(p)
     p.add_argument("--lanes", type=int, default=4, help="rtl: lanes of the overlay (default 4)")
     p.add_argument("--scale", type=float, default=1.0, help="rtl: scale the matrices' rows")
     p.add_argument("--cached", action="store_true", help="rtl: skip the uncached build timing")
@@ -146,6 +147,8 @@ def spmm_tile(dev: Any, k: int, shape: tuple[int, int]) -> tuple[int, int]:
 
 def run(args: argparse.Namespace, kernel: str = "spmv") -> Report:
     """The suite for ``kernel``: "spmv", or "spmm" with ``args.cols`` columns of B."""
+    if args.device == "dask":
+        return sharded.run(args, kernel)
     k = args.cols if kernel == "spmm" else 1
     name = "SpMV" if k == 1 else f"SpMM (k = {k})"
     unit = "nnz/cycle" if k == 1 else "madds/cycle"

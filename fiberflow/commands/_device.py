@@ -21,16 +21,18 @@ WALL_TIME = {
 SIMULATED_BOARD = "host wall time (simulated board)"
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """``--device``, and ``--overlay`` / ``--emulate`` for the board."""
+def add_arguments(p: argparse.ArgumentParser, more: tuple[str, ...] = ()) -> None:
+    """``--device`` (its choices, and ``more`` of them), and ``--overlay`` / ``--emulate``
+    for the board."""
     g = p.add_argument_group("device")
     g.add_argument(
         "--device",
-        choices=DEVICES,
+        choices=DEVICES + more,
         default="emu",
         help="emu: the functional emulator (default); rtl: the generated overlay with its "
         "firmware, cycle by cycle in Verilator (needs the hw extra); pynq: a board, or a "
-        "simulated one with --emulate (needs --overlay)",
+        "simulated one with --emulate (needs --overlay)"
+        + ("; dask: row blocks on the workers of a Dask cluster (--workers)" if more else ""),
     )
     g.add_argument(
         "--overlay",
