@@ -247,3 +247,41 @@ def test_rtl_workers_are_bit_identical_to_the_emulator() -> None:
     finally:
         client.close()
         cluster.close()
+
+
+def test_the_bench_reports_bytes_shipped_against_touched_and_broadcast() -> None:
+    import argparse
+
+    from fiberflow.bench import sharded
+
+    for kernel, cols in (("spmv", 1), ("spmm", 4)):
+        args = argparse.Namespace(workers=2, worker_device="emu", scheduler=None, scale=0.02,
+                                  repeat=1, cols=cols, overlay=None, emulate=False)  # fmt: skip
+        report = sharded.run(args, kernel)
+        assert len(report.rows) == 4 and report.target == f"{kernel}-dask"
+        for row in report.rows:
+            shipped, touched, broadcast, ratio = row[4:8]
+            assert touched <= broadcast and ratio == pytest.approx(shipped / touched)
+            assert ratio <= 1.2  # the goal
+            assert row[12] < row[11]  # the busiest worker's cycles, below one device's
+        assert report.data["overhead_seconds"] > 0
+
+
+def test_the_network_model_adds_the_busiest_block_the_bytes_and_the_overhead() -> None:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "scripts" / "distributed_model.py"
+    spec = importlib.util.spec_from_file_location("distributed_model", path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    A = sp.csr_array(datasets.load("poisson2d_32"), dtype=np.float32)
+    with ff.open("emu") as dev:
+        one = mod.model(A, 1, 1, 0.006, 117e6, dev)
+        four = mod.model(A, 1, 4, 0.006, 117e6, dev)
+    assert one["touched"] == 4 * A.shape[1]  # one block touches every column once
+    assert four["touched"] > one["touched"]  # the bands' edges are shipped to both sides
+    assert one["network"] == pytest.approx((one["touched"] + 4 * A.shape[0]) / 117e6)
+    assert four["device"] < one["device"]
+    assert four["total"] == pytest.approx(four["device"] + four["network"] + 0.006)
