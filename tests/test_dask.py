@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as sla
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import fiberflow as ff
 from fiberflow import datasets
@@ -285,3 +287,24 @@ def test_the_network_model_adds_the_busiest_block_the_bytes_and_the_overhead() -
     assert one["network"] == pytest.approx((one["touched"] + 4 * A.shape[0]) / 117e6)
     assert four["device"] < one["device"]
     assert four["total"] == pytest.approx(four["device"] + four["network"] + 0.006)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    rows=st.integers(1, 300),
+    cols=st.integers(1, 300),
+    density=st.floats(0.0, 0.3),
+    k=st.integers(1, 9),
+    seed=st.integers(0, 2**31),
+)
+def test_any_matrix_gives_one_devices_bits(dev, rows: int, cols: int, density: float, k: int,
+                                           seed: int) -> None:  # fmt: skip
+    rng = np.random.default_rng(seed)
+    A = sp.random_array((rows, cols), density=density, format="csr", rng=rng).astype(np.float32)
+    B = rng.standard_normal((cols, k)).astype(np.float32)
+    with ff.open("emu") as one:
+        want = ff.spmm(A, B, device=one) if k > 1 else ff.spmv(A, B[:, 0], device=one)
+    got = ff.spmm(A, B, device=dev) if k > 1 else ff.spmv(A, B[:, 0], device=dev)
+    np.testing.assert_array_equal(_bits(got), _bits(want))
