@@ -185,16 +185,9 @@ class ShardedMatrix:
         self.freed = False
 
     def __matmul__(self, x: Any) -> np.ndarray:
-        from fiberflow.host.kernels import spmm, spmv
+        from fiberflow.host.resident import matmul
 
-        arr = np.asarray(x)
-        if arr.ndim == 1:
-            return spmv(self, arr, device=self.device)
-        if arr.ndim == 2:
-            return spmm(self, arr, device=self.device)
-        from fiberflow.errors import ShapeError
-
-        raise ShapeError(f"h @ x takes a 1-D vector or a 2-D matrix, not shape {arr.shape}")
+        return matmul(self, x)
 
     @property
     def T(self) -> ShardedMatrix:

@@ -136,18 +136,7 @@ class ResidentMatrix:
     def __matmul__(self, x: Any) -> np.ndarray:
         """``h @ x`` (a vector: ``ff.spmv``) or ``h @ B`` (a matrix: ``ff.spmm``) on the
         handle's device."""
-        from fiberflow.host.kernels import spmm, spmv  # (kernels builds on this module)
-
-        if sp.issparse(x) or isinstance(x, (Tensor, ResidentMatrix)):
-            raise ShapeError(
-                "h @ B takes a dense vector or matrix; for a sparse B use ff.spgemm(A, B)"
-            )
-        arr = np.asarray(x)
-        if arr.ndim == 1:
-            return spmv(self, arr, device=self.device)
-        if arr.ndim == 2:
-            return spmm(self, arr, device=self.device)
-        raise ShapeError(f"h @ x takes a 1-D vector or a 2-D matrix, not shape {arr.shape}")
+        return matmul(self, x)
 
     @property
     def T(self) -> ResidentMatrix:
@@ -189,6 +178,21 @@ class ResidentMatrix:
             f"ResidentMatrix(shape={self.shape}, dtype={self.dtype}, nnz={self.nnz}, "
             f"tile={self.tile}, {state})"
         )
+
+
+def matmul(h: Any, x: Any) -> np.ndarray:
+    """``h @ x`` for a handle ``h`` from any device's ``put``: ``ff.spmv`` for a vector,
+    ``ff.spmm`` for a matrix, on ``h.device``."""
+    from fiberflow.host.kernels import spmm, spmv  # (kernels builds on this module)
+
+    if sp.issparse(x) or isinstance(x, (Tensor, ResidentMatrix)) or getattr(x, "sharded", False):
+        raise ShapeError("h @ B takes a dense vector or matrix; for a sparse B use ff.spgemm(A, B)")
+    arr = np.asarray(x)
+    if arr.ndim == 1:
+        return spmv(h, arr, device=h.device)
+    if arr.ndim == 2:
+        return spmm(h, arr, device=h.device)
+    raise ShapeError(f"h @ x takes a 1-D vector or a 2-D matrix, not shape {arr.shape}")
 
 
 def make_resident(device: Any, A: Any, tile: Any = None, dtype: Any = None) -> ResidentMatrix:

@@ -5,13 +5,12 @@ a broadcast of x, wall time, and the per-call overhead (docs/distributed.md)."""
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Any
 
 import numpy as np
 
 import fiberflow as ff
-from fiberflow.bench import Report
+from fiberflow.bench import Report, median_seconds
 from fiberflow.errors import FiberflowError
 
 
@@ -29,16 +28,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="ADDRESS",
         help="a running cluster's scheduler (tcp://host:8786) instead of a local one",
     )
-
-
-def _median_call(fn: Any, repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
 
 
 def run(args: argparse.Namespace, kernel: str) -> Report:
@@ -72,7 +61,7 @@ def run(args: argparse.Namespace, kernel: str) -> Report:
                 ff.open(args.worker_device) as one:  # fmt: skip
             workers = len(dev.workers)
             tiny = dev.put(random_rows(8, 8, 1, 0))
-            overhead = _median_call(lambda: tiny @ np.ones(8, np.float32), args.repeat)
+            overhead = median_seconds(lambda: tiny @ np.ones(8, np.float32), args.repeat)
             tiny.free()
             for label, A in ff_progress(cases):
                 dense = rng.standard_normal((A.shape[1],) if k == 1 else (A.shape[1], k))
@@ -84,8 +73,8 @@ def run(args: argparse.Namespace, kernel: str) -> Report:
                         raise AssertionError(
                             f"{label}: the sharded result differs from one device's"
                         )
-                    t_one = _median_call(lambda h1=h1, d=dense: h1 @ d, args.repeat)
-                    t_dask = _median_call(lambda h=h, d=dense: h @ d, args.repeat)
+                    t_one = median_seconds(lambda h1=h1, d=dense: h1 @ d, args.repeat)
+                    t_dask = median_seconds(lambda h=h, d=dense: h @ d, args.repeat)
                     st, st1 = dev.last_stats, one.last_stats
                 per = [sum(r.nnz for r in v) for v in st.per_worker.values()]
                 rows.append([
