@@ -463,3 +463,32 @@ def test_int32_spmv_and_spmm_on_an_fp32_int32_overlay(tmp_path_factory) -> None:
         np.testing.assert_array_equal(y, ff.spmv(A, x, device=emu, tile=tile))
         np.testing.assert_array_equal(C, ff.spmm(A, B, device=emu, tile=tile))
     np.testing.assert_array_equal(y, A @ x)
+
+
+@pytest.mark.filterwarnings(  # distributed's sockets, closed by its garbage collection
+    "ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning"
+)
+def test_simulated_boards_as_dask_workers_shard_a_matrix(tmp_path_factory) -> None:
+    """Two simulated boards, each in a Dask worker process of its own, advertising FPGA as a
+    board's worker would (docs/distributed.md): bit-identical to one emulator."""
+    import scipy.sparse as sp
+
+    distributed = pytest.importorskip("distributed")
+    folder = _build(tmp_path_factory, BOARD, **SMALL_LANES)
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=":0", resources={"FPGA": 1})  # fmt: skip
+    client = distributed.Client(cluster)
+    try:
+        rng = np.random.default_rng(5)
+        A = sp.random(300, 200, density=0.05, format="csr", random_state=rng, dtype=np.float32)
+        x = rng.standard_normal(200).astype(np.float32)
+        with ff.open("dask", client=client, device="pynq", overlay=folder, emulate=True,
+                     timeout=600) as dev, ff.open("emu", lanes=4) as emu:  # fmt: skip
+            y = _walker_or_skip(lambda: ff.spmv(A, x, device=dev))
+            want = ff.spmv(A, x, device=emu)
+            np.testing.assert_array_equal(y.view(np.uint32), want.view(np.uint32))
+            assert len(dev.last_stats.per_worker) == 2
+            assert all(not s.estimated for _, s in dev.last_stats.blocks)
+    finally:
+        client.close()
+        cluster.close()
