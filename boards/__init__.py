@@ -395,7 +395,7 @@ def _parse(key: str, text: str, path: Path) -> Board:
 
     e = r.table("energy")
     energy = Energy(
-        board_power_w=e.figure("board_power_w", "the board's idle power in W", 0.1, 500),
+        board_power_w=e.figure("board_power_w", "the board's idle power in W", 0.1, 1000),
         overlay_power_w=e.figure("overlay_power_w", "the loaded overlay's power in W", 0, 100),
         lane_op_pj=e.figure("lane_op_pj", "the energy of a lane's multiply-add in pJ", 0, 1e4),
         ddr_pj_per_byte=e.figure("ddr_pj_per_byte", "the energy of a DDR byte in pJ", 0, 1e4),
