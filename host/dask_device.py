@@ -41,6 +41,9 @@ from fiberflow.host.device import DEFAULT_TIMEOUT
 from fiberflow.host.stats import RunStats
 
 RESOURCE = "FPGA"  # what a board's worker advertises: dask-worker ... --resources FPGA=1
+# Seconds a worker may take to pack and keep a block: generous, as a board's ARM cores pack
+# many times slower than a desktop's.
+PUT_TIMEOUT = 600.0
 
 
 class Shard:
@@ -332,7 +335,7 @@ class DaskDevice:
             ]
             for b, f in futures:
                 try:
-                    f.result()
+                    f.result(timeout=PUT_TIMEOUT)
                 except Exception as exc:
                     if not _ok_to_retry(exc):
                         h.free()
@@ -449,7 +452,9 @@ class DaskDevice:
             load = {i: sum(c.matrix.nnz for c in h.blocks if c.shard == i) for i in live}
             target = min(live, key=lambda i: (load[i], i))
             try:
-                self.shards[target].put((h.key, b.index), b.matrix, h.tile).result(timeout=600)
+                self.shards[target].put((h.key, b.index), b.matrix, h.tile).result(
+                    timeout=PUT_TIMEOUT
+                )
             except Exception as exc:
                 if not _ok_to_retry(exc):
                     raise
