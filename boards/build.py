@@ -108,17 +108,36 @@ def with_clock(board: Board, mhz: float) -> Board:
     return dataclasses.replace(board, fabric_clocks_mhz=(mhz, *board.fabric_clocks_mhz[1:]))
 
 
+# Block RAM of the overlay by the estimate's count: a 36-Kb block RAM holds 4 KB of a lane's
+# buffers (32-bit words), and the shell's own (the control CPU's RAM, the lanes' queues) take
+# about 12: the PYNQ-Z2's default overlay, 4 lanes of 32 + 32 + 16 KB, maps to 92.
+SHELL_BRAM36 = 12
+BRAM_BUDGET = 0.7  # of the board's block RAM, for the default overlay
+
+
 def default_params(board: Board, lanes: int | None = None) -> dict[str, Any]:
     """Board-dependent overlay defaults for ``lanes`` lanes (None: the overlay's default, 4):
     the bus as wide as the board's HP ports, and as few DMA engines (one HP port each) as reach
     the board's DDR bandwidth, at most one per lane. On a PYNQ-Z2 two 8-byte ports reach its
     16 B/cycle: one engine was the limit (busy 93-99%), two are 1.1-1.8x faster, and three or
-    four measured 0.94-1.04x of two on the rtl bench (docs/benchmarks.md)."""
+    four measured 0.94-1.04x of two on the rtl bench (docs/benchmarks.md).
+
+    Tile buffers of 64 KB where they fit the block RAM budget, else 32 KB: a lane's tile then
+    holds twice the nonzeros for the control CPU's fixed work per tile, which is what limits
+    the lanes once the DDR is fast enough. On the ZCU104's default overlay the rtl device
+    measured 2-D Poisson 1.35 -> 2.15 and random 12 a row 1.87 -> 2.38 nonzeros per cycle
+    (docs/benchmarks.md); the PYNQ-Z2 and KV260 keep 32 KB (64 KB would take 124 of their 140
+    and 144 block RAMs)."""
+    n = 4 if lanes is None else lanes
     port = board.hp[0].bytes_per_cycle(board.fabric_clock_mhz)
     need = math.ceil(board.ddr.bytes_per_cycle / port)
+    fits = (
+        n * (65536 + 32768 + 16384) // 4096 + SHELL_BRAM36 <= BRAM_BUDGET * board.resources.bram36
+    )
     return {
         "bus_bits": 128 if board.hp[0].width >= 128 else 64,
-        "dma_engines": max(1, min(need, len(board.hp), 4 if lanes is None else lanes)),
+        "dma_engines": max(1, min(need, len(board.hp), n)),
+        "tile_bytes": 65536 if fits else 32768,
     }
 
 
