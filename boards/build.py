@@ -126,8 +126,8 @@ def default_params(board: Board, lanes: int | None = None) -> dict[str, Any]:
     holds twice the nonzeros for the control CPU's fixed work per tile, which is what limits
     the lanes once the DDR is fast enough. On the ZCU104's default overlay the rtl device
     measured 2-D Poisson 1.35 -> 2.15 and random 12 a row 1.87 -> 2.38 nonzeros per cycle
-    (docs/benchmarks.md); the PYNQ-Z2 and KV260 keep 32 KB (64 KB would take 124 of their 140
-    and 144 block RAMs)."""
+    (docs/benchmarks.md); the PYNQ-Z2 and KV260 keep 32 KB (64 KB would take about 90% of their
+    140 and 144 block RAMs)."""
     n = 4 if lanes is None else lanes
     port = board.hp[0].bytes_per_cycle(board.fabric_clock_mhz)
     need = math.ceil(board.ddr.bytes_per_cycle / port)
