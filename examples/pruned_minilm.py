@@ -47,7 +47,8 @@ def evaluate(
     dense_bytes = sum(4 * enc.weights[f"{n}.weight"].size for n in names)
     sample = task.texts[:batch]
     rows = [{"sparsity": 0.0, "accuracy": task.accuracy(dense), "cosine_to_dense": 1.0,
-             "weight_bytes": dense_bytes, "dense_bytes": dense_bytes}]  # fmt: skip
+             "weight_bytes": dense_bytes, "dense_bytes": dense_bytes,
+             "paragraphs": len(task.texts), "topics": len(task.topics)}]  # fmt: skip
     for s in sparsities:
         W = {n: magnitude_prune(enc.weights[f"{n}.weight"], s) for n in names}
 
@@ -84,9 +85,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--per-topic", type=int, default=8, help="paragraphs a topic (default 8)")
     args = p.parse_args(argv)
     rows = evaluate(args.device, per_topic=args.per_topic)
-    task = datasets.doc_paragraphs(per_topic=args.per_topic)
-    print(f"{len(task.texts)} paragraphs of {len(task.topics)} topics (chance "
-          f"{1 / len(task.topics):.3f}); linear layers on {args.device}")  # fmt: skip
+    n, topics = rows[0]["paragraphs"], rows[0]["topics"]
+    print(f"{n} paragraphs of {topics} topics (chance {1 / topics:.3f}); "
+          f"linear layers on {args.device}")  # fmt: skip
     print("sparsity | accuracy | cos to dense | weights vs dense | us/token | mJ/token | "
           "madds/cycle | device == host")  # fmt: skip
     for r in rows:

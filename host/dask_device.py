@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from fiberflow.errors import DeviceError, ToolchainError
+from fiberflow.errors import DeviceError, FiberflowError, ToolchainError
 from fiberflow.host.device import DEFAULT_TIMEOUT
 from fiberflow.host.stats import RunStats
 
@@ -63,13 +63,12 @@ class Shard:
         """How many blocks this worker holds."""
         return len(self.handles)
 
-    def put(self, key: tuple[int, int], block: sp.csr_array, tile: Any) -> int:
-        """Pack ``block`` on the device and keep it as ``key``; its image's bytes."""
+    def put(self, key: tuple[int, int], block: sp.csr_array, tile: Any) -> None:
+        """Pack ``block`` on the device and keep it as ``key``."""
         old = self.handles.pop(key, None)
         if old is not None:
             old.free()
         self.handles[key] = self.device.put(block, tile=tile)
-        return int(self.handles[key].image_bytes)
 
     def run(
         self, key: tuple[int, int], kernel: str, dense: np.ndarray, timeout: float
@@ -109,10 +108,10 @@ class ShardedStats:
 
     kernel: str
     blocks: tuple[tuple[str, RunStats], ...]  # (worker address, the block's statistics)
-    bytes_shipped: int  # x entries (B rows) sent to the workers, as serialised
+    bytes_shipped: int  # x entries (B rows) sent to the workers, with Dask's framing
     bytes_touched: int  # the x entries (B rows) the blocks' columns touch, raw
-    bytes_broadcast: int  # all of x (B) sent to every block's worker instead
-    bytes_returned: int  # y (C) rows sent back, as serialised
+    bytes_broadcast: int  # all of x (B) sent for every block instead
+    bytes_returned: int  # y (C) rows sent back, with Dask's framing
     wall_seconds: float  # the call, on the host's clock
     retries: int = 0  # blocks put again on another worker after a failure
     lost_workers: tuple[str, ...] = field(default=())
@@ -233,8 +232,6 @@ def _distributed() -> Any:
 def _ok_to_retry(exc: BaseException) -> bool:
     """Whether ``exc`` from a block's call means its worker is gone (so the block can run on
     another), not a bad call that would fail anywhere."""
-    from fiberflow.errors import FiberflowError
-
     return not isinstance(exc, FiberflowError) or isinstance(exc, DeviceError)
 
 
@@ -270,7 +267,7 @@ class DaskDevice:
         self.client = client
         self.kind = device
         self._lock = threading.RLock()
-        self._keys = iter(range(1, 1 << 62))
+        self._keys = itertools.count(1)
         self._closed = True
         self.last_stats: ShardedStats | None = None
         self.workers, self._resources = choose_workers(client.scheduler_info()["workers"], workers)
@@ -294,7 +291,6 @@ class DaskDevice:
                 f.cancel()
             raise
         self.alive = [True] * len(self.shards)
-        self.lanes = 0  # not a device of lanes: ff.spmv hands the whole call to run()
         self._closed = False
 
     @property
@@ -319,13 +315,8 @@ class DaskDevice:
             if not live:
                 raise DeviceError("every worker of this dask device is lost; open a new one")
             blocks = []
-            for j, (r0, r1) in enumerate(_row_blocks(csr.indptr, len(live))):
-                part = csr[r0:r1]
-                cols = np.unique(part.indices)
-                local = sp.csr_array(
-                    (part.data, np.searchsorted(cols, part.indices), part.indptr),
-                    shape=(r1 - r0, len(cols)),
-                )
+            for j, (r0, r1) in enumerate(row_blocks(csr.indptr, len(live))):
+                cols, local = compact(csr[r0:r1])
                 blocks.append(_Block(j, (r0, r1), cols, local, live[j]))
             h = ShardedMatrix(self, csr, blocks, tile)
             futures = [
@@ -379,8 +370,12 @@ class DaskDevice:
         out = np.zeros((h.shape[0],) if k == 1 else (h.shape[0], k), dtype=h.dtype)
         todo = [b for b in h.blocks if b.matrix.nnz]
         parts = {id(b): np.ascontiguousarray(x[b.cols]) for b in todo}
-        shipped = sum(len(ser(parts[id(b)])) for b in todo)
+        # Dask's framing of one array of x's type and rank, measured on an empty one: the
+        # bytes on the wire are that plus the data, counted without serialising x again
+        framing = len(ser(np.empty((0,) * x.ndim, x.dtype)))
         touched = sum(parts[id(b)].nbytes for b in todo)
+        shipped = touched + framing * len(todo)
+        broadcast = x.nbytes * len(todo)
         done: list[tuple[str, RunStats]] = []
         returned = retries = 0
         lost: list[str] = []
@@ -411,16 +406,16 @@ class DaskDevice:
                     self._lose(b.shard)
                     self._move(h, b)  # raises DeviceError when no worker is left
                     retries += 1
-                    shipped += len(ser(parts[id(b)]))  # its x goes again
+                    shipped += parts[id(b)].nbytes + framing  # its x goes again
                     todo.append(b)
                     continue
                 r0, r1 = b.rows
                 out[r0:r1] = y
-                returned += len(ser(y))
+                returned += y.nbytes + framing
                 done.append((self.workers[b.shard], stats))
         self.last_stats = ShardedStats(
             kernel=kernel, blocks=tuple(done), bytes_shipped=shipped, bytes_touched=touched,
-            bytes_broadcast=x.nbytes * len(h.blocks), bytes_returned=returned,
+            bytes_broadcast=broadcast, bytes_returned=returned,
             wall_seconds=time.perf_counter() - start, retries=retries, lost_workers=tuple(lost),
         )  # fmt: skip
         return out
@@ -511,7 +506,18 @@ def choose_workers(info: dict[str, Any], given: Any = None) -> tuple[list[str], 
     return sorted(fpga or info), ({RESOURCE: 1} if fpga else None)
 
 
-def _row_blocks(indptr: np.ndarray, parts: int) -> list[tuple[int, int]]:
+def compact(rows: sp.csr_array) -> tuple[np.ndarray, sp.csr_array]:
+    """The columns ``rows`` has entries in (increasing), and ``rows`` with its columns
+    renumbered by their place there: a block as its worker holds it."""
+    cols = np.unique(rows.indices)
+    local = sp.csr_array(
+        (rows.data, np.searchsorted(cols, rows.indices), rows.indptr),
+        shape=(rows.shape[0], len(cols)),
+    )
+    return cols, local
+
+
+def row_blocks(indptr: np.ndarray, parts: int) -> list[tuple[int, int]]:
     """``parts`` row ranges covering every row, each with about nnz / parts nonzeros (ranges
     that would be empty are left out; a matrix with no rows gives none)."""
     m = len(indptr) - 1

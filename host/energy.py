@@ -10,11 +10,12 @@ without the overlay; ``fiberflow bench energy`` sets the two side by side.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
 
-from fiberflow.errors import DeviceError
+from fiberflow.errors import DeviceError, FiberflowError
 
 MEASURED = "given to ff.open as board_power_w (a measurement)"
 
@@ -59,10 +60,14 @@ def board_power(value: Any) -> float | None:
 def model(board: Any, board_power_w: float | None = None) -> EnergyModel:
     """The energy model of ``board`` (a :class:`fiberflow.boards.Board`), with a measured
     board power in place of the file's when one is given (checked by :func:`board_power`)."""
-    e = board.energy
+    return _model(board.name, board.energy, board_power_w)
+
+
+def _model(name: str, e: Any, board_power_w: float | None) -> EnergyModel:
+    """The model from a board's ``Energy`` figures ``e``."""
     given = board_power(board_power_w)
     return EnergyModel(
-        board=board.name,
+        board=name,
         board_power_w=e.board_power_w.value if given is None else given,
         overlay_power_w=e.overlay_power_w.value,
         lane_op_pj=e.lane_op_pj.value,
@@ -115,44 +120,22 @@ def cpu_run(
 def manifest_entry(board: Any) -> dict[str, Any]:
     """The board's energy figures as a build folder's manifest records them (values and
     sources), so a board device costs its runs without the board file."""
-    e = board.energy
-    return {
-        name: {"value": f.value, "source": f.source, "confidence": f.confidence}
-        for name, f in vars(e).items()
-    }
+    return dataclasses.asdict(board.energy)
 
 
 def from_manifest(board: dict[str, Any], board_power_w: float | None = None) -> EnergyModel:
     """The energy model of the board a build folder's manifest describes (its ``board``
     table). A manifest written before the figures were recorded names the board by its key;
     when that is no board fiberflow ships, every figure is NaN, so energy_j reads NaN."""
-    figures = board.get("energy")
-    if figures is None:
-        from fiberflow import boards
-        from fiberflow.errors import FiberflowError
+    from fiberflow import boards
 
-        try:
-            return model(boards.load(board["key"]), board_power_w)
-        except FiberflowError:
-            nan = float("nan")
-            given = board_power(board_power_w)
-            return EnergyModel(
-                board=str(board.get("name", "?")),
-                board_power_w=nan if given is None else given,
-                overlay_power_w=nan,
-                lane_op_pj=nan,
-                ddr_pj_per_byte=nan,
-                board_power_source="unknown: rebuild the overlay to record its board's figures",
-            )
-    given = board_power(board_power_w)
-    power = figures["board_power_w"]
-    return EnergyModel(
-        board=str(board["name"]),
-        board_power_w=float(power["value"]) if given is None else given,
-        overlay_power_w=float(figures["overlay_power_w"]["value"]),
-        lane_op_pj=float(figures["lane_op_pj"]["value"]),
-        ddr_pj_per_byte=float(figures["ddr_pj_per_byte"]["value"]),
-        board_power_source=(
-            f"{power['confidence']}: {power['source']}" if given is None else MEASURED
-        ),
-    )
+    figures = board.get("energy")
+    if figures is not None:
+        e = boards.Energy(**{k: boards.Figure(**v) for k, v in figures.items()})
+        return _model(str(board["name"]), e, board_power_w)
+    try:
+        return model(boards.load(board["key"]), board_power_w)
+    except FiberflowError:
+        unknown = boards.Figure(float("nan"), "rebuild the overlay to record them", "assumption")
+        e = boards.Energy(*[unknown] * len(dataclasses.fields(boards.Energy)))
+        return _model(str(board.get("name", "?")), e, board_power_w)

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 import fiberflow as ff
 from fiberflow import boards
 from fiberflow.bench import Report
-from fiberflow.bench.counted import poisson, random_rows
+from fiberflow.bench.counted import cases
 from fiberflow.bench.pack import power_law_csr
 from fiberflow.host.energy import cpu_run
 from fiberflow.progress import progress
@@ -50,18 +50,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def matrices(scale: float) -> dict[str, sp.csr_array]:
-    """The spread of shapes users bring: meshes, a random matrix with many nonzeros a row,
-    and a power-law graph."""
-    s = scale
-    return {
-        "2-D Poisson, 5/row": poisson(max(8, int(300 * s**0.5)), 2),
-        "3-D Poisson, 7/row": poisson(max(4, int(48 * s ** (1 / 3))), 3),
-        "random 32k x 8k, 12/row": random_rows(max(64, int(32_000 * s)), 8_000, 12, 1),
-        "power law, 7/row": sp.csr_array(
-            power_law_csr(max(100, int(50_000 * s)), max(100, int(350_000 * s)), 3),
-            dtype=np.float32,
-        ),
-    }
+    """The spread of shapes users bring: the rtl bench's meshes and its random matrix with
+    many nonzeros a row, and a power-law graph."""
+    mine = ("2-D Poisson, 5/row", "3-D Poisson, 7/row", "random 32k x 8k, 12/row")
+    spread = dict(cases(scale))
+    out = {label: spread[label] for label in mine}
+    n = max(100, int(50_000 * scale))
+    out["power law, 7/row"] = sp.csr_array(power_law_csr(n, 7 * n, 3), dtype=np.float32)
+    return out
 
 
 def compare(dev: Any, board: Any, name: str, A: sp.csr_array, k: int) -> list[Any]:

@@ -5,13 +5,13 @@ a broadcast of x, wall time, and the per-call overhead (docs/distributed.md)."""
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 import numpy as np
 
 import fiberflow as ff
 from fiberflow.bench import Report, median_seconds
 from fiberflow.errors import FiberflowError
+from fiberflow.progress import progress
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, kernel: str) -> Report:
     from distributed import Client, LocalCluster
 
-    from fiberflow.bench.counted import poisson, random_rows
+    from fiberflow.bench.counted import cases, random_rows
 
     if args.overlay is not None or args.emulate:
         raise FiberflowError("--overlay and --emulate are options of --device pynq")
@@ -41,12 +41,6 @@ def run(args: argparse.Namespace, kernel: str) -> Report:
         raise FiberflowError(f"--workers must be at least 1, not {args.workers}")
     k = args.cols if kernel == "spmm" else 1
     s = args.scale
-    cases = [
-        ("2-D Poisson, 5/row", poisson(max(8, int(300 * s**0.5)), 2)),
-        ("3-D Poisson, 7/row", poisson(max(4, int(48 * s ** (1 / 3))), 3)),
-        ("random 32k x 8k, 12/row", random_rows(max(64, int(32000 * s)), 8000, 12, 1)),
-        ("random 40k x 40k, 12/row", random_rows(max(64, int(40000 * s)), 40000, 12, 5)),
-    ]
     cluster = None
     if args.scheduler:
         client = Client(args.scheduler)
@@ -63,7 +57,7 @@ def run(args: argparse.Namespace, kernel: str) -> Report:
             tiny = dev.put(random_rows(8, 8, 1, 0))
             overhead = median_seconds(lambda: tiny @ np.ones(8, np.float32), args.repeat)
             tiny.free()
-            for label, A in ff_progress(cases):
+            for label, A in progress(cases(s), desc="matrices"):  # the rtl bench's spread
                 dense = rng.standard_normal((A.shape[1],) if k == 1 else (A.shape[1], k))
                 dense = dense.astype(np.float32)
                 with dev.put(A) as h, one.put(A) as h1:
@@ -129,9 +123,3 @@ def run(args: argparse.Namespace, kernel: str) -> Report:
         notes=notes,
         data=data,
     )
-
-
-def ff_progress(cases: list[Any]) -> Any:
-    from fiberflow.progress import progress
-
-    return progress(cases, desc="matrices")
