@@ -88,9 +88,9 @@ def run(args: argparse.Namespace, kernel: str) -> Report:
         f"{kernel}{'' if k == 1 else f' with k = {k}'}: {workers} worker(s) on {where}, each "
         f"running a {args.worker_device!r} device; one device: the same kind, in this process; "
         "every sharded result bit-identical to one device's",
-        "shipped: the x entries (rows of B) sent to the workers in one call, as Dask "
-        "serialises them; touched: the entries the blocks' columns read; broadcast: x (B) "
-        "whole to every block's worker",
+        "shipped: the x entries (rows of B) sent to the workers in one call, with Dask's "
+        "framing of each array (measured once on an empty array of their type); touched: the "
+        "entries the blocks' columns read; broadcast: x (B) whole to every block's worker",
         "wall ms: medians of the host's time per call (for emu and rtl devices this is "
         "computing time on this machine, not a board's); cycles: one device's job against "
         "the busiest worker's blocks (the device time of a call)",
