@@ -104,9 +104,10 @@ def decode(region: bytes | bytearray | memoryview | np.ndarray, shape: tuple[int
     if ndim != len(shape) or kind not in _TYPES:
         raise ImageError(f"the region holds a {ndim}-mode result of value type {kind}, "
                          f"not a {len(shape)}-mode float32 or int32 one")  # fmt: skip
-    if capacity >= 2**31:  # the writer never sets the top bit: a damaged header
-        raise ImageError(f"the region's capacity field ({capacity}) is out of range")
-    levels, vals_at, size = layout(ndim, capacity)
+    try:
+        levels, vals_at, size = layout(ndim, capacity)
+    except ShapeError as exc:  # a header no writer makes: the region is damaged
+        raise ImageError(f"the region's header is damaged: {exc}") from None
     if len(buf) < size:
         raise ImageError(f"a region for {capacity} entries is {size} bytes; this one is {len(buf)}")
     if state == FULL:
