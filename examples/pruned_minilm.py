@@ -25,7 +25,7 @@ import numpy as np
 import fiberflow as ff
 from fiberflow import datasets
 from fiberflow.minilm import Encoder, linear_names
-from fiberflow.pruning import DeviceLinear, magnitude_prune
+from fiberflow.pruning import DeviceLinear, host_linear, magnitude_prune
 
 SPARSITIES = (0.5, 0.8, 0.9, 0.95)
 
@@ -51,10 +51,7 @@ def evaluate(
              "paragraphs": len(task.texts), "topics": len(task.topics)}]  # fmt: skip
     for s in sparsities:
         W = {n: magnitude_prune(enc.weights[f"{n}.weight"], s) for n in names}
-
-        def on_host(name: str, x: np.ndarray, W: dict = W) -> np.ndarray:
-            return (W[name] @ x.T).T + biases[name]
-
+        on_host = host_linear(W, biases)
         pruned = enc.encode(task.texts, max_tokens=max_tokens, linear=on_host)
         want = enc.encode(sample, max_tokens=batch_tokens, linear=on_host)
         with ff.open(device) as dev, DeviceLinear(W, biases, dev) as lin:

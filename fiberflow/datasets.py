@@ -173,10 +173,8 @@ def doc_paragraphs(per_topic: int = 8, min_per_topic: int = 4) -> Paragraphs:
         prose = [
             " ".join(p.split())
             for p in re.split(r"\n\s*\n", topics[name])
-            if p.strip()
-            and not p.startswith((" ", "\t"))
-            and len(p.split()) >= 20
-            and not set(p.strip().splitlines()[0]) <= set("*=-~^ ")
+            # indented paragraphs are code and grammar; short ones headings and labels
+            if not p.startswith((" ", "\t")) and len(p.split()) >= 20
         ][:per_topic]
         if len(prose) >= min_per_topic:
             labels += [len(names)] * len(prose)

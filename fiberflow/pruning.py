@@ -9,6 +9,7 @@ docs/workflows.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,18 @@ def magnitude_prune(W: Any, sparsity: float) -> sp.csr_array:
     out = sp.csr_array(kept)
     out.eliminate_zeros()  # weights that were 0.0 to begin with
     return out
+
+
+def host_linear(
+    weights: dict[str, sp.csr_array], biases: dict[str, np.ndarray]
+) -> Callable[[str, np.ndarray], np.ndarray]:
+    """The same layers as :class:`DeviceLinear`, computed on the host by scipy (whose sums the
+    emulator's equal bit for bit): ``(name, x) -> x @ W.T + b``."""
+
+    def linear(name: str, x: np.ndarray) -> np.ndarray:
+        return (weights[name] @ x.T).T + biases[name]
+
+    return linear
 
 
 class DeviceLinear:

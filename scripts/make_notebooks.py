@@ -224,7 +224,7 @@ PRUNED = [
         import fiberflow as ff
         from fiberflow import datasets
         from fiberflow.minilm import Encoder, linear_names
-        from fiberflow.pruning import DeviceLinear, magnitude_prune
+        from fiberflow.pruning import DeviceLinear, host_linear, magnitude_prune
 
         enc = Encoder.load()
         task = datasets.doc_paragraphs(per_topic=4)
@@ -240,15 +240,10 @@ PRUNED = [
 
         Each layer keeps its largest weights by magnitude; nothing is retrained."""),
     code("""
-        def on_host(W):
-            \"\"\"Each linear layer as scipy's product with its pruned weights.\"\"\"
-            return lambda name, x: (W[name] @ x.T).T + biases[name]
-
-
         pruned = {}
         for s in (0.5, 0.9):
             pruned[s] = {n: magnitude_prune(enc.weights[f"{n}.weight"], s) for n in names}
-            E = enc.encode(task.texts, max_tokens=48, linear=on_host(pruned[s]))
+            E = enc.encode(task.texts, max_tokens=48, linear=host_linear(pruned[s], biases))
             print(f"sparsity {s:.0%}: accuracy {task.accuracy(E):.3f}")"""),
     md("""
         ## On the device
@@ -263,7 +258,7 @@ PRUNED = [
             stats = [st for calls in lin.stats.values() for st in calls]
             dense_mb = sum(4 * enc.weights[f"{n}.weight"].size for n in names) / 1e6
             print(f"weights: {lin.image_bytes / 1e6:.1f} MB on the device, {dense_mb:.1f} dense")
-        want = enc.encode(sample, max_tokens=16, linear=on_host(pruned[0.9]))
+        want = enc.encode(sample, max_tokens=16, linear=host_linear(pruned[0.9], biases))
         tokens = enc.tokens(sample, 16)[1].size
         print("equal to the host's:", np.array_equal(got, want))
         print(
