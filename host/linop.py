@@ -18,7 +18,7 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
 from fiberflow.errors import DeviceError, DTypeError
-from fiberflow.host.resident import ResidentMatrix
+from fiberflow.host.resident import ResidentMatrix, is_handle
 
 
 class DeviceOperator(LinearOperator):
@@ -60,7 +60,7 @@ def aslinearoperator(A: Any, *, device: Any = None, dtype: Any = None) -> Device
     scipy ``LinearOperator`` whose products run on ``device``. A matrix is put on the device
     once (``dtype=`` converts it, e.g. float64 to float32) and stays there while the operator
     lives."""
-    if isinstance(A, ResidentMatrix) or getattr(A, "sharded", False):  # one device's, or dask's
+    if is_handle(A):  # one device's, or a dask device's
         if device is not None and A.device is not device:
             raise DeviceError("this resident matrix lives on another device than device=")
         return DeviceOperator(A)

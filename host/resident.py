@@ -39,8 +39,19 @@ def default_tile(shape: tuple[int, ...], lanes: int) -> tuple[int, int]:
     return rows, DEFAULT_TILE[1]
 
 
+def is_handle(x: Any) -> bool:
+    """Whether ``x`` is a matrix resident on a device: a :class:`ResidentMatrix`, or a dask
+    device's row blocks (``ShardedMatrix``)."""
+    return isinstance(x, ResidentMatrix) or getattr(x, "sharded", False)
+
+
 def as_csr_tensor(A: Any, dtype: Any = None, what: str = "A") -> Tensor:
     """``A`` (a scipy sparse matrix/array or an ff.Tensor) as a 2-D "ds" float32/int32 tensor."""
+    if is_handle(A):  # put again, or run on a device that did not make it
+        raise DeviceError(
+            f"{what} is already resident on a device (a handle from put()): use it with the "
+            "device that made it, or give the matrix itself to put it on another device"
+        )
     if isinstance(A, Tensor):
         if A.ndim != 2:
             raise ShapeError(f"{what} must be a 2-D matrix, but this ff.Tensor is {A.ndim}-D")
@@ -185,7 +196,7 @@ def matmul(h: Any, x: Any) -> np.ndarray:
     ``ff.spmm`` for a matrix, on ``h.device``."""
     from fiberflow.host.kernels import spmm, spmv  # (kernels builds on this module)
 
-    if sp.issparse(x) or isinstance(x, (Tensor, ResidentMatrix)) or getattr(x, "sharded", False):
+    if sp.issparse(x) or isinstance(x, Tensor) or is_handle(x):
         raise ShapeError("h @ B takes a dense vector or matrix; for a sparse B use ff.spgemm(A, B)")
     arr = np.asarray(x)
     if arr.ndim == 1:
@@ -197,8 +208,6 @@ def matmul(h: Any, x: Any) -> np.ndarray:
 
 def make_resident(device: Any, A: Any, tile: Any = None, dtype: Any = None) -> ResidentMatrix:
     """Pack ``A`` and copy its image into a new buffer of ``device``."""
-    if isinstance(A, ResidentMatrix):
-        raise FiberflowError("this matrix is already resident; use the handle directly")
     t = as_csr_tensor(A, dtype)
     check = getattr(device, "check_tile", None)  # devices whose buffers bound the tile shape
     if tile is not None and check is not None:

@@ -309,3 +309,13 @@ def test_any_matrix_gives_one_devices_bits(dev, rows: int, cols: int, density: f
         want = ff.spmm(A, B, device=one) if k > 1 else ff.spmv(A, B[:, 0], device=one)
     got = ff.spmm(A, B, device=dev) if k > 1 else ff.spmv(A, B[:, 0], device=dev)
     np.testing.assert_array_equal(_bits(got), _bits(want))
+
+
+def test_a_handle_used_with_another_device_says_so(dev) -> None:
+    A = sp.random_array((50, 50), density=0.1, format="csr", dtype=np.float32, rng=0)
+    x = np.ones(50, np.float32)
+    with ff.open("emu") as one:
+        for h, other in ((dev.put(A), one), (one.put(A), dev)):
+            with pytest.raises(DeviceError, match="already resident on a device"):
+                ff.spmv(h, x, device=other)
+            h.free()
