@@ -267,17 +267,36 @@ class Shell(Module):
                 )
 
         # -- counters --
+        # Each counts a condition registered the cycle before: the conditions come from the
+        # engines' AXI handshakes and the lanes' state, and a 32-bit increment behind them was
+        # one of the slowest paths of the placed ECP5 proxy (an engine's stall counter). A
+        # counter thus runs one cycle behind its condition, which no reading can tell apart
+        # (the host reads them after the job, with the engines and lanes idle).
+        def late(cond: object) -> Signal:
+            q = Signal()
+            self.sync += q.eq(cond)
+            return q
+
         self.sync += [
             cycles.eq(cycles + 1),
-            *[c.eq(c + d.active) for c, d in zip(dma_busy, dmas, strict=True)],
+            *[c.eq(c + late(d.active)) for c, d in zip(dma_busy, dmas, strict=True)],
             *[
-                c.eq(c + (d.active & ~d.rd_beat & ~d.wr_beat & ~d.fill_beat))
+                c.eq(c + late(d.active & ~d.rd_beat & ~d.wr_beat & ~d.fill_beat))
                 for c, d in zip(dma_stall, dmas, strict=True)
             ],
-            *[c.eq(c + Mux(d.rd_beat, bus_bytes, 0)) for c, d in zip(dma_rd, dmas, strict=True)],
-            *[c.eq(c + Mux(d.wr_beat, bus_bytes, 0)) for c, d in zip(dma_wr, dmas, strict=True)],
-            *[c.eq(c + ln.busy) for c, ln in zip(lane_busy, lanes, strict=True)],
-            *[c.eq(c + (ln.busy & ln.stall)) for c, ln in zip(lane_stall, lanes, strict=True)],
+            *[
+                c.eq(c + Mux(late(d.rd_beat), bus_bytes, 0))
+                for c, d in zip(dma_rd, dmas, strict=True)
+            ],
+            *[
+                c.eq(c + Mux(late(d.wr_beat), bus_bytes, 0))
+                for c, d in zip(dma_wr, dmas, strict=True)
+            ],
+            *[c.eq(c + late(ln.busy)) for c, ln in zip(lane_busy, lanes, strict=True)],
+            *[
+                c.eq(c + late(ln.busy & ln.stall))
+                for c, ln in zip(lane_stall, lanes, strict=True)
+            ],
         ]
         counters = [cycles, tiles_done, *dma_busy, *dma_stall, *dma_rd, *dma_wr]
         counters += lane_busy + lane_stall
