@@ -1,4 +1,4 @@
-/* The cycle model's per-tile lane cost (host/perf_model.py), computed straight from a DMA
+/* The cycle model's per-tile lane cost (host/devices/perf_model.py), computed straight from a DMA
  * image's segment arrays. Declarations only: also read as the cffi cdef. */
 
 /* out[i] = the cycles a lane spends on the 2-D CSR tile at image offset offsets[i], with k

@@ -9,7 +9,7 @@
  * their own a row band at a time: the AVX-512 and AVX2 compress loops for a few tiles across,
  * else the scatter below, or the run loops (cpack_band.h) for bands of long runs.
  *
- * What the entry points trust. They are reached only through fiberflow.host.pack_c.pack_c
+ * What the entry points trust. They are reached only through fiberflow.host.images.pack_c.pack_c
  * (from ff.pack), whose tree comes from a Tensor: its constructors check that the arrays have
  * consistent lengths, that every pos array starts at 0, never decreases and ends at its crd
  * array's length, that coordinates are within the level sizes and sorted within each fiber,

@@ -17,10 +17,12 @@ from typing import Any
 import numpy as np
 
 from fiberflow.errors import DeviceError, DTypeError, ShapeError
-from fiberflow.host import args, dtypes, job
+from fiberflow.host import args
+from fiberflow.host.formats import dtypes
+from fiberflow.host.images import job
 from fiberflow.host.compiler.kernel import compile
-from fiberflow.host.device import DEFAULT_TIMEOUT, Device
-from fiberflow.host.resident import ResidentMatrix, check_handle, make_resident
+from fiberflow.host.devices.device import DEFAULT_TIMEOUT, Device
+from fiberflow.host.devices.resident import ResidentMatrix, check_handle, make_resident
 
 
 def spmv(
@@ -44,7 +46,7 @@ def spmv(
     device : Device
         Where to run, from ``ff.open(...)``. Required.
     dtype : {"float32", "int32"}, optional
-        Convert A and x explicitly (float64 is rounded to float32; see ``fiberflow.host.dtypes``).
+        Convert A and x explicitly (float64 is rounded to float32; see ``fiberflow.host.formats.dtypes``).
     tile : (rows, cols), optional
         Tile shape when A is packed here (default (8192, 65536), with shorter row tiles for
         short matrices so that every lane gets work); ignored for a resident A.

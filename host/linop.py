@@ -18,7 +18,7 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
 from fiberflow.errors import DeviceError, DTypeError
-from fiberflow.host.resident import ResidentMatrix, is_handle
+from fiberflow.host.devices.resident import ResidentMatrix, is_handle
 
 
 class DeviceOperator(LinearOperator):

@@ -1,7 +1,7 @@
 // Per-cycle loop of the rtl device: the Verilated shell, an AXI4-Lite master driven from Python,
 // and a DDR model that serves the shell's AXI4 master ports straight from host memory.
 //
-// host/rtl.py prepends the configuration:
+// host/devices/rtl.py prepends the configuration:
 //   #define TOP Vfiberflow_shell      (the Verilated class)  #include "Vfiberflow_shell.h"
 //   #define ROOT Vfiberflow_shell___024root                  (the Verilated root class)
 //   #include "Vfiberflow_shell___024root.h"
@@ -391,7 +391,7 @@ static void sample_lite(Sim *s) {
 // the next eval() with sys_clk = 1 its rising edge, exactly as the evaluated falling edge did.
 // The member is the model's own: it is detected at compile time, and a Verilator that names
 // it otherwise gets the falling-edge eval() back (tests/test_rtl_shell.py notices the extra
-// evaluations). ROOT is the Verilated root class (host/rtl.py).
+// evaluations). ROOT is the Verilated root class (host/devices/rtl.py).
 template <class R, class = void>
 struct ClockPrev {
     static bool lower(R *) { return false; }

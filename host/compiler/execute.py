@@ -14,7 +14,7 @@ import numpy as np
 
 from fiberflow.errors import DeviceError, ToolchainError
 from fiberflow.host.compiler.graph import Graph, Stream
-from fiberflow.host.formats import COMPRESSED
+from fiberflow.host.formats.formats import COMPRESSED
 from fiberflow.overlay.ops import Op
 from fiberflow.overlay.stream import DONE, Empty, Stop, Token, Val
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from fiberflow.errors import FormatError, ShapeError
 from fiberflow.host.compiler import expr as ex
 from fiberflow.host.compiler.graph import Graph, Stream
-from fiberflow.host.formats import COMPRESSED, Format
+from fiberflow.host.formats.formats import COMPRESSED, Format
 
 MAX_SEARCH = 6  # indices up to which every loop order is tried when none is given
 

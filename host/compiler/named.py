@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 from fiberflow.errors import ShapeError
 from fiberflow.host.compiler.kernel import compile
-from fiberflow.host.tensor import Tensor
+from fiberflow.host.formats.tensor import Tensor
 
 
 def _matrix(x: Any, name: str) -> None:

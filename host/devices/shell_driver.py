@@ -15,7 +15,7 @@ The port (what a device must offer)
     write a uint32 numpy array to consecutive registers from ``offset`` (the firmware load;
     a port may simply loop over ``write_reg``).
 ``alloc(nbytes) -> Buffer`` / ``free(buffer)``
-    device-visible DDR (:class:`fiberflow.host.device.Buffer`); the descriptor and operands
+    device-visible DDR (:class:`fiberflow.host.devices.device.Buffer`); the descriptor and operands
     live there.
 ``elapse(cycles)``
     let about ``cycles`` fabric cycles pass (rtl: simulate them; board: sleep).
@@ -71,7 +71,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from fiberflow.errors import DeviceError, DeviceTimeoutError
-from fiberflow.host.device import Buffer
+from fiberflow.host.devices.device import Buffer
 from fiberflow.host.energy import EnergyModel
 from fiberflow.host.stats import RunStats
 from fiberflow.overlay import regmap
@@ -242,11 +242,11 @@ def pack_to_fit(
     fit a ``tile_bytes`` tile buffer. ``larger`` tells the user how to get larger buffers.
 
     Both the rtl and the board device pack this way, through
-    :meth:`fiberflow.host.shell_jobs.ShellJobs.pack_to_fit`.
+    :meth:`fiberflow.host.devices.shell_jobs.ShellJobs.pack_to_fit`.
     """
-    from fiberflow.host import job as jobs
-    from fiberflow.host import pack as packing
-    from fiberflow.host.resident import default_tile
+    from fiberflow.host.images import job as jobs
+    from fiberflow.host.images import pack as packing
+    from fiberflow.host.devices.resident import default_tile
 
     if not (rows_max and cols_max):
         raise DeviceError(
@@ -312,7 +312,7 @@ class CycleMeter:
 class ShellDriver:
     """Runs jobs on a shell through a :class:`ShellPort`. Not thread-safe: a device that
     shares one between threads holds a lock around every call (see
-    :mod:`fiberflow.host.shell_jobs`)."""
+    :mod:`fiberflow.host.devices.shell_jobs`)."""
 
     def __init__(self, port: Any) -> None:
         self.port = port

@@ -1,4 +1,4 @@
-"""``ff.Tensor``: an N-D tensor stored as a fibertree (see :mod:`fiberflow.host.fibertree`).
+"""``ff.Tensor``: an N-D tensor stored as a fibertree (see :mod:`fiberflow.host.formats.fibertree`).
 
 Duplicates and order: coordinates given to :meth:`Tensor.from_coo` (or inside a scipy matrix)
 may be unsorted and may repeat. They are sorted, and repeated coordinates are summed, as scipy's
@@ -13,8 +13,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from fiberflow.errors import CoordinateError, ShapeError
-from fiberflow.host import args, dtypes
-from fiberflow.host.fibertree import (
+from fiberflow.host import args
+from fiberflow.host.formats import dtypes
+from fiberflow.host.formats.fibertree import (
     Level,
     build_levels,
     check_compressed,
@@ -23,7 +24,7 @@ from fiberflow.host.fibertree import (
     leaf_coords,
     lex_sort_unique,
 )
-from fiberflow.host.formats import COMPRESSED, DENSE, Format, default_dense, default_sparse
+from fiberflow.host.formats.formats import COMPRESSED, DENSE, Format, default_dense, default_sparse
 
 # Coordinates are stored as int32, so each dimension must fit.
 MAX_DIM = 2**31 - 1

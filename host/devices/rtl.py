@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from fiberflow.errors import DeviceError
-from fiberflow.host.device import Buffer
-from fiberflow.host.shell_driver import ShellCounters, ShellDriver
+from fiberflow.host.devices.device import Buffer
+from fiberflow.host.devices.shell_driver import ShellCounters, ShellDriver
 from fiberflow.overlay.regmap import HOST
 
 __all__ = ["DdrModel", "RtlShell", "build_shell"]
@@ -175,7 +175,7 @@ def build_shell(config: Any = None) -> Any:
         # -O3 and -Os measured no faster, with or without the profile. No -march=native: the
         # cache key does not name the host CPU, and a cache may be shared between machines.
         cflags=("-O2",),
-        train=("fiberflow.host.rtl:_train_workload", [dataclasses.asdict(cfg)]),
+        train=("fiberflow.host.devices.rtl:_train_workload", [dataclasses.asdict(cfg)]),
         what="the overlay",
     )
 
@@ -394,7 +394,7 @@ class RtlShell:
         """Withhold the lanes' tile ports: a running lane never finishes (lane watchdog)."""
         self._lib.ff_stall_lanes(self._h, int(on))
 
-    # -- the port of fiberflow.host.shell_driver --
+    # -- the port of fiberflow.host.devices.shell_driver --
     clock_mhz = 100.0
 
     def write_block(self, offset: int, words: np.ndarray) -> None:
@@ -425,7 +425,7 @@ class RtlShell:
         self.hang_ddr(False)
         self.inject_dma_error(0, 0, 0)
 
-    # -- firmware and jobs: the shared driver's (host/shell_driver.py), over this port --
+    # -- firmware and jobs: the shared driver's (host/devices/shell_driver.py), over this port --
     def load_firmware(self, image: bytes | None = None) -> None:
         """Write ``image`` (default: the shipped build) into the CPU's RAM and start it."""
         self.driver.load_firmware(image)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from fiberflow.host import dma_image as di
-from fiberflow.host.fibertree import Level, build_levels
-from fiberflow.host.tensor import Tensor
+from fiberflow.host.images import dma_image as di
+from fiberflow.host.formats.fibertree import Level, build_levels
+from fiberflow.host.formats.tensor import Tensor
 
 
 def tiles_of(

@@ -38,7 +38,7 @@ from pynq.pl_server.device import Device
 
 from fiberflow.boards import hwh
 from fiberflow.errors import DeviceError
-from fiberflow.host.rtl import RtlShell
+from fiberflow.host.devices.rtl import RtlShell
 
 __all__ = ["SimulatedPynqDevice", "prepare_clocks"]
 

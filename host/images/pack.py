@@ -7,12 +7,12 @@ from typing import Literal
 import numpy as np
 
 from fiberflow.errors import FiberflowError
-from fiberflow.host import dma_image as di
-from fiberflow.host import pack_c
-from fiberflow.host.fibertree import check_lengths
-from fiberflow.host.pack_numpy import pack_numpy
-from fiberflow.host.tensor import Tensor
-from fiberflow.host.unpack import decode
+from fiberflow.host.images import dma_image as di
+from fiberflow.host.images import pack_c
+from fiberflow.host.formats.fibertree import check_lengths
+from fiberflow.host.images.pack_numpy import pack_numpy
+from fiberflow.host.formats.tensor import Tensor
+from fiberflow.host.images.unpack import decode
 
 
 def pack(

@@ -15,8 +15,9 @@ from typing import TypeVar
 import numpy as np
 
 from fiberflow.errors import ImageError, TileShapeError
-from fiberflow.host import args, dtypes
-from fiberflow.host.formats import COMPRESSED, DENSE, MAX_NDIM, Format
+from fiberflow.host import args
+from fiberflow.host.formats import dtypes
+from fiberflow.host.formats.formats import COMPRESSED, DENSE, MAX_NDIM, Format
 
 MAGIC = 0x49444646  # the bytes "FFDI" read as a little-endian u32
 VERSION = 1
@@ -324,7 +325,8 @@ def crc32(buf: memoryview, crc: int = 0) -> int:
     """``zlib.crc32(buf, crc)``, by the C extension's carry-less-multiply CRC when it is built
     (about 3x zlib's speed, on a thread per 4 MB up to the cores); the value is the same
     either way."""
-    from fiberflow.host import pack_c, workers  # the C extension is optional here
+    from fiberflow.host.images import pack_c  # the C extension is optional here
+    from fiberflow.host import workers
 
     if not pack_c.available():
         return zlib.crc32(buf, crc)
@@ -343,7 +345,7 @@ def checksum(data: np.ndarray, tail: tuple[int, int] | None = None) -> int:
     if tail is None:
         return crc32(buf[CHECKSUM_OFFSET + 4 :], crc)
     start, tail_crc = tail
-    from fiberflow.host import pack_c
+    from fiberflow.host.images import pack_c
 
     crc = crc32(buf[CHECKSUM_OFFSET + 4 : start], crc)
     return int(pack_c.lib.ff_crc32_combine(crc, tail_crc, len(buf) - start))

@@ -6,7 +6,7 @@ import inspect
 from typing import Any
 
 from fiberflow.errors import DeviceError
-from fiberflow.host.device import Device
+from fiberflow.host.devices.device import Device
 
 NAMES = ("emu", "rtl", "pynq", "dask")
 
@@ -26,11 +26,11 @@ def open(name: str = "emu", **options: Any) -> Device:
         board's default build, at its clock), the overlay's parameters as for "rtl"
         (``lanes``, ``dma_engines``, ``bus_bits``, ``tile_bytes``, ``x_bytes``, ``y_bytes``,
         ``max_k``), ``clock_mhz``, ``bus_bytes_per_cycle`` (instead of ``bus_bits``: the whole
-        bus), ``memory_bytes``; see ``fiberflow.host.emu.EmuDevice``. For "rtl" (the
+        bus), ``memory_bytes``; see ``fiberflow.host.devices.emu.EmuDevice``. For "rtl" (the
         generated overlay in Verilator): ``lanes`` (4),
         ``dtype`` ("float32"), ``dma_engines``, ``tile_bytes``, ``x_bytes``, ``y_bytes``,
         ``max_k``, ``board`` ("pynq-z2": DDR timing and clock), ``ddr``; see
-        ``fiberflow.host.rtl_device.RtlDevice``. For "pynq": ``overlay`` (a ``fiberflow build``
+        ``fiberflow.host.devices.rtl_device.RtlDevice``. For "pynq": ``overlay`` (a ``fiberflow build``
         folder, required),
         ``emulate`` (run on a simulated board), ``download``, ``firmware``, ``pynq_device``,
         ``ddr`` (emulation). Every device also takes ``board_power_w``: the board's measured
@@ -38,11 +38,11 @@ def open(name: str = "emu", **options: Any) -> Device:
         (docs/energy.md).
     """
     if name == "emu":
-        from fiberflow.host.emu import EmuDevice
+        from fiberflow.host.devices.emu import EmuDevice
 
         return EmuDevice(**_checked(name, EmuDevice, options))
     if name == "pynq":
-        from fiberflow.host.pynq_device import PynqDevice
+        from fiberflow.host.devices.pynq_device import PynqDevice
 
         if "overlay" not in options:
             raise DeviceError(
@@ -51,11 +51,11 @@ def open(name: str = "emu", **options: Any) -> Device:
             )
         return PynqDevice(**_checked(name, PynqDevice, options))
     if name == "rtl":
-        from fiberflow.host.rtl_device import RtlDevice
+        from fiberflow.host.devices.rtl_device import RtlDevice
 
         return RtlDevice(**_checked(name, RtlDevice, options))
     if name == "dask":
-        from fiberflow.host.dask_device import DaskDevice
+        from fiberflow.host.devices.dask_device import DaskDevice
 
         return DaskDevice(**_checked(name, DaskDevice, options))
     raise DeviceError(f"no device named {name!r}; choose one of {', '.join(NAMES)}")

@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from fiberflow.errors import ImageError, ShapeError
-from fiberflow.host.fibertree import Level
-from fiberflow.host.formats import Format
-from fiberflow.host.tensor import Tensor
+from fiberflow.host.formats.fibertree import Level
+from fiberflow.host.formats.formats import Format
+from fiberflow.host.formats.tensor import Tensor
 
 MAGIC = 0x53524646  # "FFRS", little-endian
 VERSION = 1

@@ -5,7 +5,7 @@ with host memory standing in for DDR: buffers get addresses in a flat 64-bit dev
 space, a job descriptor names its operands by those addresses, and the job's tile schedule
 runs in C (``cemu.c``) in the order ``docs/emulator.md`` fixes. ``submit`` checks the job and
 queues it; ``wait`` runs it under its timeout. Statistics come from the cycle model of
-:mod:`fiberflow.host.perf_model`, for the overlay the device models (by default its board's
+:mod:`fiberflow.host.devices.perf_model`, for the overlay the device models (by default its board's
 default build; ``ff.open("emu", board=..., **overlay_parameters)``).
 
 The arithmetic policy lives in one place, :data:`FP32_POLICY`, and is handed to the C kernels
@@ -26,10 +26,12 @@ from typing import Any
 import numpy as np
 
 from fiberflow.errors import DeviceError, DeviceTimeoutError
-from fiberflow.host import args, dtypes, energy, perf_model, stats, workers
-from fiberflow.host import job as jobs
-from fiberflow.host.device import DEFAULT_TIMEOUT, Buffer
-from fiberflow.host.resident import ResidentMatrix, make_resident
+from fiberflow.host import args, energy, stats, workers
+from fiberflow.host.formats import dtypes
+from fiberflow.host.devices import perf_model
+from fiberflow.host.images import job as jobs
+from fiberflow.host.devices.device import DEFAULT_TIMEOUT, Buffer
+from fiberflow.host.devices.resident import ResidentMatrix, make_resident
 from fiberflow.overlay import regmap
 
 try:
@@ -658,9 +660,9 @@ class EmuDevice:
         (``shell_driver.pack_to_fit`` over its buffers), so the statistics describe the job the
         hardware would run. A matrix that no tile of those buffers holds (a row too long)
         is packed with the emulator's own default tile instead: the emulator has no buffers."""
-        from fiberflow.host import pack as packing
-        from fiberflow.host.resident import default_tile
-        from fiberflow.host.shell_driver import buffer_span, pack_to_fit
+        from fiberflow.host.images import pack as packing
+        from fiberflow.host.devices.resident import default_tile
+        from fiberflow.host.devices.shell_driver import buffer_span, pack_to_fit
 
         ov = self.config
         try:

@@ -5,9 +5,9 @@ of the shell of :mod:`fiberflow.overlay.top` with SpMV/SpMM lanes, loads the shi
 and runs every job cycle by cycle: the firmware walks the FFJB descriptor of ``docs/jobs.md``
 (``firmware/ffjb.c``), its DMA engines read the operands from the simulated DDR, which serves
 them straight from the device buffers' numpy arrays (no copies). The job protocol itself
-(doorbell, waits with timeouts, error decoding, reset) is :mod:`fiberflow.host.shell_driver`,
+(doorbell, waits with timeouts, error decoding, reset) is :mod:`fiberflow.host.devices.shell_driver`,
 which the board device shares, as it does the host's side of kernel jobs
-(:mod:`fiberflow.host.shell_jobs`).
+(:mod:`fiberflow.host.devices.shell_jobs`).
 
 Results are bit-identical to the ``"emu"`` device for every tile shape. ``last_stats`` comes
 from the shell's counters (``estimated=False``): the firmware's cycle count for the job, the
@@ -45,8 +45,8 @@ import numpy as np
 
 from fiberflow.errors import DeviceError, ToolchainError
 from fiberflow.host import energy, stats
-from fiberflow.host.device import DEFAULT_TIMEOUT, Buffer
-from fiberflow.host.shell_jobs import ShellDeviceMethods, ShellJobs, check_timeout, guarded
+from fiberflow.host.devices.device import DEFAULT_TIMEOUT, Buffer
+from fiberflow.host.devices.shell_jobs import ShellDeviceMethods, ShellJobs, check_timeout, guarded
 
 __all__ = ["RtlDevice"]
 
@@ -77,7 +77,7 @@ class RtlDevice(ShellDeviceMethods):
     ``dma_engines``, ``bus_bits``, ``tile_bytes``, ``x_bytes``, ``y_bytes``, ``max_k``,
     ``ram_bytes`` (default: the overlay's own, :class:`fiberflow.overlay.top.ShellConfig`, the
     same overlay ``fiberflow build`` makes), ``board`` ("pynq-z2": the DDR model and clock),
-    ``ddr`` (a :class:`fiberflow.host.rtl.DdrModel`, overriding the board's),
+    ``ddr`` (a :class:`fiberflow.host.devices.rtl.DdrModel`, overriding the board's),
     ``board_power_w`` (the board's measured power in watts, for ``RunStats.energy_j``).
 
     Thread-safe: every method holds the device's lock, so threads sharing the device take
@@ -106,7 +106,7 @@ class RtlDevice(ShellDeviceMethods):
         from fiberflow.boards.build import with_defaults
 
         try:
-            from fiberflow.host.rtl import DdrModel, RtlShell
+            from fiberflow.host.devices.rtl import DdrModel, RtlShell
             from fiberflow.overlay.top import ShellConfig
         except ImportError as exc:
             raise ToolchainError(
@@ -150,7 +150,7 @@ class RtlDevice(ShellDeviceMethods):
             raise DeviceError(f"ff.open('rtl'): {exc}") from None
         if ddr is not None and not isinstance(ddr, DdrModel):
             raise DeviceError(
-                f"ddr must be a fiberflow.host.rtl.DdrModel, not {type(ddr).__name__}"
+                f"ddr must be a fiberflow.host.devices.rtl.DdrModel, not {type(ddr).__name__}"
             )
         self.ddr = ddr if ddr is not None else DdrModel(**b.ddr_model())
         self.dtypes = tuple(np.dtype(n) for n in vt.replace("fp32", "float32").split("+"))

@@ -1,7 +1,7 @@
 """The one protocol every device implements: emu (functional), rtl (Verilator) and pynq (board).
 
 A device offers device-visible memory, registers, an overlay (and firmware) to load, and a
-job queue: the host writes a job descriptor (:mod:`fiberflow.host.job`) and its operands into
+job queue: the host writes a job descriptor (:mod:`fiberflow.host.images.job`) and its operands into
 device buffers, ``submit``\\ s it and ``wait``\\ s for it with a timeout. Kernel code
 (:mod:`fiberflow.host.kernels`) only uses this protocol, so it runs unchanged on every device.
 
@@ -18,7 +18,7 @@ import numpy as np
 from fiberflow.errors import DeviceError
 
 if TYPE_CHECKING:
-    from fiberflow.host.resident import ResidentMatrix
+    from fiberflow.host.devices.resident import ResidentMatrix
     from fiberflow.host.stats import RunStats
 
 DEFAULT_TIMEOUT = 60.0  # seconds; every wait has one

@@ -37,7 +37,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from fiberflow.errors import DeviceError, FiberflowError, ToolchainError
-from fiberflow.host.device import DEFAULT_TIMEOUT
+from fiberflow.host.devices.device import DEFAULT_TIMEOUT
 from fiberflow.host.stats import RunStats
 
 RESOURCE = "FPGA"  # what a board's worker advertises: dask-worker ... --resources FPGA=1
@@ -187,7 +187,7 @@ class ShardedMatrix:
         self.freed = False
 
     def __matmul__(self, x: Any) -> np.ndarray:
-        from fiberflow.host.resident import matmul
+        from fiberflow.host.devices.resident import matmul
 
         return matmul(self, x)
 
@@ -305,7 +305,7 @@ class DaskDevice:
 
     def put(self, A: Any, *, tile: Any = None, dtype: Any = None) -> ShardedMatrix:
         """A's row blocks, balanced by nonzeros, packed and resident on the workers."""
-        from fiberflow.host.resident import as_csr_tensor
+        from fiberflow.host.devices.resident import as_csr_tensor
 
         with self._lock:
             self._check_open()

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fiberflow.host import dma_image as di
+from fiberflow.host.images import dma_image as di
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Kernel jobs on a device that runs the real shell (the ``"rtl"`` and ``"pynq"`` devices).
 
-:class:`~fiberflow.host.shell_driver.ShellDriver` runs one descriptor through the firmware.
+:class:`~fiberflow.host.devices.shell_driver.ShellDriver` runs one descriptor through the firmware.
 Around it, both devices need the same host-side work, which lives here once:
 
 * the facts the statistics need (kernel, k, nonzeros, tiles), read from the descriptor and the
@@ -35,10 +35,10 @@ import numpy as np
 
 from fiberflow.errors import DeviceError, DTypeError, TileShapeError
 from fiberflow.host import args
-from fiberflow.host import job as jobs
-from fiberflow.host.device import Buffer
-from fiberflow.host.resident import make_resident
-from fiberflow.host.shell_driver import (
+from fiberflow.host.images import job as jobs
+from fiberflow.host.devices.device import Buffer
+from fiberflow.host.devices.resident import make_resident
+from fiberflow.host.devices.shell_driver import (
     CycleMeter,
     ShellCounters,
     ShellDriver,
@@ -167,7 +167,7 @@ class ShellJobs:
         """Pack tensor ``t`` with the largest tiles the lanes' buffers hold (columns and rows
         up to :meth:`tile_limits`, rows cut until every tile fits a tile buffer); ``dtypes``:
         the value types the overlay computes in; ``larger`` tells the user how to get larger
-        buffers. See :func:`~fiberflow.host.shell_driver.pack_to_fit`."""
+        buffers. See :func:`~fiberflow.host.devices.shell_driver.pack_to_fit`."""
         i = self.driver.info
         return pack_to_fit(
             t,

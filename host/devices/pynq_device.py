@@ -8,13 +8,13 @@
 2. maps it with ``pynq.MMIO`` and checks the shell's ID and register-map version;
 3. loads the control firmware into the shell's CPU;
 4. then runs jobs with the same protocol as the rtl device
-   (:class:`fiberflow.host.shell_driver.ShellDriver`): buffers from ``pynq.allocate``
+   (:class:`fiberflow.host.devices.shell_driver.ShellDriver`): buffers from ``pynq.allocate``
    (physically contiguous; ``Buffer.flush`` / ``invalidate`` map onto the PynqBuffer's), a
    doorbell, a wait with a timeout, errors decoded into messages, statistics from the hardware
    counters.
 
 ``emulate=True`` runs the same code with the real pynq package on a simulated board
-(:mod:`fiberflow.host.pynq_sim`): the overlay's registers and DDR are the rtl device's
+(:mod:`fiberflow.host.devices.pynq_sim`): the overlay's registers and DDR are the rtl device's
 Verilator model, and the ``.hwh`` is the one ``fiberflow build`` writes for emulation
 (``DIR/emulation/``, see :mod:`fiberflow.boards.hwh`).
 
@@ -37,8 +37,8 @@ import numpy as np
 
 from fiberflow.errors import DeviceError, ToolchainError
 from fiberflow.host import energy
-from fiberflow.host.device import DEFAULT_TIMEOUT, Buffer
-from fiberflow.host.shell_jobs import ShellDeviceMethods, ShellJobs, check_timeout, guarded
+from fiberflow.host.devices.device import DEFAULT_TIMEOUT, Buffer
+from fiberflow.host.devices.shell_jobs import ShellDeviceMethods, ShellJobs, check_timeout, guarded
 from fiberflow.host.stats import RunStats
 from fiberflow.overlay.regmap import HOST
 
@@ -247,7 +247,7 @@ class PynqDevice(ShellDeviceMethods):
         self.clock_mhz = self._clock_mhz()
         self.bus_bytes_per_cycle = int(ov["bus_bytes_per_cycle"])
 
-        from fiberflow.host.shell_driver import ShellDriver
+        from fiberflow.host.devices.shell_driver import ShellDriver
         from fiberflow.overlay import regmap
 
         self._driver = ShellDriver(_Port(self))  # checks the ID register
@@ -294,8 +294,8 @@ class PynqDevice(ShellDeviceMethods):
 
     def _simulated_board(self, ov: dict[str, Any], board: dict[str, Any], ddr: Any) -> Any:
         try:
-            from fiberflow.host import pynq_sim
-            from fiberflow.host.rtl import RtlShell
+            from fiberflow.host.devices import pynq_sim
+            from fiberflow.host.devices.rtl import RtlShell
             from fiberflow.overlay.top import ShellConfig
         except ImportError as exc:
             raise ToolchainError(
@@ -436,7 +436,7 @@ class PynqDevice(ShellDeviceMethods):
     def fitting_tile(self, A: Any, dtype: Any = None) -> tuple[int, int]:
         """The tile shape :meth:`pack_to_fit` picks for ``A`` (to pack it the same way
         elsewhere, e.g. on the emulator)."""
-        from fiberflow.host.resident import as_csr_tensor
+        from fiberflow.host.devices.resident import as_csr_tensor
 
         tile = self.pack_to_fit(as_csr_tensor(A, dtype)).tile
         return int(tile[0]), int(tile[1])
@@ -465,7 +465,7 @@ class PynqDevice(ShellDeviceMethods):
         """Check and queue the job whose descriptor is at the start of ``job``; return its
         id. Its doorbell rings at :meth:`wait` (one job on the shell at a time, whatever the
         threads do). An SpMM whose B / C rows do not fit the lanes' buffers with its matrix's
-        tiles runs there in column blocks, see :class:`~fiberflow.host.shell_jobs.ShellJobs`."""
+        tiles runs there in column blocks, see :class:`~fiberflow.host.devices.shell_jobs.ShellJobs`."""
         if id(self._buffers.get(job.address)) != id(job) or job.freed:
             raise DeviceError(f"{job} is not a live buffer of this device")
         return self._jobs.submit(job)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fiberflow.errors import CoordinateError, FormatError, ShapeError
-from fiberflow.host.formats import DENSE
+from fiberflow.host.formats.formats import DENSE
 
 # Positions a tensor may fill beyond the data it was built from (dense levels allocate every
 # position, stored or not): at most FILL_FACTOR per input item, and FILL_FLOOR in any case. A
