@@ -192,7 +192,7 @@ class Board:
 
     def ddr_model(self) -> dict[str, float | int]:
         """The board's DDR figures under the names of the rtl device's DDR model
-        (``fiberflow.host.rtl.DdrModel(**board.ddr_model())``)."""
+        (``fiberflow.host.devices.rtl.DdrModel(**board.ddr_model())``)."""
         return {
             "read_latency": self.ddr.latency_cycles,
             "port_bytes_per_cycle": self.hp[0].bytes_per_cycle(self.fabric_clock_mhz),

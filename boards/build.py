@@ -87,7 +87,7 @@ def overlay_sources(params: Mapping[str, Any]) -> OverlaySources:
 
 
 # How far the clock PYNQ programs may be from the one asked for: the host refuses a board
-# whose measured fabric clock is more than 2 % from the build's (host/pynq_device.py).
+# whose measured fabric clock is more than 2 % from the build's (host/devices/pynq_device.py).
 CLOCK_TOLERANCE = 0.01
 
 

@@ -18,16 +18,16 @@ from fiberflow.errors import (
 )
 from fiberflow.host.compiler.kernel import Kernel, compile, run
 from fiberflow.host.compiler.named import add, multiply, sddmm, spgemm, spmspv
-from fiberflow.host.device import Buffer, Device
-from fiberflow.host.devices import open
-from fiberflow.host.dma_image import DmaImage
-from fiberflow.host.formats import Format
+from fiberflow.host.devices.device import Buffer, Device
+from fiberflow.host.devices.devices import open
+from fiberflow.host.devices.resident import ResidentMatrix
+from fiberflow.host.formats.formats import Format
+from fiberflow.host.formats.tensor import Tensor
+from fiberflow.host.images.dma_image import DmaImage
+from fiberflow.host.images.pack import pack, unpack
 from fiberflow.host.kernels import spmm, spmv
 from fiberflow.host.linop import aslinearoperator
-from fiberflow.host.pack import pack, unpack
-from fiberflow.host.resident import ResidentMatrix
 from fiberflow.host.stats import RunStats
-from fiberflow.host.tensor import Tensor
 
 __all__ = [
     "Buffer",

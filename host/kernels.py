@@ -18,11 +18,11 @@ import numpy as np
 
 from fiberflow.errors import DeviceError, DTypeError, ShapeError
 from fiberflow.host import args
-from fiberflow.host.formats import dtypes
-from fiberflow.host.images import job
 from fiberflow.host.compiler.kernel import compile
 from fiberflow.host.devices.device import DEFAULT_TIMEOUT, Device
 from fiberflow.host.devices.resident import ResidentMatrix, check_handle, make_resident
+from fiberflow.host.formats import dtypes
+from fiberflow.host.images import job
 
 
 def spmv(
@@ -46,7 +46,8 @@ def spmv(
     device : Device
         Where to run, from ``ff.open(...)``. Required.
     dtype : {"float32", "int32"}, optional
-        Convert A and x explicitly (float64 is rounded to float32; see ``fiberflow.host.formats.dtypes``).
+        Convert A and x explicitly (float64 is rounded to float32; see
+        ``fiberflow.host.formats.dtypes``).
     tile : (rows, cols), optional
         Tile shape when A is packed here (default (8192, 65536), with shorter row tiles for
         short matrices so that every lane gets work); ignored for a resident A.

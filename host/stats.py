@@ -1,7 +1,8 @@
 """``ff.RunStats``: what one kernel call cost.
 
 Every device fills a :class:`RunStats` after each job (``dev.last_stats``). The rtl and pynq
-devices read the shell's counters (:meth:`fiberflow.host.devices.shell_driver.ShellDriver.run_stats`);
+devices read the shell's counters
+(:meth:`fiberflow.host.devices.shell_driver.ShellDriver.run_stats`);
 the functional emulator estimates them with the cycle model of
 :mod:`fiberflow.host.devices.perf_model` (docs/emulator.md). The derived figures (roofline,
 efficiency, lane utilisation, projected throughput) are the same for every device.

@@ -96,7 +96,8 @@ from litex.soc.interconnect import stream
 from migen import Array, C, Cat, If, Module, Mux, Replicate, ResetInserter, Signal
 from migen.fhdl import verilog
 
-from fiberflow.host import dtypes, job
+from fiberflow.host.formats import dtypes
+from fiberflow.host.images import job
 from fiberflow.overlay.interleave import InterleavedAccumulator
 from fiberflow.overlay.pipe_arith import PipeFpAdd, PipeFpMul, PipeIntMul
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from fiberflow.errors import DeviceError, DeviceTimeoutError
-from fiberflow.host import dma_image as di
+from fiberflow.host.images import dma_image as di
 from fiberflow.overlay.alu import Op, op_words
 from fiberflow.overlay.lane import CONFIG_WORDS, DTYPE_CODES, Lane, mode_word
 from fiberflow.overlay.verilator_build import build, ffi_of

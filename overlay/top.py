@@ -293,10 +293,7 @@ class Shell(Module):
                 for c, d in zip(dma_wr, dmas, strict=True)
             ],
             *[c.eq(c + late(ln.busy)) for c, ln in zip(lane_busy, lanes, strict=True)],
-            *[
-                c.eq(c + late(ln.busy & ln.stall))
-                for c, ln in zip(lane_stall, lanes, strict=True)
-            ],
+            *[c.eq(c + late(ln.busy & ln.stall)) for c, ln in zip(lane_stall, lanes, strict=True)],
         ]
         counters = [cycles, tiles_done, *dma_busy, *dma_stall, *dma_rd, *dma_wr]
         counters += lane_busy + lane_stall

@@ -8,7 +8,7 @@
 
 Each case runs on ``ff.open("rtl")`` (the default overlay, real firmware in Verilator) and on
 ``ff.open("emu")`` (which packs with the same tiles); the table gives both cycle counts and
-their ratio. The constants of host/perf_model.py were chosen from these runs
+their ratio. The constants of host/devices/perf_model.py were chosen from these runs
 (docs/emulator.md).
 """
 
@@ -25,7 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 
 import fiberflow as ff
-from fiberflow.host import perf_model as pm
+from fiberflow.host.devices import perf_model as pm
 
 RECORD = pathlib.Path(__file__).resolve().parents[1] / "tests" / "data" / "emu_model_rtl.json"
 

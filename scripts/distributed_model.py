@@ -28,7 +28,7 @@ import scipy.sparse as sp
 
 import fiberflow as ff
 from fiberflow.bench.counted import poisson, random_rows
-from fiberflow.host.dask_device import compact, row_blocks
+from fiberflow.host.devices.dask_device import compact, row_blocks
 
 CLOCK_HZ = 100e6
 

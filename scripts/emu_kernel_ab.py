@@ -25,7 +25,7 @@ from ab import load, paired  # scripts/ab.py
 
 import fiberflow as ff
 from fiberflow.bench.pack import banded_csr, power_law_csr, random_csr
-from fiberflow.host import emu
+from fiberflow.host.devices import emu
 
 
 def few_long_rows() -> sp.csr_array:

@@ -27,7 +27,7 @@ import scipy.sparse as sp
 
 import fiberflow as ff
 from fiberflow.bench.counted import poisson, random_rows
-from fiberflow.host.shell_driver import HOST
+from fiberflow.host.devices.shell_driver import HOST
 from fiberflow.overlay import firmware
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 import fiberflow as ff
 from fiberflow.bench.pack import random_csr
-from fiberflow.host import image_memory
+from fiberflow.host.images import image_memory
 
 SHAPES = [(2048, 65536), (408, 8000), (1642, 8190), (4096, 4096), (256, 256), (8192, 1000)]
 

@@ -1,6 +1,6 @@
 """What the rtl bench's SpMV would gain from designs the overlay does not have: the emulator's
-cycle model (host/perf_model.py) on the bench's seven matrices, with the tiles the rtl device
-chose (docs/bench/spmv-rtl.json), as built and
+cycle model (host/devices/perf_model.py) on the bench's seven matrices, with the tiles the rtl
+device chose (docs/bench/spmv-rtl.json), as built and
 
 - with the control CPU's per-lane and per-tile work cut to a quarter or to nothing (as if a
   hardware sequencer did it);
@@ -23,7 +23,7 @@ import numpy as np
 
 import fiberflow as ff
 from fiberflow.bench.counted import cases
-from fiberflow.host import perf_model as pm
+from fiberflow.host.devices import perf_model as pm
 
 RECORD = pathlib.Path(__file__).resolve().parent.parent / "docs" / "bench" / "spmv-rtl.json"
 

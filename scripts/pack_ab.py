@@ -25,7 +25,7 @@ from ab import load, paired  # scripts/ab.py
 
 import fiberflow as ff
 from fiberflow.bench.pack import MAKERS, SHAPES, parse_shape
-from fiberflow.host import pack_c
+from fiberflow.host.images import pack_c
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ import numpy as np
 
 import fiberflow as ff
 from fiberflow.bench.pack import banded_csr, random_csr
-from fiberflow.host import dma_image as di
+from fiberflow.host.images import dma_image as di
 
 CASES = [
     ("random 100k x 100k, 1M", lambda: random_csr(100_000, 1_000_000, 1), (408, 8000)),

@@ -76,7 +76,8 @@ for name, path in zip(sys.argv[1:3], sys.argv[3:5]):
     spec.loader.exec_module(module)
     sys.modules[name] = module
     print("sanitized:", name, "from", path, flush=True)
-from fiberflow.host import emu, pack_c
+from fiberflow.host.devices import emu
+from fiberflow.host.images import pack_c
 assert pack_c.lib is sys.modules["fiberflow.host._cpack"].lib
 assert emu.lib is sys.modules["fiberflow.host._cemu"].lib
 import pytest

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from fiberflow.host import dma_image as di
-from fiberflow.host import job as jobs
+from fiberflow.host.images import dma_image as di
+from fiberflow.host.images import job as jobs
 
 
 def writable_image(h: Any) -> tuple[np.ndarray, int]:

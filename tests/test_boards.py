@@ -176,6 +176,6 @@ def test_ddr_figures_feed_the_rtl_ddr_model(key: str) -> None:
     assert params["read_latency"] == b.ddr.latency_cycles
     assert params["port_bytes_per_cycle"] == b.hp[0].width / 8
     assert params["total_bytes_per_cycle"] <= b.ddr.peak_mb_s / b.fabric_clock_mhz
-    rtl = pytest.importorskip("fiberflow.host.rtl")
+    rtl = pytest.importorskip("fiberflow.host.devices.rtl")
     model = rtl.DdrModel(**params)  # the names match the rtl device's model
     assert model.read_latency == b.ddr.latency_cycles

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fiberflow.host import dma_image as di
-from fiberflow.host import pack_c
+from fiberflow.host.images import dma_image as di
+from fiberflow.host.images import pack_c
 
 pytestmark = pytest.mark.skipif(not pack_c.available(), reason="the C extension was not built")
 

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.filterwarnings(
 distributed = pytest.importorskip(
     "distributed", reason="the dask extra: pip install 'fiberflow[dask]'"
 )
-from fiberflow.host.dask_device import RESOURCE, choose_workers, row_blocks  # noqa: E402
+from fiberflow.host.devices.dask_device import RESOURCE, choose_workers, row_blocks  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -11,8 +11,8 @@ import pytest
 import scipy.sparse as sp
 
 import fiberflow as ff
-from fiberflow.host import job
-from fiberflow.host.emu import ERRORS
+from fiberflow.host.devices.emu import ERRORS
+from fiberflow.host.images import job
 
 FLT_MIN = np.float32(np.finfo(np.float32).tiny)
 CANONICAL_NAN = 0x7FC00000

@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 import fiberflow as ff
-from fiberflow.host import job
+from fiberflow.host.images import job
 
 A = sp.csr_array(
     sp.random_array((300, 200), density=0.05, format="csr", rng=np.random.default_rng(0)),

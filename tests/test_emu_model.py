@@ -1,4 +1,4 @@
-"""The emulator's cycle model (host/perf_model.py) against the rtl device's measured cycles:
+"""The emulator's cycle model (host/devices/perf_model.py) against the rtl device's measured cycles:
 recorded runs (tests/data/emu_model_rtl.json, written by scripts/calibrate_emu.py --record),
 and a slow test that runs rtl live."""
 
@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 import fiberflow as ff
 from fiberflow.errors import DeviceError
-from fiberflow.host import emu, perf_model
+from fiberflow.host.devices import emu, perf_model
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RECORDED = json.loads((ROOT / "tests" / "data" / "emu_model_rtl.json").read_text())

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fiberflow as ff
-from fiberflow.host import emu
+from fiberflow.host.devices import emu
 
 TINY = np.finfo(np.float32).tiny
 CANONICAL_NAN = np.uint32(0x7FC00000).view(np.float32)

@@ -67,7 +67,7 @@ def test_pagerank_matches_networkx(dev) -> None:  # type: ignore[no-untyped-def]
 
 @pytest.mark.rtl
 def test_pagerank_on_the_rtl_device() -> None:
-    pytest.importorskip("fiberflow.host.rtl")
+    pytest.importorskip("fiberflow.host.devices.rtl")
     pr = example("pagerank")
     M, _ = pr.link_matrix()
     with ff.open("rtl") as rtl:

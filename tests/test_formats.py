@@ -1,7 +1,7 @@
 import pytest
 
 import fiberflow as ff
-from fiberflow.host.formats import Format
+from fiberflow.host.formats.formats import Format
 
 
 @pytest.mark.parametrize(

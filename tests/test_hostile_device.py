@@ -8,11 +8,11 @@ import pytest
 import scipy.sparse as sp
 
 import fiberflow as ff
-from fiberflow.host import dma_image as di
-from fiberflow.host import job
-from fiberflow.host.device import Buffer
-from fiberflow.host.emu import EmuDevice
-from fiberflow.host.resident import ResidentMatrix
+from fiberflow.host.devices.device import Buffer
+from fiberflow.host.devices.emu import EmuDevice
+from fiberflow.host.devices.resident import ResidentMatrix
+from fiberflow.host.images import dma_image as di
+from fiberflow.host.images import job
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 import fiberflow as ff
-from fiberflow.host import dma_image as di
+from fiberflow.host.images import dma_image as di
 
 CASES = 10_000
 INDEX_TYPES = [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64]

@@ -9,9 +9,10 @@ import pytest
 import scipy.sparse as sp
 
 import fiberflow as ff
-from fiberflow.host import dma_image as di
-from fiberflow.host import fibertree, job
-from fiberflow.host.fibertree import Level
+from fiberflow.host.formats import fibertree
+from fiberflow.host.formats.fibertree import Level
+from fiberflow.host.images import dma_image as di
+from fiberflow.host.images import job
 
 
 def csr(indptr, indices, data=None, shape=(1, 3), cls=sp.csr_matrix):

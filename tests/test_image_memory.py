@@ -1,4 +1,4 @@
-"""Memory for large DMA images (host/image_memory.py, imagemem.c): freed images' pages are
+"""Memory for large DMA images (host/images/image_memory.py, imagemem.c): freed images' pages are
 reused, never while any view of them lives, and every byte of a packed image is written."""
 
 import gc
@@ -10,7 +10,7 @@ import pytest
 import scipy.sparse as sp
 
 import fiberflow as ff
-from fiberflow.host import image_memory, pack_c
+from fiberflow.host.images import image_memory, pack_c
 
 pytestmark = pytest.mark.skipif(not pack_c.available(), reason="the C packer is not built")
 

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 
 import fiberflow as ff
 from fiberflow import verify
-from fiberflow.host import pack as packing
+from fiberflow.host.images import pack as packing
 
 DEVICES = ["emu", pytest.param("rtl", marks=pytest.mark.rtl)]
 # The rtl overlay under test computes both value types (the tests mix float32 and int32).

@@ -81,7 +81,7 @@ def test_bench_spmv_on_rtl_reports_what_users_get(tmp_path) -> None:  # type: ig
     """bench spmv --device rtl reports nonzeros per cycle, lane utilisation, the share of the
     board's DDR bandwidth and the projected rate, each agreeing with the job's own counters,
     on random and finite-difference matrices."""
-    pytest.importorskip("fiberflow.host.rtl")
+    pytest.importorskip("fiberflow.host.devices.rtl")
     out = tmp_path / "o"
     args = ["bench", "spmv", "--device", "rtl", "--scale", "0.02", "--cached", "--out", str(out)]
     assert cli.main(args) == 0

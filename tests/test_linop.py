@@ -102,7 +102,7 @@ def test_solvers_on_a_finite_element_problem(dev) -> None:  # type: ignore[no-un
 @pytest.mark.rtl
 def test_cg_on_the_rtl_device() -> None:
     """The same through the generated overlay and its firmware in Verilator."""
-    pytest.importorskip("fiberflow.host.rtl")
+    pytest.importorskip("fiberflow.host.devices.rtl")
     A, b = datasets.fem_poisson(24)
     A32, b32 = sp.csr_array(A, dtype=np.float32), b.astype(np.float32)
     with ff.open("rtl") as rtl:

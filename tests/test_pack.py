@@ -6,8 +6,8 @@ from hypothesis import strategies as st
 from strategies import tensors, tiles
 
 import fiberflow as ff
-from fiberflow.host import dma_image as di
-from fiberflow.host import pack_c
+from fiberflow.host.images import dma_image as di
+from fiberflow.host.images import pack_c
 
 
 @given(st.data())

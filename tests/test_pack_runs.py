@@ -10,7 +10,7 @@ import pytest
 import scipy.sparse as sp
 
 import fiberflow as ff
-from fiberflow.host import pack_c
+from fiberflow.host.images import pack_c
 
 pytestmark = pytest.mark.skipif(not pack_c.available(), reason="the C packer was not built")
 

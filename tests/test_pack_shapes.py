@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 import fiberflow as ff
-from fiberflow.host import pack_c
+from fiberflow.host.images import pack_c
 
 pytestmark = pytest.mark.skipif(not pack_c.available(), reason="the C packer was not built")
 
@@ -163,7 +163,7 @@ def test_out_of_range_coordinate_in_another_format_is_refused():
 def test_c_plan_equals_numpy_plan(fmt, tile):
     """pack_c.plan places every section where dma_image.plan does, in every format: the C path
     writes its tile headers from this layout, the numpy path from the reference's."""
-    from fiberflow.host import dma_image as di
+    from fiberflow.host.images import dma_image as di
 
     rng = np.random.default_rng(3)
     dense = (rng.random((30, 40, 50)) < 0.05) * rng.standard_normal((30, 40, 50))

@@ -67,7 +67,7 @@ def test_wheel_contains_compiled_extension_and_data(tmp_path):
     for package in packages_on_disk():
         assert f"{package.replace('.', '/')}/__init__.py" in names, package
     for required in [
-        "fiberflow/host/tensor.py",
+        "fiberflow/host/formats/tensor.py",
         "fiberflow/host/rtl_harness.cpp",
         "fiberflow/boards/pynq-z2.toml",
         "fiberflow/overlay/firmware.bin",

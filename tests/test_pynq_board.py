@@ -24,7 +24,7 @@ import fiberflow as ff  # noqa: E402
 from fiberflow.boards import build, hwh  # noqa: E402
 from fiberflow.boards import load as load_board  # noqa: E402
 from fiberflow.errors import DeviceError, DeviceTimeoutError, FiberflowError  # noqa: E402
-from fiberflow.host import pynq_sim  # noqa: E402
+from fiberflow.host.devices import pynq_sim  # noqa: E402
 from fiberflow.overlay import regmap  # noqa: E402
 from fiberflow.overlay.regmap import HOST  # noqa: E402
 
@@ -161,7 +161,7 @@ def test_an_overlay_older_than_the_firmware_needs_is_refused(
 ) -> None:  # type: ignore[no-untyped-def]
     """The shipped firmware relies on the register map's minor version (2.2: the lanes'
     arming): an overlay that reports an earlier minor, or another major, is refused at open."""
-    from fiberflow.host.pynq_device import PynqDevice
+    from fiberflow.host.devices.pynq_device import PynqDevice
 
     read = PynqDevice.read_reg
 
@@ -320,7 +320,7 @@ def test_board_branch_with_an_explicit_pynq_device(tmp_path_factory) -> None:
     with a simulated board passed in as the board's own device would be."""
     import shutil
 
-    from fiberflow.host.rtl import RtlShell
+    from fiberflow.host.devices.rtl import RtlShell
 
     folder = Path(_build(tmp_path_factory, BOARD))
     for ext in (".bit", ".hwh"):

@@ -22,7 +22,7 @@ def test_open_needs_an_overlay_folder() -> None:
 
 
 def test_fiberflow_does_not_import_pynq() -> None:
-    import fiberflow.host.pynq_device  # noqa: F401
+    import fiberflow.host.devices.pynq_device  # noqa: F401
 
     if importlib.util.find_spec("pynq") is None:
         assert "pynq" not in sys.modules
@@ -35,7 +35,7 @@ def test_without_pynq_the_error_says_how_to_get_it(tmp_path) -> None:
 
 
 def test_a_closed_pynq_device_refuses_every_call() -> None:
-    from fiberflow.host.pynq_device import PynqDevice
+    from fiberflow.host.devices.pynq_device import PynqDevice
 
     dev = object.__new__(PynqDevice)  # no board here: the guard on each method is under test
     dev._lock = threading.RLock()
@@ -64,7 +64,7 @@ def test_a_closed_pynq_device_refuses_every_call() -> None:
 
 
 def test_guarded_methods_run_one_at_a_time() -> None:
-    from fiberflow.host.shell_jobs import guarded
+    from fiberflow.host.devices.shell_jobs import guarded
 
     class Shared:
         name = "test"
@@ -99,7 +99,7 @@ def test_guarded_methods_run_one_at_a_time() -> None:
 
 @pytest.mark.parametrize("bad", ["5", -1, 0, float("nan"), float("inf"), None, True])
 def test_bad_timeouts(bad: object) -> None:
-    from fiberflow.host.shell_jobs import check_timeout
+    from fiberflow.host.devices.shell_jobs import check_timeout
 
     with pytest.raises(DeviceError, match="timeout must be"):
         check_timeout(bad)

@@ -143,7 +143,7 @@ def test_a_closed_device_says_so(dev) -> None:  # type: ignore[no-untyped-def]
 def test_a_broken_axi_rule_fails_on_a_simulated_board(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """The simulated board's DDR model checks the overlay's memory ports as the rtl device's
     does: with its longest burst set below the engines' 16 beats, a job raises."""
-    from fiberflow.host.rtl import DdrModel
+    from fiberflow.host.devices.rtl import DdrModel
 
     build.generate(load_board(BOARD), {"kernels": ("spmv",)}, tmp_path)
     A = small(5)

@@ -1,4 +1,4 @@
-"""Result regions (host/result_image.py): a device's sparse result of unknown size, read back
+"""Result regions (host/images/result_image.py): a device's sparse result of unknown size, read back
 with every field checked."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import fiberflow as ff
-from fiberflow.host import result_image as ri
+from fiberflow.host.images import result_image as ri
 
 
 def _tensor(

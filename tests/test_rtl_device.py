@@ -10,10 +10,10 @@ import pytest
 import scipy.sparse as sp
 
 import fiberflow as ff
-from fiberflow.host import job as jobs
+from fiberflow.host.images import job as jobs
 
 pytestmark = pytest.mark.rtl
-pytest.importorskip("fiberflow.host.rtl")
+pytest.importorskip("fiberflow.host.devices.rtl")
 
 import by_hand  # noqa: E402
 from test_kernels import CASES  # noqa: E402

@@ -18,7 +18,7 @@ from fiberflow.overlay import regmap
 
 pytestmark = pytest.mark.rtl
 
-rtl = pytest.importorskip("fiberflow.host.rtl")
+rtl = pytest.importorskip("fiberflow.host.devices.rtl")
 top = pytest.importorskip("fiberflow.overlay.top")
 lane_sim = pytest.importorskip("fiberflow.overlay.lane_sim")
 lane_mod = pytest.importorskip("fiberflow.overlay.lane")

@@ -19,11 +19,11 @@ import scipy.sparse as sp
 
 import fiberflow as ff
 from fiberflow.errors import DeviceError, DTypeError, FiberflowError, TileShapeError
-from fiberflow.host import job as jobs
+from fiberflow.host.images import job as jobs
 from fiberflow.overlay.regmap import HOST
 
 pytestmark = pytest.mark.rtl
-pytest.importorskip("fiberflow.host.rtl")
+pytest.importorskip("fiberflow.host.devices.rtl")
 
 
 from test_rtl_device import same_bits  # noqa: E402
@@ -268,7 +268,7 @@ def test_a_closed_device_says_so() -> None:
         ({"dma_engines": 1.5}, "dma_engines must be an integer"),
         ({"max_k": 65}, "max_k must be 1..64"),
         ({"bus_bits": 33}, "bus_bits must be 64 or 128"),
-        ({"ddr": "fast"}, "ddr must be a fiberflow.host.rtl.DdrModel"),
+        ({"ddr": "fast"}, "ddr must be a fiberflow.host.devices.rtl.DdrModel"),
     ],
 )
 def test_bad_options_are_fiberflow_errors(options: dict[str, Any], match: str) -> None:
@@ -370,7 +370,7 @@ def test_long_jobs_show_cycles_short_ones_stay_quiet(rtl, emu, capsys, monkeypat
 
 def test_the_verilator_build_is_a_stage_only_when_it_builds(rtl, monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from fiberflow import progress
-    from fiberflow.host.rtl import build_shell
+    from fiberflow.host.devices.rtl import build_shell
     from fiberflow.overlay import verilator_build
 
     stages: list[str] = []

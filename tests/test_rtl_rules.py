@@ -16,7 +16,7 @@ from fiberflow import boards
 from fiberflow.errors import DeviceError
 
 pytestmark = pytest.mark.rtl
-rtl = pytest.importorskip("fiberflow.host.rtl")
+rtl = pytest.importorskip("fiberflow.host.devices.rtl")
 
 
 def run_spmv(ddr) -> tuple[dict[str, int], np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]

@@ -15,7 +15,7 @@ from fiberflow.overlay.regmap import HOST
 
 pytestmark = pytest.mark.rtl
 
-rtl = pytest.importorskip("fiberflow.host.rtl")
+rtl = pytest.importorskip("fiberflow.host.devices.rtl")
 top = pytest.importorskip("fiberflow.overlay.top")
 
 OP = {c.name: c.value for c in regmap.OPCODES}

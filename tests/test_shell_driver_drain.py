@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from fiberflow.errors import DeviceError
-from fiberflow.host.shell_driver import ShellDriver
+from fiberflow.host.devices.shell_driver import ShellDriver
 from fiberflow.overlay import regmap
 from fiberflow.overlay.regmap import HOST
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from strategies import tensors
 
 import fiberflow as ff
-from fiberflow.host import dma_image as di
+from fiberflow.host.images import dma_image as di
 
 
 def small_image(fmt: str = "ds") -> ff.DmaImage:

@@ -11,8 +11,8 @@ import scipy.sparse as sp
 
 import fiberflow as ff
 from fiberflow.bench.counted import poisson
-from fiberflow.host import dma_image as di
-from fiberflow.host import job as jobs
+from fiberflow.host.images import dma_image as di
+from fiberflow.host.images import job as jobs
 
 
 def windows(img: di.DmaImage) -> np.ndarray:
@@ -93,7 +93,7 @@ def test_the_directory_refuses_a_window_outside_its_tile(window: tuple[int, int]
 
 @pytest.fixture(scope="module")
 def rtl():  # type: ignore[no-untyped-def]
-    pytest.importorskip("fiberflow.host.rtl")
+    pytest.importorskip("fiberflow.host.devices.rtl")
     dev = ff.open("rtl")
     yield dev
     dev.close()

@@ -94,7 +94,7 @@ def median_seconds(fn: Any, repeat: int = 5, desc: str = "timing") -> float:
 def uncached_build_seconds(config: Any) -> float:
     """Seconds of a Verilator build of the rtl shell ``config`` in a throw-away cache folder
     (``FIBERFLOW_CACHE`` is restored afterwards)."""
-    from fiberflow.host.rtl import build_shell
+    from fiberflow.host.devices.rtl import build_shell
 
     old = os.environ.get("FIBERFLOW_CACHE")
     with tempfile.TemporaryDirectory(prefix="ff-bench-") as tmp:

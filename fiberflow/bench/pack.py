@@ -18,7 +18,8 @@ import fiberflow as ff
 from fiberflow.bench import Report, median_seconds
 from fiberflow.bench._roofline import peak_extra
 from fiberflow.errors import TileShapeError
-from fiberflow.host import pack_c, workers
+from fiberflow.host import workers
+from fiberflow.host.images import pack_c
 from fiberflow.progress import bar
 
 DESCRIPTION = (

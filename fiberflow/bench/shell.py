@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> Report:
-    from fiberflow.host.rtl import RtlShell
+    from fiberflow.host.devices.rtl import RtlShell
     from fiberflow.overlay import regmap
     from fiberflow.overlay.top import ShellConfig
     from fiberflow.overlay.verilator_build import pgo_enabled

@@ -15,12 +15,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from fiberflow.errors import DeviceError, DTypeError, FormatError, ShapeError
-from fiberflow.host.formats import dtypes
 from fiberflow.host.compiler import execute, fast
 from fiberflow.host.compiler import expr as ex
 from fiberflow.host.compiler import lower as lw
 from fiberflow.host.compiler.semiring import Semiring
 from fiberflow.host.compiler.semiring import semiring as _semiring
+from fiberflow.host.formats import dtypes
 from fiberflow.host.formats.formats import DENSE, Format
 from fiberflow.host.formats.tensor import Tensor
 

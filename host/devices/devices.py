@@ -30,7 +30,8 @@ def open(name: str = "emu", **options: Any) -> Device:
         generated overlay in Verilator): ``lanes`` (4),
         ``dtype`` ("float32"), ``dma_engines``, ``tile_bytes``, ``x_bytes``, ``y_bytes``,
         ``max_k``, ``board`` ("pynq-z2": DDR timing and clock), ``ddr``; see
-        ``fiberflow.host.devices.rtl_device.RtlDevice``. For "pynq": ``overlay`` (a ``fiberflow build``
+        ``fiberflow.host.devices.rtl_device.RtlDevice``.
+        For "pynq": ``overlay`` (a ``fiberflow build``
         folder, required),
         ``emulate`` (run on a simulated board), ``download``, ``firmware``, ``pynq_device``,
         ``ddr`` (emulation). Every device also takes ``board_power_w``: the board's measured

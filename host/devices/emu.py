@@ -27,11 +27,11 @@ import numpy as np
 
 from fiberflow.errors import DeviceError, DeviceTimeoutError
 from fiberflow.host import args, energy, stats, workers
-from fiberflow.host.formats import dtypes
 from fiberflow.host.devices import perf_model
-from fiberflow.host.images import job as jobs
 from fiberflow.host.devices.device import DEFAULT_TIMEOUT, Buffer
 from fiberflow.host.devices.resident import ResidentMatrix, make_resident
+from fiberflow.host.formats import dtypes
+from fiberflow.host.images import job as jobs
 from fiberflow.overlay import regmap
 
 try:
@@ -660,9 +660,9 @@ class EmuDevice:
         (``shell_driver.pack_to_fit`` over its buffers), so the statistics describe the job the
         hardware would run. A matrix that no tile of those buffers holds (a row too long)
         is packed with the emulator's own default tile instead: the emulator has no buffers."""
-        from fiberflow.host.images import pack as packing
         from fiberflow.host.devices.resident import default_tile
         from fiberflow.host.devices.shell_driver import buffer_span, pack_to_fit
+        from fiberflow.host.images import pack as packing
 
         ov = self.config
         try:

@@ -465,7 +465,8 @@ class PynqDevice(ShellDeviceMethods):
         """Check and queue the job whose descriptor is at the start of ``job``; return its
         id. Its doorbell rings at :meth:`wait` (one job on the shell at a time, whatever the
         threads do). An SpMM whose B / C rows do not fit the lanes' buffers with its matrix's
-        tiles runs there in column blocks, see :class:`~fiberflow.host.devices.shell_jobs.ShellJobs`."""
+        tiles runs there in column blocks, see
+        :class:`~fiberflow.host.devices.shell_jobs.ShellJobs`."""
         if id(self._buffers.get(job.address)) != id(job) or job.freed:
             raise DeviceError(f"{job} is not a live buffer of this device")
         return self._jobs.submit(job)

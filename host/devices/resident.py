@@ -17,12 +17,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from fiberflow.errors import DeviceError, FiberflowError, ImageError, ShapeError
-from fiberflow.host.images import dma_image as di
+from fiberflow.host.devices.device import Buffer
 from fiberflow.host.formats import dtypes
+from fiberflow.host.formats.tensor import Tensor
+from fiberflow.host.images import dma_image as di
 from fiberflow.host.images import job
 from fiberflow.host.images import pack as packing
-from fiberflow.host.devices.device import Buffer
-from fiberflow.host.formats.tensor import Tensor
 
 # Default tile: 8192 rows x 65536 columns. 65536 columns is the widest span 16-bit local
 # coordinates reach, so a row crosses as few tiles as possible (each tile costs each of its rows

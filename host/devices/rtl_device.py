@@ -5,7 +5,8 @@ of the shell of :mod:`fiberflow.overlay.top` with SpMV/SpMM lanes, loads the shi
 and runs every job cycle by cycle: the firmware walks the FFJB descriptor of ``docs/jobs.md``
 (``firmware/ffjb.c``), its DMA engines read the operands from the simulated DDR, which serves
 them straight from the device buffers' numpy arrays (no copies). The job protocol itself
-(doorbell, waits with timeouts, error decoding, reset) is :mod:`fiberflow.host.devices.shell_driver`,
+(doorbell, waits with timeouts, error decoding, reset) is
+:mod:`fiberflow.host.devices.shell_driver`,
 which the board device shares, as it does the host's side of kernel jobs
 (:mod:`fiberflow.host.devices.shell_jobs`).
 

@@ -244,9 +244,9 @@ def pack_to_fit(
     Both the rtl and the board device pack this way, through
     :meth:`fiberflow.host.devices.shell_jobs.ShellJobs.pack_to_fit`.
     """
+    from fiberflow.host.devices.resident import default_tile
     from fiberflow.host.images import job as jobs
     from fiberflow.host.images import pack as packing
-    from fiberflow.host.devices.resident import default_tile
 
     if not (rows_max and cols_max):
         raise DeviceError(

@@ -35,7 +35,6 @@ import numpy as np
 
 from fiberflow.errors import DeviceError, DTypeError, TileShapeError
 from fiberflow.host import args
-from fiberflow.host.images import job as jobs
 from fiberflow.host.devices.device import Buffer
 from fiberflow.host.devices.resident import make_resident
 from fiberflow.host.devices.shell_driver import (
@@ -45,6 +44,7 @@ from fiberflow.host.devices.shell_driver import (
     buffer_span,
     pack_to_fit,
 )
+from fiberflow.host.images import job as jobs
 from fiberflow.host.stats import RunStats
 
 __all__ = [

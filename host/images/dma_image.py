@@ -325,8 +325,8 @@ def crc32(buf: memoryview, crc: int = 0) -> int:
     """``zlib.crc32(buf, crc)``, by the C extension's carry-less-multiply CRC when it is built
     (about 3x zlib's speed, on a thread per 4 MB up to the cores); the value is the same
     either way."""
-    from fiberflow.host.images import pack_c  # the C extension is optional here
     from fiberflow.host import workers
+    from fiberflow.host.images import pack_c  # the C extension is optional here
 
     if not pack_c.available():
         return zlib.crc32(buf, crc)

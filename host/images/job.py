@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from fiberflow.errors import DeviceError
-from fiberflow.host.images import dma_image as di
 from fiberflow.host.formats import dtypes
+from fiberflow.host.images import dma_image as di
 from fiberflow.host.stats import TILE_OVERHEAD_CYCLES
 
 MAGIC = 0x424A4646  # the bytes "FFJB" read as a little-endian u32

@@ -7,11 +7,11 @@ from typing import Literal
 import numpy as np
 
 from fiberflow.errors import FiberflowError
+from fiberflow.host.formats.fibertree import check_lengths
+from fiberflow.host.formats.tensor import Tensor
 from fiberflow.host.images import dma_image as di
 from fiberflow.host.images import pack_c
-from fiberflow.host.formats.fibertree import check_lengths
 from fiberflow.host.images.pack_numpy import pack_numpy
-from fiberflow.host.formats.tensor import Tensor
 from fiberflow.host.images.unpack import decode
 
 

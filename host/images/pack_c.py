@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 
 from fiberflow.errors import CoordinateError
+from fiberflow.host.formats.tensor import Tensor
 from fiberflow.host.images import dma_image as di
 from fiberflow.host.images import image_memory
-from fiberflow.host.formats.tensor import Tensor
 from fiberflow.host.workers import threads
 
 try:

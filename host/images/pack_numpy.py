@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from fiberflow.host.images import dma_image as di
 from fiberflow.host.formats.fibertree import Level, build_levels
 from fiberflow.host.formats.tensor import Tensor
+from fiberflow.host.images import dma_image as di
 
 
 def tiles_of(

@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 from fiberflow.errors import FiberflowError, TileShapeError
-from fiberflow.host.images import dma_image as di
 from fiberflow.host.formats.fibertree import Level, leaf_coords, lex_sort_unique
 from fiberflow.host.formats.formats import DENSE
 from fiberflow.host.formats.tensor import Tensor
+from fiberflow.host.images import dma_image as di
 
 
 def decode(data: np.ndarray) -> tuple[Tensor, di.Geometry]:
