@@ -56,6 +56,18 @@ def test_duplicates_are_summed_and_input_untouched():
     assert A.nnz == 4
 
 
+def test_duplicates_that_overflow_are_summed_without_a_warning():
+    # Found by hypothesis (tests/test_pack.py): duplicates whose float32 sum overflows, or
+    # holds infinities of both signs. The test configuration turns numpy's "overflow" and
+    # "invalid value" warnings into errors; the sums are not finite, the other entry exact.
+    big = np.float32(3e38)
+    coords = np.array([[0, 0, 0, 1, 1, 2], [0, 0, 0, 1, 1, 2]])
+    vals = np.float32([np.inf, 1, -np.inf, big, big, 2])
+    t = ff.Tensor.from_coo(coords, vals, (3, 3), "ds")
+    dense = t.to_numpy()
+    assert t.nnz == 3 and np.isnan(dense[0, 0]) and dense[1, 1] == np.inf and dense[2, 2] == 2
+
+
 def test_from_coo_sorts_and_sums():
     coords = np.array([[3, 0, 3, 1], [2, 1, 2, 0]])
     t = ff.Tensor.from_coo(coords, np.int32([5, 6, 7, 8]), (4, 3), format="ss")

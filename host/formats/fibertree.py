@@ -105,7 +105,9 @@ def leaf_coords(levels: list[Level]) -> np.ndarray:
 def lex_sort_unique(coords: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sort coordinate columns lexicographically and sum duplicates, as scipy does.
 
-    Duplicates are summed in the values' own type and in input order (int32 wraps around).
+    Duplicates are summed in the values' own type and in input order (int32 wraps around;
+    float32 sums that overflow, or meet an infinity of the other sign, give an infinity or NaN
+    without a warning).
     """
     if coords.shape[1] == 0:
         return coords, values
@@ -116,7 +118,7 @@ def lex_sort_unique(coords: np.ndarray, values: np.ndarray) -> tuple[np.ndarray,
     if dup.any():
         starts = np.flatnonzero(np.concatenate(([True], ~dup)))
         coords = coords[:, starts]
-        with np.errstate(over="ignore"):
+        with np.errstate(over="ignore", invalid="ignore"):
             values = np.add.reduceat(values, starts).astype(values.dtype)
     return coords, values
 
