@@ -12,7 +12,7 @@
                              bitstream) for ff.open("pynq", overlay=..., emulate=True)
 
 The overlay's Verilog comes from :func:`overlay_sources`, the one place the build calls the
-overlay generator (``fiberflow.overlay.top``). Tests pass another generator with the same
+overlay generator (``fiberflow.overlay.shell.top``). Tests pass another generator with the same
 contract.
 """
 
@@ -67,7 +67,8 @@ class OverlaySources:
 def overlay_sources(params: Mapping[str, Any]) -> OverlaySources:
     """The overlay's Verilog and firmware for ``params`` (``ShellConfig`` fields)."""
     try:
-        from fiberflow.overlay import firmware, top
+        from fiberflow.overlay import firmware
+        from fiberflow.overlay.shell import top
     except ImportError as exc:  # migen and friends are in the hw extra
         raise ToolchainError(
             f"generating the overlay needs the hardware toolchain ({exc}); install fiberflow "

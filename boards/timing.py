@@ -285,14 +285,17 @@ def logic_depth(files: Mapping[str, str], top: str, timeout_s: float = 3600) -> 
 
 def measure(
     files: Mapping[str, str], top: str, target_mhz: float, timeout_s: float = 3600,
-    route: bool = True,
+    route: bool = True, seed: int = 1,
 ) -> tuple[TimingProxy, LogicDepth]:  # fmt: skip
-    """Both figures for ``top``: the ECP5 place-and-route proxy (``route=False``: place only)
-    and the xc7 LUT levels, the two tool runs side by side (each is one process)."""
+    """Both figures for ``top``: the ECP5 place-and-route proxy (``route=False``: place only;
+    ``seed``: nextpnr's placer seed) and the xc7 LUT levels, the two tool runs side by side
+    (each is one process)."""
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fiberflow-timing") as pool:
-        proxy = pool.submit(timing_proxy, files, top, target_mhz, timeout_s=timeout_s, route=route)
+        proxy = pool.submit(
+            timing_proxy, files, top, target_mhz, seed=seed, timeout_s=timeout_s, route=route
+        )
         depth = pool.submit(logic_depth, files, top, timeout_s=timeout_s)
         return proxy.result(), depth.result()
 

@@ -110,7 +110,7 @@ def endpoints(netlist: dict, top: str, exclude: str | None = None) -> list[Endpo
 
 
 def main(argv: list[str] | None = None) -> int:
-    from fiberflow.overlay import top
+    from fiberflow.overlay.shell import top
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--kernels", action="store_true", help="the default overlay with its lanes")

@@ -35,7 +35,7 @@ static inline uint32_t bits(float v)
     return b;
 }
 
-/* Total order of fp32 bit patterns (after DAZ), as overlay/fp32.py's min and max compare. */
+/* Total order of fp32 bit patterns (after DAZ), as overlay/lanes/fp32.py's min and max compare. */
 static inline uint32_t key(uint32_t b)
 {
     uint32_t z = daz(b);

@@ -1,9 +1,9 @@
 /* Fast paths of the compiler's named kernels (host/compiler/fast.py), bit-exact with the
- * token-level run of their graphs: the same ALU operations (overlay/alu.py, overlay/fp32.py)
+ * token-level run of their graphs: the same ALU operations (overlay/primitives/alu.py, overlay/lanes/fp32.py)
  * in the same order. Declarations only: also read as the cffi cdef.
  *
  * Matrices are CSR with sorted, unique column indices: rp (m + 1 row pointers), ci (column
- * indices), v (values as 32-bit words). op codes are overlay/alu.py's Op values. */
+ * indices), v (values as 32-bit words). op codes are overlay/primitives/alu.py's Op values. */
 
 /* One ALU operation on two words. */
 uint32_t ff_alu(int op, uint32_t a, uint32_t b);

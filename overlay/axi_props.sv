@@ -1,5 +1,5 @@
-// The AXI master rules of the DMA engine (overlay/dma.py) as safety properties, for yosys
-// `read_verilog -formal` (driven by overlay/axi_formal.py).
+// The AXI master rules of the DMA engine (overlay/shell/dma.py) as safety properties, for yosys
+// `read_verilog -formal` (driven by overlay/shell/axi_formal.py).
 //
 // The checker sees only the master port, the engine's halt / drained pins and its reset. It
 // keeps the bus's own bookkeeping (lengths of the bursts whose W or R beats are still due,

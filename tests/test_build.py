@@ -290,7 +290,7 @@ def test_wrapper_exposes_named_interfaces(z2_folder: build.BuildFolder) -> None:
 
 @pytest.mark.rtl
 def test_wrapper_lints_clean_with_the_overlay(z2_folder: build.BuildFolder) -> None:
-    from fiberflow.overlay.verilator_build import lint
+    from fiberflow.overlay.sim.verilator_build import lint
 
     rtl = z2_folder.path / "rtl"
     files = {p.name: p.read_text() for p in rtl.glob("*.v")}

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import fiberflow as ff
 from fiberflow.host.compiler.graph import BLOCKS
 from fiberflow.host.compiler.semiring import SEMIRINGS
-from fiberflow.overlay import registry
+from fiberflow.overlay.primitives import registry
 
 
 @pytest.fixture(scope="module")
@@ -609,11 +609,11 @@ def test_many_operands_and_indices(dev) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_the_c_alu_is_the_reference_models() -> None:
-    """host/cgraph.c's ALU, on which every fast path rests, against overlay/alu.py's op_words
-    for every operation: random words and the awkward fp32 ones (signed zeros, subnormals,
+    """host/cgraph.c's ALU, on which every fast path rests, against overlay/primitives/alu.py's
+    op_words for every operation: random words and the awkward fp32 ones (signed zeros, subnormals,
     infinities, NaNs with payloads, the extremes)."""
     lib = pytest.importorskip("fiberflow.host._cemu").lib
-    alu = pytest.importorskip("fiberflow.overlay.alu")
+    alu = pytest.importorskip("fiberflow.overlay.primitives.alu")
     special = np.array([0, 0x80000000, 1, 0x807FFFFF, 0x00800000, 0x7F7FFFFF, 0xFF7FFFFF,
                         0x7F800000, 0xFF800000, 0x7FC00000, 0x7FA00001, 0xFFC00001,
                         0x3F800000, 0xBF800000, 0x7FFFFFFF, 0x80000001], np.uint32)  # fmt: skip

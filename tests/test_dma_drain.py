@@ -1,5 +1,5 @@
-"""The DMA engine's drain (``halt`` / ``drained``, overlay/dma.py) in Migen's simulator: halted
-at random moments while reads and writes run under random backpressure, it finishes every
+"""The DMA engine's drain (``halt`` / ``drained``, overlay/shell/dma.py) in Migen's simulator:
+halted at random moments while reads and writes run under random backpressure, it finishes every
 burst it started with the AXI rules kept (no new address; every R beat taken up to RLAST; the
 owed W beats sent, with WLAST on the right beat and no strobes unless the word is the one
 meant for that address; every B taken; no payload changes while offered), says ``drained``,

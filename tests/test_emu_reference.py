@@ -75,7 +75,7 @@ def problems(draw: st.DrawFn) -> tuple[sp.csr_array, np.ndarray, tuple[int, int]
 
 
 POLICIES = [
-    {"subnormals": "flush", "nan": "canonical"},  # the hardware's (overlay/fp32.py)
+    {"subnormals": "flush", "nan": "canonical"},  # the hardware's (overlay/lanes/fp32.py)
     {"subnormals": "keep", "nan": "canonical"},
     {"subnormals": "keep", "nan": "propagate"},  # numpy float32 on the host
 ]

@@ -14,7 +14,7 @@ import random
 import pytest
 from migen import Module, Signal, run_simulation
 
-from fiberflow.overlay.interleave import InterleavedAccumulator
+from fiberflow.overlay.lanes.interleave import InterleavedAccumulator
 
 MASK = 0xFFFFFFFF
 

@@ -5,7 +5,7 @@ offsets, with the x slice (B rows) and the y block (C rows) at random offsets in
 A matrix is run through one lane tile after tile (``lane_sim.run_matrix``: a row tile's column
 tiles left to right, carrying y in the y buffer, as the firmware does) and compared with
 ``ff.spmv`` / ``ff.spmm`` on the emulator; single tiles with arbitrary starting y (ACCUMULATE)
-are compared with :func:`fiberflow.overlay.lane_sim.reference`. The tile port's grant is
+are compared with :func:`fiberflow.overlay.sim.lane_sim.reference`. The tile port's grant is
 random in most runs.
 """
 
@@ -16,8 +16,8 @@ import pytest
 import scipy.sparse as sp
 
 import fiberflow as ff
-from fiberflow.overlay.lane import Lane, mode_word
-from fiberflow.overlay.lane_sim import LaneSim, reference, run_matrix, tile_operands
+from fiberflow.overlay.lanes.lane import Lane, mode_word
+from fiberflow.overlay.sim.lane_sim import LaneSim, reference, run_matrix, tile_operands
 
 pytestmark = pytest.mark.rtl
 

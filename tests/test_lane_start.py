@@ -1,4 +1,4 @@
-"""overlay/lane_start.py against a reference model, under random CPU writes, a random engine
+"""overlay/lanes/lane_start.py against a reference model, under random CPU writes, a random engine
 count and a lane that runs for random times: the start pulse, the latched words, ARMED, the
 idle flag and FAILED, cycle by cycle; and what they promise: an armed lane never starts before
 its transfer has finished or while it runs, and a disarmed one never starts."""
@@ -13,7 +13,7 @@ pytest.importorskip("migen")
 
 from migen.sim import run_simulation
 
-from fiberflow.overlay.lane_start import LaneStart
+from fiberflow.overlay.lanes.lane_start import LaneStart
 
 WORDS = 3
 

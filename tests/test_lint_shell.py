@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from fiberflow.cli import main
-from fiberflow.overlay.lint import SHELL_VARIANTS, WAIVERS, lint_shell
-from fiberflow.overlay.verilator_build import lint
+from fiberflow.overlay.sim.lint import SHELL_VARIANTS, WAIVERS, lint_shell
+from fiberflow.overlay.sim.verilator_build import lint
 
 pytest.importorskip("migen")
 pytestmark = pytest.mark.rtl

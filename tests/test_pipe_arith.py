@@ -1,4 +1,4 @@
-"""The pipelined arithmetic units (overlay/pipe_arith.py) against the combinational references
+"""The pipelined arithmetic units (overlay/lanes/pipe_arith.py) against the combinational references
 and the numpy models, bit for bit, in Verilator: a new operand pair every cycle, each result
 checked in exactly the cycle ``latency`` after its operands. Their depth, mapped for xc7."""
 
@@ -9,8 +9,8 @@ import pytest
 from migen import Module, Signal
 from migen.fhdl.verilog import convert
 
-from fiberflow.overlay import fp32
-from fiberflow.overlay.pipe_arith import PipeFpAdd, PipeFpMul, PipeIntMul
+from fiberflow.overlay.lanes import fp32
+from fiberflow.overlay.lanes.pipe_arith import PipeFpAdd, PipeFpMul, PipeIntMul
 
 pytestmark = pytest.mark.rtl
 
@@ -142,7 +142,7 @@ def pipes_verilog() -> str:
 
 @pytest.fixture(scope="module")
 def sim():
-    from fiberflow.overlay.verilator_build import build, ffi_of
+    from fiberflow.overlay.sim.verilator_build import build, ffi_of
 
     lib = build(
         name="pipe_arith",
@@ -294,9 +294,9 @@ def unit_verilog(cls: type, registered_inputs: bool = False) -> str:
 
 @pytest.mark.parametrize("name", UNITS)
 def test_units_lint_clean(name: str) -> None:
-    """verilator -Wall finds nothing beyond the project's waivers (overlay/lint.py)."""
-    from fiberflow.overlay.lint import WAIVERS
-    from fiberflow.overlay.verilator_build import lint
+    """verilator -Wall finds nothing beyond the project's waivers (overlay/sim/lint.py)."""
+    from fiberflow.overlay.sim.lint import WAIVERS
+    from fiberflow.overlay.sim.verilator_build import lint
 
     warnings = lint({"u.v": unit_verilog(UNITS[name])}, "u")
     assert [w for w in warnings if not any(v.covers(w) for v in WAIVERS)] == []

@@ -1,11 +1,12 @@
 import numpy as np
 import pytest
 
-from fiberflow.overlay import alu, fp32
-from fiberflow.overlay.alu import Op
-from fiberflow.overlay.simharness import StreamSim
-from fiberflow.overlay.stream import Kind, Val, parse
-from fiberflow.overlay.testing import random_values
+from fiberflow.overlay.lanes import fp32
+from fiberflow.overlay.primitives import alu
+from fiberflow.overlay.primitives.alu import Op
+from fiberflow.overlay.primitives.stream import Kind, Val, parse
+from fiberflow.overlay.sim.simharness import StreamSim
+from fiberflow.overlay.sim.testing import random_values
 
 pytestmark = pytest.mark.rtl
 

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from fiberflow.overlay import array, writer
-from fiberflow.overlay.simharness import StreamSim
-from fiberflow.overlay.stream import EMPTY, Val, fiber_tree_tokens, parse
-from fiberflow.overlay.testing import random_tree, random_values
+from fiberflow.overlay.primitives import array, writer
+from fiberflow.overlay.primitives.stream import EMPTY, Val, fiber_tree_tokens, parse
+from fiberflow.overlay.sim.simharness import StreamSim
+from fiberflow.overlay.sim.testing import random_tree, random_values
 
 pytestmark = pytest.mark.rtl
 

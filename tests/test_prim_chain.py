@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from fiberflow.overlay import alu, array, fp32, reduce, scanner
-from fiberflow.overlay.alu import Op
-from fiberflow.overlay.primitive import Primitive
-from fiberflow.overlay.simharness import StreamSim
-from fiberflow.overlay.stream import Stop, Val, parse
+from fiberflow.overlay.lanes import fp32
+from fiberflow.overlay.primitives import alu, array, reduce, scanner
+from fiberflow.overlay.primitives.alu import Op
+from fiberflow.overlay.primitives.primitive import Primitive
+from fiberflow.overlay.primitives.stream import Stop, Val, parse
+from fiberflow.overlay.sim.simharness import StreamSim
 
 pytestmark = pytest.mark.rtl
 

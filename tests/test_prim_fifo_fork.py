@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from fiberflow.overlay import fifo, fork
-from fiberflow.overlay.simharness import StreamSim
-from fiberflow.overlay.stream import parse
-from fiberflow.overlay.testing import concat_streams, random_values
+from fiberflow.overlay.primitives import fifo, fork
+from fiberflow.overlay.primitives.stream import parse
+from fiberflow.overlay.sim.simharness import StreamSim
+from fiberflow.overlay.sim.testing import concat_streams, random_values
 
 pytestmark = pytest.mark.rtl
 

@@ -4,9 +4,9 @@ import pytest
 from migen import Signal
 
 from fiberflow.errors import DeviceError, DeviceTimeoutError
-from fiberflow.overlay.primitive import Primitive
-from fiberflow.overlay.simharness import StreamSim
-from fiberflow.overlay.stream import parse
+from fiberflow.overlay.primitives.primitive import Primitive
+from fiberflow.overlay.primitives.stream import parse
+from fiberflow.overlay.sim.simharness import StreamSim
 
 pytestmark = pytest.mark.rtl
 

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from fiberflow.overlay import join
-from fiberflow.overlay.simharness import StreamSim
-from fiberflow.overlay.stream import parse
-from fiberflow.overlay.testing import paired_trees
+from fiberflow.overlay.primitives import join
+from fiberflow.overlay.primitives.stream import parse
+from fiberflow.overlay.sim.simharness import StreamSim
+from fiberflow.overlay.sim.testing import paired_trees
 
 pytestmark = pytest.mark.rtl
 

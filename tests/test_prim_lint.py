@@ -1,9 +1,9 @@
 import pytest
 
 from fiberflow.cli import main
-from fiberflow.overlay.lint import WAIVERS, lint_primitive
-from fiberflow.overlay.registry import PRIMITIVES
-from fiberflow.overlay.verilator_build import lint
+from fiberflow.overlay.primitives.registry import PRIMITIVES
+from fiberflow.overlay.sim.lint import WAIVERS, lint_primitive
+from fiberflow.overlay.sim.verilator_build import lint
 
 pytestmark = pytest.mark.rtl
 

@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 
-from fiberflow.overlay import reduce
-from fiberflow.overlay.alu import Op
-from fiberflow.overlay.simharness import StreamSim
-from fiberflow.overlay.stream import Val, parse
-from fiberflow.overlay.testing import random_values
+from fiberflow.overlay.primitives import reduce
+from fiberflow.overlay.primitives.alu import Op
+from fiberflow.overlay.primitives.stream import Val, parse
+from fiberflow.overlay.sim.simharness import StreamSim
+from fiberflow.overlay.sim.testing import random_values
 
 pytestmark = pytest.mark.rtl
 

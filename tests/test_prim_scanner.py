@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from fiberflow.overlay import scanner
-from fiberflow.overlay.simharness import StreamSim
-from fiberflow.overlay.stream import Val, fiber_tree_tokens, parse
-from fiberflow.overlay.testing import random_fiber, random_tree
+from fiberflow.overlay.primitives import scanner
+from fiberflow.overlay.primitives.stream import Val, fiber_tree_tokens, parse
+from fiberflow.overlay.sim.simharness import StreamSim
+from fiberflow.overlay.sim.testing import random_fiber, random_tree
 
 pytestmark = pytest.mark.rtl
 

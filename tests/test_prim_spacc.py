@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 
-from fiberflow.overlay import spacc
-from fiberflow.overlay.alu import Op
-from fiberflow.overlay.simharness import StreamSim
-from fiberflow.overlay.stream import Val, fiber_tree_tokens, parse
-from fiberflow.overlay.testing import random_fiber
+from fiberflow.overlay.primitives import spacc
+from fiberflow.overlay.primitives.alu import Op
+from fiberflow.overlay.primitives.stream import Val, fiber_tree_tokens, parse
+from fiberflow.overlay.sim.simharness import StreamSim
+from fiberflow.overlay.sim.testing import random_fiber
 
 pytestmark = pytest.mark.rtl
 

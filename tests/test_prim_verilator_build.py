@@ -3,7 +3,7 @@ import os
 import pytest
 
 from fiberflow.errors import ToolchainError
-from fiberflow.overlay import verilator_build as vb
+from fiberflow.overlay.sim import verilator_build as vb
 
 pytestmark = pytest.mark.rtl
 
@@ -85,7 +85,7 @@ def test_designs_split_into_several_files_build():
 
 # A training workload for the profile-guided build; the child process imports it by name.
 TRAINER = f"""
-from fiberflow.overlay import verilator_build as vb
+from fiberflow.overlay.sim import verilator_build as vb
 
 COUNTER = {COUNTER!r}
 HARNESS = {HARNESS!r}

@@ -22,7 +22,7 @@ from fiberflow.overlay.regmap import HOST
 pytestmark = pytest.mark.rtl
 
 rtl = pytest.importorskip("fiberflow.host.devices.rtl")
-top = pytest.importorskip("fiberflow.overlay.top")
+top = pytest.importorskip("fiberflow.overlay.shell.top")
 
 from test_rtl_device import same_bits  # noqa: E402
 

@@ -19,9 +19,9 @@ from fiberflow.overlay import regmap
 pytestmark = pytest.mark.rtl
 
 rtl = pytest.importorskip("fiberflow.host.devices.rtl")
-top = pytest.importorskip("fiberflow.overlay.top")
-lane_sim = pytest.importorskip("fiberflow.overlay.lane_sim")
-lane_mod = pytest.importorskip("fiberflow.overlay.lane")
+top = pytest.importorskip("fiberflow.overlay.shell.top")
+lane_sim = pytest.importorskip("fiberflow.overlay.sim.lane_sim")
+lane_mod = pytest.importorskip("fiberflow.overlay.lanes.lane")
 
 OP = {c.name: c.value for c in regmap.OPCODES}
 TO_DDR = regmap.CPU.reg("DMA_CTRL").field("TO_DDR").mask

@@ -371,7 +371,7 @@ def test_long_jobs_show_cycles_short_ones_stay_quiet(rtl, emu, capsys, monkeypat
 def test_the_verilator_build_is_a_stage_only_when_it_builds(rtl, monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from fiberflow import progress
     from fiberflow.host.devices.rtl import build_shell
-    from fiberflow.overlay import verilator_build
+    from fiberflow.overlay.sim import verilator_build
 
     stages: list[str] = []
     real = progress.stage

@@ -16,7 +16,7 @@ from fiberflow.overlay.regmap import HOST
 pytestmark = pytest.mark.rtl
 
 rtl = pytest.importorskip("fiberflow.host.devices.rtl")
-top = pytest.importorskip("fiberflow.overlay.top")
+top = pytest.importorskip("fiberflow.overlay.shell.top")
 
 OP = {c.name: c.value for c in regmap.OPCODES}
 # The bring-up jobs here drive placeholder lanes (a lane that stays busy for cfg0 cycles).

@@ -71,7 +71,7 @@ def test_shell_without_lanes_is_within_eight_lut_levels() -> None:
     CARRY4), then trades depth for area on every path with slack, so picorv32's
     ``mem_valid -> mem_wordsize`` has come out at 8 or at 9 (mostly LUT2s) with unrelated
     changes to the logic around it (docs/benchmarks.md)."""
-    from fiberflow.overlay.top import TOP, ShellConfig, verilog
+    from fiberflow.overlay.shell.top import TOP, ShellConfig, verilog
 
     netlist = timing.xc7_netlist(verilog(ShellConfig(kernels=())), TOP)
     ends = timing_paths.endpoints(netlist, TOP, exclude=r"^picorv32\.")
@@ -88,7 +88,7 @@ def test_control_cpu_alone_is_within_eight_lut_levels() -> None:
     decode-to-state-machine paths map to 9)."""
     from migen.fhdl.verilog import convert
 
-    from fiberflow.overlay.cpu import ControlCPU, picorv32_verilog
+    from fiberflow.overlay.shell.cpu import ControlCPU, picorv32_verilog
 
     c = ControlCPU(16384)
     ios = {c.reset, c.trap, c.hold, c.host_adr, c.host_we, c.host_dat_w, c.host_dat_r,

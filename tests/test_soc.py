@@ -13,8 +13,8 @@ from migen import Memory  # noqa: E402
 from migen.fhdl.specials import READ_FIRST  # noqa: E402
 from migen.sim import passive, run_simulation  # noqa: E402
 
-from fiberflow.overlay.dma import DMAEngine  # noqa: E402
-from fiberflow.overlay.top import ShellConfig, verilog  # noqa: E402
+from fiberflow.overlay.shell.dma import DMAEngine  # noqa: E402
+from fiberflow.overlay.shell.top import ShellConfig, verilog  # noqa: E402
 
 
 @pytest.mark.parametrize(

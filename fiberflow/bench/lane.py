@@ -2,9 +2,9 @@
 SpMV/SpMM lane in Verilator, and its yosys ``synth_xilinx`` resource use.
 
 Each case is one tile of synthetic rows with a fixed number of nonzeros, run with
-:func:`fiberflow.overlay.lane_sim.run_matrix` with the tile port always granted; cycles run
+:func:`fiberflow.overlay.sim.lane_sim.run_matrix` with the tile port always granted; cycles run
 from ``start`` to ``done``. Results are checked bit for bit against the documented order
-(:func:`fiberflow.overlay.lane_sim.reference`) on the way.
+(:func:`fiberflow.overlay.sim.lane_sim.reference`) on the way.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ def _tile(rng: np.random.Generator, per_row: int, nnz: int, cols: int = 256) -> 
 
 
 def run(args: argparse.Namespace) -> Report:
-    from fiberflow.overlay.lane import QUEUE_DEPTH
-    from fiberflow.overlay.lane_sim import LaneSim, reference, run_matrix
+    from fiberflow.overlay.lanes.lane import QUEUE_DEPTH
+    from fiberflow.overlay.sim.lane_sim import LaneSim, reference, run_matrix
 
     rows: list[list[object]] = []
     data: dict[str, object] = {}
@@ -106,7 +106,7 @@ def _matrices(rows: list[list[object]], data: dict[str, object],
     """SpMV on whole generated matrices at the devices' tile shape, tile after tile."""
     import fiberflow as ff
     from fiberflow.bench.pack import MAKERS
-    from fiberflow.overlay.lane_sim import LaneSim, run_matrix
+    from fiberflow.overlay.sim.lane_sim import LaneSim, run_matrix
 
     sim = LaneSim(value_types=("fp32",), bus_bits=64, tile_depth=4096, x_depth=4096,
                   y_depth=2048, max_k=8)  # fmt: skip
@@ -131,7 +131,7 @@ def _matrices(rows: list[list[object]], data: dict[str, object],
 
 def _resources(data: dict[str, object]) -> list[str]:
     from fiberflow.boards.estimate import _cells, synth_stat, usage_from_cells
-    from fiberflow.overlay.lane import Lane
+    from fiberflow.overlay.lanes.lane import Lane
 
     out = []
     builds = {

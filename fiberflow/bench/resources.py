@@ -56,8 +56,8 @@ def run(args: argparse.Namespace) -> Report:
     notes = []
     if any(not d["params"].get("kernels") for d in data.values()):
         notes.append(
-            "Overlays without a kernel set have placeholder lanes (overlay/lane_placeholder.py):"
-            " their numbers are the shell plus stand-in lanes."
+            "Overlays without a kernel set have placeholder lanes "
+            "(overlay/lanes/lane_placeholder.py): their numbers are the shell plus stand-in lanes."
         )
     goal = (
         f"Goal for the default 4-lane fp32 overlay on PYNQ-Z2: at most {GOAL['LUT']:.0%} of "

@@ -31,8 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> Report:
     from fiberflow.host.devices.rtl import RtlShell
     from fiberflow.overlay import regmap
-    from fiberflow.overlay.top import ShellConfig
-    from fiberflow.overlay.verilator_build import pgo_enabled
+    from fiberflow.overlay.shell.top import ShellConfig
+    from fiberflow.overlay.sim.verilator_build import pgo_enabled
 
     kernels = () if args.placeholder else ("spmv", "spmm")
     cfg = ShellConfig(lanes=args.lanes, bus_bits=args.bus_bits, kernels=kernels)

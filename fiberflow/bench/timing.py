@@ -27,6 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help=timing.NO_ROUTE_HELP,
     )
+    # One netlist placed with different seeds lands a few MHz apart (docs/benchmarks.md): a
+    # change smaller than that needs several seeds to be told apart from the placer's spread.
+    p.add_argument("--seed", type=int, default=1, help="nextpnr's placer seed (default 1)")
 
 
 def run(args: argparse.Namespace) -> Report:
@@ -37,7 +40,11 @@ def run(args: argparse.Namespace) -> Report:
     src = build.overlay_sources(build.with_defaults(board, lanes))
     start = time.perf_counter()
     proxy, depth = timing.measure(
-        src.files, src.top, target_mhz=board.fabric_clock_mhz, route=not args.no_route
+        src.files,
+        src.top,
+        target_mhz=board.fabric_clock_mhz,
+        route=not args.no_route,
+        seed=args.seed,
     )
     seconds = time.perf_counter() - start
     p = src.params
@@ -59,7 +66,7 @@ def run(args: argparse.Namespace) -> Report:
         if proxy.routed
         else "placed (not routed) out of context on an LFE5U-85F: the Fmax is nextpnr's "
         "estimate after placement, from estimated routing delays, usually somewhat optimistic"
-    )
+    ) + f"; placer seed {args.seed}"
     notes = [
         f"Goal: at most {GOAL_LUT_LEVELS} LUT levels and at least {GOAL_FMAX_MHZ:g} MHz on the "
         f"ECP5: {'met' if met else 'NOT met'}"

@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "verilator --lint-only -Wall",
         description="Generate the shell (with picorv32) in each lane variant and the Verilog of "
         "every overlay primitive, and lint them with Verilator (-Wall). Exits non-zero on any "
-        "warning outside the documented waiver list (fiberflow/overlay/lint.py, "
+        "warning outside the documented waiver list (fiberflow/overlay/sim/lint.py, "
         "docs/overlay.md).",
     )
     p.add_argument("--waivers", action="store_true", help="list the waivers and why, then exit")
@@ -22,8 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fiberflow.overlay.lint import SHELL_VARIANTS, WAIVERS, lint_primitive, lint_shell
-    from fiberflow.overlay.registry import PRIMITIVES
+    from fiberflow.overlay.primitives.registry import PRIMITIVES
+    from fiberflow.overlay.sim.lint import SHELL_VARIANTS, WAIVERS, lint_primitive, lint_shell
     from fiberflow.progress import progress
 
     if args.waivers:

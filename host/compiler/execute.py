@@ -15,8 +15,8 @@ import numpy as np
 from fiberflow.errors import DeviceError, ToolchainError
 from fiberflow.host.compiler.graph import Graph, Stream
 from fiberflow.host.formats.formats import COMPRESSED
-from fiberflow.overlay.ops import Op
-from fiberflow.overlay.stream import DONE, Empty, Stop, Token, Val
+from fiberflow.overlay.primitives.ops import Op
+from fiberflow.overlay.primitives.stream import DONE, Empty, Stop, Token, Val
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,16 @@ def run(graph: Graph, operands: dict[str, Operand], ops: Ops, sizes: dict[str, i
         trace: bool = False) -> Written:  # fmt: skip
     """Run ``graph``; ``sizes`` gives each index's dimension (for the sparse accumulator)."""
     try:  # the models live beside their Migen code
-        from fiberflow.overlay import alu, array, crddrop, join, reduce, repeat, scanner, spacc
+        from fiberflow.overlay.primitives import (
+            alu,
+            array,
+            crddrop,
+            join,
+            reduce,
+            repeat,
+            scanner,
+            spacc,
+        )
     except ImportError as e:
         raise ToolchainError(
             f"the token-level engine runs the primitives' reference models, which need "

@@ -39,8 +39,8 @@ OUTPUTS: dict[str, dict[str, StreamType]] = {
     "array_write": {},
 }
 
-# node kind -> its block's name in overlay/registry.py, what ``fiberflow lint`` builds (None:
-# not hardware)
+# node kind -> its block's name in overlay/primitives/registry.py, what ``fiberflow lint`` builds
+# (None: not hardware)
 BLOCKS: dict[str, str | None] = {
     kind: None if kind == "root" else "spacc64" if kind == "spacc" else kind for kind in OUTPUTS
 }

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fiberflow.errors import DTypeError, FormatError
-from fiberflow.overlay.ops import Op
+from fiberflow.overlay.primitives.ops import Op
 
 _F_INF = 0x7F800000
 _F_NEG_INF = 0xFF800000

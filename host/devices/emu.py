@@ -39,10 +39,10 @@ try:
 except ImportError:  # pragma: no cover - only when the package was not built
     ffi = lib = None
 
-# float32 arithmetic of the (+, *) ALU; it must match the overlay's fp32 unit (overlay/fp32.py,
-# docs/primitives.md), which flushes subnormals and makes every NaN canonical.
-# "subnormals": "flush" reads subnormal operands as zeros of the same sign and returns zeros of
-# the same sign for results IEEE would give as subnormals; "keep" is full IEEE gradual
+# float32 arithmetic of the (+, *) ALU; it must match the overlay's fp32 unit
+# (overlay/lanes/fp32.py, docs/primitives.md), which flushes subnormals and makes every NaN
+# canonical. "subnormals": "flush" reads subnormal operands as zeros of the same sign and returns
+# zeros of the same sign for results IEEE would give as subnormals; "keep" is full IEEE gradual
 # underflow. "nan": "canonical" makes every NaN an operation produces the quiet NaN 0x7fc00000;
 # "propagate" keeps whatever the host's float unit produces (which NaN payload survives then
 # depends on operand order, which the compiler may swap: only NaN-ness is defined).
@@ -115,7 +115,7 @@ class ModelledOverlay:
         )
 
 
-# ShellConfig's defaults (overlay/top.py), repeated so the emulator needs no hardware
+# ShellConfig's defaults (overlay/shell/top.py), repeated so the emulator needs no hardware
 # toolchain; tests/test_emu_model.py checks that they agree.
 SHELL_DEFAULTS = {
     "dma_engines": 1,

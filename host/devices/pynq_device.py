@@ -296,7 +296,7 @@ class PynqDevice(ShellDeviceMethods):
         try:
             from fiberflow.host.devices import pynq_sim
             from fiberflow.host.devices.rtl import RtlShell
-            from fiberflow.overlay.top import ShellConfig
+            from fiberflow.overlay.shell.top import ShellConfig
         except ImportError as exc:
             raise ToolchainError(
                 f"emulating a board needs the hardware toolchain ({exc}); "

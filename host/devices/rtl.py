@@ -1,7 +1,7 @@
 """The rtl shell: the generated shell (control CPU, DMA, lanes) in Verilator, driven from Python.
 
 This is the hardware half of the ``"rtl"`` device: the Verilated Verilog of
-:mod:`fiberflow.overlay.top` with the C++ per-cycle loop of ``host/rtl_harness.cpp``, which
+:mod:`fiberflow.overlay.shell.top` with the C++ per-cycle loop of ``host/rtl_harness.cpp``, which
 holds an AXI4-Lite master (register reads and writes from Python) and a DDR model serving the
 shell's AXI4 master ports straight from numpy buffers allocated here (their memory is handed to
 C by pointer, never copied). Builds are cached by the Verilator helper under a hash of the
@@ -149,9 +149,9 @@ class DdrModel:
 
 def build_shell(config: Any = None) -> Any:
     """Verilate the shell for ``config`` (a ShellConfig) with the harness; cached."""
-    from fiberflow.overlay.top import TOP, ShellConfig, verilog
-    from fiberflow.overlay.tracer_scope import scope
-    from fiberflow.overlay.verilator_build import build
+    from fiberflow.overlay.shell.top import TOP, ShellConfig, verilog
+    from fiberflow.overlay.sim.tracer_scope import scope
+    from fiberflow.overlay.sim.verilator_build import build
 
     cfg = config or ShellConfig()
     with scope():  # Migen would keep this device (on the stack) alive for good
@@ -182,14 +182,14 @@ def build_shell(config: Any = None) -> Any:
 
 def _train_workload(fields: dict[str, Any]) -> None:
     """What the C++ compiler's profile-guided optimisation of the shell learns from (run by
-    :func:`fiberflow.overlay.verilator_build.build` on an instrumented build, in a child
+    :func:`fiberflow.overlay.sim.verilator_build.build` on an instrumented build, in a child
     process): firmware loading and polling, an idle stretch, a copy job through a DMA engine,
     and with SpMV/SpMM lanes a job of each, so the profile has the branches of every part of
     the model both idle and busy (about 0.3 M cycles). Results are checked: a wrong one fails
     the workload, and the shell is then built without a profile (build.log says why). An
     overlay ``ff.open("rtl")`` cannot make trains on the shell part only."""
     from fiberflow.overlay import regmap
-    from fiberflow.overlay.top import ShellConfig
+    from fiberflow.overlay.shell.top import ShellConfig
 
     cfg = ShellConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
     rng = np.random.default_rng(0)
@@ -250,8 +250,8 @@ class RtlShell:
     name = "rtl"
 
     def __init__(self, config: Any = None, ddr: DdrModel | None = None) -> None:
-        from fiberflow.overlay.top import ShellConfig
-        from fiberflow.overlay.verilator_build import ffi_of
+        from fiberflow.overlay.shell.top import ShellConfig
+        from fiberflow.overlay.sim.verilator_build import ffi_of
 
         self.config = config or ShellConfig()
         self.ddr = ddr or DdrModel()

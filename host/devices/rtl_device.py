@@ -1,7 +1,7 @@
 """The ``"rtl"`` device: the generated shell in Verilator, running the real firmware.
 
 ``ff.open("rtl", lanes=4, dtype="float32")`` builds (or takes from the cache) a Verilator model
-of the shell of :mod:`fiberflow.overlay.top` with SpMV/SpMM lanes, loads the shipped firmware
+of the shell of :mod:`fiberflow.overlay.shell.top` with SpMV/SpMM lanes, loads the shipped firmware
 and runs every job cycle by cycle: the firmware walks the FFJB descriptor of ``docs/jobs.md``
 (``firmware/ffjb.c``), its DMA engines read the operands from the simulated DDR, which serves
 them straight from the device buffers' numpy arrays (no copies). The job protocol itself
@@ -76,7 +76,7 @@ class RtlDevice(ShellDeviceMethods):
 
     ``lanes`` (4), ``dtype`` ("float32", "int32" or both as a tuple: the lanes' arithmetic),
     ``dma_engines``, ``bus_bits``, ``tile_bytes``, ``x_bytes``, ``y_bytes``, ``max_k``,
-    ``ram_bytes`` (default: the overlay's own, :class:`fiberflow.overlay.top.ShellConfig`, the
+    ``ram_bytes`` (default: the overlay's own, :class:`fiberflow.overlay.shell.top.ShellConfig`, the
     same overlay ``fiberflow build`` makes), ``board`` ("pynq-z2": the DDR model and clock),
     ``ddr`` (a :class:`fiberflow.host.devices.rtl.DdrModel`, overriding the board's),
     ``board_power_w`` (the board's measured power in watts, for ``RunStats.energy_j``).
@@ -108,7 +108,7 @@ class RtlDevice(ShellDeviceMethods):
 
         try:
             from fiberflow.host.devices.rtl import DdrModel, RtlShell
-            from fiberflow.overlay.top import ShellConfig
+            from fiberflow.overlay.shell.top import ShellConfig
         except ImportError as exc:
             raise ToolchainError(
                 f"the rtl device needs the hardware toolchain ({exc}); install it with: "

@@ -1,7 +1,7 @@
 """The job protocol of the fiberflow shell, shared by every device that runs the real shell.
 
-The shell (``overlay/top.py``) is driven the same way whether it is simulated by Verilator (the
-``"rtl"`` device) or built into a bitstream on a board (the ``"pynq"`` device): load the
+The shell (``overlay/shell/top.py``) is driven the same way whether it is simulated by Verilator
+(the ``"rtl"`` device) or built into a bitstream on a board (the ``"pynq"`` device): load the
 firmware through the AXI4-Lite RAM window, write a job descriptor to DDR, ring the doorbell,
 wait for ``STATUS`` with a timeout, decode errors, read the performance counters. This module
 holds that protocol once, over a small :class:`ShellPort` that each device provides.

@@ -1,8 +1,9 @@
 """Scalar reducer: folds each fiber of a value stream into one value, over a chosen stop level.
 
-Ports: sink ``i`` (values); source ``o``; config ``op`` (an :class:`~fiberflow.overlay.alu.Op`:
-``ADD``, ``MIN``, ``MAX``, ``FADD``, ``FMIN`` or ``FMAX``), ``init`` (the op's identity: 0 for
-add, ``0x7F800000`` for fp min, ...), ``level`` (L, default 0).
+Ports: sink ``i`` (values); source ``o``; config ``op`` (an
+:class:`~fiberflow.overlay.primitives.alu.Op`: ``ADD``, ``MIN``, ``MAX``, ``FADD``, ``FMIN`` or
+``FMAX``), ``init`` (the op's identity: 0 for add, ``0x7F800000`` for fp min, ...), ``level`` (L,
+default 0).
 
 Tokens: values are folded left to right, ``acc = op(acc, v)``, starting from ``init``. A stop
 ``Sn`` with ``n < L`` is absorbed (the fold continues across it); with ``n >= L`` the fold is
@@ -19,9 +20,9 @@ from __future__ import annotations
 import numpy as np
 from migen import If, Mux, Signal
 
-from fiberflow.overlay.alu import FOLD_OPS, Op, alu_comb, op_words
-from fiberflow.overlay.primitive import Primitive
-from fiberflow.overlay.stream import DONE, Done, Empty, Kind, Stop, Token, Val
+from fiberflow.overlay.primitives.alu import FOLD_OPS, Op, alu_comb, op_words
+from fiberflow.overlay.primitives.primitive import Primitive
+from fiberflow.overlay.primitives.stream import DONE, Done, Empty, Kind, Stop, Token, Val
 
 
 class Reducer(Primitive):

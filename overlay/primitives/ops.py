@@ -1,5 +1,5 @@
-"""The ALU's operation codes (the ``op`` register of :mod:`fiberflow.overlay.alu`), in a module
-of their own so that code which only names operations (the compiler's semirings, the host's
+"""The ALU's operation codes (the ``op`` register of :mod:`fiberflow.overlay.primitives.alu`), in a
+module of their own so that code which only names operations (the compiler's semirings, the host's
 fast paths) does not need Migen."""
 
 from __future__ import annotations

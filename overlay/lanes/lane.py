@@ -11,9 +11,9 @@ local row ``r`` with a non-empty segment ``seg[r] .. seg[r+1]-1`` and every colu
     y[r, c] = acc
 
 Rows with an empty segment are not touched. Arithmetic is the overlay ALU's, pipelined
-(:mod:`fiberflow.overlay.pipe_arith`, bit-identical to :func:`fiberflow.overlay.fp32.fp_mul` /
-:func:`~fiberflow.overlay.fp32.fp_add`: subnormals flushed, canonical NaN; int32 wraps), so
-the result is bit-exact with the emulator.
+(:mod:`fiberflow.overlay.lanes.pipe_arith`, bit-identical to
+:func:`fiberflow.overlay.lanes.fp32.fp_mul` / :func:`~fiberflow.overlay.lanes.fp32.fp_add`:
+subnormals flushed, canonical NaN; int32 wraps), so the result is bit-exact with the emulator.
 
 Structure (``docs/overlay.md``, section "Lane")::
 
@@ -27,9 +27,9 @@ Structure (``docs/overlay.md``, section "Lane")::
   Each keeps a few bus words in a LiteX ``stream.SyncFIFO`` and hands out 16- or 32-bit fields;
   the segment reader hands out row lengths instead (``seg[r+1] - seg[r]`` and flags, computed
   as its words arrive), so starting a row needs no subtract or compare in the sequencer.
-  The SAM compressed scanner (``overlay/scanner.py``) reads seg and crd through two private
-  32-bit ports with 2 set-up cycles per fiber; here the arrays are walked once, front to back,
-  so a streaming reader over wide words needs a third of the port bandwidth and no per-row
+  The SAM compressed scanner (``overlay/primitives/scanner.py``) reads seg and crd through two
+  private 32-bit ports with 2 set-up cycles per fiber; here the arrays are walked once, front to
+  back, so a streaming reader over wide words needs a third of the port bandwidth and no per-row
   set-up reads. That is why the scanner is not used here.
 * The row sequencer is the SAM graph of SpMV/SpMM (dense row scan, compressed column scan,
   B-row repeat over ``c``) flattened into one counter FSM, because every stream in it moves in
@@ -45,7 +45,7 @@ Structure (``docs/overlay.md``, section "Lane")::
   ``x_base + c``, C their sum as the x address (and reads y for a chain's first item), D
   receives the words, E selects the fields; then the pipelined multiplier.
 * The adder is pipelined too, so a running sum could use it only once per adder latency + 1
-  cycles. The :class:`~fiberflow.overlay.interleave.InterleavedAccumulator` queues each
+  cycles. The :class:`~fiberflow.overlay.lanes.interleave.InterleavedAccumulator` queues each
   chain's products in its context's queue and, in every cycle, gives the adder the next
   product of a context whose previous sum is back (rotating priority), each chain's adds in
   order: the sequential sum above, bit for bit. The sequencer reserves queue room as it
@@ -98,8 +98,8 @@ from migen.fhdl import verilog
 
 from fiberflow.host.formats import dtypes
 from fiberflow.host.images import job
-from fiberflow.overlay.interleave import InterleavedAccumulator
-from fiberflow.overlay.pipe_arith import PipeFpAdd, PipeFpMul, PipeIntMul
+from fiberflow.overlay.lanes.interleave import InterleavedAccumulator
+from fiberflow.overlay.lanes.pipe_arith import PipeFpAdd, PipeFpMul, PipeIntMul
 
 __all__ = [
     "CONFIG_WORDS",

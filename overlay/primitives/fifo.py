@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from litex.soc.interconnect import stream
 
-from fiberflow.overlay.primitive import Primitive
-from fiberflow.overlay.stream import TOKEN_LAYOUT, Token
+from fiberflow.overlay.primitives.primitive import Primitive
+from fiberflow.overlay.primitives.stream import TOKEN_LAYOUT, Token
 
 
 class StreamFifo(Primitive):

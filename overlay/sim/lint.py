@@ -14,8 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from fiberflow.overlay.registry import PRIMITIVES
-from fiberflow.overlay.verilator_build import lint as verilator_lint
+from fiberflow.overlay.primitives.registry import PRIMITIVES
+from fiberflow.overlay.sim.verilator_build import lint as verilator_lint
 
 __all__ = ["SHELL_VARIANTS", "WAIVERS", "Waiver", "lint_primitive", "lint_shell"]
 
@@ -131,7 +131,7 @@ def _split(warnings: list[str]) -> tuple[list[str], list[str]]:
 def lint_shell(variant: str) -> tuple[list[str], list[str]]:
     """(unwaived warnings, waived warnings) of the shell ``variant`` (a key of
     :data:`SHELL_VARIANTS`): the generated top with picorv32, as ``fiberflow build`` ships it."""
-    from fiberflow.overlay import top
+    from fiberflow.overlay.shell import top
 
     files = top.verilog(top.ShellConfig(**SHELL_VARIANTS[variant]))  # type: ignore[arg-type]
     return _split(verilator_lint(files, top.TOP))

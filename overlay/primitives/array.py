@@ -19,8 +19,8 @@ from collections.abc import Sequence
 import numpy as np
 from migen import If, Mux, Signal
 
-from fiberflow.overlay.primitive import Primitive, ReadPort, WritePort
-from fiberflow.overlay.stream import Done, Empty, Kind, Token, Val
+from fiberflow.overlay.primitives.primitive import Primitive, ReadPort, WritePort
+from fiberflow.overlay.primitives.stream import Done, Empty, Kind, Token, Val
 
 
 class ArrayReader(Primitive):

@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 from migen import FSM, If, NextState, NextValue, Signal
 
-from fiberflow.overlay.primitive import Primitive, WritePort
-from fiberflow.overlay.stream import Done, Kind, Stop, Token, Val
+from fiberflow.overlay.primitives.primitive import Primitive, WritePort
+from fiberflow.overlay.primitives.stream import Done, Kind, Stop, Token, Val
 
 
 class CompressedWriter(Primitive):

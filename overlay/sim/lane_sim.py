@@ -1,4 +1,5 @@
-"""Run one :class:`~fiberflow.overlay.lane.Lane` in Verilator on real tiles, and its reference.
+"""Run one :class:`~fiberflow.overlay.lanes.lane.Lane` in Verilator on real tiles, and its
+reference.
 
 :class:`LaneSim` builds the lane with a C++ harness that models its three buffers (tile, x,
 y: block-RAM read timing, byte-enable writes) from numpy arrays, pulses ``start``, runs the
@@ -9,7 +10,7 @@ gaps; when a grant is withheld, the port's read in the next cycle returns garbag
 :func:`tile_operands` cuts one tile out of an ``ff.pack`` image and gives the configuration
 words for it; :func:`reference` computes what the lane must leave in y, one numpy float32
 scalar operation at a time in the order of ``docs/emulator.md`` (through the ALU's model,
-:func:`fiberflow.overlay.alu.op_words`).
+:func:`fiberflow.overlay.primitives.alu.op_words`).
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ import numpy as np
 
 from fiberflow.errors import DeviceError, DeviceTimeoutError
 from fiberflow.host.images import dma_image as di
-from fiberflow.overlay.alu import Op, op_words
-from fiberflow.overlay.lane import CONFIG_WORDS, DTYPE_CODES, Lane, mode_word
-from fiberflow.overlay.verilator_build import build, ffi_of
+from fiberflow.overlay.lanes.lane import CONFIG_WORDS, DTYPE_CODES, Lane, mode_word
+from fiberflow.overlay.primitives.alu import Op, op_words
+from fiberflow.overlay.sim.verilator_build import build, ffi_of
 
 __all__ = ["LaneRun", "LaneSim", "TileOperands", "reference", "run_matrix", "tile_operands"]
 

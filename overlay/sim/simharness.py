@@ -1,8 +1,9 @@
-"""Run any :class:`~fiberflow.overlay.primitive.Primitive` in Verilator, driven from Python.
+"""Run any :class:`~fiberflow.overlay.primitives.primitive.Primitive` in Verilator, driven from
+Python.
 
 :class:`StreamSim` generates a C++ harness for the block's ports (N input streams, M output
 streams, config inputs, memory ports), builds it once with
-:func:`fiberflow.overlay.verilator_build.build`, and runs whole token streams per call with the
+:func:`fiberflow.overlay.sim.verilator_build.build`, and runs whole token streams per call with the
 cycle loop in C:
 
 * input streams offer their next token with probability ``p_valid`` per cycle (random bubbles);
@@ -25,9 +26,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fiberflow.errors import DeviceError, DeviceTimeoutError
-from fiberflow.overlay.primitive import Primitive
-from fiberflow.overlay.stream import Token, decode_many, encode_many
-from fiberflow.overlay.verilator_build import build, ffi_of
+from fiberflow.overlay.primitives.primitive import Primitive
+from fiberflow.overlay.primitives.stream import Token, decode_many, encode_many
+from fiberflow.overlay.sim.verilator_build import build, ffi_of
 
 __all__ = ["SimResult", "StreamSim"]
 

@@ -6,7 +6,7 @@ Each unit is a Migen ``Module`` with inputs ``a``, ``b`` (``Signal(32)``), a reg
 the operands in flight, so back-to-back operands are independent; their registers have no reset
 (they only carry data, and resetting wide pipelines costs routing for nothing).
 
-The results are bit-identical to the combinational references in :mod:`fiberflow.overlay.fp32`
+The results are bit-identical to the combinational references in :mod:`fiberflow.overlay.lanes.fp32`
 (``fp_add``, ``fp_mul``: flush-to-zero, denormals-are-zero, canonical NaN, round to nearest
 even) and to ``(a * b) & 0xFFFFFFFF`` for the integer multiply. What changes is the split
 into stages, chosen so that no register-to-register path is deeper than 8 LUT/MUXF levels of a
@@ -33,7 +33,7 @@ from operator import or_
 from migen import Cat, If, Module, Mux, Replicate, Signal
 from migen.fhdl.structure import _Value
 
-from fiberflow.overlay.fp32 import QNAN
+from fiberflow.overlay.lanes.fp32 import QNAN
 
 __all__ = ["PipeFpAdd", "PipeFpMul", "PipeIntMul"]
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from migen import If, Signal
 
-from fiberflow.overlay.primitive import Primitive, eager_fork
-from fiberflow.overlay.stream import EMPTY, Kind, Token, Val
+from fiberflow.overlay.primitives.primitive import Primitive, eager_fork
+from fiberflow.overlay.primitives.stream import EMPTY, Kind, Token, Val
 
 
 class _Join(Primitive):

@@ -27,12 +27,12 @@ from migen.fhdl.specials import READ_FIRST
 from migen.fhdl.verilog import convert
 
 from fiberflow.overlay import regmap
-from fiberflow.overlay.axi_ports import axi_pads, pad_signals
-from fiberflow.overlay.axilite import AXILiteSlave
-from fiberflow.overlay.cpu import ControlCPU, picorv32_verilog
-from fiberflow.overlay.dma import DMAEngine
-from fiberflow.overlay.lane_placeholder import PlaceholderLane
-from fiberflow.overlay.lane_start import LaneStart
+from fiberflow.overlay.lanes.lane_placeholder import PlaceholderLane
+from fiberflow.overlay.lanes.lane_start import LaneStart
+from fiberflow.overlay.shell.axi_ports import axi_pads, pad_signals
+from fiberflow.overlay.shell.axilite import AXILiteSlave
+from fiberflow.overlay.shell.cpu import ControlCPU, picorv32_verilog
+from fiberflow.overlay.shell.dma import DMAEngine
 
 __all__ = ["TOP", "VALUE_TYPES", "Shell", "ShellConfig", "buffer", "buffer_ports", "verilog"]
 
@@ -61,7 +61,7 @@ class ShellConfig:
     bus_bits: int = 64
     dma_engines: int = 1
     ram_bytes: int = 16384  # the firmware (firmware/link.ld) needs 16 KiB
-    # The kernel set of the lanes (overlay/lane.py); empty: placeholder lanes with the same
+    # The kernel set of the lanes (overlay/lanes/lane.py); empty: placeholder lanes with the same
     # control ports, for bring-up of the CPU, DMA and firmware without the datapath.
     kernels: tuple[str, ...] = ("spmv", "spmm")
     x_bytes: int = 32768  # each lane's x / B-slice buffer
@@ -199,8 +199,8 @@ class Shell(Module):
         for m in lanes:
             self.comb += m.reset.eq(cpu_reset)
         # CPU_RESET resets the CPU and lanes at once, but a DMA engine only once it has
-        # drained (overlay/dma.py): it could otherwise leave a burst half done on the bus. Each
-        # engine is held in reset from the cycle after it says drained until CPU_RESET is
+        # drained (overlay/shell/dma.py): it could otherwise leave a burst half done on the bus.
+        # Each engine is held in reset from the cycle after it says drained until CPU_RESET is
         # released; CTRL.DRAINED tells the host that all of them are.
         held = [Signal(reset=1, name=f"dma_held{e}") for e in range(len(dmas))]
         drained = Signal()
@@ -478,7 +478,7 @@ class Shell(Module):
         lane_cfg = [[Signal(32) for _ in range(nw)] for _ in lanes]
         lane_ctrl, dma_ctrl = cpu_map.reg("LANE_CTRL"), cpu_map.reg("DMA_CTRL")
         # Each lane's start, from the CPU or armed, and its latched configuration
-        # (overlay/lane_start.py); wired below, read by the status registers and the engines.
+        # (overlay/lanes/lane_start.py); wired below, read by the status registers and the engines.
         starts = [LaneStart(nw) for _ in lanes]
         for n, st in enumerate(starts):
             setattr(self.submodules, f"lane_start{n}", st)
@@ -675,7 +675,7 @@ def _bits(reg: regmap.Register, name: str, word: Signal) -> object:
 def _lane(cfg: ShellConfig) -> Module:
     if not cfg.kernels:
         return PlaceholderLane()
-    from fiberflow.overlay.lane import Lane
+    from fiberflow.overlay.lanes.lane import Lane
 
     bb = cfg.bus_bytes
     return Lane(

@@ -1,6 +1,6 @@
 """The DMA engine's AXI master rules, checked formally with yosys.
 
-The engine (``overlay/dma.py``) is generated with Migen as the shell generates it, and the
+The engine (``overlay/shell/dma.py``) is generated with Migen as the shell generates it, and the
 property checker ``axi_props.sv`` is put inside its module, on its master port, ``halt``,
 ``drained`` and reset. Everything else the engine takes (commands, ``go``, ``abort``, the
 buffer's read data, every ready and response of the slave) is a free input of the top
@@ -51,7 +51,7 @@ _Q = 8  # the checker's queue depth, above any max_outstanding checked
 
 @dataclass(frozen=True)
 class Config:
-    """An engine configuration to check; the defaults are the shell's (``overlay/top.py``:
+    """An engine configuration to check; the defaults are the shell's (``overlay/shell/top.py``:
     a 16-command queue, 24-bit local space, 4 bursts in flight, buffer reads of two cycles,
     commands that may wait for one of 4 lanes, whose idle flags are free inputs here).
     ``max_outstanding`` from 2 to 7 (the checker's queues hold 8 bursts; at 1 the engine's
@@ -160,9 +160,9 @@ def engine_verilog(cfg: Config) -> str:
     from migen import Module
     from migen.fhdl.verilog import convert
 
-    from fiberflow.overlay.axi_ports import axi_pads, pad_signals
-    from fiberflow.overlay.dma import DMAEngine
-    from fiberflow.overlay.tracer_scope import scope
+    from fiberflow.overlay.shell.axi_ports import axi_pads, pad_signals
+    from fiberflow.overlay.shell.dma import DMAEngine
+    from fiberflow.overlay.sim.tracer_scope import scope
 
     with scope():
         top = Module()

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from migen import If, Mux, Signal
 
-from fiberflow.overlay.primitive import Primitive
-from fiberflow.overlay.stream import DONE, Done, Kind, Stop, Token, Val
+from fiberflow.overlay.primitives.primitive import Primitive
+from fiberflow.overlay.primitives.stream import DONE, Done, Kind, Stop, Token, Val
 
 
 class RepeatSigGen(Primitive):

@@ -1,7 +1,7 @@
 """What every primitive offers: named stream ports, config inputs, memory ports, and Verilog.
 
 A primitive is a Migen ``Module`` that lists its interface in five attributes, so one harness
-generator (:mod:`fiberflow.overlay.simharness`), ``fiberflow lint`` and ``fiberflow bench
+generator (:mod:`fiberflow.overlay.sim.simharness`), ``fiberflow lint`` and ``fiberflow bench
 primitives`` can drive any of them without per-block code:
 
 * ``sinks`` / ``sources``: token streams in / out (``stream.Endpoint(TOKEN_LAYOUT)``), named;
@@ -23,7 +23,7 @@ from litex.soc.interconnect import stream
 from migen import If, Module, Signal
 from migen.fhdl import verilog
 
-from fiberflow.overlay.stream import TOKEN_LAYOUT
+from fiberflow.overlay.primitives.stream import TOKEN_LAYOUT
 
 __all__ = ["Primitive", "ReadPort", "WritePort", "eager_fork", "token_endpoint"]
 

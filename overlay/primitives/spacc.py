@@ -23,9 +23,9 @@ from __future__ import annotations
 import numpy as np
 from migen import FSM, If, Memory, Mux, NextState, Signal
 
-from fiberflow.overlay.alu import FOLD_OPS, Op, alu_comb, op_words
-from fiberflow.overlay.primitive import Primitive, eager_fork
-from fiberflow.overlay.stream import DONE, Done, Empty, Kind, Stop, Token, Val
+from fiberflow.overlay.primitives.alu import FOLD_OPS, Op, alu_comb, op_words
+from fiberflow.overlay.primitives.primitive import Primitive, eager_fork
+from fiberflow.overlay.primitives.stream import DONE, Done, Empty, Kind, Stop, Token, Val
 
 
 class SparseAccumulator(Primitive):

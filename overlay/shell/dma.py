@@ -117,7 +117,7 @@ class DMAEngine(Module):
         The local space port, in bus words, driven from registers. A read's word is on
         ``buf_dat_r`` ``read_latency`` cycles after its address is on ``buf_adr``: 1 for a
         block RAM read straight into the engine, 2 where the shell registers each buffer's
-        word before its region multiplexer (overlay/top.py).
+        word before its region multiplexer (overlay/shell/top.py).
     rd_beat, wr_beat, fill_beat : Signal(), out
         A data beat was read / written / a zero word filled this cycle (for the counters).
     """

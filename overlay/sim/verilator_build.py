@@ -3,7 +3,7 @@
 This is the one place that knows how to find Verilator and a C++ compiler. Every RTL test,
 ``fiberflow lint`` and the RTL device use it::
 
-    from fiberflow.overlay.verilator_build import verilator_root, build
+    from fiberflow.overlay.sim.verilator_build import verilator_root, build
     lib = build(
         name="alu_fp32",               # cache folder name and logs
         verilog={"top.v": text},       # file name -> Verilog text (or a list of paths)
@@ -263,7 +263,7 @@ def ffi_of(lib: Any) -> Any:
     for ffi, loaded in _loaded.values():
         if loaded is lib:
             return ffi
-    raise KeyError("not a library returned by fiberflow.overlay.verilator_build.build")
+    raise KeyError("not a library returned by fiberflow.overlay.sim.verilator_build.build")
 
 
 def _build_into(

@@ -22,8 +22,8 @@ from collections.abc import Callable, Sequence
 
 from migen import FSM, If, NextState, NextValue, Signal
 
-from fiberflow.overlay.primitive import Primitive, ReadPort, eager_fork
-from fiberflow.overlay.stream import DONE, Done, Empty, Kind, Stop, Token, Val
+from fiberflow.overlay.primitives.primitive import Primitive, ReadPort, eager_fork
+from fiberflow.overlay.primitives.stream import DONE, Done, Empty, Kind, Stop, Token, Val
 
 
 class _Scanner(Primitive):

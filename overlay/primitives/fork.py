@@ -8,8 +8,8 @@ every output is ready).
 
 from __future__ import annotations
 
-from fiberflow.overlay.primitive import Primitive, eager_fork
-from fiberflow.overlay.stream import Token
+from fiberflow.overlay.primitives.primitive import Primitive, eager_fork
+from fiberflow.overlay.primitives.stream import Token
 
 
 class Fork(Primitive):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fiberflow.overlay import (
+from fiberflow.overlay.primitives import (
     alu,
     array,
     crddrop,
@@ -20,7 +20,7 @@ from fiberflow.overlay import (
     spacc,
     writer,
 )
-from fiberflow.overlay.primitive import Primitive
+from fiberflow.overlay.primitives.primitive import Primitive
 
 PRIMITIVES: dict[str, Callable[[], Primitive]] = {
     "scan_compressed": scanner.CompressedScanner,

@@ -5,7 +5,8 @@ Ports: sinks ``a``, ``b``; source ``o``; config ``op`` (4 bits, :class:`Op`).
 Tokens: a ``VAL``/``EMPTY`` pair becomes ``VAL(op(a, b))`` (``EMPTY`` reads as the value 0);
 any other pair (stops, done) must match and is passed on once. Latency 2 cycles, one token per
 cycle. int32 ops wrap modulo 2**32 (min/max are signed); fp32 ops follow the policy of
-:mod:`fiberflow.overlay.fp32` (round to nearest even, subnormals flushed to zero, canonical NaN).
+:mod:`fiberflow.overlay.lanes.fp32` (round to nearest even, subnormals flushed to zero, canonical
+NaN).
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from typing import Any
 import numpy as np
 from migen import Case, If, Mux, Signal
 
-from fiberflow.overlay import fp32
-from fiberflow.overlay.ops import ALL_OPS, FOLD_OPS, Op  # noqa: F401 (re-exported)
-from fiberflow.overlay.primitive import Primitive
-from fiberflow.overlay.stream import Empty, Kind, Token, Val
+from fiberflow.overlay.lanes import fp32
+from fiberflow.overlay.primitives.ops import ALL_OPS, FOLD_OPS, Op  # noqa: F401 (re-exported)
+from fiberflow.overlay.primitives.primitive import Primitive
+from fiberflow.overlay.primitives.stream import Empty, Kind, Token, Val
 
 
 def alu_comb(m: Any, op: Signal, a: Signal, b: Signal, ops: tuple[Op, ...] = ALL_OPS) -> Signal:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fiberflow.overlay.stream import Token, fiber_tree_tokens
+from fiberflow.overlay.primitives.stream import Token, fiber_tree_tokens
 
 
 def random_fiber(rng: np.random.Generator, dim: int = 64, max_len: int | None = None) -> list[int]:
@@ -52,7 +52,7 @@ def paired_trees(
 ) -> tuple[list[Token], list[Token], list[Token], list[Token]]:
     """Two coordinate streams with the same outer shape and independent innermost fibers, with
     reference streams (distinct running numbers, some ``EMPTY``) of the same shape."""
-    from fiberflow.overlay.stream import EMPTY, Val
+    from fiberflow.overlay.primitives.stream import EMPTY, Val
 
     shape = random_tree(rng, depth, dim=dim, fanout=3)
 
