@@ -225,7 +225,7 @@ def test_workers_advertising_fpga_are_chosen() -> None:
         cluster.close()
 
 
-def testrow_blocks_cover_every_row_with_balanced_nonzeros() -> None:
+def test_row_blocks_cover_every_row_with_balanced_nonzeros() -> None:
     indptr = np.concatenate([[0], np.cumsum(np.random.default_rng(0).integers(0, 20, 1000))])
     blocks = row_blocks(indptr, 4)
     assert blocks[0][0] == 0 and blocks[-1][1] == 1000
