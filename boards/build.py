@@ -111,7 +111,8 @@ def with_clock(board: Board, mhz: float) -> Board:
 
 # Block RAM of the overlay by the estimate's count: a 36-Kb block RAM holds 4 KB of a lane's
 # buffers (32-bit words), and the shell's own (the control CPU's RAM, the lanes' queues) take
-# about 12: the PYNQ-Z2's default overlay, 4 lanes of 32 + 32 + 16 KB, maps to 92.
+# about 12: the PYNQ-Z2's default overlay, 4 lanes of 32 + 32 + 16 KB (the regmap's
+# TILE_BYTES, X_BYTES, Y_BYTES), maps to 92.
 SHELL_BRAM36 = 12
 BRAM_BUDGET = 0.7  # of the board's block RAM, for the default overlay
 
@@ -133,12 +134,13 @@ def default_params(board: Board, lanes: int | None = None) -> dict[str, Any]:
     port = board.hp[0].bytes_per_cycle(board.fabric_clock_mhz)
     need = math.ceil(board.ddr.bytes_per_cycle / port)
     fits = (
-        n * (65536 + 32768 + 16384) // 4096 + SHELL_BRAM36 <= BRAM_BUDGET * board.resources.bram36
+        n * (2 * regmap.TILE_BYTES + regmap.X_BYTES + regmap.Y_BYTES) // 4096 + SHELL_BRAM36
+        <= BRAM_BUDGET * board.resources.bram36
     )
     return {
         "bus_bits": 128 if board.hp[0].width >= 128 else 64,
         "dma_engines": max(1, min(need, len(board.hp), n)),
-        "tile_bytes": 65536 if fits else 32768,
+        "tile_bytes": 2 * regmap.TILE_BYTES if fits else regmap.TILE_BYTES,
     }
 
 

@@ -51,7 +51,10 @@ __all__ = [
     "MAX_LANES",
     "OPCODES",
     "STATES",
+    "TILE_BYTES",
     "VERSION",
+    "X_BYTES",
+    "Y_BYTES",
     "Block",
     "Code",
     "Field",
@@ -81,6 +84,13 @@ DMA_QUEUE_DEPTH = 16
 # many columns: the first columns of a random matrix's tiles differ by a few, and all count as
 # the slice's start. The firmware rounds down to it and the emulator's cycle model with it.
 X_GRAIN = 256
+
+# A lane's buffers in the default overlay (ShellConfig's defaults). Here, in plain Python, so
+# that a board's default build can size its tile buffers to the block RAM budget without the
+# hardware toolchain (boards/build.py).
+TILE_BYTES = 32768
+X_BYTES = 32768
+Y_BYTES = 16384
 
 # The control CPU's address space.
 CPU_RAM_BASE = 0x0000_0000  # program and data RAM (the host loads it through HOST_RAM_WINDOW)

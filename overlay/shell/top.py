@@ -57,15 +57,15 @@ class ShellConfig:
     # Buffer sizes: 32 KiB tiles, x slices of 8192 values and y blocks of 4096 rows keep the
     # 4-lane default at about 64% of a PYNQ-Z2's block RAM (docs/benchmarks.md); 64 KiB tiles
     # would need 93%.
-    tile_bytes: int = 32768  # each tile buffer: each lane's, and the firmware's scratch
+    tile_bytes: int = regmap.TILE_BYTES  # each tile buffer: each lane's, and the firmware's scratch
     bus_bits: int = 64
     dma_engines: int = 1
     ram_bytes: int = 16384  # the firmware (firmware/link.ld) needs 16 KiB
     # The kernel set of the lanes (overlay/lanes/lane.py); empty: placeholder lanes with the same
     # control ports, for bring-up of the CPU, DMA and firmware without the datapath.
     kernels: tuple[str, ...] = ("spmv", "spmm")
-    x_bytes: int = 32768  # each lane's x / B-slice buffer
-    y_bytes: int = 16384  # each lane's y / C buffer
+    x_bytes: int = regmap.X_BYTES  # each lane's x / B-slice buffer
+    y_bytes: int = regmap.Y_BYTES  # each lane's y / C buffer
     max_k: int = 8  # largest SpMM k the lanes accumulate
 
     def __post_init__(self) -> None:
