@@ -23,9 +23,10 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from migen import Cat, ClockSignal, If, Instance, Memory, Module, Mux, Signal
+from migen import Cat, ClockSignal, If, Instance, Memory, Mux, Signal
 
 from fiberflow.overlay import regmap
+from fiberflow.overlay.shell.cpu import ControlCPU
 
 TRAP_VECTOR = 0xF000_0000  # outside the RAM: a fetch there is never answered
 CPU_FILE = "VexRiscv_Lite.v"
@@ -45,7 +46,7 @@ def cpu_verilog() -> Path:
     return Path(pythondata_cpu_vexriscv.data_location) / CPU_FILE
 
 
-class VexCPU(Module):
+class VexCPU(ControlCPU):
     """VexRiscv_Lite and its RAM, with the ports of ``overlay.shell.cpu.ControlCPU`` (see
     there). Both Wishbone buses share the RAM's port, data first, answered a cycle after the
     port takes them (an instruction-cache refill streams a word a cycle); peripheral requests
@@ -53,20 +54,7 @@ class VexCPU(Module):
     and is never answered."""
 
     def __init__(self, ram_bytes: int = 8192) -> None:
-        words = ram_bytes // 4
-        self.reset = Signal()
-        self.trap = Signal()
-        self.hold = Signal()
-        self.host_adr = Signal(max=words)
-        self.host_we = Signal(4)
-        self.host_dat_w = Signal(32)
-        self.host_dat_r = Signal(32)
-        self.p_valid = Signal()
-        self.p_addr = Signal(32)
-        self.p_wdata = Signal(32)
-        self.p_wstrb = Signal(4)
-        self.p_ready = Signal()
-        self.p_rdata = Signal(32)
+        words = self._ports(ram_bytes)
 
         # # #
 

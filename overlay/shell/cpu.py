@@ -68,24 +68,7 @@ class ControlCPU(Module):
     """
 
     def __init__(self, ram_bytes: int = 8192) -> None:
-        if ram_bytes & (ram_bytes - 1) or not 1024 <= ram_bytes <= regmap.HOST_RAM_WINDOW_BYTES:
-            raise ValueError(
-                f"ram_bytes must be a power of two from 1024 to {regmap.HOST_RAM_WINDOW_BYTES}"
-            )
-        words = ram_bytes // 4
-        self.reset = Signal()
-        self.trap = Signal()
-        self.hold = Signal()
-        self.host_adr = Signal(max=words)
-        self.host_we = Signal(4)
-        self.host_dat_w = Signal(32)
-        self.host_dat_r = Signal(32)
-        self.p_valid = Signal()
-        self.p_addr = Signal(32)
-        self.p_wdata = Signal(32)
-        self.p_wstrb = Signal(4)
-        self.p_ready = Signal()
-        self.p_rdata = Signal(32)
+        words = self._ports(ram_bytes)
 
         # # #
 
@@ -222,3 +205,26 @@ class ControlCPU(Module):
             p_done.eq(p_answer),
             If(p_answer, rdata.eq(self.p_rdata)),
         ]
+
+    def _ports(self, ram_bytes: int) -> int:
+        """Check ``ram_bytes`` and declare the ports above; the RAM's words. (Also used by the
+        CPU that ``scripts/cpu_ab.py`` puts in picorv32's place.)"""
+        if ram_bytes & (ram_bytes - 1) or not 1024 <= ram_bytes <= regmap.HOST_RAM_WINDOW_BYTES:
+            raise ValueError(
+                f"ram_bytes must be a power of two from 1024 to {regmap.HOST_RAM_WINDOW_BYTES}"
+            )
+        words = ram_bytes // 4
+        self.reset = Signal()
+        self.trap = Signal()
+        self.hold = Signal()
+        self.host_adr = Signal(max=words)
+        self.host_we = Signal(4)
+        self.host_dat_w = Signal(32)
+        self.host_dat_r = Signal(32)
+        self.p_valid = Signal()
+        self.p_addr = Signal(32)
+        self.p_wdata = Signal(32)
+        self.p_wstrb = Signal(4)
+        self.p_ready = Signal()
+        self.p_rdata = Signal(32)
+        return words
