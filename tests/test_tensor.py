@@ -68,6 +68,26 @@ def test_duplicates_that_overflow_are_summed_without_a_warning():
     assert t.nnz == 3 and np.isnan(dense[0, 0]) and dense[1, 1] == np.inf and dense[2, 2] == 2
 
 
+def test_long_runs_of_duplicates_sum_as_scipy_does_bit_for_bit():
+    # Runs of 40 duplicates of widely ranging magnitude: numpy's pairwise summation (which
+    # scipy's COO sum_duplicates uses too) rounds differently from a sequential sum on most
+    # of them, and the tensor must hold scipy's sums exactly.
+    rng = np.random.default_rng(5)
+    cells = rng.integers(0, 50, size=(2, 60))
+    coords = np.repeat(cells, 40, axis=1)
+    vals = rng.standard_normal(coords.shape[1]) * 10 ** rng.uniform(-3, 3, coords.shape[1])
+    vals = vals.astype(np.float32)
+    t = ff.Tensor.from_coo(coords, vals, (50, 50), "ds")
+    want = sp.coo_array((vals, (coords[0], coords[1])), shape=(50, 50))
+    want.sum_duplicates()
+    got = t.to_numpy()
+    assert np.array_equal(got.view(np.uint32), want.toarray().view(np.uint32))
+    sequential = np.zeros((50, 50), np.float32)
+    for (i, j), v in zip(coords.T, vals, strict=True):
+        sequential[i, j] = np.float32(sequential[i, j] + v)
+    assert not np.array_equal(got, sequential)  # the order is not a strictly sequential one
+
+
 def test_from_coo_sorts_and_sums():
     coords = np.array([[3, 0, 3, 1], [2, 1, 2, 0]])
     t = ff.Tensor.from_coo(coords, np.int32([5, 6, 7, 8]), (4, 3), format="ss")

@@ -105,9 +105,12 @@ def leaf_coords(levels: list[Level]) -> np.ndarray:
 def lex_sort_unique(coords: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sort coordinate columns lexicographically and sum duplicates, as scipy does.
 
-    Duplicates are summed in the values' own type and in input order (int32 wraps around;
-    float32 sums that overflow, or meet an infinity of the other sign, give an infinity or NaN
-    without a warning).
+    Duplicates are summed in the values' own type with ``np.add.reduceat``, as scipy's COO
+    ``sum_duplicates`` sums them, so the results are scipy's bit for bit: in input order, but
+    pairwise within a run of more than 8 (numpy's summation), so a float32 sum of a long run
+    can round differently from a strictly sequential one. int32 wraps around; float32 sums
+    that overflow, or meet an infinity of the other sign, give an infinity or NaN without a
+    warning.
     """
     if coords.shape[1] == 0:
         return coords, values
