@@ -2,8 +2,9 @@
 cycle model (host/devices/perf_model.py) on the bench's seven matrices, with the tiles the rtl
 device chose (docs/bench/spmv-rtl.json), as built and
 
-- with the control CPU's per-lane and per-tile work cut to a quarter or to nothing (as if a
-  hardware sequencer did it);
+- with the control CPU's per-lane and per-tile work cut to 0.65 (a tile's entries read and
+  checked in hardware: `prepare()` is about 35% of the CPU's work per tile,
+  docs/firmware.md), to a quarter or to nothing (as if a hardware sequencer did it);
 - with one x shared by the lanes (loaded once when x is one slice) instead of a copy each;
 - with two tile buffers per lane (a lane's next tile lands while it computes);
 - with the CPU's work cut to a quarter and two tile buffers.
@@ -30,6 +31,7 @@ RECORD = pathlib.Path(__file__).resolve().parent.parent / "docs" / "bench" / "sp
 # column heading -> (factor on the CPU's per-lane and per-tile constants, simulate's options)
 DESIGNS: dict[str, tuple[float, dict[str, bool]]] = {
     "as built": (1.0, {}),
+    "per-tile CPU x 0.65": (0.65, {}),
     "per-tile CPU / 4": (0.25, {}),
     "per-tile CPU 0": (0.0, {}),
     "shared x": (1.0, {"shared_x": True}),
