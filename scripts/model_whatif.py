@@ -10,12 +10,14 @@ device chose (docs/bench/spmv-rtl.json), as built and
 - with the CPU's work cut to a quarter and two tile buffers.
 
     python scripts/model_whatif.py          # nonzeros per cycle, a markdown table
+    python scripts/model_whatif.py --spmm   # SpMM, k = 8, tiles for k: multiply-adds per cycle
 
 A model, not a measurement: on these matrices it is 0.96-1.10x the rtl device's cycles.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import pathlib
@@ -26,7 +28,8 @@ import fiberflow as ff
 from fiberflow.bench.counted import cases
 from fiberflow.host.devices import perf_model as pm
 
-RECORD = pathlib.Path(__file__).resolve().parent.parent / "docs" / "bench" / "spmv-rtl.json"
+BENCH = pathlib.Path(__file__).resolve().parent.parent / "docs" / "bench"
+K = 8  # SpMM: the columns of B, as fiberflow bench spmm --cols 8 runs them
 
 # column heading -> (factor on the CPU's per-lane and per-tile constants, simulate's options)
 DESIGNS: dict[str, tuple[float, dict[str, bool]]] = {
@@ -49,7 +52,13 @@ def scaled(c: pm.Constants, factor: float) -> pm.Constants:
 
 
 def main() -> None:
-    tiles = {row[0]: row[2] for row in json.loads(RECORD.read_text())["rows"]}
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--spmm", action="store_true", help=f"SpMM with k = {K}, tiles for k")
+    spmm = p.parse_args().spmm
+    # the tiles the rtl device ran with (SpMM: the bench's tiles for k, one job per matrix)
+    record = json.loads((BENCH / ("spmm-rtl.json" if spmm else "spmv-rtl.json")).read_text())
+    suffix = ", tiles for k" if spmm else ""
+    tiles = {row[0]: row[2] for row in record["rows"]}
     simulate = pm.simulate
     mats = cases(1)
     results: dict[str, list[str]] = {name: [] for name, _ in mats}
@@ -59,10 +68,13 @@ def main() -> None:
         pm.simulate = lambda job, ov, c=c, o=options: simulate(job, ov, c, **o)
         try:
             for name, A in mats:
-                tile = tuple(int(v) for v in tiles[name].split(" x "))
+                tile = tuple(int(v) for v in tiles[name + suffix].split(" x "))
                 emu = ff.open("emu")
-                ff.spmv(A, np.ones(A.shape[1], np.float32), device=emu, tile=tile)
-                results[name].append(f"{A.nnz / emu.last_stats.cycles:.2f}")
+                if spmm:
+                    ff.spmm(A, np.ones((A.shape[1], K), np.float32), device=emu, tile=tile)
+                else:
+                    ff.spmv(A, np.ones(A.shape[1], np.float32), device=emu, tile=tile)
+                results[name].append(f"{emu.last_stats.work / emu.last_stats.cycles:.2f}")
         finally:
             pm.simulate = simulate
     print(f"| matrix | {' | '.join(DESIGNS)} |")
