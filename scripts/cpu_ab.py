@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from migen import Cat, ClockSignal, If, Instance, Memory, Mux, Signal
+from migen import Cat, ClockSignal, If, Instance, Mux, Signal
 
 from fiberflow.overlay import regmap
 from fiberflow.overlay.shell.cpu import ControlCPU
@@ -31,12 +31,11 @@ from fiberflow.overlay.shell.cpu import ControlCPU
 TRAP_VECTOR = 0xF000_0000  # outside the RAM: a fetch there is never answered
 CPU_FILE = "VexRiscv_Lite.v"
 
-# firmware_opt.py's jobs: the job floor and matrices of the rtl bench (same generators, seeds)
-JOBS = {
-    "random 2k x 2k, 1/row": ("random_rows", (2000, 2000, 1, 1)),
-    "random 32k x 8k, 12/row": ("random_rows", (32000, 8000, 12, 1)),
-    "2-D Poisson, 5/row": ("poisson", (300, 2)),
-    "3-D Poisson, 7/row": ("poisson", (48, 3)),
+# the job floor (firmware_phases.py's small job), a mid-sized job, and the rtl bench's seven
+# matrices (fiberflow bench spmv --device rtl: the same generators and seeds)
+SMALL = {
+    "random 2k x 2k, 1/row": (2000, 2000, 1, 1),
+    "random 20k x 20k, 5/row": (20000, 20000, 5, 1),
 }
 
 
@@ -54,7 +53,7 @@ class VexCPU(ControlCPU):
     and is never answered."""
 
     def __init__(self, ram_bytes: int = 8192) -> None:
-        words = self._ports(ram_bytes)
+        cpu_port = self._ports_and_ram(ram_bytes)
 
         # # #
 
@@ -100,17 +99,6 @@ class VexCPU(ControlCPU):
             i_dBusWishbone_ERR=0,
             **{f"o_{name}": sig for name, sig in unused.items()},
         )
-
-        ram = Memory(32, words)
-        cpu_port = ram.get_port(write_capable=True, we_granularity=8)
-        host_port = ram.get_port(write_capable=True, we_granularity=8)
-        self.specials += ram, cpu_port, host_port
-        self.comb += [
-            host_port.adr.eq(self.host_adr),
-            host_port.we.eq(self.host_we),
-            host_port.dat_w.eq(self.host_dat_w),
-            self.host_dat_r.eq(host_port.dat_r),
-        ]
 
         # Both buses share the RAM's port, data first; an access is answered in the cycle
         # after the port takes it (the RAM's read latency), so each bus sees registered
@@ -195,8 +183,8 @@ def jobs() -> None:
         image = vexriscv_firmware() if cpu == "vexriscv" else firmware.image()
         with ff.open("rtl") as dev:
             dev.driver.load_firmware(image)
-            for label, (make, args) in JOBS.items():
-                a = getattr(counted, make)(*args)
+            jobs = [(k, counted.random_rows(*v)) for k, v in SMALL.items()] + counted.cases(1)
+            for label, a in jobs:
                 x = np.random.default_rng(1).standard_normal(a.shape[1]).astype(np.float32)
                 y = ff.spmv(a, x, device=dev)
                 results.setdefault(label, []).append((dev.last_stats.cycles, y.view(np.uint32)))

@@ -12,6 +12,7 @@ here directly, which also keeps every RAM access at two cycles.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from migen import Cat, ClockSignal, If, Instance, Memory, Module, Mux, Signal
 
@@ -68,7 +69,7 @@ class ControlCPU(Module):
     """
 
     def __init__(self, ram_bytes: int = 8192) -> None:
-        words = self._ports(ram_bytes)
+        cpu_port = self._ports_and_ram(ram_bytes)
 
         # # #
 
@@ -140,11 +141,6 @@ class ControlCPU(Module):
             **{f"o_{name}": sig for name, sig in unused.items()},
         )
 
-        ram = Memory(32, words)
-        cpu_port = ram.get_port(write_capable=True, we_granularity=8)
-        host_port = ram.get_port(write_capable=True, we_granularity=8)
-        self.specials += ram, cpu_port, host_port
-
         # RAM accesses take one cycle: picorv32's look-ahead interface gives a read's address
         # in the cycle before mem_valid, so the RAM's registered read data is there when
         # mem_valid rises; writes happen at the end of their mem_valid cycle.
@@ -183,10 +179,6 @@ class ControlCPU(Module):
             p_answer.eq(resetn & self.p_valid & self.p_ready),
             mem_ready.eq(ready),
             mem_rdata.eq(Mux(ram_access, cpu_port.dat_r, rdata)),
-            host_port.adr.eq(self.host_adr),
-            host_port.we.eq(self.host_we),
-            host_port.dat_w.eq(self.host_dat_w),
-            self.host_dat_r.eq(host_port.dat_r),
         ]
         # The look-ahead address starts RAM reads (a word address: its low two bits are 0;
         # the bits above the RAM are not decoded) and tells the RAM from the peripherals.
@@ -206,9 +198,10 @@ class ControlCPU(Module):
             If(p_answer, rdata.eq(self.p_rdata)),
         ]
 
-    def _ports(self, ram_bytes: int) -> int:
-        """Check ``ram_bytes`` and declare the ports above; the RAM's words. (Also used by the
-        CPU that ``scripts/cpu_ab.py`` puts in picorv32's place.)"""
+    def _ports_and_ram(self, ram_bytes: int) -> Any:
+        """Check ``ram_bytes``, declare the ports above, make the RAM with the host's port
+        wired; the CPU's port of the RAM (read-write, byte enables, one cycle read latency).
+        (Also used by the CPU that ``scripts/cpu_ab.py`` puts in picorv32's place.)"""
         if ram_bytes & (ram_bytes - 1) or not 1024 <= ram_bytes <= regmap.HOST_RAM_WINDOW_BYTES:
             raise ValueError(
                 f"ram_bytes must be a power of two from 1024 to {regmap.HOST_RAM_WINDOW_BYTES}"
@@ -227,4 +220,14 @@ class ControlCPU(Module):
         self.p_wstrb = Signal(4)
         self.p_ready = Signal()
         self.p_rdata = Signal(32)
-        return words
+        ram = Memory(32, words)
+        cpu_port = ram.get_port(write_capable=True, we_granularity=8)
+        host_port = ram.get_port(write_capable=True, we_granularity=8)
+        self.specials += ram, cpu_port, host_port
+        self.comb += [
+            host_port.adr.eq(self.host_adr),
+            host_port.we.eq(self.host_we),
+            host_port.dat_w.eq(self.host_dat_w),
+            self.host_dat_r.eq(host_port.dat_r),
+        ]
+        return cpu_port
