@@ -107,6 +107,10 @@ static u32 n_xlo[MAX_LANES] NOINIT;  /* the columns of its slice it reads: [n_xl
 static u32 n_xhi[MAX_LANES] NOINIT;
 static u32 l_e[MAX_LANES] NOINIT;    /* the lane's DMA engine */
 static u32 l_r[MAX_LANES] NOINIT;    /* its tile buffer's region; x: +1, y: +2 */
+/* Where the lane's last queued tile lies in its tile buffer: 0 or half the buffer when it
+ * fits a half, NONE when it needs more (load(): the next one may then land in the other
+ * half while the lane computes). */
+static u32 l_tb[MAX_LANES] NOINIT;
 static u32 l_slot[MAX_LANES] NOINIT; /* its windows' scratch offset */
 static u32 win_cap;                  /* bytes of each window */
 static u32 win_seq;                  /* the last window refill (engine 0) */
@@ -275,18 +279,31 @@ static inline __attribute__((always_inline)) u32 prepare(u32 l)
     return FF_ERR_NONE;
 }
 
-/* Queue the transfers of lane l's prepared tile, each to run once the lane is done with the
- * tile it may be computing (AFTER_LANE): when the row tile changes, the previous y block out
- * and the new one in (ACCUMULATE) or cleared; the x slice unless the lane holds it; the tile.
- * The engine runs them in this order, so each finds its buffer free. Then write the lane's
- * configuration (latched at its start: a running lane keeps its own) and arm it: the lane
- * starts itself once the tile has landed. The lane has no tile queued and not started. */
+/* Queue the transfers of lane l's prepared tile: the tile first, into the free half of the
+ * tile buffer, when it and the lane's last tile each fit a half; then, each to run once the
+ * lane is done with the tile it may be computing (AFTER_LANE): when the row tile changes, the
+ * previous y block out and the new one in (ACCUMULATE) or cleared; the x slice unless the
+ * lane holds it; the tile, when not queued first. The engine runs them in this order, so
+ * each finds its buffer free. Then write the lane's configuration (latched at its start: a
+ * running lane keeps its own) and arm it: the lane starts itself once the tile has landed.
+ * The lane has no tile queued and not started. */
 static inline __attribute__((always_inline)) u32 load(u32 l)
 {
     FF_PHASE(PH_LOAD);
     u32 p = l_pos[l], err, i = n_i[l], j = n_j[l], zero_from = 0, zero_to = 0;
     u32 e = l_e[l], rt = l_r[l];
     u32 after = FF_DMA_CTRL_AFTER_LANE_MASK | l << FF_DMA_CTRL_LANE_SHIFT;
+    /* Two tiles that each fit half the tile buffer take its halves in turn: the lane's last
+     * tile has started (or the lane is idle), so the half of the one before it is free and
+     * this tile's transfer runs at once, ahead of those that wait for the lane, landing
+     * while the lane computes. A larger tile, or one after a larger one, waits for the
+     * lane and starts at the buffer's start. */
+    u32 half = tile_bytes / 2u, fits = n_bytes[l] <= half;
+    u32 ahead = fits && l_tb[l] != NONE, tb = ahead ? l_tb[l] ^ half : 0u;
+    l_tb[l] = fits ? tb : NONE;
+    if (ahead && (err = dma_push(e, a_addr + n_off[l], LOCAL(rt, tb), n_bytes[l], 0)) !=
+                     FF_ERR_NONE)
+        return err;
     if (i != l_i[l]) {
         u32 rows = i == grid_r - 1u ? last_rows : tile_rows;
         u32 ya = y_addr + y_stride * i, yoff = ya & (bus_bytes - 1u);
@@ -359,8 +376,8 @@ static inline __attribute__((always_inline)) u32 load(u32 l)
         l_xhi[l] = xhi;
         FF_LANE_CFG6(l) = (xoff - row_bytes * xlo) & (x_bytes - 1u);
     }
-    if ((err = dma_push(e, a_addr + n_off[l], LOCAL(rt, 0u), n_bytes[l], after)) !=
-        FF_ERR_NONE)
+    if (!ahead &&
+        (err = dma_push(e, a_addr + n_off[l], LOCAL(rt, 0u), n_bytes[l], after)) != FF_ERR_NONE)
         return err;
     e_loading[e]++;
     if (zero_to) {
@@ -377,10 +394,11 @@ static inline __attribute__((always_inline)) u32 load(u32 l)
     }
     /* Armed last: the CPU's zeros above go through the buffer's port that the lane takes
      * when it starts. */
-    /* (The words the job fixes, 0, 4 and 5, were written at its start, and the row and x
-     * slice words when they changed.) */
-    FF_LANE_CFG1(l) = n_crd[l];
-    FF_LANE_CFG2(l) = n_vals[l];
+    /* (The words the job fixes, 4 and 5, were written at its start, and the row and x slice
+     * words when they changed.) */
+    FF_LANE_CFG0(l) = tb + TILE_HEAD;
+    FF_LANE_CFG1(l) = tb + n_crd[l];
+    FF_LANE_CFG2(l) = tb + n_vals[l];
     FF_LANE_CTRL(l) = FF_LANE_CTRL_ARM_MASK | dma_seq[e] << FF_LANE_CTRL_SEQ_SHIFT;
     u32 bit = 1u << l;
     q_mask |= bit;
@@ -565,10 +583,9 @@ u32 job_ffjb(u32 addr)
         l_pos[l] = lt[2u * l];
         l_end[l] = lt[2u * l] + lt[2u * l + 1u];
         FF_LANE_CTRL(l) = FF_LANE_CTRL_CLEAR_MASK; /* FAILED cleared, disarmed */
-        FF_LANE_CFG0(l) = TILE_HEAD;
         FF_LANE_CFG4(l) = kernel | dtype << 8 | coord_bytes << 16;
         FF_LANE_CFG5(l) = k;
-        l_prev[l] = l_xj[l] = l_xend[l] = l_i[l] = NONE;
+        l_prev[l] = l_xj[l] = l_xend[l] = l_i[l] = l_tb[l] = NONE;
         if (l_pos[l] != l_end[l])
             todo_mask |= 1u << l;
         l_clean[l] = l == 0 && zero ? y_bytes : 0;

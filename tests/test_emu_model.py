@@ -211,7 +211,7 @@ def test_what_if_designs_move_what_they_model() -> None:
     once a lane; two tile buffers let a lane's next tile land while it computes, which pays
     only when the CPU is not the limit."""
     ov = perf_model.Overlay(lanes=4, dma_engines=2)
-    job = _job(4, 6, 16384, 6000)
+    job = _job(4, 6, 20480, 6000)  # tiles of more than half a tile buffer
     built = perf_model.simulate(job, ov)
     shared = perf_model.simulate(job, ov, shared_x=True)
     assert built.dma_bytes - shared.dma_bytes == 3 * 32768
@@ -221,7 +221,25 @@ def test_what_if_designs_move_what_they_model() -> None:
     assert perf_model.simulate(job, ov, idle_cpu, shared_x=True).cycles < alone.cycles
     both = perf_model.simulate(job, ov, idle_cpu, double_buffered=True)
     assert both.dma_bytes == alone.dma_bytes and both.lane_busy == alone.lane_busy
-    # each lane's 6 tiles: their transfers (2,048 cycles each on an engine two lanes share)
+    # each lane's 6 tiles: their transfers (2,560 cycles each on an engine two lanes share)
     # no longer wait for the lane's 6,000 cycles of compute; y, one buffer, still does
     assert 6 * 6000 < both.cycles < 0.9 * alone.cycles
     assert perf_model.simulate(job, ov, double_buffered=True).cycles > 0.95 * built.cycles
+
+
+def test_tiles_of_half_a_buffer_land_while_the_lane_computes() -> None:
+    """As built, a lane's tile that fits half its tile buffer, after one that did too, goes
+    into the other half and lands while the lane computes (firmware/ffjb.c, load): as if the
+    lane had two tile buffers. A byte more than half and it waits for the lane."""
+    ov = perf_model.Overlay(lanes=4, dma_engines=2, tile_bytes=32768)
+    idle_cpu = dataclasses.replace(perf_model.DEFAULT, lane=0, load=0, flush=0)
+    halves = perf_model.simulate(_job(4, 6, 16384, 6000), ov, idle_cpu)
+    whole = perf_model.simulate(_job(4, 6, 16392, 6000), ov, idle_cpu)
+    assert halves.cycles < 0.9 * whole.cycles
+    two = perf_model.simulate(_job(4, 6, 16392, 6000), ov, idle_cpu, double_buffered=True)
+    assert abs(two.cycles - halves.cycles) < 0.01 * halves.cycles
+    # in a buffer twice the size, both fit a half
+    wide = perf_model.simulate(
+        _job(4, 6, 16392, 6000), dataclasses.replace(ov, tile_bytes=65536), idle_cpu
+    )
+    assert wide.cycles < 0.9 * whole.cycles

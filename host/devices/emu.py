@@ -537,6 +537,7 @@ class EmuDevice:
             bus_bytes=beat,
             dma_engines=ov.dma_engines,
             engine_bytes_per_cycle=ov.engine_bytes_per_cycle,
+            tile_bytes=ov.tile_bytes,
         )
 
         def run(k: int) -> perf_model.Result:

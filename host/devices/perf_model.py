@@ -10,8 +10,10 @@ Three kinds of resources are modelled, each busy with one thing at a time:
   plus its bytes at the port width (``bus_bytes`` per cycle). Per tile a lane's transfers are
   its previous y block out (when the row tile changes), its x / B slice (unless it holds that
   column tile already) and the tile, each waiting for the lane to finish its current tile
-  (the lane's buffers are single: AFTER_LANE); y is zeroed first (no ACCUMULATE) and each
-  lane's last y block written out at the end;
+  (AFTER_LANE), except a tile that, like the lane's tile before it, fits half the tile
+  buffer: it takes the other half, queued first and not waiting (it lands while the lane
+  computes); y is zeroed first (no ACCUMULATE) and each lane's last y block written out at
+  the end;
 * each **lane**, which starts a tile the moment it has landed (LANE_CTRL.ARM), while the other
   lanes compute. A tile computes in :func:`tile_cycles`.
 
@@ -79,6 +81,7 @@ class Overlay:
     bus_bytes: int = 8
     dma_engines: int = 1
     engine_bytes_per_cycle: float = 8.0
+    tile_bytes: int = 32768  # each lane's tile buffer
 
 
 def row_lengths(image: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
@@ -205,11 +208,14 @@ def simulate(
     queues the lane's next tile (``Constants.load``, when the CPU is free), whose transfers
     wait for the lane to finish (AFTER_LANE); the engines run their queues in order.
 
+    A tile that, like the lane's tile before it, fits half the tile buffer goes into the
+    other half, queued when the lane's tile starts and landing while it computes (x and y,
+    one buffer each, keep waiting for the lane).
+
     Two designs the overlay does not have, for what-ifs (scripts/model_whatif.py):
     ``shared_x``, one x for all lanes, so that a job whose x is one slice loads it once (the
-    lanes' first tiles wait for it); ``double_buffered``, two tile buffers per lane, so that
-    a lane's next tile is queued when its tile starts and lands while it computes (x and y,
-    still one buffer each, keep waiting for the lane)."""
+    lanes' first tiles wait for it); ``double_buffered``, two whole tile buffers per lane, so
+    that every tile after a lane's first lands so, whatever its size."""
     lanes = ov.lanes
     eng = [0] * ov.dma_engines
     moved = 0
@@ -241,6 +247,7 @@ def simulate(
     clean = [1 << 62 if lane == 0 and zeroes_y else 0 for lane in range(lanes)]
     busy = [0] * lanes
     free = [0] * lanes  # when the lane is done with its current tile
+    half = [False] * lanes  # whether the lane's last queued tile fits half its tile buffer
     left = len(job.lane)
     last_started: list[int] = []  # lanes whose last tile has started: their y block out
     events: list[tuple[int, int, int]] = []  # (tile landed: the lane starts, order, lane)
@@ -262,7 +269,11 @@ def simulate(
         after = max(at, free[lane])
         cpu_zeros = 0
         waits = [0]  # when what the tile needs besides itself (y, x) has landed
-        if double_buffered:  # into the lane's other buffer, ahead of what waits for the lane
+        # firmware/ffjb.c, load: into the other half (or buffer), ahead of what waits
+        fits = 2 * int(job.tile_bytes[i]) <= ov.tile_bytes
+        ahead = (fits and half[lane]) or (double_buffered and nxt[lane] > 0)
+        half[lane] = fits
+        if ahead:
             waits.append(transfer(lane, int(job.tile_bytes[i]), at))
         if held_row[lane] != job.row_tile[i]:
             first = held_row[lane] < 0
@@ -296,7 +307,7 @@ def simulate(
             held_x[lane] = (int(job.col_tile[i]), lo, top)
             if shared_x and not job.sliced:
                 x_landed = waits[-1]
-        if not double_buffered:  # (on the lane's engine after its y and x: it lands last)
+        if not ahead:  # (on the lane's engine after its y and x: it lands last)
             waits.append(transfer(lane, int(job.tile_bytes[i]), after))
         order += 1
         left -= 1
@@ -312,7 +323,7 @@ def simulate(
             cpu += load(lane, cpu)
     while events:
         t, _, lane = heapq.heappop(events)
-        if free[lane] > t:  # double_buffered: landed while the lane computes; starts after
+        if free[lane] > t:  # landed while the lane computes (ahead): starts after
             heapq.heappush(events, (free[lane], order, lane))
             continue
         i = per_lane[lane][nxt[lane]]
