@@ -111,6 +111,11 @@ static u32 l_r[MAX_LANES] NOINIT;    /* its tile buffer's region; x: +1, y: +2 *
  * fits a half, NONE when it needs more (load(): the next one may then land in the other
  * half while the lane computes). */
 static u32 l_tb[MAX_LANES] NOINIT;
+/* Half the tile buffer when the lanes' tiles take its halves (load()), else 0. Only SpMM's
+ * (k > 1) do: its lanes compute k products a nonzero, long enough for a tile that lands
+ * while they compute to save them its transfer. SpMV's jobs are limited by the CPU's work
+ * per tile (docs/firmware.md), which the halves' bookkeeping only adds to. */
+static u32 half;
 static u32 l_slot[MAX_LANES] NOINIT; /* its windows' scratch offset */
 static u32 win_cap;                  /* bytes of each window */
 static u32 win_seq;                  /* the last window refill (engine 0) */
@@ -279,31 +284,38 @@ static inline __attribute__((always_inline)) u32 prepare(u32 l)
     return FF_ERR_NONE;
 }
 
-/* Queue the transfers of lane l's prepared tile: the tile first, into the free half of the
- * tile buffer, when it and the lane's last tile each fit a half; then, each to run once the
+/* Queue the transfers of lane l's prepared tile: with halves (a constant: the walk has a
+ * copy of load() with them and one without, so that a job without pays nothing for them),
+ * the tile first, into the free half of the tile buffer, when it and the lane's last tile
+ * each fit a half; then, each to run once the
  * lane is done with the tile it may be computing (AFTER_LANE): when the row tile changes, the
  * previous y block out and the new one in (ACCUMULATE) or cleared; the x slice unless the
  * lane holds it; the tile, when not queued first. The engine runs them in this order, so
  * each finds its buffer free. Then write the lane's configuration (latched at its start: a
  * running lane keeps its own) and arm it: the lane starts itself once the tile has landed.
  * The lane has no tile queued and not started. */
-static inline __attribute__((always_inline)) u32 load(u32 l)
+static inline __attribute__((always_inline)) u32 load(u32 l, const u32 halves)
 {
     FF_PHASE(PH_LOAD);
     u32 p = l_pos[l], err, i = n_i[l], j = n_j[l], zero_from = 0, zero_to = 0;
     u32 e = l_e[l], rt = l_r[l];
     u32 after = FF_DMA_CTRL_AFTER_LANE_MASK | l << FF_DMA_CTRL_LANE_SHIFT;
-    /* Two tiles that each fit half the tile buffer take its halves in turn: the lane's last
+    /* With halves, two tiles that each fit half the tile buffer take its halves in turn: the lane's last
      * tile has started (or the lane is idle), so the half of the one before it is free and
      * this tile's transfer runs at once, ahead of those that wait for the lane, landing
      * while the lane computes. A larger tile, or one after a larger one, waits for the
-     * lane and starts at the buffer's start. */
-    u32 half = tile_bytes / 2u, fits = n_bytes[l] <= half;
-    u32 ahead = fits && l_tb[l] != NONE, tb = ahead ? l_tb[l] ^ half : 0u;
-    l_tb[l] = fits ? tb : NONE;
-    if (ahead && (err = dma_push(e, a_addr + n_off[l], LOCAL(rt, tb), n_bytes[l], 0)) !=
-                     FF_ERR_NONE)
-        return err;
+     * lane and starts at the buffer's start (tb: its offset there). */
+    u32 tb = 0, ahead = 0;
+    if (halves) {
+        u32 fits = n_bytes[l] <= half;
+        ahead = fits && l_tb[l] != NONE;
+        tb = ahead ? l_tb[l] ^ half : 0u;
+        l_tb[l] = fits ? tb : NONE;
+        if (ahead && (err = dma_push(e, a_addr + n_off[l], LOCAL(rt, tb), n_bytes[l], 0)) !=
+                         FF_ERR_NONE)
+            return err;
+        FF_LANE_CFG0(l) = tb + TILE_HEAD;
+    }
     if (i != l_i[l]) {
         u32 rows = i == grid_r - 1u ? last_rows : tile_rows;
         u32 ya = y_addr + y_stride * i, yoff = ya & (bus_bytes - 1u);
@@ -394,9 +406,8 @@ static inline __attribute__((always_inline)) u32 load(u32 l)
     }
     /* Armed last: the CPU's zeros above go through the buffer's port that the lane takes
      * when it starts. */
-    /* (The words the job fixes, 4 and 5, were written at its start, and the row and x slice
-     * words when they changed.) */
-    FF_LANE_CFG0(l) = tb + TILE_HEAD;
+    /* (The words the job fixes, 4 and 5, were written at its start, 0 too without halves,
+     * and the row and x slice words when they changed.) */
     FF_LANE_CFG1(l) = tb + n_crd[l];
     FF_LANE_CFG2(l) = tb + n_vals[l];
     FF_LANE_CTRL(l) = FF_LANE_CTRL_ARM_MASK | dma_seq[e] << FF_LANE_CTRL_SEQ_SHIFT;
@@ -559,6 +570,7 @@ u32 job_ffjb(u32 addr)
     if (zero && (err = zero_y(2)) != FF_ERR_NONE)
         return err;
     win_cap = ((tile_bytes - MISC_BYTES) / (2u * n_lanes)) & ~31u;
+    half = k > 1u ? tile_bytes / 2u : 0u;
     grid_r = (m + tile_rows - 1u) / tile_rows;
     grid_c = (n + tile_cols - 1u) / tile_cols;
     last_rows = m - (grid_r - 1u) * tile_rows;
@@ -583,6 +595,7 @@ u32 job_ffjb(u32 addr)
         l_pos[l] = lt[2u * l];
         l_end[l] = lt[2u * l] + lt[2u * l + 1u];
         FF_LANE_CTRL(l) = FF_LANE_CTRL_CLEAR_MASK; /* FAILED cleared, disarmed */
+        FF_LANE_CFG0(l) = TILE_HEAD;
         FF_LANE_CFG4(l) = kernel | dtype << 8 | coord_bytes << 16;
         FF_LANE_CFG5(l) = k;
         l_prev[l] = l_xj[l] = l_xend[l] = l_i[l] = l_tb[l] = NONE;
@@ -718,7 +731,7 @@ u32 job_ffjb(u32 addr)
             if (dma_seq[e] - dma_done[e] > FF_DMA_QUEUE_DEPTH - TILE_XFERS)
                 continue;
             if ((!(prep_mask >> best & 1u) && (err = prepare(best)) != FF_ERR_NONE) ||
-                (err = load(best)) != FF_ERR_NONE ||
+                (err = half ? load(best, 1u) : load(best, 0u)) != FF_ERR_NONE ||
                 (todo_mask >> best & 1u && (err = prepare(best)) != FF_ERR_NONE))
                 return err;
             busy = 1;

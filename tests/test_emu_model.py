@@ -193,15 +193,16 @@ def test_a_tile_offset_outside_the_image_is_refused_when_the_job_runs() -> None:
     ff.spmv(A, np.ones(300, np.float32), device=dev)  # the device still works
 
 
-def _job(lanes: int, per_lane: int, tile_bytes: int, compute: int) -> perf_model.Job:
-    """A job of ``per_lane`` tiles a lane, each its own row tile, x one slice of 8,192
-    columns (32 KiB) that every tile reads whole."""
+def _job(lanes: int, per_lane: int, tile_bytes: int, compute: int, k: int = 1) -> perf_model.Job:
+    """A job of ``per_lane`` tiles a lane, each its own row tile, x (or B, ``k`` columns) one
+    slice of 8,192 / k rows (32 KiB) that every tile reads whole."""
     n = lanes * per_lane
     full = np.full(n, 1)
     return perf_model.Job(
         lane=np.arange(n) % lanes, row_tile=np.arange(n), col_tile=0 * full,
-        tile_bytes=tile_bytes * full, x_lo=0 * full, x_hi=8192 * full, x_end=8192 * full,
-        x_row_bytes=4, y_bytes=1600 * full, compute=compute * full, y_total=1600 * n,
+        tile_bytes=tile_bytes * full, x_lo=0 * full, x_hi=8192 // k * full,
+        x_end=8192 // k * full, x_row_bytes=4 * k, y_bytes=1600 * full,
+        compute=compute * full, y_total=1600 * n,
         head_bytes=256, accumulate=False, covered=True,
     )  # fmt: skip
 
@@ -228,18 +229,21 @@ def test_what_if_designs_move_what_they_model() -> None:
 
 
 def test_tiles_of_half_a_buffer_land_while_the_lane_computes() -> None:
-    """As built, a lane's tile that fits half its tile buffer, after one that did too, goes
-    into the other half and lands while the lane computes (firmware/ffjb.c, load): as if the
-    lane had two tile buffers. A byte more than half and it waits for the lane."""
+    """As built, an SpMM lane's tile that fits half its tile buffer, after one that did too,
+    goes into the other half and lands while the lane computes (firmware/ffjb.c, load): as if
+    the lane had two tile buffers. A byte more than half and it waits for the lane; SpMV's
+    tiles always wait."""
     ov = perf_model.Overlay(lanes=4, dma_engines=2, tile_bytes=32768)
     idle_cpu = dataclasses.replace(perf_model.DEFAULT, lane=0, load=0, flush=0)
-    halves = perf_model.simulate(_job(4, 6, 16384, 6000), ov, idle_cpu)
-    whole = perf_model.simulate(_job(4, 6, 16392, 6000), ov, idle_cpu)
+    halves = perf_model.simulate(_job(4, 6, 16384, 6000, k=2), ov, idle_cpu)
+    whole = perf_model.simulate(_job(4, 6, 16392, 6000, k=2), ov, idle_cpu)
     assert halves.cycles < 0.9 * whole.cycles
-    two = perf_model.simulate(_job(4, 6, 16392, 6000), ov, idle_cpu, double_buffered=True)
+    spmv = perf_model.simulate(_job(4, 6, 16384, 6000), ov, idle_cpu)
+    assert spmv.cycles > 0.99 * whole.cycles
+    two = perf_model.simulate(_job(4, 6, 16392, 6000, k=2), ov, idle_cpu, double_buffered=True)
     assert abs(two.cycles - halves.cycles) < 0.01 * halves.cycles
     # in a buffer twice the size, both fit a half
     wide = perf_model.simulate(
-        _job(4, 6, 16392, 6000), dataclasses.replace(ov, tile_bytes=65536), idle_cpu
+        _job(4, 6, 16392, 6000, k=2), dataclasses.replace(ov, tile_bytes=65536), idle_cpu
     )
     assert wide.cycles < 0.9 * whole.cycles

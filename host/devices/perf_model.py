@@ -10,10 +10,10 @@ Three kinds of resources are modelled, each busy with one thing at a time:
   plus its bytes at the port width (``bus_bytes`` per cycle). Per tile a lane's transfers are
   its previous y block out (when the row tile changes), its x / B slice (unless it holds that
   column tile already) and the tile, each waiting for the lane to finish its current tile
-  (AFTER_LANE), except a tile that, like the lane's tile before it, fits half the tile
-  buffer: it takes the other half, queued first and not waiting (it lands while the lane
-  computes); y is zeroed first (no ACCUMULATE) and each lane's last y block written out at
-  the end;
+  (AFTER_LANE), except, for SpMM (k > 1), a tile that, like the lane's tile before it, fits
+  half the tile buffer: it takes the other half, queued first and not waiting (it lands
+  while the lane computes); y is zeroed first (no ACCUMULATE) and each lane's last y block
+  written out at the end;
 * each **lane**, which starts a tile the moment it has landed (LANE_CTRL.ARM), while the other
   lanes compute. A tile computes in :func:`tile_cycles`.
 
@@ -208,9 +208,9 @@ def simulate(
     queues the lane's next tile (``Constants.load``, when the CPU is free), whose transfers
     wait for the lane to finish (AFTER_LANE); the engines run their queues in order.
 
-    A tile that, like the lane's tile before it, fits half the tile buffer goes into the
-    other half, queued when the lane's tile starts and landing while it computes (x and y,
-    one buffer each, keep waiting for the lane).
+    For SpMM (k > 1: ``x_row_bytes`` over 4), a tile that, like the lane's tile before it,
+    fits half the tile buffer goes into the other half, queued when the lane's tile starts
+    and landing while it computes (x and y, one buffer each, keep waiting for the lane).
 
     Two designs the overlay does not have, for what-ifs (scripts/model_whatif.py):
     ``shared_x``, one x for all lanes, so that a job whose x is one slice loads it once (the
@@ -248,6 +248,7 @@ def simulate(
     busy = [0] * lanes
     free = [0] * lanes  # when the lane is done with its current tile
     half = [False] * lanes  # whether the lane's last queued tile fits half its tile buffer
+    halves = job.x_row_bytes > 4  # k > 1 (firmware/ffjb.c, half)
     left = len(job.lane)
     last_started: list[int] = []  # lanes whose last tile has started: their y block out
     events: list[tuple[int, int, int]] = []  # (tile landed: the lane starts, order, lane)
@@ -270,7 +271,7 @@ def simulate(
         cpu_zeros = 0
         waits = [0]  # when what the tile needs besides itself (y, x) has landed
         # firmware/ffjb.c, load: into the other half (or buffer), ahead of what waits
-        fits = 2 * int(job.tile_bytes[i]) <= ov.tile_bytes
+        fits = halves and 2 * int(job.tile_bytes[i]) <= ov.tile_bytes
         ahead = (fits and half[lane]) or (double_buffered and nxt[lane] > 0)
         half[lane] = fits
         if ahead:
