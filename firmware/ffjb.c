@@ -111,10 +111,11 @@ static u32 l_r[MAX_LANES] NOINIT;    /* its tile buffer's region; x: +1, y: +2 *
  * fits a half, NONE when it needs more (load(): the next one may then land in the other
  * half while the lane computes). */
 static u32 l_tb[MAX_LANES] NOINIT;
-/* Half the tile buffer when the lanes' tiles take its halves (load()), else 0. Only SpMM's
- * (k > 1) do: its lanes compute k products a nonzero, long enough for a tile that lands
- * while they compute to save them its transfer. SpMV's jobs are limited by the CPU's work
- * per tile (docs/firmware.md), which the halves' bookkeeping only adds to. */
+/* Half the tile buffer when the lanes' tiles take its halves (load_halves()), else 0. Only
+ * SpMM's (k > 1) do: its lanes compute k products a nonzero, long enough for a tile that
+ * lands while they compute to save them its transfer. SpMV's jobs are limited by the CPU's
+ * work per tile (docs/firmware.md), which the halves' bookkeeping only adds to (1-5% slower
+ * on the rtl bench's matrices when SpMV had them too). */
 static u32 half;
 static u32 l_slot[MAX_LANES] NOINIT; /* its windows' scratch offset */
 static u32 win_cap;                  /* bytes of each window */
@@ -284,16 +285,15 @@ static inline __attribute__((always_inline)) u32 prepare(u32 l)
     return FF_ERR_NONE;
 }
 
-/* Queue the transfers of lane l's prepared tile: with halves (a constant: the walk has a
- * copy of load() with them and one without, so that a job without pays nothing for them),
- * the tile first, into the free half of the tile buffer, when it and the lane's last tile
- * each fit a half; then, each to run once the
- * lane is done with the tile it may be computing (AFTER_LANE): when the row tile changes, the
- * previous y block out and the new one in (ACCUMULATE) or cleared; the x slice unless the
- * lane holds it; the tile, when not queued first. The engine runs them in this order, so
- * each finds its buffer free. Then write the lane's configuration (latched at its start: a
- * running lane keeps its own) and arm it: the lane starts itself once the tile has landed.
- * The lane has no tile queued and not started. */
+/* Queue the transfers of lane l's prepared tile. With halves (a constant: load_halves() is
+ * the copy with them, the walk inlines the one without), the tile first, into the free half
+ * of the tile buffer, when it and the lane's last tile each fit a half. Then, each to run
+ * once the lane is done with the tile it may be computing (AFTER_LANE): when the row tile
+ * changes, the previous y block out and the new one in (ACCUMULATE) or cleared; the x slice
+ * unless the lane holds it; the tile, when not queued first. The engine runs them in this
+ * order, so each finds its buffer free. Then write the lane's configuration (latched at its
+ * start: a running lane keeps its own) and arm it: the lane starts itself once the tile has
+ * landed. The lane has no tile queued and not started. */
 static inline __attribute__((always_inline)) u32 load(u32 l, const u32 halves)
 {
     FF_PHASE(PH_LOAD);
@@ -419,6 +419,11 @@ static inline __attribute__((always_inline)) u32 load(u32 l, const u32 halves)
         todo_mask &= ~bit;
     return FF_ERR_NONE;
 }
+
+/* load() with halves, out of line: the walk inlines the copy without them, SpMV's, as it was
+ * before the halves (with both copies inlined the walk's registers were allocated anew and
+ * SpMV's jobs took up to 3.5% longer). */
+static __attribute__((noinline)) u32 load_halves(u32 l) { return load(l, 1u); }
 
 static u32 check_job(const volatile u32 *h, const u32 *lt)
 {
@@ -731,7 +736,7 @@ u32 job_ffjb(u32 addr)
             if (dma_seq[e] - dma_done[e] > FF_DMA_QUEUE_DEPTH - TILE_XFERS)
                 continue;
             if ((!(prep_mask >> best & 1u) && (err = prepare(best)) != FF_ERR_NONE) ||
-                (err = half ? load(best, 1u) : load(best, 0u)) != FF_ERR_NONE ||
+                (err = half ? load_halves(best) : load(best, 0u)) != FF_ERR_NONE ||
                 (todo_mask >> best & 1u && (err = prepare(best)) != FF_ERR_NONE))
                 return err;
             busy = 1;

@@ -260,7 +260,9 @@ def run(args: argparse.Namespace, kernel: str = "spmv") -> Report:
         "end, while the CPU has not yet queued a lane's next tile (about 2,300 cycles of its work "
         "per tile on picorv32, the limit here: docs/firmware.md, scripts/firmware_phases.py), "
         "and while a transfer waits for its lane to finish the tile it computes (a lane's "
-        "buffers are loaded again only once it is done with them)",
+        "buffers are loaded again only once it is done with them, except SpMM's tiles of at "
+        "most half the tile buffer: they take its halves in turn, each landing while the lane "
+        "computes the one before)",
         f"Verilator build of this overlay, uncached: {build_s:.1f} s"
         if build_s == build_s
         else "Verilator build time not measured (--cached)",
