@@ -381,3 +381,15 @@ def test_spmm_columns_match_the_reference_with_and_without_subnormals() -> None:
         C = ff.spmm(A, dense, device=dev, tile=(64, 128))
         for c in range(dense.shape[1]):
             assert same_bits(np.ascontiguousarray(C[:, c]), reference_spmv(A, dense[:, c]))
+
+
+def test_tile_limits_are_the_modelled_overlays() -> None:
+    """The emulator says which tiles the overlay it models takes, as the rtl and board devices
+    do for theirs: SpMM's tiles for k can then be worked out with no hardware (the same
+    508 x 1020 the rtl device's record has for k = 8)."""
+    from fiberflow.bench.counted import spmm_tile
+
+    emu = ff.open("emu")
+    assert emu.tile_limits() == (4094, 8190)  # 16 KiB y and 32 KiB x, less a spare 8-byte beat
+    assert spmm_tile(emu, 8, (16000, 8000)) == (508, 1020)
+    assert ff.open("emu", x_bytes=65536, y_bytes=32768).tile_limits() == (8190, 16382)

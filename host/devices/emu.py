@@ -656,21 +656,30 @@ class EmuDevice:
         self._check_open()
         return make_resident(self, A, tile, dtype)
 
+    def tile_limits(self) -> tuple[int, int]:
+        """The largest (rows, cols) a tile may span on the modelled overlay, as the rtl and
+        board devices' ``tile_limits()`` say for their buffers: a row tile's y block and a
+        column tile's x slice fit the lanes' y and x buffers for SpMV (for SpMM with ``k``
+        columns, divide each by ``k``)."""
+        from fiberflow.host.devices.shell_driver import buffer_span
+
+        ov = self.config
+        return buffer_span(ov.y_bytes, ov.bus_bytes), buffer_span(ov.x_bytes, ov.bus_bytes)
+
     def pack_to_fit(self, t: Any) -> Any:
         """Pack tensor ``t`` with the tiles the modelled overlay's device would choose
         (``shell_driver.pack_to_fit`` over its buffers), so the statistics describe the job the
         hardware would run. A matrix that no tile of those buffers holds (a row too long)
         is packed with the emulator's own default tile instead: the emulator has no buffers."""
         from fiberflow.host.devices.resident import default_tile
-        from fiberflow.host.devices.shell_driver import buffer_span, pack_to_fit
+        from fiberflow.host.devices.shell_driver import pack_to_fit
         from fiberflow.host.images import pack as packing
 
         ov = self.config
         try:
             return pack_to_fit(
                 t,
-                buffer_span(ov.y_bytes, ov.bus_bytes),  # as ShellJobs.tile_limits
-                buffer_span(ov.x_bytes, ov.bus_bytes),
+                *self.tile_limits(),
                 lanes=self.lanes,
                 tile_bytes=ov.tile_bytes,
                 bus_bytes=ov.bus_bytes,
