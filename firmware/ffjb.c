@@ -300,11 +300,11 @@ static inline __attribute__((always_inline)) u32 load(u32 l, const u32 halves)
     u32 p = l_pos[l], err, i = n_i[l], j = n_j[l], zero_from = 0, zero_to = 0;
     u32 e = l_e[l], rt = l_r[l];
     u32 after = FF_DMA_CTRL_AFTER_LANE_MASK | l << FF_DMA_CTRL_LANE_SHIFT;
-    /* With halves, two tiles that each fit half the tile buffer take its halves in turn: the lane's last
-     * tile has started (or the lane is idle), so the half of the one before it is free and
-     * this tile's transfer runs at once, ahead of those that wait for the lane, landing
-     * while the lane computes. A larger tile, or one after a larger one, waits for the
-     * lane and starts at the buffer's start (tb: its offset there). */
+    /* With halves, two tiles that each fit half the tile buffer take its halves in turn: the
+     * lane's last tile has started (or the lane is idle), so the half of the one before it
+     * is free and this tile's transfer runs at once, ahead of those that wait for the lane,
+     * landing while the lane computes. A larger tile, or one after a larger one, waits for
+     * the lane and starts at the buffer's start (tb: its offset there). */
     u32 tb = 0, ahead = 0;
     if (halves) {
         u32 fits = n_bytes[l] <= half;

@@ -6,7 +6,8 @@ device chose (docs/bench/spmv-rtl.json), as built and
   checked in hardware: `prepare()` is about 35% of the CPU's work per tile,
   docs/firmware.md), to a quarter or to nothing (as if a hardware sequencer did it);
 - with one x shared by the lanes (loaded once when x is one slice) instead of a copy each;
-- with two tile buffers per lane (a lane's next tile lands while it computes);
+- with two whole tile buffers per lane (every tile lands while its lane computes the one
+  before; as built, only SpMM's tiles of at most half the buffer do, in its halves);
 - with the CPU's work cut to a quarter and two tile buffers.
 
     python scripts/model_whatif.py          # nonzeros per cycle, a markdown table
