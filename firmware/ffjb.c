@@ -699,10 +699,14 @@ u32 job_ffjb(u32 addr)
         }
         r_mask &= ~idle;
         /* The lane watchdog, from a tile's start: looked at once the CPU has time to spare
-         * (a lane that never finishes leaves it so, soon enough). */
+         * (a lane that never finishes leaves it so, soon enough). A lane that has finished
+         * its tile but waits to start the next (LANE_DONE counts it only once no start is
+         * pending) waits for a transfer: the DMA watchdog's to judge, not this one, or a
+         * DDR that stops answering would be blamed on the lanes. */
         if (!was_busy)
             for (u32 l = 0, m = r_mask; m; l++, m >>= 1)
-                if (m & 1u && now - l_t0[l] > timeout)
+                if (m & 1u && now - l_t0[l] > timeout &&
+                    !(FF_LANE_STATUS(l) & FF_LANE_STATUS_DONE_MASK))
                     return bad(FF_ERR_LANE_TIMEOUT, FF_LANE_DONE);
         /* A lane's next tile is read and queued while it computes (its transfers wait for
          * it), once its last one has started: the lane has one set of configuration words to

@@ -10,6 +10,8 @@ import pytest
 import scipy.sparse as sp
 
 import fiberflow as ff
+from fiberflow.errors import DeviceError
+from fiberflow.host.devices import perf_model
 from fiberflow.host.images import job as jobs
 
 
@@ -67,3 +69,50 @@ def test_a_mix_of_tile_sizes_keeps_the_bits(rtl, k: int) -> None:  # type: ignor
     y = ff.spmm(rtl.put(A, tile=(rows, n)), B, device=rtl)
     want = ff.spmm(A, B, device=ff.open("emu", lanes=rtl.lanes), tile=(rows, n))
     assert np.array_equal(y.view(np.uint32), want.view(np.uint32))
+
+
+def _halves_job(rtl):  # type: ignore[no-untyped-def]
+    """An SpMM job (k = 8, B one slice) of 32 tiles that each fit half a tile buffer: after
+    each lane's first, every tile's transfer runs ahead, while its lane computes."""
+    rng = np.random.default_rng(3)
+    A = sp.random(8192, 1000, density=0.008, format="csr", dtype=np.float32, random_state=rng)
+    B = rng.standard_normal((1000, 8)).astype(np.float32)
+    return A, B, rtl.put(A, tile=(256, 1000))
+
+
+@pytest.mark.rtl
+def test_a_read_error_on_a_tile_sent_ahead_fails_one_job(rtl) -> None:  # type: ignore[no-untyped-def]
+    """SLVERR on the bursts of the image's last tile (queued ahead: no lane's first) fails the
+    job with DMA_READ; the same job then runs and gives the emulator's bits."""
+    A, B, h = _halves_job(rtl)
+    data = h.buffer.array
+    offsets = perf_model.tile_offsets(data, len(h.directory.nbytes))
+    last = int(np.argmax(offsets))
+    lo = h.buffer.address + int(offsets[last])
+    rtl.shell.inject_dma_error(lo, lo + int(h.directory.nbytes[last]), 2)
+    with pytest.raises(DeviceError, match="DMA_READ"):
+        ff.spmm(h, B, device=rtl, timeout=30)
+    want = ff.spmm(A, B, device=ff.open("emu", lanes=rtl.lanes), tile=(256, 1000))
+    assert np.array_equal(
+        ff.spmm(h, B, device=rtl, timeout=30).view(np.uint32), want.view(np.uint32)
+    )
+    h.free()
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("share", [0.3, 0.7])
+def test_ddr_that_stops_mid_job_fails_one_job(rtl, share: float) -> None:  # type: ignore[no-untyped-def]
+    """The DDR stops answering partway through the job's reads (tiles in flight ahead of
+    their lanes): the DMA watchdog ends the job, the reset drains the bus, and the same job
+    then gives the emulator's bits."""
+    A, B, h = _halves_job(rtl)
+    ff.spmm(h, B, device=rtl, timeout=30)
+    beats = int(share * sum(rtl.last_counters.dma_read_bytes) / rtl.config.bus_bytes)
+    rtl.inject("hang_ddr", after_beats=beats)
+    with pytest.raises(DeviceError, match="DMA_TIMEOUT"):
+        ff.spmm(h, B, device=rtl, timeout=60)
+    want = ff.spmm(A, B, device=ff.open("emu", lanes=rtl.lanes), tile=(256, 1000))
+    assert np.array_equal(
+        ff.spmm(h, B, device=rtl, timeout=30).view(np.uint32), want.view(np.uint32)
+    )
+    h.free()
