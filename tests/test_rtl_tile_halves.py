@@ -115,3 +115,42 @@ def test_ddr_that_stops_mid_job_fails_one_job(rtl, share: float) -> None:  # typ
     with pytest.raises(DeviceError, match="DMA_TIMEOUT"):
         ff.spmm(h, B, device=rtl, timeout=60)
     _runs_again(rtl, A, B, h)
+
+
+def _accumulate(dev, h, B: np.ndarray, C0: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """SpMM of resident ``h`` by a descriptor with ACCUMULATE, C's buffer first holding C0."""
+    (m, n), k = h.shape, B.shape[1]
+    table, tiles = h.schedule(dev.lanes, k)
+    bb, cb = dev.alloc(B.nbytes), dev.alloc(C0.nbytes)
+    jb = dev.alloc(jobs.descriptor_bytes(len(table), len(tiles)))
+    bb.write(B)
+    cb.write(C0)
+    jobs.write_descriptor(
+        jb.array, kernel="spmm", dtype=h.dtype, m=m, n=n, k=k, a_addr=h.buffer.address,
+        a_bytes=h.image_bytes, x_addr=bb.address, y_addr=cb.address, lane_table=table,
+        tile_list=tiles, flags=jobs.FLAG_ACCUMULATE,
+    )  # fmt: skip
+    try:
+        dev.wait(dev.submit(jb), 60)
+        return cb.view(np.float32, m * k).reshape(m, k).copy()
+    finally:
+        for b in (bb, cb, jb):
+            dev.free(b)
+
+
+@pytest.mark.rtl
+def test_accumulate_with_blocks_off_the_beat(rtl) -> None:  # type: ignore[no-untyped-def]
+    """ACCUMULATE, k = 3 and 37-row tiles: C's blocks (444 bytes) start and end inside bus
+    beats, so a lane's next row tile makes the CPU wait for the lane and complete the shared
+    beats from DDR (store_y), right after the next tile went ahead into the other half. C is
+    the emulator's bit for bit."""
+    rng = np.random.default_rng(11)
+    A = sp.random(1200, 400, density=0.05, format="csr", dtype=np.float32, random_state=rng)
+    B = rng.standard_normal((400, 3)).astype(np.float32)
+    C0 = rng.standard_normal((1200, 3)).astype(np.float32)
+    emu = ff.open("emu", lanes=rtl.lanes)
+    h, he = rtl.put(A, tile=(37, 100)), emu.put(A, tile=(37, 100))
+    got, want = _accumulate(rtl, h, B, C0), _accumulate(emu, he, B, C0)
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+    assert not np.array_equal(got, C0)
+    h.free()
