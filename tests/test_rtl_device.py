@@ -77,7 +77,7 @@ def test_unaligned_tiles_and_accumulate(rtl, emu) -> None:  # type: ignore[no-un
 
 def run_accumulate(dev, h, x, y0):  # type: ignore[no-untyped-def]
     # 6.5M cycles at tile 3 x 5: 15-30 s on a busy machine
-    return run_with_flags(dev, h, x, jobs.FLAG_ACCUMULATE, y0, timeout=120)
+    return by_hand.run_with_flags(dev, h, x, jobs.FLAG_ACCUMULATE, y0, timeout=120)
 
 
 def test_stats_come_from_the_counters(rtl) -> None:  # type: ignore[no-untyped-def]
@@ -252,27 +252,6 @@ def test_schedule_that_splits_a_row_tile_is_refused(rtl, emu) -> None:  # type: 
     recovers(rtl, emu)
 
 
-def run_with_flags(dev, h, x, flags: int, y0: np.ndarray, timeout: float = 60):  # type: ignore[no-untyped-def]
-    """SpMV of resident ``h`` by a descriptor with ``flags``, y's buffer first holding y0."""
-    m, n = h.shape
-    table, tiles = h.schedule(dev.lanes, 1)
-    xb, yb = dev.alloc(x.nbytes), dev.alloc(y0.nbytes)
-    jb = dev.alloc(jobs.descriptor_bytes(len(table), len(tiles)))
-    xb.write(x)
-    yb.write(y0)
-    jobs.write_descriptor(
-        jb.array, kernel="spmv", dtype=h.dtype, m=m, n=n, k=1, a_addr=h.buffer.address,
-        a_bytes=h.image_bytes, x_addr=xb.address, y_addr=yb.address, lane_table=table,
-        tile_list=tiles, flags=flags,
-    )  # fmt: skip
-    try:
-        dev.wait(dev.submit(jb), timeout)
-        return yb.view(np.float32, m).copy()
-    finally:
-        for b in (xb, yb, jb):
-            dev.free(b)
-
-
 def test_covered_jobs_write_every_row_and_others_are_zeroed(rtl, emu) -> None:  # type: ignore[no-untyped-def]
     """COVERED (every row tile has a tile): the device writes no zeros first, and every row of
     y is still written; a matrix with an empty row band gets zeros there without the flag."""
@@ -280,26 +259,26 @@ def test_covered_jobs_write_every_row_and_others_are_zeroed(rtl, emu) -> None:  
     h = rtl.put(A_F, tile=(16, 50))
     assert h.covered
     want = ff.spmv(A_F, X_F, device=emu, tile=(16, 50))
-    assert same_bits(run_with_flags(rtl, h, X_F, jobs.FLAG_COVERED, junk), want)
+    assert same_bits(by_hand.run_with_flags(rtl, h, X_F, jobs.FLAG_COVERED, junk), want)
     assert same_bits(
-        run_with_flags(emu, emu.put(A_F, tile=(16, 50)), X_F, jobs.FLAG_COVERED, junk), want
+        by_hand.run_with_flags(emu, emu.put(A_F, tile=(16, 50)), X_F, jobs.FLAG_COVERED, junk), want
     )
     holes = sp.csr_array(A_F.toarray() * (np.arange(A_F.shape[0]) >= 40)[:, None])
     hh = rtl.put(holes, tile=(16, 50))  # row tiles 0 and 1 have no tile
     assert not hh.covered
-    got = run_with_flags(rtl, hh, X_F, 0, junk)
+    got = by_hand.run_with_flags(rtl, hh, X_F, 0, junk)
     assert not got[:32].any() and same_bits(got, ff.spmv(holes, X_F, device=emu, tile=(16, 50)))
     # A COVERED flag that is not true: the host refuses it, and so does the firmware.
     with pytest.raises(ff.DeviceError, match="COVERED"):
-        run_with_flags(rtl, hh, X_F, jobs.FLAG_COVERED, junk)
+        by_hand.run_with_flags(rtl, hh, X_F, jobs.FLAG_COVERED, junk)
     both = jobs.FLAG_COVERED | jobs.FLAG_ACCUMULATE  # they exclude each other
     with pytest.raises(ff.DeviceError, match=r"BAD_JOB.*info 0x9\)"):
-        run_with_flags(rtl, hh, X_F, both, junk)
+        by_hand.run_with_flags(rtl, hh, X_F, both, junk)
     with pytest.raises(ff.DeviceError, match="flag this device lacks"):
-        run_with_flags(emu, emu.put(holes, tile=(16, 50)), X_F, both, junk)
+        by_hand.run_with_flags(emu, emu.put(holes, tile=(16, 50)), X_F, both, junk)
     for dev in (rtl, emu):
         with pytest.raises(ff.DeviceError, match="COVERED"):
-            run_with_flags(dev, dev.put(holes, tile=(16, 50)), X_F, jobs.FLAG_COVERED, junk)
+            by_hand.run_with_flags(dev, dev.put(holes, tile=(16, 50)), X_F, jobs.FLAG_COVERED, junk)
     hh.free()
     h.free()
     recovers(rtl, emu)
@@ -312,7 +291,7 @@ def test_the_firmware_checks_covered_itself(rtl, emu, monkeypatch) -> None:  # t
     monkeypatch.setattr(jobs, "grid_rows", lambda d, m: len(np.unique(d.row_tile)))
     junk = np.full(A_F.shape[0], np.nan, np.float32)
     with pytest.raises(ff.DeviceError, match="BAD_SCHEDULE"):
-        run_with_flags(rtl, hh, X_F, jobs.FLAG_COVERED, junk)
+        by_hand.run_with_flags(rtl, hh, X_F, jobs.FLAG_COVERED, junk)
     monkeypatch.undo()
     hh.free()
     recovers(rtl, emu)

@@ -5,6 +5,7 @@ bits as the emulator whatever the mix of sizes, and the emulator's cycles follow
 
 from __future__ import annotations
 
+import by_hand
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -13,14 +14,6 @@ import fiberflow as ff
 from fiberflow.errors import DeviceError
 from fiberflow.host.devices import perf_model
 from fiberflow.host.images import job as jobs
-
-
-@pytest.fixture(scope="module")
-def rtl():  # type: ignore[no-untyped-def]
-    pytest.importorskip("fiberflow.host.devices.rtl")
-    dev = ff.open("rtl")
-    yield dev
-    dev.close()
 
 
 def _tile_bytes(A: sp.csr_matrix, tile: tuple[int, int]) -> np.ndarray:
@@ -117,27 +110,6 @@ def test_ddr_that_stops_mid_job_fails_one_job(rtl, share: float) -> None:  # typ
     _runs_again(rtl, A, B, h)
 
 
-def _accumulate(dev, h, B: np.ndarray, C0: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """SpMM of resident ``h`` by a descriptor with ACCUMULATE, C's buffer first holding C0."""
-    (m, n), k = h.shape, B.shape[1]
-    table, tiles = h.schedule(dev.lanes, k)
-    bb, cb = dev.alloc(B.nbytes), dev.alloc(C0.nbytes)
-    jb = dev.alloc(jobs.descriptor_bytes(len(table), len(tiles)))
-    bb.write(B)
-    cb.write(C0)
-    jobs.write_descriptor(
-        jb.array, kernel="spmm", dtype=h.dtype, m=m, n=n, k=k, a_addr=h.buffer.address,
-        a_bytes=h.image_bytes, x_addr=bb.address, y_addr=cb.address, lane_table=table,
-        tile_list=tiles, flags=jobs.FLAG_ACCUMULATE,
-    )  # fmt: skip
-    try:
-        dev.wait(dev.submit(jb), 60)
-        return cb.view(np.float32, m * k).reshape(m, k).copy()
-    finally:
-        for b in (bb, cb, jb):
-            dev.free(b)
-
-
 @pytest.mark.rtl
 def test_accumulate_with_blocks_off_the_beat(rtl) -> None:  # type: ignore[no-untyped-def]
     """ACCUMULATE, k = 3 and 37-row tiles: C's blocks (444 bytes) start and end inside bus
@@ -150,7 +122,9 @@ def test_accumulate_with_blocks_off_the_beat(rtl) -> None:  # type: ignore[no-un
     C0 = rng.standard_normal((1200, 3)).astype(np.float32)
     emu = ff.open("emu", lanes=rtl.lanes)
     h, he = rtl.put(A, tile=(37, 100)), emu.put(A, tile=(37, 100))
-    got, want = _accumulate(rtl, h, B, C0), _accumulate(emu, he, B, C0)
+    flag = jobs.FLAG_ACCUMULATE
+    got = by_hand.run_with_flags(rtl, h, B, flag, C0)
+    want = by_hand.run_with_flags(emu, he, B, flag, C0)
     assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
     assert not np.array_equal(got, C0)
     h.free()

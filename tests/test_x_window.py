@@ -91,14 +91,6 @@ def test_the_directory_refuses_a_window_outside_its_tile(window: tuple[int, int]
 # -- on the rtl device ------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def rtl():  # type: ignore[no-untyped-def]
-    pytest.importorskip("fiberflow.host.devices.rtl")
-    dev = ff.open("rtl")
-    yield dev
-    dev.close()
-
-
 @pytest.mark.rtl
 def test_windows_cut_the_x_bytes_and_keep_the_bits(rtl, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """A banded matrix whose x spans three slices: with windows the job moves fewer bytes,
