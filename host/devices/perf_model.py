@@ -247,7 +247,7 @@ def simulate(
     clean = [1 << 62 if lane == 0 and zeroes_y else 0 for lane in range(lanes)]
     busy = [0] * lanes
     free = [0] * lanes  # when the lane is done with its current tile
-    half = [False] * lanes  # whether the lane's last queued tile fits half its tile buffer
+    last_fits = [False] * lanes  # whether the lane's last queued tile fits half its buffer
     halves = job.x_row_bytes > 4  # k > 1 (firmware/ffjb.c, half)
     left = len(job.lane)
     last_started: list[int] = []  # lanes whose last tile has started: their y block out
@@ -272,8 +272,8 @@ def simulate(
         waits = [0]  # when what the tile needs besides itself (y, x) has landed
         # firmware/ffjb.c, load: into the other half (or buffer), ahead of what waits
         fits = halves and 2 * int(job.tile_bytes[i]) <= ov.tile_bytes
-        ahead = (fits and half[lane]) or (double_buffered and nxt[lane] > 0)
-        half[lane] = fits
+        ahead = (fits and last_fits[lane]) or (double_buffered and nxt[lane] > 0)
+        last_fits[lane] = fits
         if ahead:
             waits.append(transfer(lane, int(job.tile_bytes[i]), at))
         if held_row[lane] != job.row_tile[i]:
